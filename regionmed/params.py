@@ -1,0 +1,110 @@
+"""The one typed loader of ``params.yaml``.
+
+Every stage reads its parameters through :func:`load_params`; DVC reads the same file (the
+``params:`` lists in ``dvc.yaml``). Models are ``extra="forbid"`` so that a typo in
+``params.yaml`` is an error that names the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_PARAMS_FILE = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitFractions(_Strict):
+    train: float = Field(0.8, ge=0, le=1)
+    val: float = Field(0.1, ge=0, le=1)
+    test: float = Field(0.1, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "SplitFractions":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {total:.4f}")
+        return self
+
+
+class SyntheticParams(_Strict):
+    """Knobs of the procedural phantom generator (the anatomy atlas itself is data in code)."""
+
+    n_images: int = Field(4000, ge=1)
+    modalities: list[Literal["chest_xray", "brain_mri", "abdomen_ct"]] = [
+        "chest_xray",
+        "brain_mri",
+        "abdomen_ct",
+    ]
+    images_per_patient_max: int = Field(3, ge=1)
+    max_findings: int = Field(3, ge=0)
+    p_no_finding: float = Field(0.2, ge=0, le=1)
+    size_weights: dict[Literal["subtle", "small", "large"], float] = {
+        "subtle": 0.35,
+        "small": 0.35,
+        "large": 0.30,
+    }
+    noise_std: float = Field(0.04, ge=0)
+    max_rotation_deg: float = Field(8.0, ge=0)
+    max_scale_jitter: float = Field(0.08, ge=0, lt=0.5)
+    max_shift: float = Field(0.05, ge=0, lt=0.5)
+    gamma_jitter: float = Field(0.15, ge=0, lt=1)
+    negatives_per_report: int = Field(2, ge=0)
+    absent_presence_questions: int = Field(1, ge=0)
+
+
+class ImportParams(_Strict):
+    """Settings for importing real data (JSONL, COCO, MedPix, DICOM folders)."""
+
+    path: str | None = None
+    captions_csv: str | None = None
+    max_file_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    dicom_window: Literal["header", "minmax"] = "header"
+
+
+class CorpusParams(_Strict):
+    source: Literal["synthetic", "jsonl", "coco", "medpix"] = "synthetic"
+    out_dir: str = "data/corpus"
+    image_size: int = Field(128, ge=16)
+    channels: Literal[1, 3] = 1
+    workers: int = Field(1, ge=1)
+    chunk_size: int = Field(64, ge=1)
+    split: SplitFractions = SplitFractions()
+    max_reject_fraction: float = Field(0.05, ge=0, le=1)
+    min_box_area: float = Field(1e-4, ge=0)
+    max_text_chars: int = Field(8000, ge=1)
+    synthetic: SyntheticParams = SyntheticParams()
+    importer: ImportParams = ImportParams()
+
+
+class Params(_Strict):
+    seed: int = 0
+    corpus: CorpusParams = CorpusParams()
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None = None) -> Params:
+    """Read ``params.yaml`` into typed, validated :class:`Params`.
+
+    ``overrides`` is a nested dict merged over the file (used by tests and benchmarks).
+    """
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if overrides:
+        raw = _deep_merge(raw, overrides)
+    return Params.model_validate(raw)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
