@@ -66,8 +66,9 @@ def describe(phantom: Phantom, rng: np.random.Generator, negatives_per_report: i
     for placed in phantom.anatomy:
         name = placed.organ.name
         negs = []
-        if placed.organ.side:
-            swapped = name.replace(placed.organ.side, "left" if placed.organ.side == "right" else "right")
+        side = placed.organ.side
+        if side and side in name:  # a paired organ: its hard negative is the other side's
+            swapped = name.replace(side, "left" if side == "right" else "right")
             if swapped in organ_names:
                 negs.append(f"the {swapped}")
         negs += [f"the {o}" for o in organ_names if o != name and f"the {o}" not in negs][:1]

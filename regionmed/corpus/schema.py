@@ -85,7 +85,7 @@ class ManifestRow:
 
 REGION_TYPE = pa.struct(
     [
-        ("bbox", pa.list_(pa.float32(), 4)),
+        ("bbox", pa.list_(pa.float64(), 4)),
         ("label", pa.string()),
         ("phrase", pa.string()),
         ("hard_negatives", pa.list_(pa.string())),

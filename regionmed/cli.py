@@ -1,0 +1,76 @@
+"""The one entry point. Each subcommand is the ``cmd`` of a DVC stage (see ``dvc.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from regionmed.env import configure_environment
+
+configure_environment()
+
+app = typer.Typer(help="RegionMed: region-aware medical CLIP, as a reproducible pipeline.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+console = Console(stderr=True)
+
+ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="The params file (params.yaml).")
+
+
+@corpus_app.command("build")
+def corpus_build(
+    params_file: Path = ParamsOption,
+    out: Path = typer.Option(None, help="Output folder (default: corpus.out_dir from params)."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """DVC stage build_corpus: build the corpus named by corpus.source (synthetic by default)."""
+    import time
+
+    from regionmed.corpus.build import BuildError, build_corpus
+    from regionmed.params import load_params
+
+    params = load_params(params_file)
+    start = time.perf_counter()
+    try:
+        summary = build_corpus(params, out, progress=False if no_progress else None)
+    except BuildError as exc:
+        console.print(f"[red]build_corpus failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    elapsed = time.perf_counter() - start
+    console.print(
+        f"built {summary.source} corpus: kept {summary.n_kept}, rejected {summary.n_rejected} "
+        f"{summary.rejected_by_category or ''} in {elapsed:.1f} s "
+        f"({summary.n_input / max(elapsed, 1e-9):.0f} images/s); splits {summary.per_split}"
+    )
+
+
+@corpus_app.command("preview")
+def corpus_preview(
+    corpus: Path = typer.Argument(Path("data/corpus"), help="Corpus folder."),
+    out: Path = typer.Option(Path("reports/corpus_preview.png"), help="PNG to write."),
+    n: int = typer.Option(16, help="Number of images."),
+    split: str = typer.Option(None, help="Only this split."),
+    anatomy: bool = typer.Option(False, help="Also draw anatomy boxes."),
+) -> None:
+    """Write a PNG grid of sample images with their region boxes and phrases."""
+    from regionmed.corpus.inspect import preview_grid
+
+    console.print(f"wrote {preview_grid(corpus, out, n=n, split=split, show_anatomy=anatomy)}")
+
+
+@corpus_app.command("stats")
+def corpus_stats_cmd(corpus: Path = typer.Argument(Path("data/corpus"), help="Corpus folder.")) -> None:
+    """Print counts per modality, label and split, and the region size distribution."""
+    from regionmed.corpus.inspect import corpus_stats
+
+    out = Console()
+    for title, table in corpus_stats(corpus).items():
+        out.rule(title)
+        out.print(table.to_string())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,161 @@
+"""The ``build_corpus`` stage: a source → a corpus folder (manifest, PNGs, rejected records, summary).
+
+Bad records never stop the build: each is written to ``rejected.jsonl`` with its reason and the
+good ones go on. The build fails only when the rejected fraction passes ``max_reject_fraction``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from regionmed.corpus.process import ProcessContext, image_id_for, process_record
+from regionmed.corpus.records import RecordError, Rejected
+from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, IMAGES_DIR, MANIFEST_FILE, REJECTED_FILE,
+                                     ManifestRow, write_manifest)
+from regionmed.corpus.splits import assign_splits
+from regionmed.params import CorpusParams, Params
+
+
+class BuildError(RuntimeError):
+    """The build finished but its result must not be used (too many records rejected)."""
+
+
+@dataclass
+class BuildSummary:
+    n_input: int
+    n_kept: int
+    n_rejected: int
+    rejected_by_category: dict[str, int]
+    per_split: dict[str, int]
+    per_modality: dict[str, int]
+    n_regions: int
+    source: str
+
+    @property
+    def reject_fraction(self) -> float:
+        return self.n_rejected / max(self.n_input, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "reject_fraction": round(self.reject_fraction, 6)}
+
+
+def make_source(params: Params):
+    """The source named in ``params.corpus.source``."""
+    c = params.corpus
+    if c.source == "synthetic":
+        from regionmed.corpus.synthetic_source import SyntheticSource
+
+        return SyntheticSource(c.synthetic, params.seed, c.image_size)
+    from regionmed.corpus.importers import make_importer
+
+    return make_importer(c.source, c.importer)
+
+
+def _context(c: CorpusParams, out_dir: Path, data_root: Path | None) -> ProcessContext:
+    return ProcessContext(out_dir=out_dir, data_root=data_root, image_size=c.image_size, channels=c.channels,
+                          max_file_bytes=c.importer.max_file_bytes, max_image_pixels=c.importer.max_image_pixels,
+                          min_box_area=c.min_box_area, max_text_chars=c.max_text_chars,
+                          dicom_window=c.importer.dicom_window)
+
+
+# Worker state, set once per process by the pool initialiser (sources can be large to pickle per task).
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(source, ctx: ProcessContext) -> None:
+    _WORKER["source"], _WORKER["ctx"] = source, ctx
+
+
+def _run_task(task) -> ManifestRow | Rejected:
+    source, ctx = _WORKER["source"], _WORKER["ctx"]
+    if isinstance(task, Rejected):
+        return task
+    record = None
+    try:
+        record = source.materialise(task)
+        return process_record(record, ctx)
+    except RecordError as exc:
+        summary = record.summary() if record is not None else {"task": repr(task)[:500]}
+        return Rejected(record.record_id if record else str(task[0]), exc.category, str(exc), summary)
+
+
+def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bool | None = None,
+                 source=None) -> BuildSummary:
+    c = params.corpus
+    out = Path(out_dir or c.out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    (out / IMAGES_DIR).mkdir(parents=True)
+    source = source or make_source(params)
+    ctx = _context(c, out, getattr(source, "root", None))
+
+    rows: list[ManifestRow] = []
+    rejected: list[Rejected] = []
+    seen_ids: set[str] = set()
+    tasks = []
+    for task in source.tasks():
+        if isinstance(task, Rejected):
+            rejected.append(task)
+            continue
+        image_id = image_id_for(str(task[0]))
+        if image_id in seen_ids:
+            rejected.append(Rejected(str(task[0]), "duplicate_id", f"duplicate record id {task[0]!r}",
+                                     {"task": repr(task)[:500]}))
+            continue
+        seen_ids.add(image_id)
+        tasks.append(task)
+
+    n_input = len(tasks) + len(rejected)
+    bar = dict(total=len(tasks), desc=f"build {source.name}", unit="img", disable=progress is False)
+    if c.workers > 1:
+        with mp.get_context("spawn").Pool(c.workers, _init_worker, (source, ctx)) as pool:
+            results = list(tqdm(pool.imap(_run_task, tasks, chunksize=c.chunk_size), **bar))
+    else:
+        _init_worker(source, ctx)
+        results = [_run_task(t) for t in tqdm(tasks, **bar)]
+
+    by_sha: dict[str, str] = {}
+    for result in results:
+        if isinstance(result, Rejected):
+            rejected.append(result)
+        elif result.sha256 in by_sha:
+            (out / result.image_path).unlink()
+            rejected.append(Rejected(result.image_id, "duplicate_image",
+                                     f"same image as {by_sha[result.sha256]!r}", {"image_id": result.image_id}))
+        else:
+            by_sha[result.sha256] = result.image_id
+            rows.append(result)
+
+    # A row's split is the source's own split (or "") until patients are resolved here.
+    splits = assign_splits({r.image_id: r.patient_id for r in rows},
+                           {r.image_id: r.split or None for r in rows}, params.seed, c.split)
+    for r in rows:
+        r.split = splits[r.image_id]
+    write_manifest(rows, out / MANIFEST_FILE)
+    with open(out / REJECTED_FILE, "w") as f:
+        for rej in sorted(rejected, key=lambda r: (r.record_id, r.category)):
+            f.write(json.dumps(rej.to_json(), sort_keys=True, default=str) + "\n")
+
+    summary = BuildSummary(
+        n_input=n_input, n_kept=len(rows), n_rejected=len(rejected),
+        rejected_by_category=dict(sorted(Counter(r.category for r in rejected).items())),
+        per_split=dict(sorted(Counter(r.split for r in rows).items())),
+        per_modality=dict(sorted(Counter(r.modality for r in rows).items())),
+        n_regions=sum(len(r.regions) for r in rows), source=source.name,
+    )
+    (out / BUILD_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
+    if summary.reject_fraction > c.max_reject_fraction:
+        raise BuildError(
+            f"{summary.n_rejected} of {summary.n_input} records rejected "
+            f"({summary.reject_fraction:.1%} > max_reject_fraction {c.max_reject_fraction:.1%}): "
+            f"{summary.rejected_by_category}; see {out / REJECTED_FILE}"
+        )
+    return summary

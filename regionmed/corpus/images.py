@@ -1,0 +1,168 @@
+"""Reading and normalising images: PNG, JPEG and DICOM in, the corpus's 8-bit square images out.
+
+Shared by the corpus build and the service, so that an image is prepared the same way for
+training and for inference. Every failure raises :class:`ImageError` with a reason that the
+caller files against the record (never a crash of the whole build).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+DICOM_MAGIC_OFFSET = 128
+DICOM_MAGIC = b"DICM"
+
+
+class ImageError(ValueError):
+    """An image that cannot be used, with a reason a person can act on and a short category."""
+
+    def __init__(self, message: str, category: str = "unreadable_image"):
+        super().__init__(message)
+        self.category = category
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How a source image of ``width`` x ``height`` was fitted into a ``size`` x ``size`` square."""
+
+    width: int
+    height: int
+    size: int
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+    def box_to_normalised(self, box_px) -> tuple[float, float, float, float]:
+        """A box in source pixels ``[x0, y0, x1, y1]`` → the same box normalised in the square."""
+        x0, y0, x1, y1 = (float(v) for v in box_px)
+        return (
+            (x0 * self.scale_x + self.pad_x) / self.size,
+            (y0 * self.scale_y + self.pad_y) / self.size,
+            (x1 * self.scale_x + self.pad_x) / self.size,
+            (y1 * self.scale_y + self.pad_y) / self.size,
+        )
+
+
+def is_dicom(data: bytes) -> bool:
+    return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC
+
+
+def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header") -> np.ndarray:
+    """Bytes of a PNG, JPEG or DICOM file → uint8 array (H, W) or (H, W, 3).
+
+    The pixel count is checked from the header before any pixel is decoded (no decompression bombs).
+    """
+    if is_dicom(data):
+        return _decode_dicom(data, max_pixels, dicom_window)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(f"image too large: {w}x{h} = {w * h} pixels > limit {max_pixels}", "image_too_large")
+            if w == 0 or h == 0:
+                raise ImageError("image has zero width or height", "unreadable_image")
+            img.load()
+            return _pil_to_array(img)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"not a readable PNG/JPEG/DICOM image ({type(exc).__name__})", "not_an_image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"unreadable or truncated image ({exc})") from None
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        return _to_uint8(arr)
+    if img.mode not in ("L", "RGB"):
+        img = img.convert("RGB") if img.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA") else img.convert("L")
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def _decode_dicom(data: bytes, max_pixels: int, dicom_window: str) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise ImageError(f"unreadable DICOM ({type(exc).__name__}: {exc})") from None
+    if "PixelData" not in ds:
+        raise ImageError("DICOM has no pixel data", "no_pixel_data")
+    rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
+    if rows * cols > max_pixels:
+        raise ImageError(f"image too large: {cols}x{rows} = {rows * cols} pixels > limit {max_pixels}", "image_too_large")
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        raise ImageError(f"DICOM pixel data cannot be decoded ({type(exc).__name__}: {exc})") from None
+    if arr.ndim == 3 and ds.get("SamplesPerPixel", 1) == 1:
+        arr = arr[arr.shape[0] // 2]  # a multi-frame volume: take its middle slice
+    if ds.get("SamplesPerPixel", 1) == 3:
+        return _to_uint8(np.asarray(arr, dtype=np.float64))
+    arr = apply_modality_lut(arr, ds)  # rescale slope / intercept
+    if dicom_window == "header" and "WindowCenter" in ds:
+        arr = apply_voi_lut(arr, ds)
+    out = _to_uint8(np.asarray(arr, dtype=np.float64))
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        out = 255 - out  # MONOCHROME1: high values are dark
+    return out
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.uint8)
+    return np.clip((arr - lo) / (hi - lo) * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def set_channels(arr: np.ndarray, channels: int) -> np.ndarray:
+    if channels == 1:
+        if arr.ndim == 3:  # ITU-R 601 luma, as PIL's "L" conversion
+            arr = (arr[..., :3] @ np.array([0.299, 0.587, 0.114])).round().astype(np.uint8)
+        return arr
+    return np.repeat(arr[..., None], 3, axis=2) if arr.ndim == 2 else arr[..., :3]
+
+
+def letterbox(arr: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio so the longer side is ``size``, then pad to a centred square."""
+    h, w = arr.shape[:2]
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = np.asarray(Image.fromarray(arr).resize((new_w, new_h), Image.Resampling.BILINEAR))
+    out = np.zeros((size, size) + arr.shape[2:], dtype=np.uint8)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    out[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+    # Per-axis scales: rounding makes them differ slightly from ``scale``.
+    return out, Letterbox(w, h, size, new_w / w, new_h / h, float(pad_x), float(pad_y))
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """Deterministic PNG bytes (no timestamps or text chunks)."""
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_png(path: str | Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img, dtype=np.uint8).copy()
+
+
+def to_model_input(arr: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 (H, W[, 3]) → float32 (C, H, W) in 0..1, the input every model of the package takes."""
+    arr = set_channels(arr, channels)
+    x = arr.astype(np.float32) / 255.0
+    return x[None] if x.ndim == 2 else np.transpose(x, (2, 0, 1))

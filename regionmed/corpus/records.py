@@ -1,0 +1,74 @@
+"""What every source hands to the build: raw records, their regions, and why a record was set aside."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class RecordError(ValueError):
+    """A record that cannot go into the corpus. ``category`` groups reasons in the build summary."""
+
+    def __init__(self, category: str, message: str):
+        super().__init__(message)
+        self.category = category
+
+
+@dataclass
+class RawRegion:
+    """A region as a source gives it: a box in source-image pixels unless ``normalised``."""
+
+    bbox: tuple[float, float, float, float]
+    label: str
+    phrase: str | None = None
+    hard_negatives: list[str] | None = None
+    kind: str = "finding"
+    size: str | None = None
+    normalised: bool = False
+
+
+@dataclass
+class SourceRecord:
+    """One image with its texts and annotations, before normalisation.
+
+    Exactly one of ``image_file`` (a path relative to the source's data root) or ``pixels``
+    (an in-memory uint8 array, for generated images) is set.
+    """
+
+    record_id: str
+    source: str
+    image_file: str | None = None
+    pixels: np.ndarray | None = None
+    patient_id: str | None = None
+    split: str | None = None
+    modality: str = "unknown"
+    body_part: str = "unknown"
+    report: str = ""
+    modality_text: str | None = None
+    anatomy_text: str | None = None
+    finding_text: str | None = None
+    labels: list[str] = field(default_factory=list)
+    regions: list[RawRegion] = field(default_factory=list)
+    qa: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The record as written to ``rejected.jsonl`` (everything but in-memory pixels)."""
+        d = asdict(self)
+        d.pop("pixels")
+        return d
+
+
+@dataclass
+class Rejected:
+    """A record set aside before or during processing, with the reason."""
+
+    record_id: str
+    category: str
+    reason: str
+    record: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"record_id": self.record_id, "category": self.category, "reason": self.reason,
+                "record": self.record}
