@@ -30,10 +30,9 @@ LOCATION_TEMPLATES = {
 }
 DEFAULT_ZONES = ("upper", "middle", "lower")
 DEFAULT_TEMPLATE = "the {side} {zone} {body_part}"
-# Words that say where, removed for the location-free grounding test.
-LOCATION_WORDS = frozenset(
-    "right left upper middle mid lower zone zones lobe lobes frontal parietal occipital central "
-    "central midline abdomen hemisphere kidney liver of the in".split()
+# Words that say where, removed from what is left of a phrase after its "in the ..." part.
+SIDE_AND_ZONE_WORDS = frozenset(
+    "right left bilateral upper middle mid lower central midline frontal parietal occipital".split()
 )
 
 
@@ -133,7 +132,7 @@ def swap_laterality(text: str) -> str:
 def strip_location(phrase: str) -> str:
     """The location-free version of a phrase: ``"a small nodule in the right upper zone"`` → ``"a small nodule"``."""
     text = re.split(r"\s+(?:in|of|at)\s+the\s+", phrase, maxsplit=1)[0]
-    words = [w for w in text.split() if w.lower() not in LOCATION_WORDS - {"in", "of", "the"}]
+    words = [w for w in text.split() if w.lower() not in SIDE_AND_ZONE_WORDS]
     return " ".join(words) if words else phrase
 
 

@@ -1,0 +1,42 @@
+# RegionMed: `make help` lists the targets. Every target installs what it needs first.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+export DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1 DVCLIVE_NO_ANALYTICS=1 \
+	PREFECT_SERVER_ANALYTICS_ENABLED=false BENTOML_DO_NOT_TRACK=true GX_ANALYTICS_ENABLED=false \
+	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help install pipeline test test-fast bench preview clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: the CPU wheel, so no requirement pulls a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install the package with its dev tools
+
+pipeline: install  ## run the whole pipeline (dvc repro) on the embedded synthetic default
+	$(BIN)/dvc repro
+
+test: install  ## run the test suite (what CI runs)
+	$(BIN)/pytest
+
+test-fast: install  ## the tests without the slow end-to-end ones
+	$(BIN)/pytest -m "not slow"
+
+bench: install  ## run the benchmarks (figures go to BENCHMARKS.md by hand)
+	$(BIN)/python benchmarks/bench_corpus.py
+
+preview: install  ## draw a PNG grid of the corpus with boxes and phrases
+	$(BIN)/python -m regionmed corpus preview data/corpus --out reports/corpus_preview.png
+
+clean:  ## remove pipeline outputs (not the venv)
+	rm -rf data models reports/*.png .state dvclive

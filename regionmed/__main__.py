@@ -1,0 +1,3 @@
+from regionmed.cli import app
+
+app(prog_name="regionmed")
