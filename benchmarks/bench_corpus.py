@@ -1,0 +1,51 @@
+"""Corpus build throughput (images/s) of the synthetic source: default size and 10x, 1 and 2 workers.
+
+    python benchmarks/bench_corpus.py [--sizes 4000 40000] [--workers 1 2]
+
+Prints one line per run; compare within one run (the machine is shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from regionmed.corpus.build import build_corpus
+from regionmed.env import configure_environment
+from regionmed.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    configure_environment()
+    base = load_params(REPO / "params.yaml")
+    default_n = base.corpus.synthetic.n_images
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[default_n, 10 * default_n])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}; image_size {base.corpus.image_size}")
+    print(f"{'images':>8} {'workers':>7} {'seconds':>8} {'images/s':>9} {'speedup':>8}")
+    for n in args.sizes:
+        single = None
+        for workers in args.workers:
+            params = load_params(REPO / "params.yaml", {"corpus": {"workers": workers, "synthetic": {"n_images": n}}})
+            out = Path(tempfile.mkdtemp(prefix="bench_corpus_"))
+            start = time.perf_counter()
+            summary = build_corpus(params, out / "corpus", progress=False)
+            seconds = time.perf_counter() - start
+            shutil.rmtree(out)
+            rate = summary.n_kept / seconds
+            single = single or rate
+            print(f"{n:>8} {workers:>7} {seconds:>8.1f} {rate:>9.0f} {rate / single:>7.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Progressive pretraining: a LightningModule and a LightningDataModule that receive their parts."""

@@ -1,0 +1,158 @@
+"""Corpus → training batches: images, four text levels, region boxes, phrases and hard negatives.
+
+Region phrases and their hard negatives repeat a lot within a batch ("the left lung" appears in
+every chest image), so the collate function tokenises each distinct string once and hands the
+model indices into that table (``text_table``); the model encodes each distinct text once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from regionmed.corpus.images import read_png, to_model_input
+from regionmed.corpus.schema import read_manifest
+
+TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
+# A region that loses more than this share of its area to an augmentation shift is dropped.
+MIN_KEPT_AREA = 0.5
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    max_shift: float = 0.0  # fraction of the image size
+    intensity: float = 0.0  # +- relative contrast and brightness change
+
+
+class CorpusDataset(Dataset):
+    """One split of a corpus; every item carries everything the losses and the metrics need."""
+
+    def __init__(self, corpus_dir: str | Path, split: str, channels: int, max_regions: int,
+                 augment: AugmentConfig | None = None, seed: int = 0):
+        self.corpus_dir = Path(corpus_dir)
+        self.df = read_manifest(self.corpus_dir, split)
+        if self.df.empty:
+            raise ValueError(f"split {split!r} of {corpus_dir} has no images")
+        self.channels, self.max_regions = channels, max_regions
+        self.augment = augment or AugmentConfig()
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.df)
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.df.iloc[i]
+        pixels = torch.from_numpy(to_model_input(read_png(self.corpus_dir / row["image_path"]), self.channels))
+        # findings first: when regions are capped, findings are what region alignment is for
+        regions = sorted(row["regions"], key=lambda r: r["kind"] != "finding")[: self.max_regions]
+        boxes = torch.tensor([r["bbox"] for r in regions], dtype=torch.float32).reshape(-1, 4)
+        if self.augment.max_shift > 0 or self.augment.intensity > 0:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            pixels, boxes, keep = _augment(pixels, boxes, self.augment, rng)
+            regions = [r for r, k in zip(regions, keep) if k]
+            boxes = boxes[keep]
+        return {
+            "pixels": pixels,
+            "texts": {level: row[level] for level in TEXT_LEVELS},
+            "boxes": boxes,
+            "phrases": [r["phrase"] for r in regions],
+            "hard_negatives": [list(r["hard_negatives"]) for r in regions],
+            "region_kind": [r["kind"] for r in regions],
+            "region_size": [r["size"] or "" for r in regions],
+            "labels": list(row["labels"]),
+            "modality": row["modality"],
+            "image_id": row["image_id"],
+        }
+
+
+def _augment(pixels: torch.Tensor, boxes: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator):
+    """Shift the image (zero fill) and its boxes together; jitter contrast and brightness."""
+    size = pixels.shape[-1]
+    max_px = int(round(cfg.max_shift * size))
+    dx, dy = (int(v) for v in rng.integers(-max_px, max_px + 1, size=2)) if max_px else (0, 0)
+    if dx or dy:
+        shifted = torch.zeros_like(pixels)
+        src = pixels[..., max(0, -dy): size - max(0, dy), max(0, -dx): size - max(0, dx)]
+        shifted[..., max(0, dy): max(0, dy) + src.shape[-2], max(0, dx): max(0, dx) + src.shape[-1]] = src
+        pixels = shifted
+    if cfg.intensity > 0:
+        gain, bias = 1 + rng.uniform(-cfg.intensity, cfg.intensity), rng.uniform(-cfg.intensity, cfg.intensity) / 2
+        pixels = (pixels * gain + bias).clamp(0, 1)
+    moved = boxes + torch.tensor([dx, dy, dx, dy], dtype=torch.float32) / size
+    clipped = moved.clamp(0, 1)
+    area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
+    keep = area(clipped) >= MIN_KEPT_AREA * area(boxes).clamp(min=1e-12)
+    return pixels, clipped, keep
+
+
+class Collator:
+    """Stacks images, tokenises texts (each distinct region text once) and flattens regions."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = {"pixels": torch.stack([it["pixels"] for it in items])}
+        for level in TEXT_LEVELS:
+            batch[level] = self.tokenize([it["texts"][level] for it in items])
+        table: dict[str, int] = {}
+        phrase_index, negative_rows, region_batch, boxes = [], [], [], []
+        for b, it in enumerate(items):
+            for phrase, negatives, box in zip(it["phrases"], it["hard_negatives"], it["boxes"]):
+                phrase_index.append(table.setdefault(phrase, len(table)))
+                negative_rows.append([table.setdefault(n, len(table)) for n in negatives])
+                region_batch.append(b)
+                boxes.append(box)
+        k = max((len(r) for r in negative_rows), default=0)
+        hard = torch.full((len(negative_rows), max(k, 1)), -1, dtype=torch.long)
+        for i, row in enumerate(negative_rows):
+            hard[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        batch.update(
+            region_boxes=torch.stack(boxes) if boxes else torch.zeros(0, 4),
+            region_batch=torch.tensor(region_batch, dtype=torch.long),
+            phrase_index=torch.tensor(phrase_index, dtype=torch.long),
+            hard_negative_index=hard,
+            text_table=self.tokenize(list(table) or [""]),
+            region_kind=[k for it in items for k in it["region_kind"]],
+            region_size=[s for it in items for s in it["region_size"]],
+            labels=[it["labels"] for it in items],
+            modality=[it["modality"] for it in items],
+            image_id=[it["image_id"] for it in items],
+        )
+        return batch
+
+
+class CorpusDataModule(L.LightningDataModule):
+    def __init__(self, corpus_dir: str | Path, tokenizer, channels: int, max_length: int, batch_size: int,
+                 max_regions: int, augment: AugmentConfig, num_workers: int = 0, seed: int = 0,
+                 eval_batch_size: int | None = None):
+        super().__init__()
+        self.corpus_dir, self.channels, self.max_regions = Path(corpus_dir), channels, max_regions
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.augment, self.num_workers, self.seed = augment, num_workers, seed
+        self.collate = Collator(tokenizer, max_length)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = CorpusDataset(self.corpus_dir, "train", self.channels, self.max_regions, self.augment, self.seed)
+        self.val_set = CorpusDataset(self.corpus_dir, "val", self.channels, self.max_regions)
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        # drop_last: a contrastive batch of 3 is a different task from one of 64
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
+                          collate_fn=self.collate, num_workers=self.num_workers, generator=generator,
+                          persistent_workers=self.num_workers > 0)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collate,
+                          num_workers=self.num_workers)
