@@ -72,5 +72,31 @@ def corpus_stats_cmd(corpus: Path = typer.Argument(Path("data/corpus"), help="Co
         out.print(table.to_string())
 
 
+@app.command("validate")
+def validate(
+    params_file: Path = ParamsOption,
+    corpus: Path = typer.Option(None, help="Corpus folder (default: corpus.out_dir from params)."),
+    metrics: Path = typer.Option(None, help="JSON result (default: validation.metrics_file)."),
+    report: Path = typer.Option(None, help="HTML report (default: validation.report_file)."),
+) -> None:
+    """DVC stage validate_corpus: run the expectation suites; exit 1 when a critical expectation fails."""
+    from regionmed.params import load_params
+    from regionmed.validation import validate_corpus
+    from regionmed.validation.report import write_outputs
+
+    params = load_params(params_file)
+    v = params.validation
+    try:
+        result = validate_corpus(corpus or params.corpus.out_dir, params)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        console.print(f"[red]validate_corpus could not run:[/red] {exc}")
+        raise typer.Exit(2) from None
+    write_outputs(result, metrics or v.metrics_file, report or v.report_file)
+    typer.echo(result.summary(), err=True)
+    typer.echo(f"report: {report or v.report_file}; result: {metrics or v.metrics_file}", err=True)
+    if not result.success:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

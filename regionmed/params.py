@@ -84,9 +84,52 @@ class CorpusParams(_Strict):
     importer: ImportParams = ImportParams()
 
 
+Severity = Literal["critical", "warning"]
+Expected = Literal["auto", "required", "optional"]
+
+
+class ValidationVocabulary(_Strict):
+    """Known values of a corpus; ``None`` = the source's own vocabulary (synthetic: the atlas), else unchecked."""
+
+    modalities: list[str] | None = None
+    labels: list[str] | None = None
+    finding_labels: list[str] | None = None
+    anatomy_labels: list[str] | None = None
+
+
+class ValidationThresholds(_Strict):
+    min_images: int = Field(1, ge=0)
+    min_text_chars: int = Field(1, ge=0)
+    max_text_chars: int = Field(8000, ge=1)
+    min_box_area: float = Field(1e-4, ge=0, le=1)
+    split_tolerance: float = Field(0.05, ge=0, le=1)
+    min_label_count: int = Field(5, ge=0)
+    min_region_fraction: float = Field(0.9, ge=0, le=1)
+    min_qa_fraction: float = Field(0.9, ge=0, le=1)
+    max_reject_fraction: float = Field(0.05, ge=0, le=1)
+
+
+class ValidationParams(_Strict):
+    """The ``validate_corpus`` stage: Great Expectations suites in ``suites_dir`` run on the corpus."""
+
+    suites_dir: str = "expectations"
+    metrics_file: str = "metrics/validation.json"
+    report_file: str = "reports/validation.html"
+    regions: Expected = "auto"  # auto: required for synthetic and coco corpora, else optional
+    qa: Expected = "auto"  # auto: required for synthetic corpora, else optional
+    file_check_fraction: float = Field(1.0, ge=0, le=1)  # share of image files re-hashed (seeded sample)
+    coverage_splits: list[Literal["train", "val", "test"]] = ["train", "test"]
+    max_examples: int = Field(10, ge=1)
+    default_severity: Severity = "critical"
+    severity: dict[str, Severity] = {}  # per check name (the `check` in each expectation's meta)
+    thresholds: ValidationThresholds = ValidationThresholds()
+    vocabulary: ValidationVocabulary = ValidationVocabulary()
+
+
 class Params(_Strict):
     seed: int = 0
     corpus: CorpusParams = CorpusParams()
+    validation: ValidationParams = ValidationParams()
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None = None) -> Params:

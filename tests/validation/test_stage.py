@@ -1,0 +1,103 @@
+"""The stage around validate_corpus: the CLI's exit code and outputs, and `dvc repro` stopping on a bad corpus."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from conftest import SMALL
+from pipeline_copy import clean_copy, run
+from regionmed.params import _deep_merge
+
+REPO = Path(__file__).resolve().parents[2]
+STUB_OUT = "stub_training_output"
+# A stand-in for training: it consumes the corpus only after validate_corpus has written its result.
+STUB_STAGE = {
+    "cmd": f"{sys.executable} -c \"import pathlib; p = pathlib.Path('{STUB_OUT}'); p.mkdir(); "
+           "(p / 'model.txt').write_text('trained')\"",
+    "deps": ["data/corpus", "metrics/validation.json"],
+    "outs": [STUB_OUT],
+}
+
+
+def _params_file(path: Path, overrides: dict) -> Path:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    path.write_text(yaml.safe_dump(_deep_merge(_deep_merge(params, SMALL), overrides), sort_keys=False))
+    return path
+
+
+def test_cli_exits_nonzero_names_the_failure_and_writes_both_outputs(broken_copy, tmp_path):
+    def edit(df, _):
+        leaked = df.loc[df["split"] == "train", "patient_id"].iloc[0]
+        df.loc[df.index[df["split"] == "test"][0], "patient_id"] = leaked
+        return df
+
+    corpus = broken_copy(edit)
+    params = _params_file(tmp_path / "params.yaml", {})
+    out = tmp_path / "out"
+    proc = run([sys.executable, "-m", "regionmed", "validate", "--params", str(params), "--corpus", str(corpus),
+                "--metrics", str(out / "v.json"), "--report", str(out / "v.html")], REPO, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "FAILED" in proc.stderr and "corpus_patients.patient_single_split[n_splits]" in proc.stderr
+    assert len(proc.stderr.splitlines()) <= 6  # a short summary, not a dump
+    result = json.loads((out / "v.json").read_text())
+    assert result["success"] is False and result["failed_critical"] == ["corpus_patients.patient_single_split[n_splits]"]
+    page = (out / "v.html").read_text()
+    assert "FAILED" in page and "patient_single_split" in page and "test,train" in page
+    assert "<script" not in page and "http" not in page  # static and offline
+
+
+def test_cli_passes_on_a_good_corpus(good_corpus, tmp_path):
+    params = _params_file(tmp_path / "params.yaml", {})
+    proc = run([sys.executable, "-m", "regionmed", "validate", "--params", str(params), "--corpus", str(good_corpus),
+                "--metrics", str(tmp_path / "v.json"), "--report", str(tmp_path / "v.html")], REPO)
+    assert "validate_corpus passed" in proc.stderr
+    assert json.loads((tmp_path / "v.json").read_text())["success"] is True
+
+
+def test_every_stage_that_reads_the_corpus_waits_for_validation():
+    """Training must depend on validate_corpus's result, or `dvc repro` could train before it runs."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    validate = stages["validate_corpus"]
+    assert "data/corpus" in validate["deps"] and {"metrics/validation.json": {"cache": False}} in validate["metrics"]
+
+    def gated(name: str, seen=()) -> bool:
+        deps = [str(d) for d in stages[name].get("deps", [])]
+        if "metrics/validation.json" in deps or name == "validate_corpus":
+            return True
+        producers = [other for other, st in stages.items() if other not in seen and other != name and any(
+            str(o if isinstance(o, str) else next(iter(o))) in deps for o in st.get("outs", []))]
+        return any(gated(p, (*seen, name)) for p in producers if p != "build_corpus")
+
+    readers = [n for n, st in stages.items() if n not in ("build_corpus", "validate_corpus")
+               and any(str(d).startswith("data/corpus") for d in st.get("deps", []))]
+    assert [n for n in readers if not gated(n)] == []
+
+
+def test_dvc_repro_stops_at_validate_corpus_and_trains_nothing(tmp_path):
+    # A split that leaves ~3 test images: the build succeeds, but labels are missing from test.
+    bad = _deep_merge(SMALL, {"corpus": {"split": {"train": 0.97, "val": 0.02, "test": 0.01}}})
+    repo = clean_copy(tmp_path / "repo", bad)
+    dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
+    dvc_yaml["stages"]["stub_train"] = STUB_STAGE
+    (repo / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+
+    proc = run(["dvc", "repro", "stub_train"], repo, check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "validate_corpus" in output and "corpus_label_coverage.label_coverage[n_images]" in output
+    assert not (repo / STUB_OUT).exists() and not (repo / "models").exists()
+    assert json.loads((repo / "metrics/validation.json").read_text())["success"] is False
+    assert (repo / "reports/validation.html").is_file()  # left in the workspace to read (not cached)
+
+    # The same pipeline with the configured split passes the gate and reaches "training".
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["corpus"]["split"] = {"train": 0.8, "val": 0.1, "test": 0.1}
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", "stub_train"], repo)
+    assert (repo / STUB_OUT / "model.txt").is_file()
+    shown = run(["dvc", "metrics", "show", "--json"], repo).stdout
+    assert '"n_failed_critical": 0' in shown.replace(" ", "").replace('":0', '": 0')
