@@ -1,0 +1,120 @@
+"""Typed architecture settings of RegionCLIP.
+
+These are the ``model:`` block of ``params.yaml`` (read there by the params loader) and the
+``model`` entry of an exported model's ``config.json``; keep the field names stable, since an
+exported model is rebuilt from them. ``extra="forbid"`` turns a typo into an error naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VisionConfig(_Strict):
+    """The image tower.
+
+    ``backbone``: ``None`` builds a small ViT from the fields below with random weights; otherwise a
+    Hugging Face model id or a local folder loaded with ``from_pretrained`` (any ViT-like model whose
+    output is ``[CLS] (+ other prefix tokens) + patch tokens``). With a backbone, the architecture
+    fields below are ignored except ``image_size`` (the size of the images the model is given) and
+    ``channels`` (the channels of those images; grayscale is repeated when the backbone wants RGB).
+    """
+
+    backbone: str | None = None
+    image_size: int = Field(128, ge=8)
+    patch_size: int = Field(16, ge=1)
+    channels: Literal[1, 3] = 1
+    hidden: int = Field(192, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(3, ge=1)
+    mlp: int = Field(768, ge=8)
+    # The model takes pixels in 0..1 and normalises them itself, so serving and training agree.
+    # A pretrained backbone usually wants its own statistics (e.g. ImageNet's); set them here.
+    pixel_mean: float = 0.5
+    pixel_std: float = Field(0.25, gt=0)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "VisionConfig":
+        if self.backbone is None:
+            if self.image_size % self.patch_size:
+                raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+            if self.hidden % self.heads:
+                raise ValueError(f"vision hidden {self.hidden} is not a multiple of heads {self.heads}")
+        return self
+
+
+class TextConfig(_Strict):
+    """The text tower: a BERT built from these fields (``backbone: None``) or loaded pretrained.
+
+    ``vocab_size`` is the size asked of the WordPiece trainer; the model's embedding table takes the
+    size of the tokenizer actually trained (a small corpus yields fewer pieces than asked for).
+    A pretrained text backbone comes with its own tokenizer, which must then be used instead.
+    """
+
+    backbone: str | None = None
+    hidden: int = Field(192, ge=8)
+    layers: int = Field(4, ge=1)
+    heads: int = Field(3, ge=1)
+    mlp: int = Field(768, ge=8)
+    max_length: int = Field(64, ge=4)
+    vocab_size: int = Field(4000, ge=16)
+
+    @model_validator(mode="after")
+    def _divisible(self) -> "TextConfig":
+        if self.backbone is None and self.hidden % self.heads:
+            raise ValueError(f"text hidden {self.hidden} is not a multiple of heads {self.heads}")
+        return self
+
+
+class RoiConfig(_Strict):
+    """The region path: RoIAlign over the patch grid, an optional crop branch, and fusion.
+
+    - ``pool_size``: RoIAlign output grid per region (``pool_size x pool_size`` cells of the patch grid).
+    - ``sampling_ratio``: bilinear samples per output cell along each axis (fixed, >= 1).
+    - ``crop_branch``: also re-encode each region's crop (resized to ``crop_size``) with the image
+      encoder; sharper for small findings, but one extra encoder pass per region.
+    - ``fusion_heads``: heads of the cross-attention from region tokens to [global + patch tokens].
+    - ``proposals``: boxes used when none are given. ``grid``: a fixed multi-scale tiling of the image
+      into ``n x n`` boxes for each ``n`` in ``grid_sizes``. ``similarity`` (grounding only, where a text
+      is known): the grid boxes plus boxes centred on the best-matching patch cells.
+    """
+
+    pool_size: int = Field(2, ge=1)
+    sampling_ratio: int = Field(2, ge=1)
+    crop_branch: bool = False
+    crop_size: int = Field(64, ge=8)
+    fusion_heads: int = Field(4, ge=1)
+    proposals: Literal["grid", "similarity"] = "grid"
+    grid_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
+
+    @model_validator(mode="after")
+    def _positive_grid(self) -> "RoiConfig":
+        if any(n < 1 for n in self.grid_sizes):
+            raise ValueError(f"grid_sizes must be >= 1, got {self.grid_sizes}")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The whole model. ``embed_dim``: the shared embedding space; ``init_temperature``: the InfoNCE
+    temperature at initialisation (the logit scale ``1/T`` is learned, capped at 100)."""
+
+    vision: VisionConfig = Field(default_factory=VisionConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    roi: RoiConfig = Field(default_factory=RoiConfig)
+    embed_dim: int = Field(128, ge=2)
+    init_temperature: float = Field(0.07, gt=0.01, le=1.0)
+    gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _fusion_heads_divide(self) -> "ModelConfig":
+        if self.vision.backbone is None and self.vision.hidden % self.roi.fusion_heads:
+            raise ValueError(
+                f"roi.fusion_heads {self.roi.fusion_heads} must divide vision.hidden {self.vision.hidden}"
+            )
+        return self

@@ -1,0 +1,99 @@
+"""The one way in and out of an exported model: a folder, never a pickle.
+
+Layout of an exported model folder::
+
+    model.safetensors      weights (tied tensors stored once; the aliases in its metadata)
+    config.json            {"format_version", "model": ModelConfig, "global_only", "vocab_size",
+                            "pad_token_id", "meta": {...}}
+    hf/vision/config.json  the image tower's architecture (Hugging Face config)
+    hf/text/config.json    the text tower's architecture
+    tokenizer/             the tokenizer (``save_pretrained``)
+
+The towers are rebuilt from their saved HF configs, so loading never needs the original
+pretrained backbone (nor the network).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoTokenizer
+
+from regionmed.model.config import ModelConfig
+from regionmed.model.regionclip import RegionCLIP
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+TOKENIZER_DIR = "tokenizer"
+HF_DIR = "hf"
+ALIASES_KEY = "aliases"
+
+
+def split_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Keep one name per shared storage (safetensors refuses shared tensors): ``(tensors, alias -> kept)``."""
+    kept: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for name, tensor in state.items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+               tuple(tensor.stride()), tensor.dtype) if tensor.numel() else None
+        if key is not None and key in seen:
+            aliases[name] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = name
+        kept[name] = tensor.detach().cpu().contiguous().clone()
+    return kept, aliases
+
+
+def export_model(model: RegionCLIP, tokenizer, config: ModelConfig, out_dir: str | Path,
+                 extra_meta: dict | None = None) -> Path:
+    """Write ``model`` (with its tokenizer and config) into ``out_dir``; returns the folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors, aliases = split_shared(model.state_dict())
+    save_file(tensors, str(out / WEIGHTS_FILE),
+              metadata={"format": "pt", ALIASES_KEY: json.dumps(aliases, sort_keys=True)})
+    model.image_encoder.hf_config().save_pretrained(str(out / HF_DIR / "vision"))
+    model.text_encoder.hf_config().save_pretrained(str(out / HF_DIR / "text"))
+    tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
+    document = {
+        "format_version": FORMAT_VERSION,
+        "model": config.model_dump(mode="json"),
+        "global_only": bool(model.global_only),
+        "vocab_size": int(model.text_encoder.hf_config().vocab_size),
+        "pad_token_id": int(model.pad_token_id),
+        "meta": extra_meta or {},
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def read_config(path: str | Path) -> tuple[ModelConfig, dict]:
+    """The ModelConfig of an exported model, and the whole ``config.json`` document."""
+    document = json.loads((Path(path) / CONFIG_FILE).read_text())
+    if document.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {document.get('format_version')!r}, expected {FORMAT_VERSION}")
+    return ModelConfig.model_validate(document["model"]), document
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild an exported model from its folder: ``(model in eval mode on device, tokenizer)``."""
+    path = Path(path)
+    config, document = read_config(path)
+    hf_configs = {side: AutoConfig.from_pretrained(str(path / HF_DIR / side)) for side in ("vision", "text")}
+    model = RegionCLIP(config, vocab_size=document["vocab_size"], pad_token_id=document["pad_token_id"],
+                       global_only=document["global_only"], hf_configs=hf_configs)
+    state = load_file(str(path / WEIGHTS_FILE))
+    with safe_open(str(path / WEIGHTS_FILE), framework="pt") as f:
+        aliases = json.loads((f.metadata() or {}).get(ALIASES_KEY, "{}"))
+    for alias, name in aliases.items():
+        state[alias] = state[name]
+    model.load_state_dict(state, strict=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR))
+    return model.to(device).eval(), tokenizer

@@ -1,0 +1,175 @@
+"""Contrastive losses, open_clip style, with exact multi-process semantics. Knows nothing of the trainer.
+
+Distributed convention (checked by a real 2-process test): every rank computes its loss on its own
+rows against the candidates of *all* ranks, scaled so that the **mean of the ranks' losses equals
+the loss of one process holding the whole global batch**, and, with ``gather_with_grad``, so that
+each rank's gradient divided by ``world_size`` is that single process's gradient for the rank's
+rows. DDP averages gradients over ranks, so training matches the single-process objective.
+
+Identical texts are not negatives of each other: each loss takes optional text ids (a hash of the
+tokens, :func:`regionmed.model.text.token_ids_hash`) and masks every *other* candidate with the
+same id as the positive. Nine modality sentences shared by 64 images would otherwise be 63
+contradictory targets per row.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+NEG_INF = -1e4  # masked logits; finite so a fully masked row cannot turn into NaN
+
+
+def gather_features(features: torch.Tensor, rank: int, world_size: int, gather_with_grad: bool = True) -> torch.Tensor:
+    """Concatenate equal-sized ``[B, ...]`` tensors from every rank, in rank order.
+
+    With ``gather_with_grad`` the gather is differentiable (its backward sums the gradients sent to
+    each rank's slice). Without, other ranks' slices are constants and this rank's own slice is
+    put back as the live tensor, so gradients still reach local features.
+    """
+    if world_size == 1:
+        return features
+    if gather_with_grad:
+        return torch.cat(torch.distributed.nn.functional.all_gather(features), dim=0)
+    parts = [torch.zeros_like(features) for _ in range(world_size)]
+    dist.all_gather(parts, features.contiguous())
+    parts[rank] = features
+    return torch.cat(parts, dim=0)
+
+
+def gather_variable(features: torch.Tensor, rank: int, world_size: int, gather_with_grad: bool = True):
+    """Like :func:`gather_features` for per-rank row counts that differ (regions per batch vary).
+
+    Returns ``(gathered [sum N_r, ...], offset of this rank's rows, counts per rank)``.
+    """
+    n = features.shape[0]
+    if world_size == 1:
+        return features, 0, [n]
+    count = torch.tensor([n], device=features.device)
+    counts = [torch.zeros_like(count) for _ in range(world_size)]
+    dist.all_gather(counts, count)
+    counts = [int(c) for c in counts]
+    width = max(counts)
+    padded = F.pad(features, (0,) * (2 * (features.dim() - 1)) + (0, width - n))
+    gathered = gather_features(padded, rank, world_size, gather_with_grad)
+    rows = torch.cat([gathered[r * width: r * width + counts[r]] for r in range(world_size)])
+    return rows, sum(counts[:rank]), counts
+
+
+def _duplicate_mask(row_ids: torch.Tensor | None, col_ids: torch.Tensor | None, positive_col: torch.Tensor):
+    """``[R, C]`` True where column j has row i's id but is not row i's own positive."""
+    if row_ids is None or col_ids is None:
+        return None
+    same = row_ids[:, None] == col_ids[None, :]
+    same[torch.arange(len(row_ids), device=same.device), positive_col] = False
+    return same
+
+
+class ClipLoss(nn.Module):
+    """Symmetric InfoNCE between paired image and text embeddings ``[B, D]`` (normalised).
+
+    ``local_loss``: rows are this rank's samples only (against all gathered columns), which costs
+    B x world_size logits instead of (B x world_size)^2; with ``gather_with_grad`` both modes give
+    the same training signal. All ranks must hold the same batch size.
+    """
+
+    def __init__(self, local_loss: bool = False, gather_with_grad: bool = True, rank: int = 0, world_size: int = 1):
+        super().__init__()
+        self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
+        self.rank, self.world_size = rank, world_size
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
+                ids: torch.Tensor | None = None) -> torch.Tensor:
+        bsz = image.shape[0]
+        all_image = gather_features(image, self.rank, self.world_size, self.gather_with_grad)
+        all_text = gather_features(text, self.rank, self.world_size, self.gather_with_grad)
+        all_ids = None if ids is None else gather_features(ids, self.rank, self.world_size, False)
+        if self.local_loss:
+            rows_img, rows_txt, row_ids = image, text, ids
+            labels = torch.arange(bsz, device=image.device) + self.rank * bsz
+        else:
+            rows_img, rows_txt, row_ids = all_image, all_text, all_ids
+            labels = torch.arange(all_image.shape[0], device=image.device)
+        per_image = logit_scale * rows_img @ all_text.T
+        per_text = logit_scale * rows_txt @ all_image.T
+        dup = _duplicate_mask(row_ids, all_ids, labels)
+        if dup is not None:
+            per_image, per_text = per_image.masked_fill(dup, NEG_INF), per_text.masked_fill(dup, NEG_INF)
+        loss = (F.cross_entropy(per_image, labels) + F.cross_entropy(per_text, labels)) / 2
+        # local rows: this rank's mean over its rows; the ranks' mean is then the global mean
+        return loss
+
+
+def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative: torch.Tensor,
+                       hard_negative_mask: torch.Tensor, logit_scale: torch.Tensor,
+                       phrase_ids: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
+                       gather_with_grad: bool = True) -> torch.Tensor:
+    """InfoNCE from each region ``[N, D]`` to its phrase ``[N, D]``.
+
+    Candidates for region i: every distinct phrase of the global batch (all ranks) once, plus its
+    own hard negatives ``[N, K, D]`` (``hard_negative_mask [N, K]`` False = padding). Another
+    region's copy of region i's own phrase is no negative (masked by ``phrase_ids``), and a phrase
+    shared by many regions counts once as a negative (its first occurrence), so frequent anatomy
+    phrases do not outweigh rare findings. Mean over the global batch's regions (see module doc).
+    """
+    n = region.shape[0]
+    all_phrase, offset, counts = gather_variable(phrase, rank, world_size, gather_with_grad)
+    total = sum(counts)
+    if total == 0:
+        return region.sum() * 0.0
+    own = torch.arange(n, device=region.device) + offset
+    logits = logit_scale * region @ all_phrase.T  # [N, total]
+    if phrase_ids is not None:
+        all_ids = gather_variable(phrase_ids, rank, world_size, False)[0]
+        first = torch.ones(total, dtype=torch.bool, device=region.device)
+        same_earlier = (all_ids[:, None] == all_ids[None, :]).triu(diagonal=1)  # [j', j]: j' < j, same id
+        first &= ~same_earlier.any(0)
+        masked = _duplicate_mask(phrase_ids, all_ids, own) | ~first[None, :]
+        masked[torch.arange(n, device=region.device), own] = False
+        logits = logits.masked_fill(masked, NEG_INF)
+    hard = logit_scale * torch.einsum("nd,nkd->nk", region, hard_negative)
+    hard = hard.masked_fill(~hard_negative_mask.bool(), NEG_INF)
+    ce = F.cross_entropy(torch.cat([logits, hard], dim=1), own, reduction="sum")
+    # sum / total x world_size: the ranks' mean is the mean over all regions of the global batch
+    return ce * world_size / total
+
+
+HIERARCHY = {  # text level -> the image embedding it is aligned with
+    "modality": ("modality_text", "image_global"),
+    "anatomy": ("anatomy_text", "image_global"),
+    "finding": ("finding_text", "image"),
+    "global": ("report", "image"),
+}
+
+
+def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipLoss,
+                      region_loss_kwargs: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted sum of the level losses over a :meth:`RegionCLIP.forward` output.
+
+    Coarse text goes with the coarse embedding: modality and anatomy text with the global image
+    embedding, finding text and the report with the region-aware one, and (``region``) each region
+    with its phrase. Only levels with a non-zero weight are computed; returns ``(total, parts)``.
+    """
+    parts: dict[str, torch.Tensor] = {}
+    scale = outputs["logit_scale"]
+    for name, weight in weights.items():
+        if weight == 0:
+            continue
+        if name == "region":
+            if "region" not in outputs:
+                raise KeyError("region loss asked for, but the outputs hold no regions (global_only?)")
+            parts[name] = region_phrase_loss(
+                outputs["region"], outputs["phrase"], outputs["hard_negative"], outputs["hard_negative_mask"],
+                scale, outputs["phrase_ids"], clip_loss.rank, clip_loss.world_size, clip_loss.gather_with_grad,
+                **(region_loss_kwargs or {}))
+            continue
+        if name not in HIERARCHY:
+            raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region'])}")
+        level, image_key = HIERARCHY[name]
+        parts[name] = clip_loss(outputs[image_key], outputs["text"][level], scale, outputs["text_ids"][level])
+    if not parts:
+        raise ValueError("every loss weight is zero")
+    total = sum(weights[k] * v for k, v in parts.items())
+    return total, parts

@@ -1,0 +1,206 @@
+"""RegionCLIP: a CLIP whose image embedding is region-aware, and the baseline CLIP as the same code.
+
+Pixels in, embeddings out. The model takes float pixels in 0..1 ``[B, C, H, W]`` and normalises them
+itself (mean/std from the config), so training and serving cannot disagree on it.
+
+Two image embeddings share one projection head (``image_proj``) and so one space:
+- global: the CLS feature;
+- region-aware: the CLS feature plus a gated attention pool of region features over the fixed
+  multi-scale grid proposals. Proposals, not the annotated boxes, in training as at serving, so the
+  embedding means the same thing with and without annotations. Annotated boxes feed the region
+  features (``region_proj``) that the region-phrase loss aligns with phrases.
+
+``global_only=True`` builds no region modules at all: ``encode_image`` is the global embedding and
+the parameter names of the shared part are the same, so weights move between the two modes with
+``load_state_dict(..., strict=False)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig
+
+from regionmed.model.config import ModelConfig
+from regionmed.model.encoders import ImageEncoder, TextEncoder
+from regionmed.model.roi import RoiProcessor, cell_boxes, grid_proposals, peak_boxes, roi_align, with_batch_index
+from regionmed.model.text import encode_unique, token_ids_hash
+
+MAX_LOGIT_SCALE = 100.0
+TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
+
+
+class RegionCLIP(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int | None = None, pad_token_id: int = 0,
+                 global_only: bool = False, hf_configs: dict[str, PretrainedConfig] | None = None):
+        super().__init__()
+        hf_configs = hf_configs or {}
+        self.config, self.global_only, self.pad_token_id = config, global_only, pad_token_id
+        self.image_encoder = ImageEncoder(config.vision, hf_config=hf_configs.get("vision"))
+        self.text_encoder = TextEncoder(config.text, vocab_size, pad_token_id, hf_config=hf_configs.get("text"))
+        vh, th, dim = self.image_encoder.hidden, self.text_encoder.hidden, config.embed_dim
+        self.image_proj = nn.Linear(vh, dim, bias=False)
+        self.text_proj = nn.Linear(th, dim, bias=False)
+        self.roi = None if global_only else RoiProcessor(config.roi, vh)
+        self.region_proj = None if global_only else nn.Linear(vh, dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.init_temperature)))
+        # not persistent: they come from the config, which is saved beside the weights
+        self.register_buffer("pixel_mean", torch.tensor(config.vision.pixel_mean), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(config.vision.pixel_std), persistent=False)
+        self.set_gradient_checkpointing(config.gradient_checkpointing)
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        self.image_encoder.set_gradient_checkpointing(enabled)
+        self.text_encoder.set_gradient_checkpointing(enabled)
+
+    def scale(self) -> torch.Tensor:
+        """The logit scale ``1/T``, capped at 100 (clamped in log space, so no NaN and no runaway)."""
+        return self.logit_scale.clamp(max=math.log(MAX_LOGIT_SCALE)).exp()
+
+    # ---- image side -------------------------------------------------------------------------
+    def _features(self, pixels: torch.Tensor):
+        normed = (pixels - self.pixel_mean) / self.pixel_std
+        global_feat, grid = self.image_encoder(normed)
+        return normed, global_feat, grid
+
+    def _region_feats(self, normed, global_feat, grid, boxes5: torch.Tensor) -> torch.Tensor:
+        crop_feats = None
+        if self.config.roi.crop_branch:
+            size = self.config.roi.crop_size
+            crops = roi_align(normed, boxes5, size, 2)  # box resized to crop_size x crop_size
+            crop_feats = self.image_encoder(crops)[0]
+        return self.roi.region_features(grid, global_feat, boxes5, crop_feats)
+
+    def _proposals(self, batch_size: int, device) -> torch.Tensor:
+        grid = grid_proposals(self.config.roi.grid_sizes, device=device)
+        return with_batch_index([grid] * batch_size)
+
+    def _region_aware(self, global_feat, region_feats, batch_index) -> torch.Tensor:
+        return self.roi.image_feature(global_feat, region_feats, batch_index)
+
+    def encode_image_global(self, pixels: torch.Tensor) -> torch.Tensor:
+        _, global_feat, _ = self._features(pixels)
+        return F.normalize(self.image_proj(global_feat), dim=-1)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Region-aware image embedding ``[B, D]`` (the global one when ``global_only``)."""
+        if self.global_only:
+            return self.encode_image_global(pixels)
+        normed, global_feat, grid = self._features(pixels)
+        boxes5 = self._proposals(pixels.shape[0], pixels.device)
+        feats = self._region_feats(normed, global_feat, grid, boxes5)
+        return F.normalize(self.image_proj(self._region_aware(global_feat, feats, boxes5[:, 0].long())), dim=-1)
+
+    def encode_regions(self, pixels: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
+        """Per-image boxes ``[Ni, 4]`` (normalised x0, y0, x1, y1) → region embeddings ``[sum Ni, D]``."""
+        self._require_regions("encode_regions")
+        normed, global_feat, grid = self._features(pixels)
+        boxes5 = with_batch_index([b.to(pixels.device, torch.float32) for b in boxes])
+        return F.normalize(self.region_proj(self._region_feats(normed, global_feat, grid, boxes5)), dim=-1)
+
+    @torch.no_grad()
+    def ground(self, pixels: torch.Tensor, text_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Where in each image is its phrase? → ``(heatmap [B, gh, gw], box [B, 4])``.
+
+        Every patch cell is scored as a region *through the fusion head* (its cell box goes through
+        RoIAlign, the box embedding and the cross-attention to the global context, then the region
+        head), cosine with the phrase; raw patch tokens never met a phrase in training and point
+        much worse. The box is the best-scoring candidate among the cells, the multi-scale grid
+        proposals and, with ``proposals: similarity``, boxes centred on the top cells, all scored by
+        the same region path as :meth:`encode_regions`. ``global_only`` (no fusion head): the cells'
+        projected patch tokens, and the peak cell as the box.
+        """
+        normed, global_feat, grid = self._features(pixels)
+        bsz, _, gh, gw = grid.shape
+        cells = cell_boxes(gh, gw, device=pixels.device)
+        text_emb = F.normalize(text_emb.to(grid.dtype), dim=-1)
+        if self.global_only:
+            tokens = F.normalize(self.image_proj(grid.flatten(2).transpose(1, 2)), dim=-1)
+            heat = torch.einsum("bgd,bd->bg", tokens, text_emb)
+            return heat.reshape(bsz, gh, gw), cells[heat.argmax(1)]
+        score = lambda boxes: torch.einsum(  # noqa: E731  boxes [B, P, 4] → [B, P]
+            "bpd,bd->bp", self._score_boxes(normed, global_feat, grid, boxes), text_emb)
+        heat = score(cells.expand(bsz, -1, -1))
+        candidates = [cells.expand(bsz, -1, -1), grid_proposals(self.config.roi.grid_sizes, pixels.device).expand(bsz, -1, -1)]
+        scores = [heat, score(candidates[1])]
+        if self.config.roi.proposals == "similarity":
+            peaks = peak_boxes(heat.reshape(bsz, gh, gw))
+            candidates.append(peaks)
+            scores.append(score(peaks))
+        all_boxes, all_scores = torch.cat(candidates, dim=1), torch.cat(scores, dim=1)
+        best = all_scores.argmax(1)
+        return heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best]
+
+    def _score_boxes(self, normed, global_feat, grid, boxes: torch.Tensor) -> torch.Tensor:
+        bsz, p = boxes.shape[:2]
+        boxes5 = with_batch_index(list(boxes))
+        feats = self.region_proj(self._region_feats(normed, global_feat, grid, boxes5))
+        return F.normalize(feats, dim=-1).reshape(bsz, p, -1)
+
+    def _require_regions(self, what: str) -> None:
+        if self.global_only:
+            raise RuntimeError(f"{what} needs the region path, and this is a global_only model")
+
+    # ---- text side ------------------------------------------------------------------------------
+    def _encode_text_raw(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.text_proj(self.text_encoder(input_ids, attention_mask)), dim=-1)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Token ids ``[B, L]`` → normalised text embeddings ``[B, D]`` (distinct rows encoded once)."""
+        return encode_unique(self._encode_text_raw, [(input_ids, attention_mask)], self.pad_token_id)[0]
+
+    # ---- training ------------------------------------------------------------------------------
+    def forward(self, batch: dict, text_levels: tuple[str, ...] | None = None) -> dict:
+        """Everything the losses need, from a collated batch (see ``regionmed.training.data``).
+
+        ``batch``: ``pixels``; per text level ``{"input_ids", "attention_mask"}``; for regions
+        ``region_boxes [N, 4]``, ``region_batch [N]``, ``phrase_index [N]`` and
+        ``hard_negative_index [N, K]`` (-1 = padding) into the distinct texts ``text_table``.
+        ``text_levels``: which levels to encode (default: all present), e.g. only ``("report",)``.
+        Returns normalised embeddings: ``image_global``, ``image`` (region-aware), ``text`` and
+        ``text_ids`` (dicts by level), and with regions ``region``, ``region_batch``, ``phrase``,
+        ``phrase_ids``, ``hard_negative [N, K, D]``, ``hard_negative_mask [N, K]``; ``logit_scale``.
+        """
+        pixels = batch["pixels"]
+        bsz = pixels.shape[0]
+        levels = [lv for lv in (text_levels or TEXT_LEVELS) if lv in batch]
+        use_regions = not self.global_only and "region_boxes" in batch
+        token_batches = [(batch[lv]["input_ids"], batch[lv]["attention_mask"]) for lv in levels]
+        if use_regions:
+            token_batches.append((batch["text_table"]["input_ids"], batch["text_table"]["attention_mask"]))
+        encoded = encode_unique(self._encode_text_raw, token_batches, self.pad_token_id)
+        out = {
+            "text": dict(zip(levels, encoded)),
+            "text_ids": {lv: token_ids_hash(*tb) for lv, tb in zip(levels, token_batches)},
+            "logit_scale": self.scale(),
+        }
+        normed, global_feat, grid = self._features(pixels)
+        out["image_global"] = F.normalize(self.image_proj(global_feat), dim=-1)
+        if self.global_only:
+            out["image"] = out["image_global"]
+            return out
+        proposals = self._proposals(bsz, pixels.device)
+        n_prop = proposals.shape[0]
+        boxes5 = proposals
+        if use_regions:
+            given = torch.cat([batch["region_batch"][:, None].to(pixels.dtype),
+                               batch["region_boxes"].to(pixels.dtype)], dim=1)
+            boxes5 = torch.cat([proposals, given])
+        feats = self._region_feats(normed, global_feat, grid, boxes5)  # one pass for both kinds
+        image_feat = self._region_aware(global_feat, feats[:n_prop], proposals[:, 0].long())
+        out["image"] = F.normalize(self.image_proj(image_feat), dim=-1)
+        if use_regions:
+            table, table_ids = encoded[-1], token_ids_hash(*token_batches[-1])
+            hard_index = batch["hard_negative_index"]
+            out.update(
+                region=F.normalize(self.region_proj(feats[n_prop:]), dim=-1),
+                region_batch=batch["region_batch"],
+                phrase=table[batch["phrase_index"]],
+                phrase_ids=table_ids[batch["phrase_index"]],
+                hard_negative=table[hard_index.clamp(min=0)],
+                hard_negative_mask=hard_index >= 0,
+            )
+        return out

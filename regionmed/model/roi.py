@@ -1,0 +1,193 @@
+"""Region features from the patch grid: RoIAlign (plain torch), box proposals, and fusion.
+
+RoIAlign here: boxes are normalised ``[x0, y0, x1, y1]`` (fractions of the image), each box is cut
+into ``pool x pool`` bins, each bin is the mean of ``sampling_ratio x sampling_ratio`` bilinear
+samples at evenly spaced points inside it. The grid's cell ``j`` covers ``[j/W, (j+1)/W)`` and its
+value sits at the cell centre (``align_corners=False``); a sample within half a cell of the border
+takes the border value (coordinates are clamped, as in torchvision's ``aligned=True``), so a box
+touching the border is not darkened by zero padding.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from regionmed.model.config import RoiConfig
+
+
+def roi_align(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int) -> torch.Tensor:
+    """``grid [B, C, gh, gw]``, ``boxes [N, 5]`` = (batch index, x0, y0, x1, y1) → ``[N, C, pool, pool]``."""
+    if sampling_ratio < 1:
+        raise ValueError("sampling_ratio must be >= 1 (the adaptive mode is not supported)")
+    n, channels = boxes.shape[0], grid.shape[1]
+    if n == 0:
+        return grid.new_zeros(0, channels, pool_size, pool_size)
+    steps = pool_size * sampling_ratio
+    # sample positions as fractions of the box: the centres of `steps` equal slices
+    frac = (torch.arange(steps, device=grid.device, dtype=grid.dtype) + 0.5) / steps
+    b = boxes[:, 0].long()
+    x0, y0, x1, y1 = (boxes[:, k:k + 1].to(grid.dtype) for k in range(1, 5))
+    xs = x0 + (x1 - x0) * frac  # [N, steps], fractions of the image width
+    ys = y0 + (y1 - y0) * frac
+    # grid_sample with align_corners=False maps -1..1 to the outer edges of the grid: 2t - 1
+    sample = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1) * 2 - 1
+    # Sample each image's boxes from that image in one call, rather than copying the feature map
+    # once per box (which costs N full maps: hundreds of MB for proposals at 128 px crops).
+    packed, _, slot = pack_by_image(sample, b, grid.shape[0])  # [B, R, steps, steps, 2]
+    bsz, rmax = packed.shape[:2]
+    values = F.grid_sample(grid, packed.reshape(bsz, rmax * steps, steps, 2), mode="bilinear",
+                           padding_mode="border", align_corners=False)  # [B, C, R*steps, steps]
+    values = values.reshape(bsz, channels, rmax, steps, steps).transpose(1, 2)[b, slot]
+    return F.avg_pool2d(values, kernel_size=sampling_ratio) if sampling_ratio > 1 else values
+
+
+def with_batch_index(boxes: list[torch.Tensor]) -> torch.Tensor:
+    """Per-image boxes ``[Ni, 4]`` → one ``[sum Ni, 5]`` tensor with the image index first."""
+    rows = [torch.cat([torch.full((len(bx), 1), i, dtype=bx.dtype, device=bx.device), bx], dim=1)
+            for i, bx in enumerate(boxes)]
+    return torch.cat(rows) if rows else torch.zeros(0, 5)
+
+
+def grid_proposals(grid_sizes: list[int], device=None) -> torch.Tensor:
+    """The fixed multi-scale proposals: for each ``n``, the ``n x n`` tiling of the image, ``[P, 4]``.
+
+    With the default ``[2, 3, 4]``: 4 + 9 + 16 = 29 boxes, from quadrants down to sixteenths, i.e. from
+    a lung down to a lung zone; the same boxes for every image, so training and serving agree.
+    """
+    out = []
+    for n in grid_sizes:
+        edges = torch.arange(n + 1, dtype=torch.float32, device=device) / n
+        y0, x0 = torch.meshgrid(edges[:-1], edges[:-1], indexing="ij")
+        out.append(torch.stack([x0, y0, x0 + 1 / n, y0 + 1 / n], dim=-1).reshape(-1, 4))
+    return torch.cat(out)
+
+
+def cell_boxes(gh: int, gw: int, device=None) -> torch.Tensor:
+    """One box per patch cell, row-major, ``[gh * gw, 4]``: each patch token as a region."""
+    ys = torch.arange(gh, dtype=torch.float32, device=device)
+    xs = torch.arange(gw, dtype=torch.float32, device=device)
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([x / gw, y / gh, (x + 1) / gw, (y + 1) / gh], dim=-1).reshape(-1, 4)
+
+
+def peak_boxes(heatmap: torch.Tensor, top_k: int = 3, half_extents: tuple[float, ...] = (0.5, 1.0, 1.5)) -> torch.Tensor:
+    """Similarity proposals: boxes centred on the ``top_k`` best cells of each heatmap.
+
+    ``heatmap [B, gh, gw]`` → ``[B, top_k * len(half_extents), 4]``; a half extent of 0.5 is the cell
+    itself, 1.5 the 3 x 3 cells around it (clipped to the image).
+    """
+    bsz, gh, gw = heatmap.shape
+    k = min(top_k, gh * gw)
+    idx = heatmap.reshape(bsz, -1).topk(k, dim=1).indices  # [B, k]
+    cy = (idx // gw).to(heatmap.dtype) + 0.5
+    cx = (idx % gw).to(heatmap.dtype) + 0.5
+    boxes = []
+    for h in half_extents:
+        boxes.append(torch.stack([(cx - h) / gw, (cy - h) / gh, (cx + h) / gw, (cy + h) / gh], dim=-1))
+    return torch.cat(boxes, dim=1).clamp(0, 1)
+
+
+def proposal_boxes(kind: str, grid_sizes: list[int], heatmap: torch.Tensor | None = None,
+                   top_k: int = 3) -> torch.Tensor:
+    """Boxes for when none are given: ``[P, 4]`` for ``grid``; ``[B, P, 4]`` for ``similarity``
+    (the grid boxes plus :func:`peak_boxes` of each image's patch-text ``heatmap``)."""
+    grid = grid_proposals(grid_sizes, device=None if heatmap is None else heatmap.device)
+    if kind == "grid":
+        return grid
+    if kind != "similarity":
+        raise ValueError(f"unknown proposal kind {kind!r}")
+    if heatmap is None:
+        raise ValueError("similarity proposals need a patch-text heatmap (a text to ground)")
+    peaks = peak_boxes(heatmap, top_k)
+    return torch.cat([grid.to(peaks.dtype).expand(heatmap.shape[0], -1, -1), peaks], dim=1)
+
+
+def pack_by_image(values: torch.Tensor, batch_index: torch.Tensor, batch_size: int):
+    """Rows of ``values [N, ...]`` grouped per image into ``[B, Rmax, ...]`` plus a validity mask
+    ``[B, Rmax]`` and the ``(image, slot)`` of each row, for batched attention over regions."""
+    n = values.shape[0]
+    counts = torch.bincount(batch_index, minlength=batch_size)
+    order = torch.argsort(batch_index, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.empty_like(batch_index)
+    slot[order] = torch.arange(n, device=values.device) - starts[batch_index[order]]
+    width = int(counts.max()) if n else 0
+    packed = values.new_zeros(batch_size, max(width, 1), *values.shape[1:])
+    packed[batch_index, slot] = values
+    mask = torch.zeros(batch_size, max(width, 1), dtype=torch.bool, device=values.device)
+    mask[batch_index, slot] = True
+    return packed, mask, slot
+
+
+class RoiProcessor(nn.Module):
+    """Region tokens from boxes, fused with the image context; and a region-aware image feature.
+
+    A region token is the RoIAlign of the patch grid (its ``pool x pool`` cells, flattened and
+    projected, so the layout inside the box survives), plus an embedding of the box geometry
+    (phrases name places: "right upper zone", and patch tokens carry position only weakly), plus
+    optionally the crop branch's feature. It then attends over ``[global token + patch tokens]`` of
+    its own image; a learned sigmoid gate mixes the pooled token and the attended one per channel.
+    """
+
+    def __init__(self, config: RoiConfig, hidden: int):
+        super().__init__()
+        self.config = config
+        p = config.pool_size
+        self.cell_proj = nn.Linear(p * p * hidden, hidden)
+        self.box_embed = nn.Sequential(nn.Linear(8, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.crop_proj = nn.Linear(hidden, hidden) if config.crop_branch else None
+        self.query_norm = nn.LayerNorm(hidden)
+        self.context_norm = nn.LayerNorm(hidden)
+        self.cross_attn = nn.MultiheadAttention(hidden, config.fusion_heads, batch_first=True)
+        self.fuse_gate = nn.Linear(2 * hidden, hidden)
+        self.out_norm = nn.LayerNorm(hidden)
+        # gated attention pooling over an image's regions (attention-MIL style)
+        attn_dim = max(hidden // 2, 8)
+        self.pool_v = nn.Linear(hidden, attn_dim)
+        self.pool_u = nn.Linear(hidden, attn_dim)
+        self.pool_w = nn.Linear(attn_dim, 1)
+        self.mix_gate = nn.Linear(2 * hidden, hidden)
+        self.mix_proj = nn.Linear(hidden, hidden)
+
+    def region_features(self, grid: torch.Tensor, global_feat: torch.Tensor, boxes: torch.Tensor,
+                        crop_feats: torch.Tensor | None = None) -> torch.Tensor:
+        """``grid [B, C, gh, gw]``, ``global [B, C]``, ``boxes [N, 5]`` → fused region features ``[N, C]``."""
+        cfg = self.config
+        pooled = roi_align(grid, boxes, cfg.pool_size, cfg.sampling_ratio).flatten(1)
+        token = self.cell_proj(pooled) + self.box_embed(_box_geometry(boxes[:, 1:]).to(grid.dtype))
+        if self.crop_proj is not None:
+            if crop_feats is None:
+                raise ValueError("crop_branch is on: region_features needs the crops' features")
+            token = token + self.crop_proj(crop_feats)
+        bsz = grid.shape[0]
+        batch_index = boxes[:, 0].long()
+        context = torch.cat([global_feat[:, None], grid.flatten(2).transpose(1, 2)], dim=1)  # [B, 1+G, C]
+        queries, _, slot = pack_by_image(self.query_norm(token), batch_index, bsz)
+        kv = self.context_norm(context)
+        attended, _ = self.cross_attn(queries, kv, kv, need_weights=False)
+        attended = attended[batch_index, slot]
+        gate = torch.sigmoid(self.fuse_gate(torch.cat([token, attended], dim=-1)))
+        return self.out_norm(gate * token + (1 - gate) * attended)
+
+    def image_feature(self, global_feat: torch.Tensor, region_feats: torch.Tensor,
+                      batch_index: torch.Tensor) -> torch.Tensor:
+        """Gated attention pooling of each image's regions, gated into its global feature: ``[B, C]``.
+
+        An image without regions keeps its global feature plus the gate's response to a zero summary.
+        """
+        bsz = global_feat.shape[0]
+        packed, mask, _ = pack_by_image(region_feats, batch_index, bsz)  # [B, R, C]
+        score = self.pool_w(torch.tanh(self.pool_v(packed)) * torch.sigmoid(self.pool_u(packed))).squeeze(-1)
+        weights = torch.softmax(score.masked_fill(~mask, -1e4), dim=1) * mask
+        summary = torch.einsum("br,brc->bc", weights, packed)
+        gate = torch.sigmoid(self.mix_gate(torch.cat([global_feat, summary], dim=-1)))
+        return global_feat + gate * self.mix_proj(summary)
+
+
+def _box_geometry(boxes: torch.Tensor) -> torch.Tensor:
+    """``[N, 4]`` corners → ``[N, 8]``: corners, centre and size, centred on 0."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    feats = [x0, y0, x1, y1, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
+    return torch.stack(feats, dim=-1) - 0.5

@@ -1,0 +1,107 @@
+"""RoIAlign (grid_sample based) against a plain-Python bilinear oracle, and the box helpers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from regionmed.model.roi import cell_boxes, grid_proposals, pack_by_image, peak_boxes, proposal_boxes, roi_align
+
+
+def _bilinear(grid: np.ndarray, fx: float, fy: float) -> np.ndarray:
+    """Value at a point given as fractions of the image; cell centres at (j + 0.5) / W, clamped."""
+    c, h, w = grid.shape
+    px = min(max(fx * w - 0.5, 0.0), w - 1.0)
+    py = min(max(fy * h - 0.5, 0.0), h - 1.0)
+    x0, y0 = int(math.floor(px)), int(math.floor(py))
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    lx, ly = px - x0, py - y0
+    return ((1 - ly) * ((1 - lx) * grid[:, y0, x0] + lx * grid[:, y0, x1])
+            + ly * ((1 - lx) * grid[:, y1, x0] + lx * grid[:, y1, x1]))
+
+
+def roi_align_oracle(grid: np.ndarray, boxes: np.ndarray, pool: int, sr: int) -> np.ndarray:
+    out = np.zeros((len(boxes), grid.shape[1], pool, pool))
+    for n, (b, x0, y0, x1, y1) in enumerate(boxes):
+        for i in range(pool):
+            for j in range(pool):
+                acc = np.zeros(grid.shape[1])
+                for iy in range(sr):
+                    for ix in range(sr):
+                        fy = y0 + (y1 - y0) * (i * sr + iy + 0.5) / (pool * sr)
+                        fx = x0 + (x1 - x0) * (j * sr + ix + 0.5) / (pool * sr)
+                        acc += _bilinear(grid[int(b)], fx, fy)
+                out[n, :, i, j] = acc / (sr * sr)
+    return out
+
+
+box_coord = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def boxes_and_grid(draw):
+    bsz, c = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    gh, gw = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    n = draw(st.integers(1, 6))
+    rows = []
+    for _ in range(n):
+        xa, xb, ya, yb = (draw(box_coord) for _ in range(4))
+        rows.append([draw(st.integers(0, bsz - 1)), min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)])
+    seed = draw(st.integers(0, 10_000))
+    grid = np.random.default_rng(seed).normal(size=(bsz, c, gh, gw))
+    return grid, np.array(rows, dtype=np.float64), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(boxes_and_grid())
+def test_roi_align_matches_oracle(case):
+    grid, boxes, pool, sr = case
+    got = roi_align(torch.from_numpy(grid), torch.from_numpy(boxes), pool, sr).numpy()
+    np.testing.assert_allclose(got, roi_align_oracle(grid, boxes, pool, sr), atol=1e-10)
+
+
+def test_whole_image_box_at_grid_resolution_returns_the_grid():
+    grid = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    boxes = torch.tensor([[1, 0, 0, 1, 1], [0, 0, 0, 1, 1]], dtype=torch.float64)
+    out = roi_align(grid, boxes, pool_size=4, sampling_ratio=1)
+    torch.testing.assert_close(out, grid.flip(0))
+
+
+def test_roi_align_is_differentiable_and_handles_no_boxes():
+    grid = torch.randn(1, 2, 3, 3, requires_grad=True)
+    roi_align(grid, torch.tensor([[0, 0.1, 0.2, 0.7, 0.9]]), 2, 2).sum().backward()
+    assert grid.grad is not None and grid.grad.abs().sum() > 0
+    assert roi_align(grid, torch.zeros(0, 5), 2, 2).shape == (0, 2, 2, 2)
+
+
+def test_pack_by_image_round_trips_unsorted_rows():
+    values = torch.arange(7.0)[:, None]
+    batch = torch.tensor([2, 0, 2, 1, 0, 2, 0])
+    packed, mask, slot = pack_by_image(values, batch, 4)
+    assert packed.shape == (4, 3, 1) and mask.sum() == 7 and not mask[3].any()
+    torch.testing.assert_close(packed[batch, slot], values)
+
+
+def test_proposals_tile_the_image():
+    boxes = grid_proposals([2, 3, 4])
+    assert boxes.shape == (29, 4)
+    for start, n in ((0, 2), (4, 3), (13, 4)):
+        tile = boxes[start:start + n * n]
+        area = ((tile[:, 2] - tile[:, 0]) * (tile[:, 3] - tile[:, 1])).sum()
+        assert torch.isclose(area, torch.tensor(1.0))
+    assert torch.equal(proposal_boxes("grid", [2, 3, 4]), boxes)
+    cells = cell_boxes(2, 3)
+    assert torch.allclose(cells[4], torch.tensor([1 / 3, 0.5, 2 / 3, 1.0]))
+
+
+def test_similarity_proposals_centre_on_the_peak():
+    heat = torch.zeros(1, 4, 4)
+    heat[0, 1, 2] = 5.0
+    peaks = peak_boxes(heat, top_k=1, half_extents=(0.5,))
+    assert torch.allclose(peaks[0, 0], torch.tensor([0.5, 0.25, 0.75, 0.5]))
+    boxes = proposal_boxes("similarity", [2], heatmap=heat, top_k=2)
+    assert boxes.shape == (1, 4 + 2 * 3, 4) and (boxes >= 0).all() and (boxes <= 1).all()
