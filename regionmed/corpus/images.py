@@ -72,7 +72,9 @@ def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header") -> 
             return _pil_to_array(img)
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own header check, at twice its pixel limit
+        raise ImageError(f"image too large: {exc}", "image_too_large") from None
+    except UnidentifiedImageError as exc:
         raise ImageError(f"not a readable PNG/JPEG/DICOM image ({type(exc).__name__})", "not_an_image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"unreadable or truncated image ({exc})") from None
