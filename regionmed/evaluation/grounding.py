@@ -1,0 +1,224 @@
+"""Phrase grounding: pointing game, box IoU, laterality, and no-image baselines on the same phrases.
+
+Geometry. Boxes are ``[x0, y0, x1, y1]`` normalised to 0..1 (x to the right of the image, y
+down). A heatmap ``[gh, gw]`` covers the image with cells ``(i, j)`` spanning
+``x in [j/gw, (j+1)/gw]``, ``y in [i/gh, (i+1)/gh]``. The peak is the first maximum in row-major
+order (``np.argmax``), so a constant heatmap points at the top-left cell.
+
+Pointing game
+    * lenient: the peak cell overlaps the true box with positive area;
+    * strict: the peak cell contains the true box's centre (cells are half-open ``[lo, hi)``,
+      the last row/column closed, so exactly one cell contains any point).
+
+Images follow the radiological convention: the patient's right is on the image left (x < 0.5).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from regionmed.evaluation._arrays import as_numpy
+
+MIDLINE_BAND = 0.08  # mirrors regionmed.corpus.phrases.MIDLINE_BAND
+ZONE_INDEX = {"upper": 0, "frontal": 0, "middle": 1, "mid": 1, "parietal": 1, "lower": 2, "occipital": 2}
+
+
+def _boxes(x: Any) -> np.ndarray:
+    b = as_numpy(x, np.float64).reshape(-1, 4)
+    return b
+
+
+def peak_cells(heatmaps: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each heatmap's peak: ``([N], [N])``."""
+    h = as_numpy(heatmaps, np.float64)
+    if h.ndim == 2:
+        h = h[None]
+    flat = np.nan_to_num(h.reshape(len(h), -1), nan=-np.inf).argmax(axis=1)
+    return flat // h.shape[2], flat % h.shape[2]
+
+
+def _cell_hits(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gh, gw = grid
+    x0, y0, x1, y1 = cols / gw, rows / gh, (cols + 1) / gw, (rows + 1) / gh
+    bx0, by0, bx1, by1 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    lenient = (np.minimum(x1, bx1) > np.maximum(x0, bx0)) & (np.minimum(y1, by1) > np.maximum(y0, by0))
+    cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+    strict = (_cell_index(cx, gw) == cols) & (_cell_index(cy, gh) == rows)
+    return lenient, strict
+
+
+def _cell_index(v: np.ndarray, n: int) -> np.ndarray:
+    """The cell holding coordinate ``v`` (half-open cells, the last one closed)."""
+    return np.clip(np.floor(np.asarray(v) * n), 0, n - 1).astype(int)
+
+
+def pointing_game(heatmaps: Any, true_boxes: Any) -> dict[str, np.ndarray]:
+    """Per phrase, ``lenient`` and ``strict`` hits (bool ``[N]``) of the heatmap peak (module doc)."""
+    h = as_numpy(heatmaps)
+    rows, cols = peak_cells(h)
+    lenient, strict = _cell_hits(rows, cols, h.shape[-2:], _boxes(true_boxes))
+    return {"lenient": lenient, "strict": strict}
+
+
+def box_iou(pred_boxes: Any, true_boxes: Any) -> np.ndarray:
+    """IoU of each predicted box with its own true box, ``[N]`` (0 where the union is empty)."""
+    p, t = _boxes(pred_boxes), _boxes(true_boxes)
+    iw = np.clip(np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0]), 0, None)
+    ih = np.clip(np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1]), 0, None)
+    inter = iw * ih
+    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
+    union = area(p) + area(t) - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def iou_hit_rates(pred_boxes: Any, true_boxes: Any, thresholds: Sequence[float] = (0.3, 0.5)) -> dict[str, float]:
+    """``mean_iou`` and ``iou>t``: the fraction of phrases whose IoU is strictly above each ``t``."""
+    iou = box_iou(pred_boxes, true_boxes)
+    out = {"mean_iou": float(iou.mean()) if iou.size else float("nan")}
+    for t in thresholds:
+        out[f"iou>{t}"] = float((iou > t).mean()) if iou.size else float("nan")
+    return out
+
+
+def laterality_accuracy(heatmap_true_phrase: Any, heatmap_swapped_phrase: Any, true_boxes: Any,
+                        midline_band: float = MIDLINE_BAND) -> dict[str, Any]:
+    """Does swapping left/right in the phrase move the peak across the image midline (x = 0.5)?
+
+    For each phrase (its true box centre ``cx``; its side is ``cx < 0.5`` or ``cx > 0.5``):
+
+    * ``swapped_opposite``: the swapped phrase's peak cell centre is on the other side of 0.5
+      from ``cx`` (the headline ``accuracy``);
+    * ``true_same_side``: the true phrase's peak cell centre is on the same side as ``cx``;
+    * ``flipped``: both at once (the peak follows the word).
+
+    A peak cell centred exactly on 0.5 (odd grid width) is on neither side and fails. Phrases whose
+    box centre lies within ``midline_band`` of 0.5 have no side: they get NaN and are left out of
+    the means (``n_scored`` counts the rest). Pass only phrases that mention a side.
+    """
+    ht, hs = as_numpy(heatmap_true_phrase), as_numpy(heatmap_swapped_phrase)
+    gw = ht.shape[-1]
+    boxes = _boxes(true_boxes)
+    side = np.sign((boxes[:, 0] + boxes[:, 2]) / 2 - 0.5)
+    scored = np.abs((boxes[:, 0] + boxes[:, 2]) / 2 - 0.5) >= midline_band
+    peak_side = lambda h: np.sign((peak_cells(h)[1] + 0.5) / gw - 0.5)  # noqa: E731
+    st, ss = peak_side(ht), peak_side(hs)
+    per = {"swapped_opposite": (ss == -side) & (ss != 0), "true_same_side": (st == side) & (st != 0)}
+    per["flipped"] = per["swapped_opposite"] & per["true_same_side"]
+    out: dict[str, Any] = {k: np.where(scored, v.astype(float), np.nan) for k, v in per.items()}
+    n = int(scored.sum())
+    out["accuracy"] = float(np.nanmean(out["swapped_opposite"])) if n else float("nan")
+    out["flip_rate"] = float(np.nanmean(out["flipped"])) if n else float("nan")
+    out["n_scored"] = n
+    return out
+
+
+def uniform_chance_pointing(true_boxes: Any, grid: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Expected hit of a uniformly random peak cell, per phrase: ``lenient`` = fraction of cells
+    overlapping the box, ``strict`` = 1 / (number of cells) (one cell holds the centre)."""
+    gh, gw = grid
+    b = _boxes(true_boxes)
+    rows, cols = np.divmod(np.arange(gh * gw), gw)
+    lenient = np.zeros(len(b))
+    for start in range(0, len(b), 4096):  # the same cell test as pointing_game, for every cell
+        chunk = b[start:start + 4096]
+        hits, _ = _cell_hits(rows[None, :], cols[None, :], (gh, gw), chunk[:, None, :])
+        lenient[start:start + 4096] = hits.mean(axis=1)
+    return {"lenient": lenient, "strict": np.full(len(b), 1.0 / (gh * gw))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Text-only prior: where the words alone say the region is.
+
+
+def _get(r: Any, key: str) -> Any:
+    return r[key] if isinstance(r, Mapping) else getattr(r, key)
+
+
+def train_box_means(train_regions: Iterable[Any]) -> dict[str, dict[str, np.ndarray]]:
+    """Mean boxes in train: ``organ`` (anatomy regions by label), ``label`` (finding regions by
+    label), ``location`` (finding regions by the location text after "in the"), ``all`` (findings)."""
+    acc: dict[str, dict[str, list]] = {"organ": {}, "label": {}, "location": {}, "all": {}}
+    for r in train_regions:
+        box, label, kind = np.asarray(_get(r, "bbox"), float), _get(r, "label"), _get(r, "kind")
+        if kind == "anatomy":
+            acc["organ"].setdefault(label, []).append(box)
+            continue
+        acc["label"].setdefault(label, []).append(box)
+        acc["all"].setdefault("", []).append(box)
+        loc = _location_text(_get(r, "phrase"))
+        if loc:
+            acc["location"].setdefault(loc, []).append(box)
+    return {k: {name: np.mean(v, axis=0) for name, v in d.items()} for k, d in acc.items()}
+
+
+def _location_text(phrase: str) -> str:
+    parts = re.split(r"\s+in\s+the\s+", phrase.lower(), maxsplit=1)
+    return parts[1].strip() if len(parts) == 2 else ""
+
+
+def _longest_match(text: str, names: Iterable[str]) -> str | None:
+    hits = [n for n in names if re.search(rf"\b{re.escape(n.lower())}\b", text)]
+    return max(hits, key=len) if hits else None
+
+
+def text_prior_box(phrase: str, means: Mapping[str, Mapping[str, np.ndarray]], label: str | None = None,
+                   mode: str = "rules") -> tuple[np.ndarray, str]:
+    """The box a phrase's words imply, and which rule gave it.
+
+    ``mode="rules"``: the frame is the mean train box of an organ named in the location part of the
+    phrase (the whole phrase for anatomy phrases such as "the left kidney"), else the whole image;
+    a side word picks the frame's half (patient right = image left) unless the organ's own name
+    carries that side, and a zone word (upper/middle/lower, frontal/parietal/occipital) its vertical
+    third. A phrase with none of these gets its finding label's mean train box (``label`` or the
+    longest train label in the phrase), else the mean of all train findings, else the whole image.
+    ``mode="empirical"``: the mean train box of findings with the same location text, falling back
+    to the rules.
+    """
+    text = phrase.lower()
+    loc = _location_text(text)
+    if mode == "empirical" and loc in means["location"]:
+        return np.asarray(means["location"][loc], float), "location"
+    where = loc or text
+    organ = _longest_match(where, means["organ"])
+    words = set(re.findall(r"[a-z]+", where))
+    side = next((s for s in ("right", "left") if s in words and not (organ and s in organ.split())), None)
+    zone = next((ZONE_INDEX[w] for w in re.findall(r"[a-z]+", where) if w in ZONE_INDEX), None)
+    if organ is None and side is None and zone is None:
+        lab = label if label in means["label"] else _longest_match(text, means["label"])
+        if lab is not None:
+            return np.asarray(means["label"][lab], float), "label"
+        if "" in means["all"]:
+            return np.asarray(means["all"][""], float), "all"
+        return np.array([0.0, 0.0, 1.0, 1.0]), "image"
+    x0, y0, x1, y1 = means["organ"][organ] if organ else (0.0, 0.0, 1.0, 1.0)
+    if side is not None:
+        xm = (x0 + x1) / 2
+        x0, x1 = (x0, xm) if side == "right" else (xm, x1)
+    if zone is not None:
+        h = (y1 - y0) / 3
+        y0, y1 = y0 + zone * h, y0 + (zone + 1) * h
+    return np.array([x0, y0, x1, y1], float), "organ" if organ else "words"
+
+
+def text_prior_pointing(phrases: Sequence[str], true_boxes: Any, train_regions: Iterable[Any],
+                        grid: tuple[int, int], labels: Sequence[str | None] | None = None,
+                        mode: str = "rules") -> dict[str, np.ndarray]:
+    """Pointing game of a no-image model that points at the centre of :func:`text_prior_box`.
+
+    Returns per phrase ``lenient``/``strict`` hits (same rules as :func:`pointing_game`, with the
+    peak cell = the cell holding the prior box centre), the prior ``boxes`` ``[N, 4]`` and the
+    ``source`` rule of each, so paired differences with a model can be bootstrapped.
+    """
+    means = train_box_means(train_regions)
+    labels = list(labels) if labels is not None else [None] * len(phrases)
+    found = [text_prior_box(p, means, lab, mode) for p, lab in zip(phrases, labels)]
+    boxes = np.array([b for b, _ in found], float).reshape(-1, 4)
+    gh, gw = grid
+    rows = _cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh)
+    cols = _cell_index((boxes[:, 0] + boxes[:, 2]) / 2, gw)
+    lenient, strict = _cell_hits(rows, cols, (gh, gw), _boxes(true_boxes))
+    return {"lenient": lenient, "strict": strict, "boxes": boxes, "source": np.array([s for _, s in found])}
