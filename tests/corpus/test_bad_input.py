@@ -96,8 +96,8 @@ def built(kit):
         _rec("wrong-types", "good-3.png", labels="nodule", regions=[{"bbox": [1, 2, 3], **box}]),       # 20
         _rec("bad-split", "good-3.png", split="holdout"),                                               # 21
         _rec("typo-field", "good-3.png", finding_txt="nodule"),                                         # 22
-        '{"id": "nan-box", "image": "good-3.png", "report": "r", '
-        '"regions": [{"bbox": [1, 1, NaN, 5], "label": "x"}]}',                                          # 23
+        ('{"id": "nan-box", "image": "good-3.png", "report": "r", '
+         '"regions": [{"bbox": [1, 1, NaN, 5], "label": "x"}]}'),                                        # 23
         _rec("bad-qa", "good-3.png", qa=[{"question": "Is there a nodule?", "answer": 1}]),             # 24
         _rec("good-1", "good-2.png"),                                                                   # 25
         _rec("box-tiny", "good-3.png", regions=[{"bbox": [1, 1, 1.1, 1.1], **box}]),                    # 26
@@ -138,7 +138,7 @@ def test_decompression_bomb_is_refused_from_the_header_with_the_pixel_limit(kit)
     """A real, fully valid PNG above max_image_pixels is refused before its pixels are decoded."""
     kit.png("big.png", 300, 300)
     kit.png("ok.png", 20, 20)
-    summary, df, rejected = kit.build("jsonl", kit.jsonl([_rec("big", "big.png"), _rec("ok", "ok.png")]),
+    _, df, rejected = kit.build("jsonl", kit.jsonl([_rec("big", "big.png"), _rec("ok", "ok.png")]),
                                       importer={"max_image_pixels": 50_000})
     assert list(df["image_id"]) == ["ok"]
     assert rejected[0]["category"] == "image_too_large" and "90000 pixels > limit 50000" in rejected[0]["reason"]

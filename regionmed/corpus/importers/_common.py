@@ -147,5 +147,5 @@ def header_size(root: Path, image_file: str) -> tuple[int, int] | None:
 
             with Image.open(f) as img:
                 return img.size
-    except Exception:  # unreadable: the decode step reports it properly
+    except Exception:  # noqa: BLE001 - unreadable: the decode step reports it properly
         return None

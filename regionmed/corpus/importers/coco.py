@@ -15,7 +15,7 @@ import csv
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -145,8 +145,8 @@ class CocoImporter(RecordSource):
             try:
                 image = CocoImage.model_validate(raw)
             except ValidationError as exc:
-                rid = _norm_name(raw["file_name"]) if isinstance(raw, dict) and isinstance(
-                    raw.get("file_name"), str) else f"images[{i}]"
+                rid = record_id_for(_norm_name(raw["file_name"])) if isinstance(raw, dict) and isinstance(
+                    raw.get("file_name"), str) and raw["file_name"].strip() else f"images[{i}]"
                 yield Rejected(rid, "bad_record", describe_validation_error(exc, f"images[{i}]"), truncated(raw))
                 continue
             if image.id in images:

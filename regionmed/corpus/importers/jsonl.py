@@ -82,14 +82,12 @@ class JsonlImporter(RecordSource):
 
     def tasks(self) -> Iterator[tuple[str, SourceRecord] | Rejected]:
         try:
-            f = open(self.path, "rb")
+            with open(self.path, "rb") as f:
+                for lineno, raw in enumerate(f, start=1):
+                    if raw.strip():
+                        yield self._parse(lineno, raw)
         except OSError as exc:
             raise ImporterConfigError(f"corpus.importer.path: cannot read {str(self.path)!r} ({exc})") from None
-        with f:
-            for lineno, raw in enumerate(f, start=1):
-                if not raw.strip():
-                    continue
-                yield self._parse(lineno, raw)
 
     def _parse(self, lineno: int, raw: bytes) -> tuple[str, SourceRecord] | Rejected:
         where = f"line {lineno}"
