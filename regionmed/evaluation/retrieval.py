@@ -13,7 +13,7 @@ Rank of a query
 
 Positives can be given as
     * ``None``: query ``i`` matches gallery item ``i`` (needs ``Q == G``);
-    * an int array ``[Q]`` (one gallery index per query) or ``[Q, K]`` padded with ``-1``;
+    * an int array or list ``[Q]`` (one gallery index per query) or ``[Q, K]`` padded with ``-1``;
     * a list of iterables of gallery indices, one per query;
     * or, instead of ``positives``, ``query_groups``/``gallery_groups``: any hashable ids, where a
       query's positives are the gallery items with the same id. Use this for large groups (e.g.
@@ -41,6 +41,10 @@ def _positives_csr(positives: Any, n_query: int, n_gallery: int) -> tuple[np.nda
         if n_query != n_gallery:
             raise ValueError(f"positives=None needs as many queries as gallery items ({n_query} != {n_gallery})")
         return np.arange(n_query + 1), np.arange(n_query)
+    if not (isinstance(positives, np.ndarray) or hasattr(positives, "detach")):
+        positives = list(positives)
+        if all(isinstance(p, (int, np.integer)) for p in positives):
+            positives = np.asarray(positives, dtype=np.int64).reshape(-1)
     if isinstance(positives, np.ndarray) or hasattr(positives, "detach"):
         arr = as_numpy(positives).astype(np.int64)
         if arr.ndim == 1:
