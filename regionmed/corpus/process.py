@@ -122,7 +122,9 @@ def _region(i: int, raw: RawRegion, record: SourceRecord, w: int, h: int, fit, c
     if not phrase:  # derive the phrase and its hard negatives from the geometry, as the generator does
         location = location_from_box(bbox, record.body_part)
         phrase = region_phrase(raw.label, size, location)
-        others = sorted({r.label for r in record.regions if r.label != raw.label} | set(record.labels))
+        # other *findings* (anatomy names such as "right lung" are not findings to swap in)
+        others = sorted({r.label for r in record.regions if r.kind == "finding" and r.label != raw.label}
+                        | set(record.labels))
         negatives = hard_negatives(raw.label, size, location, others) if negatives is None else negatives
     return Region(tuple(round(v, 6) for v in bbox), raw.label, phrase, tuple(negatives or ()), raw.kind, size)
 

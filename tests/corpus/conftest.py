@@ -122,8 +122,11 @@ class ImportKit:
         importer = {"path": str(path), **corpus.pop("importer", {})}
         if captions_csv is not None:
             importer["captions_csv"] = str(captions_csv)
-        params = Params.model_validate({"corpus": {"source": source, "image_size": 64, "max_reject_fraction": 1.0,
-                                                   "importer": importer, **corpus}})
+        corpus = {"source": source, "image_size": 64, "max_reject_fraction": 1.0, "importer": importer, **corpus}
+        raw = {"corpus": corpus}
+        if "model" in Params.model_fields:  # the model's input size must match the corpus's
+            raw["model"] = {"vision": {"image_size": corpus["image_size"], "channels": corpus.get("channels", 1)}}
+        params = Params.model_validate(raw)
         summary = build_corpus(params, out, progress=False)
         return summary, read_manifest(out), read_rejected(out)
 

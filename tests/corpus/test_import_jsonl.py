@@ -56,9 +56,10 @@ def test_boxes_follow_the_letterbox_and_phrases_follow_the_geometry(kit):
     record = _record(0, "wide.png", body_part="chest", regions=[
         {"bbox": LEFT_BOX_PX, "label": "nodule", "size": "small"},
         {"bbox": RIGHT_BOX_PX, "label": "effusion"},
+        {"bbox": [0, 0, 100, 100], "label": "right lung", "kind": "anatomy", "phrase": "the right lung"},
     ])
     _, df, _ = kit.build("jsonl", kit.jsonl([record]))
-    nodule, effusion = df.iloc[0]["regions"]
+    nodule, effusion, lung = df.iloc[0]["regions"]
     assert nodule["bbox"] == pytest.approx(LEFT_BOX_NORM, abs=1e-6)
     assert effusion["bbox"] == pytest.approx(RIGHT_BOX_NORM, abs=1e-6)
     # radiological convention: the image's left half is the patient's right
@@ -68,6 +69,9 @@ def test_boxes_follow_the_letterbox_and_phrases_follow_the_geometry(kit):
     assert "a small nodule in the left middle zone" in nodule["hard_negatives"]
     assert "a large nodule in the right middle zone" in nodule["hard_negatives"]
     assert "an effusion in the right lower zone" in effusion["hard_negatives"]
+    assert "a nodule in the left lower zone" in effusion["hard_negatives"]  # another finding, same place
+    assert not any("lung" in n for n in nodule["hard_negatives"] + effusion["hard_negatives"])  # not anatomy
+    assert lung["kind"] == "anatomy" and lung["phrase"] == "the right lung"
     # with no labels given, the labels are the findings' labels
     assert df.iloc[0]["labels"] == ["nodule", "effusion"]
     # the stored image: 64 x 64, the 64 x 32 picture centred between black bars
@@ -100,7 +104,6 @@ def test_jpeg_and_numeric_ids_and_blank_lines(kit):
 
 
 def test_patients_never_span_two_splits(kit):
-    kit.png("x.png", 32, 32)
     records = []
     for p in range(40):
         for k in range(3):
