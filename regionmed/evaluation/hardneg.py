@@ -18,7 +18,9 @@ from regionmed.evaluation._arrays import as_numpy, l2_normalize
 
 SWAP_TYPES = ("laterality", "size", "finding", "location", "other")
 _SIDE_ZONE = frozenset("right left bilateral upper middle mid lower central midline frontal parietal occipital".split())
-_SIZE_WORDS = frozenset("subtle small large mild moderate marked".split())
+# size words → size bucket (graded findings read "mild/moderate/marked", see corpus.phrases)
+_SIZE_WORDS = {"subtle": "subtle", "small": "small", "large": "large",
+               "mild": "subtle", "moderate": "small", "marked": "large"}
 _ARTICLES = frozenset("a an the".split())
 
 
@@ -43,14 +45,15 @@ def swap_type(true_phrase: str, negative_phrase: str) -> str:
     """Which attribute a negative changes.
 
     ``laterality``: only left↔right; ``size``: only the size word(s); ``finding``: what the region
-    is (the finding, or the organ of an anatomy phrase) with the same size and place; ``location``:
+    is (the finding, or the organ of an anatomy phrase) with the same size bucket ("mild" reads as
+    "subtle", "moderate" as "small", "marked" as "large") and place; ``location``:
     the place, other than a pure side swap; ``other``: several attributes, or the same phrase.
     """
     t, n = true_phrase.lower().strip(), negative_phrase.lower().strip()
     if t != n and _swap_sides(t) == n:
         return "laterality"
     (tw, tl), (nw, nl) = _parts(t), _parts(n)
-    sizes = lambda ws: tuple(w for w in ws if w in _SIZE_WORDS)  # noqa: E731
+    sizes = lambda ws: tuple(_SIZE_WORDS[w] for w in ws if w in _SIZE_WORDS)  # noqa: E731
     rest = lambda ws: tuple(w for w in ws if w not in _SIZE_WORDS)  # noqa: E731
     if tl == nl and tw != nw:
         if rest(tw) == rest(nw):
