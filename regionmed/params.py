@@ -116,7 +116,7 @@ class ValidationParams(_Strict):
     metrics_file: str = "metrics/validation.json"
     report_file: str = "reports/validation.html"
     regions: Expected = "auto"  # auto: required for synthetic and coco corpora, else optional
-    qa: Expected = "auto"  # auto: required for synthetic corpora, else optional
+    qa: Expected = "auto"  # auto: required for synthetic and medpix corpora, else optional
     file_check_fraction: float = Field(1.0, ge=0, le=1)  # share of image files re-hashed (seeded sample)
     coverage_splits: list[Literal["train", "val", "test"]] = ["train", "test"]
     max_examples: int = Field(10, ge=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, MANIFEST_FILE, MANIFEST
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCALAR_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if not pa.types.is_list(f.type))
-HASH_THREADS = 4
 
 
 @dataclass
@@ -180,9 +178,9 @@ def file_frame(corpus_dir: Path, images: pd.DataFrame, fraction: float, seed: in
     if n == 0:
         return pd.DataFrame(columns=["image_id", "image_path", "status", "png_width", "png_height"])
     sample = images if n == len(images) else images.sample(n=n, random_state=seed)
-    args = list(zip(sample["image_id"], sample["image_path"], sample["sha256"]))
-    with ThreadPoolExecutor(HASH_THREADS) as pool:
-        rows = list(pool.map(lambda a: _check_file(corpus_dir, *a), args))
+    # One thread: the files are small and a thread pool was slower here (measured 0.19 s vs 0.29 s for
+    # 4000 files); sha256 of a buffer releases the GIL, so this overlaps the GX import thread anyway.
+    rows = [_check_file(corpus_dir, *a) for a in zip(sample["image_id"], sample["image_path"], sample["sha256"])]
     return pd.DataFrame(rows)
 
 

@@ -20,7 +20,7 @@ from regionmed.params import Params
 
 # Sources whose corpora must carry regions / QA when validation.regions / validation.qa is "auto".
 REGIONS_BY_SOURCE = {"synthetic": True, "coco": True}
-QA_BY_SOURCE = {"synthetic": True}
+QA_BY_SOURCE = {"synthetic": True, "medpix": True}  # MedPix: the importer asks the modality
 VOCABULARY_KEYS = ("modalities", "labels", "finding_labels", "anatomy_labels")
 
 
@@ -46,7 +46,13 @@ class LoadedSuite:
 
 
 def source_vocabulary(params: Params, source: str) -> dict[str, list[str] | None]:
-    """The known vocabulary of a source: the phantom atlas for synthetic corpora, none for others."""
+    """The known vocabulary of a source: the phantom atlas (synthetic), the importer's fixed classes
+    (MedPix); none for JSONL and COCO, whose values are the user's (set them in validation.vocabulary)."""
+    if source == "medpix":
+        from regionmed.corpus.importers.medpix import LABEL_TEXTS, MODALITIES as MEDPIX_MODALITIES
+
+        return {**dict.fromkeys(VOCABULARY_KEYS), "modalities": sorted({m for m, _ in MEDPIX_MODALITIES.values()}),
+                "labels": sorted(LABEL_TEXTS)}
     if source != "synthetic":
         return dict.fromkeys(VOCABULARY_KEYS)
     from regionmed.corpus.atlas import MODALITIES

@@ -112,11 +112,19 @@ def test_stored_image_of_the_wrong_size(broken_copy, val_params):
     assert "syn-000004" in examples_of(result, "image_size")
 
 
-def test_manifest_size_differs_from_params(good_corpus):
-    from conftest import SMALL
-    from regionmed.params import Params, _deep_merge
+def test_manifest_width_differs_from_the_configured_size(broken_copy, val_params):
+    def edit(df, _):
+        df.at[6, "width"] = 96
+        return df
 
-    params = Params.model_validate(_deep_merge(SMALL, {"corpus": {"image_size": 128}}))
+    result = validate_corpus(broken_copy(edit), val_params)
+    assert failed(result) == {"image_size"}
+    assert "syn-000006" in examples_of(result, "image_size")
+
+
+def test_corpus_built_at_another_size_than_params_say(good_corpus, val_params):
+    # model_copy skips validation: other sections (the model's input size) need not follow here
+    params = val_params.model_copy(update={"corpus": val_params.corpus.model_copy(update={"image_size": 96})})
     assert failed(validate_corpus(good_corpus, params)) == {"image_size"}
 
 

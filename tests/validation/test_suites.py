@@ -89,6 +89,7 @@ def test_regions_can_be_required_and_vocabularies_configured_for_imported_data(b
     assert result.failed_checks("critical") == {"region_fraction", "modality_vocabulary"}
 
 
+@pytest.mark.slow  # a 4000-image build (~15 s); benchmarks/bench_validation.py times the same run
 def test_the_default_synthetic_corpus_passes(tmp_path):
     """The corpus `dvc repro` builds with the repository's params.yaml (4000 images)."""
     from regionmed.corpus.build import build_corpus

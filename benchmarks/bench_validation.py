@@ -1,0 +1,123 @@
+"""What the validate_corpus stage adds to a pipeline run, and how it scales with rows.
+
+    python benchmarks/bench_validation.py [--rows 100000] [--repeats 3] [--skip-default]
+
+1. The default corpus (params.yaml: 4000 synthetic images): `regionmed corpus build` and
+   `regionmed validate` each timed as the CLI process DVC runs (fresh interpreter, so GX's ~2 s
+   import is included), the same process pair `--repeats` times; the ratio is taken per pair.
+2. A manifest of `--rows` rows without images (the default manifest replicated with new ids,
+   hashes and patients; `file_check_fraction: 0` since there are no files; build.json and
+   rejected.jsonl written to match): `regionmed validate` timed as a CLI process.
+
+Prints a Markdown table. The machine is shared and noisy: compare within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from regionmed.corpus.schema import BUILD_SUMMARY_FILE, MANIFEST_FILE, REJECTED_FILE
+from regionmed.env import configure_environment
+from regionmed.params import _deep_merge
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(args: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "regionmed", *args], cwd=cwd, capture_output=True, text=True)
+    return time.perf_counter() - start, proc
+
+
+def params_file(work: Path, overrides: dict) -> Path:
+    params = _deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+    path = work / f"params_{len(list(work.glob('params_*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def validate(work: Path, params: Path, corpus: Path, tag: str) -> tuple[float, dict]:
+    seconds, proc = cli(["validate", "--params", str(params), "--corpus", str(corpus),
+                         "--metrics", str(work / f"{tag}.json"), "--report", str(work / f"{tag}.html")], REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"validate failed on {corpus}:\n{proc.stderr[-3000:]}")
+    return seconds, json.loads((work / f"{tag}.json").read_text())
+
+
+def replicate(corpus: Path, out: Path, rows: int) -> None:
+    """A manifest of ``rows`` rows from a real one: ids, paths, hashes and patients made unique per copy."""
+    table = pq.read_table(corpus / MANIFEST_FILE)
+    copies, n = [], 0
+    for k in range(-(-rows // table.num_rows)):
+        t = table.slice(0, min(table.num_rows, rows - n))
+        n += t.num_rows
+        for name in ("image_id", "patient_id"):
+            t = t.set_column(t.schema.get_field_index(name), name, pc.binary_join_element_wise(t[name], f"r{k}", "-"))
+        t = t.set_column(t.schema.get_field_index("image_path"), "image_path",
+                         pc.binary_join_element_wise("images/", t["image_id"], ".png", ""))
+        hashes = [f"{k:08x}{h[8:]}" for h in t["sha256"].to_pylist()]
+        t = t.set_column(t.schema.get_field_index("sha256"), "sha256", pa.array(hashes, pa.string()))
+        copies.append(t)
+    out.mkdir(parents=True)
+    pq.write_table(pa.concat_tables(copies), out / MANIFEST_FILE, compression="zstd")
+    (out / REJECTED_FILE).write_text("")
+    (out / BUILD_SUMMARY_FILE).write_text(json.dumps(
+        {"n_input": rows, "n_kept": rows, "n_rejected": 0, "reject_fraction": 0.0, "source": "synthetic"}))
+
+
+def main() -> None:
+    configure_environment()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-default", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_validation_"))
+    corpus = work / "corpus"
+    params = params_file(work, {"corpus": {"out_dir": str(corpus)}})
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; {work}")
+    print("| run | build s | validate s | validate / build | in-process: frames s | GX import s | suites s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    ratios = []
+    for i in range(1 if args.skip_default else args.repeats):
+        build_s, proc = cli(["corpus", "build", "--params", str(params), "--no-progress"], REPO)
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr[-3000:])
+        val_s, result = validate(work, params, corpus, "default")
+        t = result["timings_s"]
+        suites = sum(v for k, v in t.items() if k.startswith("suite:"))
+        ratios.append(val_s / build_s)
+        print(f"| default {i + 1} | {build_s:.1f} | {val_s:.2f} | {val_s / build_s:.1%} | {t['frames']:.2f} | "
+              f"{t['gx_import_wait'] + t['gx_import']:.2f} | {suites:.2f} |", flush=True)
+    if ratios:
+        print(f"\nmedian validate / build: {statistics.median(ratios):.1%} over {len(ratios)} pairs; "
+              f"files re-hashed: {result['stats']['n_files_checked']}")
+
+    big = work / f"corpus_{args.rows}"
+    replicate(corpus, big, args.rows)
+    big_params = params_file(work, {"corpus": {"out_dir": str(big)}, "validation": {"file_check_fraction": 0.0}})
+    seconds, result = validate(work, big_params, big, "big")
+    t = result["timings_s"]
+    print(f"\n{args.rows} rows ({result['stats']['n_regions']} regions, {result['stats']['n_qa']} QA pairs), "
+          f"no images: validate CLI {seconds:.1f} s (in-process {result['elapsed_s']:.1f} s: frames {t['frames']:.1f} s, "
+          f"GX import {t['gx_import_wait'] + t['gx_import']:.1f} s); success={result['success']}")
+    print("slowest suites: " + ", ".join(f"{k[6:]} {v:.2f} s" for k, v in
+                                         sorted(t.items(), key=lambda kv: -kv[1]) if k.startswith("suite:"))[:400])
+
+
+if __name__ == "__main__":
+    main()
