@@ -64,6 +64,9 @@ class TextConfig(_Strict):
     mlp: int = Field(768, ge=8)
     max_length: int = Field(64, ge=4)
     vocab_size: int = Field(4000, ge=16)
+    # BERT's own default is 0.1; attention dropout forces the slow "math" attention kernel on CPU
+    # (about a sixth of a tiny model's step), and a contrastive batch is regularisation enough.
+    dropout: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _divisible(self) -> "TextConfig":

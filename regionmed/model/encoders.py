@@ -99,7 +99,8 @@ class TextEncoder(nn.Module):
             bert = BertConfig(vocab_size=vocab_size, hidden_size=config.hidden,
                               num_hidden_layers=config.layers, num_attention_heads=config.heads,
                               intermediate_size=config.mlp, max_position_embeddings=config.max_length,
-                              pad_token_id=pad_token_id, type_vocab_size=1)
+                              pad_token_id=pad_token_id, type_vocab_size=1,
+                              hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout)
             self.backbone = BertModel(bert, add_pooling_layer=False)
         else:
             self.backbone = AutoModel.from_pretrained(config.backbone)
