@@ -47,6 +47,7 @@ EXPECTED = [
     ("typo-field", "bad_record", ["line 22", "'finding_txt'"]),
     ("nan-box", "bad_record", ["line 23", "'regions[0].bbox[2]'"]),
     ("bad-qa", "bad_record", ["line 24", "'qa[0].answer'"]),
+    ("records.jsonl:31", "bad_record", ["line 31", "field 'id'"]),
     ("good-1", "duplicate_id", ["duplicate record id 'good-1'"]),
     ("same-pixels", "duplicate_image", ["same image as"]),
 ]
@@ -105,6 +106,7 @@ def built(kit):
         _rec("good-3", "good-3.png", split="test", patient_id="P3"),                                    # 28
         _rec("broken-dicom", "broken.dcm"),                                                             # 29
         _rec("bomb-9000", "bomb-9000.png"),                                                             # 30
+        _rec("   ", "good-3.png"),                                                                      # 31
     ]
     big_limit = 20_000
     summary, df, rejected = kit.build("jsonl", kit.jsonl(lines), importer={"max_file_bytes": big_limit})
@@ -115,7 +117,7 @@ def test_good_records_are_kept(built):
     summary, df, rejected = built
     assert sorted(df["image_id"]) == sorted(GOOD)
     assert summary.n_kept == 3 and summary.n_rejected == len(EXPECTED) == len(rejected)
-    assert summary.n_input == 30
+    assert summary.n_input == 31
     assert sum(summary.rejected_by_category.values()) == len(EXPECTED)
     assert df.set_index("image_id").loc["good-3", "split"] == "test"
 

@@ -63,7 +63,7 @@ def coco_set(kit):
 
 def test_coco_boxes_labels_and_captions(kit, coco_set):
     ann, captions = coco_set
-    summary, df, rejected = kit.build("coco", ann, captions)
+    summary, df, rejected = kit.build("coco", ann, captions, workers=2)  # materialise runs in workers
     df = df.set_index("image_id")
     assert sorted(df.index) == ["images_small", "images_wide"]
     wide = df.loc["images_wide"]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 
 from regionmed.corpus.build import BuildError
 from regionmed.corpus.records import Rejected, SourceRecord
@@ -32,8 +32,14 @@ def _id_text(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-# An identifier: non-empty text, or an integer taken as text.
-Id = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
+def _non_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or blank")
+    return value.strip()
+
+
+# An identifier: non-blank text (surrounding spaces dropped), or an integer taken as text.
+Id = Annotated[str, BeforeValidator(_id_text), AfterValidator(_non_blank)]
 
 
 class ImporterConfigError(BuildError, ValueError):
