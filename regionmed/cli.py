@@ -15,6 +15,8 @@ app = typer.Typer(help="RegionMed: region-aware medical CLIP, as a reproducible 
                   no_args_is_help=True, pretty_exceptions_enable=False)
 corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
+train_app = typer.Typer(help="Train the tokenizer and the progressive phases.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 console = Console(stderr=True)
 
 ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="The params file (params.yaml).")
@@ -96,6 +98,55 @@ def validate(
     typer.echo(f"report: {report or v.report_file}; result: {metrics or v.metrics_file}", err=True)
     if not result.success:
         raise typer.Exit(1)
+
+
+@train_app.command("tokenizer")
+def train_tokenizer(
+    params_file: Path = ParamsOption,
+    out: Path = typer.Option(Path("models/tokenizer"), help="Tokenizer folder to write."),
+) -> None:
+    """DVC stage tokenizer: a WordPiece tokenizer trained on the train split's texts."""
+    from regionmed.model.tokenizer import train_wordpiece_tokenizer
+    from regionmed.params import load_params
+    from regionmed.training.data import corpus_texts
+
+    params = load_params(params_file)
+    if params.model.text.backbone is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(params.model.text.backbone)
+        tokenizer.save_pretrained(str(out))
+        console.print(f"copied the tokenizer of {params.model.text.backbone} to {out}")
+        return
+    tokenizer = train_wordpiece_tokenizer(corpus_texts(params.corpus.out_dir), params.model.text.vocab_size, out)
+    console.print(f"trained a WordPiece tokenizer of {len(tokenizer)} pieces into {out}")
+
+
+@train_app.command("phase")
+def train_phase(
+    phase: str = typer.Argument(..., help="global | region | joint | baseline"),
+    params_file: Path = ParamsOption,
+    init_from: Path = typer.Option(None, help="Exported model to warm-start from."),
+    out: Path = typer.Option(..., help="Folder to export the trained model to."),
+    metrics: Path = typer.Option(..., help="JSON summary of the phase (DVC metrics)."),
+    tokenizer: Path = typer.Option(Path("models/tokenizer"), help="Tokenizer folder."),
+    state_dir: Path = typer.Option(Path(".state/checkpoints"), help="Resumable checkpoints (outside DVC outs)."),
+    log_dir: Path = typer.Option(None, help="DVCLive folder for the training curves."),
+) -> None:
+    """DVC stages pretrain_*: train one phase and export the model (resumes an interrupted run)."""
+    import json
+
+    from regionmed.params import load_params
+    from regionmed.training.train import train
+
+    params = load_params(params_file)
+    if phase not in params.phases:
+        console.print(f"[red]params has no phases.{phase}[/red]")
+        raise typer.Exit(2)
+    summary = train(params, phase, Path(params.corpus.out_dir), tokenizer, out, init_from, state_dir, log_dir)
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    console.print(f"phase {phase}: {summary}")
 
 
 if __name__ == "__main__":

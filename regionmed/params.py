@@ -13,6 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from regionmed.model.config import ModelConfig
+
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
@@ -84,6 +86,46 @@ class CorpusParams(_Strict):
     importer: ImportParams = ImportParams()
 
 
+LossName = Literal["global", "region", "modality", "anatomy", "finding"]
+
+
+class AugmentParams(_Strict):
+    max_shift: float = Field(0.04, ge=0, lt=0.5)  # fraction of the image; boxes move with it
+    intensity: float = Field(0.1, ge=0, lt=1)  # +- contrast / brightness
+
+
+class PhaseParams(_Strict):
+    """One progressive phase (one DVC stage). ``steps: 0`` skips the phase (weights pass through)."""
+
+    steps: int | None = Field(None, ge=0)  # None: the three progressive phases together (baseline)
+    lr: float = Field(gt=0)
+    loss_weights: dict[LossName, float]
+    # Bottom transformer layers (plus embeddings) kept frozen; -1 freezes the whole encoder.
+    freeze_image_layers: int = Field(0, ge=-1)
+    freeze_text_layers: int = Field(0, ge=-1)
+    global_only: bool = False  # the baseline: no ROI processor, global CLIP loss only
+
+
+class TrainParams(_Strict):
+    batch_size: int = Field(64, ge=2)
+    eval_batch_size: int = Field(128, ge=1)
+    num_workers: int = Field(0, ge=0)
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "bf16-mixed"
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    accumulate_grad_batches: int = Field(1, ge=1)
+    gradient_clip_val: float = Field(1.0, ge=0)
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    checkpoint_every_n_steps: int = Field(100, ge=1)
+    val_every_n_steps: int = Field(200, ge=1)
+    max_regions_per_image: int = Field(6, ge=1)
+    deterministic: bool = True
+    augment: AugmentParams = AugmentParams()
+
+
 Severity = Literal["critical", "warning"]
 Expected = Literal["auto", "required", "optional"]
 
@@ -130,6 +172,17 @@ class Params(_Strict):
     seed: int = 0
     corpus: CorpusParams = CorpusParams()
     validation: ValidationParams = ValidationParams()
+    model: ModelConfig = ModelConfig()
+    train: TrainParams = TrainParams()
+    # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
+    phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}
+
+    def check_model_fits_corpus(self) -> None:
+        """Training needs the model's input size to be the corpus's image size (checked when it starts)."""
+        v, c = self.model.vision, self.corpus
+        if v.image_size != c.image_size or v.channels != c.channels:
+            raise ValueError(f"model.vision (image_size {v.image_size}, channels {v.channels}) must match the corpus "
+                             f"(image_size {c.image_size}, channels {c.channels})")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None = None) -> Params:

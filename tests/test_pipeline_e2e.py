@@ -8,19 +8,35 @@ import pytest
 
 from pipeline_copy import clean_copy, run
 from regionmed.corpus.schema import read_manifest
+from regionmed.model.io import load_model
 
-REDUCED = {"corpus": {"image_size": 64, "synthetic": {"n_images": 200}}}
+TINY_STEPS = 6
+REDUCED = {
+    "corpus": {"image_size": 64, "synthetic": {"n_images": 480}},
+    "validation": {"thresholds": {"min_label_count": 1, "split_tolerance": 0.2}},
+    "model": {"vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
+              "text": {"hidden": 64, "layers": 1, "heads": 2, "mlp": 128}},
+    "train": {"batch_size": 16, "eval_batch_size": 64, "val_every_n_steps": 3, "checkpoint_every_n_steps": 3,
+              "warmup_steps": 2},
+    "phases": {"global": {"steps": TINY_STEPS}, "region": {"steps": TINY_STEPS}, "joint": {"steps": TINY_STEPS}},
+}
+TRAINING_STAGES = ("pretrain_global", "pretrain_region", "pretrain_joint", "pretrain_baseline")
 
 
 @pytest.mark.slow
-def test_dvc_repro_from_a_clean_copy_builds_everything_and_a_rerun_is_a_no_op(tmp_path):
+def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp_path):
     repo = clean_copy(tmp_path / "repo", REDUCED)
     first = run(["dvc", "repro"], repo)
-    assert "build_corpus" in first.stdout
+    for stage in ("build_corpus", "validate_corpus", "tokenizer", *TRAINING_STAGES):
+        assert f"Running stage '{stage}'" in first.stdout, stage
     summary = json.loads((repo / "data/corpus/build.json").read_text())
-    assert summary["n_kept"] == 200 and summary["n_rejected"] == 0
-    assert len(read_manifest(repo / "data/corpus")) == 200
+    assert summary["n_kept"] == 480 and summary["n_rejected"] == 0
+    assert len(read_manifest(repo / "data/corpus")) == 480
+    assert json.loads((repo / "metrics/validation.json").read_text())["success"] is True
+    for phase, folder in (("global", "global"), ("region", "region"), ("joint", "regionmed"), ("baseline", "baseline")):
+        metrics = json.loads((repo / f"metrics/train_{phase}.json").read_text())
+        assert metrics["steps"] == (3 * TINY_STEPS if phase == "baseline" else TINY_STEPS)
+        model, _ = load_model(repo / "models" / folder)
+        assert model.global_only == (phase in ("global", "baseline"))
     second = run(["dvc", "repro"], repo)
     assert "Data and pipelines are up to date" in second.stdout
-    status = run(["dvc", "status"], repo)
-    assert "up to date" in status.stdout

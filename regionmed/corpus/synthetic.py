@@ -154,12 +154,18 @@ def _draw_finding(image, canvas, finding, size_bucket, host, host_mask, rng, pha
         bbox = canvas.box(mask)
         if bbox is None or any(_intersects(bbox, f.bbox) for f in phantom.findings):
             continue
+        location = _location(finding, host, center, phantom.modality)
+        # Two findings that read the same ("a small nodule in the right upper zone" twice) would
+        # make one phrase name two boxes; place this one elsewhere.
+        if any(f.finding.label == finding.label and f.size == size_bucket and f.location == location
+               for f in phantom.findings):
+            continue
         if finding.shape == "rimmed":
             rim = np.clip(canvas.ellipse(center, (radius * 1.3, radius * 1.3)) - mask, 0, 1)
             image += -0.6 * contrast * rim
             bbox = canvas.box(mask + rim)
         image += contrast * mask
-        return PlacedFinding(finding, size_bucket, host, _location(finding, host, center, phantom.modality), bbox)
+        return PlacedFinding(finding, size_bucket, host, location, bbox)
     return None
 
 

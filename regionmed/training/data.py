@@ -91,6 +91,17 @@ def _augment(pixels: torch.Tensor, boxes: torch.Tensor, cfg: AugmentConfig, rng:
     return pixels, clipped, keep
 
 
+def corpus_texts(corpus_dir: str | Path, split: str = "train") -> list[str]:
+    """Every text of a split (four levels, region phrases, hard negatives), for the tokenizer."""
+    df = read_manifest(corpus_dir, split)
+    texts = [t for level in TEXT_LEVELS for t in df[level]]
+    for regions in df["regions"]:
+        for r in regions:
+            texts.append(r["phrase"])
+            texts.extend(r["hard_negatives"])
+    return texts
+
+
 class Collator:
     """Stacks images, tokenises texts (each distinct region text once) and flattens regions."""
 
@@ -125,6 +136,7 @@ class Collator:
             text_table=self.tokenize(list(table) or [""]),
             region_kind=[k for it in items for k in it["region_kind"]],
             region_size=[s for it in items for s in it["region_size"]],
+            report_text=[it["texts"]["report"] for it in items],
             labels=[it["labels"] for it in items],
             modality=[it["modality"] for it in items],
             image_id=[it["image_id"] for it in items],

@@ -1,0 +1,131 @@
+"""The LightningModule: receives a model, loss weights and optimiser settings; owns no architecture.
+
+Validation measures what training is for, on the val split: image→report retrieval (R@1/5/10
+of the region-aware image embedding), and — when the model has the region path — how often a
+region's true phrase beats all of its hard negatives.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+
+from regionmed.evaluation.retrieval import retrieval_metrics
+from regionmed.model.losses import ClipLoss, hierarchical_loss
+from regionmed.model.regionclip import RegionCLIP
+
+TEXT_LEVEL_OF_LOSS = {"global": "report", "modality": "modality_text", "anatomy": "anatomy_text",
+                      "finding": "finding_text"}
+NO_DECAY_NAMES = ("bias", "LayerNorm", "layernorm", "norm", "logit_scale", "embeddings")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float
+    weight_decay: float
+    warmup_steps: int
+    total_steps: int
+
+
+class RegionMedModule(L.LightningModule):
+    def __init__(self, model: RegionCLIP, loss_weights: dict[str, float], optim: OptimConfig):
+        super().__init__()
+        self.model, self.optim = model, optim
+        self.loss_weights = {k: v for k, v in loss_weights.items() if v}
+        if model.global_only and "region" in self.loss_weights:
+            raise ValueError("a global_only model cannot train the region loss")
+        # levels whose text must be encoded for the active losses (fewer texts = faster steps)
+        self.text_levels = tuple(TEXT_LEVEL_OF_LOSS[k] for k in self.loss_weights if k in TEXT_LEVEL_OF_LOSS)
+        self._val: dict[str, list] = {}
+
+    def setup(self, stage: str) -> None:
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        # local_loss + gather_with_grad: exact global-batch InfoNCE under DDP (see model.losses)
+        self.clip_loss = ClipLoss(local_loss=world > 1, gather_with_grad=True, rank=rank, world_size=world)
+
+    def _batch_for(self, batch: dict) -> dict:
+        keep = {"pixels", *self.text_levels}
+        if "region" in self.loss_weights:
+            keep |= {"region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table"}
+        return {k: v for k, v in batch.items() if k in keep}
+
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "train_set"):
+            datamodule.train_set.epoch = self.current_epoch  # a fresh augmentation stream per epoch
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        outputs = self.model(self._batch_for(batch), text_levels=self.text_levels)
+        total, parts = hierarchical_loss(outputs, self.loss_weights, self.clip_loss)
+        bsz = batch["pixels"].shape[0]
+        self.log("train/loss", total, prog_bar=True, batch_size=bsz)
+        for name, value in parts.items():
+            self.log(f"train/loss_{name}", value, batch_size=bsz)
+        self.log("train/temperature", 1 / outputs["logit_scale"].detach(), batch_size=bsz)
+        return total
+
+    # ---- validation ------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val = {"image": [], "report": [], "report_text": [], "hardneg_hit": []}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        with_regions = not self.model.global_only
+        val_batch = {k: batch[k] for k in ("pixels", "report")}
+        if with_regions:
+            val_batch |= {k: batch[k] for k in ("region_boxes", "region_batch", "phrase_index",
+                                                 "hard_negative_index", "text_table")}
+        out = self.model(val_batch, text_levels=("report",))
+        self._val["image"].append(out["image"].float().cpu())
+        self._val["report"].append(out["text"]["report"].float().cpu())
+        self._val["report_text"] += batch["report_text"]  # identical reports are all positives
+        if with_regions and "region" in out and len(out["region"]):
+            true = (out["region"] * out["phrase"]).sum(-1)
+            neg = torch.einsum("nd,nkd->nk", out["region"], out["hard_negative"]).masked_fill(
+                ~out["hard_negative_mask"], -math.inf)
+            has_neg = out["hard_negative_mask"].any(1)
+            hits = (true[:, None] > neg).all(1)[has_neg]
+            self._val["hardneg_hit"].append(hits.float().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val.get("image"):
+            return
+        image, report = torch.cat(self._val["image"]), torch.cat(self._val["report"])
+        metrics = retrieval_metrics(image.numpy(), report.numpy(), query_groups=self._val["report_text"],
+                                    gallery_groups=self._val["report_text"], ks=(1, 5, 10))
+        for k in ("R@1", "R@5", "R@10"):
+            if k in metrics:
+                self.log(f"val/i2t_{k}", float(metrics[k]))
+        self.log("val/chance_R@5", min(1.0, 5 / max(len(image), 1)))
+        if self._val["hardneg_hit"]:
+            self.log("val/hardneg_acc", float(torch.cat(self._val["hardneg_hit"]).mean()))
+
+    # ---- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or any(n in name for n in NO_DECAY_NAMES) else decay).append(param)
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.optim.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.optim.lr)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.optim.warmup_steps,
+                                                                               self.optim.total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def warmup_cosine(warmup: int, total: int):
+    """Linear warm-up, then cosine decay to 10% of the peak learning rate."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def seed_everything(seed: int) -> None:
+    L.seed_everything(seed, workers=True, verbose=False)
+    np.random.seed(seed)

@@ -1,0 +1,143 @@
+"""``train(...)``: one progressive phase, from params to an exported model folder.
+
+Phases (one DVC stage each): ``global`` (encoders, global loss; a global-only model),
+``region`` (warm-started from global; ROI processor and region loss, encoders partly frozen),
+``joint`` (warm-started from region; every loss) and ``baseline`` (a global-only CLIP with as many
+steps as the three phases together). ``steps: 0`` passes the warm-start weights through, so a
+zero-step global phase gives joint-from-start training.
+
+Resumable: Lightning checkpoints go to ``state_dir`` (outside the stage's DVC outs, which DVC
+deletes before a rerun) under a fingerprint of everything that defines the run; a rerun with the
+same fingerprint resumes from the last checkpoint, and a finished run removes its checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from regionmed.model.io import export_model, load_model
+from regionmed.model.regionclip import RegionCLIP
+from regionmed.params import Params, PhaseParams
+from regionmed.training.data import AugmentConfig, CorpusDataModule
+from regionmed.training.freeze import freeze_bottom_layers
+from regionmed.training.module import OptimConfig, RegionMedModule, seed_everything
+
+PHASE_ORDER = ("global", "region", "joint")
+CHECKPOINT_NAME = "last"
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+def phase_steps(params: Params, phase: str) -> int:
+    """The baseline's ``steps: null`` means the three progressive phases together (a fair budget)."""
+    spec = params.phases[phase]
+    if spec.steps is None:
+        return sum(params.phases[p].steps or 0 for p in PHASE_ORDER)
+    return spec.steps
+
+
+def build_model(params: Params, tokenizer, spec: PhaseParams, init_from: Path | None) -> RegionCLIP:
+    """A fresh model for the phase; with ``init_from``, the shared weights of an exported model."""
+    model = RegionCLIP(params.model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
+                       global_only=spec.global_only)
+    if init_from is not None:
+        source, _ = load_model(init_from)
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+        region_only = ("roi.", "region_proj.")
+        if unexpected or any(not k.startswith(region_only) for k in missing):
+            raise ValueError(f"{init_from} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    return model
+
+
+def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path,
+          init_from: Path | None = None, state_dir: Path = Path(".state/checkpoints"),
+          log_dir: Path | None = None) -> dict:
+    """Train one phase and export the model to ``out_dir``; returns the phase's summary metrics."""
+    from transformers import AutoTokenizer
+
+    params.check_model_fits_corpus()
+    t, spec = params.train, params.phases[phase]
+    steps = phase_steps(params, phase)
+    seed_everything(params.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    model = build_model(params, tokenizer, spec, init_from)
+    freeze_bottom_layers(model.image_encoder, spec.freeze_image_layers)
+    freeze_bottom_layers(model.text_encoder, spec.freeze_text_layers)
+    started = time.perf_counter()
+    summary = {"phase": phase, "steps": steps, "global_only": spec.global_only,
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    if steps > 0:
+        datamodule = CorpusDataModule(
+            corpus_dir, tokenizer, params.model.vision.channels, params.model.text.max_length, t.batch_size,
+            t.max_regions_per_image, AugmentConfig(t.augment.max_shift, t.augment.intensity), t.num_workers,
+            params.seed, t.eval_batch_size)
+        module = RegionMedModule(model, spec.loss_weights,
+                                 OptimConfig(spec.lr, t.weight_decay, min(t.warmup_steps, steps // 2), steps))
+        ckpt_dir = _checkpoint_dir(state_dir, phase, params, init_from)
+        trainer = _trainer(params, steps, ckpt_dir, log_dir)
+        resume = ckpt_dir / f"{CHECKPOINT_NAME}.ckpt"
+        summary["resumed_from_step"] = _resumed_step(resume)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None,
+                    weights_only=True)
+        summary.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()})
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    model.requires_grad_(True)
+    export_model(model.cpu().eval(), tokenizer, params.model, out_dir,
+                 extra_meta={"phase": phase, "steps": steps, "init_from": str(init_from) if init_from else None})
+    return summary
+
+
+def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -> L.Trainer:
+    t = params.train
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename=CHECKPOINT_NAME, every_n_train_steps=t.checkpoint_every_n_steps,
+                                 save_top_k=0, save_last=False, save_on_train_epoch_end=False),
+                 ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+                                 every_n_train_steps=t.checkpoint_every_n_steps)]
+    loggers = []
+    if log_dir is not None:
+        from dvclive.lightning import DVCLiveLogger
+
+        loggers.append(DVCLiveLogger(dir=str(log_dir), save_dvc_exp=False, dvcyaml=False))
+    return L.Trainer(
+        max_steps=steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val or None, val_check_interval=min(t.val_every_n_steps, steps),
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=callbacks[1:], logger=loggers or False,
+        enable_progress_bar=True, enable_model_summary=False, deterministic=t.deterministic and t.accelerator == "cpu",
+        log_every_n_steps=min(10, steps), default_root_dir=str(ckpt_dir),
+    )
+
+
+def _checkpoint_dir(state_dir: Path, phase: str, params: Params, init_from: Path | None) -> Path:
+    """A folder per run identity, so a checkpoint of other params or other init weights is never resumed."""
+    identity = {"phase": phase, "seed": params.seed, "model": params.model.model_dump(mode="json"),
+                "train": params.train.model_dump(mode="json"), "corpus": params.corpus.model_dump(mode="json"),
+                "init": _weights_hash(init_from)}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    phase_dir = state_dir / phase
+    for stale in phase_dir.glob("*"):
+        if stale.name != digest:
+            shutil.rmtree(stale, ignore_errors=True)
+    return phase_dir / digest
+
+
+def _weights_hash(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    return hashlib.sha256((Path(path) / "model.safetensors").read_bytes()).hexdigest()
+
+
+def _resumed_step(ckpt: Path) -> int:
+    if not ckpt.exists():
+        return 0
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    return int(state.get("global_step", 0))
