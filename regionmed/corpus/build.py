@@ -17,7 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from regionmed.corpus.process import ProcessContext, image_id_for, process_record
-from regionmed.corpus.records import RecordError, Rejected
+from regionmed.corpus.records import RecordError, Rejected, SourceRecord
 from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, IMAGES_DIR, MANIFEST_FILE, REJECTED_FILE,
                                      ManifestRow, write_manifest)
 from regionmed.corpus.splits import assign_splits
@@ -83,8 +83,10 @@ def _run_task(task) -> ManifestRow | Rejected:
         record = source.materialise(task)
         return process_record(record, ctx)
     except RecordError as exc:
-        summary = record.summary() if record is not None else {"task": repr(task)[:500]}
-        return Rejected(record.record_id if record else str(task[0]), exc.category, str(exc), summary)
+        # the record as the source gave it: the materialised one, or the one carried by the task
+        failed = record if record is not None else (task[1] if isinstance(task[1], SourceRecord) else None)
+        summary = failed.summary() if failed is not None else {"task": repr(task)[:500]}
+        return Rejected(str(task[0]), exc.category, str(exc), summary)
 
 
 def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bool | None = None,

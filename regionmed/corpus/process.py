@@ -11,7 +11,7 @@ from pathlib import Path
 
 from regionmed.corpus.images import (ImageError, decode_image, encode_png, letterbox, set_channels,
                                      sha256_bytes)
-from regionmed.corpus.phrases import hard_negatives, location_from_box, region_phrase
+from regionmed.corpus.phrases import hard_negatives, location_from_box, region_phrase, swap_laterality
 from regionmed.corpus.records import RawRegion, RecordError, SourceRecord
 from regionmed.corpus.splits import normalise_split
 from regionmed.corpus.schema import IMAGES_DIR, QA, SIZE_BUCKETS, ManifestRow, Region
@@ -119,6 +119,10 @@ def _region(i: int, raw: RawRegion, record: SourceRecord, w: int, h: int, fit, c
         raise RecordError("bad_box", f"region {i}: no label")
     size = raw.size if raw.size in SIZE_BUCKETS else None
     phrase, negatives = raw.phrase, raw.hard_negatives
+    if not phrase and raw.kind == "anatomy":  # name the organ, as the generator does ("the left lung")
+        phrase = f"the {raw.label}"
+        swapped = f"the {swap_laterality(raw.label)}"
+        negatives = ([swapped] if swapped != phrase else []) if negatives is None else negatives
     if not phrase:  # derive the phrase and its hard negatives from the geometry, as the generator does
         location = location_from_box(bbox, record.body_part)
         phrase = region_phrase(raw.label, size, location)
