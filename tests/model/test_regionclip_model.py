@@ -1,0 +1,143 @@
+"""RegionCLIP's contract: shapes, normalisation, text dedup, grounding, and the global_only mode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_batches import all_texts, collate, phantom_samples, tiny_config
+from regionmed.model import ClipLoss, RegionCLIP, hierarchical_loss, train_wordpiece_tokenizer
+from regionmed.model.text import encode_text_list, encode_unique, token_ids_hash
+
+SAMPLES = phantom_samples(6)
+TOKENIZER = train_wordpiece_tokenizer(all_texts(phantom_samples(40)), 400)
+REGION_NAMES = ("roi.", "region_proj.")
+
+
+def _model(global_only=False, seed=0, **roi):
+    torch.manual_seed(seed)
+    return RegionCLIP(tiny_config(**roi), vocab_size=len(TOKENIZER), global_only=global_only).eval()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return collate(SAMPLES, TOKENIZER)
+
+
+def _unit_rows(x):
+    return torch.allclose(x.norm(dim=-1), torch.ones(len(x)), atol=1e-5)
+
+
+def test_forward_gives_every_feature_the_losses_need(batch):
+    out = _model()(batch)
+    b, n = len(SAMPLES), len(batch["region_boxes"])
+    assert out["image"].shape == out["image_global"].shape == (b, 32)
+    assert set(out["text"]) == {"report", "modality_text", "anatomy_text", "finding_text"}
+    assert out["region"].shape == out["phrase"].shape == (n, 32)
+    assert out["hard_negative"].shape[:2] == out["hard_negative_mask"].shape == batch["hard_negative_index"].shape
+    for key in ("image", "image_global", "region", "phrase"):
+        assert _unit_rows(out[key])
+    assert not torch.allclose(out["image"], out["image_global"])  # the region path changes it
+    # phrase ids: equal exactly for equal phrase texts
+    phrases = [p for s in SAMPLES for p in s["phrases"]]
+    ids = out["phrase_ids"].tolist()
+    for i in range(n):
+        for j in range(n):
+            assert (ids[i] == ids[j]) == (phrases[i] == phrases[j])
+    assert torch.isclose(out["logit_scale"], torch.tensor(1 / 0.07))
+
+
+def test_encode_methods_agree_with_forward(batch):
+    model = _model()
+    out = model(batch)
+    torch.testing.assert_close(model.encode_image(batch["pixels"]), out["image"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.encode_image_global(batch["pixels"]), out["image_global"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.encode_text(**batch["report"]), out["text"]["report"], atol=1e-5, rtol=0)
+    regions = model.encode_regions(batch["pixels"], [s["boxes"] for s in SAMPLES])
+    torch.testing.assert_close(regions, out["region"], atol=1e-5, rtol=0)
+
+
+def test_text_dedup_does_not_change_embeddings():
+    model = _model()
+    texts = ["the left lung", "no effusion", "the left lung", "effusion", "no effusion"]
+    enc = TOKENIZER(texts, padding=True, return_tensors="pt")
+    alone = torch.cat([model._encode_text_raw(**TOKENIZER([t], return_tensors="pt")) for t in texts])
+    torch.testing.assert_close(model.encode_text(enc["input_ids"], enc["attention_mask"]), alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(encode_text_list(model, TOKENIZER, texts), alone, atol=1e-5, rtol=0)
+    calls = []
+    encode_unique(lambda i, m: calls.append(len(i)) or torch.zeros(len(i), 1), [(enc["input_ids"], enc["attention_mask"])] * 2)
+    assert calls == [3]  # three distinct texts, one call
+    assert not torch.allclose(alone[1], alone[3])  # "no effusion" is not "effusion"
+
+
+def test_text_ids_ignore_padding():
+    short = TOKENIZER(["the liver"], return_tensors="pt")
+    long = TOKENIZER(["the liver", "a much longer phrase than that"], padding=True, return_tensors="pt")
+    a = token_ids_hash(short["input_ids"], short["attention_mask"])
+    b = token_ids_hash(long["input_ids"], long["attention_mask"])
+    assert a[0] == b[0] and b[0] != b[1]
+
+
+@pytest.mark.parametrize("proposals", ["grid", "similarity"])
+def test_ground_scores_cells_and_picks_a_box(batch, proposals):
+    model = _model(proposals=proposals)
+    phrase = model.encode_text(**{k: v[:2] for k, v in batch["finding_text"].items()})
+    heat, box = model.ground(batch["pixels"][:2], phrase)
+    assert heat.shape == (2, 8, 8) and box.shape == (2, 4)
+    assert (box[:, 2:] > box[:, :2]).all() and (box >= 0).all() and (box <= 1).all()
+    # the heatmap is the fusion-head score of each cell's box: check one cell by hand
+    cell = torch.tensor([[3 / 8, 2 / 8, 4 / 8, 3 / 8]])
+    by_hand = model.encode_regions(batch["pixels"][:1], [cell])[0] @ phrase[0]
+    assert torch.isclose(heat[0, 2, 3], by_hand, atol=1e-5)
+
+
+def test_crop_branch_trains_the_image_encoder_through_crops(batch):
+    model = _model(crop_branch=True, crop_size=32).train()
+    out = model(batch)
+    loss, _ = hierarchical_loss(out, {"region": 1.0}, ClipLoss())
+    loss.backward()
+    assert model.roi.crop_proj.weight.grad.abs().sum() > 0
+    assert model.image_encoder.backbone.embeddings.patch_embeddings.projection.weight.grad.abs().sum() > 0
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(batch):
+    grads = []
+    for checkpointing in (False, True):
+        model = _model().train()
+        model.set_gradient_checkpointing(checkpointing)
+        loss, _ = hierarchical_loss(model(batch), {"global": 1.0, "region": 1.0}, ClipLoss())
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_global_only_has_no_region_path(batch):
+    full, base = _model(), _model(global_only=True)
+    names = {n for n, _ in base.named_parameters()}
+    assert not any(n.startswith(REGION_NAMES) for n in names)
+    full_names = {n for n, _ in full.named_parameters()}
+    assert names == {n for n in full_names if not n.startswith(REGION_NAMES)}  # same code, path off
+    missing, unexpected = base.load_state_dict(full.state_dict(), strict=False)
+    assert not missing and all(n.startswith(REGION_NAMES) for n in unexpected)
+    torch.testing.assert_close(base.encode_image(batch["pixels"]), full.encode_image_global(batch["pixels"]))
+    # every parameter of the baseline learns from the global loss alone: no dead weights
+    base.train()
+    out = base(batch, text_levels=("report",))
+    assert "region" not in out and out["image"] is out["image_global"]
+    loss, _ = hierarchical_loss(out, {"global": 1.0}, ClipLoss())
+    loss.backward()
+    dead = [n for n, p in base.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead
+    heat, box = base.ground(batch["pixels"][:1], out["text"]["report"][:1].detach())
+    assert heat.shape == (1, 8, 8) and box.shape == (1, 4)
+    with pytest.raises(RuntimeError):
+        base.encode_regions(batch["pixels"], [s["boxes"] for s in SAMPLES])
+
+
+def test_full_model_global_loss_touches_no_hard_negative_machinery(batch):
+    # the region path's params get gradients from the global loss too (the region-aware image)
+    model = _model().train()
+    loss, _ = hierarchical_loss(model(batch, text_levels=("report",)), {"global": 1.0}, ClipLoss())
+    loss.backward()
+    assert model.roi.pool_w.weight.grad.abs().sum() > 0
+    assert model.region_proj.weight.grad is None
