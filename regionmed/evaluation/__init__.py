@@ -39,6 +39,7 @@ from regionmed.evaluation.zeroshot import (
     build_prompts,
     by_size_bucket,
     class_embeddings,
+    label_matrix,
     load_prompts,
     modality_prompts,
     multilabel_metrics,

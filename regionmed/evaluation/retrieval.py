@@ -1,7 +1,8 @@
 """Image-text retrieval metrics (Recall@K, median and mean rank), computed in chunks of queries.
 
-The full ``[Q, G]`` similarity matrix is never built: queries are scored ``rows`` at a time, so
-memory is ``O(rows x G)`` and 100k x 100k fits in a few hundred MB.
+The full ``[Q, G]`` similarity matrix is never built: queries are scored a block of rows at a
+time, so memory is ``O(rows x G)`` (bounded by ``max_block_bytes``) and 100k x 100k fits in
+about 512 MiB. The matmul is numpy on CPU; a GPU caller can pass smaller blocks of queries itself.
 
 Rank of a query
     ``1 + (number of gallery items that are NOT positives of the query and score >= the best
@@ -33,6 +34,7 @@ from regionmed.evaluation._arrays import as_numpy, l2_normalize
 
 TIE_MODES = ("pessimistic", "optimistic", "average")
 DEFAULT_MAX_BLOCK_BYTES = 512 * 2**20
+BYTES_PER_PAIR = 12
 
 
 def _positives_csr(positives: Any, n_query: int, n_gallery: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +96,9 @@ def retrieval_ranks(
     """Rank (1 = best) of each query's best positive in the gallery, float ``[Q]`` (NaN: no positive).
 
     Similarity is the dot product (cosine with ``normalize=True``). Queries are processed
-    ``min(chunk_size, max_block_bytes // (4 * G))`` rows at a time.
+    ``min(chunk_size, max_block_bytes // (BYTES_PER_PAIR * G))`` rows at a time: a block holds the
+    float32 scores plus a few boolean masks and one float32 temporary (about 12 bytes a pair), so
+    ``max_block_bytes`` bounds the working memory (512 MiB: 447 queries a block at G = 100k).
     """
     if ties not in TIE_MODES:
         raise ValueError(f"ties must be one of {TIE_MODES}")
@@ -114,7 +118,7 @@ def retrieval_ranks(
             raise ValueError("group arrays must match the number of queries / gallery items")
     else:
         indptr, indices = _positives_csr(positives, n_q, n_g)
-    rows = max(1, min(int(chunk_size), max_block_bytes // max(4 * n_g, 1)))
+    rows = max(1, min(int(chunk_size), max_block_bytes // max(BYTES_PER_PAIR * n_g, 1)))
     gt = np.ascontiguousarray(g.T)
     ranks = np.full(n_q, np.nan)
     for a in range(0, n_q, rows):

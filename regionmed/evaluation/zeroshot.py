@@ -191,6 +191,12 @@ def multilabel_metrics(scores: Any, targets: Any, classnames: Sequence[str],
     }
 
 
+def label_matrix(rows: Sequence[Mapping[str, Any]], classnames: Sequence[str]) -> np.ndarray:
+    """``[N, C]`` bool targets: class ``c`` is in the row's ``labels`` list (``"no finding"`` included)."""
+    return np.array([[c in set(row["labels"]) for c in classnames] for row in rows], dtype=bool).reshape(
+        len(rows), len(classnames))
+
+
 def size_matrix(rows: Sequence[Mapping[str, Any]], classnames: Sequence[str]) -> np.ndarray:
     """``[N, C]`` object array of sets: the size buckets of each image's finding regions of each class.
 
