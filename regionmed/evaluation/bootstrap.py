@@ -104,7 +104,7 @@ def _resampled(v: np.ndarray, codes: np.ndarray, n_boot: int, seed: int, statist
     if statistic == "mean":
         return float(v.mean()), _mean_stats(v, codes, draws, n_groups), n_groups
     if not callable(statistic):
-        raise ValueError("statistic must be 'mean' or a callable")
+        raise TypeError("statistic must be 'mean' or a callable")
     return float(statistic(v)), _callable_stats(v, codes, draws, statistic), n_groups
 
 
@@ -136,7 +136,7 @@ def paired_difference_ci(values_a: Any, values_b: Any, groups: Sequence | None =
         est, stats, n_groups = _resampled(d, codes[keep], n_boot, seed, "mean")
     else:
         both = np.stack([a[keep], b[keep]], axis=1)
-        diff = lambda x: statistic(x[:, 0]) - statistic(x[:, 1])  # noqa: E731
+        diff = lambda x: statistic(x[:, 0]) - statistic(x[:, 1])
         est, stats, n_groups = _resampled(both, codes[keep], n_boot, seed, diff)
     lo, hi = _interval(est, stats, alpha)
     valid = stats[~np.isnan(stats)]

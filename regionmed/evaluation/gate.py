@@ -66,7 +66,7 @@ class GateDecision:
         head = f"gate: {'PASSED' if self.passed else 'FAILED'} ({len(self.failures)} of {len(self.comparisons)} checks failed)"
         if not rows:
             return head
-        fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"  # noqa: E731
+        fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
         cells = [("metric", "check", "value", "need", "ok", "note")]
         for c in rows:
             op = ">=" if c.direction == "higher" else "<="
@@ -157,8 +157,6 @@ def flatten_metrics(nested: Mapping[str, Any], prefix: str = "", sep: str = "/")
         key = f"{prefix}{sep}{k}" if prefix else str(k)
         if isinstance(v, Mapping):
             out.update(flatten_metrics(v, key, sep))
-        elif isinstance(v, bool):
-            out[key] = float(v)
-        elif isinstance(v, (int, float)) or (hasattr(v, "ndim") and getattr(v, "ndim") == 0):
+        elif isinstance(v, (bool, int, float)) or (hasattr(v, "ndim") and v.ndim == 0):
             out[key] = float(v)
     return out

@@ -70,7 +70,7 @@ def box_iou(pred_boxes: Any, true_boxes: Any) -> np.ndarray:
     iw = np.clip(np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0]), 0, None)
     ih = np.clip(np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1]), 0, None)
     inter = iw * ih
-    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
+    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     union = area(p) + area(t) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
@@ -104,7 +104,7 @@ def laterality_accuracy(heatmap_true_phrase: Any, heatmap_swapped_phrase: Any, t
     boxes = _boxes(true_boxes)
     side = np.sign((boxes[:, 0] + boxes[:, 2]) / 2 - 0.5)
     scored = np.abs((boxes[:, 0] + boxes[:, 2]) / 2 - 0.5) >= midline_band
-    peak_side = lambda h: np.sign((peak_cells(h)[1] + 0.5) / gw - 0.5)  # noqa: E731
+    peak_side = lambda h: np.sign((peak_cells(h)[1] + 0.5) / gw - 0.5)
     st, ss = peak_side(ht), peak_side(hs)
     per = {"swapped_opposite": (ss == -side) & (ss != 0), "true_same_side": (st == side) & (st != 0)}
     per["flipped"] = per["swapped_opposite"] & per["true_same_side"]

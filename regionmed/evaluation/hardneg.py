@@ -17,11 +17,11 @@ import numpy as np
 from regionmed.evaluation._arrays import as_numpy, l2_normalize
 
 SWAP_TYPES = ("laterality", "size", "finding", "location", "other")
-_SIDE_ZONE = frozenset("right left bilateral upper middle mid lower central midline frontal parietal occipital".split())
+_SIDE_ZONE = frozenset(["right", "left", "bilateral", "upper", "middle", "mid", "lower", "central", "midline", "frontal", "parietal", "occipital"])
 # size words → size bucket (graded findings read "mild/moderate/marked", see corpus.phrases)
 _SIZE_WORDS = {"subtle": "subtle", "small": "small", "large": "large",
                "mild": "subtle", "moderate": "small", "marked": "large"}
-_ARTICLES = frozenset("a an the".split())
+_ARTICLES = frozenset(["a", "an", "the"])
 
 
 def _swap_sides(text: str) -> str:
@@ -53,8 +53,8 @@ def swap_type(true_phrase: str, negative_phrase: str) -> str:
     if t != n and _swap_sides(t) == n:
         return "laterality"
     (tw, tl), (nw, nl) = _parts(t), _parts(n)
-    sizes = lambda ws: tuple(_SIZE_WORDS[w] for w in ws if w in _SIZE_WORDS)  # noqa: E731
-    rest = lambda ws: tuple(w for w in ws if w not in _SIZE_WORDS)  # noqa: E731
+    sizes = lambda ws: tuple(_SIZE_WORDS[w] for w in ws if w in _SIZE_WORDS)
+    rest = lambda ws: tuple(w for w in ws if w not in _SIZE_WORDS)
     if tl == nl and tw != nw:
         if rest(tw) == rest(nw):
             return "size"

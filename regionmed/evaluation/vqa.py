@@ -145,4 +145,4 @@ def majority_answers(train_qa: Iterable[Any]) -> dict[str, str]:
     for item in train_qa:
         _, a, t = _qa(item)
         counts.setdefault(t, Counter())[a] += 1
-    return {t: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for t, c in counts.items()}
+    return {t: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for t, c in counts.items()}

@@ -41,7 +41,7 @@ def test_champion_without_the_metric_is_noted_not_failed():
     d = decide({"auroc": 0.9, "new_metric": 0.5}, {"auroc": 0.5, "new_metric": 0.1},
                champion={"auroc": 0.8}, champion_margin=0.0)
     assert d.passed
-    note = [c.note for c in d.comparisons if c.metric == "new_metric" and c.kind == "champion"][0]
+    note = next(c.note for c in d.comparisons if c.metric == "new_metric" and c.kind == "champion")
     assert "champion has no value" in note
 
 

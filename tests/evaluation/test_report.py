@@ -8,7 +8,12 @@ import json
 import numpy as np
 
 from regionmed.evaluation.bootstrap import CI
-from regionmed.evaluation.report import draw_heatmap_overlay, plot_recall_at_k, plot_roc, write_markdown_report
+from regionmed.evaluation.report import (
+    draw_heatmap_overlay,
+    plot_recall_at_k,
+    plot_roc,
+    write_markdown_report,
+)
 
 
 def test_markdown_report_table_and_gallery(tmp_path):
