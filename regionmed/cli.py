@@ -80,6 +80,7 @@ def validate(
     corpus: Path = typer.Option(None, help="Corpus folder (default: corpus.out_dir from params)."),
     metrics: Path = typer.Option(None, help="JSON result (default: validation.metrics_file)."),
     report: Path = typer.Option(None, help="HTML report (default: validation.report_file)."),
+    timings: Path = typer.Option(None, help="Also write the run's timings here (JSON; kept out of the metrics)."),
 ) -> None:
     """DVC stage validate_corpus: run the expectation suites; exit 1 when a critical expectation fails."""
     from regionmed.params import load_params
@@ -93,7 +94,7 @@ def validate(
     except (FileNotFoundError, ValueError, KeyError) as exc:
         console.print(f"[red]validate_corpus could not run:[/red] {exc}")
         raise typer.Exit(2) from None
-    write_outputs(result, metrics or v.metrics_file, report or v.report_file)
+    write_outputs(result, metrics or v.metrics_file, report or v.report_file, timings)
     typer.echo(result.summary(), err=True)
     typer.echo(f"report: {report or v.report_file}; result: {metrics or v.metrics_file}", err=True)
     if not result.success:
@@ -147,6 +148,31 @@ def train_phase(
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     console.print(f"phase {phase}: {summary}")
+
+
+@app.command("evaluate")
+def evaluate(params_file: Path = ParamsOption) -> None:
+    """DVC stage evaluate: candidate and baseline on the test split, with bootstrap intervals."""
+    from regionmed.evaluation.stage import run_evaluation
+    from regionmed.params import load_params
+
+    summary = run_evaluation(load_params(params_file))
+    for metric in ("grounding/full/lenient", "grounding/locfree/lenient", "hardneg/accuracy", "retrieval/i2t_R@5"):
+        both = " vs ".join(f"{m} {summary[m].get(metric, {}).get('value')}" for m in ("regionmed", "baseline"))
+        console.print(f"{metric}: {both}")
+    console.print(f"evaluated {summary['n_images']} images in {summary['seconds']} s")
+
+
+@app.command("gate")
+def gate(params_file: Path = ParamsOption) -> None:
+    """DVC stage gate: floors, champion/challenger and baseline checks; exit 1 when any fails."""
+    from regionmed.evaluation.gate_stage import run_gate
+    from regionmed.params import load_params
+
+    decision = run_gate(load_params(params_file))
+    typer.echo(decision.table(only_failed=decision.passed is False), err=True)
+    if not decision.passed:
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

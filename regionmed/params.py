@@ -168,12 +168,42 @@ class ValidationParams(_Strict):
     vocabulary: ValidationVocabulary = ValidationVocabulary()
 
 
+class EvaluateParams(_Strict):
+    """The ``evaluate`` stage: the candidate and the global-only baseline on the same split."""
+
+    split: str = "test"
+    candidate: str = "models/regionmed"
+    baseline: str = "models/baseline"
+    batch_size: int = Field(64, ge=1)
+    retrieval_ks: list[int] = [1, 5, 10]
+    vqa_method: Literal["head", "similarity"] = "head"
+    train_sample: int = Field(2000, ge=1)  # train images for the text prior and the VQA head
+    n_boot: int = Field(1000, ge=10)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    gallery_size: int = Field(6, ge=0)
+    metrics_file: str = "metrics/eval.json"
+    plots_dir: str = "metrics/plots"
+    report_file: str = "reports/eval.md"
+
+
+class GateParams(_Strict):
+    """The ``gate`` stage: floors, champion/challenger margin, and must-beat-baseline metrics."""
+
+    floors: dict[str, float] = {}
+    champion_margin: float = 0.02
+    must_beat_baseline: list[str] = []
+    champion_file: str = ".state/champion.json"
+    decision_file: str = "metrics/gate.json"
+
+
 class Params(_Strict):
     seed: int = 0
     corpus: CorpusParams = CorpusParams()
     validation: ValidationParams = ValidationParams()
     model: ModelConfig = ModelConfig()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    gate: GateParams = GateParams()
     # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
     phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}
 

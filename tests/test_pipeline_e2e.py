@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from pipeline_copy import clean_copy, run
 from regionmed.corpus.schema import read_manifest
@@ -19,15 +20,20 @@ REDUCED = {
     "train": {"batch_size": 16, "eval_batch_size": 64, "val_every_n_steps": 3, "checkpoint_every_n_steps": 3,
               "warmup_steps": 2},
     "phases": {"global": {"steps": TINY_STEPS}, "region": {"steps": TINY_STEPS}, "joint": {"steps": TINY_STEPS}},
+    "evaluate": {"n_boot": 50, "gallery_size": 1, "train_sample": 200},
+    # a 6-step model learns little: the gate checks only that the metrics exist
+    "gate": {"floors": {"retrieval/i2t_R@5": 0.0, "grounding/full/lenient": 0.0, "hardneg/accuracy": 0.0,
+                        "vs_prior/grounding/full/lenient_low": -1.0}, "must_beat_baseline": []},
 }
 TRAINING_STAGES = ("pretrain_global", "pretrain_region", "pretrain_joint", "pretrain_baseline")
+LATER_STAGES = ("evaluate", "gate")
 
 
 @pytest.mark.slow
 def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp_path):
     repo = clean_copy(tmp_path / "repo", REDUCED)
     first = run(["dvc", "repro"], repo)
-    for stage in ("build_corpus", "validate_corpus", "tokenizer", *TRAINING_STAGES):
+    for stage in ("build_corpus", "validate_corpus", "tokenizer", *TRAINING_STAGES, *LATER_STAGES):
         assert f"Running stage '{stage}'" in first.stdout, stage
     summary = json.loads((repo / "data/corpus/build.json").read_text())
     assert summary["n_kept"] == 480 and summary["n_rejected"] == 0
@@ -38,5 +44,24 @@ def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp
         assert metrics["steps"] == (3 * TINY_STEPS if phase == "baseline" else TINY_STEPS)
         model, _ = load_model(repo / "models" / folder)
         assert model.global_only == (phase in ("global", "baseline"))
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    for model in ("regionmed", "baseline"):
+        for metric in ("retrieval/i2t_R@5", "grounding/full/lenient", "hardneg/accuracy", "vqa/accuracy"):
+            assert 0 <= evaluation[model][metric]["value"] <= 1, (model, metric)
+    assert "grounding/full/lenient" in evaluation["difference"]
+    assert (repo / "reports/eval.md").read_text().count("grounding/full/lenient") >= 1
+    assert len(list((repo / "reports/eval_gallery").glob("*.png"))) == 2
+    assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is True
     second = run(["dvc", "repro"], repo)
     assert "Data and pipelines are up to date" in second.stdout
+
+    # an impossible floor: the gate fails, names the metric, and dvc repro stops there
+
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["gate"]["floors"]["grounding/full/lenient"] = 1.01
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    failed = run(["dvc", "repro"], repo, check=False)
+    assert failed.returncode != 0
+    assert "grounding/full/lenient" in failed.stdout + failed.stderr
+    assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is False

@@ -96,9 +96,8 @@ class RegionMedModule(L.LightningModule):
         image, report = torch.cat(self._val["image"]), torch.cat(self._val["report"])
         metrics = retrieval_metrics(image.numpy(), report.numpy(), query_groups=self._val["report_text"],
                                     gallery_groups=self._val["report_text"], ks=(1, 5, 10))
-        for k in ("R@1", "R@5", "R@10"):
-            if k in metrics:
-                self.log(f"val/i2t_{k}", float(metrics[k]))
+        for k in (1, 5, 10):
+            self.log(f"val/i2t_R@{k}", float(metrics[f"recall@{k}"]))
         self.log("val/chance_R@5", min(1.0, 5 / max(len(image), 1)))
         if self._val["hardneg_hit"]:
             self.log("val/hardneg_acc", float(torch.cat(self._val["hardneg_hit"]).mean()))

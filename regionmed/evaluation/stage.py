@@ -1,0 +1,161 @@
+"""The ``evaluate`` stage: candidate vs global-only baseline on one split, with bootstrap intervals.
+
+Writes ``metrics/eval.json`` (DVC metrics: per model each headline metric with its 95% interval,
+the paired difference candidate − baseline, and grounding minus the text-only prior), plot data
+under ``metrics/plots/`` and ``reports/eval.md`` with a gallery of grounding heatmaps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from regionmed.corpus.images import read_png
+from regionmed.corpus.schema import read_manifest
+from regionmed.evaluation.bootstrap import bootstrap_ci, paired_difference_ci
+from regionmed.evaluation.inference import Encoder, load_pixels
+from regionmed.evaluation.report import draw_heatmap_overlay, plot_recall_at_k, plot_roc, write_markdown_report, write_plot_rows
+from regionmed.evaluation.suite import ModelEvaluation, evaluate_model
+from regionmed.model.io import load_model
+from regionmed.params import Params
+
+MODELS = ("regionmed", "baseline")
+# Headline metrics: shown in the report table, in this order (all have per-image intervals).
+HEADLINE = (
+    "retrieval/i2t_R@1", "retrieval/i2t_R@5", "retrieval/t2i_R@5", "zeroshot/modality_accuracy",
+    "zeroshot/presence_accuracy", "zeroshot/presence_accuracy_subtle", "zeroshot/presence_accuracy_large",
+    "grounding/full/lenient", "grounding/full/strict", "grounding/full/lenient_subtle",
+    "grounding/locfree/lenient", "grounding/locfree/strict", "grounding/full/iou>0.3", "grounding/full/iou>0.5",
+    "grounding/laterality", "hardneg/accuracy", "hardneg/accuracy_subtle", "vqa/accuracy",
+)
+# Grounding counts only where it beats the no-image text prior on the same phrases.
+VERSUS_PRIOR = {f"grounding/{v}/{r}": f"prior/{v}/{r}" for v in ("full", "locfree") for r in ("lenient", "strict")}
+
+
+def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict:
+    e = params.evaluate
+    corpus_dir = Path(corpus_dir or params.corpus.out_dir)
+    test = read_manifest(corpus_dir, e.split)
+    train = read_manifest(corpus_dir, "train")
+    if len(train) > e.train_sample:
+        train = train.sample(n=e.train_sample, random_state=params.seed).reset_index(drop=True)
+    channels = params.model.vision.channels
+    pixels, train_pixels = load_pixels(corpus_dir, test, channels), load_pixels(corpus_dir, train, channels)
+    results: dict[str, ModelEvaluation] = {}
+    seconds = {}
+    for name, path in (("regionmed", e.candidate), ("baseline", e.baseline)):
+        started = time.perf_counter()
+        model, tokenizer = load_model(path)
+        results[name] = evaluate_model(Encoder(model, tokenizer, e.batch_size), test, pixels, train, train_pixels,
+                                       tuple(e.retrieval_ks), e.vqa_method, params.seed)
+        seconds[name] = round(time.perf_counter() - started, 1)
+    summary = summarise(results, e.n_boot, e.alpha, params.seed)
+    summary["n_images"] = len(test)
+    summary["seconds"] = seconds
+    _write_outputs(params, summary, results, corpus_dir, test)
+    return summary
+
+
+def _ci(values, groups, n_boot, alpha, seed) -> dict:
+    if np.all(np.isnan(values)):
+        return {"value": None, "low": None, "high": None, "n": 0}
+    ci = bootstrap_ci(values, groups, n_boot=n_boot, seed=seed, alpha=alpha)
+    return {"value": _r(ci.estimate), "low": _r(ci.low), "high": _r(ci.high), "n": ci.n_items}
+
+
+def _diff(a, b, groups, n_boot, alpha, seed) -> dict:
+    keep = ~(np.isnan(a) | np.isnan(b))
+    if not keep.any():
+        return {"value": None, "low": None, "high": None, "p": None}
+    ci = paired_difference_ci(a, b, groups, n_boot=n_boot, seed=seed, alpha=alpha)
+    return {"value": _r(ci.estimate), "low": _r(ci.low), "high": _r(ci.high), "p": _r(ci.p_value)}
+
+
+def _r(x) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 5)
+
+
+def summarise(results: dict[str, ModelEvaluation], n_boot: int, alpha: float, seed: int) -> dict:
+    out: dict = {name: {} for name in results}
+    cand, base = results["regionmed"], results["baseline"]
+    for name, ev in results.items():
+        for metric, iv in ev.items.items():
+            if metric.startswith(("prior/", "chance/")) and name != "regionmed":
+                continue  # no-image baselines are the same for both models
+            out[name][metric] = _ci(iv.values, iv.groups, n_boot, alpha, seed)
+        for metric, value in ev.point.items():
+            out[name][metric] = {"value": _r(value)}
+    out["difference"] = {m: _diff(cand.items[m].values, base.items[m].values, cand.items[m].groups, n_boot, alpha, seed)
+                         for m in cand.items if m in base.items and not m.startswith(("prior/", "chance/"))}
+    out["vs_prior"] = {}
+    for name, ev in results.items():
+        for metric, prior in VERSUS_PRIOR.items():
+            if metric in ev.items:
+                out["vs_prior"][f"{name}/{metric}"] = _diff(ev.items[metric].values, cand.items[prior].values,
+                                                            ev.items[metric].groups, n_boot, alpha, seed)
+    return out
+
+
+def gate_view(summary: dict, model: str = "regionmed") -> dict[str, float]:
+    """Flat ``metric → value`` of one model, plus ``vs_prior/<metric>_low`` (for floors on the prior)."""
+    flat = {m: v["value"] for m, v in summary.get(model, {}).items() if v.get("value") is not None}
+    for key, d in summary.get("vs_prior", {}).items():
+        owner, metric = key.split("/", 1)
+        if owner == model and d["low"] is not None:
+            flat[f"vs_prior/{metric}_low"] = d["low"]
+    return flat
+
+
+def _write_outputs(params: Params, summary: dict, results: dict[str, ModelEvaluation], corpus_dir: Path, test) -> None:
+    e = params.evaluate
+    metrics_file, plots, report = Path(e.metrics_file), Path(e.plots_dir), Path(e.report_file)
+    for p in (metrics_file.parent, plots, report.parent):
+        p.mkdir(parents=True, exist_ok=True)
+    metrics_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    recalls = {name: {k: summary[name][f"retrieval/i2t_R@{k}"]["value"] for k in e.retrieval_ks}
+               for name in MODELS}
+    plot_recall_at_k(recalls, plots / "recall_at_k.csv")
+    scores, targets, classes = results["regionmed"].details["zeroshot_scores"]
+    plot_roc(scores, targets, classes, plots / "roc_regionmed.csv")
+    rows = [{"model": name, "size": b, "accuracy": summary[name].get(f"zeroshot/presence_accuracy_{b}", {}).get("value")}
+            for name in MODELS for b in ("subtle", "small", "large", "absent")]
+    write_plot_rows(rows, plots / "accuracy_by_size.csv")
+    gallery = _gallery(results, corpus_dir, test, report.parent / "eval_gallery", e.gallery_size)
+    table = [{"metric": m, "regionmed": summary["regionmed"].get(m, {}).get("value"),
+              "baseline": summary["baseline"].get(m, {}).get("value"),
+              "difference": summary["difference"].get(m, {}).get("value")} for m in HEADLINE]
+    cis = {m: {"regionmed": _pair(summary["regionmed"].get(m)), "baseline": _pair(summary["baseline"].get(m)),
+               "difference": _pair(summary["difference"].get(m))} for m in HEADLINE}
+    notes = [f"{len(test)} {e.split} images; 95% intervals: bootstrap over images ({e.n_boot} resamples); "
+             "difference = RegionMed − baseline, paired on the same items."]
+    for key, d in summary["vs_prior"].items():
+        if d["value"] is not None:
+            notes.append(f"{key} minus the text-only prior: {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+    notes.append("No-image baselines on the same phrases: " + ", ".join(
+        f"{m} {summary['regionmed'][m]['value']:.3f}" for m in sorted(summary["regionmed"])
+        if m.startswith(("prior/", "chance/")) and summary["regionmed"][m]["value"] is not None))
+    write_markdown_report(report, table, cis, gallery, notes=notes)
+
+
+def _pair(d: dict | None):
+    return None if not d or d.get("low") is None else (d["low"], d["high"])
+
+
+def _gallery(results, corpus_dir: Path, test, out_dir: Path, n: int) -> list[Path]:
+    """Heatmaps of the first ``n`` subtle-or-small findings (then any), for both models."""
+    ex = results["regionmed"].grounding_examples
+    if not ex or n == 0:
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    order = np.arange(len(ex["phrases"]))[:n]
+    paths = []
+    for k in order:
+        image = read_png(corpus_dir / test.iloc[int(ex["image_index"][k])]["image_path"])
+        for name in MODELS:
+            g = results[name].grounding_examples
+            paths.append(draw_heatmap_overlay(image, g["heatmaps"][k], g["true_boxes"][k], g["pred_boxes"][k],
+                                              f"{name}: {g['phrases'][k]}", out_dir / f"{k:03d}_{name}.png"))
+    return paths
