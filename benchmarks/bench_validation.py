@@ -1,6 +1,6 @@
 """What the validate_corpus stage adds to a pipeline run, and how it scales with rows.
 
-    python benchmarks/bench_validation.py [--rows 100000] [--repeats 3] [--skip-default]
+    python benchmarks/bench_validation.py [--rows 100000] [--repeats 3] [--skip-default] [--dvc]
 
 1. The default corpus (params.yaml: 4000 synthetic images): `regionmed corpus build` and
    `regionmed validate` each timed as the CLI process DVC runs (fresh interpreter, so GX's ~2 s
@@ -8,6 +8,10 @@
 2. A manifest of `--rows` rows without images (the default manifest replicated with new ids,
    hashes and patients; `file_check_fraction: 0` since there are no files; build.json and
    rejected.jsonl written to match): `regionmed validate` timed as a CLI process.
+
+3. With ``--dvc``: the same pair as DVC stages in a clean copy of the repository
+   (``dvc repro build_corpus`` then ``dvc repro validate_corpus``): what each stage adds to
+   ``dvc repro``, DVC's own work included (caching the corpus's 4000 files, checking deps).
 
 Prints a Markdown table. The machine is shared and noisy: compare within one run.
 """
@@ -51,11 +55,15 @@ def params_file(work: Path, overrides: dict) -> Path:
 
 
 def validate(work: Path, params: Path, corpus: Path, tag: str) -> tuple[float, dict]:
-    seconds, proc = cli(["validate", "--params", str(params), "--corpus", str(corpus),
-                         "--metrics", str(work / f"{tag}.json"), "--report", str(work / f"{tag}.html")], REPO)
+    """CLI wall seconds, and the result JSON with the run's timings under ``timings_s``."""
+    seconds, proc = cli(["validate", "--params", str(params), "--corpus", str(corpus), "--metrics",
+                         str(work / f"{tag}.json"), "--report", str(work / f"{tag}.html"),
+                         "--timings", str(work / f"{tag}_timings.json")], REPO)
     if proc.returncode != 0:
         raise SystemExit(f"validate failed on {corpus}:\n{proc.stderr[-3000:]}")
-    return seconds, json.loads((work / f"{tag}.json").read_text())
+    result = json.loads((work / f"{tag}.json").read_text())
+    result["timings_s"] = json.loads((work / f"{tag}_timings.json").read_text())
+    return seconds, result
 
 
 def replicate(corpus: Path, out: Path, rows: int) -> None:
@@ -79,12 +87,30 @@ def replicate(corpus: Path, out: Path, rows: int) -> None:
         {"n_input": rows, "n_kept": rows, "n_rejected": 0, "reject_fraction": 0.0, "source": "synthetic"}))
 
 
+def dvc_pairs(work: Path, repeats: int) -> None:
+    sys.path.insert(0, str(REPO / "tests"))
+    from pipeline_copy import clean_copy, run
+
+    print("\n| dvc run | dvc repro build_corpus s | dvc repro validate_corpus s | validate / build |")
+    print("|---|---:|---:|---:|")
+    for i in range(repeats):
+        repo = clean_copy(work / f"dvc_repo_{i}")
+        start = time.perf_counter()
+        run(["dvc", "repro", "build_corpus"], repo)
+        build_s = time.perf_counter() - start
+        start = time.perf_counter()
+        run(["dvc", "repro", "validate_corpus"], repo)
+        val_s = time.perf_counter() - start
+        print(f"| {i + 1} | {build_s:.1f} | {val_s:.1f} | {val_s / build_s:.1%} |", flush=True)
+
+
 def main() -> None:
     configure_environment()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true")
+    parser.add_argument("--dvc", action="store_true", help="also time the two stages under `dvc repro`")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_validation_"))
     corpus = work / "corpus"
@@ -107,13 +133,16 @@ def main() -> None:
         print(f"\nmedian validate / build: {statistics.median(ratios):.1%} over {len(ratios)} pairs; "
               f"files re-hashed: {result['stats']['n_files_checked']}")
 
+    if args.dvc:
+        dvc_pairs(work, args.repeats)
+
     big = work / f"corpus_{args.rows}"
     replicate(corpus, big, args.rows)
     big_params = params_file(work, {"corpus": {"out_dir": str(big)}, "validation": {"file_check_fraction": 0.0}})
     seconds, result = validate(work, big_params, big, "big")
     t = result["timings_s"]
     print(f"\n{args.rows} rows ({result['stats']['n_regions']} regions, {result['stats']['n_qa']} QA pairs), "
-          f"no images: validate CLI {seconds:.1f} s (in-process {result['elapsed_s']:.1f} s: frames {t['frames']:.1f} s, "
+          f"no images: validate CLI {seconds:.1f} s (in-process {t['elapsed_s']:.1f} s: frames {t['frames']:.1f} s, "
           f"GX import {t['gx_import_wait'] + t['gx_import']:.1f} s); success={result['success']}")
     print("slowest suites: " + ", ".join(f"{k[6:]} {v:.2f} s" for k, v in
                                          sorted(t.items(), key=lambda kv: -kv[1]) if k.startswith("suite:"))[:400])

@@ -26,11 +26,15 @@ pre{white-space:pre-wrap;margin:0;max-height:12em;overflow:auto}
 """
 
 
-def write_outputs(result: ValidationResult, metrics_file: str | Path, report_file: str | Path) -> None:
-    for path in (Path(metrics_file), Path(report_file)):
-        path.parent.mkdir(parents=True, exist_ok=True)
+def write_outputs(result: ValidationResult, metrics_file: str | Path, report_file: str | Path,
+                  timings_file: str | Path | None = None) -> None:
+    """The metrics JSON (deterministic), the HTML page and, if asked, the run's timings as JSON."""
+    for path in filter(None, (metrics_file, report_file, timings_file)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(metrics_file).write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
     Path(report_file).write_text(render_html(result))
+    if timings_file:
+        Path(timings_file).write_text(json.dumps(result.timings_dict(), indent=2) + "\n")
 
 
 def _status(c: CheckResult) -> tuple[str, str]:

@@ -80,7 +80,11 @@ class ValidationResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        """Machine-readable result (DVC metrics): headline numbers first, then every check."""
+        """Machine-readable result (DVC metrics): headline numbers first, then every check.
+
+        Deterministic for a given corpus and params (no timings, no clock): training stages depend on
+        this file, so re-validating an unchanged corpus must not make them rerun.
+        """
         return _plain({
             "success": self.success,
             "n_expectations": len(self.checks),
@@ -92,11 +96,13 @@ class ValidationResult:
             "corpus": {"dir": self.corpus_dir, "source": self.source, "regions_required": self.regions_required,
                        "qa_required": self.qa_required},
             "stats": self.stats,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "checks": [c.to_dict() for c in self.checks],
             "skipped": self.skipped,
         })
+
+
+    def timings_dict(self) -> dict[str, float]:
+        return {"elapsed_s": round(self.elapsed_s, 3), **{k: round(v, 3) for k, v in self.timings.items()}}
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -50,12 +50,23 @@ def test_cli_exits_nonzero_names_the_failure_and_writes_both_outputs(broken_copy
     assert "<script" not in page and "http" not in page  # static and offline
 
 
-def test_cli_passes_on_a_good_corpus(good_corpus, tmp_path):
+def test_cli_passes_on_a_good_corpus_and_its_metrics_are_deterministic(good_corpus, tmp_path):
+    """Training stages depend on the metrics file: an unchanged corpus must give the same bytes."""
+    from regionmed.validation import validate_corpus
+    from regionmed.validation.report import write_outputs
+
     params = _params_file(tmp_path / "params.yaml", {})
     proc = run([sys.executable, "-m", "regionmed", "validate", "--params", str(params), "--corpus", str(good_corpus),
-                "--metrics", str(tmp_path / "v.json"), "--report", str(tmp_path / "v.html")], REPO)
+                "--metrics", str(tmp_path / "v.json"), "--report", str(tmp_path / "v.html"),
+                "--timings", str(tmp_path / "t.json")], REPO)
     assert "validate_corpus passed" in proc.stderr
     assert json.loads((tmp_path / "v.json").read_text())["success"] is True
+    assert json.loads((tmp_path / "t.json").read_text())["elapsed_s"] > 0
+    from regionmed.params import load_params
+
+    again = validate_corpus(good_corpus, load_params(params))
+    write_outputs(again, tmp_path / "v2.json", tmp_path / "v2.html")
+    assert (tmp_path / "v2.json").read_bytes() == (tmp_path / "v.json").read_bytes()
 
 
 def test_every_stage_that_reads_the_corpus_waits_for_validation():
