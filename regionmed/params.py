@@ -196,6 +196,49 @@ class GateParams(_Strict):
     decision_file: str = "metrics/gate.json"
 
 
+class ServingBatching(_Strict):
+    """BentoML adaptive batching of the encoders."""
+
+    max_batch_size: int = Field(32, ge=1)
+    max_latency_ms: int = Field(10000, ge=1)
+
+
+class EmbeddingLogParams(_Strict):
+    """The monitoring log of served embeddings (``regionmed/monitoring/embedding_log.py``)."""
+
+    enabled: bool = True
+    dir: str = "monitoring/embeddings"
+    rotate_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    rotate_seconds: float = Field(3600.0, gt=0)
+    keep_files: int | None = Field(None, ge=1)
+
+
+class ServingParams(_Strict):
+    """The ``package`` stage and the BentoML service (``regionmed/serving``; docs/serving.md)."""
+
+    model_name: str = "regionmed"
+    model_dir: str = "models/regionmed"
+    index_dir: str = "models/retrieval_index"
+    index_split: str = "test"
+    bentoml_home: str | None = None  # None: $BENTOML_HOME, else .state/bentoml
+    bentofile: str = "bentofile.yaml"
+    build_bento: bool = True
+    metrics_file: str = "metrics/package.json"
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=1, le=65535)
+    api_key_env: str = "REGIONMED_API_KEY"
+    timeout_s: int = Field(60, ge=1)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(16_777_216, ge=1)
+    max_images_per_call: int = Field(32, ge=1)
+    max_texts_per_call: int = Field(64, ge=1)
+    max_text_chars: int = Field(1000, ge=1)
+    max_boxes_per_call: int = Field(64, ge=1)
+    max_top_k: int = Field(100, ge=1)
+    batching: ServingBatching = ServingBatching()
+    embedding_log: EmbeddingLogParams = EmbeddingLogParams()
+
+
 class Params(_Strict):
     seed: int = 0
     corpus: CorpusParams = CorpusParams()
@@ -204,6 +247,7 @@ class Params(_Strict):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
+    serving: ServingParams = ServingParams()
     # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
     phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}
 
