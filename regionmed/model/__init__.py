@@ -1,32 +1,23 @@
 """The ground floor: RegionCLIP in plain PyTorch (encoders, RoI path, losses, save/load).
 
-Knows nothing of Lightning, DVC or params.yaml; everything here is testable alone.
+Knows nothing of Lightning, DVC or params.yaml; everything here is testable alone. Names are
+imported lazily, so that reading a config (``regionmed.model.config``) does not load torch and
+transformers.
 """
 
-from regionmed.model.config import ModelConfig, RoiConfig, TextConfig, VisionConfig
-from regionmed.model.io import export_model, load_model, read_config
-from regionmed.model.losses import ClipLoss, gather_features, hierarchical_loss, region_phrase_loss
-from regionmed.model.regionclip import RegionCLIP
-from regionmed.model.roi import proposal_boxes, roi_align
-from regionmed.model.text import encode_text_list, token_ids_hash
-from regionmed.model.tokenizer import train_wordpiece_tokenizer
+from importlib import import_module
 
-__all__ = [
-    "ClipLoss",
-    "ModelConfig",
-    "RegionCLIP",
-    "RoiConfig",
-    "TextConfig",
-    "VisionConfig",
-    "encode_text_list",
-    "export_model",
-    "gather_features",
-    "hierarchical_loss",
-    "load_model",
-    "proposal_boxes",
-    "read_config",
-    "region_phrase_loss",
-    "roi_align",
-    "token_ids_hash",
-    "train_wordpiece_tokenizer",
-]
+_EXPORTS = {
+    "ModelConfig": "config", "RoiConfig": "config", "TextConfig": "config", "VisionConfig": "config",
+    "export_model": "io", "load_model": "io", "read_config": "io",
+    "ClipLoss": "losses", "gather_features": "losses", "hierarchical_loss": "losses", "region_phrase_loss": "losses",
+    "RegionCLIP": "regionclip", "proposal_boxes": "roi", "roi_align": "roi",
+    "encode_text_list": "text", "token_ids_hash": "text", "train_wordpiece_tokenizer": "tokenizer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'regionmed.model' has no attribute {name!r}")
+    return getattr(import_module(f"regionmed.model.{_EXPORTS[name]}"), name)
