@@ -137,7 +137,8 @@ def _grounding(ev, enc, regions, pixels, train) -> None:
         heat, pred = enc.ground(pixels, index, phrases)
         grid = heat.shape[-2:]
         hits = pointing_game(heat, boxes)
-        prior = text_prior_pointing(phrases, boxes, train_regions, grid, labels=list(regions["label"]))
+        # empirical: the mean train box of the same location words (the stronger no-image prior)
+        prior = text_prior_pointing(phrases, boxes, train_regions, grid, labels=list(regions["label"]), mode="empirical")
         chance = uniform_chance_pointing(boxes, grid)
         for rule in ("lenient", "strict"):
             model_hits = hits[rule].astype(float)

@@ -109,7 +109,9 @@ class RegionMedModule(L.LightningModule):
             if param.requires_grad:
                 (no_decay if param.ndim < 2 or any(n in name for n in NO_DECAY_NAMES) else decay).append(param)
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.optim.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.optim.lr)
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.optim.lr,
+                                      # one fused kernel: the per-tensor foreach path was ~40% of a CPU step
+                                      fused=True)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.optim.warmup_steps,
                                                                                self.optim.total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

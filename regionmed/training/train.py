@@ -98,9 +98,8 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
 
 def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -> L.Trainer:
     t = params.train
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, filename=CHECKPOINT_NAME, every_n_train_steps=t.checkpoint_every_n_steps,
-                                 save_top_k=0, save_last=False, save_on_train_epoch_end=False),
-                 ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
+    # last.ckpt every N steps: what an interrupted run resumes from
+    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                                  every_n_train_steps=t.checkpoint_every_n_steps)]
     loggers = []
     if log_dir is not None:
@@ -111,7 +110,7 @@ def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -
         max_steps=steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val or None, val_check_interval=min(t.val_every_n_steps, steps),
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=callbacks[1:], logger=loggers or False,
+        check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=callbacks, logger=loggers or False,
         enable_progress_bar=True, enable_model_summary=False, deterministic=t.deterministic and t.accelerator == "cpu",
         log_every_n_steps=min(10, steps), default_root_dir=str(ckpt_dir),
     )
