@@ -20,8 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, MANIFEST_FILE, MANIFEST_SCHEMA, REJECTED_FILE, SPLITS,
-                                     TEXT_COLUMNS)
+from regionmed.corpus.schema import (
+    BUILD_SUMMARY_FILE,
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    REJECTED_FILE,
+    SPLITS,
+    TEXT_COLUMNS,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCALAR_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if not pa.types.is_list(f.type))
@@ -174,7 +180,7 @@ def _check_file(corpus_dir: Path, image_id: str, rel_path: str | None, sha: str 
 
 def file_frame(corpus_dir: Path, images: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
     """Re-hash the stored files of all rows (fraction 1) or of a seeded sample."""
-    n = len(images) if fraction >= 1 else int(round(fraction * len(images)))
+    n = len(images) if fraction >= 1 else round(fraction * len(images))
     if n == 0:
         return pd.DataFrame(columns=["image_id", "image_path", "status", "png_width", "png_height"])
     sample = images if n == len(images) else images.sample(n=n, random_state=seed)

@@ -65,12 +65,12 @@ def render_html(result: ValidationResult) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>Corpus validation</title>", f"<style>{STYLE}</style></head><body>",
         "<h1>Corpus validation (Great Expectations)</h1>",
-        f"<p class='banner {'ok' if ok else 'bad'}'><b>{'PASSED' if ok else 'FAILED'}</b>: "
-        f"{len(result.checks)} expectations, {len(result.critical_failures)} critical failure(s), "
-        f"{len(result.warnings)} warning(s), {len(result.skipped)} skipped.</p>",
-        "<p>Corpus <code>" + html.escape(result.corpus_dir) + f"</code>, source <code>{html.escape(result.source)}"
-        f"</code>; regions required: {result.regions_required}; QA required: {result.qa_required}; "
-        f"{result.elapsed_s:.1f} s.</p>",
+        (f"<p class='banner {'ok' if ok else 'bad'}'><b>{'PASSED' if ok else 'FAILED'}</b>: "
+         f"{len(result.checks)} expectations, {len(result.critical_failures)} critical failure(s), "
+         f"{len(result.warnings)} warning(s), {len(result.skipped)} skipped.</p>"),
+        (f"<p>Corpus <code>{html.escape(result.corpus_dir)}</code>, source <code>{html.escape(result.source)}"
+         f"</code>; regions required: {result.regions_required}; QA required: {result.qa_required}; "
+         f"{result.elapsed_s:.1f} s.</p>"),
         "<h2>Corpus figures</h2><table>"
         + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                   for k, v in result.stats.items()) + "</table>",

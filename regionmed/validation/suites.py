@@ -49,7 +49,8 @@ def source_vocabulary(params: Params, source: str) -> dict[str, list[str] | None
     """The known vocabulary of a source: the phantom atlas (synthetic), the importer's fixed classes
     (MedPix); none for JSONL and COCO, whose values are the user's (set them in validation.vocabulary)."""
     if source == "medpix":
-        from regionmed.corpus.importers.medpix import LABEL_TEXTS, MODALITIES as MEDPIX_MODALITIES
+        from regionmed.corpus.importers.medpix import LABEL_TEXTS
+        from regionmed.corpus.importers.medpix import MODALITIES as MEDPIX_MODALITIES
 
         return {**dict.fromkeys(VOCABULARY_KEYS), "modalities": sorted({m for m, _ in MEDPIX_MODALITIES.values()}),
                 "labels": sorted(LABEL_TEXTS)}

@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import edit_build_summary
 from PIL import Image
 
-from conftest import edit_build_summary
 from regionmed.corpus.images import sha256_bytes
 from regionmed.validation import validate_corpus
 
@@ -132,7 +132,6 @@ def test_file_changed_or_missing_after_the_build(broken_copy, val_params):
     def edit(df, corpus):
         (corpus / df.at[1, "image_path"]).write_bytes(b"not the image")
         (corpus / df.at[2, "image_path"]).unlink()
-        return None
 
     result = validate_corpus(broken_copy(edit), val_params)
     assert failed(result) == {"sha256_matches_file", "image_size"}

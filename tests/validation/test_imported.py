@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import small_params
+
 from regionmed.corpus.build import build_corpus
 from regionmed.corpus.schema import read_manifest
 from regionmed.params import Params, _deep_merge

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from conftest import SMALL
 from pipeline_copy import clean_copy, run
+
 from regionmed.params import _deep_merge
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import small_params
+
 from regionmed.params import load_params
 from regionmed.validation import validate_corpus
 from regionmed.validation.suites import known_checks, load_suites, resolve_profile, suite_files
