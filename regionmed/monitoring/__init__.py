@@ -1,0 +1,1 @@
+"""Monitoring: the log of served embeddings that the drift stage reads."""

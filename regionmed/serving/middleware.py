@@ -1,0 +1,168 @@
+"""ASGI middlewares of the service: request ids, the API key and the body-size limit.
+
+BentoML 1.4 has no working request-size setting, so the limit is enforced here: a declared
+``Content-Length`` over the limit is answered 413 at once; a chunked body is buffered up to the
+limit and answered 413 as soon as it passes it (never by raising inside ``receive``, which would
+be a 500).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import json
+import os
+import uuid
+
+REQUEST_ID_HEADER = "x-request-id"
+OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # health: no key needed
+MAX_REQUEST_ID_CHARS = 128
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("regionmed_request_id", default="")
+
+
+def current_request_id() -> str:
+    """The id of the request being served (the client's ``X-Request-ID`` or a generated one)."""
+    return request_id_var.get() or uuid.uuid4().hex
+
+
+async def _send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            return value
+    return None
+
+
+class RequestGuardMiddleware:
+    """Request id (set in a context variable, echoed in ``X-Request-ID``), API key, body size.
+
+    ``api_key_env``: the environment variable holding the key (read per request). When it is set
+    and not empty, every path but the health checks needs ``Authorization: Bearer <key>`` or
+    ``X-API-Key: <key>`` (compared in constant time); else 401.
+    """
+
+    def __init__(self, app, max_body_bytes: int, api_key_env: str | None = None):
+        self.app, self.max_body_bytes, self.api_key_env = app, int(max_body_bytes), api_key_env
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        raw_id = (_header(scope, REQUEST_ID_HEADER.encode()) or b"").decode("latin-1").strip()
+        request_id = raw_id[:MAX_REQUEST_ID_CHARS] if raw_id else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        id_header = (REQUEST_ID_HEADER.encode(), request_id.encode("latin-1", "replace"))
+
+        error_start: dict | None = None
+        error_body: list[bytes] = []
+
+        async def send_with_id(message):
+            nonlocal error_start
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER.encode()]
+                message = {**message, "headers": [*headers, id_header]}
+                if 400 <= message["status"] < 500 and _is_json(message["headers"]):
+                    error_start = message  # hold it: the body is rewritten to one shape
+                    return
+            elif message["type"] == "http.response.body" and error_start is not None:
+                error_body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = _normalise_error(b"".join(error_body))
+                headers = [h for h in error_start["headers"] if h[0].lower() != b"content-length"]
+                await send({**error_start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                error_start = None
+                message = {"type": "http.response.body", "body": body}
+            await send(message)
+
+        try:
+            key = os.environ.get(self.api_key_env, "").encode() if self.api_key_env else b""
+            if key and scope.get("path", "") not in OPEN_PATHS and not _authorised(scope, key):
+                return await _send_json(send_with_id, 401, "missing or wrong API key (Authorization: Bearer <key>)",
+                                        [(b"www-authenticate", b"Bearer")])
+            length = _header(scope, b"content-length")
+            if length is not None:
+                try:
+                    declared = int(length)
+                except ValueError:
+                    return await _send_json(send_with_id, 400, "Content-Length is not a number")
+                if declared > self.max_body_bytes:
+                    return await _send_json(send_with_id, 413, f"request body of {declared} bytes is over the "
+                                            f"limit of {self.max_body_bytes} bytes")
+                return await self.app(scope, receive, send_with_id)
+            if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+                return await self.app(scope, receive, send_with_id)
+            # no Content-Length (chunked): buffer up to the limit, then replay
+            chunks, total = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return None
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > self.max_body_bytes:
+                    return await _send_json(send_with_id, 413, f"request body is over the limit of "
+                                            f"{self.max_body_bytes} bytes")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body, replayed = b"".join(chunks), False
+
+            async def replay():
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": body, "more_body": False}
+                return await receive()
+
+            return await self.app(scope, replay, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+def _is_json(headers) -> bool:
+    return any(k.lower() == b"content-type" and v.split(b";")[0].strip() == b"application/json" for k, v in headers)
+
+
+def _normalise_error(body: bytes) -> bytes:
+    """Every 4xx body as ``{"error": "<what was wrong>", "detail": [...]}``.
+
+    BentoML answers a pydantic error as ``{"error": "1 validation error for Input", "detail": [...]}``
+    and its own exceptions as ``[{"error": ...}]``; the message is lifted out of ``detail`` so that
+    ``error`` alone says what was wrong.
+    """
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(doc, list) and len(doc) == 1 and isinstance(doc[0], dict):
+        doc = doc[0]
+    if not isinstance(doc, dict):
+        return body
+    detail = doc.get("detail")
+    if isinstance(detail, list) and detail:
+        parts = []
+        for d in detail:
+            if not isinstance(d, dict):
+                continue
+            d.pop("url", None)
+            loc = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+                          for i, p in enumerate(d.get("loc") or []))
+            msg = str(d.get("msg", "")).removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
+        if parts:
+            doc["error"] = "; ".join(parts)
+    return json.dumps(doc).encode()
+
+
+def _authorised(scope, key: bytes) -> bool:
+    auth = _header(scope, b"authorization") or b""
+    given = auth[7:].strip() if auth[:7].lower() == b"bearer " else (_header(scope, b"x-api-key") or b"").strip()
+    return bool(given) and hmac.compare_digest(given, key)
