@@ -146,6 +146,8 @@ class RegionCLIP(nn.Module):
 
     # ---- text side ------------------------------------------------------------------------------
     def _encode_text_raw(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if input_ids.shape[0] == 0:  # the HF towers cannot reshape an empty batch
+            return self.text_proj.weight.new_zeros(0, self.config.embed_dim)
         return F.normalize(self.text_proj(self.text_encoder(input_ids, attention_mask)), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
