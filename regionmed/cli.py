@@ -175,5 +175,24 @@ def gate(params_file: Path = ParamsOption) -> None:
         raise typer.Exit(1)
 
 
+@app.command("package")
+def package_cmd(
+    params_file: Path = ParamsOption,
+    force: bool = typer.Option(False, "--force", help="Package even when the gate did not pass (recorded as forced)."),
+    no_build: bool = typer.Option(False, "--no-build", help="Only save the model into the store (no bentoml build)."),
+) -> None:
+    """DVC stage package: the gated model into the BentoML store, a Bento, and the new champion."""
+    from regionmed.params import load_params
+    from regionmed.serving.package import PackageError, package
+
+    try:
+        record = package(load_params(params_file), force=force, build=False if no_build else None, log=console.print)
+    except PackageError as exc:
+        console.print(f"[red]package failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"packaged {record['model_tag']} (Bento {record['bento_tag']}) into {record['bentoml_home']} "
+                  f"in {record['seconds']} s")
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,204 @@
+"""The ``package`` stage: the gated model into the BentoML store, a Bento, and the new champion.
+
+Steps (each one a function, so tests can run them alone):
+
+1. refuse unless the gate passed (``gate.decision_file``; ``--force`` overrides, and says so);
+2. embed the ``serving.index_split`` split of the corpus into a retrieval index (ids, modality,
+   labels, embeddings; no report text);
+3. save the exported model and the index into the BentoML model store (``$BENTOML_HOME``:
+   ``serving.bentoml_home``, else the environment's, else ``.state/bentoml``) as
+   ``<serving.model_name>:<version>`` with labels and metadata (metrics, gate decision, git
+   revision, DVC hashes of the corpus and the weights);
+4. build a Bento from ``bentofile.yaml`` (``bentoml build``, in a subprocess so the store location
+   is exactly the one chosen here);
+5. record the model as the champion the gate compares the next candidate with
+   (``gate.champion_file``: ``{"tag", "bento", "metrics", ...}``) and write the stage's summary
+   (``serving.metrics_file``); the index also goes to ``serving.index_dir`` for serving from the repo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from regionmed.params import Params
+from regionmed.serving.settings import STORE_INDEX_SUBDIR, STORE_INFO_FILE, STORE_MODEL_SUBDIR
+
+DEFAULT_BENTOML_HOME = ".state/bentoml"
+BENTO_BUILD_TIMEOUT_S = 600
+
+
+class PackageError(RuntimeError):
+    """Packaging refused or failed, with the reason."""
+
+
+def resolve_bentoml_home(params: Params, root: str | Path = ".") -> Path:
+    home = params.serving.bentoml_home or os.environ.get("BENTOML_HOME") or DEFAULT_BENTOML_HOME
+    return (Path(root) / home).resolve()
+
+
+def read_gate(params: Params) -> dict:
+    path = Path(params.gate.decision_file)
+    if not path.is_file():
+        raise PackageError(f"no gate decision at {path}: run the gate stage first")
+    return json.loads(path.read_text())
+
+
+def candidate_metrics(params: Params) -> dict[str, float]:
+    """The candidate's flat ``metric → value`` (the view the gate compares), from the evaluate stage."""
+    path = Path(params.evaluate.metrics_file)
+    if not path.is_file():
+        return {}
+    summary = json.loads(path.read_text())
+    flat = {m: float(v["value"]) for m, v in summary.get("regionmed", {}).items()
+            if isinstance(v, dict) and isinstance(v.get("value"), (int, float))}
+    for key, d in summary.get("vs_prior", {}).items():
+        owner, _, metric = key.partition("/")
+        if owner == "regionmed" and isinstance(d, dict) and isinstance(d.get("low"), (int, float)):
+            flat[f"vs_prior/{metric}_low"] = float(d["low"])
+    return flat
+
+
+def git_revision(root: str | Path = ".") -> dict[str, Any]:
+    def run(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+
+    try:
+        rev = run("rev-parse", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"git_rev": "unknown", "git_dirty": None}
+    return {"git_rev": rev.stdout.strip() if rev.returncode == 0 else "unknown",
+            "git_dirty": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None}
+
+
+def dvc_hashes(paths: dict[str, str], lock_file: str | Path = "dvc.lock") -> dict[str, str | None]:
+    """``name → md5`` of DVC-tracked outs (``paths``: name → out path) from ``dvc.lock``; None if absent."""
+    found: dict[str, str | None] = dict.fromkeys(paths)
+    lock = Path(lock_file)
+    if not lock.is_file():
+        return found
+    doc = yaml.safe_load(lock.read_text()) or {}
+    wanted = {os.path.normpath(p): name for name, p in paths.items()}
+    for stage in (doc.get("stages") or {}).values():
+        for out in stage.get("outs") or []:
+            name = wanted.get(os.path.normpath(str(out.get("path", ""))))
+            if name is not None:
+                found[name] = out.get("md5")
+    return found
+
+
+def save_to_store(model_dir: Path, index, home: Path, name: str, labels: dict[str, str],
+                  metadata: dict[str, Any]) -> str:
+    """Copy the model folder and the index into a new store model; returns its tag."""
+    import bentoml
+    from bentoml._internal.models import ModelStore
+
+    store = ModelStore(home / "models")
+    with bentoml.models.create(name, labels=labels, metadata=metadata, _model_store=store) as model:
+        tag = str(model.tag)
+        index.model_version = tag
+        shutil.copytree(model_dir, Path(model.path) / STORE_MODEL_SUBDIR)
+        index.save(Path(model.path) / STORE_INDEX_SUBDIR)
+        (Path(model.path) / STORE_INFO_FILE).write_text(json.dumps({"tag": tag, **metadata}, indent=1, sort_keys=True))
+    return tag
+
+
+def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = None) -> str:
+    """``bentoml build`` in a subprocess against ``home``; returns the Bento's tag."""
+    env = {**os.environ, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true"}
+    cmd = [sys.executable, "-m", "bentoml", "build", "-f", str(bentofile), "-o", "tag"]
+    if version:
+        cmd += ["--version", version]
+    try:
+        proc = subprocess.run([*cmd, str(root)], cwd=root, env=env, capture_output=True, text=True,
+                              timeout=BENTO_BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise PackageError(f"bentoml build took over {BENTO_BUILD_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        raise PackageError(f"bentoml build failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    for line in reversed(proc.stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("__tag__:"):
+            return line.removeprefix("__tag__:")
+        if ":" in line and " " not in line:
+            return line
+    raise PackageError(f"bentoml build printed no tag:\n{proc.stdout[-2000:]}")
+
+
+def package(params: Params, *, force: bool = False, build: bool | None = None, root: str | Path = ".",
+            log=print) -> dict[str, Any]:
+    """Run the whole stage (module docstring); returns the record written to ``serving.metrics_file``."""
+    from regionmed.env import configure_environment
+
+    configure_environment()
+    start = time.perf_counter()
+    root = Path(root).resolve()
+    s = params.serving
+    gate = read_gate(params)
+    if not gate.get("passed") and not force:
+        raise PackageError(f"the gate did not pass ({gate.get('n_failed')} checks failed; {params.gate.decision_file}); "
+                           "nothing is packaged (--force packages anyway)")
+    model_dir = Path(s.model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise PackageError(f"{model_dir} is not an exported model folder")
+    home = resolve_bentoml_home(params, root)
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["BENTOML_HOME"] = str(home)  # for anything below that reads it
+
+    from regionmed.serving.engine import Engine
+    from regionmed.serving.index import build_index
+
+    engine = Engine.from_dir(model_dir)
+    t0 = time.perf_counter()
+    index = build_index(engine, params.corpus.out_dir, s.index_split, batch_size=params.evaluate.batch_size)
+    index_seconds = time.perf_counter() - t0
+    log(f"index: {index.count('image')} images + {index.count('report')} reports of split {s.index_split} "
+        f"in {index_seconds:.1f} s")
+
+    metrics = candidate_metrics(params)
+    provenance = {**git_revision(root), "dvc": dvc_hashes({"corpus": params.corpus.out_dir, "weights": s.model_dir},
+                                                          root / "dvc.lock")}
+    metadata = {
+        "metrics": metrics,
+        "gate": {"passed": bool(gate.get("passed")), "n_failed": gate.get("n_failed"), "forced": bool(force and not gate.get("passed")),
+                 "champion_before": gate.get("champion")},
+        **provenance,
+        "packaged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "weights_version": engine.version,
+        "index": {"split": s.index_split, "n_images": index.count("image"), "n_reports": index.count("report")},
+        "model": {"embed_dim": engine.embed_dim, "image_size": engine.image_size, "channels": engine.channels,
+                  "global_only": engine.global_only},
+    }
+    labels = {"project": "regionmed", "stage": "package", "gate": "passed" if gate.get("passed") else "forced",
+              "git_rev": provenance["git_rev"][:12], "index_split": s.index_split}
+    tag = save_to_store(model_dir, index, home, s.model_name, labels, metadata)
+    log(f"saved {tag} into {home / 'models'}")
+    index.save(s.index_dir)
+
+    bento = None
+    if s.build_bento if build is None else build:
+        t0 = time.perf_counter()
+        bento = build_bento(root / s.bentofile, home, root)
+        log(f"built Bento {bento} in {time.perf_counter() - t0:.1f} s")
+
+    champion = {"tag": tag, "bento": bento, "metrics": metrics, "packaged_at": metadata["packaged_at"],
+                "git_rev": provenance["git_rev"]}
+    champion_file = Path(params.gate.champion_file)
+    champion_file.parent.mkdir(parents=True, exist_ok=True)
+    champion_file.write_text(json.dumps(champion, indent=1, sort_keys=True) + "\n")
+    record = {"model_tag": tag, "bento_tag": bento, "bentoml_home": str(home), "gate_passed": bool(gate.get("passed")),
+              "forced": metadata["gate"]["forced"], "index_items": len(index.items),
+              "seconds": round(time.perf_counter() - start, 1)}
+    out = Path(s.metrics_file)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return record
