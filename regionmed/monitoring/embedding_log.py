@@ -248,11 +248,7 @@ def _scan(directory, since, until, skipped: list[int]) -> Iterable[dict]:
     for path in log_files(directory):
         start = _file_start(path)
         if until is not None and start is not None and start >= until:
-            continue
-        if since is not None:
-            last_write = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
-            if last_write < since:
-                continue
+            continue  # (no skipping by mtime for ``since``: a copied or restored file has a wrong one)
         with open(path, "rb") as fh:
             for line in fh:
                 try:

@@ -1,0 +1,136 @@
+"""The embedding log: format, rotation by size and time, retention, the reader's time window, safety."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from regionmed.monitoring.embedding_log import (EmbeddingLogWriter, embedding_matrix, hash_request_id, log_files,
+                                                read_log)
+
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc).timestamp()
+
+
+class Clock:
+    def __init__(self, t: float = T0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def write(w: EmbeddingLogWriter, n: int = 1, endpoint: str = "encode_image", kind: str = "image", rid: str = "r"):
+    emb = np.random.default_rng(n).normal(size=(n, 8))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    desc = [{"width": 10, "height": 12, "channels": 1, "format": "png", "bytes": 99, "mean": 0.5, "std": 0.1}] * n \
+        if kind == "image" else [{"n_chars": 5, "n_tokens": 3, "truncated": False}] * n
+    w.log(endpoint=endpoint, model_version="regionmed:v1", request=hash_request_id(rid), kind=kind,
+          embeddings=emb, descriptors=desc)
+    return emb
+
+
+def test_records_round_trip_through_read_log(tmp_path):
+    w = EmbeddingLogWriter(tmp_path, clock=Clock())
+    emb = write(w, 3)
+    write(w, 2, endpoint="encode_text", kind="text")
+    w.close()
+    df = read_log(tmp_path)
+    assert len(df) == 5 and df.attrs["skipped_lines"] == 0
+    assert str(df["ts"].dtype) == "datetime64[ns, UTC]"
+    np.testing.assert_allclose(embedding_matrix(df[df["kind"] == "image"]), emb, atol=1e-6)
+    assert list(df["endpoint"]) == ["encode_image"] * 3 + ["encode_text"] * 2
+    assert df["request"].str.fullmatch("[0-9a-f]{16}").all()
+    assert len(read_log(tmp_path, endpoint="encode_text")) == 2 and len(read_log(tmp_path, kind="image")) == 3
+    first = json.loads(log_files(tmp_path)[0].read_text().splitlines()[0])
+    assert first["v"] == 1 and first["dim"] == 8 and first["ts"] == "2026-11-28T10:00:00.000000Z"
+
+
+def test_rotation_by_size_and_by_time_and_retention(tmp_path):
+    clock = Clock()
+    w = EmbeddingLogWriter(tmp_path, rotate_bytes=1024, rotate_seconds=60, clock=clock)
+    for _ in range(6):
+        write(w, 2)  # ~300 bytes a record
+    by_size = len(log_files(tmp_path))
+    assert by_size >= 3
+    clock.t += 61
+    write(w, 1)
+    assert len(log_files(tmp_path)) == by_size + 1  # a quiet minute: a new file for the next record
+    w.close()
+    assert len(read_log(tmp_path)) == 13
+    kept = EmbeddingLogWriter(tmp_path / "kept", rotate_bytes=1024, keep_files=2, clock=Clock())
+    for _ in range(10):
+        write(kept, 2)
+    kept.close()
+    assert len(log_files(tmp_path / "kept")) <= 3  # the open file plus keep_files closed ones
+
+
+def test_read_log_time_window(tmp_path):
+    clock = Clock()
+    w = EmbeddingLogWriter(tmp_path, rotate_seconds=30, clock=clock)
+    for minute in range(5):
+        clock.t = T0 + 60 * minute
+        write(w, 1, rid=str(minute))
+    w.close()
+    df = read_log(tmp_path, since="2026-11-28T10:01:00Z", until=datetime(2026, 11, 28, 10, 3, tzinfo=timezone.utc))
+    assert [t.minute for t in df["ts"]] == [1, 2]
+    assert len(read_log(tmp_path, since="2026-11-28 10:04:00")) == 1  # naive = UTC
+    assert len(read_log(tmp_path, until="2026-11-28T09:00:00Z")) == 0
+
+
+def test_a_truncated_last_line_is_skipped_and_counted(tmp_path):
+    w = EmbeddingLogWriter(tmp_path, clock=Clock())
+    write(w, 2)
+    w.close()
+    path = log_files(tmp_path)[0]
+    path.write_bytes(path.read_bytes() + b'{"v":1,"ts":"2026-11-28T10:0')
+    df = read_log(tmp_path)
+    assert len(df) == 2 and df.attrs["skipped_lines"] == 1
+
+
+def test_an_empty_or_missing_log_reads_as_an_empty_frame(tmp_path):
+    df = read_log(tmp_path / "nothing")
+    assert len(df) == 0 and "embedding" in df.columns and embedding_matrix(df).shape == (0, 0)
+
+
+@pytest.mark.parametrize("bad", [
+    {"patient_name": "DOE^JOHN"},        # not a descriptor
+    {"text": "a pleural effusion"},       # raw text has no key to go in
+    {"format": "DOE^JOHN"},               # the one string descriptor is a closed set
+    {"width": "512"},                     # types are enforced
+    {"box": [0, 0, 1]},
+])
+def test_the_writer_refuses_anything_but_the_known_descriptors(tmp_path, bad):
+    w = EmbeddingLogWriter(tmp_path, clock=Clock())
+    with pytest.raises(ValueError):
+        w.log(endpoint="encode_image", model_version="m", request=hash_request_id("r"), kind="image",
+              embeddings=np.ones((1, 4)), descriptors=[bad])
+
+
+def test_the_writer_refuses_unhashed_ids_and_free_text_names(tmp_path):
+    w = EmbeddingLogWriter(tmp_path, clock=Clock())
+    ok = {"model_version": "m", "kind": "image", "embeddings": np.ones((1, 4))}
+    with pytest.raises(ValueError, match="hashed"):
+        w.log(endpoint="e", request="patient-12345", **ok)
+    with pytest.raises(ValueError, match="plain name"):
+        w.log(endpoint="DOE JOHN's report", request=hash_request_id("r"), **ok)
+
+
+def test_concurrent_writers_never_interleave_lines(tmp_path):
+    w = EmbeddingLogWriter(tmp_path, rotate_bytes=50_000, clock=Clock())
+
+    def worker(i: int) -> None:
+        for _ in range(25):
+            write(w, 3, rid=str(i))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    w.close()
+    df = read_log(tmp_path)
+    assert len(df) == 8 * 25 * 3 == w.records_written and df.attrs["skipped_lines"] == 0
