@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+import torch.distributed.nn  # noqa: F401  the differentiable all_gather; not imported by torch.distributed
 import torch.nn.functional as F
 from torch import nn
 
