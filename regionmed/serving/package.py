@@ -69,7 +69,7 @@ def candidate_metrics(params: Params) -> dict[str, float]:
 
 def git_revision(root: str | Path = ".") -> dict[str, Any]:
     def run(*args):
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False)
 
     try:
         rev = run("rev-parse", "HEAD")
@@ -96,6 +96,14 @@ def dvc_hashes(paths: dict[str, str], lock_file: str | Path = "dvc.lock") -> dic
     return found
 
 
+def _without_none(obj):
+    if isinstance(obj, dict):
+        return {k: _without_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [_without_none(v) for v in obj if v is not None]
+    return obj
+
+
 def save_to_store(model_dir: Path, index, home: Path, name: str, labels: dict[str, str],
                   metadata: dict[str, Any]) -> str:
     """Copy the model folder and the index into a new store model; returns its tag."""
@@ -120,7 +128,7 @@ def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = N
         cmd += ["--version", version]
     try:
         proc = subprocess.run([*cmd, str(root)], cwd=root, env=env, capture_output=True, text=True,
-                              timeout=BENTO_BUILD_TIMEOUT_S)
+                              timeout=BENTO_BUILD_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
         raise PackageError(f"bentoml build took over {BENTO_BUILD_TIMEOUT_S} s") from None
     if proc.returncode != 0:
@@ -165,8 +173,8 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
         f"in {index_seconds:.1f} s")
 
     metrics = candidate_metrics(params)
-    provenance = {**git_revision(root), "dvc": dvc_hashes({"corpus": params.corpus.out_dir, "weights": s.model_dir},
-                                                          root / "dvc.lock")}
+    hashes = dvc_hashes({"corpus": params.corpus.out_dir, "weights": s.model_dir}, root / "dvc.lock")
+    provenance = {**git_revision(root), "dvc": {k: v or "unknown" for k, v in hashes.items()}}
     metadata = {
         "metrics": metrics,
         "gate": {"passed": bool(gate.get("passed")), "n_failed": gate.get("n_failed"), "forced": bool(force and not gate.get("passed")),
@@ -180,6 +188,7 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     }
     labels = {"project": "regionmed", "stage": "package", "gate": "passed" if gate.get("passed") else "forced",
               "git_rev": provenance["git_rev"][:12], "index_split": s.index_split}
+    metadata = _without_none(metadata)  # BentoML refuses None in metadata
     tag = save_to_store(model_dir, index, home, s.model_name, labels, metadata)
     log(f"saved {tag} into {home / 'models'}")
     index.save(s.index_dir)
@@ -196,7 +205,7 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     champion_file.parent.mkdir(parents=True, exist_ok=True)
     champion_file.write_text(json.dumps(champion, indent=1, sort_keys=True) + "\n")
     record = {"model_tag": tag, "bento_tag": bento, "bentoml_home": str(home), "gate_passed": bool(gate.get("passed")),
-              "forced": metadata["gate"]["forced"], "index_items": len(index.items),
+              "forced": bool(force and not gate.get("passed")), "index_items": len(index.items),
               "seconds": round(time.perf_counter() - start, 1)}
     out = Path(s.metrics_file)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from tiny import TEST_SERVING, build_tiny
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +110,7 @@ class Server:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
-        self._log = open(log_file, "wb")
+        self._log = open(log_file, "wb")  # noqa: SIM115  (closed in stop())
         self.proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", *args, "--port", str(self.port)],
                                      cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from regionmed.monitoring.embedding_log import (EmbeddingLogWriter, embedding_matrix, hash_request_id, log_files,
-                                                read_log)
+from regionmed.monitoring.embedding_log import (
+    EmbeddingLogWriter,
+    embedding_matrix,
+    hash_request_id,
+    log_files,
+    read_log,
+)
 
-T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=timezone.utc).timestamp()
+T0 = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC).timestamp()
 
 
 class Clock:
@@ -75,7 +80,7 @@ def test_read_log_time_window(tmp_path):
         clock.t = T0 + 60 * minute
         write(w, 1, rid=str(minute))
     w.close()
-    df = read_log(tmp_path, since="2026-11-28T10:01:00Z", until=datetime(2026, 11, 28, 10, 3, tzinfo=timezone.utc))
+    df = read_log(tmp_path, since="2026-11-28T10:01:00Z", until=datetime(2026, 11, 28, 10, 3, tzinfo=UTC))
     assert [t.minute for t in df["ts"]] == [1, 2]
     assert len(read_log(tmp_path, since="2026-11-28 10:04:00")) == 1  # naive = UTC
     assert len(read_log(tmp_path, until="2026-11-28T09:00:00Z")) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,60 @@ def dicom_bytes(width: int = 48, height: int = 40, monochrome1: bool = False, ro
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
+
+
+def upload(name: str, data: bytes, field: str = "image", ctype: str = "application/octet-stream"):
+    """A multipart file part for httpx / the TestClient."""
+    return (field, (name, data, ctype))
+
+
+def bad_requests(limits: dict) -> dict[str, tuple]:
+    """Every kind of bad request for the given limits: name → (route, request kwargs, status, words
+    the error message must contain)."""
+    side = int(limits["max_image_pixels"] ** 0.5) + 1
+    big_dicom = dicom_bytes(rows=side, cols=side)  # the header claims too many pixels; the data is tiny
+    return {
+        # name: (route, request kwargs, status, words the message must contain)
+        "garbage image": ("/encode_image", {"files": [upload("x.png", b"not an image at all", "images")]}, 400,
+                          "not a readable"),
+        "empty image": ("/encode_image", {"files": [upload("x.png", b"", "images")]}, 400, "empty"),
+        "truncated png": ("/encode_image", {"files": [upload("x.png", png_bytes()[:60], "images")]}, 400, "image"),
+        "decompression bomb": ("/encode_image", {"files": [upload("x.dcm", big_dicom, "images")]}, 400, "too large"),
+        "too many images": ("/encode_image", {"files": [upload(f"{i}.png", png_bytes(seed=i), "images")
+                                                        for i in range(limits["max_images_per_call"] + 1)]}, 400,
+                            "over the limit"),
+        "no images": ("/encode_image", {"json": {"images": []}}, 400, "no images"),
+        "image as a url": ("/encode_image", {"data": {"images": "http://127.0.0.1:1/x.png"}}, 400, "uploaded file"),
+        "image as a path": ("/encode_image", {"json": {"images": ["/etc/passwd"]}}, 400, "file"),
+        "body too large": ("/encode_text", {"content": b"x" * (limits["max_upload_bytes"] + 1),
+                                            "headers": {"content-type": "application/json"}}, 413, "over the limit"),
+        "too many texts": ("/encode_text", {"json": {"texts": ["a"] * (limits["max_texts_per_call"] + 1)}}, 400,
+                           "over the limit"),
+        "text too long": ("/encode_text", {"json": {"texts": ["a" * (limits["max_text_chars"] + 1)]}}, 400, "characters"),
+        "empty text": ("/encode_text", {"json": {"texts": ["  "]}}, 400, "empty"),
+        "texts not a list": ("/encode_text", {"json": {"texts": "a lung"}}, 400, "array"),
+        "malformed json": ("/encode_text", {"content": b"{oops", "headers": {"content-type": "application/json"}}, 400,
+                           "json"),
+        "malformed multipart": ("/encode_text", {"content": b"--b\r\nnonsense",
+                                                 "headers": {"content-type": "multipart/form-data; boundary=b"}}, 400, ""),
+        "zero-shot without labels": ("/zero_shot", {"files": [upload("a.png", png_bytes())]}, 400, "exactly one"),
+        "zero-shot duplicate labels": ("/zero_shot", {"files": [upload("a.png", png_bytes())],
+                                                      "data": {"labels": json.dumps(["a", "a"])}}, 400, "distinct"),
+        "zero-shot no image": ("/zero_shot", {"json": {"labels": ["a"]}}, 400, "image"),
+        "ground without phrase": ("/ground", {"files": [upload("a.png", png_bytes())]}, 400, "phrase"),
+        "box out of range": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
+                                                 "data": {"boxes": json.dumps([[0.1, 0.1, 1.5, 0.5]])}}, 400, "0..1"),
+        "box inverted": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
+                                             "data": {"boxes": json.dumps([[0.5, 0.1, 0.2, 0.5]])}}, 400, "x0 < x1"),
+        "box with 3 numbers": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
+                                                   "data": {"boxes": json.dumps([[0.1, 0.1, 0.5]])}}, 400, "4"),
+        "too many boxes": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
+                                               "data": {"boxes": json.dumps([[0, 0, 1, 1]] * (limits["max_boxes_per_call"] + 1))}},
+                           400, "over the limit"),
+        "retrieve both": ("/retrieve", {"files": [upload("a.png", png_bytes())], "data": {"text": "x"}}, 400, "exactly one"),
+        "retrieve neither": ("/retrieve", {"json": {}}, 400, "exactly one"),
+        "top_k too big": ("/retrieve", {"json": {"text": "x", "top_k": limits["max_top_k"] + 1}}, 400, "top_k"),
+        "unknown target": ("/retrieve", {"json": {"text": "x", "target": "video"}}, 400, "target"),
+        "pickle body": ("/encode_text", {"content": b"\x80\x04N.", "headers": {"content-type": "application/vnd.bentoml+pickle"}},
+                        415, ""),
+    }
