@@ -235,6 +235,7 @@ class ServingParams(_Strict):
     max_text_chars: int = Field(1000, ge=1)
     max_boxes_per_call: int = Field(64, ge=1)
     max_top_k: int = Field(100, ge=1)
+    torch_threads: int | None = Field(None, ge=1)  # intra-op threads per worker; None: torch's default
     batching: ServingBatching = ServingBatching()
     embedding_log: EmbeddingLogParams = EmbeddingLogParams()
 

@@ -162,7 +162,7 @@ def _harden_multipart() -> None:
                 return await super().parse_request(request, cls)
             except (ValidationError, bentoml.exceptions.BentoMLException):
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (anything else the parser raises is the body's fault)
                 raise BadInput(f"malformed multipart/form-data body ({type(exc).__name__})") from None
 
     bento_serde.ALL_SERDE["multipart/form-data"] = UploadOnlyMultipartSerde  # type: ignore[index]
@@ -216,6 +216,10 @@ class RegionMedService:
     """Region-aware medical CLIP: embeddings, zero-shot, grounding, region embeddings, retrieval."""
 
     def __init__(self) -> None:
+        if SETTINGS.torch_threads:
+            import torch
+
+            torch.set_num_threads(SETTINGS.torch_threads)
         source = resolve_model(SETTINGS)
         index = None
         if RetrievalIndex.exists(source.index_dir):
