@@ -80,7 +80,8 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
             t.max_regions_per_image, AugmentConfig(t.augment.max_shift, t.augment.intensity), t.num_workers,
             params.seed, t.eval_batch_size)
         module = RegionMedModule(model, spec.loss_weights,
-                                 OptimConfig(spec.lr, t.weight_decay, min(t.warmup_steps, steps // 2), steps))
+                                 OptimConfig(spec.lr, t.weight_decay, min(t.warmup_steps, steps // 2), steps,
+                                             t.gradient_clip_val, fused=t.precision != "16-mixed"))
         ckpt_dir = _checkpoint_dir(state_dir, phase, params, init_from)
         trainer = _trainer(params, steps, ckpt_dir, log_dir)
         resume = ckpt_dir / f"{CHECKPOINT_NAME}.ckpt"
@@ -109,7 +110,7 @@ def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -
     return L.Trainer(
         max_steps=steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
         precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
-        gradient_clip_val=t.gradient_clip_val or None, val_check_interval=min(t.val_every_n_steps, steps),
+        val_check_interval=min(t.val_every_n_steps, steps),
         check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=callbacks, logger=loggers or False,
         enable_progress_bar=True, enable_model_summary=False, deterministic=t.deterministic and t.accelerator == "cpu",
         log_every_n_steps=min(10, steps), default_root_dir=str(ckpt_dir),
