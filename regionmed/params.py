@@ -240,6 +240,60 @@ class ServingParams(_Strict):
     embedding_log: EmbeddingLogParams = EmbeddingLogParams()
 
 
+class MonitorDescriptors(_Strict):
+    """Embedding-log descriptors compared with the reference, per kind."""
+
+    image: list[Literal["width", "height", "mean", "std", "bytes", "channels"]] = ["width", "height", "mean", "std"]
+    text: list[Literal["n_tokens", "n_chars"]] = ["n_tokens"]
+
+
+class MonitorParams(_Strict):
+    """Drift monitoring (``regionmed/monitoring/drift.py``; docs/monitoring.md)."""
+
+    reference_dir: str = "models/monitor_reference"
+    report_dir: str = "reports/drift"
+    summary_file: str = "metrics/drift.json"
+    window_hours: float = Field(24.0, gt=0)
+    window_end: Literal["latest", "now"] = "latest"
+    kinds: list[Literal["image", "text"]] = ["image", "text"]
+    min_rows: int = Field(300, ge=2)
+    sample_rows: int = Field(2000, ge=10)
+    pca_components: int | None = Field(32, ge=2)
+    plot: Literal["pca", "tsne"] = "pca"
+    plot_rows: int = Field(1000, ge=10)
+    match_model_version: bool = True
+    embedding_methods: dict[Literal["model", "mmd", "distance", "ratio"], float] = {"model": 0.65, "mmd": 0.015}
+    descriptors: MonitorDescriptors = MonitorDescriptors()
+    descriptor_method: str = "wasserstein"
+    descriptor_threshold: float = 0.25
+    zero_shot: bool = True
+    zero_shot_method: str = "jensenshannon"
+    zero_shot_threshold: float = 0.2
+
+
+class RetrainFlowParams(_Strict):
+    cron: str = "0 3 * * 0"
+    exclude_stages: list[str] = ["monitor"]
+    retries: int = Field(2, ge=0)
+    retry_delay_s: float = Field(60.0, ge=0)
+    no_retry_stages: list[str] = ["validate_corpus", "gate", "package"]
+
+
+class MonitorFlowParams(_Strict):
+    cron: str = "0 * * * *"
+    report_root: str = "monitoring/reports"
+    trigger: Literal["auto", "deployment", "subflow", "none"] = "auto"
+    retrain_deployment: str = "retrain/retrain"
+
+
+class FlowParams(_Strict):
+    """The Prefect flows (``flows/``) and their schedules."""
+
+    timezone: str = "UTC"
+    retrain: RetrainFlowParams = RetrainFlowParams()
+    monitor: MonitorFlowParams = MonitorFlowParams()
+
+
 class Params(_Strict):
     seed: int = 0
     corpus: CorpusParams = CorpusParams()
@@ -249,6 +303,8 @@ class Params(_Strict):
     evaluate: EvaluateParams = EvaluateParams()
     gate: GateParams = GateParams()
     serving: ServingParams = ServingParams()
+    monitor: MonitorParams = MonitorParams()
+    flows: FlowParams = FlowParams()
     # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
     phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}
 
