@@ -265,7 +265,7 @@ class MonitorParams(_Strict):
     embedding_methods: dict[Literal["model", "mmd", "distance", "ratio"], float] = {"model": 0.65, "mmd": 0.015}
     descriptors: MonitorDescriptors = MonitorDescriptors()
     descriptor_method: str = "wasserstein"
-    descriptor_threshold: float = 0.25
+    descriptor_threshold: float = 0.3
     zero_shot: bool = True
     zero_shot_method: str = "jensenshannon"
     zero_shot_threshold: float = 0.2

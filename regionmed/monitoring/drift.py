@@ -1,0 +1,487 @@
+"""Drift of the served embeddings against the packaged model's reference, with Evidently 0.7.
+
+Reference: the held-out split as the packaged model embeds it (:mod:`regionmed.monitoring.reference`).
+Current: a time window of the service's embedding log (:mod:`regionmed.monitoring.embedding_log`),
+only rows of the reference's model (``monitor.match_model_version``: another model's embeddings live
+in another space, so comparing them would be a false alarm).
+
+Checks, per embedding kind (``image``: encode_image, zero_shot, retrieve by image; ``text``:
+encode_text, retrieve by text, ground's phrase) with at least ``monitor.min_rows`` current rows:
+
+- ``<kind>/embeddings/<method>``: Evidently's ``EmbeddingsDrift`` with each method of
+  ``monitor.embedding_methods`` (``model``: ROC AUC of a domain classifier telling reference from
+  current rows; ``mmd``: squared maximum mean discrepancy; ``distance``, ``ratio``), drift when the
+  score is above the method's threshold;
+- ``<kind>/descriptor/<name>``: Evidently's ``ValueDrift`` of a log descriptor (image width, height,
+  mean and std intensity of the model input; text token count), ``monitor.descriptor_method``;
+- ``image/zero_shot/finding`` and ``image/zero_shot/modality``: ``ValueDrift`` of the predicted
+  zero-shot label (argmax of the image embedding against the reference's class prompts), i.e. the
+  shares of predicted labels.
+
+Scale: at most ``monitor.sample_rows`` rows per side (a seeded uniform sample), projected onto
+``monitor.pca_components`` principal components fitted on *both* samples together (a shift into a
+direction the reference does not vary in still shows; a PCA of the reference alone would hide it).
+Evidently draws each embedding check's 2-D density with t-SNE on up to 2,500 rows per side (~6 s per
+1,000 rows here, once per check); ``monitor.plot: pca`` swaps that projection for a 2-D PCA and
+``monitor.plot_rows`` sets the rows (docs/monitoring.md). Only the drawing changes, not a score.
+
+Too few current rows of every kind gives ``status: not_enough_data`` (``drift: false``): no alarm.
+Outputs: ``monitor.report_dir/index.html`` (the summary a person opens), ``image.html`` and
+``text.html`` (Evidently's reports), and ``monitor.summary_file`` (JSON: drift yes/no per check,
+scores, thresholds, the window, row counts). Nothing in them is a pixel or a text: embeddings
+(aggregated into plots), descriptors and label names only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from regionmed.monitoring.embedding_log import embedding_matrix, log_files, read_log
+from regionmed.monitoring.reference import Reference, predicted_labels
+
+SUMMARY_VERSION = 1
+STATUS_DRIFT, STATUS_OK, STATUS_NOT_ENOUGH = "drift", "no_drift", "not_enough_data"
+REPORT_FILES = ("index.html", "image.html", "text.html")
+READ_SLACK = pd.Timedelta(minutes=10)
+# p-value tests: drift when the score is *below* the threshold; every other method is a distance
+P_VALUE_METHODS = {"ks", "chisquare", "z", "fisher_exact", "g_test", "t_test", "mannw", "anderson",
+                   "cramer_von_mises", "epps_singleton", "es", "empirical_mmd"}
+
+
+# ---- the current window --------------------------------------------------------------------------
+def _utc(value) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() == "now":
+        return pd.Timestamp.now(tz="UTC")
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def latest_timestamp(log_dir: str | Path, tail_bytes: int = 1 << 16) -> pd.Timestamp | None:
+    """The newest record's time: the last complete line of each file (files are append-only)."""
+    newest = None
+    for path in log_files(log_dir):
+        ts = _last_ts(path, tail_bytes)
+        if ts is not None and (newest is None or ts > newest):
+            newest = ts
+    return newest
+
+
+def _last_ts(path: Path, tail_bytes: int) -> pd.Timestamp | None:
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        start = max(0, size - tail_bytes)
+        fh.seek(start)
+        lines = fh.read().split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # the first one is cut
+    for line in reversed(lines):
+        try:
+            return _utc(json.loads(line)["ts"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    if start > 0:  # lines longer than the tail: read the whole file
+        return _last_ts(path, size + 1)
+    return None
+
+
+@dataclass
+class Window:
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    hours: float
+    anchor: str  # latest | now | given
+
+    def to_dict(self) -> dict[str, Any]:
+        iso = lambda t: None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return {"start": iso(self.start), "end": iso(self.end), "hours": self.hours, "anchor": self.anchor}
+
+
+def resolve_window(log_dir: str | Path, window_hours: float, window_end: str = "latest",
+                   since=None, until=None) -> Window:
+    """``[start, end)``: ``until`` (a time or ``now``) or the newest record (``latest``) or the clock."""
+    if until is not None:
+        end, anchor = _utc(until), "now" if str(until).lower() == "now" else "given"
+    elif window_end == "now":
+        end, anchor = pd.Timestamp.now(tz="UTC"), "now"
+    else:
+        newest = latest_timestamp(log_dir)
+        end, anchor = (None if newest is None else newest + pd.Timedelta(microseconds=1)), "latest"
+    start = _utc(since) if since is not None else (None if end is None else end - pd.Timedelta(hours=window_hours))
+    if since is not None:
+        anchor = "given"
+    hours = window_hours if start is None or end is None else round((end - start).total_seconds() / 3600, 6)
+    return Window(start, end, hours, anchor)
+
+
+@dataclass
+class Current:
+    """The window's log rows per kind (only the reference's model), and what was left out."""
+
+    frames: dict[str, pd.DataFrame]
+    window: Window
+    rows_in_window: dict[str, int] = field(default_factory=dict)
+    rows_other_model: dict[str, int] = field(default_factory=dict)
+    models: dict[str, dict[str, int]] = field(default_factory=dict)
+    endpoints: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped_lines: int = 0
+
+
+def load_current(log_dir: str | Path, window: Window, kinds: list[str], model_versions: list[str] | None) -> Current:
+    frames, in_window, other, models, endpoints, skipped = {}, {}, {}, {}, {}, 0
+    for kind in kinds:
+        if window.end is None:
+            df = pd.DataFrame(columns=["ts", "endpoint", "model_version", "embedding"])
+        else:
+            # read_log skips a file whose name's start time is >= until, but the writer stamps a record
+            # before it opens a new file: the first records of a file can be older than its name says.
+            # Read past the end by READ_SLACK and cut here, so no record before the end is lost.
+            df = read_log(log_dir, since=window.start, until=window.end + READ_SLACK, kind=kind)
+            skipped = max(skipped, int(df.attrs.get("skipped_lines", 0)))
+            df = df[df["ts"] < window.end].reset_index(drop=True)
+        in_window[kind] = len(df)
+        models[kind] = {str(k): int(v) for k, v in df["model_version"].value_counts().items()} if len(df) else {}
+        if model_versions and len(df):
+            keep = df["model_version"].isin(model_versions)
+            other[kind] = int((~keep).sum())
+            df = df[keep].reset_index(drop=True)
+        else:
+            other[kind] = 0
+        endpoints[kind] = {str(k): int(v) for k, v in df["endpoint"].value_counts().items()} if len(df) else {}
+        frames[kind] = df
+    return Current(frames, window, in_window, other, models, endpoints, skipped)
+
+
+# ---- the checks ------------------------------------------------------------------------------------
+@dataclass
+class Check:
+    name: str
+    kind: str
+    group: str  # embeddings | descriptor | zero_shot
+    method: str
+    threshold: float
+    score: float | None = None
+    drift: bool | None = None
+    status: str = STATUS_NOT_ENOUGH  # drift | no_drift | not_enough_data | no_data
+    column: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        score = None if self.score is None or not np.isfinite(self.score) else round(float(self.score), 6)
+        out = {"name": self.name, "kind": self.kind, "group": self.group, "method": self.method,
+               "threshold": self.threshold, "score": score, "drift": self.drift, "status": self.status}
+        if self.column:
+            out["column"] = self.column
+        return out
+
+
+def planned_checks(settings, reference: Reference, kind: str) -> list[Check]:
+    checks = [Check(f"{kind}/embeddings/{m}", kind, "embeddings", m, float(t))
+              for m, t in settings.embedding_methods.items()]
+    wanted = getattr(settings.descriptors, kind, [])
+    for name in wanted:
+        if name in reference.descriptors.get(kind, pd.DataFrame()).columns:
+            checks.append(Check(f"{kind}/descriptor/{name}", kind, "descriptor", settings.descriptor_method,
+                                float(settings.descriptor_threshold), column=name))
+    if kind == "image" and settings.zero_shot:
+        for group in reference.classes:
+            checks.append(Check(f"image/zero_shot/{group}", kind, "zero_shot", settings.zero_shot_method,
+                                float(settings.zero_shot_threshold), column=f"zs_{group}"))
+    return checks
+
+
+def _drift_method(name: str, threshold: float):
+    from evidently.metrics.embeddings import (
+        DistanceDriftMethod,
+        MMDDriftMethod,
+        ModelDriftMethod,
+        RatioDriftMethod,
+    )
+
+    cls = {"model": ModelDriftMethod, "mmd": MMDDriftMethod, "distance": DistanceDriftMethod,
+           "ratio": RatioDriftMethod}[name]
+    return cls(threshold=threshold)
+
+
+class _PCA2:
+    """Stands in for t-SNE in Evidently's embedding plot: a seeded 2-D PCA (milliseconds)."""
+
+    def __init__(self, n_components: int = 2, **_: Any):
+        self.n_components = n_components
+
+    def fit_transform(self, x):
+        from sklearn.decomposition import PCA
+
+        x = np.asarray(x, dtype=np.float64)
+        k = min(self.n_components, x.shape[1], max(1, x.shape[0] - 1))
+        out = PCA(n_components=k, random_state=0).fit_transform(x)
+        if k < self.n_components:
+            out = np.pad(out, ((0, 0), (0, self.n_components - k)))
+        return out
+
+
+@contextlib.contextmanager
+def embedding_plot(mode: str, rows: int) -> Iterator[None]:
+    """Evidently 0.7 draws each embedding check with t-SNE on ``SAMPLE_CONSTANT`` rows per side (module
+    globals of ``evidently.legacy.metrics.data_drift.embeddings_drift``): set both for the run, then restore.
+    Scores do not depend on them. When the module lacks them (another Evidently), nothing is changed."""
+    try:
+        from evidently.legacy.metrics.data_drift import embeddings_drift as ed
+    except ImportError:  # pragma: no cover  (guarded by a test)
+        yield
+        return
+    if not (hasattr(ed, "SAMPLE_CONSTANT") and hasattr(ed, "TSNE")):  # pragma: no cover
+        yield
+        return
+    saved = ed.SAMPLE_CONSTANT, ed.TSNE
+    ed.SAMPLE_CONSTANT = int(rows)
+    if mode == "pca":
+        ed.TSNE = _PCA2
+    try:
+        yield
+    finally:
+        ed.SAMPLE_CONSTANT, ed.TSNE = saved
+
+
+def _sample(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.arange(n) if n <= k else np.sort(rng.choice(n, size=k, replace=False))
+
+
+def _project(ref: np.ndarray, cur: np.ndarray, components: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    if not components or components >= ref.shape[1]:
+        return ref.astype(np.float64), cur.astype(np.float64), ref.shape[1]
+    from sklearn.decomposition import PCA
+
+    both = np.vstack([ref, cur]).astype(np.float64)
+    k = min(components, both.shape[0] - 1)
+    pca = PCA(n_components=k, random_state=0).fit(both)
+    return pca.transform(ref), pca.transform(cur), k
+
+
+@dataclass
+class KindResult:
+    kind: str
+    checks: list[Check]
+    rows_reference: int
+    rows_current: int
+    rows_used: dict[str, int] = field(default_factory=dict)
+    components: int | None = None
+    snapshot: Any = None
+    seconds: float = 0.0
+
+
+def check_kind(kind: str, reference: Reference, current: pd.DataFrame, settings, seed: int = 0) -> KindResult:
+    """Every check of one kind; ``not_enough_data`` when the window has fewer than ``min_rows`` rows."""
+    start = time.perf_counter()
+    checks = planned_checks(settings, reference, kind)
+    ref_emb = reference.embeddings.get(kind)
+    n_ref, n_cur = (0 if ref_emb is None else len(ref_emb)), len(current)
+    result = KindResult(kind, checks, n_ref, n_cur)
+    if n_cur < settings.min_rows or n_ref < 2:
+        return result
+    cur_emb = embedding_matrix(current)
+    if cur_emb.shape[1] != ref_emb.shape[1]:
+        raise ValueError(f"{kind}: the log's embeddings have dim {cur_emb.shape[1]}, the reference {ref_emb.shape[1]}")
+
+    rng = np.random.default_rng(seed)
+    ri, ci = _sample(n_ref, settings.sample_rows, rng), _sample(n_cur, settings.sample_rows, rng)
+    r_full, c_full = ref_emb[ri], cur_emb[ci]
+    r_z, c_z, k = _project(r_full, c_full, settings.pca_components)
+    result.rows_used, result.components = {"reference": len(ri), "current": len(ci)}, k
+    cols = [f"{kind}_e{i:03d}" for i in range(k)]
+    ref_df, cur_df = pd.DataFrame(r_z, columns=cols), pd.DataFrame(c_z, columns=cols)
+
+    numerical, categorical = [], []
+    for check in checks:
+        if check.group == "descriptor":
+            ref_values = pd.to_numeric(reference.descriptors[kind][check.column].iloc[ri], errors="coerce")
+            cur_values = (pd.to_numeric(current[check.column].iloc[ci], errors="coerce")
+                          if check.column in current.columns else pd.Series(np.nan, index=range(len(ci))))
+            if cur_values.notna().sum() == 0 or ref_values.notna().sum() == 0:
+                check.status = "no_data"  # the log has no such descriptor for these rows
+                continue
+            ref_df[check.column] = ref_values.to_numpy(dtype=np.float64)
+            cur_df[check.column] = cur_values.to_numpy(dtype=np.float64)
+            numerical.append(check.column)
+        elif check.group == "zero_shot":
+            group = check.name.rsplit("/", 1)[1]
+            names, class_emb = reference.classes[group], reference.class_embeddings[group]
+            ref_df[check.column] = predicted_labels(r_full, class_emb, names)
+            cur_df[check.column] = predicted_labels(c_full, class_emb, names)
+            categorical.append(check.column)
+
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import EmbeddingsDrift, ValueDrift
+
+    definition = DataDefinition(embeddings={kind: cols}, numerical_columns=numerical, categorical_columns=categorical)
+    metrics = []
+    for check in checks:
+        if check.group == "embeddings":
+            metrics.append(EmbeddingsDrift(embeddings_name=kind, drift_method=_drift_method(check.method, check.threshold)))
+        elif check.status != "no_data":
+            metrics.append(ValueDrift(column=check.column, method=check.method, threshold=check.threshold))
+    report = Report(metrics, include_tests=True)
+    with embedding_plot(settings.plot, settings.plot_rows):
+        snapshot = report.run(current_data=Dataset.from_pandas(cur_df, data_definition=definition),
+                              reference_data=Dataset.from_pandas(ref_df, data_definition=definition))
+    doc = snapshot.dict()
+    failed = {t["metric_config"]["metric_id"]: t["status"] for t in doc.get("tests", [])
+              if isinstance(t.get("metric_config"), dict)}
+    active = [c for c in checks if c.status != "no_data"]
+    for check, metric in zip(active, doc["metrics"]):
+        value = metric.get("value")
+        check.score = float(value) if isinstance(value, (int, float)) else float("nan")
+        if check.group == "embeddings" or metric["id"] not in failed:
+            below = check.method in P_VALUE_METHODS
+            check.drift = bool(check.score < check.threshold if below else check.score > check.threshold)
+        else:
+            check.drift = failed[metric["id"]] == "FAIL"
+        if not np.isfinite(check.score):
+            check.drift = None
+        check.status = STATUS_DRIFT if check.drift else STATUS_OK
+    result.snapshot, result.seconds = snapshot, time.perf_counter() - start
+    return result
+
+
+# ---- the whole run -----------------------------------------------------------------------------------
+def summarise(results: list[KindResult], current: Current, reference: Reference, settings, *,
+              reference_dir: str = "", log_dir: str = "") -> dict[str, Any]:
+    checks = [c for r in results for c in r.checks]
+    checked = [r.kind for r in results if r.snapshot is not None]
+    drifted = [c.name for c in checks if c.drift]
+    if not checked:
+        status = STATUS_NOT_ENOUGH
+        have = ", ".join(f"{r.kind} {r.rows_current}" for r in results) or "none"
+        message = (f"not enough data: every kind has fewer than {settings.min_rows} current rows of the reference's "
+                   f"model in the window ({have}); no drift is reported")
+        other = sum(current.rows_other_model.values())
+        if other:
+            message += (f"; {other} rows in the window are from another model ("
+                        f"{', '.join(sorted({m for d in current.models.values() for m in d} - set(reference.model_versions)))}"
+                        "): rebuild the reference for the model being served")
+    elif drifted:
+        status = STATUS_DRIFT
+        message = f"drift in {len(drifted)} of {sum(c.status in (STATUS_DRIFT, STATUS_OK) for c in checks)} checks: " + ", ".join(drifted)
+    else:
+        status = STATUS_OK
+        message = f"no drift in {sum(c.status == STATUS_OK for c in checks)} checks ({', '.join(checked)})"
+    skipped = [r.kind for r in results if r.snapshot is None]
+    if checked and skipped:
+        message += "; not enough data for " + ", ".join(f"{k} ({current.frames[k].shape[0]} rows)" for k in skipped)
+    return {
+        "version": SUMMARY_VERSION,
+        "status": status,
+        "drift": status == STATUS_DRIFT,
+        "message": message,
+        "window": current.window.to_dict(),
+        "reference": {"dir": reference_dir, "split": reference.split, "model_versions": reference.model_versions,
+                      "rows": {r.kind: r.rows_reference for r in results}},
+        "current": {"log_dir": log_dir, "rows": {r.kind: r.rows_current for r in results},
+                    "rows_in_window": current.rows_in_window, "rows_other_model": current.rows_other_model,
+                    "models_in_window": current.models, "endpoints": current.endpoints,
+                    "skipped_lines": current.skipped_lines},
+        "rows_used": {r.kind: r.rows_used for r in results if r.rows_used},
+        "pca_components": {r.kind: r.components for r in results if r.components},
+        "min_rows": settings.min_rows,
+        "sample_rows": settings.sample_rows,
+        "checks": [c.to_dict() for c in checks],
+        "drifted_checks": drifted,
+    }
+
+
+def run_monitor(params, *, log_dir: str | Path | None = None, since=None, until=None,
+                window_hours: float | None = None, reference: Reference | None = None,
+                reference_dir: str | Path | None = None, report_dir: str | Path | None = None,
+                summary_file: str | Path | None = None, log=print) -> dict[str, Any]:
+    """Load the reference and the window, run the checks, write the HTML and the JSON; returns the summary."""
+    m = params.monitor
+    start = time.perf_counter()
+    log_dir = Path(log_dir or params.serving.embedding_log.dir)
+    reference_dir = Path(reference_dir or m.reference_dir)
+    report_dir = Path(report_dir or m.report_dir)
+    summary_file = Path(summary_file or m.summary_file)
+    if reference is None:
+        reference = Reference.load(reference_dir)
+    window = resolve_window(log_dir, window_hours or m.window_hours, m.window_end, since, until)
+    kinds = [k for k in m.kinds if reference.rows(k)]
+    current = load_current(log_dir, window, kinds, reference.model_versions if m.match_model_version else None)
+    log(f"window {window.to_dict()['start']} .. {window.to_dict()['end']}: "
+        + ", ".join(f"{k} {current.rows_in_window[k]} rows ({len(current.frames[k])} of the reference's model)"
+                    for k in kinds))
+    results = [check_kind(k, reference, current.frames[k], m, seed=params.seed) for k in kinds]
+    summary = summarise(results, current, reference, m, reference_dir=str(reference_dir), log_dir=str(log_dir))
+    summary["reports"] = write_reports(results, summary, report_dir)
+    summary_file.parent.mkdir(parents=True, exist_ok=True)
+    summary_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    log(f"{summary['message']} ({time.perf_counter() - start:.1f} s); report: {summary['reports']['index']}; "
+        f"summary: {summary_file}")
+    return summary
+
+
+# ---- the HTML ------------------------------------------------------------------------------------------
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:70em;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}
+.drift{background:#fdd}.no_drift{background:#dfd}.not_enough_data,.no_data{background:#eee}
+.banner{font-size:1.3em;padding:.6em;border-radius:.3em;margin:1em 0}"""
+
+
+def write_reports(results: list[KindResult], summary: dict[str, Any], report_dir: Path) -> dict[str, str]:
+    """``index.html`` (the summary) and one Evidently report per checked kind; stale ones are removed."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    for name in REPORT_FILES:
+        (report_dir / name).unlink(missing_ok=True)
+    paths = {"index": str(report_dir / "index.html")}
+    for r in results:
+        if r.snapshot is not None:
+            path = report_dir / f"{r.kind}.html"
+            r.snapshot.save_html(str(path))
+            paths[r.kind] = str(path)
+    (report_dir / "index.html").write_text(render_index(summary, {k: Path(v).name for k, v in paths.items() if k != "index"}))
+    return paths
+
+
+def render_index(summary: dict[str, Any], links: dict[str, str]) -> str:
+    e = lambda v: html.escape(str(v))
+    w, cur, ref = summary["window"], summary["current"], summary["reference"]
+    fmt = lambda v: "-" if v is None else f"{v:.4g}"
+    yes_no = lambda d: "yes" if d else ("no" if d is False else "-")
+    rows = "".join(
+        f"<tr class='{e(c['status'])}'><td>{e(c['name'])}</td><td>{e(c['method'])}</td>"
+        f"<td>{fmt(c['score'])}</td><td>{e(c['threshold'])}</td>"
+        f"<td>{yes_no(c['drift'])}</td><td>{e(c['status'])}</td></tr>"
+        for c in summary["checks"])
+    counts = "".join(
+        f"<tr><td>{e(k)}</td><td>{ref['rows'].get(k, 0)}</td><td>{cur['rows_in_window'].get(k, 0)}</td>"
+        f"<td>{cur['rows'].get(k, 0)}</td><td>{cur['rows_other_model'].get(k, 0)}</td>"
+        f"<td>{e(summary.get('rows_used', {}).get(k, {}).get('current', '-'))}</td></tr>" for k in ref["rows"])
+    reports = "".join(f"<li><a href='{e(f)}'>{e(k)} embeddings, descriptors{' and zero-shot shares' if k == 'image' else ''}"
+                      f" (Evidently)</a></li>" for k, f in links.items()) or "<li>none (no kind had enough rows)</li>"
+    return f"""<!doctype html><html><head><meta charset='utf-8'><title>RegionMed drift: {e(summary['status'])}</title>
+<style>{_STYLE}</style></head><body>
+<h1>RegionMed drift report</h1>
+<div class='banner {e(summary['status'])}'><b>{e(summary['status'].replace('_', ' '))}</b>: {e(summary['message'])}</div>
+<p>Window: {e(w['start'])} to {e(w['end'])} ({e(w['hours'])} h, end: {e(w['anchor'])}). Reference: split
+{e(ref['split'])} of model {e(', '.join(ref['model_versions']))}. Log: {e(cur['log_dir'])}.
+At least {summary['min_rows']} current rows per kind; at most {summary['sample_rows']} rows per side are compared.</p>
+<h2>Rows</h2><table><tr><th>kind</th><th>reference</th><th>in window</th><th>of the reference's model</th>
+<th>other models</th><th>compared</th></tr>{counts}</table>
+<h2>Checks</h2><table><tr><th>check</th><th>method</th><th>score</th><th>threshold</th><th>drift</th><th>status</th></tr>
+{rows}</table>
+<h2>Reports</h2><ul>{reports}</ul>
+<p>Contains embeddings (as plots), descriptors and label names only: no image, no text.</p></body></html>
+"""
+
+
+__all__ = ["Check", "Current", "KindResult", "Window", "check_kind", "embedding_plot", "latest_timestamp",
+           "load_current", "resolve_window", "run_monitor", "summarise", "write_reports"]
