@@ -1,0 +1,173 @@
+"""The ``monitor`` flow: a drift report on the latest window of the serving log; retraining on drift.
+
+    python -m flows.monitor [--root .] [--params params.yaml] [--until now] [--window-hours H]
+
+1. ``drift_check``: ``regionmed monitor --until now`` in the repository (a subprocess, its output in
+   the task's log), writing ``index.html`` + Evidently reports + ``summary.json`` into a folder of its
+   own under ``flows.monitor.report_root`` (earlier runs' reports stay);
+2. the report is published as Prefect artifacts: ``drift-report`` (markdown: status, window, rows,
+   every check's score and threshold) and ``drift-report-html`` (a link to the HTML file);
+3. on drift, a ``retrain`` run is started (``flows.monitor.trigger``):
+
+   - ``deployment`` (what ``auto`` picks when the deployment ``flows.monitor.retrain_deployment`` is
+     registered, as ``python -m flows.serve`` and ``prefect deploy`` both do): ``run_deployment``
+     with ``timeout=0``. Retraining takes long and needs the training machine; as its own deployment
+     it runs on its own work pool (a GPU worker), under its own concurrency limit (one retrain at a
+     time, however many monitor runs find drift), with its own retries and logs, while the monitor
+     run ends in seconds. The new run is linked to this one in the UI.
+   - ``subflow`` (what ``auto`` falls back to with no deployment, e.g. ``python -m flows.monitor``
+     against the temporary local API): the retrain flow runs inside this run, in this process.
+   - ``none``: report only.
+
+The monitor run ends Completed whatever the drift finding; a triggered retrain has its own state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+
+from flows._dvc import dvc_env, redact
+
+REPORT_ARTIFACT, LINK_ARTIFACT = "drift-report", "drift-report-html"
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=10)
+def drift_check(root: str, params_file: str, out_dir: str, until: str | None = "now",
+                window_hours: float | None = None, log_dir: str | None = None) -> dict[str, Any]:
+    """``regionmed monitor`` into ``out_dir`` (read-only on the log, so safe to retry); returns its summary."""
+    logger = get_run_logger()
+    out = Path(out_dir)
+    cmd = [sys.executable, "-m", "regionmed", "monitor", "--params", params_file, "--report-dir", str(out),
+           "--summary", str(out / "summary.json")]
+    for flag, value in (("--until", until), ("--window-hours", window_hours), ("--log-dir", log_dir)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    logger.info("$ %s", " ".join(cmd[1:]))
+    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", bufsize=1)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip():
+            logger.info(redact(line.rstrip()))
+    if proc.wait() != 0:
+        raise RuntimeError(f"regionmed monitor exited {proc.returncode} (see the log above)")
+    return json.loads((out / "summary.json").read_text())
+
+
+def render_report(summary: dict[str, Any], html_path: Path) -> str:
+    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    w, cur = summary["window"], summary["current"]
+    lines = [f"# Drift: {summary['status'].replace('_', ' ')}", "", summary["message"], "",
+             f"Window {w['start']} to {w['end']} ({w['hours']} h). Report: `{html_path}`", "",
+             "| kind | reference rows | rows in window | of the reference's model | compared |", "|---|---|---|---|---|"]
+    for kind, n_ref in summary["reference"]["rows"].items():
+        used = summary.get("rows_used", {}).get(kind, {}).get("current", "-")
+        lines.append(f"| {kind} | {n_ref} | {cur['rows_in_window'].get(kind, 0)} | {cur['rows'].get(kind, 0)} | {used} |")
+    lines += ["", "| check | method | score | threshold | drift |", "|---|---|---|---|---|"]
+    for c in summary["checks"]:
+        drift = "**yes**" if c["drift"] else ("no" if c["drift"] is False else c["status"].replace("_", " "))
+        lines.append(f"| {c['name']} | {c['method']} | {fmt(c['score'])} | {c['threshold']} | {drift} |")
+    return "\n".join(lines) + "\n"
+
+
+def find_deployment(name: str) -> Any | None:
+    """The deployment ``<flow>/<deployment>`` if the API knows it, else None."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            return client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        return None
+
+
+def trigger_retrain(mode: str, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Start a retrain run as ``mode`` says (module docstring); returns how, and the run's id or result."""
+    logger = get_run_logger()
+    if mode == "none":
+        logger.warning("drift found; flows.monitor.trigger is 'none': no retraining started")
+        return {"mode": "none"}
+    if mode in ("auto", "deployment"):
+        if find_deployment(deployment) is not None:
+            from prefect.deployments import run_deployment
+
+            run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=True,
+                                 tags=["drift-triggered"])
+            logger.info("drift found: started %s run %s (%s)", deployment, run.name, run.id)
+            return {"mode": "deployment", "deployment": deployment, "flow_run_id": str(run.id), "flow_run_name": run.name}
+        if mode == "deployment":
+            raise RuntimeError(f"drift found, but there is no deployment {deployment!r} to start "
+                               "(python -m flows.serve, or prefect deploy --all)")
+        logger.info("no deployment %r registered: retraining as a subflow of this run", deployment)
+    from flows.retrain import retrain
+
+    state = retrain(**parameters, return_state=True)
+    run_id = getattr(state.state_details, "flow_run_id", None)
+    logger.info("retrain subflow ended %s%s", state.name, f": {state.message}" if state.message else "")
+    return {"mode": "subflow", "flow_run_id": str(run_id) if run_id else None, "state": state.name,
+            "message": state.message}
+
+
+@flow(name="monitor", log_prints=True)
+def monitor(root: str = ".", params_file: str = "params.yaml", until: str | None = "now",
+            window_hours: float | None = None, log_dir: str | None = None, trigger: str | None = None) -> dict[str, Any]:
+    """Drift report on the window ending ``until`` (``now``; ``None``: ``monitor.window_end``); retrain on drift."""
+    from regionmed.params import load_params
+
+    root_path = Path(root).resolve()
+    params = load_params(root_path / params_file)
+    cfg = params.flows.monitor
+    run_id = str(get_run_context().flow_run.id)[:8]
+    out = root_path / cfg.report_root / f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{run_id}"
+    start = time.perf_counter()
+    summary = drift_check(str(root_path), params_file, str(out), until, window_hours, log_dir)
+    html_path = out / "index.html"
+    create_markdown_artifact(render_report(summary, html_path), key=REPORT_ARTIFACT,
+                             description=f"drift: {summary['status']}")
+    create_link_artifact(html_path.as_uri(), link_text=f"drift report ({summary['status']})", key=LINK_ARTIFACT)
+    result: dict[str, Any] = {"status": summary["status"], "drift": summary["drift"], "message": summary["message"],
+                              "report": str(html_path), "summary": summary, "retrain": None,
+                              "seconds": round(time.perf_counter() - start, 1)}
+    if summary["drift"]:
+        result["retrain"] = trigger_retrain(trigger or cfg.trigger, cfg.retrain_deployment,
+                                            {"root": str(root_path), "params_file": params_file})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    from regionmed.env import configure_environment
+
+    configure_environment()
+    ap = argparse.ArgumentParser(prog="python -m flows.monitor", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default=".", help="the repository (where params.yaml is)")
+    ap.add_argument("--params", default="params.yaml", help="params file, relative to --root")
+    ap.add_argument("--until", default="now", help="window end: 'now', an ISO time, or 'params' (monitor.window_end)")
+    ap.add_argument("--window-hours", type=float, default=None)
+    ap.add_argument("--log-dir", default=None, help="embedding log folder (default: serving.embedding_log.dir)")
+    ap.add_argument("--trigger", choices=["auto", "deployment", "subflow", "none"], default=None)
+    args = ap.parse_args(argv)
+    state = monitor(root=args.root, params_file=args.params, until=None if args.until == "params" else args.until,
+                    window_hours=args.window_hours, log_dir=args.log_dir, trigger=args.trigger, return_state=True)
+    if not state.is_completed():
+        print(f"monitor: {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    result = state.result()
+    print(f"monitor: {result['message']}\nreport: {result['report']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
