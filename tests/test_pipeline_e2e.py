@@ -56,8 +56,6 @@ def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp
     assert "Data and pipelines are up to date" in second.stdout
 
     # an impossible floor: the gate fails, names the metric, and dvc repro stops there
-
-
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["gate"]["floors"]["grounding/full/lenient"] = 1.01
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -65,3 +63,4 @@ def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp
     assert failed.returncode != 0
     assert "grounding/full/lenient" in failed.stdout + failed.stderr
     assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is False
+    assert "Running stage 'package'" not in failed.stdout

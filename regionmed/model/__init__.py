@@ -14,7 +14,12 @@ _EXPORTS = {
     "RegionCLIP": "regionclip", "proposal_boxes": "roi", "roi_align": "roi",
     "encode_text_list": "text", "token_ids_hash": "text", "train_wordpiece_tokenizer": "tokenizer",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ClipLoss", "ModelConfig", "RegionCLIP", "RoiConfig", "TextConfig", "VisionConfig", "encode_text_list",
+    "export_model", "gather_features", "hierarchical_loss", "load_model", "proposal_boxes", "read_config",
+    "region_phrase_loss", "roi_align", "token_ids_hash", "train_wordpiece_tokenizer",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -40,7 +40,7 @@ class VisionConfig(_Strict):
     pixel_std: float = Field(0.25, gt=0)
 
     @model_validator(mode="after")
-    def _divisible(self) -> "VisionConfig":
+    def _divisible(self) -> VisionConfig:
         if self.backbone is None:
             if self.image_size % self.patch_size:
                 raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
@@ -69,7 +69,7 @@ class TextConfig(_Strict):
     dropout: float = Field(0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
-    def _divisible(self) -> "TextConfig":
+    def _divisible(self) -> TextConfig:
         if self.backbone is None and self.hidden % self.heads:
             raise ValueError(f"text hidden {self.hidden} is not a multiple of heads {self.heads}")
         return self
@@ -97,7 +97,7 @@ class RoiConfig(_Strict):
     grid_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
 
     @model_validator(mode="after")
-    def _positive_grid(self) -> "RoiConfig":
+    def _positive_grid(self) -> RoiConfig:
         if any(n < 1 for n in self.grid_sizes):
             raise ValueError(f"grid_sizes must be >= 1, got {self.grid_sizes}")
         return self
@@ -115,7 +115,7 @@ class ModelConfig(_Strict):
     gradient_checkpointing: bool = False
 
     @model_validator(mode="after")
-    def _fusion_heads_divide(self) -> "ModelConfig":
+    def _fusion_heads_divide(self) -> ModelConfig:
         if self.vision.backbone is None and self.vision.hidden % self.roi.fusion_heads:
             raise ValueError(
                 f"roi.fusion_heads {self.roi.fusion_heads} must divide vision.hidden {self.vision.hidden}"

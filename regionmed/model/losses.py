@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn  # noqa: F401  the differentiable all_gather; not imported by torch.distributed
+import torch.distributed.nn  # the differentiable all_gather; torch.distributed does not import it
 import torch.nn.functional as F
 from torch import nn
 

@@ -26,7 +26,14 @@ from transformers import PretrainedConfig
 
 from regionmed.model.config import ModelConfig
 from regionmed.model.encoders import ImageEncoder, TextEncoder
-from regionmed.model.roi import RoiProcessor, cell_boxes, grid_proposals, peak_boxes, roi_align, with_batch_index
+from regionmed.model.roi import (
+    RoiProcessor,
+    cell_boxes,
+    grid_proposals,
+    peak_boxes,
+    roi_align,
+    with_batch_index,
+)
 from regionmed.model.text import encode_unique, token_ids_hash
 
 MAX_LOGIT_SCALE = 100.0
@@ -121,8 +128,9 @@ class RegionCLIP(nn.Module):
             tokens = F.normalize(self.image_proj(grid.flatten(2).transpose(1, 2)), dim=-1)
             heat = torch.einsum("bgd,bd->bg", tokens, text_emb)
             return heat.reshape(bsz, gh, gw), cells[heat.argmax(1)]
-        score = lambda boxes: torch.einsum(  # noqa: E731  boxes [B, P, 4] → [B, P]
-            "bpd,bd->bp", self._score_boxes(normed, global_feat, grid, boxes), text_emb)
+        def score(boxes: torch.Tensor) -> torch.Tensor:  # [B, P, 4] -> [B, P]
+            return torch.einsum("bpd,bd->bp", self._score_boxes(normed, global_feat, grid, boxes), text_emb)
+
         heat = score(cells.expand(bsz, -1, -1))
         candidates = [cells.expand(bsz, -1, -1), grid_proposals(self.config.roi.grid_sizes, pixels.device).expand(bsz, -1, -1)]
         scores = [heat, score(candidates[1])]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from itertools import pairwise
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
@@ -76,7 +77,7 @@ def learn_wordpiece_vocab(word_counts: dict[str, int], vocab_size: int,
     pair_count: Counter = Counter()
     where: dict[tuple[str, str], set[int]] = defaultdict(set)
     for i, syms in enumerate(symbols):
-        for pair in zip(syms, syms[1:]):
+        for pair in pairwise(syms):
             pair_count[pair] += freq[i]
             where[pair].add(i)
     heap = [(-c, p) for p, c in pair_count.items()]
@@ -103,10 +104,10 @@ def learn_wordpiece_vocab(word_counts: dict[str, int], vocab_size: int,
                 else:
                     new.append(old[k])
                     k += 1
-            for p in zip(old, old[1:]):
+            for p in pairwise(old):
                 pair_count[p] -= freq[i]
                 touched.add(p)
-            for p in zip(new, new[1:]):
+            for p in pairwise(new):
                 pair_count[p] += freq[i]
                 where[p].add(i)
                 touched.add(p)

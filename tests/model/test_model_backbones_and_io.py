@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 import torch
+from model_batches import all_texts, collate, phantom_samples, tiny_config
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
-from model_batches import all_texts, collate, phantom_samples, tiny_config
 from regionmed.model import RegionCLIP, export_model, load_model, train_wordpiece_tokenizer
 from regionmed.model.config import ModelConfig, TextConfig, VisionConfig
 from regionmed.model.io import split_shared

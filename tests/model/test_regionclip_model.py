@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_batches import all_texts, collate, phantom_samples, tiny_config
+
 from regionmed.model import ClipLoss, RegionCLIP, hierarchical_loss, train_wordpiece_tokenizer
 from regionmed.model.text import encode_text_list, encode_unique, token_ids_hash
 

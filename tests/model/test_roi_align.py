@@ -9,15 +9,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from regionmed.model.roi import cell_boxes, grid_proposals, pack_by_image, peak_boxes, proposal_boxes, roi_align
+from regionmed.model.roi import (
+    cell_boxes,
+    grid_proposals,
+    pack_by_image,
+    peak_boxes,
+    proposal_boxes,
+    roi_align,
+)
 
 
 def _bilinear(grid: np.ndarray, fx: float, fy: float) -> np.ndarray:
     """Value at a point given as fractions of the image; cell centres at (j + 0.5) / W, clamped."""
-    c, h, w = grid.shape
+    _, h, w = grid.shape
     px = min(max(fx * w - 0.5, 0.0), w - 1.0)
     py = min(max(fy * h - 0.5, 0.0), h - 1.0)
-    x0, y0 = int(math.floor(px)), int(math.floor(py))
+    x0, y0 = math.floor(px), math.floor(py)
     x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
     lx, ly = px - x0, py - y0
     return ((1 - ly) * ((1 - lx) * grid[:, y0, x0] + lx * grid[:, y0, x1])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from model_batches import all_texts, phantom_samples
 from transformers import AutoTokenizer
 
-from model_batches import all_texts, phantom_samples
 from regionmed.model.tokenizer import SPECIAL_TOKENS, train_wordpiece_tokenizer
 
 TEXTS = all_texts(phantom_samples(40))
