@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ def hash_request_id(request_id: str, salt: str = "") -> str:
 
 
 def _utc_iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _check_name(value: str, what: str) -> str:
@@ -181,13 +181,13 @@ class EmbeddingLogWriter:
             self._prune()
         if f is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
             while True:
                 self._seq += 1
                 path = self.directory / f"{FILE_PREFIX}{stamp}-{os.getpid()}-{self._seq:04d}{FILE_SUFFIX}"
                 if not path.exists():
                     break
-            self._file = f = _OpenFile(path, open(path, "ab"), now, 0)
+            self._file = f = _OpenFile(path, open(path, "ab"), now, 0)  # noqa: SIM115  (kept open)
         return f
 
     def _prune(self) -> None:
@@ -224,7 +224,7 @@ def log_files(directory: str | Path) -> list[Path]:
 def _file_start(path: Path) -> datetime | None:
     try:
         stamp = path.name[len(FILE_PREFIX):].split("-", 1)[0]
-        return datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=timezone.utc)
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -253,7 +253,7 @@ def _scan(directory, since, until, skipped: list[int]) -> Iterable[dict]:
             for line in fh:
                 try:
                     rec = json.loads(line)
-                    ts = datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+                    ts = datetime.strptime(rec["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
                 except (ValueError, KeyError, TypeError):
                     skipped[0] += 1
                     continue

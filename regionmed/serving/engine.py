@@ -23,8 +23,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from regionmed.corpus.images import (ImageError, Letterbox, decode_image, is_dicom, letterbox, set_channels,
-                                     to_model_input)
+from regionmed.corpus.images import (
+    ImageError,
+    Letterbox,
+    decode_image,
+    is_dicom,
+    letterbox,
+    set_channels,
+    to_model_input,
+)
 
 CLASS_CACHE_SIZE = 256  # zero-shot label sets whose class embeddings are kept
 
@@ -89,7 +96,7 @@ def decode_upload(data: bytes, max_pixels: int, dicom_window: str = "header") ->
         arr = decode_image(data, max_pixels, dicom_window)
     except ImageError:
         raise
-    except Exception as exc:  # a decoder bug must still be a 4xx about this file, never a 500
+    except Exception as exc:  # noqa: BLE001  a decoder bug must still be a 4xx about this file, never a 500
         raise ImageError(f"unreadable image ({type(exc).__name__})") from None
     if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"unsupported image shape {arr.shape}")
