@@ -8,6 +8,7 @@
   trained one) on a tokenizer trained on a small synthetic corpus.
 - Inputs: the 128 px PNGs of a small synthetic corpus (what the model was trained on), one image
   per request; ``zero_shot`` with 5 labels (their class embeddings are cached after the first call).
+- ``--images-per-request k`` (encode_image): k images per request, in-process batch C x k.
 - HTTP: a real ``bentoml serve`` of ``regionmed.serving.service:RegionMedService`` on a free loopback
   port (params.yaml's ``serving:`` section: adaptive batching up to ``max_batch_size``), ``C``
   concurrent clients (httpx, one connection each) for ``--seconds`` per cell after a warm-up.
@@ -143,11 +144,12 @@ def stop_server(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def raw_request(endpoint: str, image: bytes, host: str) -> bytes:
+def raw_request(endpoint: str, image: bytes | list[bytes], host: str) -> bytes:
     """The whole HTTP/1.1 request (multipart built by httpx), encoded once per image: the load
     generator shares the CPU with the server, so it must cost as little as possible per request."""
     if endpoint == "encode_image":
-        route, kwargs = "/encode_image", {"files": [("images", ("a.png", image, "image/png"))]}
+        group = image if isinstance(image, list) else [image]
+        route, kwargs = "/encode_image", {"files": [("images", (f"{i}.png", im, "image/png")) for i, im in enumerate(group)]}
     else:
         route, kwargs = "/zero_shot", {"files": [("image", ("a.png", image, "image/png"))],
                                        "data": {"labels": json.dumps(LABELS)}}
@@ -193,12 +195,17 @@ class RawConnection:
             self.reader = self.writer = None
 
 
-async def over_http(url: str, images: list[bytes], concurrency: int, seconds: float, endpoint: str) -> dict:
+async def over_http(url: str, images: list[bytes], concurrency: int, seconds: float, endpoint: str,
+                    per_request: int = 1) -> dict:
     latencies: list[float] = []
     errors = 0
     stop = [False]
     host, port = url.removeprefix("http://").split(":")
-    requests = [raw_request(endpoint, image, f"{host}:{port}") for image in images]
+    if per_request == 1:
+        requests = [raw_request(endpoint, image, f"{host}:{port}") for image in images]
+    else:  # encode_image only: several images per request
+        requests = [raw_request(endpoint, [images[(i + j) % len(images)] for j in range(per_request)], f"{host}:{port}")
+                    for i in range(len(images))]
 
     async def client(i: int, timed: bool, count: int | None = None) -> None:
         nonlocal errors
@@ -225,7 +232,7 @@ async def over_http(url: str, images: list[bytes], concurrency: int, seconds: fl
     start = time.perf_counter()
     await asyncio.gather(timer(), *(client(i, True) for i in range(concurrency)))
     elapsed = time.perf_counter() - start
-    return {"images_per_s": len(latencies) / elapsed, "p50_ms": percentile(latencies, 50),
+    return {"images_per_s": len(latencies) * per_request / elapsed, "p50_ms": percentile(latencies, 50),
             "p99_ms": percentile(latencies, 99), "requests": len(latencies), "errors": errors}
 
 
@@ -235,6 +242,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0, help="per cell")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--endpoints", nargs="+", default=["encode_image", "zero_shot"])
+    ap.add_argument("--images-per-request", type=int, default=1,
+                    help="encode_image only: images per request (in-process batch = concurrency x this)")
     ap.add_argument("--out", default=None, help="also write the results as JSON")
     args = ap.parse_args()
     configure_environment()
@@ -254,10 +263,11 @@ def main() -> None:
         try:  # each cell: in-process, then over HTTP right after (the machine's load drifts)
             for endpoint in args.endpoints:
                 for c in args.concurrency:
-                    cell = {"endpoint": endpoint, "concurrency": c,
-                            "in_process": in_process(model_dir, images, c, args.seconds, endpoint)}
+                    k = args.images_per_request if endpoint == "encode_image" else 1
+                    cell = {"endpoint": endpoint, "concurrency": c, "images_per_request": k,
+                            "in_process": in_process(model_dir, images, c * k, args.seconds, endpoint)}
                     results["cells"].append(cell)
-                    cell["http"] = asyncio.run(over_http(url, images, c, args.seconds, endpoint))
+                    cell["http"] = asyncio.run(over_http(url, images, c, args.seconds, endpoint, k))
                     cell["ratio"] = cell["http"]["images_per_s"] / cell["in_process"]["images_per_s"]
                     print(f"{endpoint} c={c}: http {cell['http']['images_per_s']:.1f}/s in-process "
                           f"{cell['in_process']['images_per_s']:.1f}/s ratio {cell['ratio']:.2f}", file=sys.stderr)
@@ -267,12 +277,13 @@ def main() -> None:
     print(f"\nMachine: {results['machine']}; load average before {results['load_average_before'][0]:.1f}, "
           f"after {results['load_average_after'][0]:.1f}; batching {results['batching']}; "
           f"torch threads {results['torch_threads']}\n")
-    print("| endpoint | concurrency / batch | HTTP images/s | HTTP p50 ms | HTTP p99 ms | in-process images/s "
+    print("| endpoint | concurrency x images per request / batch | HTTP images/s | HTTP p50 ms | HTTP p99 ms | in-process images/s "
           "| in-process p50 ms (per batch) | in-process p99 ms | HTTP / in-process |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cell in results["cells"]:
         h, p = cell["http"], cell["in_process"]
-        print(f"| {cell['endpoint']} | {cell['concurrency']} | {h['images_per_s']:.1f} | {h['p50_ms']:.1f} | "
+        shape = f"{cell['concurrency']} x {cell['images_per_request']} / {cell['concurrency'] * cell['images_per_request']}"
+        print(f"| {cell['endpoint']} | {shape} | {h['images_per_s']:.1f} | {h['p50_ms']:.1f} | "
               f"{h['p99_ms']:.1f} | {p['images_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {cell['ratio']:.2f}x |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))

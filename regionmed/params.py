@@ -236,6 +236,7 @@ class ServingParams(_Strict):
     max_boxes_per_call: int = Field(64, ge=1)
     max_top_k: int = Field(100, ge=1)
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per worker; None: torch's default
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when available
     batching: ServingBatching = ServingBatching()
     embedding_log: EmbeddingLogParams = EmbeddingLogParams()
 

@@ -111,6 +111,7 @@ class Engine:
 
     def __init__(self, model, tokenizer, *, version: str, info: dict | None = None, index=None):
         self.model, self.tokenizer = model.eval(), tokenizer
+        self.device = next(model.parameters()).device
         self.version = version
         self.info = info or {}
         self.index = index
@@ -125,11 +126,12 @@ class Engine:
 
     @classmethod
     def from_dir(cls, path: str | Path, *, version: str | None = None, info: dict | None = None,
-                 index=None) -> Engine:
+                 index=None, device: str = "cpu") -> Engine:
+        """``device``: ``cpu``, ``cuda`` or ``auto`` (cuda when available)."""
         from regionmed.model.io import WEIGHTS_FILE, load_model
 
         path = Path(path)
-        model, tokenizer = load_model(path)
+        model, tokenizer = load_model(path, resolve_device(device))
         if version is None:
             version = "dir-" + _file_digest(path / WEIGHTS_FILE)[:12]
         return cls(model, tokenizer, version=version, info=info, index=index)
@@ -147,9 +149,9 @@ class Engine:
     # ---- encoders --------------------------------------------------------------------------------
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """``[B, C, H, W]`` float 0..1 → ``[B, D]`` L2-normalised image embeddings."""
-        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self.device)
         with self.lock, torch.inference_mode():
-            return self.model.encode_image(x).float().numpy()
+            return self.model.encode_image(x).float().cpu().numpy()
 
     def encode_images(self, images: Sequence[PreparedImage]) -> np.ndarray:
         if not images:
@@ -171,7 +173,7 @@ class Engine:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         with self.lock, torch.inference_mode():
             return encode_text_list(self.model, self.tokenizer, [str(t) for t in texts],
-                                    max_length=self.max_length).float().numpy()
+                                    max_length=self.max_length).float().cpu().numpy()
 
     def text_descriptors(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         counts = self.token_counts(texts)
@@ -219,15 +221,15 @@ class Engine:
         region embedding with the phrase), the heatmap over the model input's patch grid and the
         phrase embedding."""
         text = self.encode_texts([phrase])
-        x = torch.from_numpy(image.pixels[None].astype(np.float32))
-        t = torch.from_numpy(text)
+        x = torch.from_numpy(image.pixels[None].astype(np.float32)).to(self.device)
+        t = torch.from_numpy(text).to(self.device)
         with self.lock, torch.inference_mode():
             heat, box = self.model.ground(x, t)
-            box_model = box[0].float()
+            heat, box_model = heat.float().cpu(), box[0].float().cpu()
             if self.global_only:
                 score = float(heat.max())
             else:
-                region = self.model.encode_regions(x, [box_model[None]])
+                region = self.model.encode_regions(x, [box_model[None].to(self.device)])
                 score = float((region.float() @ t[0].float()).item())
         return {"box": image.to_upload_box(box_model.tolist()), "box_model": [float(v) for v in box_model],
                 "score": score, "heatmap": heat[0].float().numpy(), "text_embedding": text[0]}
@@ -237,9 +239,18 @@ class Engine:
         if self.global_only:
             raise ValueError("the served model is global-only: it has no region embeddings")
         model_boxes = torch.tensor([image.to_model_box(b) for b in boxes], dtype=torch.float32)
-        x = torch.from_numpy(image.pixels[None].astype(np.float32))
+        x = torch.from_numpy(image.pixels[None].astype(np.float32)).to(self.device)
         with self.lock, torch.inference_mode():
-            return self.model.encode_regions(x, [model_boxes]).float().numpy()
+            return self.model.encode_regions(x, [model_boxes.to(self.device)]).float().cpu().numpy()
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error, not a fallback."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"serving.device is {device!r} but torch sees no CUDA device")
+    return device
 
 
 def _file_digest(path: Path) -> str:

@@ -225,7 +225,8 @@ class RegionMedService:
         if RetrievalIndex.exists(source.index_dir):
             index = RetrievalIndex.load(source.index_dir)
         self.source = source
-        self.engine = Engine.from_dir(source.path, version=source.version, info=source.info, index=index)
+        self.engine = Engine.from_dir(source.path, version=source.version, info=source.info, index=index,
+                                      device=SETTINGS.device)
         if index is not None and index.dim != self.engine.embed_dim:
             logger.warning("retrieval index at %s has dim %d, the model %d: retrieval disabled",
                            source.index_dir, index.dim, self.engine.embed_dim)
@@ -353,7 +354,8 @@ class RegionMedService:
         index = e.index
         return {
             "service": SERVICE_NAME,
-            "model": {"version": e.version, "origin": self.source.origin, "global_only": e.global_only,
+            "model": {"version": e.version, "origin": self.source.origin, "device": str(e.device),
+                      "global_only": e.global_only,
                       "embed_dim": e.embed_dim, "image_size": e.image_size, "channels": e.channels,
                       "max_text_tokens": e.max_length},
             "metrics": info.get("metrics", {}),

@@ -236,3 +236,15 @@ def test_concurrent_encode_image_requests_are_batched(client, service_cls, monke
     assert not errors
     assert sum(sizes) == 48
     assert max(sizes) > 1 and max(sizes) <= LIMITS["batching"]["max_batch_size"], sizes
+
+
+def test_device_choice():
+    import torch
+
+    from regionmed.serving.engine import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA"):
+            resolve_device("cuda")
