@@ -89,12 +89,34 @@ def resolve_model(settings: ServingParams) -> ModelSource:
 
 
 def _folder_source(path: Path, origin: str, settings: ServingParams) -> ModelSource:
-    info = {}
     record = path / STORE_INFO_FILE
-    if record.is_file():
-        info = json.loads(record.read_text())
+    info = json.loads(record.read_text()) if record.is_file() else _repo_info()
     index = os.environ.get(ENV_INDEX_DIR) or settings.index_dir
     return ModelSource(path, None, origin, info, Path(index) if index else None)
+
+
+def _repo_info() -> dict[str, Any]:
+    """A folder model in the repo: its metrics and gate decision from the evaluate and gate stages'
+    files (paths from the params file), when they exist."""
+    params_file = Path(os.environ.get(ENV_PARAMS) or "params.yaml")
+    try:
+        raw = (yaml.safe_load(params_file.read_text()) or {}) if params_file.is_file() else {}
+    except (OSError, yaml.YAMLError):
+        raw = {}
+    info: dict[str, Any] = {}
+    eval_file = Path((raw.get("evaluate") or {}).get("metrics_file") or "metrics/eval.json")
+    gate_file = Path((raw.get("gate") or {}).get("decision_file") or "metrics/gate.json")
+    try:
+        if eval_file.is_file():
+            summary = json.loads(eval_file.read_text())
+            info["metrics"] = {m: v["value"] for m, v in summary.get("regionmed", {}).items()
+                               if isinstance(v, dict) and isinstance(v.get("value"), (int, float))}
+        if gate_file.is_file():
+            gate = json.loads(gate_file.read_text())
+            info["gate"] = {"passed": gate.get("passed"), "n_failed": gate.get("n_failed")}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return info
 
 
 def _store_source(tag: str, origin: str) -> ModelSource:

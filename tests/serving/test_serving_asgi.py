@@ -248,3 +248,20 @@ def test_device_choice():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_a_folder_model_reports_the_repo_metrics_and_gate(tmp_path, monkeypatch, tiny):
+    import json as _json
+
+    from regionmed.params import ServingParams
+    from regionmed.serving.settings import resolve_model
+
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics/eval.json").write_text(_json.dumps({"regionmed": {"retrieval/i2t_R@5": {"value": 0.4}}}))
+    (tmp_path / "metrics/gate.json").write_text(_json.dumps({"passed": True, "n_failed": 0}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REGIONMED_PARAMS", raising=False)
+    monkeypatch.setenv("REGIONMED_MODEL_DIR", str(tiny["model"]))
+    source = resolve_model(ServingParams())
+    assert source.origin == "env-dir" and source.version is None
+    assert source.info == {"metrics": {"retrieval/i2t_R@5": 0.4}, "gate": {"passed": True, "n_failed": 0}}

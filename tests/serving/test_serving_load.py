@@ -17,7 +17,6 @@ from collections import Counter
 
 import httpx
 import pytest
-
 from conftest import REPO_ROOT, Server, server_env
 from tiny import TEST_SERVING, dicom_bytes, jpeg_bytes, png_bytes, upload
 
