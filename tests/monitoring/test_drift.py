@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import MODEL, Clock, Population, make_reference, write_log
+from drift_data import MODEL, Clock, Population, make_reference, write_log
 
 from regionmed.monitoring.drift import embedding_plot, resolve_window, run_monitor
 from regionmed.monitoring.reference import Reference
@@ -58,7 +58,7 @@ def shifted(tmp_path_factory, reference):
 
 
 def test_identical_reference_and_current_is_no_drift(identical, reference):
-    tmp, s = identical
+    _tmp, s = identical
     assert s["status"] == "no_drift" and s["drift"] is False and s["drifted_checks"] == []
     c = checks(s)
     for kind in ("image", "text"):  # at least two embedding methods, both run
