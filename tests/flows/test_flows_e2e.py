@@ -31,6 +31,13 @@ MONITOR_SMALL = {"monitor": {"min_rows": 40, "embedding_methods": {"model": 0.8,
                  "flows": {"retrain": {"retries": 5, "retry_delay_s": 2}}}
 
 
+def permissive_gate() -> dict:
+    """Every floor of params.yaml at -1 (REDUCED lists the floors it knew of; a floor added to params.yaml
+    since would fail a 6-step model): the gate then checks only that the metrics exist."""
+    floors = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["gate"]["floors"]
+    return {"gate": {"floors": dict.fromkeys(floors, -1.0)}}
+
+
 def _merge(a: dict, b: dict) -> dict:
     from regionmed.params import _deep_merge
 
@@ -63,7 +70,7 @@ def pipeline(tmp_path_factory, harness):
     """A clean copy, and the retrain flow run once on it."""
     from flows.retrain import retrain
 
-    repo = clean_copy(tmp_path_factory.mktemp("flows") / "repo", _merge(REDUCED, MONITOR_SMALL))
+    repo = clean_copy(tmp_path_factory.mktemp("flows") / "repo", _merge(_merge(REDUCED, permissive_gate()), MONITOR_SMALL))
     start = time.perf_counter()
     state = retrain(root=str(repo), return_state=True)
     return {"repo": repo, "state": state, "seconds": time.perf_counter() - start}
