@@ -29,12 +29,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
 
-from regionmed.monitoring.drift import check_kind, run_monitor, write_reports  # noqa: E402
-from regionmed.monitoring.reference import Reference  # noqa: E402
-from regionmed.params import load_params  # noqa: E402
+from regionmed.monitoring.drift import check_kind, run_monitor, write_reports
+from regionmed.monitoring.reference import Reference
+from regionmed.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
