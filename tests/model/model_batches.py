@@ -14,6 +14,7 @@ from regionmed.corpus.reports import describe
 from regionmed.corpus.synthetic import generate_phantom
 from regionmed.model.config import ModelConfig, RoiConfig, TextConfig, VisionConfig
 from regionmed.params import SyntheticParams
+from regionmed.training.data import Collator
 
 TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
 
@@ -31,7 +32,11 @@ def phantom_samples(n: int, size: int = 64, seed: int = 0, start: int = 0) -> li
             "boxes": torch.tensor([r.bbox for r in regions], dtype=torch.float32).reshape(-1, 4),
             "phrases": [r.phrase for r in regions],
             "hard_negatives": [list(r.hard_negatives) for r in regions],
-            "kinds": [r.kind for r in regions],
+            "region_kind": [r.kind for r in regions],
+            "region_size": [r.size or "" for r in regions],
+            "labels": list(text.labels),
+            "modality": phantom.modality.name,
+            "image_id": f"syn-{i:06d}",
         })
     return samples
 
@@ -44,35 +49,8 @@ def all_texts(samples: list[dict]) -> list[str]:
 
 
 def collate(samples: list[dict], tokenizer, max_length: int = 64) -> dict:
-    def tok(texts):
-        enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-
-    batch = {"pixels": torch.stack([s["pixels"] for s in samples])}
-    for lv in TEXT_LEVELS:
-        batch[lv] = tok([s["texts"][lv] for s in samples])
-    table: dict[str, int] = {}
-    phrase_index, negatives, region_batch, boxes, kinds = [], [], [], [], []
-    for b, s in enumerate(samples):
-        for phrase, negs, box, kind in zip(s["phrases"], s["hard_negatives"], s["boxes"], s["kinds"]):
-            phrase_index.append(table.setdefault(phrase, len(table)))
-            negatives.append([table.setdefault(n, len(table)) for n in negs])
-            region_batch.append(b)
-            boxes.append(box)
-            kinds.append(kind)
-    k = max([len(r) for r in negatives] + [1])
-    hard = torch.full((len(negatives), k), -1, dtype=torch.long)
-    for i, row in enumerate(negatives):
-        hard[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    batch.update(
-        region_boxes=torch.stack(boxes) if boxes else torch.zeros(0, 4),
-        region_batch=torch.tensor(region_batch, dtype=torch.long),
-        phrase_index=torch.tensor(phrase_index, dtype=torch.long),
-        hard_negative_index=hard,
-        text_table=tok(list(table) or [""]),
-        region_kind=kinds,
-    )
-    return batch
+    """The training collator itself, so the model is tested on exactly the batches it trains on."""
+    return Collator(tokenizer, max_length)(samples)
 
 
 def tiny_config(**roi) -> ModelConfig:

@@ -64,7 +64,7 @@ def test_tiny_regionclip_learns_retrieval_and_hard_negatives():
         regions = model.encode_regions(batch["pixels"], [s["boxes"] for s in held_out])
         phrases = encode_text_list(model, tokenizer, [p for s in held_out for p in s["phrases"]])
         negatives = [n for s in held_out for n in s["hard_negatives"]]
-        kinds = [k for s in held_out for k in s["kinds"]]
+        kinds = [k for s in held_out for k in s["region_kind"]]
         wins, finding_wins = [], []
         for i, negs in enumerate(negatives):
             if not negs:
