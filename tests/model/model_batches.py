@@ -14,9 +14,7 @@ from regionmed.corpus.reports import describe
 from regionmed.corpus.synthetic import generate_phantom
 from regionmed.model.config import ModelConfig, RoiConfig, TextConfig, VisionConfig
 from regionmed.params import SyntheticParams
-from regionmed.training.data import Collator
-
-TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
+from regionmed.training.data import TEXT_LEVELS, Collator
 
 
 def phantom_samples(n: int, size: int = 64, seed: int = 0, start: int = 0) -> list[dict]:
