@@ -51,7 +51,7 @@ def _time_steps(model, batch, weights, levels, steps, bf16) -> list[float]:
     for i in range(steps + 2):  # two warm-up steps
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(batch, text_levels=levels)
+            out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
             loss, _ = hierarchical_loss(out, weights, loss_fn)
         loss.backward()
         opt.step()

@@ -86,7 +86,7 @@ class CorpusParams(_Strict):
     importer: ImportParams = ImportParams()
 
 
-LossName = Literal["global", "region", "modality", "anatomy", "finding"]
+LossName = Literal["global", "region", "grounding", "modality", "anatomy", "finding"]
 
 
 class AugmentParams(_Strict):

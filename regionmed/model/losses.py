@@ -137,6 +137,38 @@ def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative
     return ce * world_size / total
 
 
+def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """The box drawn on the patch grid: ``boxes [N, 4]``, ``cells [G, 4]`` → ``[N, G]``, each row the
+    share of the box's area that falls in each cell (sums to 1; a degenerate box puts all on its centre cell)."""
+    iw = (torch.minimum(boxes[:, None, 2], cells[None, :, 2]) - torch.maximum(boxes[:, None, 0], cells[None, :, 0])).clamp(min=0)
+    ih = (torch.minimum(boxes[:, None, 3], cells[None, :, 3]) - torch.maximum(boxes[:, None, 1], cells[None, :, 1])).clamp(min=0)
+    inter = iw * ih
+    total = inter.sum(1, keepdim=True)
+    centre = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], dim=1)
+    inside = ((centre[:, None, 0] >= cells[None, :, 0]) & (centre[:, None, 0] <= cells[None, :, 2])
+              & (centre[:, None, 1] >= cells[None, :, 1]) & (centre[:, None, 1] <= cells[None, :, 3])).to(inter.dtype)
+    fallback = inside / inside.sum(1, keepdim=True).clamp(min=1)
+    return torch.where(total > 0, inter / total.clamp(min=1e-12), fallback)
+
+
+def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batch: torch.Tensor,
+                          region_boxes: torch.Tensor, cell_boxes: torch.Tensor,
+                          logit_scale: torch.Tensor) -> torch.Tensor:
+    """Where does each phrase point? Cross-entropy from a phrase ``[N, D]`` over the patch cells of its
+    own image ``cells [B, G, D]`` (region embeddings of each cell box), against the box drawn on the grid
+    (:func:`cell_overlap_targets`). The region-phrase loss only asks *which text* fits a given box;
+    this asks *which place* fits a given text, the question phrase grounding answers.
+
+    Local to each rank (a phrase's candidates are its own image's cells, never another rank's), so
+    no gather: DDP's mean of the ranks' means is the global mean when ranks hold similar region counts.
+    """
+    if phrase.shape[0] == 0:
+        return cells.sum() * 0.0
+    logits = logit_scale * torch.einsum("nd,ngd->ng", phrase, cells[region_batch])
+    target = cell_overlap_targets(region_boxes.to(logits.dtype), cell_boxes.to(logits.dtype))
+    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
 HIERARCHY = {  # text level -> the image embedding it is aligned with
     "modality": ("modality_text", "image_global"),
     "anatomy": ("anatomy_text", "image_global"),
@@ -150,8 +182,8 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
     """Weighted sum of the level losses over a :meth:`RegionCLIP.forward` output.
 
     Coarse text goes with the coarse embedding: modality and anatomy text with the global image
-    embedding, finding text and the report with the region-aware one, and (``region``) each region
-    with its phrase. Only levels with a non-zero weight are computed; returns ``(total, parts)``.
+    embedding, finding text and the report with the region-aware one, (``region``) each region
+    with its phrase, and (``grounding``) each phrase with the patch cells of its box. Only levels with a non-zero weight are computed; returns ``(total, parts)``.
     """
     parts: dict[str, torch.Tensor] = {}
     scale = outputs["logit_scale"]
@@ -166,8 +198,15 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
                 scale, outputs["phrase_ids"], clip_loss.rank, clip_loss.world_size, clip_loss.gather_with_grad,
                 **(region_loss_kwargs or {}))
             continue
+        if name == "grounding":
+            if "cell_region" not in outputs:
+                raise KeyError("grounding loss asked for, but the outputs hold no cell embeddings "
+                               "(forward(..., ground_cells=True) on a model with the region path)")
+            parts[name] = phrase_grounding_loss(outputs["phrase"], outputs["cell_region"], outputs["region_batch"],
+                                                outputs["region_boxes"], outputs["cell_boxes"], scale)
+            continue
         if name not in HIERARCHY:
-            raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region'])}")
+            raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding'])}")
         level, image_key = HIERARCHY[name]
         parts[name] = clip_loss(outputs[image_key], outputs["text"][level], scale, outputs["text_ids"][level])
     if not parts:

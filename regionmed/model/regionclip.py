@@ -163,13 +163,15 @@ class RegionCLIP(nn.Module):
         return encode_unique(self._encode_text_raw, [(input_ids, attention_mask)], self.pad_token_id)[0]
 
     # ---- training ------------------------------------------------------------------------------
-    def forward(self, batch: dict, text_levels: tuple[str, ...] | None = None) -> dict:
+    def forward(self, batch: dict, text_levels: tuple[str, ...] | None = None, ground_cells: bool = False) -> dict:
         """Everything the losses need, from a collated batch (see ``regionmed.training.data``).
 
         ``batch``: ``pixels``; per text level ``{"input_ids", "attention_mask"}``; for regions
         ``region_boxes [N, 4]``, ``region_batch [N]``, ``phrase_index [N]`` and
         ``hard_negative_index [N, K]`` (-1 = padding) into the distinct texts ``text_table``.
         ``text_levels``: which levels to encode (default: all present), e.g. only ``("report",)``.
+        ``ground_cells``: also embed every patch cell of every image as a region (for the grounding
+        loss): ``cell_region [B, G, D]``, ``cell_boxes [G, 4]``, ``region_boxes [N, 4]``.
         Returns normalised embeddings: ``image_global``, ``image`` (region-aware), ``text`` and
         ``text_ids`` (dicts by level), and with regions ``region``, ``region_batch``, ``phrase``,
         ``phrase_ids``, ``hard_negative [N, K, D]``, ``hard_negative_mask [N, K]``; ``logit_scale``.
@@ -194,19 +196,31 @@ class RegionCLIP(nn.Module):
             return out
         proposals = self._proposals(bsz, pixels.device)
         n_prop = proposals.shape[0]
-        boxes5 = proposals
+        parts = [proposals]
+        cells = cell_boxes(*grid.shape[-2:], device=pixels.device)
+        # with grid_sizes == [patch grid], the proposals are the cells: embed them once
+        cells_are_proposals = torch.equal(cells, grid_proposals(self.config.roi.grid_sizes, pixels.device))
+        ground_cells = ground_cells and use_regions
+        if ground_cells and not cells_are_proposals:
+            parts.append(with_batch_index([cells] * bsz))
         if use_regions:
-            given = torch.cat([batch["region_batch"][:, None].to(pixels.dtype),
-                               batch["region_boxes"].to(pixels.dtype)], dim=1)
-            boxes5 = torch.cat([proposals, given])
-        feats = self._region_feats(normed, global_feat, grid, boxes5)  # one pass for both kinds
+            parts.append(torch.cat([batch["region_batch"][:, None].to(pixels.dtype),
+                                    batch["region_boxes"].to(pixels.dtype)], dim=1))
+        boxes5 = torch.cat(parts)
+        feats = self._region_feats(normed, global_feat, grid, boxes5)  # one pass for every kind
         image_feat = self._region_aware(global_feat, feats[:n_prop], proposals[:, 0].long())
         out["image"] = F.normalize(self.image_proj(image_feat), dim=-1)
+        if ground_cells:
+            start = 0 if cells_are_proposals else n_prop
+            cell_feats = feats[start: start + bsz * len(cells)]
+            out.update(cell_region=F.normalize(self.region_proj(cell_feats), dim=-1).reshape(bsz, len(cells), -1),
+                       cell_boxes=cells, region_boxes=batch["region_boxes"])
         if use_regions:
+            n_given = batch["region_boxes"].shape[0]
             table, table_ids = encoded[-1], token_ids_hash(*token_batches[-1])
             hard_index = batch["hard_negative_index"]
             out.update(
-                region=F.normalize(self.region_proj(feats[n_prop:]), dim=-1),
+                region=F.normalize(self.region_proj(feats[len(feats) - n_given:]), dim=-1),
                 region_batch=batch["region_batch"],
                 phrase=table[batch["phrase_index"]],
                 phrase_ids=table_ids[batch["phrase_index"]],

@@ -2,7 +2,8 @@
 
 Validation measures what training is for, on the val split: image→report retrieval (R@1/5/10
 of the region-aware image embedding), and — when the model has the region path — how often a
-region's true phrase beats all of its hard negatives.
+region's true phrase beats all of its hard negatives, and the pointing game of finding phrases
+(lenient: the best-scoring patch cell overlaps the true box).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from regionmed.evaluation.retrieval import retrieval_metrics
-from regionmed.model.losses import ClipLoss, hierarchical_loss
+from regionmed.model.losses import ClipLoss, cell_overlap_targets, hierarchical_loss
 from regionmed.model.regionclip import RegionCLIP
 
 TEXT_LEVEL_OF_LOSS = {"global": "report", "modality": "modality_text", "anatomy": "anatomy_text",
@@ -40,8 +41,8 @@ class RegionMedModule(L.LightningModule):
         super().__init__()
         self.model, self.optim = model, optim
         self.loss_weights = {k: v for k, v in loss_weights.items() if v}
-        if model.global_only and "region" in self.loss_weights:
-            raise ValueError("a global_only model cannot train the region loss")
+        if model.global_only and {"region", "grounding"} & set(self.loss_weights):
+            raise ValueError("a global_only model cannot train the region or grounding loss")
         # levels whose text must be encoded for the active losses (fewer texts = faster steps)
         self.text_levels = tuple(TEXT_LEVEL_OF_LOSS[k] for k in self.loss_weights if k in TEXT_LEVEL_OF_LOSS)
         self._val: dict[str, list] = {}
@@ -53,7 +54,7 @@ class RegionMedModule(L.LightningModule):
 
     def _batch_for(self, batch: dict) -> dict:
         keep = {"pixels", *self.text_levels}
-        if "region" in self.loss_weights:
+        if {"region", "grounding"} & set(self.loss_weights):
             keep |= {"region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table"}
         return {k: v for k, v in batch.items() if k in keep}
 
@@ -63,7 +64,8 @@ class RegionMedModule(L.LightningModule):
             datamodule.train_set.epoch = self.current_epoch  # a fresh augmentation stream per epoch
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        outputs = self.model(self._batch_for(batch), text_levels=self.text_levels)
+        outputs = self.model(self._batch_for(batch), text_levels=self.text_levels,
+                             ground_cells="grounding" in self.loss_weights)
         total, parts = hierarchical_loss(outputs, self.loss_weights, self.clip_loss)
         bsz = batch["pixels"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bsz)
@@ -74,7 +76,7 @@ class RegionMedModule(L.LightningModule):
 
     # ---- validation ------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._val = {"image": [], "report": [], "report_text": [], "hardneg_hit": []}
+        self._val = {"image": [], "report": [], "report_text": [], "hardneg_hit": [], "pointing_hit": []}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         with_regions = not self.model.global_only
@@ -82,7 +84,7 @@ class RegionMedModule(L.LightningModule):
         if with_regions:
             val_batch |= {k: batch[k] for k in ("region_boxes", "region_batch", "phrase_index",
                                                  "hard_negative_index", "text_table")}
-        out = self.model(val_batch, text_levels=("report",))
+        out = self.model(val_batch, text_levels=("report",), ground_cells=with_regions)
         self._val["image"].append(out["image"].float().cpu())
         self._val["report"].append(out["text"]["report"].float().cpu())
         self._val["report_text"] += batch["report_text"]  # identical reports are all positives
@@ -93,6 +95,12 @@ class RegionMedModule(L.LightningModule):
             has_neg = out["hard_negative_mask"].any(1)
             hits = (true[:, None] > neg).all(1)[has_neg]
             self._val["hardneg_hit"].append(hits.float().cpu())
+            finding = torch.tensor([k == "finding" for k in batch["region_kind"]], dtype=torch.bool)
+            if finding.any():
+                scores = torch.einsum("nd,ngd->ng", out["phrase"], out["cell_region"][out["region_batch"]])
+                overlap = cell_overlap_targets(out["region_boxes"].float(), out["cell_boxes"].float())
+                peak_in_box = overlap.gather(1, scores.argmax(1, keepdim=True)).squeeze(1) > 0
+                self._val["pointing_hit"].append(peak_in_box[finding].float().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if not self._val.get("image"):
@@ -105,6 +113,8 @@ class RegionMedModule(L.LightningModule):
         self.log("val/chance_R@5", min(1.0, 5 / max(len(image), 1)))
         if self._val["hardneg_hit"]:
             self.log("val/hardneg_acc", float(torch.cat(self._val["hardneg_hit"]).mean()))
+        if self._val["pointing_hit"]:
+            self.log("val/pointing_lenient", float(torch.cat(self._val["pointing_hit"]).mean()))
 
     # ---- optimisation ----------------------------------------------------------------------------
     def on_before_optimizer_step(self, optimizer) -> None:

@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regionmed.model.losses import ClipLoss, hierarchical_loss, region_phrase_loss
+from regionmed.model.losses import (ClipLoss, cell_overlap_targets, hierarchical_loss, phrase_grounding_loss,
+                                   region_phrase_loss)
+from regionmed.model.roi import cell_boxes
 
 
 def clip_oracle(image, text, scale, ids=None) -> torch.Tensor:
@@ -128,3 +130,71 @@ def test_hierarchical_loss_pairs_levels_with_the_right_image_embedding():
     assert set(only) == {"global"}
     with pytest.raises(KeyError):
         hierarchical_loss({k: v for k, v in outputs.items() if k != "region"}, {"region": 1.0}, clip)
+
+
+def test_cell_overlap_targets_draw_the_box_on_the_grid():
+    cells = cell_boxes(4, 4)  # quarter cells, row-major
+    boxes = torch.tensor([[0.25, 0.0, 0.5, 0.25],      # exactly cell (0, 1)
+                          [0.0, 0.5, 0.5, 0.75],       # cells (2, 0) and (2, 1), equal shares
+                          [0.55, 0.70, 0.70, 0.90],    # column 2: rows 2 and 3 hold 0.05 and 0.15 of its height
+                          [0.6, 0.6, 0.6, 0.6]])       # degenerate: all on the centre cell (2, 2)
+    t = cell_overlap_targets(boxes, cells)
+    torch.testing.assert_close(t.sum(1), torch.ones(4))
+    assert t[0, 1] == 1
+    torch.testing.assert_close(t[1, [8, 9]], torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(t[2, [10, 14]], torch.tensor([0.25, 0.75]))
+    assert t[3, 10] == 1
+
+
+def grounding_oracle(phrase, cells, region_batch, boxes, grid, scale):
+    """Per phrase: the box's share of each cell as a loop, then cross-entropy over its image's cells."""
+    gh, gw = grid
+    total = phrase.new_zeros(())
+    for i in range(len(phrase)):
+        x0, y0, x1, y1 = boxes[i].tolist()
+        share = []
+        for r in range(gh):
+            for c in range(gw):
+                w = max(0.0, min(x1, (c + 1) / gw) - max(x0, c / gw))
+                h = max(0.0, min(y1, (r + 1) / gh) - max(y0, r / gh))
+                share.append(w * h)
+        share = torch.tensor(share, dtype=phrase.dtype) / sum(share)
+        logits = scale * cells[region_batch[i]] @ phrase[i]
+        total = total - (share * torch.log_softmax(logits, 0)).sum()
+    return total / len(phrase)
+
+
+def test_phrase_grounding_loss_matches_oracle_and_learns_the_right_cell():
+    b, g, n, d = 3, 9, 5, 8
+    cells = _unit(b, g, d, seed=31).requires_grad_(True)
+    phrase = _unit(n, d, seed=32)
+    region_batch = torch.tensor([0, 0, 1, 2, 2])
+    boxes = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.5, 0.9, 0.9], [0.4, 0.4, 0.6, 0.6],
+                          [0.0, 0.0, 1.0, 1.0], [0.7, 0.1, 0.95, 0.3]], dtype=torch.float64)
+    scale = torch.tensor(5.0, dtype=torch.float64)
+    loss = phrase_grounding_loss(phrase, cells, region_batch, boxes, cell_boxes(3, 3).double(), scale)
+    oracle = grounding_oracle(phrase, cells, region_batch, boxes, (3, 3), scale)
+    torch.testing.assert_close(loss, oracle)
+    (grad,) = torch.autograd.grad(loss, cells)
+    (oracle_grad,) = torch.autograd.grad(grounding_oracle(phrase, cells, region_batch, boxes, (3, 3), scale), cells)
+    torch.testing.assert_close(grad, oracle_grad)
+    # a phrase whose embedding is its cell's and no other's: near-zero loss; the wrong cell: large
+    onehot = torch.eye(9, dtype=torch.float64)[None]
+    right = phrase_grounding_loss(onehot[0, [4]], onehot, torch.tensor([0]), boxes[[2]], cell_boxes(3, 3).double(),
+                                  torch.tensor(50.0, dtype=torch.float64))
+    wrong = phrase_grounding_loss(onehot[0, [0]], onehot, torch.tensor([0]), boxes[[2]], cell_boxes(3, 3).double(),
+                                  torch.tensor(50.0, dtype=torch.float64))
+    assert right < 1e-6 < 40 < wrong
+
+
+def test_hierarchical_loss_grounding_needs_cell_embeddings():
+    n, d = 2, 4
+    outputs = {"phrase": _unit(n, d, seed=1), "region_batch": torch.tensor([0, 1]), "logit_scale": torch.tensor(2.0),
+               "region_boxes": torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])}
+    with pytest.raises(KeyError, match="cell embeddings"):
+        hierarchical_loss(outputs, {"grounding": 1.0}, ClipLoss())
+    outputs |= {"cell_region": _unit(2, 4, d, seed=2), "cell_boxes": cell_boxes(2, 2)}
+    total, parts = hierarchical_loss(outputs, {"grounding": 0.5}, ClipLoss())
+    torch.testing.assert_close(total, 0.5 * parts["grounding"])
+    torch.testing.assert_close(parts["grounding"], grounding_oracle(
+        outputs["phrase"], outputs["cell_region"], outputs["region_batch"], outputs["region_boxes"], (2, 2), 2.0))

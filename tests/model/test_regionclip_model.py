@@ -47,6 +47,28 @@ def test_forward_gives_every_feature_the_losses_need(batch):
     assert torch.isclose(out["logit_scale"], torch.tensor(1 / 0.07))
 
 
+@pytest.mark.parametrize("cells_as_proposals", [False, True])
+def test_forward_embeds_every_cell_for_the_grounding_loss(batch, cells_as_proposals):
+    """Cell embeddings are the cells scored through the region path, exactly what ``ground`` ranks;
+    with ``grid_sizes`` equal to the patch grid the proposals are the cells and are embedded once."""
+    model = _model(**({"grid_sizes": [8]} if cells_as_proposals else {}))
+    gh = model.config.vision.image_size // model.config.vision.patch_size
+    assert gh == 8
+    out = model(batch, ground_cells=True)
+    b, n = len(SAMPLES), len(batch["region_boxes"])
+    assert out["cell_region"].shape == (b, gh * gh, 32) and out["cell_boxes"].shape == (gh * gh, 4)
+    assert out["region_boxes"].shape == (n, 4) and _unit_rows(out["cell_region"].reshape(-1, 32))
+    phrase = out["phrase"][:2]
+    for k in range(2):
+        image = int(out["region_batch"][k])
+        heat, _ = model.ground(batch["pixels"][image: image + 1], phrase[k: k + 1])
+        torch.testing.assert_close(heat.flatten(), out["cell_region"][image] @ phrase[k], atol=1e-5, rtol=0)
+    plain = model(batch)
+    assert "cell_region" not in plain
+    torch.testing.assert_close(plain["region"], out["region"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain["image"], out["image"], atol=1e-5, rtol=0)
+
+
 def test_encode_methods_agree_with_forward(batch):
     model = _model()
     out = model(batch)

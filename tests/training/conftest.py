@@ -15,7 +15,7 @@ TINY = {
               "checkpoint_every_n_steps": 10, "warmup_steps": 10},
     "phases": {"global": {"steps": 120, "lr": 0.002, "global_only": True, "loss_weights": {"global": 1.0}},
                "joint": {"steps": 120, "lr": 0.002,
-                         "loss_weights": {"global": 1.0, "region": 1.0, "modality": 0.2}}},
+                         "loss_weights": {"global": 1.0, "region": 1.0, "grounding": 1.0, "modality": 0.2}}},
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from regionmed.corpus.schema import read_manifest
+from regionmed.evaluation.grounding import pointing_game, uniform_chance_pointing
 from regionmed.evaluation.inference import Encoder, load_pixels
 from regionmed.evaluation.retrieval import retrieval_ranks
 from regionmed.evaluation.suite import finding_regions
@@ -17,6 +18,7 @@ RETRIEVAL_MARGIN = 0.15  # image→report R@5 at least chance + 0.15
 MODALITY_MARGIN = 0.4  # zero-shot modality accuracy at least 1/3 + 0.4
 HARDNEG_MARGIN = 0.05  # true region phrase above all its swaps, vs the chance of doing so (the tiny
 # model gets 120 joint steps; tests/model/test_model_learns.py checks hard negatives at 0.75)
+POINTING_MARGIN = 0.15  # pointing game (lenient) of finding phrases, vs uniform chance on the same boxes
 
 
 def test_global_then_joint_training_beats_chance(tiny_training, tmp_path):
@@ -52,3 +54,9 @@ def test_global_then_joint_training_beats_chance(tiny_training, tmp_path):
             wins.append(bool((true[k] > enc.texts(negatives) @ region_emb[k]).all()))
             chance.append(1 / (len(negatives) + 1))
     assert np.mean(wins) >= np.mean(chance) + HARDNEG_MARGIN, (np.mean(wins), np.mean(chance))
+
+    boxes = np.asarray(regions["bbox"].tolist())
+    heat, _ = enc.ground(pixels, regions["image_index"].to_numpy(), list(regions["phrase"]))
+    hits = pointing_game(heat, boxes)["lenient"].mean()
+    chance = uniform_chance_pointing(boxes, heat.shape[-2:])["lenient"].mean()
+    assert hits >= chance + POINTING_MARGIN, (hits, chance)
