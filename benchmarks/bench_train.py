@@ -26,6 +26,7 @@ from regionmed.model.losses import ClipLoss, hierarchical_loss
 from regionmed.model.regionclip import RegionCLIP
 from regionmed.params import load_params
 from regionmed.training.data import AugmentConfig, CorpusDataModule
+from regionmed.training.module import attention_kernels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,8 @@ def _time_steps(model, batch, weights, levels, steps, bf16) -> list[float]:
     for i in range(steps + 2):  # two warm-up steps
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
+            with attention_kernels(torch.device("cpu")):  # what training does
+                out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
             loss, _ = hierarchical_loss(out, weights, loss_fn)
         loss.backward()
         opt.step()

@@ -30,8 +30,9 @@ from regionmed.model.roi import (
     RoiProcessor,
     cell_boxes,
     grid_proposals,
+    pack_by_image,
     peak_boxes,
-    roi_align,
+    roi_align_batched,
     with_batch_index,
 )
 from regionmed.model.text import encode_unique, token_ids_hash
@@ -73,20 +74,21 @@ class RegionCLIP(nn.Module):
         global_feat, grid = self.image_encoder(normed)
         return normed, global_feat, grid
 
-    def _region_feats(self, normed, global_feat, grid, boxes5: torch.Tensor) -> torch.Tensor:
+    def _region_feats(self, normed, global_feat, grid, box_sets: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Fused region features ``[B, R, C]`` for each box set (``[R, 4]`` shared or ``[B, R, 4]``)."""
         crop_feats = None
         if self.config.roi.crop_branch:
-            size = self.config.roi.crop_size
-            crops = roi_align(normed, boxes5, size, 2)  # box resized to crop_size x crop_size
-            crop_feats = self.image_encoder(crops)[0]
-        return self.roi.region_features(grid, global_feat, boxes5, crop_feats)
+            size, bsz = self.config.roi.crop_size, normed.shape[0]
+            crop_feats = []
+            for boxes in box_sets:
+                per_image = boxes.expand(bsz, -1, -1) if boxes.dim() == 2 else boxes
+                crops = roi_align_batched(normed, per_image, size, 2)  # each box resized to crop_size
+                feats = self.image_encoder(crops.flatten(0, 1))[0]
+                crop_feats.append(feats.reshape(bsz, per_image.shape[1], -1))
+        return self.roi.region_features(grid, global_feat, box_sets, crop_feats)
 
-    def _proposals(self, batch_size: int, device) -> torch.Tensor:
-        grid = grid_proposals(self.config.roi.grid_sizes, device=device)
-        return with_batch_index([grid] * batch_size)
-
-    def _region_aware(self, global_feat, region_feats, batch_index) -> torch.Tensor:
-        return self.roi.image_feature(global_feat, region_feats, batch_index)
+    def _proposals(self, device) -> torch.Tensor:
+        return grid_proposals(self.config.roi.grid_sizes, device=device)
 
     def encode_image_global(self, pixels: torch.Tensor) -> torch.Tensor:
         _, global_feat, _ = self._features(pixels)
@@ -97,16 +99,17 @@ class RegionCLIP(nn.Module):
         if self.global_only:
             return self.encode_image_global(pixels)
         normed, global_feat, grid = self._features(pixels)
-        boxes5 = self._proposals(pixels.shape[0], pixels.device)
-        feats = self._region_feats(normed, global_feat, grid, boxes5)
-        return F.normalize(self.image_proj(self._region_aware(global_feat, feats, boxes5[:, 0].long())), dim=-1)
+        (feats,) = self._region_feats(normed, global_feat, grid, [self._proposals(pixels.device)])
+        return F.normalize(self.image_proj(self.roi.image_feature(global_feat, feats)), dim=-1)
 
     def encode_regions(self, pixels: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
         """Per-image boxes ``[Ni, 4]`` (normalised x0, y0, x1, y1) → region embeddings ``[sum Ni, D]``."""
         self._require_regions("encode_regions")
         normed, global_feat, grid = self._features(pixels)
         boxes5 = with_batch_index([b.to(pixels.device, torch.float32) for b in boxes])
-        return F.normalize(self.region_proj(self._region_feats(normed, global_feat, grid, boxes5)), dim=-1)
+        packed, mask, _ = pack_by_image(boxes5[:, 1:], boxes5[:, 0].long(), pixels.shape[0])
+        (feats,) = self._region_feats(normed, global_feat, grid, [packed])
+        return F.normalize(self.region_proj(feats[mask]), dim=-1)
 
     @torch.no_grad()
     def ground(self, pixels: torch.Tensor, text_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,11 +132,13 @@ class RegionCLIP(nn.Module):
             heat = torch.einsum("bgd,bd->bg", tokens, text_emb)
             return heat.reshape(bsz, gh, gw), cells[heat.argmax(1)]
         def score(boxes: torch.Tensor) -> torch.Tensor:  # [B, P, 4] -> [B, P]
-            return torch.einsum("bpd,bd->bp", self._score_boxes(normed, global_feat, grid, boxes), text_emb)
+            return torch.einsum("bpd,bd->bp", self._score_boxes(normed, global_feat, grid, [boxes])[0], text_emb)
 
-        heat = score(cells.expand(bsz, -1, -1))
-        candidates = [cells.expand(bsz, -1, -1), grid_proposals(self.config.roi.grid_sizes, pixels.device).expand(bsz, -1, -1)]
-        scores = [heat, score(candidates[1])]
+        proposals = self._proposals(pixels.device)
+        heat, proposal_scores = (torch.einsum("bpd,bd->bp", f, text_emb)
+                                 for f in self._score_boxes(normed, global_feat, grid, [cells, proposals]))
+        candidates = [cells.expand(bsz, -1, -1), proposals.expand(bsz, -1, -1)]
+        scores = [heat, proposal_scores]
         if self.config.roi.proposals == "similarity":
             peaks = peak_boxes(heat.reshape(bsz, gh, gw))
             candidates.append(peaks)
@@ -142,11 +147,9 @@ class RegionCLIP(nn.Module):
         best = all_scores.argmax(1)
         return heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best]
 
-    def _score_boxes(self, normed, global_feat, grid, boxes: torch.Tensor) -> torch.Tensor:
-        bsz, p = boxes.shape[:2]
-        boxes5 = with_batch_index(list(boxes))
-        feats = self.region_proj(self._region_feats(normed, global_feat, grid, boxes5))
-        return F.normalize(feats, dim=-1).reshape(bsz, p, -1)
+    def _score_boxes(self, normed, global_feat, grid, box_sets: list[torch.Tensor]) -> list[torch.Tensor]:
+        feats = self._region_feats(normed, global_feat, grid, box_sets)
+        return [F.normalize(self.region_proj(f), dim=-1) for f in feats]
 
     def _require_regions(self, what: str) -> None:
         if self.global_only:
@@ -194,33 +197,30 @@ class RegionCLIP(nn.Module):
         if self.global_only:
             out["image"] = out["image_global"]
             return out
-        proposals = self._proposals(bsz, pixels.device)
-        n_prop = proposals.shape[0]
-        parts = [proposals]
+        proposals = self._proposals(pixels.device)
         cells = cell_boxes(*grid.shape[-2:], device=pixels.device)
         # with grid_sizes == [patch grid], the proposals are the cells: embed them once
-        cells_are_proposals = torch.equal(cells, grid_proposals(self.config.roi.grid_sizes, pixels.device))
+        cells_are_proposals = torch.equal(cells, proposals)
         ground_cells = ground_cells and use_regions
+        box_sets = [proposals]
         if ground_cells and not cells_are_proposals:
-            parts.append(with_batch_index([cells] * bsz))
+            box_sets.append(cells)
         if use_regions:
-            parts.append(torch.cat([batch["region_batch"][:, None].to(pixels.dtype),
-                                    batch["region_boxes"].to(pixels.dtype)], dim=1))
-        boxes5 = torch.cat(parts)
-        feats = self._region_feats(normed, global_feat, grid, boxes5)  # one pass for every kind
-        image_feat = self._region_aware(global_feat, feats[:n_prop], proposals[:, 0].long())
-        out["image"] = F.normalize(self.image_proj(image_feat), dim=-1)
+            given, given_mask, given_slot = pack_by_image(batch["region_boxes"].to(pixels.dtype),
+                                                         batch["region_batch"], bsz)
+            box_sets.append(given)
+        feats = self._region_feats(normed, global_feat, grid, box_sets)  # one attention pass for every set
+        out["image"] = F.normalize(self.image_proj(self.roi.image_feature(global_feat, feats[0])), dim=-1)
         if ground_cells:
-            start = 0 if cells_are_proposals else n_prop
-            cell_feats = feats[start: start + bsz * len(cells)]
-            out.update(cell_region=F.normalize(self.region_proj(cell_feats), dim=-1).reshape(bsz, len(cells), -1),
+            cell_feats = feats[0] if cells_are_proposals else feats[1]
+            out.update(cell_region=F.normalize(self.region_proj(cell_feats), dim=-1),
                        cell_boxes=cells, region_boxes=batch["region_boxes"])
         if use_regions:
-            n_given = batch["region_boxes"].shape[0]
+            given_feats = feats[-1][batch["region_batch"], given_slot]  # back to one row per region
             table, table_ids = encoded[-1], token_ids_hash(*token_batches[-1])
             hard_index = batch["hard_negative_index"]
             out.update(
-                region=F.normalize(self.region_proj(feats[len(feats) - n_given:]), dim=-1),
+                region=F.normalize(self.region_proj(given_feats), dim=-1),
                 region_batch=batch["region_batch"],
                 phrase=table[batch["phrase_index"]],
                 phrase_ids=table_ids[batch["phrase_index"]],

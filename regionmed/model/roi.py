@@ -19,28 +19,52 @@ from regionmed.model.config import RoiConfig
 
 def roi_align(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int) -> torch.Tensor:
     """``grid [B, C, gh, gw]``, ``boxes [N, 5]`` = (batch index, x0, y0, x1, y1) → ``[N, C, pool, pool]``."""
-    if sampling_ratio < 1:
-        raise ValueError("sampling_ratio must be >= 1 (the adaptive mode is not supported)")
     n, channels = boxes.shape[0], grid.shape[1]
     if n == 0:
+        if sampling_ratio < 1:
+            raise ValueError("sampling_ratio must be >= 1 (the adaptive mode is not supported)")
         return grid.new_zeros(0, channels, pool_size, pool_size)
+    b = boxes[:, 0].long()
+    packed, _, slot = pack_by_image(boxes[:, 1:].to(grid.dtype), b, grid.shape[0])  # [B, R, 4]
+    return roi_align_batched(grid, packed, pool_size, sampling_ratio)[b, slot]
+
+
+def roi_align_batched(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int) -> torch.Tensor:
+    """``grid [B, C, gh, gw]``, per-image boxes ``[B, R, 4]`` → ``[B, R, C, pool, pool]``.
+
+    One ``grid_sample`` per batch, reading each image's boxes from that image only.
+    """
+    if sampling_ratio < 1:
+        raise ValueError("sampling_ratio must be >= 1 (the adaptive mode is not supported)")
+    bsz, rmax, channels = boxes.shape[0], boxes.shape[1], grid.shape[1]
     steps = pool_size * sampling_ratio
     # sample positions as fractions of the box: the centres of `steps` equal slices
     frac = (torch.arange(steps, device=grid.device, dtype=grid.dtype) + 0.5) / steps
-    b = boxes[:, 0].long()
-    x0, y0, x1, y1 = (boxes[:, k:k + 1].to(grid.dtype) for k in range(1, 5))
-    xs = x0 + (x1 - x0) * frac  # [N, steps], fractions of the image width
+    x0, y0, x1, y1 = (boxes[..., k:k + 1].to(grid.dtype) for k in range(4))
+    xs = x0 + (x1 - x0) * frac  # [B, R, steps], fractions of the image width
     ys = y0 + (y1 - y0) * frac
     # grid_sample with align_corners=False maps -1..1 to the outer edges of the grid: 2t - 1
-    sample = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1) * 2 - 1
-    # Sample each image's boxes from that image in one call, rather than copying the feature map
-    # once per box (which costs N full maps: hundreds of MB for proposals at 128 px crops).
-    packed, _, slot = pack_by_image(sample, b, grid.shape[0])  # [B, R, steps, steps, 2]
-    bsz, rmax = packed.shape[:2]
-    values = F.grid_sample(grid, packed.reshape(bsz, rmax * steps, steps, 2), mode="bilinear",
+    sample = torch.stack(torch.broadcast_tensors(xs[..., None, :], ys[..., :, None]), dim=-1) * 2 - 1
+    values = F.grid_sample(grid, sample.reshape(bsz, rmax * steps, steps, 2), mode="bilinear",
                            padding_mode="border", align_corners=False)  # [B, C, R*steps, steps]
-    values = values.reshape(bsz, channels, rmax, steps, steps).transpose(1, 2)[b, slot]
-    return F.avg_pool2d(values, kernel_size=sampling_ratio) if sampling_ratio > 1 else values
+    values = values.reshape(bsz, channels * rmax, steps, steps)
+    if sampling_ratio > 1:
+        values = F.avg_pool2d(values, kernel_size=sampling_ratio)
+    return values.reshape(bsz, channels, rmax, pool_size, pool_size).transpose(1, 2)
+
+
+def roi_align_shared(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int) -> torch.Tensor:
+    """The same boxes ``[R, 4]`` in every image → ``[B, R, C, pool, pool]``, as one matrix product.
+
+    RoIAlign is linear in the grid, so for boxes shared by the batch (the grid proposals, the patch
+    cells) it is a fixed ``[R * pool * pool, gh * gw]`` interpolation matrix: the RoIAlign of a
+    one-hot grid per cell. Far cheaper than sampling ``B`` copies (no grid_sample, no pooling).
+    """
+    bsz, channels, gh, gw = grid.shape
+    eye = torch.eye(gh * gw, device=grid.device, dtype=torch.float32).reshape(1, gh * gw, gh, gw)
+    weights = roi_align_batched(eye, boxes.to(grid.device, torch.float32)[None], pool_size, sampling_ratio)[0]
+    weights = weights.to(grid.dtype)  # [R, G, pool, pool]
+    return torch.einsum("rgij,bcg->brcij", weights, grid.reshape(bsz, channels, gh * gw))
 
 
 def with_batch_index(boxes: list[torch.Tensor]) -> torch.Tensor:
@@ -151,43 +175,57 @@ class RoiProcessor(nn.Module):
         self.mix_gate = nn.Linear(2 * hidden, hidden)
         self.mix_proj = nn.Linear(hidden, hidden)
 
-    def region_features(self, grid: torch.Tensor, global_feat: torch.Tensor, boxes: torch.Tensor,
-                        crop_feats: torch.Tensor | None = None) -> torch.Tensor:
-        """``grid [B, C, gh, gw]``, ``global [B, C]``, ``boxes [N, 5]`` → fused region features ``[N, C]``."""
+    def region_features(self, grid: torch.Tensor, global_feat: torch.Tensor,
+                        box_sets: list[torch.Tensor], crop_feats: list[torch.Tensor | None] | None = None
+                        ) -> list[torch.Tensor]:
+        """``grid [B, C, gh, gw]``, ``global [B, C]`` and box sets, each ``[R, 4]`` (the same boxes in
+        every image) or ``[B, R, 4]`` (per image, padded) → fused region features ``[B, R, C]`` per set.
+
+        Region tokens never see each other (attention runs from each token to its image's context
+        only), so padding rows are harmless and the sets share one attention call.
+        """
         cfg = self.config
-        pooled = roi_align(grid, boxes, cfg.pool_size, cfg.sampling_ratio).flatten(1)
-        token = self.cell_proj(pooled) + self.box_embed(_box_geometry(boxes[:, 1:]).to(grid.dtype))
-        if self.crop_proj is not None:
-            if crop_feats is None:
-                raise ValueError("crop_branch is on: region_features needs the crops' features")
-            token = token + self.crop_proj(crop_feats)
-        bsz = grid.shape[0]
-        batch_index = boxes[:, 0].long()
+        tokens = []
+        for k, boxes in enumerate(box_sets):
+            shared = boxes.dim() == 2
+            align = roi_align_shared if shared else roi_align_batched
+            pooled = align(grid, boxes, cfg.pool_size, cfg.sampling_ratio).flatten(2)  # [B, R, C*p*p]
+            geometry = self.box_embed(_box_geometry(boxes).to(grid.dtype))
+            token = self.cell_proj(pooled) + (geometry[None] if shared else geometry)
+            if self.crop_proj is not None:
+                crop = None if crop_feats is None else crop_feats[k]
+                if crop is None:
+                    raise ValueError("crop_branch is on: region_features needs the crops' features")
+                token = token + self.crop_proj(crop)
+            tokens.append(token)
+        sizes = [t.shape[1] for t in tokens]
+        token = torch.cat(tokens, dim=1)  # [B, R_all, C]
         context = torch.cat([global_feat[:, None], grid.flatten(2).transpose(1, 2)], dim=1)  # [B, 1+G, C]
-        queries, _, slot = pack_by_image(self.query_norm(token), batch_index, bsz)
         kv = self.context_norm(context)
-        attended, _ = self.cross_attn(queries, kv, kv, need_weights=False)
-        attended = attended[batch_index, slot]
+        attended, _ = self.cross_attn(self.query_norm(token), kv, kv, need_weights=False)
         gate = torch.sigmoid(self.fuse_gate(torch.cat([token, attended], dim=-1)))
-        return self.out_norm(gate * token + (1 - gate) * attended)
+        fused = self.out_norm(gate * token + (1 - gate) * attended)
+        return list(torch.split(fused, sizes, dim=1))
 
     def image_feature(self, global_feat: torch.Tensor, region_feats: torch.Tensor,
-                      batch_index: torch.Tensor) -> torch.Tensor:
-        """Gated attention pooling of each image's regions, gated into its global feature: ``[B, C]``.
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Gated attention pooling of each image's regions ``[B, R, C]`` (``mask [B, R]``: False =
+        padding), gated into its global feature: ``[B, C]``.
 
         An image without regions keeps its global feature plus the gate's response to a zero summary.
         """
-        bsz = global_feat.shape[0]
-        packed, mask, _ = pack_by_image(region_feats, batch_index, bsz)  # [B, R, C]
-        score = self.pool_w(torch.tanh(self.pool_v(packed)) * torch.sigmoid(self.pool_u(packed))).squeeze(-1)
-        weights = torch.softmax(score.masked_fill(~mask, -1e4), dim=1) * mask
-        summary = torch.einsum("br,brc->bc", weights, packed)
+        score = self.pool_w(torch.tanh(self.pool_v(region_feats)) * torch.sigmoid(self.pool_u(region_feats))).squeeze(-1)
+        if mask is None:
+            weights = torch.softmax(score, dim=1)
+        else:
+            weights = torch.softmax(score.masked_fill(~mask, -1e4), dim=1) * mask
+        summary = torch.einsum("br,brc->bc", weights.to(region_feats.dtype), region_feats)
         gate = torch.sigmoid(self.mix_gate(torch.cat([global_feat, summary], dim=-1)))
         return global_feat + gate * self.mix_proj(summary)
 
 
 def _box_geometry(boxes: torch.Tensor) -> torch.Tensor:
-    """``[N, 4]`` corners → ``[N, 8]``: corners, centre and size, centred on 0."""
+    """``[..., 4]`` corners → ``[..., 8]``: corners, centre and size, centred on 0."""
     x0, y0, x1, y1 = boxes.unbind(-1)
     feats = [x0, y0, x1, y1, (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
     return torch.stack(feats, dim=-1) - 0.5

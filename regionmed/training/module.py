@@ -8,12 +8,14 @@ region's true phrase beats all of its hard negatives, and the pointing game of f
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from regionmed.evaluation.retrieval import retrieval_metrics
 from regionmed.model.losses import ClipLoss, cell_overlap_targets, hierarchical_loss
@@ -64,8 +66,9 @@ class RegionMedModule(L.LightningModule):
             datamodule.train_set.epoch = self.current_epoch  # a fresh augmentation stream per epoch
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        outputs = self.model(self._batch_for(batch), text_levels=self.text_levels,
-                             ground_cells="grounding" in self.loss_weights)
+        with attention_kernels(batch["pixels"].device):
+            outputs = self.model(self._batch_for(batch), text_levels=self.text_levels,
+                                 ground_cells="grounding" in self.loss_weights)
         total, parts = hierarchical_loss(outputs, self.loss_weights, self.clip_loss)
         bsz = batch["pixels"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bsz)
@@ -133,6 +136,15 @@ class RegionMedModule(L.LightningModule):
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.optim.warmup_steps,
                                                                                self.optim.total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def attention_kernels(device: torch.device):
+    """Under bf16 autocast on a CPU, the math attention kernel: its backward is 2.5-5x faster than the
+    flash kernel's at these sizes (benchmarks/bench_train.py); elsewhere, torch's own choice.
+    The kernel is picked in the forward pass and its backward follows it."""
+    if device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        return sdpa_kernel([SDPBackend.MATH])
+    return contextlib.nullcontext()
 
 
 def warmup_cosine(warmup: int, total: int):

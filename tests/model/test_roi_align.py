@@ -16,6 +16,7 @@ from regionmed.model.roi import (
     peak_boxes,
     proposal_boxes,
     roi_align,
+    roi_align_shared,
 )
 
 
@@ -69,6 +70,19 @@ def test_roi_align_matches_oracle(case):
     grid, boxes, pool, sr = case
     got = roi_align(torch.from_numpy(grid), torch.from_numpy(boxes), pool, sr).numpy()
     np.testing.assert_allclose(got, roi_align_oracle(grid, boxes, pool, sr), atol=1e-10)
+
+
+@settings(max_examples=30, deadline=None)
+@given(boxes_and_grid())
+def test_shared_boxes_as_one_matrix_product_match_the_oracle(case):
+    """The same boxes in every image (proposals, cells) go through an interpolation matrix."""
+    grid, boxes, pool, sr = case
+    shared = boxes[:, 1:]
+    got = roi_align_shared(torch.from_numpy(grid), torch.from_numpy(shared), pool, sr).numpy()
+    assert got.shape == (grid.shape[0], len(shared), grid.shape[1], pool, pool)
+    for b in range(grid.shape[0]):
+        per_image = np.concatenate([np.full((len(shared), 1), b), shared], axis=1)
+        np.testing.assert_allclose(got[b], roi_align_oracle(grid, per_image, pool, sr), atol=1e-6)
 
 
 def test_whole_image_box_at_grid_resolution_returns_the_grid():
