@@ -52,7 +52,6 @@ from regionmed.monitoring.reference import Reference, predicted_labels
 SUMMARY_VERSION = 1
 STATUS_DRIFT, STATUS_OK, STATUS_NOT_ENOUGH = "drift", "no_drift", "not_enough_data"
 REPORT_FILES = ("index.html", "image.html", "text.html")
-READ_SLACK = pd.Timedelta(minutes=10)
 # p-value tests: drift when the score is *below* the threshold; every other method is a distance
 P_VALUE_METHODS = {"ks", "chisquare", "z", "fisher_exact", "g_test", "t_test", "mannw", "anderson",
                    "cramer_von_mises", "epps_singleton", "es", "empirical_mmd"}
@@ -145,12 +144,8 @@ def load_current(log_dir: str | Path, window: Window, kinds: list[str], model_ve
         if window.end is None:
             df = pd.DataFrame(columns=["ts", "endpoint", "model_version", "embedding"])
         else:
-            # read_log skips a file whose name's start time is >= until, but the writer stamps a record
-            # before it opens a new file: the first records of a file can be older than its name says.
-            # Read past the end by READ_SLACK and cut here, so no record before the end is lost.
-            df = read_log(log_dir, since=window.start, until=window.end + READ_SLACK, kind=kind)
+            df = read_log(log_dir, since=window.start, until=window.end, kind=kind)
             skipped = max(skipped, int(df.attrs.get("skipped_lines", 0)))
-            df = df[df["ts"] < window.end].reset_index(drop=True)
         in_window[kind] = len(df)
         models[kind] = {str(k): int(v) for k, v in df["model_version"].value_counts().items()} if len(df) else {}
         if model_versions and len(df):

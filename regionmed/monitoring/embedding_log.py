@@ -5,8 +5,12 @@ Format (schema version 1)
 A directory of JSON Lines files named ``embeddings-<UTC start>-<pid>-<seq>.jsonl`` (e.g.
 ``embeddings-20261128T101500123456Z-4242-0003.jsonl``). Each server process writes its own file, so
 workers never interleave; a file is closed and a new one started when it passes ``rotate_bytes``
-or has been open ``rotate_seconds`` (``keep_files`` optionally deletes the oldest). One line per
-served embedding::
+or has been open ``rotate_seconds`` (``keep_files`` optionally deletes the oldest). A file's
+name time is a lower bound of its records' ``ts``: the writer reads the clock once per write, under
+its lock, and that reading both decides the rotation (and names a new file) and stamps the records,
+never earlier than the file's start nor than the previous record of the file (so a clock stepped back
+cannot break it). The reader relies on this to skip files that start at or after a window's end.
+One line per served embedding::
 
     {"v": 1, "ts": "2026-11-28T10:15:00.123456Z", "endpoint": "encode_image",
      "model_version": "regionmed:3f2a...", "request": "9c1e5b0a7d3f2e11", "kind": "image",
@@ -115,6 +119,7 @@ class _OpenFile:
     handle: Any
     opened: float
     size: int
+    last: float  # the newest record's time (records of a file never go back in time)
 
 
 class EmbeddingLogWriter:
@@ -154,26 +159,30 @@ class EmbeddingLogWriter:
         if len(descriptors) != len(emb):
             raise ValueError(f"{len(descriptors)} descriptors for {len(emb)} embeddings")
         endpoint, model_version = _check_name(endpoint, "endpoint"), _check_name(model_version, "model_version")
-        ts = _utc_iso(self._clock())
-        lines = []
+        # Each line's JSON is built here, outside the lock, without its ``ts``; the time is read and
+        # prefixed under the lock (see the module docstring: a record is never older than its file).
+        bodies = []
         for row, desc in zip(np.round(emb.astype(np.float64), 6), descriptors):
-            record = {"v": SCHEMA_VERSION, "ts": ts, "endpoint": endpoint, "model_version": model_version,
-                      "request": request, "kind": kind, "dim": int(emb.shape[1]), "embedding": row.tolist(),
-                      **_check_descriptors(desc)}
-            lines.append(json.dumps(record, separators=(",", ":"), allow_nan=False))
-        if not lines:
+            record = {"endpoint": endpoint, "model_version": model_version, "request": request, "kind": kind,
+                      "dim": int(emb.shape[1]), "embedding": row.tolist(), **_check_descriptors(desc)}
+            bodies.append(json.dumps(record, separators=(",", ":"), allow_nan=False)[1:])  # without "{"
+        if not bodies:
             return 0
-        data = ("\n".join(lines) + "\n").encode()
         with self._lock:
-            f = self._current()
+            now = self._clock()
+            f = self._current(now)
+            t = max(now, f.opened, f.last)
+            f.last = t
+            head = f'{{"v":{SCHEMA_VERSION},"ts":"{_utc_iso(t)}",'
+            data = "".join(f"{head}{body}\n" for body in bodies).encode()
             f.handle.write(data)
             f.handle.flush()
             f.size += len(data)
-            self.records_written += len(lines)
-        return len(lines)
+            self.records_written += len(bodies)
+        return len(bodies)
 
-    def _current(self) -> _OpenFile:
-        now = self._clock()
+    def _current(self, now: float) -> _OpenFile:
+        """The file to write at ``now`` (a new one when the open one is full or old); under the lock."""
         f = self._file
         if f is not None and (f.size >= self.rotate_bytes or now - f.opened >= self.rotate_seconds):
             f.handle.close()
@@ -181,13 +190,15 @@ class EmbeddingLogWriter:
             self._prune()
         if f is None:
             self.directory.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            start = datetime.fromtimestamp(now, tz=UTC)
+            stamp = start.strftime("%Y%m%dT%H%M%S%fZ")
             while True:
                 self._seq += 1
                 path = self.directory / f"{FILE_PREFIX}{stamp}-{os.getpid()}-{self._seq:04d}{FILE_SUFFIX}"
                 if not path.exists():
                     break
-            self._file = f = _OpenFile(path, open(path, "ab"), now, 0)  # noqa: SIM115  (kept open)
+            opened = start.timestamp()  # the name's time (in microseconds): a record at it has the same
+            self._file = f = _OpenFile(path, open(path, "ab"), opened, 0, opened)  # noqa: SIM115  (kept open)
         return f
 
     def _prune(self) -> None:
@@ -230,13 +241,15 @@ def _file_start(path: Path) -> datetime | None:
 
 
 def _as_utc(value) -> datetime | None:
+    """A bound as a UTC datetime, rounded *up* to the microsecond: records' times are whole
+    microseconds, so ``ts >= bound`` and ``ts < bound`` keep their meaning for a finer bound."""
     if value is None:
         return None
     import pandas as pd
 
     ts = pd.Timestamp(value)
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.to_pydatetime()
+    return ts.ceil("us").to_pydatetime()
 
 
 def iter_records(directory: str | Path, since=None, until=None) -> Iterable[dict]:
@@ -248,7 +261,8 @@ def _scan(directory, since, until, skipped: list[int]) -> Iterable[dict]:
     for path in log_files(directory):
         start = _file_start(path)
         if until is not None and start is not None and start >= until:
-            continue  # (no skipping by mtime for ``since``: a copied or restored file has a wrong one)
+            continue  # every record of a file is at or after its name's time (the writer's invariant)
+        # (no skipping by mtime for ``since``: a copied or restored file has a wrong one)
         with open(path, "rb") as fh:
             for line in fh:
                 try:

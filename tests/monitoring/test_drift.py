@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from drift_data import MODEL, Clock, Population, make_reference, write_log
 
-from regionmed.monitoring.drift import embedding_plot, resolve_window, run_monitor
+from regionmed.monitoring.drift import Window, embedding_plot, load_current, resolve_window, run_monitor
+from regionmed.monitoring.embedding_log import EmbeddingLogWriter, log_files
 from regionmed.monitoring.reference import Reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -147,6 +150,31 @@ def test_the_window_ends_at_the_newest_record_and_leaves_older_rows_out(tmp_path
     # an explicit window over the old rows only
     s = monitor(params, tmp_path, reference, since="2026-11-26T00:00:00", until="2026-11-27T00:00:00")
     assert s["current"]["rows"]["image"] == 300 and s["status"] == "drift" and s["window"]["anchor"] == "given"
+
+
+def test_the_window_holds_every_record_up_to_its_end_across_rotations(tmp_path):
+    # The clock moves on each time it is read (like a real one): a new file starts at the time its
+    # first record gets. A window ending right at a file's start holds every record before it.
+    class Stepping(Clock):
+        def __call__(self) -> float:
+            self.t += 0.5
+            return self.t
+
+    clock = Stepping()
+    w = EmbeddingLogWriter(tmp_path / "log", rotate_seconds=2.0, clock=clock)
+    for e in Population(seed=5).images(40)[0]:
+        w.log(endpoint="encode_image", model_version=MODEL, request="0123456789abcdef", kind="image",
+              embeddings=e[None])
+    w.close()
+    names = [p.name.split("-")[1] for p in log_files(tmp_path / "log")]
+    starts = [pd.Timestamp(datetime.strptime(n, "%Y%m%dT%H%M%S%fZ"), tz="UTC") for n in names]
+    assert len(starts) >= 5
+    t0 = starts[0]
+    for end in starts[1:]:
+        cur = load_current(tmp_path / "log", Window(t0, end, 0.0, "given"), ["image"], [MODEL])
+        ts = cur.frames["image"]["ts"]
+        assert cur.rows_in_window["image"] == round((end - t0).total_seconds() / 0.5)
+        assert ts.min() == t0 and ts.max() < end
 
 
 def test_window_now_and_window_hours(tmp_path):

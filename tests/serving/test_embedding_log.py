@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from regionmed.monitoring.embedding_log import (
@@ -139,3 +140,86 @@ def test_concurrent_writers_never_interleave_lines(tmp_path):
     w.close()
     df = read_log(tmp_path)
     assert len(df) == 8 * 25 * 3 == w.records_written and df.attrs["skipped_lines"] == 0
+
+
+class SteppingClock:
+    """A clock that moves on by ``step`` seconds every time it is read, like a real one under load."""
+
+    def __init__(self, t: float = T0, step: float = 0.25):
+        self.t, self.step = t, step
+
+    def __call__(self) -> float:
+        t = self.t
+        self.t += self.step
+        return t
+
+
+def _file_starts(directory) -> list[datetime]:
+    return [datetime.strptime(p.name.split("-")[1], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+            for p in log_files(directory)]
+
+
+def test_every_record_in_a_window_is_read_at_rotation_boundaries(tmp_path):
+    # Rotation by time and by size with a clock that moves between reads: files start right where
+    # records are stamped. Every window whose edges sit on a record's time or a file's start (or one
+    # microsecond either side) must return exactly the records in [since, until): none lost at the
+    # end (a file named at or after `until` holding older records), none from outside.
+    w = EmbeddingLogWriter(tmp_path, rotate_bytes=700, rotate_seconds=1.0, clock=SteppingClock())
+    for i in range(24):
+        write(w, 1 + i % 3, rid=str(i))
+    w.close()
+    assert len(log_files(tmp_path)) >= 6
+    everything = read_log(tmp_path)
+    assert len(everything) == w.records_written
+    stamps = sorted(set(everything["ts"]))
+    starts = [pd.Timestamp(s) for s in _file_starts(tmp_path)]
+    us = pd.Timedelta(microseconds=1)
+    edges = sorted({e + d for e in [*stamps, *starts] for d in (-us, pd.Timedelta(0), us)})
+
+    def expected(since, until):
+        keep = pd.Series(True, index=everything.index)
+        if since is not None:
+            keep &= everything["ts"] >= since
+        if until is not None:
+            keep &= everything["ts"] < until
+        return sorted(zip(everything["ts"][keep], everything["request"][keep]))
+
+    def got(since, until):
+        df = read_log(tmp_path, since=since, until=until)
+        return sorted(zip(df["ts"], df["request"]))
+
+    for edge in edges:
+        assert got(None, edge) == expected(None, edge), f"until={edge}"
+        assert got(edge, None) == expected(edge, None), f"since={edge}"
+    for since, until in zip(edges, edges[3:]):
+        assert got(since, until) == expected(since, until), f"[{since}, {until})"
+
+
+def test_no_record_is_older_than_its_file_even_when_the_clock_steps_back(tmp_path):
+    clock = Clock()
+    w = EmbeddingLogWriter(tmp_path, rotate_seconds=60, clock=clock)
+    write(w, 1, rid="a")
+    clock.t = T0 - 5  # NTP steps the clock back
+    write(w, 2, rid="b")
+    clock.t = T0 + 61  # rotate
+    write(w, 1, rid="c")
+    clock.t = T0 + 30  # back again, in the new file
+    write(w, 1, rid="d")
+    w.close()
+    for path, start in zip(log_files(tmp_path), _file_starts(tmp_path)):
+        stamps = [datetime.strptime(json.loads(line)["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+                  for line in path.read_text().splitlines()]
+        assert stamps and min(stamps) >= start and stamps == sorted(stamps)
+    assert len(read_log(tmp_path, until=datetime.fromtimestamp(T0 + 61, tz=UTC))) == 3
+    assert len(read_log(tmp_path, since=datetime.fromtimestamp(T0 + 61, tz=UTC))) == 2
+
+
+def test_window_bounds_finer_than_a_microsecond(tmp_path):
+    w = EmbeddingLogWriter(tmp_path, clock=Clock())
+    write(w, 1)
+    w.close()
+    ts = pd.Timestamp("2026-11-28T10:00:00Z")
+    half = pd.Timedelta(nanoseconds=500)
+    assert len(read_log(tmp_path, until=ts + half)) == 1  # ts < until
+    assert len(read_log(tmp_path, since=ts + half)) == 0  # ts < since
+    assert len(read_log(tmp_path, since=ts - half, until=ts + half)) == 1
