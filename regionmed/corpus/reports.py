@@ -79,15 +79,14 @@ def describe(phantom: Phantom, rng: np.random.Generator, negatives_per_report: i
     modality_text = _pick(rng, MODALITY_TEXTS[modality.name])
     anatomy_text = _pick(rng, ANATOMY_TEXTS).format(organs=", ".join(organ_names))
     sentences = [_pick(rng, FINDING_SENTENCES).format(phrase=p, Phrase=_capitalise(p)) for p in true_phrases]
-    finding_text = " ".join(sentences) if sentences else _pick(rng, NORMAL_SENTENCES)
+    positives = " ".join(sentences) if sentences else _pick(rng, NORMAL_SENTENCES)
     order = rng.permutation(len(absent))[:negatives_per_report]
     negatives = [_pick(rng, NEGATIVE_SENTENCES).format(finding=absent[i]) for i in order]
+    # The finding level is the report's FINDINGS section, pertinent negatives included: short texts
+    # where "no X" sits beside the image that lacks X, which is what teaches negation.
+    finding_text = " ".join([positives, *negatives])
     impression = _impression(phantom) if phantom.findings else _pick(rng, NORMAL_SENTENCES)
-    report = REPORT_TEMPLATE.format(
-        modality=_capitalise(modality_text),
-        findings=" ".join([finding_text, *negatives]),
-        impression=impression,
-    )
+    report = REPORT_TEMPLATE.format(modality=_capitalise(modality_text), findings=finding_text, impression=impression)
     qa = _questions(phantom, present, absent, rng, absent_questions)
     return PhantomText(modality_text, anatomy_text, finding_text, report,
                        present or [NO_FINDING], regions, qa)
