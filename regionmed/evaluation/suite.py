@@ -21,9 +21,10 @@ from regionmed.evaluation.hardneg import hard_negative_discrimination, pad_negat
 from regionmed.evaluation.inference import Encoder
 from regionmed.evaluation.retrieval import retrieval_ranks
 from regionmed.evaluation.vqa import flatten_qa, qa_features, train_answer_head
-from regionmed.evaluation.zeroshot import (by_size_bucket, class_embeddings, embed_prompt_sets, label_matrix,
-                                           modality_prompts, multilabel_metrics, presence_absence_embeddings,
-                                           presence_vs_absence, size_matrix, zero_shot_scores)
+from regionmed.evaluation.zeroshot import (by_size_bucket, class_embeddings, embed_prompt_sets, is_axis_label,
+                                           label_axes, label_matrix, modality_prompts, multilabel_metrics,
+                                           presence_absence_embeddings, presence_vs_absence, size_matrix,
+                                           zero_shot_scores)
 
 
 @dataclass
@@ -86,9 +87,17 @@ def _zero_shot(ev, enc, test, image_emb, ids) -> None:
     ev.add("zeroshot/modality_accuracy", predicted == test["modality"].to_numpy(), ids)
 
     classes = sorted({c for labels in test["labels"] for c in labels})
-    findings = [c for c in classes if c != NO_FINDING]
+    findings = [c for c in classes if c != NO_FINDING and not is_axis_label(c)]
     targets = label_matrix(rows, classes)
     scores = zero_shot_scores(image_emb, class_embeddings(enc.texts, classes), scale)
+    # axis:class labels (MedPix: modality, plane, body part): single-label accuracy per axis, over
+    # the images that carry a label on that axis (NaN for the others)
+    for axis, axis_classes in label_axes(classes).items():
+        cols = [classes.index(c) for c in axis_classes]
+        truth = targets[:, cols]
+        hit = (truth[np.arange(len(rows)), scores[:, cols].argmax(1)] > 0).astype(float)
+        ev.add(f"zeroshot/axis_{axis}_accuracy", np.where(truth.any(1), hit, np.nan), ids)
+        ev.point[f"zeroshot/axis_{axis}_chance"] = 1 / len(axis_classes)
     overall = multilabel_metrics(scores, targets, classes)
     ev.point["zeroshot/macro_auroc"] = overall["macro_auroc"]
     ev.details["zeroshot"] = overall
@@ -97,6 +106,8 @@ def _zero_shot(ev, enc, test, image_emb, ids) -> None:
     for bucket, m in sizes.items():
         ev.point[f"zeroshot/macro_auroc_{bucket}"] = m["macro_auroc"]
     ev.details["zeroshot_by_size"] = sizes
+    if not findings:  # e.g. MedPix: axis labels only, nothing to be present or absent
+        return
     # presence vs absence ("there is X" vs "no X") for each finding of the image's own modality:
     # a per-item, negation-aware zero-shot accuracy that can be broken down by finding size
     present, absent = presence_absence_embeddings(enc.texts, findings)

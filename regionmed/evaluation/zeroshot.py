@@ -81,6 +81,9 @@ def build_prompts(
     auto = finding_modalities() if modality is None else {}
     out: dict[str, list[str]] = {}
     for c in classnames:
+        if is_axis_label(c):  # "plane:axial": its own prompt text, in the axis templates
+            out[c] = axis_prompts(c, p)
+            continue
         if isinstance(modality, str):
             mod = modality
         elif isinstance(modality, Mapping):
@@ -93,6 +96,31 @@ def build_prompts(
         if not out[c]:
             raise ValueError(f"no template applies to class {c!r}")
     return out
+
+
+def is_axis_label(label: str) -> bool:
+    """Labels written ``axis:class`` (imported corpora, e.g. MedPix's ``plane:axial``) classify
+    along an axis: one class per axis per image."""
+    return ":" in label
+
+
+def axis_prompts(label: str, prompts: Mapping[str, Any] | None = None) -> list[str]:
+    """Prompts of an ``axis:class`` label: the label's text (the importer's table, e.g. "an axial
+    image") in each of the file's ``axis_templates``."""
+    from regionmed.corpus.importers.medpix import label_text
+
+    p = prompts if prompts is not None else load_prompts()
+    text = label_text(label)
+    return list(dict.fromkeys(" ".join(t.format(label=text).split()) for t in p["axis_templates"]))
+
+
+def label_axes(classnames: Sequence[str]) -> dict[str, list[str]]:
+    """``{axis: [its classes]}`` of the ``axis:class`` labels among ``classnames`` (sorted)."""
+    axes: dict[str, list[str]] = {}
+    for c in sorted(classnames):
+        if is_axis_label(c):
+            axes.setdefault(c.split(":", 1)[0], []).append(c)
+    return axes
 
 
 def modality_prompts(modality_ids: Sequence[str], prompts: Mapping[str, Any] | None = None) -> dict[str, list[str]]:

@@ -176,3 +176,44 @@ def test_presence_vs_absence_and_negation_similarity():
     # an encoder that ignores negation words scores similarity 1
     deaf = lambda texts: bag_of_words([" ".join(w for w in t.split() if w not in {"no", "there", "is", "evidence", "of", "a", "an", "present", "seen"}) for t in texts])
     np.testing.assert_allclose(negation_similarity(*presence_absence_embeddings(deaf, classes)), 1.0, rtol=1e-5)
+
+
+def test_axis_labels_classify_along_each_axis_with_their_own_prompt_text():
+    """MedPix-style ``axis:class`` labels: prompts from the label's text; per-axis accuracy over the
+    images that carry the axis; no presence/absence test (nothing is a finding)."""
+    import pandas as pd
+
+    from regionmed.evaluation.suite import ModelEvaluation, _zero_shot
+    from regionmed.evaluation.zeroshot import label_axes
+
+    prompts = build_prompts(["plane:axial", "modality:ct"])
+    assert prompts["plane:axial"][0] == "an axial image" and "this is a CT scan" in prompts["modality:ct"]
+    assert label_axes(["plane:axial", "nodule", "modality:mri", "plane:coronal"]) == {
+        "modality": ["modality:mri"], "plane": ["plane:axial", "plane:coronal"]}
+
+    keys = {"axial": 0, "coronal": 1, "CT": 2, "MRI": 3}
+
+    class Words:  # a text embeds as the key words it contains; an image as the words of its labels
+        logit_scale = 10.0
+
+        def texts(self, texts):
+            out = np.full((len(texts), 8), 1e-3)
+            for i, t in enumerate(texts):
+                for w, k in keys.items():
+                    out[i, k] += w in t.replace(".", " ").split()
+            return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    test = pd.DataFrame({"image_id": ["a", "b", "c"], "modality": ["ct", "mri", "ct"],
+                         "labels": [["modality:ct", "plane:axial"], ["modality:mri", "plane:coronal"], ["modality:ct"]],
+                         "regions": [[], [], []]})
+    images = np.zeros((3, 8))
+    images[0, [0, 2]] = 1   # axial CT: right on both axes
+    images[1, [0, 3]] = 1   # coronal MRI seen as axial: wrong plane
+    images[2, [2]] = 1      # CT without a plane label
+    ev = ModelEvaluation()
+    _zero_shot(ev, Words(), test, images / np.linalg.norm(images, axis=1, keepdims=True), test["image_id"].to_numpy())
+    np.testing.assert_array_equal(ev.items["zeroshot/axis_modality_accuracy"].values, [1, 1, 1])
+    np.testing.assert_array_equal(ev.items["zeroshot/axis_plane_accuracy"].values, [1, 0, np.nan])
+    assert ev.point["zeroshot/axis_plane_chance"] == 0.5
+    assert "zeroshot/modality_accuracy" in ev.items  # the corpus's modality column, kept beside the axis
+    assert not any(k.startswith("zeroshot/presence") for k in ev.items)
