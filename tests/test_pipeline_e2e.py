@@ -16,7 +16,7 @@ REDUCED = {
     "corpus": {"image_size": 64, "synthetic": {"n_images": 480}},
     "validation": {"thresholds": {"min_label_count": 1, "split_tolerance": 0.2}},
     "model": {"vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
-              "text": {"hidden": 64, "layers": 1, "heads": 2, "mlp": 128}},
+              "text": {"hidden": 64, "layers": 1, "heads": 2, "mlp": 128}, "roi": {"grid_sizes": [4]}},
     "train": {"batch_size": 16, "eval_batch_size": 64, "val_every_n_steps": 3, "checkpoint_every_n_steps": 3,
               "warmup_steps": 2},
     "phases": {"global": {"steps": TINY_STEPS}, "region": {"steps": TINY_STEPS}, "joint": {"steps": TINY_STEPS}},
