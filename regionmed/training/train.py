@@ -90,6 +90,10 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
                     weights_only=True)
         summary.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()})
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    elif log_dir is not None:
+        # a skipped phase has no curves, but its stage still declares the log folder as an output
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        (Path(log_dir) / "SKIPPED").write_text(f"phase {phase} ran 0 steps: the weights passed through\n")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     model.requires_grad_(True)
     export_model(model.cpu().eval(), tokenizer, params.model, out_dir,
