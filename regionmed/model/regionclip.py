@@ -206,7 +206,7 @@ class RegionCLIP(nn.Module):
         if ground_cells and not cells_are_proposals:
             box_sets.append(cells)
         if use_regions:
-            given, given_mask, given_slot = pack_by_image(batch["region_boxes"].to(pixels.dtype),
+            given, _, given_slot = pack_by_image(batch["region_boxes"].to(pixels.dtype),
                                                          batch["region_batch"], bsz)
             box_sets.append(given)
         feats = self._region_feats(normed, global_feat, grid, box_sets)  # one attention pass for every set

@@ -184,7 +184,7 @@ def test_phrase_grounding_loss_matches_oracle_and_learns_the_right_cell():
                                   torch.tensor(50.0, dtype=torch.float64))
     wrong = phrase_grounding_loss(onehot[0, [0]], onehot, torch.tensor([0]), boxes[[2]], cell_boxes(3, 3).double(),
                                   torch.tensor(50.0, dtype=torch.float64))
-    assert right < 1e-6 < 40 < wrong
+    assert right < 1e-6 and wrong > 40
 
 
 def test_hierarchical_loss_grounding_needs_cell_embeddings():

@@ -1,0 +1,52 @@
+"""Wall time of the four training stages of the default pipeline, as `dvc repro` runs them.
+
+    python benchmarks/bench_stages.py [--params params.yaml]
+
+Runs each stage's own command (`python -m regionmed train phase …`, the same as `dvc.yaml`) one
+after another into a temporary folder, so no DVC output or lock is touched; needs the corpus and
+tokenizer of `dvc repro tokenizer`. Prints seconds per stage (process start-up, training,
+validation, export) and the total, against the issue's 10-minute budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = (("global", None), ("region", "global"), ("joint", "region"), ("baseline", None))
+BUDGET_S = 600
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    total = 0.0
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
+    with tempfile.TemporaryDirectory(prefix="bench_stages_") as tmp:
+        out = Path(tmp)
+        for phase, init in STAGES:
+            cmd = [sys.executable, "-m", "regionmed", "train", "phase", phase, "--params", args.params,
+                   "--out", str(out / phase), "--metrics", str(out / f"{phase}.json"),
+                   "--log-dir", str(out / "dvclive" / phase), "--state-dir", str(out / "state")]
+            if init:
+                cmd += ["--init-from", str(out / init)]
+            started = time.perf_counter()
+            subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            seconds = time.perf_counter() - started
+            total += seconds
+            print(f"pretrain_{phase:<9} {seconds:7.1f} s", flush=True)
+    verdict = "within" if total <= BUDGET_S else "OVER"
+    print(f"four stages   {total:7.1f} s  ({verdict} the {BUDGET_S} s budget); load average after: "
+          f"{os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
