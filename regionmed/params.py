@@ -86,7 +86,7 @@ class CorpusParams(_Strict):
     importer: ImportParams = ImportParams()
 
 
-LossName = Literal["global", "region", "grounding", "modality", "anatomy", "finding"]
+LossName = Literal["global", "region", "grounding", "negation", "modality", "anatomy", "finding"]
 
 
 class AugmentParams(_Strict):
@@ -237,6 +237,7 @@ class ServingParams(_Strict):
     max_top_k: int = Field(100, ge=1)
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per worker; None: torch's default
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when available
+    tracing: bool = False  # BentoML's OpenTelemetry spans per request (worth it only with an exporter configured)
     batching: ServingBatching = ServingBatching()
     embedding_log: EmbeddingLogParams = EmbeddingLogParams()
 

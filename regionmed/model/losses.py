@@ -137,6 +137,26 @@ def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative
     return ce * world_size / total
 
 
+def negation_loss(image: torch.Tensor, text: torch.Tensor, negation: torch.Tensor, negation_mask: torch.Tensor,
+                  logit_scale: torch.Tensor, ids: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
+                  gather_with_grad: bool = True) -> torch.Tensor:
+    """Image→text InfoNCE whose candidates are the texts of the global batch *plus* each image's
+    own contradicting text ``negation [B, D]`` (``negation_mask [B]`` False = none): "no nodule"
+    for an image with a nodule, "there is evidence of a nodule" for one without. Contrastive
+    batches almost never hold such a pair, so nothing else teaches the text tower that "no X" and
+    "X" mean opposite things (NegCLIP's observation). Rows are this rank's images (local loss).
+    """
+    bsz = image.shape[0]
+    all_text = gather_features(text, rank, world_size, gather_with_grad)
+    labels = torch.arange(bsz, device=image.device) + rank * bsz
+    logits = logit_scale * image @ all_text.T
+    if ids is not None:
+        all_ids = gather_features(ids, rank, world_size, False)
+        logits = logits.masked_fill(_duplicate_mask(ids, all_ids, labels), NEG_INF)
+    own = (logit_scale * (image * negation).sum(-1)).masked_fill(~negation_mask.bool(), NEG_INF)
+    return F.cross_entropy(torch.cat([logits, own[:, None]], dim=1), labels)
+
+
 def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """The box drawn on the patch grid: ``boxes [N, 4]``, ``cells [G, 4]`` → ``[N, G]``, each row the
     share of the box's area that falls in each cell (sums to 1; a degenerate box puts all on its centre cell)."""
@@ -198,6 +218,12 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
                 scale, outputs["phrase_ids"], clip_loss.rank, clip_loss.world_size, clip_loss.gather_with_grad,
                 **(region_loss_kwargs or {}))
             continue
+        if name == "negation":
+            parts[name] = negation_loss(outputs["image"], outputs["text"]["finding_text"],
+                                        outputs["text"]["negation_text"], outputs["negation_mask"], scale,
+                                        outputs["text_ids"]["finding_text"], clip_loss.rank, clip_loss.world_size,
+                                        clip_loss.gather_with_grad)
+            continue
         if name == "grounding":
             if "cell_region" not in outputs:
                 raise KeyError("grounding loss asked for, but the outputs hold no cell embeddings "
@@ -206,7 +232,7 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
                                                 outputs["region_boxes"], outputs["cell_boxes"], scale)
             continue
         if name not in HIERARCHY:
-            raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding'])}")
+            raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding', 'negation'])}")
         level, image_key = HIERARCHY[name]
         parts[name] = clip_loss(outputs[image_key], outputs["text"][level], scale, outputs["text_ids"][level])
     if not parts:

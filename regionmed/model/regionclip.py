@@ -192,6 +192,8 @@ class RegionCLIP(nn.Module):
             "text_ids": {lv: token_ids_hash(*tb) for lv, tb in zip(levels, token_batches)},
             "logit_scale": self.scale(),
         }
+        if "negation_mask" in batch:
+            out["negation_mask"] = batch["negation_mask"]
         normed, global_feat, grid = self._features(pixels)
         out["image_global"] = F.normalize(self.image_proj(global_feat), dim=-1)
         if self.global_only:

@@ -16,11 +16,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from regionmed.corpus.images import read_png, to_model_input
-from regionmed.corpus.schema import read_manifest
+from regionmed.corpus.schema import NO_FINDING, read_manifest
 
 TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
 # A region that loses more than this share of its area to an augmentation shift is dropped.
 MIN_KEPT_AREA = 0.5
+# Sentences that contradict an image (the negation loss): a finding it has, denied, or a finding
+# of its modality that it lacks, asserted. Report language, as the corpus writes its findings.
+DENY_SENTENCES = ("No {label}.", "There is no {label}.")
+ASSERT_SENTENCES = ("There is evidence of {label}.", "{Label} is seen.")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ class CorpusDataset(Dataset):
         self.augment = augment or AugmentConfig()
         self.seed = seed
         self.epoch = 0
+        # finding labels per modality (axis:class labels and "no finding" are not findings)
+        self.findings_by_modality = {
+            m: sorted({lb for labels in group["labels"] for lb in labels if lb != NO_FINDING and ":" not in lb})
+            for m, group in self.df.groupby("modality")}
 
     def __len__(self) -> int:
         return len(self.df)
@@ -68,7 +76,20 @@ class CorpusDataset(Dataset):
             "labels": list(row["labels"]),
             "modality": row["modality"],
             "image_id": row["image_id"],
+            "negation_text": self.contradiction(row, np.random.default_rng([self.seed, self.epoch, i, 1])),
         }
+
+    def contradiction(self, row, rng: np.random.Generator) -> str:
+        """A sentence this image's findings contradict ("" when its modality has no finding labels)."""
+        findings = self.findings_by_modality.get(row["modality"], [])
+        present = [lb for lb in row["labels"] if lb in findings]
+        absent = [lb for lb in findings if lb not in present]
+        if not present and not absent:
+            return ""
+        deny = bool(present) and (not absent or rng.random() < 0.5)
+        label = str(rng.choice(present if deny else absent))
+        template = str(rng.choice(DENY_SENTENCES if deny else ASSERT_SENTENCES))
+        return template.format(label=label, Label=label[:1].upper() + label[1:])
 
 
 def _augment(pixels: torch.Tensor, boxes: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator):
@@ -116,6 +137,8 @@ class Collator:
         batch = {"pixels": torch.stack([it["pixels"] for it in items])}
         for level in TEXT_LEVELS:
             batch[level] = self.tokenize([it["texts"][level] for it in items])
+        batch["negation_text"] = self.tokenize([it.get("negation_text", "") for it in items])
+        batch["negation_mask"] = torch.tensor([bool(it.get("negation_text")) for it in items])
         table: dict[str, int] = {}
         phrase_index, negative_rows, region_batch, boxes = [], [], [], []
         for b, it in enumerate(items):

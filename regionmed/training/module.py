@@ -21,8 +21,8 @@ from regionmed.evaluation.retrieval import retrieval_metrics
 from regionmed.model.losses import ClipLoss, cell_overlap_targets, hierarchical_loss
 from regionmed.model.regionclip import RegionCLIP
 
-TEXT_LEVEL_OF_LOSS = {"global": "report", "modality": "modality_text", "anatomy": "anatomy_text",
-                      "finding": "finding_text"}
+TEXT_LEVELS_OF_LOSS = {"global": ("report",), "modality": ("modality_text",), "anatomy": ("anatomy_text",),
+                       "finding": ("finding_text",), "negation": ("finding_text", "negation_text")}
 NO_DECAY_NAMES = ("bias", "LayerNorm", "layernorm", "norm", "logit_scale", "embeddings")
 
 
@@ -46,7 +46,7 @@ class RegionMedModule(L.LightningModule):
         if model.global_only and {"region", "grounding"} & set(self.loss_weights):
             raise ValueError("a global_only model cannot train the region or grounding loss")
         # levels whose text must be encoded for the active losses (fewer texts = faster steps)
-        self.text_levels = tuple(TEXT_LEVEL_OF_LOSS[k] for k in self.loss_weights if k in TEXT_LEVEL_OF_LOSS)
+        self.text_levels = tuple(dict.fromkeys(lv for k in self.loss_weights for lv in TEXT_LEVELS_OF_LOSS.get(k, ())))
         self._val: dict[str, list] = {}
 
     def setup(self, stage: str) -> None:
@@ -56,6 +56,8 @@ class RegionMedModule(L.LightningModule):
 
     def _batch_for(self, batch: dict) -> dict:
         keep = {"pixels", *self.text_levels}
+        if "negation" in self.loss_weights:
+            keep.add("negation_mask")
         if {"region", "grounding"} & set(self.loss_weights):
             keep |= {"region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table"}
         return {k: v for k, v in batch.items() if k in keep}

@@ -198,3 +198,25 @@ def test_hierarchical_loss_grounding_needs_cell_embeddings():
     torch.testing.assert_close(total, 0.5 * parts["grounding"])
     torch.testing.assert_close(parts["grounding"], grounding_oracle(
         outputs["phrase"], outputs["cell_region"], outputs["region_batch"], outputs["region_boxes"], (2, 2), 2.0))
+
+
+def test_negation_loss_matches_oracle_and_ignores_images_without_a_contradiction():
+    from regionmed.model.losses import negation_loss
+
+    b, d = 4, 6
+    image, text, neg = _unit(b, d, seed=41), _unit(b, d, seed=42), _unit(b, d, seed=43)
+    mask = torch.tensor([True, False, True, True])
+    ids = torch.tensor([0, 1, 0, 2])  # texts 0 and 2 are the same report: not each other's negatives
+    scale = torch.tensor(3.0, dtype=torch.float64)
+    loss = negation_loss(image, text, neg, mask, scale, ids)
+    expected = image.new_zeros(())
+    for i in range(b):
+        cands = [scale * image[i] @ text[j] for j in range(b) if j == i or ids[j] != ids[i]]
+        pos = [j for j in range(b) if j == i or ids[j] != ids[i]].index(i)
+        if mask[i]:
+            cands.append(scale * image[i] @ neg[i])
+        expected = expected - torch.log_softmax(torch.stack(cands), 0)[pos]
+    torch.testing.assert_close(loss, expected / b)
+    # aligned pairs: a contradiction that reads like the image's own text costs more than its opposite
+    every = torch.ones(b, dtype=torch.bool)
+    assert negation_loss(text, text, text, every, scale) > negation_loss(text, text, -text, every, scale) + 0.5

@@ -28,3 +28,23 @@ def test_zero_step_phases_pass_weights_through_and_still_write_their_declared_ou
         if name in shared:
             torch.testing.assert_close(value, shared[name], rtol=0, atol=0)
     assert not passed.global_only and any(n.startswith("roi.") for n in passed.state_dict())
+
+
+def test_each_image_gets_a_sentence_its_findings_contradict(tiny_training):
+    from regionmed.training.data import CorpusDataset
+
+    params, corpus, _ = tiny_training
+    data = CorpusDataset(corpus, "train", 1, 6)
+    seen = {"deny": 0, "assert": 0}
+    for i in range(len(data)):
+        item = data[i]
+        text, labels = item["negation_text"], set(item["labels"])
+        findings = data.findings_by_modality[item["modality"]]
+        label = next(f for f in findings if f in text.lower())
+        if text.startswith(("No ", "There is no ")):
+            assert label in labels  # a finding the image has, denied
+            seen["deny"] += 1
+        else:
+            assert label not in labels  # a finding of its modality it lacks, asserted
+            seen["assert"] += 1
+    assert min(seen.values()) > len(data) // 5, seen
