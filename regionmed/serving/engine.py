@@ -117,6 +117,7 @@ class Engine:
         self.index = index
         self.lock = threading.Lock()
         self._class_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()  # not the model's: a cache hit never waits for a model call
         cfg = model.config
         self.image_size, self.channels = cfg.vision.image_size, cfg.vision.channels
         self.max_length, self.embed_dim = cfg.text.max_length, cfg.embed_dim
@@ -183,12 +184,10 @@ class Engine:
     def class_embeddings(self, classes: Sequence[str], use_templates: bool = True) -> np.ndarray:
         """``[C, D]``: per label the prompt-ensembled embedding (templates from the evaluation's
         prompt file), or with ``use_templates=False`` each string embedded as it is (a prompt)."""
+        hit = self.cached_class_embeddings(classes, use_templates)
+        if hit is not None:
+            return hit
         key = (bool(use_templates), *classes)
-        with self.lock:
-            hit = self._class_cache.get(key)
-            if hit is not None:
-                self._class_cache.move_to_end(key)
-                return hit
         if use_templates:
             from regionmed.evaluation.zeroshot import build_prompts, embed_prompt_sets
 
@@ -196,11 +195,20 @@ class Engine:
         else:
             emb = self.encode_texts(list(classes))
         emb = np.asarray(emb, dtype=np.float32)
-        with self.lock:
+        with self._cache_lock:
             self._class_cache[key] = emb
             while len(self._class_cache) > CLASS_CACHE_SIZE:
                 self._class_cache.popitem(last=False)
         return emb
+
+    def cached_class_embeddings(self, classes: Sequence[str], use_templates: bool = True) -> np.ndarray | None:
+        """:meth:`class_embeddings` if this label set is in the cache, else ``None``; never runs the model."""
+        key = (bool(use_templates), *classes)
+        with self._cache_lock:
+            hit = self._class_cache.get(key)
+            if hit is not None:
+                self._class_cache.move_to_end(key)
+            return hit
 
     def probabilities(self, image_emb: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
         """Softmax over classes of ``logit_scale * cos`` → ``[N, C]``."""

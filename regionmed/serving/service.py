@@ -15,27 +15,34 @@ How the checks sit in BentoML's request path: uploads and texts are validated by
 validators while the request is parsed, i.e. per request and *before* adaptive batching, so one
 bad request in a batch cannot fail the others. The body-size limit and the API key are an ASGI
 middleware (``middleware.py``). ``zero_shot`` and ``retrieve`` batch their image encodes through
-an in-process copy of BentoML's adaptive dispatcher (a public batchable API takes one argument;
-these take an image and texts).
+an in-process batcher with its own model thread (:class:`ImageBatcher`; a public batchable API
+takes one argument, these take an image and texts).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-from pathlib import Path
+import threading
+import time
+from collections import deque
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import anyio
 import bentoml
 import numpy as np
 from bentoml.exceptions import BadInput, InvalidArgument, ServiceUnavailable
+from bentoml.validators import ContentType
 from pydantic import AfterValidator, Field
+from pydantic_core import core_schema
+from starlette.datastructures import UploadFile
 
 from regionmed.corpus.images import ImageError
 from regionmed.env import configure_environment
 from regionmed.monitoring.embedding_log import EmbeddingLogWriter, hash_request_id
-from regionmed.serving.engine import DecodedImage, Engine, decode_upload
+from regionmed.serving.engine import DecodedImage, Engine, PreparedImage, decode_upload
 from regionmed.serving.index import ITEM_KINDS, RetrievalIndex
 from regionmed.serving.middleware import RequestGuardMiddleware, current_request_id
 from regionmed.serving.settings import ENV_LOG_DIR, ENV_LOG_SALT, load_serving_params, resolve_model
@@ -49,17 +56,37 @@ BATCH = SETTINGS.batching
 
 
 # ---- input validation (runs while BentoML parses a request) -----------------------------------------
-def _upload(path: Path) -> DecodedImage:
-    """An uploaded file → decoded pixels; a ``ValueError`` here is a 400 naming the problem."""
-    if not isinstance(path, Path):
-        return path  # already decoded (an in-process ``.local`` call)
+def _upload_bytes(obj: Any) -> bytes:
+    """The bytes of an uploaded file (or, in-process, of a path or bytes); a ``ValueError`` is a 400."""
+    limit = SETTINGS.max_upload_bytes
     try:
-        size = path.stat().st_size
-        if size > SETTINGS.max_upload_bytes:
-            raise ValueError(f"image file of {size} bytes is over the limit of {SETTINGS.max_upload_bytes}")
-        data = path.read_bytes()
+        if isinstance(obj, UploadFile):
+            if obj.size is not None and obj.size > limit:
+                raise ValueError(f"image file of {obj.size} bytes is over the limit of {limit}")
+            obj.file.seek(0)
+            data = obj.file.read(limit + 1)
+        elif isinstance(obj, PurePath):
+            size = Path(obj).stat().st_size
+            if size > limit:
+                raise ValueError(f"image file of {size} bytes is over the limit of {limit}")
+            data = Path(obj).read_bytes()
+        elif isinstance(obj, (bytes, bytearray, memoryview)):
+            data = bytes(obj)
+        else:
+            raise ValueError(f"an image must be an uploaded file (a multipart/form-data part), not "  # noqa: TRY004  (pydantic makes a ValueError a 400; a TypeError would be a 500)
+                             f"{type(obj).__name__}")
     except OSError as exc:
         raise ValueError(f"the upload could not be read ({type(exc).__name__})") from None
+    if len(data) > limit:
+        raise ValueError(f"image file of {len(data)} bytes is over the limit of {limit}")
+    return data
+
+
+def _upload(obj: Any) -> DecodedImage:
+    """An uploaded file → decoded pixels; a ``ValueError`` here is a 400 naming the problem."""
+    if isinstance(obj, DecodedImage):
+        return obj  # already decoded (an in-process ``.local`` call)
+    data = _upload_bytes(obj)
     try:
         decoded = decode_upload(data, SETTINGS.max_image_pixels)
     except ImageError as exc:
@@ -126,12 +153,39 @@ def _boxes(boxes: list[list[float]]) -> list[list[float]]:
     return boxes
 
 
-ImageFile = Annotated[Path, AfterValidator(_upload)]  # any content type: PNG, JPEG, DICOM (application/dicom) are sniffed
+class UploadedImage(PurePosixPath):
+    """The type of an image field: a file part of a multipart request (PNG, JPEG or DICOM; any
+    content type, the format is sniffed), validated into a :class:`DecodedImage`.
+
+    BentoML treats any ``PurePath`` subclass as a file field (multipart, ``"type": "file"`` in the
+    schema its clients read) but gives only the stdlib path classes its own schema, which writes
+    every upload to a temp file on disk (and deletes it after the response) on the event loop.
+    This one decodes the upload's bytes straight from the parsed form: no temp file, no second read.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_upload, core_schema.any_schema())
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: Any) -> dict[str, Any]:
+        value = handler(schema)
+        if handler.mode == "validation":  # as BentoML's FileSchema
+            value.update({"type": "file", "format": "binary"})
+        else:
+            value.update({"type": "string", "format": "binary"})
+        return value
+
+
+ImageFile = UploadedImage
 ImageList = Annotated[list[ImageFile], AfterValidator(_images)]
 TextList = Annotated[list[str], AfterValidator(_texts)]
 LabelList = Annotated[list[str], AfterValidator(_labels)]
 Text = Annotated[str, AfterValidator(_text)]
 BoxList = Annotated[list[list[float]], AfterValidator(_boxes)]
+# Every API answers JSON. Said here, BentoML does not derive the media type again from the output's
+# JSON schema for every response (it builds a pydantic TypeAdapter each time).
+JSON = ContentType("application/json")
 
 
 # ---- BentoML's multipart parser, minus URL fetching ---------------------------------------------------
@@ -173,33 +227,86 @@ _harden_multipart()
 
 
 # ---- in-process adaptive batching for APIs that take more than the image --------------------------------
-def _overloaded():
-    raise ServiceUnavailable("the service is overloaded: the request waited longer than "
-                             f"batching.max_latency_ms ({BATCH.max_latency_ms} ms)")
-
-
 class ImageBatcher:
-    """One image in, its embedding out; concurrent calls are encoded together by BentoML's own
-    adaptive (CORK) dispatcher, with the same max batch size and latency as the batchable APIs."""
+    """One decoded image in, its embedding and prepared input (with the log's descriptors) out.
+
+    Concurrent calls are prepared and encoded together by one model thread that takes whatever is
+    queued (up to ``max_batch_size``) as soon as its previous batch is done: the batch size adapts
+    to the load, and the next batch starts without waiting for the event loop, which meanwhile
+    answers the last batch's requests and parses the next ones. A request that has waited longer
+    than ``max_latency_ms`` when its turn comes is shed with 503 (like the batchable APIs).
+    """
 
     def __init__(self, engine: Engine, max_batch_size: int, max_latency_ms: int):
-        self.engine = engine
-        try:
-            from bentoml._internal.marshal.dispatcher import CorkDispatcher
-        except ImportError:  # a BentoML without it: encode one at a time
-            self._call = None
+        self.engine, self.max_batch_size = engine, max(1, int(max_batch_size))
+        self.max_latency_s = max_latency_ms / 1000.0
+        self._queue: deque[tuple[float, DecodedImage, asyncio.AbstractEventLoop, asyncio.Future]] = deque()
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    async def __call__(self, item: DecodedImage) -> tuple[np.ndarray, PreparedImage]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._ready:
+            if self._closed:
+                raise ServiceUnavailable("the service is shutting down")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="regionmed-image-batcher", daemon=True)
+                self._thread.start()
+            self._queue.append((time.monotonic(), item, loop, future))
+            self._ready.notify()
+        return await future
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if self._closed and not self._queue:
+                    return
+                jobs = [self._queue.popleft() for _ in range(min(self.max_batch_size, len(self._queue)))]
+            now = time.monotonic()
+            late = [j for j in jobs if now - j[0] > self.max_latency_s]
+            for _, _, loop, future in late:
+                _resolve(loop, future, error=ServiceUnavailable(
+                    "the service is overloaded: the request waited longer than "
+                    f"batching.max_latency_ms ({BATCH.max_latency_ms} ms)"))
+            jobs = [j for j in jobs if now - j[0] <= self.max_latency_s]
+            if not jobs:
+                continue
+            try:
+                prepared = [self.engine.prepare(item) for _, item, _, _ in jobs]
+                embeddings = self.engine.encode_images(prepared)
+            except Exception as exc:  # noqa: BLE001  (handed to each request, as BentoML's dispatcher does)
+                for _, _, loop, future in jobs:
+                    _resolve(loop, future, error=exc)
+                continue
+            for (_, _, loop, future), emb, prep in zip(jobs, embeddings, prepared):
+                _resolve(loop, future, result=(emb, prep))
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any = None,
+             error: BaseException | None = None) -> None:
+    """Settle ``future`` from the model thread (unless its request has gone meanwhile)."""
+
+    def settle() -> None:
+        if future.done():
             return
-        dispatcher = CorkDispatcher(max_latency_in_ms=max_latency_ms, max_batch_size=max_batch_size,
-                                    fallback=_overloaded, get_batch_size=lambda _: 1, batch_dim=(0, 0))
-        self._call = dispatcher(self._run)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
 
-    async def _run(self, items) -> list[np.ndarray]:
-        return list(await anyio.to_thread.run_sync(self.engine.encode_images, list(items)))
-
-    async def __call__(self, item) -> np.ndarray:
-        if self._call is None:
-            return (await self._run([item]))[0]
-        return await self._call(item)
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop is closed: nobody is waiting
+        pass
 
 
 def _api_key() -> str | None:
@@ -211,6 +318,10 @@ def _api_key() -> str | None:
     workers=1,
     traffic={"timeout": SETTINGS.timeout_s},
     http={"host": SETTINGS.host, "port": SETTINGS.port},
+    # BentoML wraps every request in OpenTelemetry spans (the request, each body chunk read, each
+    # response message) even when no exporter is configured and nothing is sampled; with
+    # ``serving.tracing: false`` (the default) every URL is excluded from that middleware.
+    **({} if SETTINGS.tracing else {"tracing": {"excluded_urls": [".*"]}}),
 )
 class RegionMedService:
     """Region-aware medical CLIP: embeddings, zero-shot, grounding, region embeddings, retrieval."""
@@ -245,6 +356,7 @@ class RegionMedService:
 
     @bentoml.on_shutdown
     def _close_log(self) -> None:
+        self.image_batcher.close()
         if self.embedding_log is not None:
             self.embedding_log.close()
 
@@ -264,7 +376,7 @@ class RegionMedService:
 
     # ---- APIs ------------------------------------------------------------------------------------
     @bentoml.api(batchable=True, max_batch_size=BATCH.max_batch_size, max_latency_ms=BATCH.max_latency_ms)
-    def encode_image(self, images: ImageList) -> list[list[float]]:
+    def encode_image(self, images: ImageList) -> Annotated[list[list[float]], JSON]:
         """Images (PNG, JPEG or DICOM) → L2-normalised image embeddings, one per image, in order."""
         prepared = [self.engine.prepare(d) for d in images]
         emb = self.engine.encode_images(prepared)
@@ -273,7 +385,7 @@ class RegionMedService:
         return emb.tolist()
 
     @bentoml.api(batchable=True, max_batch_size=BATCH.max_batch_size, max_latency_ms=BATCH.max_latency_ms)
-    def encode_text(self, texts: TextList) -> list[list[float]]:
+    def encode_text(self, texts: TextList) -> Annotated[list[list[float]], JSON]:
         """Texts → L2-normalised text embeddings, one per text, in order."""
         emb = self.engine.encode_texts(texts)
         self._log("encode_text", "text", emb, self.engine.text_descriptors(texts),
@@ -282,15 +394,16 @@ class RegionMedService:
 
     @bentoml.api
     async def zero_shot(self, image: ImageFile, labels: LabelList | None = None,
-                        prompts: LabelList | None = None) -> dict[str, Any]:
+                        prompts: LabelList | None = None) -> Annotated[dict[str, Any], JSON]:
         """An image and either candidate ``labels`` (each expanded with the evaluation's prompt
         templates and ensembled) or ready-made ``prompts`` (one class each) → probabilities."""
         if (labels is None) == (prompts is None):
             raise InvalidArgument("send exactly one of 'labels' (class names) or 'prompts' (sentences)")
         classes = [str(c) for c in (labels if labels is not None else prompts)]
-        prepared = self.engine.prepare(image)
-        class_emb = await anyio.to_thread.run_sync(self.engine.class_embeddings, classes, labels is not None)
-        emb = await self.image_batcher(prepared)
+        class_emb = self.engine.cached_class_embeddings(classes, labels is not None)
+        if class_emb is None:  # not seen lately: encode the label set off the event loop
+            class_emb = await anyio.to_thread.run_sync(self.engine.class_embeddings, classes, labels is not None)
+        emb, prepared = await self.image_batcher(image)
         probs = self.engine.probabilities(emb[None], class_emb)[0]
         self._log("zero_shot", "image", emb[None], [prepared.descriptors], [image.request or current_request_id()])
         best = int(np.argmax(probs))
@@ -299,7 +412,7 @@ class RegionMedService:
                 "model_version": self.engine.version}
 
     @bentoml.api
-    def ground(self, image: ImageFile, phrase: Text) -> dict[str, Any]:
+    def ground(self, image: ImageFile, phrase: Text) -> Annotated[dict[str, Any], JSON]:
         """Where in the image is ``phrase``? → box ``[x0, y0, x1, y1]`` normalised to the upload,
         its score (cosine of the box's region embedding with the phrase; higher is better), and the
         heatmap (cosine per patch cell of the model's letterboxed square input, rows top to bottom)."""
@@ -312,7 +425,7 @@ class RegionMedService:
                 "grid": list(heat.shape), "box_model_input": out["box_model"], "model_version": self.engine.version}
 
     @bentoml.api
-    def encode_regions(self, image: ImageFile, boxes: BoxList) -> dict[str, Any]:
+    def encode_regions(self, image: ImageFile, boxes: BoxList) -> Annotated[dict[str, Any], JSON]:
         """An image and boxes ``[x0, y0, x1, y1]`` normalised to it → one region embedding per box."""
         prepared = self.engine.prepare(image)
         try:
@@ -326,7 +439,7 @@ class RegionMedService:
     @bentoml.api
     async def retrieve(self, text: Text | None = None, image: ImageFile = None,  # type: ignore[assignment]
                        top_k: Annotated[int, Field(ge=1, le=SETTINGS.max_top_k)] = 5,
-                       target: Literal["image", "report"] = "image") -> dict[str, Any]:
+                       target: Literal["image", "report"] = "image") -> Annotated[dict[str, Any], JSON]:
         """A ``text`` or an ``image`` → the ``top_k`` most similar ``target`` items of the index
         (``image``: the split's images; ``report``: their reports). Items carry ids, modality and
         labels only."""
@@ -339,8 +452,7 @@ class RegionMedService:
             query = (await anyio.to_thread.run_sync(self.engine.encode_texts, [text]))[0]
             self._log("retrieve", "text", query[None], self.engine.text_descriptors([text]), [current_request_id()])
         else:
-            prepared = self.engine.prepare(image)
-            query = await self.image_batcher(prepared)
+            query, prepared = await self.image_batcher(image)
             self._log("retrieve", "image", query[None], [prepared.descriptors], [image.request or current_request_id()])
         results = index.search(query, top_k, target)
         return {"query": "text" if text is not None else "image", "target": target, "results": results,
@@ -348,7 +460,7 @@ class RegionMedService:
                 "model_version": self.engine.version}
 
     @bentoml.api
-    def metadata(self) -> dict[str, Any]:
+    def metadata(self) -> Annotated[dict[str, Any], JSON]:
         """The served model: version, origin, metrics, gate decision, provenance; limits; the index."""
         info, e = self.engine.info, self.engine
         index = e.index
