@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -11,20 +10,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from validation_corpus import small_params
 
 from regionmed.corpus.schema import MANIFEST_FILE, MANIFEST_SCHEMA, read_manifest
 from regionmed.params import Params
-
-# 300 images is about the smallest size where every label of the atlas lands in test (seed 0); the
-# threshold that depends on corpus size is relaxed accordingly, everything else is the default (the
-# image size too: other params, e.g. the model's, must agree with corpus.image_size).
-SMALL = {"corpus": {"synthetic": {"n_images": 300}}, "validation": {"thresholds": {"min_label_count": 1}}}
-
-
-def small_params(**validation) -> Params:
-    from regionmed.params import _deep_merge
-
-    return Params.model_validate(_deep_merge(SMALL, {"validation": validation}))
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +52,3 @@ def broken_copy(tmp_path, good_corpus) -> Callable[..., Path]:
         return corpus
 
     return make
-
-
-def edit_build_summary(corpus: Path, **changes) -> None:
-    path = corpus / "build.json"
-    summary = json.loads(path.read_text())
-    summary.update(changes)
-    path.write_text(json.dumps(summary))

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import small_params
+from validation_corpus import small_params
 
 from regionmed.corpus.build import build_corpus
 from regionmed.corpus.schema import read_manifest

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from conftest import SMALL
 from pipeline_copy import clean_copy, run
+from validation_corpus import SMALL
 
 from regionmed.params import _deep_merge
 

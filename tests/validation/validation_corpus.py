@@ -1,0 +1,27 @@
+"""Helpers of the validation tests, importable by name (``from conftest import`` can pick another
+folder's conftest when several test folders run in one session)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from regionmed.params import Params
+
+# 300 images is about the smallest size where every label of the atlas lands in test (seed 0); the
+# threshold that depends on corpus size is relaxed accordingly, everything else is the default (the
+# image size too: other params, e.g. the model's, must agree with corpus.image_size).
+SMALL = {"corpus": {"synthetic": {"n_images": 300}}, "validation": {"thresholds": {"min_label_count": 1}}}
+
+
+def small_params(**validation) -> Params:
+    from regionmed.params import _deep_merge
+
+    return Params.model_validate(_deep_merge(SMALL, {"validation": validation}))
+
+
+def edit_build_summary(corpus: Path, **changes) -> None:
+    path = corpus / "build.json"
+    summary = json.loads(path.read_text())
+    summary.update(changes)
+    path.write_text(json.dumps(summary))
