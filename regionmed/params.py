@@ -92,6 +92,8 @@ LossName = Literal["global", "region", "grounding", "negation", "modality", "ana
 class AugmentParams(_Strict):
     max_shift: float = Field(0.04, ge=0, lt=0.5)  # fraction of the image; boxes move with it
     intensity: float = Field(0.1, ge=0, lt=1)  # +- contrast / brightness
+    # share of finding phrases whose grounding query drops its location words ("a small nodule")
+    location_free: float = Field(0.0, ge=0, le=1)
 
 
 class PhaseParams(_Strict):

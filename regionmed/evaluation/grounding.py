@@ -10,6 +10,10 @@ Pointing game
     * strict: the peak cell contains the true box's centre (cells are half-open ``[lo, hi)``,
       the last row/column closed, so exactly one cell contains any point).
 
+A phrase can name several regions of its image (a location-free "a small nodule" where there are
+two): pass ``alternatives`` (:func:`same_phrase_alternatives`) and pointing at any of them counts,
+for the model and for the no-image baselines alike.
+
 Images follow the radiological convention: the patient's right is on the image left (x < 0.5).
 """
 
@@ -56,11 +60,33 @@ def _cell_index(v: np.ndarray, n: int) -> np.ndarray:
     return np.clip(np.floor(np.asarray(v) * n), 0, n - 1).astype(int)
 
 
-def pointing_game(heatmaps: Any, true_boxes: Any) -> dict[str, np.ndarray]:
+def same_phrase_alternatives(image_index: Sequence[int], phrases: Sequence[str]) -> list[list[int]]:
+    """Per phrase, the *other* rows of the same image with the identical phrase (usually none)."""
+    rows: dict[tuple, list[int]] = {}
+    for k, key in enumerate(zip(image_index, phrases)):
+        rows.setdefault(key, []).append(k)
+    return [[j for j in rows[key] if j != k] for k, key in enumerate(zip(image_index, phrases))]
+
+
+def _hits_any(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray,
+              alternatives: Sequence[Sequence[int]] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Cell hits of each phrase's peak on its own box or any of its ``alternatives`` boxes."""
+    lenient, strict = _cell_hits(rows, cols, grid, boxes)
+    if alternatives:
+        pairs = np.array([(k, j) for k, alt in enumerate(alternatives) for j in alt], dtype=int).reshape(-1, 2)
+        if len(pairs):
+            alt_l, alt_s = _cell_hits(rows[pairs[:, 0]], cols[pairs[:, 0]], grid, boxes[pairs[:, 1]])
+            np.logical_or.at(lenient, pairs[:, 0], alt_l)
+            np.logical_or.at(strict, pairs[:, 0], alt_s)
+    return lenient, strict
+
+
+def pointing_game(heatmaps: Any, true_boxes: Any,
+                  alternatives: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
     """Per phrase, ``lenient`` and ``strict`` hits (bool ``[N]``) of the heatmap peak (module doc)."""
     h = as_numpy(heatmaps)
     rows, cols = peak_cells(h)
-    lenient, strict = _cell_hits(rows, cols, h.shape[-2:], _boxes(true_boxes))
+    lenient, strict = _hits_any(rows, cols, h.shape[-2:], _boxes(true_boxes), alternatives)
     return {"lenient": lenient, "strict": strict}
 
 
@@ -116,18 +142,27 @@ def laterality_accuracy(heatmap_true_phrase: Any, heatmap_swapped_phrase: Any, t
     return out
 
 
-def uniform_chance_pointing(true_boxes: Any, grid: tuple[int, int]) -> dict[str, np.ndarray]:
+def uniform_chance_pointing(true_boxes: Any, grid: tuple[int, int],
+                            alternatives: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
     """Expected hit of a uniformly random peak cell, per phrase: ``lenient`` = fraction of cells
-    overlapping the box, ``strict`` = 1 / (number of cells) (one cell holds the centre)."""
+    overlapping the box (or any of its ``alternatives``), ``strict`` = the fraction of cells holding
+    one of their centres (1 / number of cells for a single box)."""
     gh, gw = grid
     b = _boxes(true_boxes)
     rows, cols = np.divmod(np.arange(gh * gw), gw)
-    lenient = np.zeros(len(b))
+    lenient_cells = np.zeros((len(b), gh * gw), dtype=bool)
+    strict_cells = np.zeros((len(b), gh * gw), dtype=bool)
     for start in range(0, len(b), 4096):  # the same cell test as pointing_game, for every cell
         chunk = b[start:start + 4096]
-        hits, _ = _cell_hits(rows[None, :], cols[None, :], (gh, gw), chunk[:, None, :])
-        lenient[start:start + 4096] = hits.mean(axis=1)
-    return {"lenient": lenient, "strict": np.full(len(b), 1.0 / (gh * gw))}
+        lenient_cells[start:start + 4096], strict_cells[start:start + 4096] = _cell_hits(
+            rows[None, :], cols[None, :], (gh, gw), chunk[:, None, :])
+    if alternatives:
+        lenient_cells, strict_cells = lenient_cells.copy(), strict_cells.copy()
+        for k, alt in enumerate(alternatives):
+            if alt:
+                lenient_cells[k] |= lenient_cells[list(alt)].any(0)
+                strict_cells[k] |= strict_cells[list(alt)].any(0)
+    return {"lenient": lenient_cells.mean(axis=1), "strict": strict_cells.mean(axis=1)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,7 +241,7 @@ def text_prior_box(phrase: str, means: Mapping[str, Mapping[str, np.ndarray]], l
 
 def text_prior_pointing(phrases: Sequence[str], true_boxes: Any, train_regions: Iterable[Any],
                         grid: tuple[int, int], labels: Sequence[str | None] | None = None,
-                        mode: str = "rules") -> dict[str, np.ndarray]:
+                        mode: str = "rules", alternatives: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
     """Pointing game of a no-image model that points at the centre of :func:`text_prior_box`.
 
     Returns per phrase ``lenient``/``strict`` hits (same rules as :func:`pointing_game`, with the
@@ -220,5 +255,5 @@ def text_prior_pointing(phrases: Sequence[str], true_boxes: Any, train_regions: 
     gh, gw = grid
     rows = _cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh)
     cols = _cell_index((boxes[:, 0] + boxes[:, 2]) / 2, gw)
-    lenient, strict = _cell_hits(rows, cols, (gh, gw), _boxes(true_boxes))
+    lenient, strict = _hits_any(rows, cols, (gh, gw), _boxes(true_boxes), alternatives)
     return {"lenient": lenient, "strict": strict, "boxes": boxes, "source": np.array([s for _, s in found])}

@@ -15,8 +15,8 @@ import pandas as pd
 
 from regionmed.corpus.phrases import has_laterality, strip_location, swap_laterality
 from regionmed.corpus.schema import NO_FINDING, SIZE_BUCKETS
-from regionmed.evaluation.grounding import (box_iou, laterality_accuracy, pointing_game, text_prior_pointing,
-                                            uniform_chance_pointing)
+from regionmed.evaluation.grounding import (box_iou, laterality_accuracy, pointing_game, same_phrase_alternatives,
+                                            text_prior_pointing, uniform_chance_pointing)
 from regionmed.evaluation.hardneg import hard_negative_discrimination, pad_negatives
 from regionmed.evaluation.inference import Encoder
 from regionmed.evaluation.retrieval import retrieval_ranks
@@ -147,10 +147,13 @@ def _grounding(ev, enc, regions, pixels, train) -> None:
                              ("locfree", [strip_location(p) for p in regions["phrase"]])):
         heat, pred = enc.ground(pixels, index, phrases)
         grid = heat.shape[-2:]
-        hits = pointing_game(heat, boxes)
+        # "a small nodule" in an image with two small nodules names both: either one is a hit
+        alternatives = same_phrase_alternatives(index, phrases)
+        hits = pointing_game(heat, boxes, alternatives)
         # empirical: the mean train box of the same location words (the stronger no-image prior)
-        prior = text_prior_pointing(phrases, boxes, train_regions, grid, labels=list(regions["label"]), mode="empirical")
-        chance = uniform_chance_pointing(boxes, grid)
+        prior = text_prior_pointing(phrases, boxes, train_regions, grid, labels=list(regions["label"]),
+                                    mode="empirical", alternatives=alternatives)
+        chance = uniform_chance_pointing(boxes, grid, alternatives)
         for rule in ("lenient", "strict"):
             model_hits = hits[rule].astype(float)
             ev.add(f"grounding/{variant}/{rule}", model_hits, groups)

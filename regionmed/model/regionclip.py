@@ -178,6 +178,8 @@ class RegionCLIP(nn.Module):
         Returns normalised embeddings: ``image_global``, ``image`` (region-aware), ``text`` and
         ``text_ids`` (dicts by level), and with regions ``region``, ``region_batch``, ``phrase``,
         ``phrase_ids``, ``hard_negative [N, K, D]``, ``hard_negative_mask [N, K]``; ``logit_scale``.
+        Optional ``ground_index [N]`` (the grounding query of each region, into ``text_table``) and
+        ``ground_group [N, N]`` (the regions each query names) → ``ground_phrase``, ``ground_group``.
         """
         pixels = batch["pixels"]
         bsz = pixels.shape[0]
@@ -229,4 +231,6 @@ class RegionCLIP(nn.Module):
                 hard_negative=table[hard_index.clamp(min=0)],
                 hard_negative_mask=hard_index >= 0,
             )
+            if "ground_index" in batch:  # grounding queries differ from the phrases (augmentation)
+                out.update(ground_phrase=table[batch["ground_index"]], ground_group=batch["ground_group"])
         return out

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from regionmed.corpus.images import read_png, to_model_input
+from regionmed.corpus.phrases import strip_location
 from regionmed.corpus.schema import NO_FINDING, read_manifest
 
 TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
@@ -31,6 +32,10 @@ ASSERT_SENTENCES = ("There is evidence of {label}.", "{Label} is seen.")
 class AugmentConfig:
     max_shift: float = 0.0  # fraction of the image size
     intensity: float = 0.0  # +- relative contrast and brightness change
+    # Share of finding phrases whose *grounding* query drops its location words. Every corpus
+    # phrase names its place ("... in the right upper zone"), so without this the grounding loss
+    # never asks the image where "a small nodule" is, and the words alone can answer it.
+    location_free: float = 0.0
 
 
 class CorpusDataset(Dataset):
@@ -66,6 +71,7 @@ class CorpusDataset(Dataset):
             regions = [r for r, k in zip(regions, keep) if k]
             boxes = boxes[keep]
         return {
+            "ground_phrases": self._ground_phrases(regions, np.random.default_rng([self.seed, self.epoch, i, 2])),
             "pixels": pixels,
             "texts": {level: row[level] for level in TEXT_LEVELS},
             "boxes": boxes,
@@ -78,6 +84,13 @@ class CorpusDataset(Dataset):
             "image_id": row["image_id"],
             "negation_text": self.contradiction(row, np.random.default_rng([self.seed, self.epoch, i, 1])),
         }
+
+    def _ground_phrases(self, regions: list, rng: np.random.Generator) -> list[str]:
+        """The grounding query of each region: its phrase, or for a finding (with probability
+        ``augment.location_free``) the phrase without its location words."""
+        p = self.augment.location_free
+        return [strip_location(r["phrase"]) if p > 0 and r["kind"] == "finding" and rng.random() < p else r["phrase"]
+                for r in regions]
 
     def contradiction(self, row, rng: np.random.Generator) -> str:
         """A sentence this image's findings contradict ("" when its modality has no finding labels)."""
@@ -140,13 +153,25 @@ class Collator:
         batch["negation_text"] = self.tokenize([it.get("negation_text", "") for it in items])
         batch["negation_mask"] = torch.tensor([bool(it.get("negation_text")) for it in items])
         table: dict[str, int] = {}
-        phrase_index, negative_rows, region_batch, boxes = [], [], [], []
+        phrase_index, negative_rows, region_batch, boxes, ground_index = [], [], [], [], []
+        ground_group = []  # per region: the batch rows of the regions its grounding query names
         for b, it in enumerate(items):
-            for phrase, negatives, box in zip(it["phrases"], it["hard_negatives"], it["boxes"]):
+            queries = it.get("ground_phrases", it["phrases"])
+            first = len(phrase_index)
+            for phrase, negatives, box, query in zip(it["phrases"], it["hard_negatives"], it["boxes"], queries):
                 phrase_index.append(table.setdefault(phrase, len(table)))
                 negative_rows.append([table.setdefault(n, len(table)) for n in negatives])
+                ground_index.append(table.setdefault(query, len(table)))
                 region_batch.append(b)
                 boxes.append(box)
+            # a location-free query ("a small nodule") names every region of the image it describes
+            kinds, phrases = it["region_kind"], it["phrases"]
+            for k, (phrase, query) in enumerate(zip(phrases, queries)):
+                ground_group.append([first + j for j in range(len(phrases)) if j == k or (
+                    query != phrase and kinds[j] == "finding" and strip_location(phrases[j]) == query)])
+        group = torch.zeros(len(ground_group), len(ground_group), dtype=torch.bool)
+        for k, rows in enumerate(ground_group):
+            group[k, rows] = True
         k = max((len(r) for r in negative_rows), default=0)
         hard = torch.full((len(negative_rows), max(k, 1)), -1, dtype=torch.long)
         for i, row in enumerate(negative_rows):
@@ -155,6 +180,8 @@ class Collator:
             region_boxes=torch.stack(boxes) if boxes else torch.zeros(0, 4),
             region_batch=torch.tensor(region_batch, dtype=torch.long),
             phrase_index=torch.tensor(phrase_index, dtype=torch.long),
+            ground_index=torch.tensor(ground_index, dtype=torch.long),
+            ground_group=group,
             hard_negative_index=hard,
             text_table=self.tokenize(list(table) or [""]),
             region_kind=[k for it in items for k in it["region_kind"]],

@@ -60,6 +60,8 @@ class RegionMedModule(L.LightningModule):
             keep.add("negation_mask")
         if {"region", "grounding"} & set(self.loss_weights):
             keep |= {"region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table"}
+        if "grounding" in self.loss_weights:
+            keep |= {"ground_index", "ground_group"}
         return {k: v for k, v in batch.items() if k in keep}
 
     def on_train_epoch_start(self) -> None:

@@ -77,7 +77,7 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
     if steps > 0:
         datamodule = CorpusDataModule(
             corpus_dir, tokenizer, params.model.vision.channels, params.model.text.max_length, t.batch_size,
-            t.max_regions_per_image, AugmentConfig(t.augment.max_shift, t.augment.intensity), t.num_workers,
+            t.max_regions_per_image, AugmentConfig(t.augment.max_shift, t.augment.intensity, t.augment.location_free), t.num_workers,
             params.seed, t.eval_batch_size)
         module = RegionMedModule(model, spec.loss_weights,
                                  OptimConfig(spec.lr, t.weight_decay, min(t.warmup_steps, steps // 2), steps,

@@ -144,3 +144,26 @@ def test_text_prior_empirical_mode_and_pointing():
     assert out["source"].tolist() == ["words", "label", "organ"] and out["boxes"].shape == (3, 4)
     emp = text_prior_pointing(phrases, true, TRAIN, grid=(4, 4), mode="empirical")
     assert emp["lenient"].tolist() == [True, False, True] and emp["source"][0] == "location"
+
+
+def test_a_phrase_naming_two_regions_is_hit_on_either_for_model_prior_and_chance():
+    from regionmed.evaluation.grounding import same_phrase_alternatives
+
+    image_index = [0, 0, 0, 1]
+    phrases = ["a small nodule", "a small nodule", "a large mass", "a small nodule"]
+    assert same_phrase_alternatives(image_index, phrases) == [[1], [0], [], []]
+    alternatives = same_phrase_alternatives(image_index, phrases)
+    boxes = np.array([[0.0, 0.0, 0.2, 0.2], [0.8, 0.8, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6], [0.0, 0.0, 0.2, 0.2]])
+    grid = (4, 4)
+    heat = one_hot(grid, [(3, 3), (3, 3), (3, 3), (3, 3)])  # every peak on the bottom-right cell
+    plain = pointing_game(heat, boxes)
+    assert plain["lenient"].tolist() == [False, True, False, False]
+    grouped = pointing_game(heat, boxes, alternatives)
+    # phrase 0 points at the other small nodule of its image: a hit; the mass and image 1 are unchanged
+    assert grouped["lenient"].tolist() == [True, True, False, False]
+    assert grouped["strict"].tolist() == [True, True, False, False]
+    chance = uniform_chance_pointing(boxes, grid, alternatives)
+    single = uniform_chance_pointing(boxes, grid)
+    np.testing.assert_allclose(chance["lenient"][[0, 1]], single["lenient"][0] + single["lenient"][1])  # disjoint
+    np.testing.assert_allclose(chance["strict"], [2 / 16, 2 / 16, 1 / 16, 1 / 16])
+    np.testing.assert_allclose(chance["lenient"][2:], single["lenient"][2:])
