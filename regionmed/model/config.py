@@ -83,6 +83,9 @@ class RoiConfig(_Strict):
     - ``crop_branch``: also re-encode each region's crop (resized to ``crop_size``) with the image
       encoder; sharper for small findings, but one extra encoder pass per region.
     - ``fusion_heads``: heads of the cross-attention from region tokens to [global + patch tokens].
+    - ``fusion_dim``: width of the region tokens and the fusion (the patch and global features are
+      projected down to it first); ``None`` = the image encoder's width. Narrower is cheaper: the
+      fusion runs over every proposal and patch cell of every image (BENCHMARKS.md).
     - ``proposals``: boxes used when none are given. ``grid``: a fixed multi-scale tiling of the image
       into ``n x n`` boxes for each ``n`` in ``grid_sizes``. ``similarity`` (grounding only, where a text
       is known): the grid boxes plus boxes centred on the best-matching patch cells.
@@ -93,6 +96,7 @@ class RoiConfig(_Strict):
     crop_branch: bool = False
     crop_size: int = Field(64, ge=8)
     fusion_heads: int = Field(4, ge=1)
+    fusion_dim: int | None = Field(None, ge=8)
     proposals: Literal["grid", "similarity"] = "grid"
     grid_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
 
@@ -116,8 +120,8 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _fusion_heads_divide(self) -> ModelConfig:
-        if self.vision.backbone is None and self.vision.hidden % self.roi.fusion_heads:
-            raise ValueError(
-                f"roi.fusion_heads {self.roi.fusion_heads} must divide vision.hidden {self.vision.hidden}"
-            )
+        width, name = ((self.roi.fusion_dim, "roi.fusion_dim") if self.roi.fusion_dim
+                       else (self.vision.hidden, "vision.hidden"))
+        if (self.roi.fusion_dim or self.vision.backbone is None) and width % self.roi.fusion_heads:
+            raise ValueError(f"roi.fusion_heads {self.roi.fusion_heads} must divide {name} {width}")
         return self

@@ -173,7 +173,8 @@ def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tens
 
 def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batch: torch.Tensor,
                           region_boxes: torch.Tensor, cell_boxes: torch.Tensor,
-                          logit_scale: torch.Tensor, group: torch.Tensor | None = None) -> torch.Tensor:
+                          logit_scale: torch.Tensor, group: torch.Tensor | None = None,
+                          query_region: torch.Tensor | None = None) -> torch.Tensor:
     """Where does each phrase point? Cross-entropy from a phrase ``[N, D]`` over the patch cells of its
     own image ``cells [B, G, D]`` (region embeddings of each cell box), against the box drawn on the grid
     (:func:`cell_overlap_targets`). The region-phrase loss only asks *which text* fits a given box;
@@ -182,13 +183,15 @@ def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batc
     Local to each rank (a phrase's candidates are its own image's cells, never another rank's), so
     no gather: DDP's mean of the ranks' means is the global mean when ranks hold similar region counts.
 
-    ``group [N, N]`` (bool, optional): phrase ``n`` names the regions ``group[n]`` of its image (a
-    location-free "a small nodule" names both small nodules); its target is the mean of their boxes'
-    targets. Default: each phrase names its own region.
+    Queries other than the region phrases (optional): ``phrase [M, D]`` with ``query_region [M]``
+    (the region whose image each query is asked about) and ``group [M, N]`` (bool: the regions each
+    names; a location-free "a small nodule" names both small nodules of its image). A query's target
+    is the mean of its regions' targets. Default: query ``n`` is region ``n``'s phrase, naming it alone.
     """
     if phrase.shape[0] == 0:
         return cells.sum() * 0.0
-    logits = logit_scale * torch.einsum("nd,ngd->ng", phrase, cells[region_batch])
+    images = region_batch if query_region is None else region_batch[query_region]
+    logits = logit_scale * torch.einsum("nd,ngd->ng", phrase, cells[images])
     target = cell_overlap_targets(region_boxes.to(logits.dtype), cell_boxes.to(logits.dtype))
     if group is not None:
         weights = group.to(target.dtype)
@@ -237,7 +240,7 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
                                "(forward(..., ground_cells=True) on a model with the region path)")
             parts[name] = phrase_grounding_loss(outputs.get("ground_phrase", outputs["phrase"]), outputs["cell_region"],
                                                 outputs["region_batch"], outputs["region_boxes"], outputs["cell_boxes"],
-                                                scale, outputs.get("ground_group"))
+                                                scale, outputs.get("ground_group"), outputs.get("ground_region"))
             continue
         if name not in HIERARCHY:
             raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding', 'negation'])}")

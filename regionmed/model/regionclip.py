@@ -53,7 +53,7 @@ class RegionCLIP(nn.Module):
         self.image_proj = nn.Linear(vh, dim, bias=False)
         self.text_proj = nn.Linear(th, dim, bias=False)
         self.roi = None if global_only else RoiProcessor(config.roi, vh)
-        self.region_proj = None if global_only else nn.Linear(vh, dim, bias=False)
+        self.region_proj = None if global_only else nn.Linear(self.roi.width, dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.init_temperature)))
         # not persistent: they come from the config, which is saved beside the weights
         self.register_buffer("pixel_mean", torch.tensor(config.vision.pixel_mean), persistent=False)
@@ -178,8 +178,9 @@ class RegionCLIP(nn.Module):
         Returns normalised embeddings: ``image_global``, ``image`` (region-aware), ``text`` and
         ``text_ids`` (dicts by level), and with regions ``region``, ``region_batch``, ``phrase``,
         ``phrase_ids``, ``hard_negative [N, K, D]``, ``hard_negative_mask [N, K]``; ``logit_scale``.
-        Optional ``ground_index [N]`` (the grounding query of each region, into ``text_table``) and
-        ``ground_group [N, N]`` (the regions each query names) → ``ground_phrase``, ``ground_group``.
+        Optional grounding queries ``ground_index [M]`` (into ``text_table``), ``ground_region [M]``
+        (the region each was made from) and ``ground_group [M, N]`` (the regions each names) →
+        ``ground_phrase``, ``ground_region``, ``ground_group``.
         """
         pixels = batch["pixels"]
         bsz = pixels.shape[0]
@@ -231,6 +232,7 @@ class RegionCLIP(nn.Module):
                 hard_negative=table[hard_index.clamp(min=0)],
                 hard_negative_mask=hard_index >= 0,
             )
-            if "ground_index" in batch:  # grounding queries differ from the phrases (augmentation)
-                out.update(ground_phrase=table[batch["ground_index"]], ground_group=batch["ground_group"])
+            if "ground_index" in batch:  # grounding queries beyond the phrases (location-free ones)
+                out.update(ground_phrase=table[batch["ground_index"]], ground_region=batch["ground_region"],
+                           ground_group=batch["ground_group"])
         return out

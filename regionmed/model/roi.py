@@ -159,32 +159,39 @@ class RoiProcessor(nn.Module):
         super().__init__()
         self.config = config
         p = config.pool_size
-        self.cell_proj = nn.Linear(p * p * hidden, hidden)
-        self.box_embed = nn.Sequential(nn.Linear(8, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-        self.crop_proj = nn.Linear(hidden, hidden) if config.crop_branch else None
-        self.query_norm = nn.LayerNorm(hidden)
-        self.context_norm = nn.LayerNorm(hidden)
-        self.cross_attn = nn.MultiheadAttention(hidden, config.fusion_heads, batch_first=True)
-        self.fuse_gate = nn.Linear(2 * hidden, hidden)
-        self.out_norm = nn.LayerNorm(hidden)
+        width = self.width = config.fusion_dim or hidden  # region features are [..., width]
+        # a narrower fusion sees the patch grid and the global token through one shared projection
+        self.feature_in = nn.Linear(hidden, width) if width != hidden else None
+        self.cell_proj = nn.Linear(p * p * width, width)
+        self.box_embed = nn.Sequential(nn.Linear(8, width), nn.GELU(), nn.Linear(width, width))
+        self.crop_proj = nn.Linear(hidden, width) if config.crop_branch else None
+        self.query_norm = nn.LayerNorm(width)
+        self.context_norm = nn.LayerNorm(width)
+        self.cross_attn = nn.MultiheadAttention(width, config.fusion_heads, batch_first=True)
+        self.fuse_gate = nn.Linear(2 * width, width)
+        self.out_norm = nn.LayerNorm(width)
         # gated attention pooling over an image's regions (attention-MIL style)
-        attn_dim = max(hidden // 2, 8)
-        self.pool_v = nn.Linear(hidden, attn_dim)
-        self.pool_u = nn.Linear(hidden, attn_dim)
+        attn_dim = max(width // 2, 8)
+        self.pool_v = nn.Linear(width, attn_dim)
+        self.pool_u = nn.Linear(width, attn_dim)
         self.pool_w = nn.Linear(attn_dim, 1)
-        self.mix_gate = nn.Linear(2 * hidden, hidden)
-        self.mix_proj = nn.Linear(hidden, hidden)
+        self.mix_gate = nn.Linear(hidden + width, hidden)
+        self.mix_proj = nn.Linear(width, hidden)
 
     def region_features(self, grid: torch.Tensor, global_feat: torch.Tensor,
                         box_sets: list[torch.Tensor], crop_feats: list[torch.Tensor | None] | None = None
                         ) -> list[torch.Tensor]:
         """``grid [B, C, gh, gw]``, ``global [B, C]`` and box sets, each ``[R, 4]`` (the same boxes in
-        every image) or ``[B, R, 4]`` (per image, padded) → fused region features ``[B, R, C]`` per set.
+        every image) or ``[B, R, 4]`` (per image, padded) → fused region features ``[B, R, width]``
+        per set (``width`` = ``fusion_dim``, or ``C``).
 
         Region tokens never see each other (attention runs from each token to its image's context
         only), so padding rows are harmless and the sets share one attention call.
         """
         cfg = self.config
+        if self.feature_in is not None:
+            grid = self.feature_in(grid.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            global_feat = self.feature_in(global_feat)
         tokens = []
         for k, boxes in enumerate(box_sets):
             shared = boxes.dim() == 2
@@ -209,7 +216,7 @@ class RoiProcessor(nn.Module):
 
     def image_feature(self, global_feat: torch.Tensor, region_feats: torch.Tensor,
                       mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Gated attention pooling of each image's regions ``[B, R, C]`` (``mask [B, R]``: False =
+        """Gated attention pooling of each image's regions ``[B, R, width]`` (``mask [B, R]``: False =
         padding), gated into its global feature: ``[B, C]``.
 
         An image without regions keeps its global feature plus the gate's response to a zero summary.

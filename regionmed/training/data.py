@@ -32,9 +32,9 @@ ASSERT_SENTENCES = ("There is evidence of {label}.", "{Label} is seen.")
 class AugmentConfig:
     max_shift: float = 0.0  # fraction of the image size
     intensity: float = 0.0  # +- relative contrast and brightness change
-    # Share of finding phrases whose *grounding* query drops its location words. Every corpus
-    # phrase names its place ("... in the right upper zone"), so without this the grounding loss
-    # never asks the image where "a small nodule" is, and the words alone can answer it.
+    # Share of finding phrases that the grounding loss also asks about without their location words.
+    # Every corpus phrase names its place ("... in the right upper zone"), so without this the
+    # grounding loss never asks the image where "a small nodule" is: the words alone answer it.
     location_free: float = 0.0
 
 
@@ -71,7 +71,7 @@ class CorpusDataset(Dataset):
             regions = [r for r, k in zip(regions, keep) if k]
             boxes = boxes[keep]
         return {
-            "ground_phrases": self._ground_phrases(regions, np.random.default_rng([self.seed, self.epoch, i, 2])),
+            "location_free_queries": self._location_free_queries(regions, np.random.default_rng([self.seed, self.epoch, i, 2])),
             "pixels": pixels,
             "texts": {level: row[level] for level in TEXT_LEVELS},
             "boxes": boxes,
@@ -85,12 +85,14 @@ class CorpusDataset(Dataset):
             "negation_text": self.contradiction(row, np.random.default_rng([self.seed, self.epoch, i, 1])),
         }
 
-    def _ground_phrases(self, regions: list, rng: np.random.Generator) -> list[str]:
-        """The grounding query of each region: its phrase, or for a finding (with probability
-        ``augment.location_free``) the phrase without its location words."""
+    def _location_free_queries(self, regions: list, rng: np.random.Generator) -> list[int]:
+        """Finding regions (indices) whose phrase is also a grounding query without its location
+        words, each with probability ``augment.location_free`` (phrases with nothing to drop never)."""
         p = self.augment.location_free
-        return [strip_location(r["phrase"]) if p > 0 and r["kind"] == "finding" and rng.random() < p else r["phrase"]
-                for r in regions]
+        if p <= 0:
+            return []
+        return [k for k, r in enumerate(regions)
+                if r["kind"] == "finding" and strip_location(r["phrase"]) != r["phrase"] and rng.random() < p]
 
     def contradiction(self, row, rng: np.random.Generator) -> str:
         """A sentence this image's findings contradict ("" when its modality has no finding labels)."""
@@ -153,25 +155,29 @@ class Collator:
         batch["negation_text"] = self.tokenize([it.get("negation_text", "") for it in items])
         batch["negation_mask"] = torch.tensor([bool(it.get("negation_text")) for it in items])
         table: dict[str, int] = {}
-        phrase_index, negative_rows, region_batch, boxes, ground_index = [], [], [], [], []
-        ground_group = []  # per region: the batch rows of the regions its grounding query names
+        phrase_index, negative_rows, region_batch, boxes = [], [], [], []
+        # grounding queries: every region's phrase, plus location-free ones; each names the regions
+        # of its image it describes (the identical phrase; "a small nodule": every small nodule)
+        ground_index, ground_region, ground_names = [], [], []
         for b, it in enumerate(items):
-            queries = it.get("ground_phrases", it["phrases"])
             first = len(phrase_index)
-            for phrase, negatives, box, query in zip(it["phrases"], it["hard_negatives"], it["boxes"], queries):
+            for phrase, negatives, box in zip(it["phrases"], it["hard_negatives"], it["boxes"]):
                 phrase_index.append(table.setdefault(phrase, len(table)))
                 negative_rows.append([table.setdefault(n, len(table)) for n in negatives])
-                ground_index.append(table.setdefault(query, len(table)))
                 region_batch.append(b)
                 boxes.append(box)
-            # a location-free query ("a small nodule") names every region of the image it describes
-            kinds, phrases = it["region_kind"], it["phrases"]
-            for k, (phrase, query) in enumerate(zip(phrases, queries)):
-                ground_group.append([first + j for j in range(len(phrases)) if j == k or (
-                    query != phrase and kinds[j] == "finding" and strip_location(phrases[j]) == query)])
-        group = torch.zeros(len(ground_group), len(ground_group), dtype=torch.bool)
-        for k, rows in enumerate(ground_group):
-            group[k, rows] = True
+            phrases, kinds = it["phrases"], it["region_kind"]
+            stripped = [strip_location(p) if kind == "finding" else None for p, kind in zip(phrases, kinds)]
+            queries = [(k, phrases[k], [j for j, p in enumerate(phrases) if p == phrases[k]]) for k in range(len(phrases))]
+            queries += [(k, stripped[k], [j for j, s in enumerate(stripped) if s == stripped[k]])
+                        for k in it.get("location_free_queries", ())]
+            for k, query, names in queries:
+                ground_index.append(table.setdefault(query, len(table)))
+                ground_region.append(first + k)
+                ground_names.append([first + j for j in names])
+        ground_group = torch.zeros(len(ground_names), len(phrase_index), dtype=torch.bool)
+        for q, rows in enumerate(ground_names):
+            ground_group[q, rows] = True
         k = max((len(r) for r in negative_rows), default=0)
         hard = torch.full((len(negative_rows), max(k, 1)), -1, dtype=torch.long)
         for i, row in enumerate(negative_rows):
@@ -181,7 +187,8 @@ class Collator:
             region_batch=torch.tensor(region_batch, dtype=torch.long),
             phrase_index=torch.tensor(phrase_index, dtype=torch.long),
             ground_index=torch.tensor(ground_index, dtype=torch.long),
-            ground_group=group,
+            ground_region=torch.tensor(ground_region, dtype=torch.long),
+            ground_group=ground_group,
             hard_negative_index=hard,
             text_table=self.tokenize(list(table) or [""]),
             region_kind=[k for it in items for k in it["region_kind"]],

@@ -61,7 +61,7 @@ class RegionMedModule(L.LightningModule):
         if {"region", "grounding"} & set(self.loss_weights):
             keep |= {"region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table"}
         if "grounding" in self.loss_weights:
-            keep |= {"ground_index", "ground_group"}
+            keep |= {"ground_index", "ground_region", "ground_group"}
         return {k: v for k, v in batch.items() if k in keep}
 
     def on_train_epoch_start(self) -> None:

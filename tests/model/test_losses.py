@@ -222,19 +222,24 @@ def test_negation_loss_matches_oracle_and_ignores_images_without_a_contradiction
     assert negation_loss(text, text, text, every, scale) > negation_loss(text, text, -text, every, scale) + 0.5
 
 
-def test_phrase_grounding_loss_with_groups_targets_the_mean_of_the_named_boxes():
-    # phrase 0 ("a small nodule", location-free) names regions 0 and 1 of image 0; the others name themselves
+def test_phrase_grounding_loss_with_extra_queries_targets_the_mean_of_the_named_boxes():
+    # regions 0, 1 (image 0) and 2 (image 1) ground their phrases; query 3 ("a small nodule",
+    # location-free, made from region 0) names regions 0 and 1 of image 0
     cells = _unit(2, 9, 6, seed=41).requires_grad_(True)
-    phrase = _unit(3, 6, seed=42)
+    phrase = _unit(4, 6, seed=42)
     region_batch = torch.tensor([0, 0, 1])
     boxes = torch.tensor([[0.0, 0.0, 0.3, 0.3], [0.7, 0.7, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]], dtype=torch.float64)
-    group = torch.tensor([[True, True, False], [False, True, False], [False, False, True]])
+    query_region = torch.tensor([0, 1, 2, 0])
+    group = torch.tensor([[True, False, False], [False, True, False], [False, False, True], [True, True, False]])
     scale = torch.tensor(4.0, dtype=torch.float64)
-    loss = phrase_grounding_loss(phrase, cells, region_batch, boxes, cell_boxes(3, 3).double(), scale, group)
-    # oracle: the target of phrase 0 is half cell 0 (top left) and half cell 8 (bottom right)
-    logp = [torch.log_softmax(scale * cells[region_batch[i]] @ phrase[i], 0) for i in range(3)]
-    oracle = -(0.5 * logp[0][0] + 0.5 * logp[0][8] + logp[1][8] + logp[2][4]) / 3
+    loss = phrase_grounding_loss(phrase, cells, region_batch, boxes, cell_boxes(3, 3).double(), scale, group, query_region)
+    # oracle: the target of query 3 is half cell 0 (top left) and half cell 8 (bottom right) of image 0
+    logp = [torch.log_softmax(scale * cells[region_batch[query_region[i]]] @ phrase[i], 0) for i in range(4)]
+    oracle = -(logp[0][0] + logp[1][8] + logp[2][4] + 0.5 * logp[3][0] + 0.5 * logp[3][8]) / 4
     torch.testing.assert_close(loss, oracle)
-    identity = phrase_grounding_loss(phrase, cells, region_batch, boxes, cell_boxes(3, 3).double(), scale,
-                                     torch.eye(3, dtype=torch.bool))
-    torch.testing.assert_close(identity, grounding_oracle(phrase, cells, region_batch, boxes, (3, 3), scale))
+    (grad,) = torch.autograd.grad(loss, cells)
+    (oracle_grad,) = torch.autograd.grad(oracle, cells)
+    torch.testing.assert_close(grad, oracle_grad)
+    plain = phrase_grounding_loss(phrase[:3], cells, region_batch, boxes, cell_boxes(3, 3).double(), scale,
+                                  group[:3], query_region[:3])
+    torch.testing.assert_close(plain, grounding_oracle(phrase[:3], cells, region_batch, boxes, (3, 3), scale))

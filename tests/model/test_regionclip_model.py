@@ -114,6 +114,29 @@ def test_ground_scores_cells_and_picks_a_box(batch, proposals):
     assert torch.isclose(heat[0, 2, 3], by_hand, atol=1e-5)
 
 
+def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
+    wide, narrow = _model(), _model(fusion_dim=32)
+    assert narrow.roi.width == 32 and wide.roi.width == 64  # tiny_config's vision width
+    count = lambda m: sum(p.numel() for n, p in m.named_parameters() if n.startswith(REGION_NAMES))  # noqa: E731
+    assert count(narrow) < count(wide) / 2
+    out = narrow(batch, ground_cells=True)
+    n = len(batch["region_boxes"])
+    assert out["region"].shape == (n, 32) and out["cell_region"].shape == (len(SAMPLES), 64, 32)
+    assert _unit_rows(out["region"]) and _unit_rows(out["image"])
+    loss, _ = hierarchical_loss(out, {"global": 1.0, "region": 1.0, "grounding": 1.0}, ClipLoss())
+    loss.backward()
+    assert narrow.roi.feature_in.weight.grad.abs().sum() > 0  # the fusion's input projection learns
+    phrase = narrow.encode_text(**{k: v[:1] for k, v in batch["finding_text"].items()})
+    heat, _ = narrow.ground(batch["pixels"][:1], phrase)
+    cell = torch.tensor([[3 / 8, 2 / 8, 4 / 8, 3 / 8]])
+    assert torch.isclose(heat[0, 2, 3], narrow.encode_regions(batch["pixels"][:1], [cell])[0] @ phrase[0], atol=1e-5)
+
+
+def test_fusion_heads_must_divide_the_fusion_width():
+    with pytest.raises(ValueError, match="fusion_dim 31"):
+        tiny_config(fusion_dim=31)  # tiny_config has 2 fusion heads
+
+
 def test_crop_branch_trains_the_image_encoder_through_crops(batch):
     model = _model(crop_branch=True, crop_size=32).train()
     out = model(batch)

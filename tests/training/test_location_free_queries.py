@@ -23,22 +23,23 @@ def _items():
             "boxes": boxes, "phrases": phrases, "hard_negatives": [["n1"], ["n2"], ["the left lung"]],
             "region_kind": ["finding", "finding", "anatomy"], "region_size": ["small", "small", ""],
             "labels": ["nodule"], "modality": "chest_xray", "image_id": "a"}
-    located = dict(base, image_id="b", ground_phrases=list(phrases))
-    stripped = dict(base, ground_phrases=["a small nodule", phrases[1], phrases[2]])
+    located = dict(base, image_id="b", location_free_queries=[])
+    stripped = dict(base, location_free_queries=[0])
     return [stripped, located]
 
 
-def test_collator_groups_every_region_a_location_free_query_names():
+def test_collator_adds_location_free_queries_naming_every_region_they_describe():
     batch = Collator(_Tokenizer(), 8)(_items())
-    table = {int(i): k for k, i in enumerate(batch["text_table"]["input_ids"][:, 0])}
-    assert batch["ground_index"].shape == (6,)
-    # region 0's query is another table entry than its phrase; the other five query their own phrase
-    assert batch["ground_index"][0] != batch["phrase_index"][0]
-    assert torch.equal(batch["ground_index"][1:], batch["phrase_index"][1:])
-    expected = torch.eye(6, dtype=torch.bool)
-    expected[0, 1] = True  # "a small nodule" names both small nodules of image 0, not the lung, not image 1's
+    # six regions ground their own phrase; one more query: region 0's phrase without its location
+    assert batch["ground_index"].shape == (7,)
+    own = [0, 1, 2, 4, 5, 6]  # queries in image order: image 0's three phrases and its extra, then image 1's
+    assert torch.equal(batch["ground_index"][own], batch["phrase_index"])
+    assert torch.equal(batch["ground_region"], torch.tensor([0, 1, 2, 0, 3, 4, 5]))
+    assert batch["ground_index"][3] not in batch["phrase_index"]  # a new text, tokenised once
+    expected = torch.zeros(7, 6, dtype=torch.bool)
+    expected[own, torch.arange(6)] = True
+    expected[3, [0, 1]] = True  # "a small nodule" names both small nodules of image 0, not the lung, not image 1's
     assert torch.equal(batch["ground_group"], expected)
-    assert table  # the stripped query is one more distinct text, tokenised once
 
 
 def test_dataset_drops_location_words_only_from_findings_at_the_configured_rate(tiny_training):
@@ -49,23 +50,22 @@ def test_dataset_drops_location_words_only_from_findings_at_the_configured_rate(
         changed = total = 0
         for i in range(len(data)):
             item = data[i]
-            for phrase, query, kind in zip(item["phrases"], item["ground_phrases"], item["region_kind"]):
-                if kind != "finding":
-                    assert query == phrase
-                    continue
-                assert query in (phrase, strip_location(phrase))
+            chosen = set(item["location_free_queries"])
+            for k, (phrase, kind) in enumerate(zip(item["phrases"], item["region_kind"])):
+                has_location = kind == "finding" and strip_location(phrase) != phrase
+                assert has_location or k not in chosen  # anatomy and "mild cardiomegaly" never
                 total += 1
-                changed += query != phrase
-                strippable.append(strip_location(phrase) != phrase)
+                changed += k in chosen
+                strippable.append(has_location)
         rates[p] = changed / total
     assert total > 50
-    share = sum(strippable) / len(strippable)  # "mild cardiomegaly" has no location words to drop
-    assert share > 0.8
+    share = sum(strippable) / len(strippable)
+    assert share > 0.2  # of all regions, anatomy included
     assert rates[0.0] == 0 and rates[1.0] == pytest.approx(share)
     assert 0.35 * share < rates[0.5] < 0.65 * share
     # deterministic per (seed, epoch, index)
     data = CorpusDataset(corpus, "train", 1, 6, AugmentConfig(location_free=0.5), seed=3)
-    assert [data[i]["ground_phrases"] for i in range(5)] == [data[i]["ground_phrases"] for i in range(5)]
+    assert [data[i]["location_free_queries"] for i in range(20)] == [data[i]["location_free_queries"] for i in range(20)]
 
 
 def test_the_training_step_grounds_the_location_free_queries():
@@ -87,13 +87,13 @@ def test_the_training_step_grounds_the_location_free_queries():
     torch.manual_seed(0)
     model = RegionCLIP(tiny_config(), vocab_size=len(tokenizer))
     module = RegionMedModule(model, {"grounding": 1.0}, OptimConfig(1e-3, 0.0, 0, 10))
-    located = Collator(tokenizer, 64)([dict(s, ground_phrases=s["phrases"]) for s in samples])
-    stripped = Collator(tokenizer, 64)([dict(s, ground_phrases=[strip_location(p) if k == "finding" else p
-                                                                for p, k in zip(s["phrases"], s["region_kind"])])
-                                        for s in samples])
-    assert not torch.equal(stripped["ground_index"], stripped["phrase_index"])
+    located = Collator(tokenizer, 64)(samples)
+    stripped = Collator(tokenizer, 64)([dict(s, location_free_queries=[
+        k for k, (p, kind) in enumerate(zip(s["phrases"], s["region_kind"])) if kind == "finding" and strip_location(p) != p])
+        for s in samples])
+    assert len(stripped["ground_index"]) > len(stripped["phrase_index"])
     kept = module._batch_for(stripped)
-    assert {"ground_index", "ground_group"} <= set(kept)
+    assert {"ground_index", "ground_region", "ground_group"} <= set(kept)
     model.eval()
 
     def grounding_loss(batch):  # what training_step computes, without a Trainer to log to
