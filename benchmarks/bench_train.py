@@ -71,6 +71,9 @@ def main() -> None:
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--tokenizer", default="models/tokenizer")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--fusion-dim", type=int, action="append", default=[],
+                        help="also time the region phase and joint at this model.roi.fusion_dim (repeatable)")
+    parser.add_argument("--bf16-only", action="store_true", help="skip the fp32 rows")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
     batch_size = args.batch or params.train.batch_size
@@ -79,7 +82,8 @@ def main() -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     dm = CorpusDataModule(corpus, tokenizer, params.model.vision.channels, params.model.text.max_length, batch_size,
-                          params.train.max_regions_per_image, AugmentConfig(), seed=params.seed)
+                          params.train.max_regions_per_image,
+                          AugmentConfig(**params.train.augment.model_dump()), seed=params.seed)  # as training batches are
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     joint = dict(params.phases["joint"].loss_weights)
@@ -94,11 +98,20 @@ def main() -> None:
         ("RegionMed joint + crop branch", crop_cfg, False, joint,
          ("report", "modality_text", "anatomy_text", "finding_text")),
     ]
+    for width in args.fusion_dim:
+        narrow = ModelConfig.model_validate({**params.model.model_dump(),
+                                             "roi": {**params.model.roi.model_dump(), "fusion_dim": width}})
+        variants += [
+            (f"RegionMed region phase, fusion_dim {width}", narrow, False, dict(params.phases["region"].loss_weights),
+             ("report",)),
+            (f"RegionMed joint, fusion_dim {width}", narrow, False, joint,
+             ("report", "modality_text", "anatomy_text", "finding_text")),
+        ]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; batch {batch_size}, {args.steps} timed steps (median)")
     n_regions = len(batch["region_boxes"])
     print(f"batch holds {n_regions} annotated regions, {len(batch['text_table']['input_ids'])} distinct region texts")
-    for bf16 in (False, True):
+    for bf16 in (True,) if args.bf16_only else (False, True):
         base = None
         for name, cfg, global_only, weights, levels in variants:
             torch.manual_seed(0)

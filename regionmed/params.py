@@ -192,7 +192,8 @@ class GateParams(_Strict):
     """The ``gate`` stage: floors, champion/challenger margin, and must-beat-baseline metrics."""
 
     floors: dict[str, float] = {}
-    champion_margin: float = 0.02
+    # one margin for every floor and must-beat-baseline metric, or a margin per metric (exactly those compared)
+    champion_margin: float | dict[str, float] = 0.02
     must_beat_baseline: list[str] = []
     champion_file: str = ".state/champion.json"
     decision_file: str = "metrics/gate.json"
