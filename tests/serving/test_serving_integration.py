@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, Server, server_env
+from servers import REPO_ROOT, Server, server_env
 from tiny import TEST_SERVING, bad_requests, dicom_bytes, jpeg_bytes, png_bytes, upload
 
 KEY = "integration-key-0123"

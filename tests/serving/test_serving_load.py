@@ -17,7 +17,7 @@ from collections import Counter
 
 import httpx
 import pytest
-from conftest import REPO_ROOT, Server, server_env
+from servers import REPO_ROOT, Server, server_env
 from tiny import TEST_SERVING, dicom_bytes, jpeg_bytes, png_bytes, upload
 
 LOAD_SECONDS = 60.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from servers import REPO_ROOT
 
 BENTOFILE = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
 
