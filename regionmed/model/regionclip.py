@@ -74,8 +74,10 @@ class RegionCLIP(nn.Module):
         global_feat, grid = self.image_encoder(normed)
         return normed, global_feat, grid
 
-    def _region_feats(self, normed, global_feat, grid, box_sets: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Fused region features ``[B, R, C]`` for each box set (``[R, 4]`` shared or ``[B, R, 4]``)."""
+    def _region_feats(self, normed, global_feat, grid, box_sets: list[torch.Tensor],
+                      attend: list[bool] | None = None) -> list[torch.Tensor]:
+        """Fused region features ``[B, R, C]`` for each box set (``[R, 4]`` shared or ``[B, R, 4]``);
+        ``attend[k]`` False: set ``k`` skips the cross-attention (see :class:`RoiProcessor`)."""
         crop_feats = None
         if self.config.roi.crop_branch:
             size, bsz = self.config.roi.crop_size, normed.shape[0]
@@ -85,10 +87,18 @@ class RegionCLIP(nn.Module):
                 crops = roi_align_batched(normed, per_image, size, 2)  # each box resized to crop_size
                 feats = self.image_encoder(crops.flatten(0, 1))[0]
                 crop_feats.append(feats.reshape(bsz, per_image.shape[1], -1))
-        return self.roi.region_features(grid, global_feat, box_sets, crop_feats)
+        return self.roi.region_features(grid, global_feat, box_sets, crop_feats, attend)
 
     def _proposals(self, device) -> torch.Tensor:
         return grid_proposals(self.config.roi.grid_sizes, device=device)
+
+    def _cells_attend(self) -> bool:
+        return self.config.roi.cell_path == "fusion"
+
+    def _proposals_attend(self, proposals: torch.Tensor, cells: torch.Tensor) -> bool:
+        """With ``grid_sizes == [patch grid]`` the proposals *are* the cells and take the cell path;
+        other proposals take the whole region path. Training and ``encode_image`` both ask here."""
+        return self._cells_attend() or not torch.equal(proposals, cells)
 
     def encode_image_global(self, pixels: torch.Tensor) -> torch.Tensor:
         _, global_feat, _ = self._features(pixels)
@@ -99,7 +109,9 @@ class RegionCLIP(nn.Module):
         if self.global_only:
             return self.encode_image_global(pixels)
         normed, global_feat, grid = self._features(pixels)
-        (feats,) = self._region_feats(normed, global_feat, grid, [self._proposals(pixels.device)])
+        proposals = self._proposals(pixels.device)
+        attend = self._proposals_attend(proposals, cell_boxes(*grid.shape[-2:], device=pixels.device))
+        (feats,) = self._region_feats(normed, global_feat, grid, [proposals], [attend])
         return F.normalize(self.image_proj(self.roi.image_feature(global_feat, feats)), dim=-1)
 
     def encode_regions(self, pixels: torch.Tensor, boxes: list[torch.Tensor]) -> torch.Tensor:
@@ -115,12 +127,12 @@ class RegionCLIP(nn.Module):
     def ground(self, pixels: torch.Tensor, text_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Where in each image is its phrase? → ``(heatmap [B, gh, gw], box [B, 4])``.
 
-        Every patch cell is scored as a region *through the fusion head* (its cell box goes through
-        RoIAlign, the box embedding and the cross-attention to the global context, then the region
-        head), cosine with the phrase; raw patch tokens never met a phrase in training and point
-        much worse. The box is the best-scoring candidate among the cells, the multi-scale grid
-        proposals and, with ``proposals: similarity``, boxes centred on the top cells, all scored by
-        the same region path as :meth:`encode_regions`. ``global_only`` (no fusion head): the cells'
+        The heatmap: every patch cell scored as a region by the cell path the grounding loss trained
+        (``roi.cell_path``: through the whole region head, or its token before the cross-attention),
+        cosine with the phrase; raw patch tokens never met a phrase in training and point much worse.
+        The box is the best-scoring candidate among the cells, the multi-scale grid proposals and,
+        with ``proposals: similarity``, boxes centred on the heatmap's top cells, all scored by the
+        whole region path of :meth:`encode_regions`. ``global_only`` (no region head): the cells'
         projected patch tokens, and the peak cell as the box.
         """
         normed, global_feat, grid = self._features(pixels)
@@ -135,10 +147,14 @@ class RegionCLIP(nn.Module):
             return torch.einsum("bpd,bd->bp", self._score_boxes(normed, global_feat, grid, [boxes])[0], text_emb)
 
         proposals = self._proposals(pixels.device)
-        heat, proposal_scores = (torch.einsum("bpd,bd->bp", f, text_emb)
-                                 for f in self._score_boxes(normed, global_feat, grid, [cells, proposals]))
+        fused_cells, proposal_scores = (torch.einsum("bpd,bd->bp", f, text_emb)
+                                        for f in self._score_boxes(normed, global_feat, grid, [cells, proposals]))
+        heat = fused_cells
+        if not self._cells_attend():
+            (direct,) = self._score_boxes(normed, global_feat, grid, [cells], [False])
+            heat = torch.einsum("bpd,bd->bp", direct, text_emb)
         candidates = [cells.expand(bsz, -1, -1), proposals.expand(bsz, -1, -1)]
-        scores = [heat, proposal_scores]
+        scores = [fused_cells, proposal_scores]
         if self.config.roi.proposals == "similarity":
             peaks = peak_boxes(heat.reshape(bsz, gh, gw))
             candidates.append(peaks)
@@ -147,8 +163,9 @@ class RegionCLIP(nn.Module):
         best = all_scores.argmax(1)
         return heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best]
 
-    def _score_boxes(self, normed, global_feat, grid, box_sets: list[torch.Tensor]) -> list[torch.Tensor]:
-        feats = self._region_feats(normed, global_feat, grid, box_sets)
+    def _score_boxes(self, normed, global_feat, grid, box_sets: list[torch.Tensor],
+                     attend: list[bool] | None = None) -> list[torch.Tensor]:
+        feats = self._region_feats(normed, global_feat, grid, box_sets, attend)
         return [F.normalize(self.region_proj(f), dim=-1) for f in feats]
 
     def _require_regions(self, what: str) -> None:
@@ -207,14 +224,16 @@ class RegionCLIP(nn.Module):
         # with grid_sizes == [patch grid], the proposals are the cells: embed them once
         cells_are_proposals = torch.equal(cells, proposals)
         ground_cells = ground_cells and use_regions
-        box_sets = [proposals]
+        box_sets, attend = [proposals], [self._proposals_attend(proposals, cells)]
         if ground_cells and not cells_are_proposals:
             box_sets.append(cells)
+            attend.append(self._cells_attend())
         if use_regions:
             given, _, given_slot = pack_by_image(batch["region_boxes"].to(pixels.dtype),
                                                          batch["region_batch"], bsz)
             box_sets.append(given)
-        feats = self._region_feats(normed, global_feat, grid, box_sets)  # one attention pass for every set
+            attend.append(True)
+        feats = self._region_feats(normed, global_feat, grid, box_sets, attend)  # one attention pass for every set
         out["image"] = F.normalize(self.image_proj(self.roi.image_feature(global_feat, feats[0])), dim=-1)
         if ground_cells:
             cell_feats = feats[0] if cells_are_proposals else feats[1]

@@ -179,14 +179,16 @@ class RoiProcessor(nn.Module):
         self.mix_proj = nn.Linear(width, hidden)
 
     def region_features(self, grid: torch.Tensor, global_feat: torch.Tensor,
-                        box_sets: list[torch.Tensor], crop_feats: list[torch.Tensor | None] | None = None
-                        ) -> list[torch.Tensor]:
+                        box_sets: list[torch.Tensor], crop_feats: list[torch.Tensor | None] | None = None,
+                        attend: list[bool] | None = None) -> list[torch.Tensor]:
         """``grid [B, C, gh, gw]``, ``global [B, C]`` and box sets, each ``[R, 4]`` (the same boxes in
         every image) or ``[B, R, 4]`` (per image, padded) → fused region features ``[B, R, width]``
         per set (``width`` = ``fusion_dim``, or ``C``).
 
         Region tokens never see each other (attention runs from each token to its image's context
-        only), so padding rows are harmless and the sets share one attention call.
+        only), so padding rows are harmless and the sets share one attention call. ``attend[k]``
+        False (default True): set ``k`` skips the cross-attention and the gate and returns its
+        normalised tokens (``cell_path: direct``).
         """
         cfg = self.config
         if self.feature_in is not None:
@@ -205,14 +207,21 @@ class RoiProcessor(nn.Module):
                     raise ValueError("crop_branch is on: region_features needs the crops' features")
                 token = token + self.crop_proj(crop)
             tokens.append(token)
-        sizes = [t.shape[1] for t in tokens]
-        token = torch.cat(tokens, dim=1)  # [B, R_all, C]
-        context = torch.cat([global_feat[:, None], grid.flatten(2).transpose(1, 2)], dim=1)  # [B, 1+G, C]
-        kv = self.context_norm(context)
-        attended, _ = self.cross_attn(self.query_norm(token), kv, kv, need_weights=False)
-        gate = torch.sigmoid(self.fuse_gate(torch.cat([token, attended], dim=-1)))
-        fused = self.out_norm(gate * token + (1 - gate) * attended)
-        return list(torch.split(fused, sizes, dim=1))
+        attend = [True] * len(tokens) if attend is None else attend
+        if len(attend) != len(tokens):
+            raise ValueError(f"attend has {len(attend)} flags for {len(tokens)} box sets")
+        out: list[torch.Tensor | None] = [None if a else self.out_norm(t) for t, a in zip(tokens, attend)]
+        attending = [t for t, a in zip(tokens, attend) if a]
+        if attending:
+            sizes = [t.shape[1] for t in attending]
+            token = torch.cat(attending, dim=1)  # [B, R_all, C]
+            context = torch.cat([global_feat[:, None], grid.flatten(2).transpose(1, 2)], dim=1)  # [B, 1+G, C]
+            kv = self.context_norm(context)
+            attended, _ = self.cross_attn(self.query_norm(token), kv, kv, need_weights=False)
+            gate = torch.sigmoid(self.fuse_gate(torch.cat([token, attended], dim=-1)))
+            fused = iter(torch.split(self.out_norm(gate * token + (1 - gate) * attended), sizes, dim=1))
+            out = [next(fused) if o is None else o for o in out]
+        return out
 
     def image_feature(self, global_feat: torch.Tensor, region_feats: torch.Tensor,
                       mask: torch.Tensor | None = None) -> torch.Tensor:

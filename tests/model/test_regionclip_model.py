@@ -47,11 +47,12 @@ def test_forward_gives_every_feature_the_losses_need(batch):
     assert torch.isclose(out["logit_scale"], torch.tensor(1 / 0.07))
 
 
+@pytest.mark.parametrize("cell_path", ["fusion", "direct"])
 @pytest.mark.parametrize("cells_as_proposals", [False, True])
-def test_forward_embeds_every_cell_for_the_grounding_loss(batch, cells_as_proposals):
-    """Cell embeddings are the cells scored through the region path, exactly what ``ground`` ranks;
+def test_forward_embeds_every_cell_for_the_grounding_loss(batch, cells_as_proposals, cell_path):
+    """Cell embeddings are the cells scored through the cell path, exactly what ``ground`` ranks;
     with ``grid_sizes`` equal to the patch grid the proposals are the cells and are embedded once."""
-    model = _model(**({"grid_sizes": [8]} if cells_as_proposals else {}))
+    model = _model(cell_path=cell_path, **({"grid_sizes": [8]} if cells_as_proposals else {}))
     gh = model.config.vision.image_size // model.config.vision.patch_size
     assert gh == 8
     out = model(batch, ground_cells=True)
@@ -69,8 +70,9 @@ def test_forward_embeds_every_cell_for_the_grounding_loss(batch, cells_as_propos
     torch.testing.assert_close(plain["image"], out["image"], atol=1e-5, rtol=0)
 
 
-def test_encode_methods_agree_with_forward(batch):
-    model = _model()
+@pytest.mark.parametrize("roi", [{}, {"cell_path": "direct", "grid_sizes": [8]}])
+def test_encode_methods_agree_with_forward(batch, roi):
+    model = _model(**roi)
     out = model(batch)
     torch.testing.assert_close(model.encode_image(batch["pixels"]), out["image"], atol=1e-5, rtol=0)
     torch.testing.assert_close(model.encode_image_global(batch["pixels"]), out["image_global"], atol=1e-5, rtol=0)
@@ -130,6 +132,36 @@ def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
     heat, _ = narrow.ground(batch["pixels"][:1], phrase)
     cell = torch.tensor([[3 / 8, 2 / 8, 4 / 8, 3 / 8]])
     assert torch.isclose(heat[0, 2, 3], narrow.encode_regions(batch["pixels"][:1], [cell])[0] @ phrase[0], atol=1e-5)
+
+
+def test_direct_cells_skip_the_cross_attention_and_annotated_boxes_do_not(batch):
+    """``cell_path: direct``: a cell's feature is its region token before the cross-attention, so
+    changing the attention moves annotated regions but not cells; ``ground`` ranks box candidates
+    by the whole region path, and its heatmap is the direct cells the grounding loss trains."""
+    model = _model(cell_path="direct", grid_sizes=[8])
+    before = model(batch, ground_cells=True)
+    with torch.no_grad():
+        model.roi.cross_attn.out_proj.weight.mul_(3.0)
+    after = model(batch, ground_cells=True)
+    torch.testing.assert_close(after["cell_region"], before["cell_region"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(after["image"], before["image"], atol=1e-6, rtol=0)  # pooled from the cells
+    assert not torch.allclose(after["region"], before["region"], atol=1e-3)
+    phrase = after["phrase"][:1]
+    image = int(after["region_batch"][0])
+    heat, box = model.ground(batch["pixels"][image: image + 1], phrase)
+    torch.testing.assert_close(heat.flatten(), after["cell_region"][image] @ phrase[0], atol=1e-5, rtol=0)
+    # the box is a candidate scored by the whole path: no candidate outscores it there
+    picked = model.encode_regions(batch["pixels"][image: image + 1], [box])
+    whole = model.encode_regions(batch["pixels"][image: image + 1],
+                                 [torch.cat([box, torch.tensor([[c / 8, r / 8, (c + 1) / 8, (r + 1) / 8]
+                                                                for r in range(8) for c in range(8)])])])
+    scores = whole @ phrase[0]
+    assert torch.isclose(picked[0] @ phrase[0], scores[0], atol=1e-5) and scores[0] >= scores[1:].max() - 1e-5
+    backward = model(batch, ground_cells=True)
+    loss, _ = hierarchical_loss(backward, {"grounding": 1.0}, ClipLoss())
+    loss.backward()
+    assert model.roi.cell_proj.weight.grad.abs().sum() > 0
+    assert model.roi.cross_attn.in_proj_weight.grad is None  # the grounding loss never reaches it
 
 
 def test_fusion_heads_must_divide_the_fusion_width():
