@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from model_batches import all_texts, collate, phantom_samples, tiny_config
 
 from regionmed.model import ClipLoss, RegionCLIP, hierarchical_loss, train_wordpiece_tokenizer
-from regionmed.model.text import encode_text_list, encode_unique, token_ids_hash
+from regionmed.model.text import encode_text_list, encode_unique, length_buckets, token_ids_hash
 
 SAMPLES = phantom_samples(6)
 TOKENIZER = train_wordpiece_tokenizer(all_texts(phantom_samples(40)), 400)
@@ -90,9 +92,43 @@ def test_text_dedup_does_not_change_embeddings():
     torch.testing.assert_close(encode_text_list(model, TOKENIZER, texts), alone, atol=1e-5, rtol=0)
     calls = []
     encode_unique(lambda i, m: calls.append(len(i)) or torch.zeros(len(i), 1), [(enc["input_ids"], enc["attention_mask"])] * 2)
-    assert sum(calls) == 3  # three distinct texts (in length buckets: 3-4 and 5-8 tokens)
+    assert sum(calls) == 3  # three distinct texts
     assert model.encode_text(enc["input_ids"][:0], enc["attention_mask"][:0]).shape == (0, 32)
     assert not torch.allclose(alone[1], alone[3])  # "no effusion" is not "effusion"
+
+
+def _loop_hash(ids, mask):
+    """The hash written as its definition, one token at a time (the oracle)."""
+    out = []
+    for row, keep in zip((ids.long() + 1).tolist(), mask.bool().tolist()):
+        parts = []
+        for prime, base in ((2_147_483_647, 1_000_003), (2_147_483_629, 999_983)):
+            h = 0
+            for token, k in zip(row, keep):
+                h = (h * base + token) % prime if k else h
+            parts.append(h)
+        out.append(parts[0] * 2_147_483_629 + parts[1])
+    return torch.tensor(out)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 70), st.data())
+def test_text_ids_match_the_token_by_token_hash(rows, length, data):
+    ids = torch.tensor(data.draw(st.lists(st.lists(st.integers(0, 2 ** 20), min_size=length, max_size=length),
+                                          min_size=rows, max_size=rows)))
+    mask = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=length, max_size=length),
+                                           min_size=rows, max_size=rows))).long()
+    assert torch.equal(token_ids_hash(ids, mask), _loop_hash(ids, mask))
+
+
+def test_length_buckets_merge_neighbours_when_a_call_costs_more_than_the_padding():
+    lengths = torch.tensor([3, 4, 5, 6, 7, 12, 13] + [30] * 30 + [64] * 2)
+    assert length_buckets(lengths, call_cost_tokens=0).tolist() == [0, 0, 1, 1, 1, 2, 2] + [3] * 30 + [4] * 2
+    # 2 rows of 3-4 tokens padded to 7 (6 tokens) and then 5 rows to 13 (30) cost less than a call;
+    # 7 rows padded to 30 (119 tokens) would not; 30 rows of 30 padded to 64 (1020) neither
+    assert length_buckets(lengths, call_cost_tokens=100).tolist() == [0] * 7 + [1] * 30 + [2] * 2
+    assert length_buckets(lengths, call_cost_tokens=10_000).tolist() == [0] * 39
+    assert length_buckets(torch.tensor([5]), call_cost_tokens=10).tolist() == [0]
 
 
 def test_text_ids_ignore_padding():

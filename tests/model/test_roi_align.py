@@ -1,4 +1,4 @@
-"""RoIAlign (grid_sample based) against a plain-Python bilinear oracle, and the box helpers."""
+"""RoIAlign (separable bilinear weights) against a plain-Python bilinear oracle, and the box helpers."""
 
 from __future__ import annotations
 
