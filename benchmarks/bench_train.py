@@ -1,16 +1,19 @@
 """Training step time: RegionMed (region path) vs the global-only baseline, same backbone and batch.
 
-    python benchmarks/bench_train.py [--steps 8] [--batch 64] [--corpus data/corpus --tokenizer models/tokenizer]
+    python benchmarks/bench_train.py [--steps 6] [--rounds 3] [--batch 64] [--bf16-only] [--no-crop]
+        [--roi '{"cell_path": "direct"}'] [--fusion-dim 96] [--corpus data/corpus --tokenizer models/tokenizer]
 
-Measures forward + backward + fused AdamW steps on real batches of the corpus, in one process,
-for: baseline (global loss), RegionMed joint (all losses), RegionMed with the crop branch, each
-in fp32 and bf16 autocast. Prints ms/step, pairs/s and ratios to the baseline of the same
-precision. Needs a built corpus and tokenizer (`dvc repro tokenizer`), or builds a small one.
+Measures forward + backward + fused AdamW steps on a real batch of the corpus, in one process, for:
+baseline (global loss), baseline with the joint phase's text levels, RegionMed region phase and
+joint (all losses), joint with the crop branch, each in fp32 and bf16 autocast; the variants take
+turns in rounds so that the machine's noise hits them alike. Prints ms/step, pairs/s and ratios to
+the baseline of the same precision (joint rows also to the baseline with the same text levels). Needs a built corpus and tokenizer (`dvc repro tokenizer`), or builds a small one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -45,11 +48,10 @@ def _corpus_and_tokenizer(args, params):
     return tmp / "corpus", tmp / "tokenizer"
 
 
-def _time_steps(model, batch, weights, levels, steps, bf16) -> list[float]:
-    opt = torch.optim.AdamW(model.parameters(), 1e-4, fused=True)
+def _time_steps(model, opt, batch, weights, levels, steps, bf16) -> list[float]:
     loss_fn = ClipLoss()
     times = []
-    for i in range(steps + 2):  # two warm-up steps
+    for i in range(steps + 2):  # two warm-up steps per round (caches, allocator)
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             with attention_kernels(torch.device("cpu")):  # what training does
@@ -66,13 +68,18 @@ def _time_steps(model, batch, weights, levels, steps, bf16) -> list[float]:
 def main() -> None:
     configure_environment()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--tokenizer", default="models/tokenizer")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--fusion-dim", type=int, action="append", default=[],
                         help="also time the region phase and joint at this model.roi.fusion_dim (repeatable)")
+    parser.add_argument("--roi", action="append", default=[], type=json.loads,
+                        help='also time the region phase and joint with these model.roi settings, as JSON '
+                             '(repeatable), e.g. \'{"cell_path": "direct", "grid_sizes": [2, 3, 4]}\'')
+    parser.add_argument("--no-crop", action="store_true", help="skip the (slow) crop-branch row")
     parser.add_argument("--bf16-only", action="store_true", help="skip the fp32 rows")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
@@ -89,38 +96,50 @@ def main() -> None:
     joint = dict(params.phases["joint"].loss_weights)
     crop_cfg = ModelConfig.model_validate({**params.model.model_dump(), "roi": {**params.model.roi.model_dump(),
                                                                                "crop_branch": True}})
+    levels4 = ("report", "modality_text", "anatomy_text", "finding_text")
+    # the joint phase's text-level losses without the region path: what the region path adds to a joint step
+    text_levels_only = {k: v for k, v in joint.items() if k not in ("region", "grounding", "negation")}
     variants = [
         ("baseline (global-only, global loss)", params.model, True, {"global": 1.0}, ("report",)),
+        ("baseline + joint's text levels (global-only)", params.model, True, text_levels_only, levels4),
         ("RegionMed region phase (region + global loss)", params.model, False, dict(params.phases["region"].loss_weights),
          ("report",)),
-        ("RegionMed joint (all losses)", params.model, False, joint,
-         ("report", "modality_text", "anatomy_text", "finding_text")),
-        ("RegionMed joint + crop branch", crop_cfg, False, joint,
-         ("report", "modality_text", "anatomy_text", "finding_text")),
+        ("RegionMed joint (all losses)", params.model, False, joint, levels4),
+        ("RegionMed joint + crop branch", crop_cfg, False, joint, levels4),
     ]
-    for width in args.fusion_dim:
-        narrow = ModelConfig.model_validate({**params.model.model_dump(),
-                                             "roi": {**params.model.roi.model_dump(), "fusion_dim": width}})
+    for overrides in [{"fusion_dim": width} for width in args.fusion_dim] + args.roi:
+        cfg = ModelConfig.model_validate({**params.model.model_dump(),
+                                          "roi": {**params.model.roi.model_dump(), **overrides}})
+        label = ", ".join(f"{k} {v}" for k, v in overrides.items())
         variants += [
-            (f"RegionMed region phase, fusion_dim {width}", narrow, False, dict(params.phases["region"].loss_weights),
+            (f"RegionMed region phase, {label}", cfg, False, dict(params.phases["region"].loss_weights),
              ("report",)),
-            (f"RegionMed joint, fusion_dim {width}", narrow, False, joint,
-             ("report", "modality_text", "anatomy_text", "finding_text")),
+            (f"RegionMed joint, {label}", cfg, False, joint, levels4),
         ]
+    if args.no_crop:
+        variants = [v for v in variants if "crop" not in v[0]]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; batch {batch_size}, {args.steps} timed steps (median)")
+          f"{torch.get_num_threads()} threads; batch {batch_size}; {args.rounds} rounds of {args.steps} timed "
+          f"steps per variant, the variants taking turns (median of all timed steps)")
     n_regions = len(batch["region_boxes"])
     print(f"batch holds {n_regions} annotated regions, {len(batch['text_table']['input_ids'])} distinct region texts")
     for bf16 in (True,) if args.bf16_only else (False, True):
-        base = None
+        runs = []
         for name, cfg, global_only, weights, levels in variants:
             torch.manual_seed(0)
             model = RegionCLIP(cfg, vocab_size=len(tokenizer), global_only=global_only)
-            ms = statistics.median(_time_steps(model, batch, weights, levels, args.steps, bf16)) * 1000
-            base = base or ms
+            runs.append((name, model, weights, levels, torch.optim.AdamW(model.parameters(), 1e-4, fused=True), []))
+        # rounds in turn: a slow minute on this shared machine then hits every variant alike
+        for _ in range(args.rounds):
+            for name, model, weights, levels, opt, times in runs:
+                times += _time_steps(model, opt, batch, weights, levels, args.steps, bf16)
+        ms = {name: statistics.median(times) * 1000 for name, *_, times in runs}
+        base, text_base = ms[variants[0][0]], ms[variants[1][0]]
+        for name, model, weights, *_ in runs:
             params_m = sum(p.numel() for p in model.parameters()) / 1e6
-            print(f"{'bf16' if bf16 else 'fp32':>4}  {name:<48} {params_m:5.2f}M params  {ms:7.0f} ms/step  "
-                  f"{batch_size / ms * 1000:6.0f} pairs/s  {ms / base:5.2f}x baseline", flush=True)
+            vs_text = f"  {ms[name] / text_base:5.2f}x baseline+levels" if "joint" in name else ""
+            print(f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  {ms[name]:7.1f} ms/step  "
+                  f"{batch_size / ms[name] * 1000:6.0f} pairs/s  {ms[name] / base:5.2f}x baseline{vs_text}", flush=True)
 
 
 if __name__ == "__main__":

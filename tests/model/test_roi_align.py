@@ -17,6 +17,7 @@ from regionmed.model.roi import (
     proposal_boxes,
     roi_align,
     roi_align_shared,
+    roi_pool_tokens,
 )
 
 
@@ -126,3 +127,24 @@ def test_similarity_proposals_centre_on_the_peak():
     assert torch.allclose(peaks[0, 0], torch.tensor([0.5, 0.25, 0.75, 0.5]))
     boxes = proposal_boxes("similarity", [2], heatmap=heat, top_k=2)
     assert boxes.shape == (1, 4 + 2 * 3, 4) and (boxes >= 0).all() and (boxes <= 1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(boxes_and_grid(), st.booleans())
+def test_region_tokens_are_roi_align_as_one_matrix_product(case, shared):
+    """``roi_pool_tokens`` (the region path's pooling, from the ViT's token layout) is RoIAlign with
+    the bins ordered (i, j, channel), for shared and for per-image boxes."""
+    grid, boxes, pool, sr = case
+    bsz, c, gh, gw = grid.shape
+    tokens = torch.from_numpy(grid).flatten(2).transpose(1, 2)
+    if shared:
+        got = roi_pool_tokens(tokens, torch.from_numpy(boxes[:, 1:]), (gh, gw), pool, sr)
+        per_image = [np.concatenate([np.full((len(boxes), 1), b), boxes[:, 1:]], axis=1) for b in range(bsz)]
+    else:  # one box per image, each from its own image
+        rows = np.concatenate([np.arange(bsz)[:, None], np.resize(boxes[:, 1:], (bsz, 4))], axis=1)
+        got = roi_pool_tokens(tokens, torch.from_numpy(rows[:, None, 1:]), (gh, gw), pool, sr)
+        per_image = [rows[b:b + 1] for b in range(bsz)]
+    assert got.shape == (bsz, len(per_image[0]), pool * pool * c)
+    for b in range(bsz):
+        want = roi_align_oracle(grid, per_image[b], pool, sr).transpose(0, 2, 3, 1).reshape(len(per_image[b]), -1)
+        np.testing.assert_allclose(got[b].numpy(), want, rtol=1e-10, atol=1e-10)
