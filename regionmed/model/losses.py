@@ -20,6 +20,8 @@ import torch.distributed.nn  # the differentiable all_gather; torch.distributed 
 import torch.nn.functional as F
 from torch import nn
 
+from regionmed.model.roi import pack_by_image
+
 NEG_INF = -1e4  # masked logits; finite so a fully masked row cannot turn into NaN
 
 
@@ -191,7 +193,10 @@ def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batc
     if phrase.shape[0] == 0:
         return cells.sum() * 0.0
     images = region_batch if query_region is None else region_batch[query_region]
-    logits = logit_scale * torch.einsum("nd,ngd->ng", phrase, cells[images])
+    # phrases grouped by image against that image's cells, one batched product: gathering
+    # cells[images] ([N, G, D]) instead cost an index_put of that size in the backward
+    packed, _, slot = pack_by_image(phrase, images, cells.shape[0])  # [B, M, D]
+    logits = logit_scale * torch.bmm(packed, cells.transpose(1, 2).to(packed.dtype))[images, slot]
     target = cell_overlap_targets(region_boxes.to(logits.dtype), cell_boxes.to(logits.dtype))
     if group is not None:
         weights = group.to(target.dtype)
