@@ -65,6 +65,52 @@ def _time_steps(model, opt, batch, weights, levels, steps, bf16) -> list[float]:
     return times
 
 
+def _time(fn, steps: int) -> float:
+    """Median ms of ``fn`` (a forward + backward) over ``steps`` calls after two warm-up calls."""
+    times = []
+    for i in range(steps + 2):
+        start = time.perf_counter()
+        fn()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def _parts(model: RegionCLIP, batch: dict, steps: int) -> dict[str, float]:
+    """Forward + backward ms (bf16 autocast) of the pieces a RegionMed step adds to a baseline step,
+    and of the towers both share, each alone on the benchmark batch."""
+    from regionmed.model.regionclip import encode_unique
+    from regionmed.model.roi import cell_boxes, pack_by_image
+
+    def run(forward):
+        def fn():
+            with torch.autocast("cpu", dtype=torch.bfloat16), attention_kernels(torch.device("cpu")):
+                out = forward()
+            sum(o.float().sum() for o in out).backward()
+            model.zero_grad(set_to_none=True)
+        return fn
+
+    pixels, bsz = batch["pixels"], batch["pixels"].shape[0]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        _, global_feat, grid = model._features(pixels)
+    global_feat, grid = global_feat.float().requires_grad_(), grid.float().requires_grad_()
+    given, _, _ = pack_by_image(batch["region_boxes"], batch["region_batch"], bsz)
+    cells = cell_boxes(*grid.shape[-2:])
+    cell_attend = model.config.roi.cell_path == "fusion"
+
+    def text(key):
+        return encode_unique(model._encode_text_raw, [(batch[key]["input_ids"], batch[key]["attention_mask"])],
+                             model.pad_token_id)
+
+    return {
+        "image tower": _time(run(lambda: model._features(pixels)[1:]), steps),
+        "report text": _time(run(lambda: text("report")), steps),
+        "region texts (phrases + hard negatives)": _time(run(lambda: text("text_table")), steps),
+        "ROI processor (64 cells + annotated boxes)": _time(run(lambda: model.roi.region_features(
+            grid, global_feat, [cells, given], None, [cell_attend, True])), steps),
+    }
+
+
 def main() -> None:
     configure_environment()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,6 +127,8 @@ def main() -> None:
                              '(repeatable), e.g. \'{"cell_path": "direct", "grid_sizes": [2, 3, 4]}\'')
     parser.add_argument("--no-crop", action="store_true", help="skip the (slow) crop-branch row")
     parser.add_argument("--bf16-only", action="store_true", help="skip the fp32 rows")
+    parser.add_argument("--parts", action="store_true",
+                        help="also time the pieces of a RegionMed step alone (bf16): towers, region texts, ROI")
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml")
     batch_size = args.batch or params.train.batch_size
@@ -140,6 +188,11 @@ def main() -> None:
             vs_text = f"  {ms[name] / text_base:5.2f}x baseline+levels" if "joint" in name else ""
             print(f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  {ms[name]:7.1f} ms/step  "
                   f"{batch_size / ms[name] * 1000:6.0f} pairs/s  {ms[name] / base:5.2f}x baseline{vs_text}", flush=True)
+        if args.parts and bf16:
+            region_model = next(model for name, model, *_ in runs if name.startswith("RegionMed region phase"))
+            for part, part_ms in _parts(region_model, batch, args.steps * args.rounds).items():
+                print(f"bf16  part: {part:<54} {part_ms:7.1f} ms fwd+bwd  {part_ms / base:5.2f} of a baseline step",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from regionmed.model.losses import (ClipLoss, cell_overlap_targets, hierarchical_loss, phrase_grounding_loss,
-                                   region_phrase_loss)
+from regionmed.model.losses import (
+    ClipLoss,
+    cell_overlap_targets,
+    hierarchical_loss,
+    phrase_grounding_loss,
+    region_phrase_loss,
+)
 from regionmed.model.roi import cell_boxes
 
 

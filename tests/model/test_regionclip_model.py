@@ -155,7 +155,7 @@ def test_ground_scores_cells_and_picks_a_box(batch, proposals):
 def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
     wide, narrow = _model(), _model(fusion_dim=32)
     assert narrow.roi.width == 32 and wide.roi.width == 64  # tiny_config's vision width
-    count = lambda m: sum(p.numel() for n, p in m.named_parameters() if n.startswith(REGION_NAMES))  # noqa: E731
+    count = lambda m: sum(p.numel() for n, p in m.named_parameters() if n.startswith(REGION_NAMES))
     assert count(narrow) < count(wide) / 2
     out = narrow(batch, ground_cells=True)
     n = len(batch["region_boxes"])
