@@ -125,12 +125,15 @@ def main() -> None:
     parser.add_argument("--roi", action="append", default=[], type=json.loads,
                         help='also time the region phase and joint with these model.roi settings, as JSON '
                              '(repeatable), e.g. \'{"cell_path": "direct", "grid_sizes": [2, 3, 4]}\'')
+    parser.add_argument("--model", type=json.loads, default=None,
+                        help='overrides of the params model block for every variant, as JSON, e.g. a wider and '
+                             'deeper ViT: \'{"vision": {"hidden": 384, "layers": 12, "heads": 6, "mlp": 1536}}\'')
     parser.add_argument("--no-crop", action="store_true", help="skip the (slow) crop-branch row")
     parser.add_argument("--bf16-only", action="store_true", help="skip the fp32 rows")
     parser.add_argument("--parts", action="store_true",
                         help="also time the pieces of a RegionMed step alone (bf16): towers, region texts, ROI")
     args = parser.parse_args()
-    params = load_params(REPO / "params.yaml")
+    params = load_params(REPO / "params.yaml", {"model": args.model} if args.model else None)
     batch_size = args.batch or params.train.batch_size
     corpus, tokenizer_dir = _corpus_and_tokenizer(args, params)
     from transformers import AutoTokenizer
