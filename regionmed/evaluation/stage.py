@@ -17,7 +17,13 @@ from regionmed.corpus.images import read_png
 from regionmed.corpus.schema import read_manifest
 from regionmed.evaluation.bootstrap import bootstrap_ci, paired_difference_ci
 from regionmed.evaluation.inference import Encoder, load_pixels
-from regionmed.evaluation.report import draw_heatmap_overlay, plot_recall_at_k, plot_roc, write_markdown_report, write_plot_rows
+from regionmed.evaluation.report import (
+    draw_heatmap_overlay,
+    plot_recall_at_k,
+    plot_roc,
+    write_markdown_report,
+    write_plot_rows,
+)
 from regionmed.evaluation.suite import ModelEvaluation, evaluate_model
 from regionmed.model.io import load_model
 from regionmed.params import Params
@@ -25,7 +31,7 @@ from regionmed.params import Params
 MODELS = ("regionmed", "baseline")
 # Headline metrics: shown in the report table, in this order (all have per-image intervals).
 HEADLINE = (
-    "retrieval/i2t_R@1", "retrieval/i2t_R@5", "retrieval/t2i_R@5", "zeroshot/modality_accuracy",
+    "retrieval/i2t_R@1", "retrieval/i2t_R@5", "retrieval/t2i_R@5", "zeroshot/modality_accuracy", "zeroshot/macro_auroc",
     "zeroshot/presence_accuracy", "zeroshot/presence_accuracy_subtle", "zeroshot/presence_accuracy_large",
     "grounding/full/lenient", "grounding/full/strict", "grounding/full/lenient_subtle",
     "grounding/locfree/lenient", "grounding/locfree/strict", "grounding/full/iou>0.3", "grounding/full/iou>0.5",
@@ -59,18 +65,18 @@ def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict
     return summary
 
 
-def _ci(values, groups, n_boot, alpha, seed) -> dict:
+def _ci(values, groups, n_boot, alpha, seed, statistic=None) -> dict:
     if np.all(np.isnan(values)):
         return {"value": None, "low": None, "high": None, "n": 0}
-    ci = bootstrap_ci(values, groups, n_boot=n_boot, seed=seed, alpha=alpha)
+    ci = bootstrap_ci(values, groups, n_boot=n_boot, seed=seed, alpha=alpha, statistic=statistic or "mean")
     return {"value": _r(ci.estimate), "low": _r(ci.low), "high": _r(ci.high), "n": ci.n_items}
 
 
-def _diff(a, b, groups, n_boot, alpha, seed) -> dict:
+def _diff(a, b, groups, n_boot, alpha, seed, statistic=None) -> dict:
     keep = ~(np.isnan(a) | np.isnan(b))
     if not keep.any():
         return {"value": None, "low": None, "high": None, "p": None}
-    ci = paired_difference_ci(a, b, groups, n_boot=n_boot, seed=seed, alpha=alpha)
+    ci = paired_difference_ci(a, b, groups, n_boot=n_boot, seed=seed, alpha=alpha, statistic=statistic or "mean")
     return {"value": _r(ci.estimate), "low": _r(ci.low), "high": _r(ci.high), "p": _r(ci.p_value)}
 
 
@@ -85,10 +91,11 @@ def summarise(results: dict[str, ModelEvaluation], n_boot: int, alpha: float, se
         for metric, iv in ev.items.items():
             if metric.startswith(("prior/", "chance/")) and name != "regionmed":
                 continue  # no-image baselines are the same for both models
-            out[name][metric] = _ci(iv.values, iv.groups, n_boot, alpha, seed)
+            out[name][metric] = _ci(iv.values, iv.groups, n_boot, alpha, seed, iv.statistic)
         for metric, value in ev.point.items():
             out[name][metric] = {"value": _r(value)}
-    out["difference"] = {m: _diff(cand.items[m].values, base.items[m].values, cand.items[m].groups, n_boot, alpha, seed)
+    out["difference"] = {m: _diff(cand.items[m].values, base.items[m].values, cand.items[m].groups, n_boot, alpha,
+                                  seed, cand.items[m].statistic)
                          for m in cand.items if m in base.items and not m.startswith(("prior/", "chance/"))}
     out["vs_prior"] = {}
     for name, ev in results.items():
@@ -129,8 +136,8 @@ def _write_outputs(params: Params, summary: dict, results: dict[str, ModelEvalua
               "difference": summary["difference"].get(m, {}).get("value")} for m in HEADLINE]
     cis = {m: {"regionmed": _pair(summary["regionmed"].get(m)), "baseline": _pair(summary["baseline"].get(m)),
                "difference": _pair(summary["difference"].get(m))} for m in HEADLINE}
-    notes = [f"{len(test)} {e.split} images; 95% intervals: bootstrap over images ({e.n_boot} resamples); "
-             "difference = RegionMed − baseline, paired on the same items."]
+    notes = [(f"{len(test)} {e.split} images; 95% intervals: bootstrap over images ({e.n_boot} resamples); "
+              "difference = RegionMed − baseline, paired on the same items.")]
     for key, d in summary["vs_prior"].items():
         if d["value"] is not None:
             notes.append(f"{key} minus the text-only prior: {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")

@@ -7,6 +7,7 @@ means "not scored for this item" (e.g. the subtle-only view of a large finding).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,22 +16,40 @@ import pandas as pd
 
 from regionmed.corpus.phrases import has_laterality, strip_location, swap_laterality
 from regionmed.corpus.schema import NO_FINDING, SIZE_BUCKETS
-from regionmed.evaluation.grounding import (box_iou, laterality_accuracy, pointing_game, same_phrase_alternatives,
-                                            text_prior_pointing, uniform_chance_pointing)
+from regionmed.evaluation.grounding import (
+    box_iou,
+    laterality_accuracy,
+    pointing_game,
+    same_phrase_alternatives,
+    text_prior_pointing,
+    uniform_chance_pointing,
+)
 from regionmed.evaluation.hardneg import hard_negative_discrimination, pad_negatives
 from regionmed.evaluation.inference import Encoder
 from regionmed.evaluation.retrieval import retrieval_ranks
 from regionmed.evaluation.vqa import flatten_qa, qa_features, train_answer_head
-from regionmed.evaluation.zeroshot import (by_size_bucket, class_embeddings, embed_prompt_sets, is_axis_label,
-                                           label_axes, label_matrix, modality_prompts, multilabel_metrics,
-                                           presence_absence_embeddings, presence_vs_absence, size_matrix,
-                                           zero_shot_scores)
+from regionmed.evaluation.zeroshot import (
+    by_size_bucket,
+    class_embeddings,
+    embed_prompt_sets,
+    is_axis_label,
+    label_axes,
+    label_matrix,
+    macro_auroc_of,
+    modality_prompts,
+    multilabel_metrics,
+    presence_absence_embeddings,
+    presence_vs_absence,
+    size_matrix,
+    zero_shot_scores,
+)
 
 
 @dataclass
 class ItemValues:
-    values: np.ndarray  # float per item, NaN = not scored
+    values: np.ndarray  # float per item, NaN = not scored; or rows per item for a statistic
     groups: np.ndarray  # image id per item (the bootstrap resamples images)
+    statistic: Callable[[np.ndarray], float] | None = None  # of the rows (None: the mean)
 
 
 @dataclass
@@ -40,8 +59,10 @@ class ModelEvaluation:
     details: dict[str, Any] = field(default_factory=dict)  # per-class tables, curves
     grounding_examples: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def add(self, name: str, values, groups) -> None:
-        self.items[name] = ItemValues(np.asarray(values, dtype=np.float64), np.asarray(groups))
+    def add(self, name: str, values, groups, statistic: Callable[[np.ndarray], float] | None = None) -> None:
+        """Per-item values (their mean is the metric), or per-item rows and the ``statistic`` of
+        them (e.g. a macro AUROC); either way the bootstrap resamples the items' images."""
+        self.items[name] = ItemValues(np.asarray(values, dtype=np.float64), np.asarray(groups), statistic)
 
 
 def finding_regions(df: pd.DataFrame) -> pd.DataFrame:
@@ -99,7 +120,8 @@ def _zero_shot(ev, enc, test, image_emb, ids) -> None:
         ev.add(f"zeroshot/axis_{axis}_accuracy", np.where(truth.any(1), hit, np.nan), ids)
         ev.point[f"zeroshot/axis_{axis}_chance"] = 1 / len(axis_classes)
     overall = multilabel_metrics(scores, targets, classes)
-    ev.point["zeroshot/macro_auroc"] = overall["macro_auroc"]
+    # one row per image: its class scores, then its 0/1 targets; the interval resamples images
+    ev.add("zeroshot/macro_auroc", np.c_[scores, targets], ids, statistic=macro_auroc_of)
     ev.details["zeroshot"] = overall
     ev.details["zeroshot_scores"] = (scores, targets, classes)
     sizes = by_size_bucket(scores, targets, size_matrix(rows, classes), classes)

@@ -169,6 +169,16 @@ def auroc(scores: Any, targets: Any) -> float:
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def macro_auroc_of(scores_and_targets: np.ndarray) -> float:
+    """Macro AUROC of ``[n, 2C]`` = scores then 0/1 targets per class (the layout a bootstrap
+    resamples by rows); classes without both positives and negatives in the rows are left out."""
+    m = np.asarray(scores_and_targets, dtype=np.float64)
+    c = m.shape[1] // 2
+    per = [auroc(m[:, j], m[:, c + j]) for j in range(c)]
+    scored = [v for v in per if not np.isnan(v)]
+    return float(np.mean(scored)) if scored else float("nan")
+
+
 def _predicted(scores: np.ndarray, targets: np.ndarray, mode: str, threshold: float | None) -> np.ndarray:
     if mode == "threshold":
         return scores >= threshold

@@ -9,7 +9,8 @@ or a built Bento (``bentoml serve regionmed_service:latest``); docs/serving.md h
 APIs (all POST, JSON or multipart): ``encode_image`` and ``encode_text`` (adaptive batching),
 ``zero_shot``, ``ground``, ``encode_regions``, ``retrieve``, ``metadata``; health: GET ``/livez``,
 ``/readyz``. Every input is checked before any work: a bad request is a 4xx whose body says what
-was wrong (pydantic's ``detail`` for a malformed field, ``error`` otherwise), never a 500.
+was wrong (pydantic's ``detail`` for a malformed field, ``error`` otherwise), never a 500; the
+request types and their checks are in ``requests.py``.
 
 How the checks sit in BentoML's request path: uploads and texts are validated by pydantic
 validators while the request is parsed, i.e. per request and *before* adaptive batching, so one
@@ -23,204 +24,37 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path, PurePath, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import anyio
 import bentoml
 import numpy as np
-from bentoml.exceptions import BadInput, InvalidArgument, ServiceUnavailable
-from bentoml.validators import ContentType
-from pydantic import AfterValidator, Field
-from pydantic_core import core_schema
-from starlette.datastructures import UploadFile
+from bentoml.exceptions import InvalidArgument, ServiceUnavailable
+from pydantic import Field
 
-from regionmed.corpus.images import ImageError
 from regionmed.env import configure_environment
 from regionmed.monitoring.embedding_log import EmbeddingLogWriter, hash_request_id
 from regionmed.serving.batcher import ImageBatcher
-from regionmed.serving.engine import DecodedImage, Engine, decode_upload
+from regionmed.serving.engine import Engine
 from regionmed.serving.index import ITEM_KINDS, RetrievalIndex
 from regionmed.serving.middleware import RequestGuardMiddleware, current_request_id
-from regionmed.serving.settings import ENV_LOG_DIR, ENV_LOG_SALT, load_serving_params, resolve_model
+from regionmed.serving.requests import (  # the request types and their checks; SETTINGS read once there
+    JSON,
+    SETTINGS,
+    BoxList,
+    ImageFile,
+    ImageList,
+    LabelList,
+    Text,
+    TextList,
+)
+from regionmed.serving.settings import ENV_LOG_DIR, ENV_LOG_SALT, resolve_model
 
 configure_environment()
 logger = logging.getLogger("regionmed.serving")
 
-SETTINGS = load_serving_params()
 SERVICE_NAME = "regionmed_service"
 BATCH = SETTINGS.batching
-
-
-# ---- input validation (runs while BentoML parses a request) -----------------------------------------
-def _upload_bytes(obj: Any) -> bytes:
-    """The bytes of an uploaded file (or, in-process, of a path or bytes); a ``ValueError`` is a 400."""
-    limit = SETTINGS.max_upload_bytes
-    try:
-        if isinstance(obj, UploadFile):
-            if obj.size is not None and obj.size > limit:
-                raise ValueError(f"image file of {obj.size} bytes is over the limit of {limit}")
-            obj.file.seek(0)
-            data = obj.file.read(limit + 1)
-        elif isinstance(obj, PurePath):
-            size = Path(obj).stat().st_size
-            if size > limit:
-                raise ValueError(f"image file of {size} bytes is over the limit of {limit}")
-            data = Path(obj).read_bytes()
-        elif isinstance(obj, (bytes, bytearray, memoryview)):
-            data = bytes(obj)
-        else:
-            raise ValueError(f"an image must be an uploaded file (a multipart/form-data part), not "  # noqa: TRY004  (pydantic makes a ValueError a 400; a TypeError would be a 500)
-                             f"{type(obj).__name__}")
-    except OSError as exc:
-        raise ValueError(f"the upload could not be read ({type(exc).__name__})") from None
-    if len(data) > limit:
-        raise ValueError(f"image file of {len(data)} bytes is over the limit of {limit}")
-    return data
-
-
-def _upload(obj: Any) -> DecodedImage:
-    """An uploaded file → decoded pixels; a ``ValueError`` here is a 400 naming the problem."""
-    if isinstance(obj, DecodedImage):
-        return obj  # already decoded (an in-process ``.local`` call)
-    data = _upload_bytes(obj)
-    try:
-        decoded = decode_upload(data, SETTINGS.max_image_pixels)
-    except ImageError as exc:
-        raise ValueError(f"{exc} [{exc.category}]") from None
-    decoded.request = current_request_id()
-    return decoded
-
-
-class RequestText(str):
-    """A validated text that remembers its request (for the monitoring log of a batched call)."""
-
-    request: str = ""
-
-
-def _texts(texts: list[str], what: str = "texts") -> list[RequestText]:
-    if not texts:
-        raise ValueError(f"no {what}: send at least one")
-    if len(texts) > SETTINGS.max_texts_per_call:
-        raise ValueError(f"{len(texts)} {what} is over the limit of {SETTINGS.max_texts_per_call} per call")
-    request, out = current_request_id(), []
-    for i, text in enumerate(texts):
-        _text(text, f"{what}[{i}]")
-        t = RequestText(text)
-        t.request = request
-        out.append(t)
-    return out
-
-
-def _text(text: str, what: str = "text") -> str:
-    if not text.strip():
-        raise ValueError(f"{what} is empty")
-    if len(text) > SETTINGS.max_text_chars:
-        raise ValueError(f"{what} has {len(text)} characters, over the limit of {SETTINGS.max_text_chars}")
-    return text
-
-
-def _labels(labels: list[str]) -> list[RequestText]:
-    out = _texts(labels, "labels")
-    if len(set(out)) != len(out):
-        raise ValueError("labels must be distinct")
-    return out
-
-
-def _images(images: list) -> list:
-    if not images:
-        raise ValueError("no images: send at least one")
-    if len(images) > SETTINGS.max_images_per_call:
-        raise ValueError(f"{len(images)} images is over the limit of {SETTINGS.max_images_per_call} per call")
-    return images
-
-
-def _boxes(boxes: list[list[float]]) -> list[list[float]]:
-    if not boxes:
-        raise ValueError("no boxes: send at least one [x0, y0, x1, y1]")
-    if len(boxes) > SETTINGS.max_boxes_per_call:
-        raise ValueError(f"{len(boxes)} boxes is over the limit of {SETTINGS.max_boxes_per_call} per call")
-    for i, b in enumerate(boxes):
-        if len(b) != 4:
-            raise ValueError(f"boxes[{i}] has {len(b)} numbers, expected 4: [x0, y0, x1, y1]")
-        if not all(np.isfinite(v) and 0.0 <= v <= 1.0 for v in b):
-            raise ValueError(f"boxes[{i}] = {b}: coordinates must be normalised to 0..1 of the image")
-        if not (b[0] < b[2] and b[1] < b[3]):
-            raise ValueError(f"boxes[{i}] = {b}: need x0 < x1 and y0 < y1")
-    return boxes
-
-
-class UploadedImage(PurePosixPath):
-    """The type of an image field: a file part of a multipart request (PNG, JPEG or DICOM; any
-    content type, the format is sniffed), validated into a :class:`DecodedImage`.
-
-    BentoML treats any ``PurePath`` subclass as a file field (multipart, ``"type": "file"`` in the
-    schema its clients read) but gives only the stdlib path classes its own schema, which writes
-    every upload to a temp file on disk (and deletes it after the response) on the event loop.
-    This one decodes the upload's bytes straight from the parsed form: no temp file, no second read.
-    """
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(_upload, core_schema.any_schema())
-
-    @classmethod
-    def __get_pydantic_json_schema__(cls, schema: core_schema.CoreSchema, handler: Any) -> dict[str, Any]:
-        value = handler(schema)
-        if handler.mode == "validation":  # as BentoML's FileSchema
-            value.update({"type": "file", "format": "binary"})
-        else:
-            value.update({"type": "string", "format": "binary"})
-        return value
-
-
-ImageFile = UploadedImage
-ImageList = Annotated[list[ImageFile], AfterValidator(_images)]
-TextList = Annotated[list[str], AfterValidator(_texts)]
-LabelList = Annotated[list[str], AfterValidator(_labels)]
-Text = Annotated[str, AfterValidator(_text)]
-BoxList = Annotated[list[list[float]], AfterValidator(_boxes)]
-# Every API answers JSON. Said here, BentoML does not derive the media type again from the output's
-# JSON schema for every response (it builds a pydantic TypeAdapter each time).
-JSON = ContentType("application/json")
-
-
-# ---- BentoML's multipart parser, minus URL fetching ---------------------------------------------------
-def _harden_multipart() -> None:
-    """BentoML downloads a URL given as text in a file field (a server-side request on the client's
-    behalf), and a malformed multipart body there is a 500. Register a parser that accepts only
-    uploaded files and turns a malformed body into a 400."""
-    from _bentoml_impl import serde as bento_serde
-    from pydantic import ValidationError
-    from starlette.datastructures import UploadFile
-
-    base = bento_serde.ALL_SERDE["multipart/form-data"]
-    if getattr(base, "_regionmed_hardened", False):
-        return
-
-    class UploadOnlyMultipartSerde(base):  # type: ignore[misc, valid-type]
-        _regionmed_hardened = True
-
-        @staticmethod
-        async def ensure_file(obj):
-            if isinstance(obj, UploadFile):
-                return obj
-            raise BadInput("a file field must be an uploaded file (a multipart part with a filename); "
-                           "URLs and text are not accepted")
-
-        async def parse_request(self, request, cls):
-            try:
-                return await super().parse_request(request, cls)
-            except (ValidationError, bentoml.exceptions.BentoMLException):
-                raise
-            except Exception as exc:  # noqa: BLE001  (anything else the parser raises is the body's fault)
-                raise BadInput(f"malformed multipart/form-data body ({type(exc).__name__})") from None
-
-    bento_serde.ALL_SERDE["multipart/form-data"] = UploadOnlyMultipartSerde  # type: ignore[index]
-    bento_serde.ALL_SERDE["application/x-www-form-urlencoded"] = UploadOnlyMultipartSerde  # type: ignore[index]
-
-
-_harden_multipart()
 
 
 def _api_key() -> str | None:
