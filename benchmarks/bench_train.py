@@ -4,10 +4,12 @@
         [--roi '{"cell_path": "direct"}'] [--fusion-dim 96] [--corpus data/corpus --tokenizer models/tokenizer]
 
 Measures forward + backward + fused AdamW steps on a real batch of the corpus, in one process, for:
-baseline (global loss), baseline with the joint phase's text levels, RegionMed region phase and
-joint (all losses), joint with the crop branch, each in fp32 and bf16 autocast; the variants take
-turns in rounds so that the machine's noise hits them alike. Prints ms/step, pairs/s and ratios to
-the baseline of the same precision (joint rows also to the baseline with the same text levels). Needs a built corpus and tokenizer (`dvc repro tokenizer`), or builds a small one.
+baseline (global loss), baseline with the joint phase's text levels, RegionMed region phase (all
+layers trainable, and with the bottom layers that phase's params freeze) and joint (all losses),
+joint with the crop branch, each in fp32 and bf16 autocast; the variants take turns in rounds so
+that the machine's noise hits them alike. Prints ms/step, pairs/s and ratios to the baseline of
+the same precision (joint rows also to the baseline with the same text levels). Needs a built
+corpus and tokenizer (`dvc repro tokenizer`), or builds a small one.
 """
 
 from __future__ import annotations
@@ -29,9 +31,12 @@ from regionmed.model.losses import ClipLoss, hierarchical_loss
 from regionmed.model.regionclip import RegionCLIP
 from regionmed.params import load_params
 from regionmed.training.data import AugmentConfig, CorpusDataModule
+from regionmed.training.freeze import freeze_bottom_layers
 from regionmed.training.module import attention_kernels
 
 REPO = Path(__file__).resolve().parents[1]
+# the region phase with the bottom encoder layers its params freeze: what pretrain_region's steps cost
+REGION_AS_STAGED = "RegionMed region phase, params' frozen layers"
 
 
 def _corpus_and_tokenizer(args, params):
@@ -155,6 +160,7 @@ def main() -> None:
         ("baseline + joint's text levels (global-only)", params.model, True, text_levels_only, levels4),
         ("RegionMed region phase (region + global loss)", params.model, False, dict(params.phases["region"].loss_weights),
          ("report",)),
+        (REGION_AS_STAGED, params.model, False, dict(params.phases["region"].loss_weights), ("report",)),
         ("RegionMed joint (all losses)", params.model, False, joint, levels4),
         ("RegionMed joint + crop branch", crop_cfg, False, joint, levels4),
     ]
@@ -179,7 +185,10 @@ def main() -> None:
         for name, cfg, global_only, weights, levels in variants:
             torch.manual_seed(0)
             model = RegionCLIP(cfg, vocab_size=len(tokenizer), global_only=global_only)
-            runs.append((name, model, weights, levels, torch.optim.AdamW(model.parameters(), 1e-4, fused=True), []))
+            if name == REGION_AS_STAGED:
+                freeze_bottom_layers(model.image_encoder, params.phases["region"].freeze_image_layers)
+                freeze_bottom_layers(model.text_encoder, params.phases["region"].freeze_text_layers)
+            runs.append((name, model, weights, levels, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4, fused=True), []))
         # rounds in turn: a slow minute on this shared machine then hits every variant alike
         for _ in range(args.rounds):
             for name, model, weights, levels, opt, times in runs:
