@@ -152,11 +152,17 @@ def _pair(d: dict | None):
 
 
 def _gallery(results, corpus_dir: Path, test, out_dir: Path, n: int) -> list[Path]:
-    """Heatmaps of the first ``n`` subtle-or-small findings (then any), for both models."""
+    """Heatmaps of the first ``n`` subtle-or-small findings (then any), for both models.
+
+    The folder is a declared DVC output, so it is written even when there is nothing to draw
+    (a corpus without boxes, e.g. MedPix; or ``gallery_size: 0``), with a note saying why.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
     ex = results["regionmed"].grounding_examples
     if not ex or n == 0:
+        why = "evaluate.gallery_size is 0" if n == 0 else "the test split has no finding regions to ground"
+        (out_dir / "README.md").write_text(f"No grounding examples: {why}.\n")
         return []
-    out_dir.mkdir(parents=True, exist_ok=True)
     order = np.arange(len(ex["phrases"]))[:n]
     paths = []
     for k in order:

@@ -55,7 +55,7 @@ class ItemValues:
 @dataclass
 class ModelEvaluation:
     items: dict[str, ItemValues] = field(default_factory=dict)
-    point: dict[str, float] = field(default_factory=dict)  # metrics without per-item values (AUROC)
+    point: dict[str, float] = field(default_factory=dict)  # metrics without per-item values (chance levels)
     details: dict[str, Any] = field(default_factory=dict)  # per-class tables, curves
     grounding_examples: dict[str, np.ndarray] = field(default_factory=dict)
 

@@ -57,3 +57,17 @@ def test_plot_data_files(tmp_path):
                                {"series": "t2i", "k": 1, "recall": 0.3}, {"series": "t2i", "k": 5, "recall": 0.6}]}
     single = plot_recall_at_k({10: 0.9, 1: 0.4}, tmp_path / "r.csv")
     assert [r["k"] for r in csv.DictReader(single.open())] == ["1", "10"]
+
+
+def test_gallery_folder_is_written_even_without_regions(tmp_path):
+    """``reports/eval_gallery`` is a declared DVC output: a corpus without boxes (MedPix) must still
+    produce it, or ``dvc repro evaluate`` fails after the work is done."""
+    from regionmed.evaluation.stage import _gallery
+    from regionmed.evaluation.suite import ModelEvaluation
+
+    results = {"regionmed": ModelEvaluation(), "baseline": ModelEvaluation()}
+    out = tmp_path / "eval_gallery"
+    assert _gallery(results, tmp_path, None, out, n=4) == []
+    assert "no finding regions" in (out / "README.md").read_text()
+    assert _gallery(results, tmp_path, None, tmp_path / "g0", n=0) == []
+    assert "gallery_size is 0" in (tmp_path / "g0" / "README.md").read_text()
