@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py [--steps 6] [--rounds 3] [--batch 64] [--bf16-only] [--no-crop]
         [--roi '{"cell_path": "direct"}'] [--fusion-dim 96] [--corpus data/corpus --tokenizer models/tokenizer]
+        [--device cuda --peak-tflops 989]
 
 Measures forward + backward + fused AdamW steps on a real batch of the corpus, in one process, for:
 baseline (global loss), baseline with the joint phase's text levels, RegionMed region phase (all
@@ -10,6 +11,11 @@ joint with the crop branch, each in fp32 and bf16 autocast; the variants take tu
 that the machine's noise hits them alike. Prints ms/step, pairs/s and ratios to the baseline of
 the same precision (joint rows also to the baseline with the same text levels). Needs a built
 corpus and tokenizer (`dvc repro tokenizer`), or builds a small one.
+
+Each row also gives the model FLOPs of one step (forward + backward, counted by torch's
+FlopCounterMode: matmuls and attention, not element-wise ops or the optimizer) and the achieved
+TFLOP/s; with ``--peak-tflops`` (the device's dense peak at that precision) the MFU. On a GPU
+(``--device cuda``) steps are timed between ``cuda.synchronize`` calls.
 """
 
 from __future__ import annotations
@@ -53,21 +59,53 @@ def _corpus_and_tokenizer(args, params):
     return tmp / "corpus", tmp / "tokenizer"
 
 
-def _time_steps(model, opt, batch, weights, levels, steps, bf16) -> list[float]:
-    loss_fn = ClipLoss()
+def _to_device(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _train_step(model, opt, batch, weights, levels, bf16, device: torch.device) -> None:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with attention_kernels(device):  # what training does
+            out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
+        loss, _ = hierarchical_loss(out, weights, ClipLoss())
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _time_steps(model, opt, batch, weights, levels, steps, bf16, device: torch.device) -> list[float]:
     times = []
     for i in range(steps + 2):  # two warm-up steps per round (caches, allocator)
+        _sync(device)
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            with attention_kernels(torch.device("cpu")):  # what training does
-                out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
-            loss, _ = hierarchical_loss(out, weights, loss_fn)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        _train_step(model, opt, batch, weights, levels, bf16, device)
+        _sync(device)
         if i >= 2:
             times.append(time.perf_counter() - start)
     return times
+
+
+def _step_flops(model, batch, weights, levels, bf16, device: torch.device) -> int:
+    """Model FLOPs of one training step (forward + backward; matmuls and attention, as torch's
+    FlopCounterMode counts them): the numerator of MFU. The optimizer step is left out."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), attention_kernels(device):
+        out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
+        loss, _ = hierarchical_loss(out, weights, ClipLoss())
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def _time(fn, steps: int) -> float:
@@ -81,7 +119,7 @@ def _time(fn, steps: int) -> float:
     return statistics.median(times) * 1000
 
 
-def _parts(model: RegionCLIP, batch: dict, steps: int) -> dict[str, float]:
+def _parts(model: RegionCLIP, batch: dict, steps: int, device: torch.device) -> dict[str, float]:
     """Forward + backward ms (bf16 autocast) of the pieces a RegionMed step adds to a baseline step,
     and of the towers both share, each alone on the benchmark batch."""
     from regionmed.model.regionclip import encode_unique
@@ -89,18 +127,19 @@ def _parts(model: RegionCLIP, batch: dict, steps: int) -> dict[str, float]:
 
     def run(forward):
         def fn():
-            with torch.autocast("cpu", dtype=torch.bfloat16), attention_kernels(torch.device("cpu")):
+            with torch.autocast(device.type, dtype=torch.bfloat16), attention_kernels(device):
                 out = forward()
             sum(o.float().sum() for o in out).backward()
             model.zero_grad(set_to_none=True)
+            _sync(device)
         return fn
 
     pixels, bsz = batch["pixels"], batch["pixels"].shape[0]
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
         _, global_feat, grid = model._features(pixels)
     global_feat, grid = global_feat.float().requires_grad_(), grid.float().requires_grad_()
     given, _, _ = pack_by_image(batch["region_boxes"], batch["region_batch"], bsz)
-    cells = cell_boxes(*grid.shape[-2:])
+    cells = cell_boxes(*grid.shape[-2:], device=grid.device)
     cell_attend = model.config.roi.cell_path == "fusion"
 
     def text(key):
@@ -124,7 +163,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--tokenizer", default="models/tokenizer")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak dense TFLOP/s at the benchmark's precision (e.g. 989 for an "
+                             "H100 SXM in bf16): prints MFU = model FLOPs per second / peak")
     parser.add_argument("--fusion-dim", type=int, action="append", default=[],
                         help="also time the region phase and joint at this model.roi.fusion_dim (repeatable)")
     parser.add_argument("--roi", action="append", default=[], type=json.loads,
@@ -148,7 +190,8 @@ def main() -> None:
                           params.train.max_regions_per_image,
                           AugmentConfig(**params.train.augment.model_dump()), seed=params.seed)  # as training batches are
     dm.setup()
-    batch = next(iter(dm.train_dataloader()))
+    device = torch.device(args.device)
+    batch = _to_device(next(iter(dm.train_dataloader())), device)
     joint = dict(params.phases["joint"].loss_weights)
     crop_cfg = ModelConfig.model_validate({**params.model.model_dump(), "roi": {**params.model.roi.model_dump(),
                                                                                "crop_branch": True}})
@@ -175,7 +218,8 @@ def main() -> None:
         ]
     if args.no_crop:
         variants = [v for v in variants if "crop" not in v[0]]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; batch {batch_size}; {args.rounds} rounds of {args.steps} timed "
           f"steps per variant, the variants taking turns (median of all timed steps)")
     n_regions = len(batch["region_boxes"])
@@ -184,7 +228,7 @@ def main() -> None:
         runs = []
         for name, cfg, global_only, weights, levels in variants:
             torch.manual_seed(0)
-            model = RegionCLIP(cfg, vocab_size=len(tokenizer), global_only=global_only)
+            model = RegionCLIP(cfg, vocab_size=len(tokenizer), global_only=global_only).to(device)
             if name == REGION_AS_STAGED:
                 freeze_bottom_layers(model.image_encoder, params.phases["region"].freeze_image_layers)
                 freeze_bottom_layers(model.text_encoder, params.phases["region"].freeze_text_layers)
@@ -192,17 +236,21 @@ def main() -> None:
         # rounds in turn: a slow minute on this shared machine then hits every variant alike
         for _ in range(args.rounds):
             for name, model, weights, levels, opt, times in runs:
-                times += _time_steps(model, opt, batch, weights, levels, args.steps, bf16)
+                times += _time_steps(model, opt, batch, weights, levels, args.steps, bf16, device)
         ms = {name: statistics.median(times) * 1000 for name, *_, times in runs}
         base, text_base = ms[variants[0][0]], ms[variants[1][0]]
-        for name, model, weights, *_ in runs:
+        for name, model, weights, levels, *_ in runs:
             params_m = sum(p.numel() for p in model.parameters()) / 1e6
             vs_text = f"  {ms[name] / text_base:5.2f}x baseline+levels" if "joint" in name else ""
+            flops = _step_flops(model, batch, weights, levels, bf16, device)
+            achieved = flops / ms[name] / 1e9  # TFLOP/s
+            mfu = f"  MFU {achieved / args.peak_tflops:6.1%}" if args.peak_tflops else ""
             print(f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  {ms[name]:7.1f} ms/step  "
-                  f"{batch_size / ms[name] * 1000:6.0f} pairs/s  {ms[name] / base:5.2f}x baseline{vs_text}", flush=True)
+                  f"{batch_size / ms[name] * 1000:6.0f} pairs/s  {ms[name] / base:5.2f}x baseline{vs_text}  "
+                  f"{flops / 1e9:6.1f} GFLOP/step  {achieved:6.3f} TFLOP/s{mfu}", flush=True)
         if args.parts and bf16:
             region_model = next(model for name, model, *_ in runs if name.startswith("RegionMed region phase"))
-            for part, part_ms in _parts(region_model, batch, args.steps * args.rounds).items():
+            for part, part_ms in _parts(region_model, batch, args.steps * args.rounds, device).items():
                 print(f"bf16  part: {part:<54} {part_ms:7.1f} ms fwd+bwd  {part_ms / base:5.2f} of a baseline step",
                       flush=True)
 
