@@ -72,12 +72,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _train_step(model, opt, batch, weights, levels, bf16, device: torch.device) -> None:
+def _forward_backward(model, batch, weights, levels, bf16, device: torch.device) -> None:
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         with attention_kernels(device):  # what training does
             out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
         loss, _ = hierarchical_loss(out, weights, ClipLoss())
     loss.backward()
+
+
+def _train_step(model, opt, batch, weights, levels, bf16, device: torch.device) -> None:
+    _forward_backward(model, batch, weights, levels, bf16, device)
     opt.step()
     opt.zero_grad(set_to_none=True)
 
@@ -100,10 +104,8 @@ def _step_flops(model, batch, weights, levels, bf16, device: torch.device) -> in
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16), attention_kernels(device):
-        out = model(batch, text_levels=levels, ground_cells="grounding" in weights)
-        loss, _ = hierarchical_loss(out, weights, ClipLoss())
-        loss.backward()
+    with counter:
+        _forward_backward(model, batch, weights, levels, bf16, device)
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 

@@ -20,7 +20,7 @@ decision use one of three rules, named in the result's ``accuracy_mode``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -169,14 +169,18 @@ def auroc(scores: Any, targets: Any) -> float:
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def _macro(per_class: Iterable[float]) -> float:
+    """The mean over the classes that could be scored (not NaN); NaN when none could."""
+    scored = [v for v in per_class if not np.isnan(v)]
+    return float(np.mean(scored)) if scored else float("nan")
+
+
 def macro_auroc_of(scores_and_targets: np.ndarray) -> float:
     """Macro AUROC of ``[n, 2C]`` = scores then 0/1 targets per class (the layout a bootstrap
     resamples by rows); classes without both positives and negatives in the rows are left out."""
     m = np.asarray(scores_and_targets, dtype=np.float64)
     c = m.shape[1] // 2
-    per = [auroc(m[:, j], m[:, c + j]) for j in range(c)]
-    scored = [v for v in per if not np.isnan(v)]
-    return float(np.mean(scored)) if scored else float("nan")
+    return _macro(auroc(m[:, j], m[:, c + j]) for j in range(c))
 
 
 def _predicted(scores: np.ndarray, targets: np.ndarray, mode: str, threshold: float | None) -> np.ndarray:
@@ -209,7 +213,6 @@ def multilabel_metrics(scores: Any, targets: Any, classnames: Sequence[str],
         raise ValueError(f"scores {s.shape}, targets {y.shape} and {len(classnames)} classnames disagree")
     per = {c: auroc(s[:, j], y[:, j]) for j, c in enumerate(classnames)}
     skipped = [c for c, v in per.items() if np.isnan(v)]
-    scored = [v for v in per.values() if not np.isnan(v)]
     mode = accuracy_mode(y, threshold)
     pred = _predicted(s, y, mode, threshold)
     npos = y.sum(axis=0)
@@ -218,8 +221,8 @@ def multilabel_metrics(scores: Any, targets: Any, classnames: Sequence[str],
     acc = float((pred == y).all(axis=1).mean()) if len(y) else float("nan")
     return {
         "auroc": per,
-        "macro_auroc": float(np.mean(scored)) if scored else float("nan"),
-        "n_classes_scored": len(scored),
+        "macro_auroc": _macro(per.values()),
+        "n_classes_scored": len(per) - len(skipped),
         "n_skipped": len(skipped),
         "skipped": skipped,
         "n_positives": {c: int(n) for c, n in zip(classnames, npos)},
@@ -273,11 +276,9 @@ def by_size_bucket(scores: Any, targets: Any, sizes: np.ndarray, classnames: Seq
             per[c] = auroc(s[keep, j], y[keep, j])
             npos[c] = int(in_b[:, j].sum())
             recall[c] = float(pred[in_b[:, j], j].mean()) if npos[c] else float("nan")
-        scored = [v for v in per.values() if not np.isnan(v)]
-        rec = [v for v in recall.values() if not np.isnan(v)]
-        out[b] = {"auroc": per, "macro_auroc": float(np.mean(scored)) if scored else float("nan"),
-                  "n_skipped": len(per) - len(scored), "recall": recall,
-                  "macro_recall": float(np.mean(rec)) if rec else float("nan"), "n_positives": npos}
+        out[b] = {"auroc": per, "macro_auroc": _macro(per.values()),
+                  "n_skipped": int(np.isnan(list(per.values())).sum()), "recall": recall,
+                  "macro_recall": _macro(recall.values()), "n_positives": npos}
     return out
 
 

@@ -167,7 +167,6 @@ def _harden_multipart() -> None:
     uploaded files and turns a malformed body into a 400."""
     from _bentoml_impl import serde as bento_serde
     from pydantic import ValidationError
-    from starlette.datastructures import UploadFile
 
     base = bento_serde.ALL_SERDE["multipart/form-data"]
     if getattr(base, "_regionmed_hardened", False):
