@@ -8,20 +8,29 @@ export DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1 DVCLIVE_NO_ANA
 	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install pipeline test test-fast bench preview clean
+.PHONY: help install lock pipeline test test-fast bench preview clean
+# pip itself is pinned too: its resolver and the lock's format move with it.
+PIP_VERSION := 26.3
+# Where torch's CPU wheel comes from. Here pip finds it on disk; with internet and no local wheel,
+# `make install TORCH_INDEX=--index-url=https://download.pytorch.org/whl/cpu`.
+TORCH_INDEX ?=
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
 	# torch first: the CPU wheel, so no requirement pulls a multi-GB CUDA build
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q $(TORCH_INDEX) "torch==$$(grep -oP '^torch==\K\S+' requirements/lock.txt)"
+	# every other package at the exact version of the lock
+	$(BIN)/pip install -q -c requirements/lock.txt -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the package with its dev tools
+install: $(VENV)/.installed  ## create .venv and install the locked environment (requirements/lock.txt)
+
+lock: install  ## re-resolve pyproject.toml into requirements/lock.txt and re-pin bentofile.yaml (then commit both)
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade,)
 
 pipeline: install  ## run the whole pipeline (dvc repro) on the embedded synthetic default
 	$(BIN)/dvc repro
