@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from regionmed.evaluation._arrays import as_numpy
+from regionmed.arrays import as_numpy
 
 MIDLINE_BAND = 0.08  # mirrors regionmed.corpus.phrases.MIDLINE_BAND
 ZONE_INDEX = {"upper": 0, "frontal": 0, "middle": 1, "mid": 1, "parietal": 1, "lower": 2, "occipital": 2}

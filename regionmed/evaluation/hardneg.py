@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from regionmed.evaluation._arrays import as_numpy, l2_normalize
+from regionmed.arrays import as_numpy, l2_normalize
 
 SWAP_TYPES = ("laterality", "size", "finding", "location", "other")
 _SIDE_ZONE = frozenset(["right", "left", "bilateral", "upper", "middle", "mid", "lower", "central", "midline", "frontal", "parietal", "occipital"])

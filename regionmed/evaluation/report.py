@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from regionmed.evaluation._arrays import as_numpy
+from regionmed.arrays import as_numpy
 
 COLUMNS = ("regionmed", "baseline", "difference")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from regionmed.evaluation._arrays import as_numpy, l2_normalize
+from regionmed.arrays import as_numpy, l2_normalize
 
 TIE_MODES = ("pessimistic", "optimistic", "average")
 DEFAULT_MAX_BLOCK_BYTES = 512 * 2**20

@@ -30,18 +30,20 @@ from regionmed.evaluation.retrieval import retrieval_ranks
 from regionmed.evaluation.vqa import flatten_qa, qa_features, train_answer_head
 from regionmed.evaluation.zeroshot import (
     by_size_bucket,
+    label_matrix,
+    macro_auroc_of,
+    multilabel_metrics,
+    presence_vs_absence,
+    size_matrix,
+    zero_shot_scores,
+)
+from regionmed.prompts.templates import (
     class_embeddings,
     embed_prompt_sets,
     is_axis_label,
     label_axes,
-    label_matrix,
-    macro_auroc_of,
     modality_prompts,
-    multilabel_metrics,
     presence_absence_embeddings,
-    presence_vs_absence,
-    size_matrix,
-    zero_shot_scores,
 )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from regionmed.evaluation._arrays import as_numpy, l2_normalize
+from regionmed.arrays import as_numpy, l2_normalize
 
 QA_TYPES = ("presence", "location", "modality", "count")  # mirrors regionmed.corpus.schema.QA_TYPES
 

@@ -116,7 +116,7 @@ def build_reference(params, *, model_dir: str | Path | None = None, index_dir: s
                     corpus_dir: str | Path | None = None, log=print) -> Reference:
     """The reference of the packaged model (module docstring); the caller saves it."""
     from regionmed.corpus.schema import read_manifest
-    from regionmed.evaluation.zeroshot import embed_prompt_sets, modality_prompts
+    from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
     from regionmed.serving.engine import Engine, decode_upload
     from regionmed.serving.index import RetrievalIndex
 

@@ -182,14 +182,14 @@ class Engine:
 
     # ---- zero-shot -------------------------------------------------------------------------------
     def class_embeddings(self, classes: Sequence[str], use_templates: bool = True) -> np.ndarray:
-        """``[C, D]``: per label the prompt-ensembled embedding (templates from the evaluation's
-        prompt file), or with ``use_templates=False`` each string embedded as it is (a prompt)."""
+        """``[C, D]``: per label the prompt-ensembled embedding (templates from
+        ``regionmed/prompts/zeroshot.yaml``), or with ``use_templates=False`` each string embedded as it is (a prompt)."""
         hit = self.cached_class_embeddings(classes, use_templates)
         if hit is not None:
             return hit
         key = (bool(use_templates), *classes)
         if use_templates:
-            from regionmed.evaluation.zeroshot import build_prompts, embed_prompt_sets
+            from regionmed.prompts.templates import build_prompts, embed_prompt_sets
 
             emb = embed_prompt_sets(lambda ts: self.encode_texts(ts), build_prompts(list(classes)))
         else:

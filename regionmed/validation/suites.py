@@ -48,14 +48,10 @@ class LoadedSuite:
 def source_vocabulary(params: Params, source: str) -> dict[str, list[str] | None]:
     """The known vocabulary of a source: the phantom atlas (synthetic), the importer's fixed classes
     (MedPix); none for JSONL and COCO, whose values are the user's (set them in validation.vocabulary)."""
-    if source == "medpix":
-        from regionmed.corpus.importers.medpix import LABEL_TEXTS
-        from regionmed.corpus.importers.medpix import MODALITIES as MEDPIX_MODALITIES
-
-        return {**dict.fromkeys(VOCABULARY_KEYS), "modalities": sorted({m for m, _ in MEDPIX_MODALITIES.values()}),
-                "labels": sorted(LABEL_TEXTS)}
     if source != "synthetic":
-        return dict.fromkeys(VOCABULARY_KEYS)
+        from regionmed.corpus.importers import importer_vocabulary
+
+        return {**dict.fromkeys(VOCABULARY_KEYS), **importer_vocabulary(source)}
     from regionmed.corpus.atlas import MODALITIES
 
     mods = [MODALITIES[m] for m in params.corpus.synthetic.modalities]

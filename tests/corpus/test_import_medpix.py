@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from regionmed.corpus.importers import ImporterConfigError, make_importer
-from regionmed.corpus.importers.medpix import LABEL_TEXTS, label_axis, label_text
+from regionmed.corpus.importers.medpix import LABELS
 from regionmed.params import ImportParams
+from regionmed.prompts.templates import label_axes, load_prompts
 
 MEDPIX_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "medpix2-sample"
 
@@ -105,10 +106,9 @@ def test_medpix_fields_labels_and_splits(kit, medpix):
 
 
 def test_every_label_has_a_prompt_text():
-    axes = {label_axis(label) for label in LABEL_TEXTS}
-    assert axes == {"modality", "plane", "body_part"}
-    assert label_text("modality:ct") == "a CT scan"
-    assert label_text("body_part:pelvis") == "an image, body part pelvis"
+    texts = load_prompts()["label_texts"]
+    assert set(LABELS) == set(texts), "each MedPix label needs its prompt text in regionmed/prompts/zeroshot.yaml"
+    assert set(label_axes(LABELS)) == {"modality", "plane", "body_part"}
 
 
 def test_medpix_settings_are_checked(tmp_path):
@@ -133,7 +133,7 @@ def test_medpix_shared_sample(kit):
     assert all(df["patient_id"].map(expected) == df["split"])
     assert set(df["modality"]) == {"ct", "mri"}
     assert set(df["body_part"]) == {"head", "chest", "abdomen", "spine_muscles", "genitourinary"}
-    assert all(label in LABEL_TEXTS for labels in df["labels"] for label in labels)
+    assert all(label in LABELS for labels in df["labels"] for label in labels)
     assert all(len(q) >= 1 for q in df["qa"])
     assert df["finding_text"].str.len().min() > 0 and df["report"].str.len().min() > 0
     assert seconds < 60, f"MedPix import took {seconds:.1f} s"

@@ -11,18 +11,22 @@ from hypothesis import strategies as st
 
 from regionmed.evaluation.zeroshot import (
     auroc,
-    build_prompts,
     by_size_bucket,
-    class_embeddings,
-    load_prompts,
     macro_auroc_of,
-    modality_prompts,
     multilabel_metrics,
     negation_similarity,
-    presence_absence_embeddings,
     presence_vs_absence,
     size_matrix,
     zero_shot_scores,
+)
+from regionmed.prompts.templates import (
+    build_prompts,
+    class_embeddings,
+    label_axes,
+    label_text,
+    load_prompts,
+    modality_prompts,
+    presence_absence_embeddings,
 )
 
 DIM = 32
@@ -207,12 +211,13 @@ def test_axis_labels_classify_along_each_axis_with_their_own_prompt_text():
     import pandas as pd
 
     from regionmed.evaluation.suite import ModelEvaluation, _zero_shot
-    from regionmed.evaluation.zeroshot import label_axes
 
     prompts = build_prompts(["plane:axial", "modality:ct"])
     assert prompts["plane:axial"][0] == "an axial image" and "this is a CT scan" in prompts["modality:ct"]
     assert label_axes(["plane:axial", "nodule", "modality:mri", "plane:coronal"]) == {
         "modality": ["modality:mri"], "plane": ["plane:axial", "plane:coronal"]}
+    assert label_text("modality:ct") == "a CT scan"
+    assert label_text("body_part:pelvis") == "an image, body part pelvis"  # outside the table: a plain text
 
     keys = {"axial": 0, "coronal": 1, "CT": 2, "MRI": 3}
 

@@ -77,7 +77,7 @@ def test_the_bento_carries_code_params_and_the_pinned_model(packaged):
     assert info["models"][0]["alias"] == "regionmed-model"
     assert info["services"][0]["config"]["http"]["host"] == "127.0.0.1"
     src = bento / "src"
-    assert (src / "params.yaml").is_file() and (src / "regionmed/evaluation/prompts/zeroshot.yaml").is_file()
+    assert (src / "params.yaml").is_file() and (src / "regionmed/prompts/zeroshot.yaml").is_file()
     assert (src / "regionmed/serving/service.py").is_file()
     assert not any(p.name in ("data", "models", "tests", ".state") for p in src.iterdir())
     requirements = (bento / "env/python/requirements.txt").read_text()

@@ -9,8 +9,9 @@ from regionmed.evaluation.grounding import pointing_game, uniform_chance_pointin
 from regionmed.evaluation.inference import Encoder, load_pixels
 from regionmed.evaluation.retrieval import retrieval_ranks
 from regionmed.evaluation.suite import finding_regions
-from regionmed.evaluation.zeroshot import embed_prompt_sets, modality_prompts, zero_shot_scores
+from regionmed.evaluation.zeroshot import zero_shot_scores
 from regionmed.model.io import load_model
+from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
 from regionmed.training.train import train
 
 # Stated margins over chance, on the val split of the tiny corpus (~50 images, 3 modalities).

@@ -15,7 +15,16 @@ from regionmed.params import ImportParams
 
 IMPORTERS = ("jsonl", "coco", "medpix")
 
-__all__ = ["IMPORTERS", "ImporterConfigError", "make_importer"]
+__all__ = ["IMPORTERS", "ImporterConfigError", "importer_vocabulary", "make_importer"]
+
+
+def importer_vocabulary(name: str) -> dict[str, list[str]]:
+    """The values an importer always writes (``{}`` when they are the user's, as for JSONL and COCO)."""
+    if name == "medpix":
+        from regionmed.corpus.importers.medpix import vocabulary
+
+        return vocabulary()
+    return {}
 
 
 def make_importer(name: str, params: ImportParams):

@@ -21,7 +21,7 @@ Mapping to the corpus (one row per image):
   Plane (e.g. "CT w/contrast (IV), axial plane"); ``anatomy_text`` = Location Category and Location.
 - ``modality`` from ``Type``: CT → ``ct``, MR → ``mri``; ``body_part`` from ``Location Category``
   (:data:`BODY_PARTS`).
-- ``labels``: one class per axis, for zero-shot classification (:data:`LABEL_TEXTS` gives a
+- ``labels``: one class per axis, for zero-shot classification (:data:`LABELS`; the prompts file gives a
   prompt text for each): ``modality:ct|mri``, ``plane:axial|coronal|sagittal`` (only for those
   three planes: montages, 3D reconstructions, photographs etc. get no plane label), and
   ``body_part:head|chest|abdomen|spine_muscles|genitourinary``.
@@ -38,9 +38,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from regionmed.corpus.importers._common import (ImporterConfigError, RecordSource, clean_text,
-                                                describe_validation_error, load_json_file, resolve_setting,
-                                                truncated)
+from regionmed.corpus.importers._common import (
+    ImporterConfigError,
+    RecordSource,
+    clean_text,
+    describe_validation_error,
+    load_json_file,
+    resolve_setting,
+    truncated,
+)
 from regionmed.corpus.records import Rejected, SourceRecord
 from regionmed.params import ImportParams
 
@@ -64,32 +70,15 @@ BODY_PARTS = {
     "spine and muscles": "spine_muscles",
     "reproductive and urinary system": "genitourinary",
 }
-# A prompt text per class, for zero-shot classification of modality, plane and body region.
-LABEL_TEXTS = {
-    "modality:ct": "a CT scan",
-    "modality:mri": "an MRI scan",
-    "plane:axial": "an axial image",
-    "plane:coronal": "a coronal image",
-    "plane:sagittal": "a sagittal image",
-    "body_part:head": "an image of the head",
-    "body_part:chest": "an image of the chest",
-    "body_part:abdomen": "an image of the abdomen",
-    "body_part:spine_muscles": "an image of the spine or musculoskeletal system",
-    "body_part:genitourinary": "an image of the genitourinary system",
-}
-LABEL_AXES = ("modality", "plane", "body_part")
+# Every class label this importer can write (their prompt texts: label_texts in regionmed/prompts/zeroshot.yaml).
+LABELS = tuple(sorted({f"modality:{m}" for m, _ in MODALITIES.values()} | {f"plane:{p}" for p in PLANES.values()}
+                      | {f"body_part:{b}" for b in BODY_PARTS.values()}))
 REPORT_SECTIONS = (("History", "HISTORY"), ("Findings", "FINDINGS"), ("Case Diagnosis", "DIAGNOSIS"))
 
 
-def label_axis(label: str) -> str:
-    """``"plane:axial"`` → ``"plane"``."""
-    return label.split(":", 1)[0]
-
-
-def label_text(label: str) -> str:
-    """The prompt text of a class label (a plain fallback for classes outside the table)."""
-    axis, _, value = label.partition(":")
-    return LABEL_TEXTS.get(label) or f"an image, {axis.replace('_', ' ')} {value.replace('_', ' ')}"
+def vocabulary() -> dict[str, list[str]]:
+    """The values this importer writes, for the validation's vocabulary checks."""
+    return {"modalities": sorted({m for m, _ in MODALITIES.values()}), "labels": list(LABELS)}
 
 
 def _slug(text: str) -> str:

@@ -1,4 +1,4 @@
-"""Small array helpers shared by the evaluation modules (numpy only; torch tensors are accepted)."""
+"""Small array helpers shared by the evaluation and prompt modules (numpy only; torch tensors are accepted)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,2 @@
+"""Zero-shot prompts: the templates (``zeroshot.yaml``, data) and the code that fills and embeds them
+(:mod:`regionmed.prompts.templates`), shared by the evaluation, the service and the drift reference."""
