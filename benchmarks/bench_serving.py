@@ -13,7 +13,7 @@
   port (params.yaml's ``serving:`` section: adaptive batching up to ``max_batch_size``), ``C``
   concurrent clients (httpx, one connection each) for ``--seconds`` per cell after a warm-up.
   Latency is per request as the client sees it; throughput is images per second.
-- In-process: the same bytes through the same :class:`~regionmed.serving.engine.Engine` (decode,
+- In-process: the same bytes through the same :class:`~regionmed.inference.engine.Engine` (decode,
   letterbox, encode; for zero-shot also the probabilities) in batches of ``C`` images, so that
   "concurrency C over HTTP" faces "batch size C in-process"; latency is per batch call.
 
@@ -77,7 +77,8 @@ def percentile(values: list[float], q: float) -> float:
 
 # ---- in-process -----------------------------------------------------------------------------------
 def in_process(model_dir: Path, images: list[bytes], batch: int, seconds: float, endpoint: str) -> dict:
-    from regionmed.serving.engine import Engine, decode_upload
+    from regionmed.inference.engine import Engine
+    from regionmed.inference.uploads import decode_upload
 
     engine = Engine.from_dir(model_dir)
     class_emb = engine.class_embeddings(LABELS)

@@ -17,15 +17,11 @@ from typing import Any
 from tqdm import tqdm
 
 from regionmed.corpus.process import ProcessContext, image_id_for, process_record
-from regionmed.corpus.records import RecordError, Rejected, SourceRecord
+from regionmed.corpus.records import BuildError, RecordError, Rejected, SourceRecord
 from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, IMAGES_DIR, MANIFEST_FILE, REJECTED_FILE,
                                      ManifestRow, write_manifest)
 from regionmed.corpus.splits import assign_splits
 from regionmed.params import CorpusParams, Params
-
-
-class BuildError(RuntimeError):
-    """The build finished but its result must not be used (too many records rejected)."""
 
 
 @dataclass

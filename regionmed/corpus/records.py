@@ -8,6 +8,10 @@ from typing import Any
 import numpy as np
 
 
+class BuildError(RuntimeError):
+    """The build cannot be used: too many records rejected, or an importer's settings are wrong."""
+
+
 class RecordError(ValueError):
     """A record that cannot go into the corpus. ``category`` groups reasons in the build summary."""
 

@@ -39,47 +39,25 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from regionmed.monitoring.checks import STATUS_DRIFT, STATUS_NOT_ENOUGH, STATUS_OK, Check, KindResult
 from regionmed.monitoring.drift_report import write_reports
 from regionmed.monitoring.embedding_log import embedding_matrix
 from regionmed.monitoring.reference import Reference, predicted_labels
 from regionmed.monitoring.window import Current, Window, latest_timestamp, load_current, resolve_window
 
 SUMMARY_VERSION = 1
-STATUS_DRIFT, STATUS_OK, STATUS_NOT_ENOUGH = "drift", "no_drift", "not_enough_data"
 # p-value tests: drift when the score is *below* the threshold; every other method is a distance
 P_VALUE_METHODS = {"ks", "chisquare", "z", "fisher_exact", "g_test", "t_test", "mannw", "anderson",
                    "cramer_von_mises", "epps_singleton", "es", "empirical_mmd"}
 
 
 # ---- the checks ------------------------------------------------------------------------------------
-@dataclass
-class Check:
-    name: str
-    kind: str
-    group: str  # embeddings | descriptor | zero_shot
-    method: str
-    threshold: float
-    score: float | None = None
-    drift: bool | None = None
-    status: str = STATUS_NOT_ENOUGH  # drift | no_drift | not_enough_data | no_data
-    column: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        score = None if self.score is None or not np.isfinite(self.score) else round(float(self.score), 6)
-        out = {"name": self.name, "kind": self.kind, "group": self.group, "method": self.method,
-               "threshold": self.threshold, "score": score, "drift": self.drift, "status": self.status}
-        if self.column:
-            out["column"] = self.column
-        return out
-
-
 def planned_checks(settings, reference: Reference, kind: str) -> list[Check]:
     checks = [Check(f"{kind}/embeddings/{m}", kind, "embeddings", m, float(t))
               for m, t in settings.embedding_methods.items()]
@@ -161,18 +139,6 @@ def _project(ref: np.ndarray, cur: np.ndarray, components: int | None) -> tuple[
     k = min(components, both.shape[0] - 1)
     pca = PCA(n_components=k, random_state=0).fit(both)
     return pca.transform(ref), pca.transform(cur), k
-
-
-@dataclass
-class KindResult:
-    kind: str
-    checks: list[Check]
-    rows_reference: int
-    rows_current: int
-    rows_used: dict[str, int] = field(default_factory=dict)
-    components: int | None = None
-    snapshot: Any = None
-    seconds: float = 0.0
 
 
 def check_kind(kind: str, reference: Reference, current: pd.DataFrame, settings, seed: int = 0) -> KindResult:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # drift.py imports this module, not the other way round
-    from regionmed.monitoring.drift import KindResult
+from regionmed.monitoring.checks import KindResult
 
 REPORT_FILES = ("index.html", "image.html", "text.html")
 

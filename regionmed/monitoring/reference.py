@@ -5,7 +5,7 @@ Built by the ``monitor_reference`` stage right after ``package``, from the same 
 - image and report embeddings of the ``serving.index_split`` split: taken from the retrieval index
   the package stage wrote (``serving.index_dir``), so they are exactly the packaged model's;
 - per-image descriptors computed the way the service computes them for an upload
-  (:func:`~regionmed.serving.engine.decode_upload` + ``Engine.prepare``: width, height, channels,
+  (:func:`~regionmed.inference.uploads.decode_upload` + ``Engine.prepare``: width, height, channels,
   format, bytes, mean and std of the model input), and per-report token and character counts;
 - zero-shot class embeddings: the split's finding labels (prompt-ensembled, as the service's
   ``zero_shot`` with ``labels``) and the modalities (the evaluation's modality prompts), so the
@@ -116,9 +116,10 @@ def build_reference(params, *, model_dir: str | Path | None = None, index_dir: s
                     corpus_dir: str | Path | None = None, log=print) -> Reference:
     """The reference of the packaged model (module docstring); the caller saves it."""
     from regionmed.corpus.schema import read_manifest
+    from regionmed.inference.engine import Engine
+    from regionmed.inference.index import RetrievalIndex
+    from regionmed.inference.uploads import decode_upload
     from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
-    from regionmed.serving.engine import Engine, decode_upload
-    from regionmed.serving.index import RetrievalIndex
 
     s = params.serving
     model_dir = Path(model_dir or s.model_dir)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from bentoml.exceptions import ServiceUnavailable
 
-from regionmed.serving.engine import DecodedImage, Engine, PreparedImage
+from regionmed.inference.engine import Engine
+from regionmed.inference.uploads import DecodedImage, PreparedImage
 
 
 class ImageBatcher:

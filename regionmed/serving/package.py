@@ -162,8 +162,8 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     home.mkdir(parents=True, exist_ok=True)
     os.environ["BENTOML_HOME"] = str(home)  # for anything below that reads it
 
-    from regionmed.serving.engine import Engine
-    from regionmed.serving.index import build_index
+    from regionmed.inference.engine import Engine
+    from regionmed.inference.index import build_index
 
     engine = Engine.from_dir(model_dir)
     t0 = time.perf_counter()

@@ -21,7 +21,7 @@ from pydantic_core import core_schema
 from starlette.datastructures import UploadFile
 
 from regionmed.corpus.images import ImageError
-from regionmed.serving.engine import DecodedImage, decode_upload
+from regionmed.inference.uploads import DecodedImage, decode_upload
 from regionmed.serving.middleware import current_request_id
 from regionmed.serving.settings import load_serving_params
 

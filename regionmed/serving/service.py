@@ -35,8 +35,8 @@ from pydantic import Field
 from regionmed.env import configure_environment
 from regionmed.monitoring.embedding_log import EmbeddingLogWriter, hash_request_id
 from regionmed.serving.batcher import ImageBatcher
-from regionmed.serving.engine import Engine
-from regionmed.serving.index import ITEM_KINDS, RetrievalIndex
+from regionmed.inference.engine import Engine
+from regionmed.inference.index import ITEM_KINDS, RetrievalIndex
 from regionmed.serving.middleware import RequestGuardMiddleware, current_request_id
 from regionmed.serving.requests import (  # the request types and their checks; SETTINGS read once there
     JSON,

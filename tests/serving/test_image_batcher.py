@@ -30,7 +30,7 @@ class FakeEngine:
 
 
 def decoded(i: int):
-    from regionmed.serving.engine import DecodedImage
+    from regionmed.inference.uploads import DecodedImage
 
     return DecodedImage(array=float(i), descriptors={})
 

@@ -27,7 +27,7 @@ def rows_of(log_dir, rid: str):
 
 @pytest.fixture(scope="module")
 def engine(tiny):
-    from regionmed.serving.engine import Engine
+    from regionmed.inference.engine import Engine
 
     return Engine.from_dir(tiny["model"])
 
@@ -47,7 +47,7 @@ def test_health_and_metadata(client, tiny):
 
 
 def test_encode_image_png_jpeg_dicom_match_the_engine(client, engine, tiny):
-    from regionmed.serving.engine import decode_upload
+    from regionmed.inference.uploads import decode_upload
 
     images = [png_bytes(), jpeg_bytes(), dicom_bytes(), dicom_bytes(monochrome1=True)]
     files = [upload(f"im{i}", b, "images") for i, b in enumerate(images)]
@@ -85,7 +85,7 @@ def test_zero_shot_with_labels_and_with_prompts(client, engine):
     out = r.json()
     assert out["classes"] == labels and out["mode"] == "labels"
     assert abs(sum(out["probabilities"]) - 1) < 1e-5 and out["top"] in labels
-    from regionmed.serving.engine import decode_upload
+    from regionmed.inference.uploads import decode_upload
 
     _, probs = engine.zero_shot([engine.prepare(decode_upload(png_bytes(), 10**6))], labels)
     np.testing.assert_allclose(out["probabilities"], probs[0], atol=1e-5)
@@ -210,7 +210,7 @@ def test_the_log_never_holds_raw_text_pixels_or_dicom_identifiers(client, tiny):
 
 def test_concurrent_encode_image_requests_are_batched(client, service_cls, monkeypatch):
     """Adaptive batching: once BentoML's dispatcher has warmed up, concurrent requests share model calls."""
-    from regionmed.serving.engine import Engine
+    from regionmed.inference.engine import Engine
 
     sizes: list[int] = []
     original = Engine.encode_pixels
@@ -241,7 +241,7 @@ def test_concurrent_encode_image_requests_are_batched(client, service_cls, monke
 def test_device_choice():
     import torch
 
-    from regionmed.serving.engine import resolve_device
+    from regionmed.inference.engine import resolve_device
 
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -37,8 +37,8 @@ def build_tiny(root: Path, n_images: int = 120) -> dict[str, Path]:
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import Params
-    from regionmed.serving.engine import Engine
-    from regionmed.serving.index import build_index
+    from regionmed.inference.engine import Engine
+    from regionmed.inference.index import build_index
     from regionmed.training.data import corpus_texts
 
     root = Path(root)

@@ -18,8 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationError
 
-from regionmed.corpus.build import BuildError
-from regionmed.corpus.records import Rejected, SourceRecord
+from regionmed.corpus.records import BuildError, Rejected, SourceRecord
 from regionmed.params import ImportParams
 
 # Values that mean "nothing here" in hand-filled fields (MedPix uses "N/A").

@@ -1,11 +1,8 @@
-"""The model behind the service, with no BentoML in it: bytes and strings in, numpy out.
+"""The packaged model as a function, with no BentoML in it: decoded images and strings in, numpy out.
 
-The service (``service.py``), the package stage (the retrieval index) and the benchmark's
-in-process baseline all call this class, so HTTP and in-process numbers measure the same work.
-
-Images go through the corpus's own preprocessing (``regionmed.corpus.images``): decode (PNG, JPEG,
-DICOM incl. MONOCHROME1; pixel count checked from the header), channels, letterbox to the model's
-square input, float 0..1. Every torch call and every tokenizer call holds one lock: a fast
+The service (``regionmed/serving``), the package stage (the retrieval index), the drift reference
+and the benchmark's in-process baseline all call this class, so HTTP and in-process numbers measure
+the same work. Uploads are decoded and prepared in :mod:`regionmed.inference.uploads`. Every torch call and every tokenizer call holds one lock: a fast
 tokenizer is not safe to call from two threads, and on a small CPU one model call at a time with
 all cores is faster than two that fight over them.
 """
@@ -16,94 +13,15 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from regionmed.corpus.images import (
-    ImageError,
-    Letterbox,
-    decode_image,
-    is_dicom,
-    letterbox,
-    set_channels,
-    to_model_input,
-)
+from regionmed.inference.uploads import DecodedImage, PreparedImage, prepare_image
 
 CLASS_CACHE_SIZE = 256  # zero-shot label sets whose class embeddings are kept
-
-
-def sniff_format(data: bytes) -> str:
-    """``png`` | ``jpeg`` | ``dicom`` | ``other`` from the magic bytes (for the log's descriptors)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if is_dicom(data):
-        return "dicom"
-    return "other"
-
-
-@dataclass
-class DecodedImage:
-    """An upload decoded to uint8 pixels, with the descriptors the monitoring log keeps.
-
-    ``request`` is the (unhashed) id of the request that sent it, so a batched call can log each
-    embedding against its own request.
-    """
-
-    array: np.ndarray
-    descriptors: dict[str, Any]
-    request: str = ""
-
-
-@dataclass
-class PreparedImage:
-    """A decoded image as the model takes it: ``pixels`` float32 ``[C, H, W]`` and how it was fitted."""
-
-    pixels: np.ndarray
-    fit: Letterbox | None
-    descriptors: dict[str, Any] = field(default_factory=dict)
-
-    def to_model_box(self, box: Sequence[float]) -> list[float]:
-        """A box normalised to the upload → the same box normalised to the model's square input."""
-        if self.fit is None:
-            return [float(v) for v in box]
-        w, h = self.fit.width, self.fit.height
-        return list(self.fit.box_to_normalised([box[0] * w, box[1] * h, box[2] * w, box[3] * h]))
-
-    def to_upload_box(self, box: Sequence[float]) -> list[float]:
-        """A box normalised to the model's square input → normalised to the upload (clipped to 0..1)."""
-        if self.fit is None:
-            return [float(np.clip(v, 0, 1)) for v in box]
-        f = self.fit
-        xs = [(box[i] * f.size - f.pad_x) / f.scale_x / f.width for i in (0, 2)]
-        ys = [(box[i] * f.size - f.pad_y) / f.scale_y / f.height for i in (1, 3)]
-        return [float(np.clip(v, 0, 1)) for v in (xs[0], ys[0], xs[1], ys[1])]
-
-
-def decode_upload(data: bytes, max_pixels: int, dicom_window: str = "header") -> DecodedImage:
-    """Bytes of a PNG/JPEG/DICOM → :class:`DecodedImage`; :class:`ImageError` says what is wrong.
-
-    Only sizes, the format and counts are kept: nothing from a DICOM header beyond rows/columns.
-    """
-    if not data:
-        raise ImageError("the image is empty (0 bytes)", "not_an_image")
-    try:
-        arr = decode_image(data, max_pixels, dicom_window)
-    except ImageError:
-        raise
-    except Exception as exc:  # noqa: BLE001  a decoder bug must still be a 4xx about this file, never a 500
-        raise ImageError(f"unreadable image ({type(exc).__name__})") from None
-    if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ImageError(f"unsupported image shape {arr.shape}")
-    desc = {"width": int(arr.shape[1]), "height": int(arr.shape[0]),
-            "channels": 1 if arr.ndim == 2 else int(arr.shape[2]), "format": sniff_format(data),
-            "bytes": len(data)}
-    return DecodedImage(arr, desc)
 
 
 class Engine:
@@ -139,13 +57,7 @@ class Engine:
 
     # ---- preprocessing -------------------------------------------------------------------------
     def prepare(self, decoded: DecodedImage) -> PreparedImage:
-        arr = set_channels(decoded.array, self.channels)
-        fit = None
-        if arr.shape[:2] != (self.image_size, self.image_size):
-            arr, fit = letterbox(arr, self.image_size)
-        pixels = to_model_input(arr, self.channels)
-        desc = {**decoded.descriptors, "mean": float(pixels.mean()), "std": float(pixels.std())}
-        return PreparedImage(pixels, fit, desc)
+        return prepare_image(decoded, self.image_size, self.channels)
 
     # ---- encoders --------------------------------------------------------------------------------
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
