@@ -3,9 +3,9 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
-export DO_NOT_TRACK=1 DVC_NO_ANALYTICS=1 ITERATIVE_DO_NOT_TRACK=1 DVCLIVE_NO_ANALYTICS=1 \
-	PREFECT_SERVER_ANALYTICS_ENABLED=false BENTOML_DO_NOT_TRACK=true GX_ANALYTICS_ENABLED=false \
-	HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
+# no telemetry, no hub downloads: the switches regionmed/env.py sets too, from one file
+include regionmed/quiet.env
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' regionmed/quiet.env)
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help install lock pipeline test test-fast bench preview clean

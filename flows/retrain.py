@@ -29,10 +29,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows._dvc import VERDICT_STAGES, StageFailed, is_transient, pipeline_stages, run_stage
+from regionmed.evaluation.headline import KEY_METRICS
 
 ARTIFACT_KEY = "retrain-summary"
-HEADLINE_METRICS = ("retrieval/i2t_R@5", "grounding/full/lenient", "hardneg/accuracy", "zeroshot/modality_accuracy",
-                    "vqa/accuracy")
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
@@ -89,7 +88,7 @@ def _json(path: Path) -> dict:
 def collect_summary(root: Path, params, runs: list[dict], failed: StageFailed | None = None) -> dict[str, Any]:
     """Stages, headline metrics (candidate and baseline), the gate decision and the package record."""
     evaluation = _json(root / params.evaluate.metrics_file)
-    names = list(dict.fromkeys([*HEADLINE_METRICS, *params.gate.floors, *params.gate.must_beat_baseline]))
+    names = list(dict.fromkeys([*KEY_METRICS, *params.gate.floors, *params.gate.must_beat_baseline]))
     metrics = {}
     for name in names:
         row = {m: evaluation.get(m, {}).get(name, {}).get("value") for m in ("regionmed", "baseline")}

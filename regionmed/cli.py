@@ -159,11 +159,12 @@ def train_phase(
 @app.command("evaluate")
 def evaluate(params_file: Path = ParamsOption) -> None:
     """DVC stage evaluate: candidate and baseline on the test split, with bootstrap intervals."""
+    from regionmed.evaluation.headline import KEY_METRICS
     from regionmed.evaluation.stage import run_evaluation
     from regionmed.params import load_params
 
     summary = run_evaluation(load_params(params_file))
-    for metric in ("grounding/full/lenient", "grounding/locfree/lenient", "hardneg/accuracy", "retrieval/i2t_R@5"):
+    for metric in KEY_METRICS:
         both = " vs ".join(f"{m} {summary[m].get(metric, {}).get('value')}" for m in ("regionmed", "baseline"))
         console.print(f"{metric}: {both}")
     console.print(f"evaluated {summary['n_images']} images in {summary['seconds']} s")
@@ -200,12 +201,24 @@ def package_cmd(
                   f"in {record['seconds']} s")
 
 
+@app.command("monitor-reference")
+def monitor_reference_cmd(params_file: Path = ParamsOption) -> None:
+    """DVC stage monitor_reference: the packaged model's drift reference (monitor.reference_dir)."""
+    from regionmed.monitoring.reference_stage import run_reference_stage
+    from regionmed.params import load_params
+
+    params = load_params(params_file)
+    try:
+        run_reference_stage(params, log=console.print)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]monitor_reference failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {params.monitor.reference_dir}")
+
+
 @app.command("monitor")
 def monitor_cmd(
     params_file: Path = ParamsOption,
-    build_reference: bool = typer.Option(
-        False, "--build-reference",
-        help="DVC stage monitor_reference: write the packaged model's reference (monitor.reference_dir) and exit."),
     log_dir: Path = typer.Option(None, help="Embedding log folder (default: serving.embedding_log.dir)."),
     since: str = typer.Option(None, help="Window start (ISO time, UTC when naive; default: end - window hours)."),
     until: str = typer.Option(None, help="Window end: an ISO time or 'now' (default: monitor.window_end)."),
@@ -216,29 +229,10 @@ def monitor_cmd(
 ) -> None:
     """DVC stage monitor: drift of the served embeddings (a window of the embedding log) against the
     packaged model's test split; exit 0 whatever the finding (drift, no drift, not enough data)."""
+    from regionmed.monitoring.drift import run_monitor
     from regionmed.params import load_params
 
     params = load_params(params_file)
-    if build_reference:
-        from regionmed.monitoring.reference import build_reference as build
-
-        if params.serving.torch_threads:
-            import torch
-
-            torch.set_num_threads(params.serving.torch_threads)
-        try:
-            ref = build(params, log=console.print)
-        except (FileNotFoundError, ValueError) as exc:
-            console.print(f"[red]monitor_reference failed:[/red] {exc}")
-            raise typer.Exit(1) from None
-        ref.save(params.monitor.reference_dir)
-        # the monitor stage depends on the log folder: it must exist before the service first writes
-        Path(params.serving.embedding_log.dir).mkdir(parents=True, exist_ok=True)
-        console.print(f"wrote {params.monitor.reference_dir}")
-        return
-
-    from regionmed.monitoring.drift import run_monitor
-
     try:
         result = run_monitor(params, log_dir=log_dir, since=since, until=until, window_hours=window_hours,
                              report_dir=report_dir, summary_file=summary, log=console.print)
@@ -247,7 +241,6 @@ def monitor_cmd(
         raise typer.Exit(2) from None
     if fail_on_drift and result["drift"]:
         raise typer.Exit(3)
-
 
 if __name__ == "__main__":
     app()

@@ -11,18 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from regionmed.model.config import ModelConfig
+from regionmed.model.config import ModelConfig, StrictModel
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SplitFractions(_Strict):
+class SplitFractions(StrictModel):
     train: float = Field(0.8, ge=0, le=1)
     val: float = Field(0.1, ge=0, le=1)
     test: float = Field(0.1, ge=0, le=1)
@@ -35,7 +31,7 @@ class SplitFractions(_Strict):
         return self
 
 
-class SyntheticParams(_Strict):
+class SyntheticParams(StrictModel):
     """Knobs of the procedural phantom generator (the anatomy atlas itself is data in code)."""
 
     n_images: int = Field(4000, ge=1)
@@ -61,7 +57,7 @@ class SyntheticParams(_Strict):
     absent_presence_questions: int = Field(1, ge=0)
 
 
-class ImportParams(_Strict):
+class ImportParams(StrictModel):
     """Settings for importing real data (JSONL, COCO, MedPix, DICOM folders)."""
 
     path: str | None = None
@@ -71,8 +67,13 @@ class ImportParams(_Strict):
     dicom_window: Literal["header", "minmax"] = "header"
 
 
-class CorpusParams(_Strict):
-    source: Literal["synthetic", "jsonl", "coco", "medpix"] = "synthetic"
+# corpus.source: the built-in phantom generator or one of the importers (regionmed/corpus/importers)
+IMPORTERS = ("jsonl", "coco", "medpix")
+CorpusSource = Literal[("synthetic", *IMPORTERS)]
+
+
+class CorpusParams(StrictModel):
+    source: CorpusSource = "synthetic"
     out_dir: str = "data/corpus"
     image_size: int = Field(128, ge=16)
     channels: Literal[1, 3] = 1
@@ -89,14 +90,14 @@ class CorpusParams(_Strict):
 LossName = Literal["global", "region", "grounding", "negation", "modality", "anatomy", "finding"]
 
 
-class AugmentParams(_Strict):
+class AugmentParams(StrictModel):
     max_shift: float = Field(0.04, ge=0, lt=0.5)  # fraction of the image; boxes move with it
     intensity: float = Field(0.1, ge=0, lt=1)  # +- contrast / brightness
     # share of finding phrases whose grounding query drops its location words ("a small nodule")
     location_free: float = Field(0.0, ge=0, le=1)
 
 
-class PhaseParams(_Strict):
+class PhaseParams(StrictModel):
     """One progressive phase (one DVC stage). ``steps: 0`` skips the phase (weights pass through)."""
 
     steps: int | None = Field(None, ge=0)  # None: the three progressive phases together (baseline)
@@ -108,7 +109,7 @@ class PhaseParams(_Strict):
     global_only: bool = False  # the baseline: no ROI processor, global CLIP loss only
 
 
-class TrainParams(_Strict):
+class TrainParams(StrictModel):
     batch_size: int = Field(64, ge=2)
     eval_batch_size: int = Field(128, ge=1)
     num_workers: int = Field(0, ge=0)
@@ -132,7 +133,7 @@ Severity = Literal["critical", "warning"]
 Expected = Literal["auto", "required", "optional"]
 
 
-class ValidationVocabulary(_Strict):
+class ValidationVocabulary(StrictModel):
     """Known values of a corpus; ``None`` = the source's own vocabulary (synthetic: the atlas), else unchecked."""
 
     modalities: list[str] | None = None
@@ -141,7 +142,7 @@ class ValidationVocabulary(_Strict):
     anatomy_labels: list[str] | None = None
 
 
-class ValidationThresholds(_Strict):
+class ValidationThresholds(StrictModel):
     min_images: int = Field(1, ge=0)
     min_text_chars: int = Field(1, ge=0)
     max_text_chars: int = Field(8000, ge=1)
@@ -153,7 +154,7 @@ class ValidationThresholds(_Strict):
     max_reject_fraction: float = Field(0.05, ge=0, le=1)
 
 
-class ValidationParams(_Strict):
+class ValidationParams(StrictModel):
     """The ``validate_corpus`` stage: Great Expectations suites in ``suites_dir`` run on the corpus."""
 
     suites_dir: str = "expectations"
@@ -170,7 +171,7 @@ class ValidationParams(_Strict):
     vocabulary: ValidationVocabulary = ValidationVocabulary()
 
 
-class EvaluateParams(_Strict):
+class EvaluateParams(StrictModel):
     """The ``evaluate`` stage: the candidate and the global-only baseline on the same split."""
 
     split: str = "test"
@@ -188,7 +189,7 @@ class EvaluateParams(_Strict):
     report_file: str = "reports/eval.md"
 
 
-class GateParams(_Strict):
+class GateParams(StrictModel):
     """The ``gate`` stage: floors, champion/challenger margin, and must-beat-baseline metrics."""
 
     floors: dict[str, float] = {}
@@ -199,14 +200,14 @@ class GateParams(_Strict):
     decision_file: str = "metrics/gate.json"
 
 
-class ServingBatching(_Strict):
+class ServingBatching(StrictModel):
     """BentoML adaptive batching of the encoders."""
 
     max_batch_size: int = Field(32, ge=1)
     max_latency_ms: int = Field(10000, ge=1)
 
 
-class EmbeddingLogParams(_Strict):
+class EmbeddingLogParams(StrictModel):
     """The monitoring log of served embeddings (``regionmed/monitoring/embedding_log.py``)."""
 
     enabled: bool = True
@@ -216,7 +217,7 @@ class EmbeddingLogParams(_Strict):
     keep_files: int | None = Field(None, ge=1)
 
 
-class ServingParams(_Strict):
+class ServingParams(StrictModel):
     """The ``package`` stage and the BentoML service (``regionmed/serving``; docs/serving.md)."""
 
     model_name: str = "regionmed"
@@ -245,14 +246,14 @@ class ServingParams(_Strict):
     embedding_log: EmbeddingLogParams = EmbeddingLogParams()
 
 
-class MonitorDescriptors(_Strict):
+class MonitorDescriptors(StrictModel):
     """Embedding-log descriptors compared with the reference, per kind."""
 
     image: list[Literal["width", "height", "mean", "std", "bytes", "channels"]] = ["width", "height", "mean", "std"]
     text: list[Literal["n_tokens", "n_chars"]] = ["n_tokens"]
 
 
-class MonitorParams(_Strict):
+class MonitorParams(StrictModel):
     """Drift monitoring (``regionmed/monitoring/drift.py``; docs/monitoring.md)."""
 
     reference_dir: str = "models/monitor_reference"
@@ -276,7 +277,7 @@ class MonitorParams(_Strict):
     zero_shot_threshold: float = 0.2
 
 
-class RetrainFlowParams(_Strict):
+class RetrainFlowParams(StrictModel):
     cron: str = "0 3 * * 0"
     exclude_stages: list[str] = ["monitor"]
     retries: int = Field(2, ge=0)
@@ -284,14 +285,14 @@ class RetrainFlowParams(_Strict):
     no_retry_stages: list[str] = ["validate_corpus", "gate", "package"]
 
 
-class MonitorFlowParams(_Strict):
+class MonitorFlowParams(StrictModel):
     cron: str = "0 * * * *"
     report_root: str = "monitoring/reports"
     trigger: Literal["auto", "deployment", "subflow", "none"] = "auto"
     retrain_deployment: str = "retrain/retrain"
 
 
-class FlowParams(_Strict):
+class FlowParams(StrictModel):
     """The Prefect flows (``flows/``) and their schedules."""
 
     timezone: str = "UTC"
@@ -299,7 +300,7 @@ class FlowParams(_Strict):
     monitor: MonitorFlowParams = MonitorFlowParams()
 
 
-class Params(_Strict):
+class Params(StrictModel):
     seed: int = 0
     corpus: CorpusParams = CorpusParams()
     validation: ValidationParams = ValidationParams()

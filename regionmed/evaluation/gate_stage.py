@@ -30,8 +30,9 @@ def run_gate(params: Params) -> GateDecision:
                       baseline=gate_view(summary, "baseline"), must_beat_baseline=g.must_beat_baseline)
     out = Path(g.decision_file)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the metrics the gate judged; package stores them as the champion's, for the next gate
+    judged = {*g.floors, *g.must_beat_baseline, *(g.champion_margin if isinstance(g.champion_margin, dict) else ())}
     document = {**decision.to_dict(), "champion": (champion or {}).get("tag"),
-                "candidate_metrics": {k: v for k, v in gate_view(summary, "regionmed").items()
-                                      if k in g.floors or k in g.must_beat_baseline}}
+                "candidate_metrics": {k: v for k, v in gate_view(summary, "regionmed").items() if k in judged}}
     out.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     return decision

@@ -16,6 +16,7 @@ import numpy as np
 from regionmed.corpus.images import read_png
 from regionmed.corpus.schema import read_manifest
 from regionmed.evaluation.bootstrap import bootstrap_ci, paired_difference_ci
+from regionmed.evaluation.headline import HEADLINE
 from regionmed.evaluation.inference import Encoder, load_pixels
 from regionmed.evaluation.report import (
     draw_heatmap_overlay,
@@ -29,14 +30,6 @@ from regionmed.model.io import load_model
 from regionmed.params import Params
 
 MODELS = ("regionmed", "baseline")
-# Headline metrics: shown in the report table, in this order (all have per-image intervals).
-HEADLINE = (
-    "retrieval/i2t_R@1", "retrieval/i2t_R@5", "retrieval/t2i_R@5", "zeroshot/modality_accuracy", "zeroshot/macro_auroc",
-    "zeroshot/presence_accuracy", "zeroshot/presence_accuracy_subtle", "zeroshot/presence_accuracy_large",
-    "grounding/full/lenient", "grounding/full/strict", "grounding/full/lenient_subtle",
-    "grounding/locfree/lenient", "grounding/locfree/strict", "grounding/full/iou>0.3", "grounding/full/iou>0.5",
-    "grounding/laterality", "hardneg/accuracy", "hardneg/accuracy_subtle", "vqa/accuracy",
-)
 # Grounding counts only where it beats the no-image text prior on the same phrases.
 VERSUS_PRIOR = {f"grounding/{v}/{r}": f"prior/{v}/{r}" for v in ("full", "locfree") for r in ("lenient", "strict")}
 

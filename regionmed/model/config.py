@@ -12,11 +12,17 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StrictModel(BaseModel):
+    """Settings read from params.yaml: an unknown key is an error naming it, and values do not change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class VisionConfig(_Strict):
+# The report texts the model contrasts with an image (manifest columns), coarse to fine.
+TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
+
+
+class VisionConfig(StrictModel):
     """The image tower.
 
     ``backbone``: ``None`` builds a small ViT from the fields below with random weights; otherwise a
@@ -49,7 +55,7 @@ class VisionConfig(_Strict):
         return self
 
 
-class TextConfig(_Strict):
+class TextConfig(StrictModel):
     """The text tower: a BERT built from these fields (``backbone: None``) or loaded pretrained.
 
     ``vocab_size`` is the size asked of the WordPiece trainer; the model's embedding table takes the
@@ -75,7 +81,7 @@ class TextConfig(_Strict):
         return self
 
 
-class RoiConfig(_Strict):
+class RoiConfig(StrictModel):
     """The region path: RoIAlign over the patch grid, an optional crop branch, and fusion.
 
     - ``pool_size``: RoIAlign output grid per region (``pool_size x pool_size`` cells of the patch grid).
@@ -117,7 +123,7 @@ class RoiConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class ModelConfig(StrictModel):
     """The whole model. ``embed_dim``: the shared embedding space; ``init_temperature``: the InfoNCE
     temperature at initialisation (the logit scale ``1/T`` is learned, capped at 100)."""
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig
 
-from regionmed.model.config import ModelConfig
+from regionmed.model.config import TEXT_LEVELS, ModelConfig
 from regionmed.model.encoders import ImageEncoder, TextEncoder
 from regionmed.model.roi import (
     RoiProcessor,
@@ -38,7 +38,6 @@ from regionmed.model.roi import (
 from regionmed.model.text import encode_unique, token_ids_hash
 
 MAX_LOGIT_SCALE = 100.0
-TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
 
 
 class RegionCLIP(nn.Module):

@@ -1,6 +1,7 @@
 """The drift reference: what the packaged model produced for the held-out split, as the service logs it.
 
-Built by the ``monitor_reference`` stage right after ``package``, from the same packaged model:
+Built by the ``monitor_reference`` stage (``reference_stage.py``) right after ``package``, from the same
+packaged model:
 
 - image and report embeddings of the ``serving.index_split`` split: taken from the retrieval index
   the package stage wrote (``serving.index_dir``), so they are exactly the packaged model's;
@@ -98,7 +99,7 @@ class Reference:
         meta_file = path / META_FILE
         if not meta_file.is_file():
             raise FileNotFoundError(f"no drift reference at {path} (run the monitor_reference stage: "
-                                    "dvc repro monitor_reference, or regionmed monitor --build-reference)")
+                                    "dvc repro monitor_reference, or regionmed monitor-reference)")
         meta = json.loads(meta_file.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: reference format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
@@ -112,28 +113,17 @@ class Reference:
                    meta.get("split", ""))
 
 
-def build_reference(params, *, model_dir: str | Path | None = None, index_dir: str | Path | None = None,
-                    corpus_dir: str | Path | None = None, log=print) -> Reference:
-    """The reference of the packaged model (module docstring); the caller saves it."""
-    from regionmed.corpus.schema import read_manifest
-    from regionmed.inference.engine import Engine
-    from regionmed.inference.index import RetrievalIndex
+def build_reference(engine, index, manifest: pd.DataFrame, corpus_dir: str | Path, max_image_pixels: int,
+                    log=print) -> Reference:
+    """The reference of the packaged model (module docstring) from its ``engine``
+    (:class:`~regionmed.inference.engine.Engine`), its retrieval ``index`` and the manifest rows of the
+    index's split (indexed by ``image_id``); the caller saves it."""
     from regionmed.inference.uploads import decode_upload
     from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
 
-    s = params.serving
-    model_dir = Path(model_dir or s.model_dir)
-    index_dir = Path(index_dir or s.index_dir)
-    corpus_dir = Path(corpus_dir or params.corpus.out_dir)
-    if not RetrievalIndex.exists(index_dir):
-        raise FileNotFoundError(f"no retrieval index at {index_dir}: the package stage writes it")
-    index = RetrievalIndex.load(index_dir)
-    engine = Engine.from_dir(model_dir)
     if index.dim != engine.embed_dim:
-        raise ValueError(f"the index at {index_dir} has dim {index.dim}, the model at {model_dir} {engine.embed_dim}: "
+        raise ValueError(f"the index has dim {index.dim}, the model {engine.embed_dim}: "
                          "they are not from the same packaging")
-
-    manifest = read_manifest(corpus_dir, index.split).set_index("image_id", drop=False)
     rows = {kind: [i for i, it in enumerate(index.items) if it["kind"] == kind] for kind in ("image", "report")}
     ids = [index.items[i]["id"] for i in rows["image"]]
     missing = [i for i in ids if i not in manifest.index]
@@ -141,11 +131,11 @@ def build_reference(params, *, model_dir: str | Path | None = None, index_dir: s
         raise ValueError(f"{len(missing)} images of the index are not in split {index.split!r} of {corpus_dir} "
                          "(the corpus changed after packaging?)")
 
+    corpus_dir = Path(corpus_dir)
     image_desc = []
     for image_id in ids:
         data = (corpus_dir / manifest.at[image_id, "image_path"]).read_bytes()
-        prepared = engine.prepare(decode_upload(data, s.max_image_pixels))
-        image_desc.append(prepared.descriptors)
+        image_desc.append(engine.prepare(decode_upload(data, max_image_pixels)).descriptors)
     reports = [str(manifest.at[i, "report"]) for i in [index.items[r]["id"] for r in rows["report"]]]
     text_desc = engine.text_descriptors(reports)
     del reports

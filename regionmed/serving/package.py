@@ -52,21 +52,6 @@ def read_gate(params: Params) -> dict:
     return json.loads(path.read_text())
 
 
-def candidate_metrics(params: Params) -> dict[str, float]:
-    """The candidate's flat ``metric → value`` (the view the gate compares), from the evaluate stage."""
-    path = Path(params.evaluate.metrics_file)
-    if not path.is_file():
-        return {}
-    summary = json.loads(path.read_text())
-    flat = {m: float(v["value"]) for m, v in summary.get("regionmed", {}).items()
-            if isinstance(v, dict) and isinstance(v.get("value"), (int, float))}
-    for key, d in summary.get("vs_prior", {}).items():
-        owner, _, metric = key.partition("/")
-        if owner == "regionmed" and isinstance(d, dict) and isinstance(d.get("low"), (int, float)):
-            flat[f"vs_prior/{metric}_low"] = float(d["low"])
-    return flat
-
-
 def git_revision(root: str | Path = ".") -> dict[str, Any]:
     def run(*args):
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False)
@@ -172,7 +157,7 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     log(f"index: {index.count('image')} images + {index.count('report')} reports of split {s.index_split} "
         f"in {index_seconds:.1f} s")
 
-    metrics = candidate_metrics(params)
+    metrics = gate.get("candidate_metrics", {})  # what the gate judged: the next gate compares with these
     hashes = dvc_hashes({"corpus": params.corpus.out_dir, "weights": s.model_dir}, root / "dvc.lock")
     provenance = {**git_revision(root), "dvc": {k: v or "unknown" for k, v in hashes.items()}}
     metadata = {

@@ -1,8 +1,8 @@
 """Where the service reads its settings and finds its model.
 
 Settings are the ``serving:`` section of ``params.yaml`` (the file in ``$REGIONMED_PARAMS``, else
-``params.yaml`` in the working directory; a Bento carries its own copy), read once when the
-service module is imported: BentoML fixes batch sizes and latencies when the class is decorated.
+``params.yaml`` in the working directory; a Bento carries its own copy), read through the one
+params loader (:func:`regionmed.params.load_params`) once when the service module is imported: BentoML fixes batch sizes and latencies when the class is decorated.
 
 The model, first match wins:
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from regionmed.params import ServingParams
+from regionmed.params import Params, ServingParams, load_params
 
 ENV_PARAMS = "REGIONMED_PARAMS"
 ENV_MODEL_DIR = "REGIONMED_MODEL_DIR"
@@ -40,16 +40,20 @@ STORE_INDEX_SUBDIR = "index"  # ...and the retrieval index
 STORE_INFO_FILE = "package.json"  # the packaging record (metrics, gate, hashes), also in the model's metadata
 
 
-def load_serving_params(path: str | Path | None = None) -> ServingParams:
-    """The ``serving:`` section of the params file (defaults when there is no file)."""
+def service_params(path: str | Path | None = None) -> Params:
+    """The params file the service reads (module docstring); the defaults when there is none."""
     explicit = path or os.environ.get(ENV_PARAMS)
     p = Path(explicit or "params.yaml")
     if not p.is_file():
         if explicit:
             raise FileNotFoundError(f"params file {p} (from {ENV_PARAMS}) does not exist")
-        return ServingParams()
-    raw = yaml.safe_load(p.read_text()) or {}
-    return ServingParams.model_validate(raw.get("serving") or {})
+        return Params()
+    return load_params(p)
+
+
+def load_serving_params(path: str | Path | None = None) -> ServingParams:
+    """The ``serving:`` section of the params file (defaults when there is no file)."""
+    return service_params(path).serving
 
 
 @dataclass
@@ -96,27 +100,17 @@ def _folder_source(path: Path, origin: str, settings: ServingParams) -> ModelSou
 
 
 def _repo_info() -> dict[str, Any]:
-    """A folder model in the repo: its metrics and gate decision from the evaluate and gate stages'
-    files (paths from the params file), when they exist."""
-    params_file = Path(os.environ.get(ENV_PARAMS) or "params.yaml")
+    """A folder model in the repo: the metrics the gate judged and its decision, from the gate
+    stage's file (``gate.decision_file``), when it exists (what ``package`` stores with a model)."""
     try:
-        raw = (yaml.safe_load(params_file.read_text()) or {}) if params_file.is_file() else {}
-    except (OSError, yaml.YAMLError):
-        raw = {}
-    info: dict[str, Any] = {}
-    eval_file = Path((raw.get("evaluate") or {}).get("metrics_file") or "metrics/eval.json")
-    gate_file = Path((raw.get("gate") or {}).get("decision_file") or "metrics/gate.json")
-    try:
-        if eval_file.is_file():
-            summary = json.loads(eval_file.read_text())
-            info["metrics"] = {m: v["value"] for m, v in summary.get("regionmed", {}).items()
-                               if isinstance(v, dict) and isinstance(v.get("value"), (int, float))}
-        if gate_file.is_file():
-            gate = json.loads(gate_file.read_text())
-            info["gate"] = {"passed": gate.get("passed"), "n_failed": gate.get("n_failed")}
-    except (OSError, ValueError, AttributeError):
-        pass
-    return info
+        gate_file = Path(service_params().gate.decision_file)
+        gate = json.loads(gate_file.read_text()) if gate_file.is_file() else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    if not isinstance(gate, dict):
+        return {}
+    return {"metrics": gate.get("candidate_metrics", {}),
+            "gate": {"passed": gate.get("passed"), "n_failed": gate.get("n_failed")}}
 
 
 def _store_source(tag: str, origin: str) -> ModelSource:

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 from regionmed.corpus.images import read_png, to_model_input
 from regionmed.corpus.phrases import strip_location
 from regionmed.corpus.schema import NO_FINDING, read_manifest
+from regionmed.model.config import TEXT_LEVELS
 
-TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")
 # A region that loses more than this share of its area to an augmentation shift is dropped.
 MIN_KEPT_AREA = 0.5
 # Sentences that contradict an image (the negation loss): a finding it has, denied, or a finding

@@ -219,7 +219,7 @@ def test_params_dvc_stage_and_cli_agree(tmp_path):
     assert [next(iter(o)) for o in mon["outs"]] == [m.report_dir]
     assert [next(iter(o)) for o in mon["metrics"]] == [m.summary_file]
     assert ref["outs"] == [m.reference_dir] and params.serving.index_dir in ref["deps"]
-    assert re.search(r"regionmed monitor\b", mon["cmd"]) and "--build-reference" in ref["cmd"]
+    assert re.search(r"regionmed monitor\b", mon["cmd"]) and "regionmed monitor-reference" in ref["cmd"]
 
 
 def test_cli_exits_0_with_not_enough_data_and_3_on_drift_when_asked(tmp_path, reference, monkeypatch):

@@ -42,7 +42,7 @@ def served(tmp_path_factory):
     from serving.tiny import build_tiny
 
     from regionmed.env import QUIET_ENV
-    from regionmed.monitoring.reference import build_reference
+    from regionmed.monitoring.reference_stage import run_reference_stage
     from regionmed.params import Params
 
     root = tmp_path_factory.mktemp("drift_service")
@@ -53,7 +53,7 @@ def served(tmp_path_factory):
                     "embedding_log": {"dir": str(root / "log")}},
         "monitor": {"min_rows": 100, "reference_dir": str(root / "reference")},
     })
-    build_reference(params, log=lambda *_: None).save(root / "reference")
+    run_reference_stage(params, log=lambda *_: None)
     (root / "params.yaml").write_text(yaml.safe_dump({"serving": params.serving.model_dump()}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONMED_")}
     env.update(QUIET_ENV)

@@ -69,14 +69,12 @@ def packaged(serving_root, tiny):
 
     project = serving_root / "project"
     (project / "metrics").mkdir(parents=True, exist_ok=True)
-    (project / "metrics/eval.json").write_text(json.dumps(
-        {"regionmed": {"retrieval/i2t_R@5": {"value": 0.5}, "grounding/full/lenient": {"value": 0.7}},
-         "vs_prior": {"regionmed/grounding/full/lenient": {"low": 0.01}}}))
+    candidate = {"retrieval/i2t_R@5": 0.5, "grounding/full/lenient": 0.7, "vs_prior/grounding/full/lenient_low": 0.01}
     (project / "metrics/gate.json").write_text(json.dumps({"passed": True, "n_failed": 0, "comparisons": [],
-                                                           "champion": None}))
+                                                           "champion": None, "candidate_metrics": candidate}))
     params = Params.model_validate({
         "corpus": {"out_dir": str(tiny["corpus"])},
-        "evaluate": {"metrics_file": str(project / "metrics/eval.json"), "batch_size": 32},
+        "evaluate": {"batch_size": 32},
         "gate": {"decision_file": str(project / "metrics/gate.json"), "champion_file": str(project / ".state/champion.json")},
         "serving": {"model_dir": str(tiny["model"]), "index_dir": str(project / "models/retrieval_index"),
                     "bentofile": "bentofile.yaml", "metrics_file": str(project / "metrics/package.json"),

@@ -257,8 +257,8 @@ def test_a_folder_model_reports_the_repo_metrics_and_gate(tmp_path, monkeypatch,
     from regionmed.serving.settings import resolve_model
 
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/eval.json").write_text(_json.dumps({"regionmed": {"retrieval/i2t_R@5": {"value": 0.4}}}))
-    (tmp_path / "metrics/gate.json").write_text(_json.dumps({"passed": True, "n_failed": 0}))
+    (tmp_path / "metrics/gate.json").write_text(_json.dumps(
+        {"passed": True, "n_failed": 0, "candidate_metrics": {"retrieval/i2t_R@5": 0.4}}))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REGIONMED_PARAMS", raising=False)
     monkeypatch.setenv("REGIONMED_MODEL_DIR", str(tiny["model"]))

@@ -27,7 +27,7 @@ def test_bentofile_service_alias_and_includes_match_the_code():
 
     assert BENTOFILE["service"] == "regionmed.serving.service:RegionMedService"
     assert BENTOFILE["models"] == [{"tag": "regionmed:latest", "alias": MODEL_ALIAS}]
-    assert "params.yaml" in BENTOFILE["include"] and "regionmed/**/*.yaml" in BENTOFILE["include"]
+    assert {"params.yaml", "regionmed/**/*.yaml", "regionmed/quiet.env"} <= set(BENTOFILE["include"])
     assert BENTOFILE["docker"]["python_version"] == "3.11"
     envs = {e["name"]: e for e in BENTOFILE["envs"]}
     assert "stage" not in envs["BENTOML_HOST"] and envs["UV_INDEX_STRATEGY"]["stage"] == "build"
