@@ -9,7 +9,6 @@ all cores is faster than two that fight over them.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from regionmed.corpus.images import sha256_file
 from regionmed.inference.uploads import DecodedImage, PreparedImage, prepare_image
 
 CLASS_CACHE_SIZE = 256  # zero-shot label sets whose class embeddings are kept
@@ -52,7 +52,7 @@ class Engine:
         path = Path(path)
         model, tokenizer = load_model(path, resolve_device(device))
         if version is None:
-            version = "dir-" + _file_digest(path / WEIGHTS_FILE)[:12]
+            version = "dir-" + sha256_file(path / WEIGHTS_FILE)[:12]
         return cls(model, tokenizer, version=version, info=info, index=index)
 
     # ---- preprocessing -------------------------------------------------------------------------
@@ -171,11 +171,3 @@ def resolve_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"serving.device is {device!r} but torch sees no CUDA device")
     return device
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -7,8 +7,10 @@ steps as the three phases together). ``steps: 0`` passes the warm-start weights 
 zero-step global phase gives joint-from-start training.
 
 Resumable: Lightning checkpoints go to ``state_dir`` (outside the stage's DVC outs, which DVC
-deletes before a rerun) under a fingerprint of everything that defines the run; a rerun with the
-same fingerprint resumes from the last checkpoint, and a finished run removes its checkpoints.
+deletes before a rerun) under :func:`run_fingerprint`, a hash of everything that defines the run
+(the phase's own params, its step budget, seed, model and train params, the corpus manifest,
+the tokenizer and the warm-start weights); a rerun with the same fingerprint resumes from
+the last checkpoint, any other starts from step 0, and a finished run removes its checkpoints.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from regionmed.model.io import export_model, load_model
+from regionmed.corpus.images import sha256_file
+from regionmed.corpus.schema import MANIFEST_FILE
+from regionmed.model.io import WEIGHTS_FILE, export_model, load_model
 from regionmed.model.regionclip import RegionCLIP
 from regionmed.params import Params, PhaseParams
 from regionmed.training.data import AugmentConfig, CorpusDataModule
@@ -32,7 +36,6 @@ from regionmed.training.module import OptimConfig, RegionMedModule, seed_everyth
 
 PHASE_ORDER = ("global", "region", "joint")
 CHECKPOINT_NAME = "last"
-FINGERPRINT_FILE = "fingerprint.json"
 
 
 def phase_steps(params: Params, phase: str) -> int:
@@ -82,7 +85,7 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
         module = RegionMedModule(model, spec.loss_weights,
                                  OptimConfig(spec.lr, t.weight_decay, min(t.warmup_steps, steps // 2), steps,
                                              t.gradient_clip_val, fused=t.precision != "16-mixed"))
-        ckpt_dir = _checkpoint_dir(state_dir, phase, params, init_from)
+        ckpt_dir = _checkpoint_dir(state_dir, phase, run_fingerprint(params, phase, corpus_dir, tokenizer_dir, init_from))
         trainer = _trainer(params, steps, ckpt_dir, log_dir)
         resume = ckpt_dir / f"{CHECKPOINT_NAME}.ckpt"
         summary["resumed_from_step"] = _resumed_step(resume)
@@ -121,23 +124,26 @@ def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -
     )
 
 
-def _checkpoint_dir(state_dir: Path, phase: str, params: Params, init_from: Path | None) -> Path:
-    """A folder per run identity, so a checkpoint of other params or other init weights is never resumed."""
-    identity = {"phase": phase, "seed": params.seed, "model": params.model.model_dump(mode="json"),
-                "train": params.train.model_dump(mode="json"), "corpus": params.corpus.model_dump(mode="json"),
-                "init": _weights_hash(init_from)}
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+def run_fingerprint(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path,
+                    init_from: Path | None) -> str:
+    """The identity of a training run: a checkpoint is resumed only by a run with the same one."""
+    identity = {"phase": phase, "phase_params": params.phases[phase].model_dump(mode="json"),
+                "steps": phase_steps(params, phase), "seed": params.seed,
+                "model": params.model.model_dump(mode="json"), "train": params.train.model_dump(mode="json"),
+                # the corpus as built (its manifest holds every image's hash), not the params that built it
+                "manifest": sha256_file(Path(corpus_dir) / MANIFEST_FILE),
+                "tokenizer": {f.name: sha256_file(f) for f in sorted(Path(tokenizer_dir).iterdir()) if f.is_file()},
+                "init": None if init_from is None else sha256_file(Path(init_from) / WEIGHTS_FILE)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _checkpoint_dir(state_dir: Path, phase: str, fingerprint: str) -> Path:
+    """The run's own folder; checkpoints of the phase's other runs (other fingerprints) are removed."""
     phase_dir = state_dir / phase
     for stale in phase_dir.glob("*"):
-        if stale.name != digest:
+        if stale.name != fingerprint:
             shutil.rmtree(stale, ignore_errors=True)
-    return phase_dir / digest
-
-
-def _weights_hash(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    return hashlib.sha256((Path(path) / "model.safetensors").read_bytes()).hexdigest()
+    return phase_dir / fingerprint
 
 
 def _resumed_step(ckpt: Path) -> int:
