@@ -45,7 +45,7 @@ bench: install  ## run the benchmarks (figures go to BENCHMARKS.md by hand)
 	$(BIN)/python benchmarks/bench_corpus.py
 
 preview: install  ## draw a PNG grid of the corpus with boxes and phrases
-	$(BIN)/python -m regionmed corpus preview data/corpus --out reports/corpus_preview.png
+	$(BIN)/python -m regionmed corpus preview --out reports/corpus_preview.png
 
 clean:  ## remove pipeline outputs (not the venv)
 	rm -rf data models reports/*.png .state dvclive

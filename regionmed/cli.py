@@ -51,7 +51,7 @@ def corpus_build(
 
 @corpus_app.command("preview")
 def corpus_preview(
-    corpus: Path = typer.Argument(Path("data/corpus"), help="Corpus folder."),
+    corpus: Path = typer.Argument(None, help="Corpus folder (default: corpus.out_dir)."),
     out: Path = typer.Option(Path("reports/corpus_preview.png"), help="PNG to write."),
     n: int = typer.Option(16, help="Number of images."),
     split: str = typer.Option(None, help="Only this split."),
@@ -59,15 +59,19 @@ def corpus_preview(
 ) -> None:
     """Write a PNG grid of sample images with their region boxes and phrases."""
     from regionmed.corpus.inspect import preview_grid
+    from regionmed.params import load_params
 
+    corpus = corpus or load_params().corpus.out_dir
     console.print(f"wrote {preview_grid(corpus, out, n=n, split=split, show_anatomy=anatomy)}")
 
 
 @corpus_app.command("stats")
-def corpus_stats_cmd(corpus: Path = typer.Argument(Path("data/corpus"), help="Corpus folder.")) -> None:
+def corpus_stats_cmd(corpus: Path = typer.Argument(None, help="Corpus folder (default: corpus.out_dir).")) -> None:
     """Print counts per modality, label and split, and the region size distribution."""
     from regionmed.corpus.inspect import corpus_stats
+    from regionmed.params import load_params
 
+    corpus = corpus or load_params().corpus.out_dir
     out = Console()
     for title, table in corpus_stats(corpus).items():
         out.rule(title)
@@ -110,7 +114,7 @@ def validate(
 @train_app.command("tokenizer")
 def train_tokenizer(
     params_file: Path = ParamsOption,
-    out: Path = typer.Option(Path("models/tokenizer"), help="Tokenizer folder to write."),
+    out: Path = typer.Option(..., help="Tokenizer folder to write (dvc.yaml: paths.tokenizer)."),
 ) -> None:
     """DVC stage tokenizer: a WordPiece tokenizer trained on the train split's texts."""
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
@@ -136,7 +140,7 @@ def train_phase(
     init_from: Path = typer.Option(None, help="Exported model to warm-start from."),
     out: Path = typer.Option(..., help="Folder to export the trained model to."),
     metrics: Path = typer.Option(..., help="JSON summary of the phase (DVC metrics)."),
-    tokenizer: Path = typer.Option(Path("models/tokenizer"), help="Tokenizer folder."),
+    tokenizer: Path = typer.Option(..., help="Tokenizer folder (dvc.yaml: paths.tokenizer)."),
     state_dir: Path = typer.Option(Path(".state/checkpoints"), help="Resumable checkpoints (outside DVC outs)."),
     log_dir: Path = typer.Option(None, help="DVCLive folder for the training curves."),
 ) -> None:

@@ -7,13 +7,15 @@ Every stage reads its parameters through :func:`load_params`; DVC reads the same
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import Field, model_validator
 
-from regionmed.model.config import ModelConfig, StrictModel
+from regionmed.model.config import ModelConfig
+from regionmed.strict import TRACE_ENV, StrictModel, record_reads
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
@@ -330,7 +332,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None =
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if overrides:
         raw = _deep_merge(raw, overrides)
-    return Params.model_validate(raw)
+    params = Params.model_validate(raw)
+    if os.environ.get(TRACE_ENV):  # which keys this process reads (regionmed/strict.py; tests/test_dvc_deps.py)
+        record_reads(params, os.environ[TRACE_ENV])
+    return params
 
 
 def _deep_merge(base: dict, extra: dict) -> dict:

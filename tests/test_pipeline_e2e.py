@@ -6,10 +6,12 @@ import json
 
 import pytest
 import yaml
-
 from pipeline_copy import REPO_ROOT, clean_copy, run
+from stage_closure import resolved_stages, traced_reads, undeclared_reads
+
 from regionmed.corpus.schema import read_manifest
 from regionmed.model.io import load_model
+from regionmed.strict import TRACE_ENV
 
 TINY_STEPS = 6
 REDUCED = {
@@ -33,9 +35,16 @@ LATER_STAGES = ("evaluate", "gate")
 @pytest.mark.slow
 def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp_path):
     repo = clean_copy(tmp_path / "repo", REDUCED)
-    first = run(["dvc", "repro"], repo)
+    trace = tmp_path / "params_read.jsonl"
+    first = run(["dvc", "repro"], repo, extra_env={TRACE_ENV: str(trace)})
     for stage in ("build_corpus", "validate_corpus", "tokenizer", *TRAINING_STAGES, *LATER_STAGES):
         assert f"Running stage '{stage}'" in first.stdout, stage
+    # every param a stage read is declared in dvc.yaml (tests/test_dvc_deps.py checks the code deps)
+    stages = resolved_stages(repo)
+    reads = traced_reads(trace, stages)
+    assert set(reads) >= {"build_corpus", "validate_corpus", "tokenizer", *TRAINING_STAGES, *LATER_STAGES}
+    assert {name: undeclared_reads(keys, stages[name]["params"]) for name, keys in reads.items()} == \
+        {name: [] for name in reads}
     summary = json.loads((repo / "data/corpus/build.json").read_text())
     assert summary["n_kept"] == 480 and summary["n_rejected"] == 0
     assert len(read_manifest(repo / "data/corpus")) == 480

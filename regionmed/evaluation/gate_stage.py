@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from regionmed.evaluation.gate import GateDecision, decide
-from regionmed.evaluation.stage import gate_view
+from regionmed.evaluation.summary import gate_view
 from regionmed.params import Params
 
 

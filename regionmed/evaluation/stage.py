@@ -15,7 +15,6 @@ import numpy as np
 
 from regionmed.corpus.images import read_png
 from regionmed.corpus.schema import read_manifest
-from regionmed.evaluation.bootstrap import bootstrap_ci, paired_difference_ci
 from regionmed.evaluation.headline import HEADLINE
 from regionmed.evaluation.inference import Encoder, load_pixels
 from regionmed.evaluation.report import (
@@ -26,15 +25,16 @@ from regionmed.evaluation.report import (
     write_plot_rows,
 )
 from regionmed.evaluation.suite import ModelEvaluation, evaluate_model
+from regionmed.evaluation.summary import summarise
 from regionmed.model.io import load_model
 from regionmed.params import Params
 
 MODELS = ("regionmed", "baseline")
-# Grounding counts only where it beats the no-image text prior on the same phrases.
-VERSUS_PRIOR = {f"grounding/{v}/{r}": f"prior/{v}/{r}" for v in ("full", "locfree") for r in ("lenient", "strict")}
 
 
 def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict:
+    """The stage: read the split and both models, score them (``evaluate_model``), summarise with
+    intervals (:func:`~regionmed.evaluation.summary.summarise`, pure), write the outputs."""
     e = params.evaluate
     corpus_dir = Path(corpus_dir or params.corpus.out_dir)
     test = read_manifest(corpus_dir, e.split)
@@ -58,57 +58,6 @@ def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict
     return summary
 
 
-def _ci(values, groups, n_boot, alpha, seed, statistic=None) -> dict:
-    if np.all(np.isnan(values)):
-        return {"value": None, "low": None, "high": None, "n": 0}
-    ci = bootstrap_ci(values, groups, n_boot=n_boot, seed=seed, alpha=alpha, statistic=statistic or "mean")
-    return {"value": _r(ci.estimate), "low": _r(ci.low), "high": _r(ci.high), "n": ci.n_items}
-
-
-def _diff(a, b, groups, n_boot, alpha, seed, statistic=None) -> dict:
-    keep = ~(np.isnan(a) | np.isnan(b))
-    if not keep.any():
-        return {"value": None, "low": None, "high": None, "p": None}
-    ci = paired_difference_ci(a, b, groups, n_boot=n_boot, seed=seed, alpha=alpha, statistic=statistic or "mean")
-    return {"value": _r(ci.estimate), "low": _r(ci.low), "high": _r(ci.high), "p": _r(ci.p_value)}
-
-
-def _r(x) -> float | None:
-    return None if x is None or not np.isfinite(x) else round(float(x), 5)
-
-
-def summarise(results: dict[str, ModelEvaluation], n_boot: int, alpha: float, seed: int) -> dict:
-    out: dict = {name: {} for name in results}
-    cand, base = results["regionmed"], results["baseline"]
-    for name, ev in results.items():
-        for metric, iv in ev.items.items():
-            if metric.startswith(("prior/", "chance/")) and name != "regionmed":
-                continue  # no-image baselines are the same for both models
-            out[name][metric] = _ci(iv.values, iv.groups, n_boot, alpha, seed, iv.statistic)
-        for metric, value in ev.point.items():
-            out[name][metric] = {"value": _r(value)}
-    out["difference"] = {m: _diff(cand.items[m].values, base.items[m].values, cand.items[m].groups, n_boot, alpha,
-                                  seed, cand.items[m].statistic)
-                         for m in cand.items if m in base.items and not m.startswith(("prior/", "chance/"))}
-    out["vs_prior"] = {}
-    for name, ev in results.items():
-        for metric, prior in VERSUS_PRIOR.items():
-            if metric in ev.items:
-                out["vs_prior"][f"{name}/{metric}"] = _diff(ev.items[metric].values, cand.items[prior].values,
-                                                            ev.items[metric].groups, n_boot, alpha, seed)
-    return out
-
-
-def gate_view(summary: dict, model: str = "regionmed") -> dict[str, float]:
-    """Flat ``metric → value`` of one model, plus ``vs_prior/<metric>_low`` (for floors on the prior)."""
-    flat = {m: v["value"] for m, v in summary.get(model, {}).items() if v.get("value") is not None}
-    for key, d in summary.get("vs_prior", {}).items():
-        owner, metric = key.split("/", 1)
-        if owner == model and d["low"] is not None:
-            flat[f"vs_prior/{metric}_low"] = d["low"]
-    return flat
-
-
 def _write_outputs(params: Params, summary: dict, results: dict[str, ModelEvaluation], corpus_dir: Path, test) -> None:
     e = params.evaluate
     metrics_file, plots, report = Path(e.metrics_file), Path(e.plots_dir), Path(e.report_file)
@@ -123,7 +72,7 @@ def _write_outputs(params: Params, summary: dict, results: dict[str, ModelEvalua
     rows = [{"model": name, "size": b, "accuracy": summary[name].get(f"zeroshot/presence_accuracy_{b}", {}).get("value")}
             for name in MODELS for b in ("subtle", "small", "large", "absent")]
     write_plot_rows(rows, plots / "accuracy_by_size.csv")
-    gallery = _gallery(results, corpus_dir, test, report.parent / "eval_gallery", e.gallery_size)
+    gallery = write_gallery(results, corpus_dir, test, report.parent / "eval_gallery", e.gallery_size)
     table = [{"metric": m, "regionmed": summary["regionmed"].get(m, {}).get("value"),
               "baseline": summary["baseline"].get(m, {}).get("value"),
               "difference": summary["difference"].get(m, {}).get("value")} for m in HEADLINE]
@@ -144,7 +93,7 @@ def _pair(d: dict | None):
     return None if not d or d.get("low") is None else (d["low"], d["high"])
 
 
-def _gallery(results, corpus_dir: Path, test, out_dir: Path, n: int) -> list[Path]:
+def write_gallery(results, corpus_dir: Path, test, out_dir: Path, n: int) -> list[Path]:
     """Heatmaps of the first ``n`` subtle-or-small findings (then any), for both models.
 
     The folder is a declared DVC output, so it is written even when there is nothing to draw

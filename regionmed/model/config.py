@@ -9,14 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class StrictModel(BaseModel):
-    """Settings read from params.yaml: an unknown key is an error naming it, and values do not change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+from regionmed.strict import StrictModel
 
 # The report texts the model contrasts with an image (manifest columns), coarse to fine.
 TEXT_LEVELS = ("report", "modality_text", "anatomy_text", "finding_text")

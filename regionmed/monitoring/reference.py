@@ -1,7 +1,7 @@
 """The drift reference: what the packaged model produced for the held-out split, as the service logs it.
 
-Built by the ``monitor_reference`` stage (``reference_stage.py``) right after ``package``, from the same
-packaged model:
+Built by the ``monitor_reference`` stage (:func:`regionmed.monitoring.reference_stage.build_reference`)
+right after ``package``, from the same packaged model:
 
 - image and report embeddings of the ``serving.index_split`` split: taken from the retrieval index
   the package stage wrote (``serving.index_dir``), so they are exactly the packaged model's;
@@ -111,56 +111,6 @@ class Reference:
         class_emb = {g: np.load(path / f"classes_{g}.npy", allow_pickle=False) for g in classes}
         return cls(embeddings, descriptors, list(meta.get("model_versions", [])), classes, class_emb,
                    meta.get("split", ""))
-
-
-def build_reference(engine, index, manifest: pd.DataFrame, corpus_dir: str | Path, max_image_pixels: int,
-                    log=print) -> Reference:
-    """The reference of the packaged model (module docstring) from its ``engine``
-    (:class:`~regionmed.inference.engine.Engine`), its retrieval ``index`` and the manifest rows of the
-    index's split (indexed by ``image_id``); the caller saves it."""
-    from regionmed.inference.uploads import decode_upload
-    from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
-
-    if index.dim != engine.embed_dim:
-        raise ValueError(f"the index has dim {index.dim}, the model {engine.embed_dim}: "
-                         "they are not from the same packaging")
-    rows = {kind: [i for i, it in enumerate(index.items) if it["kind"] == kind] for kind in ("image", "report")}
-    ids = [index.items[i]["id"] for i in rows["image"]]
-    missing = [i for i in ids if i not in manifest.index]
-    if missing:
-        raise ValueError(f"{len(missing)} images of the index are not in split {index.split!r} of {corpus_dir} "
-                         "(the corpus changed after packaging?)")
-
-    corpus_dir = Path(corpus_dir)
-    image_desc = []
-    for image_id in ids:
-        data = (corpus_dir / manifest.at[image_id, "image_path"]).read_bytes()
-        image_desc.append(engine.prepare(decode_upload(data, max_image_pixels)).descriptors)
-    reports = [str(manifest.at[i, "report"]) for i in [index.items[r]["id"] for r in rows["report"]]]
-    text_desc = engine.text_descriptors(reports)
-    del reports
-
-    findings = sorted({label for i in rows["image"] for label in index.items[i]["labels"]})
-    modalities = sorted({index.items[i]["modality"] for i in rows["image"]})
-    classes, class_emb = {}, {}
-    if findings:
-        classes["finding"] = findings
-        class_emb["finding"] = engine.class_embeddings(findings)
-    if modalities:
-        classes["modality"] = modalities
-        class_emb["modality"] = np.asarray(embed_prompt_sets(engine.encode_texts, modality_prompts(modalities)),
-                                           dtype=np.float32)
-
-    versions = list(dict.fromkeys(v for v in (index.model_version, engine.version) if v))
-    ref = Reference(
-        embeddings={"image": index.embeddings[rows["image"]], "text": index.embeddings[rows["report"]]},
-        descriptors={"image": pd.DataFrame(image_desc), "text": pd.DataFrame(text_desc)},
-        model_versions=versions, classes=classes, class_embeddings=class_emb, split=index.split,
-    )
-    log(f"reference: {ref.rows('image')} images + {ref.rows('text')} reports of split {index.split!r}, "
-        f"dim {ref.dim}, model {', '.join(versions)}; zero-shot classes: {len(findings)} findings, "
-        f"{len(modalities)} modalities")
-    return ref
 
 
 def predicted_labels(embeddings: np.ndarray, class_embeddings: np.ndarray, names: list[str]) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The ``monitor_reference`` stage: a thin wrapper around :func:`regionmed.monitoring.reference.build_reference`.
+"""The ``monitor_reference`` stage: :func:`build_reference` (the drift reference from the packaged
+model, its index and the manifest) and the stage's thin wrapper :func:`run_reference_stage`.
 
 Reads the packaged model (``serving.model_dir``), its retrieval index (``serving.index_dir``) and the
 index split's manifest rows (``corpus.out_dir``); writes ``monitor.reference_dir`` and creates the
@@ -9,8 +10,61 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from regionmed.monitoring.reference import Reference, build_reference
+import numpy as np
+import pandas as pd
+
+from regionmed.monitoring.reference import Reference
 from regionmed.params import Params
+
+
+def build_reference(engine, index, manifest: pd.DataFrame, corpus_dir: str | Path, max_image_pixels: int,
+                    log=print) -> Reference:
+    """The reference of the packaged model (module docstring) from its ``engine``
+    (:class:`~regionmed.inference.engine.Engine`), its retrieval ``index`` and the manifest rows of the
+    index's split (indexed by ``image_id``); the caller saves it."""
+    from regionmed.inference.uploads import decode_upload
+    from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
+
+    if index.dim != engine.embed_dim:
+        raise ValueError(f"the index has dim {index.dim}, the model {engine.embed_dim}: "
+                         "they are not from the same packaging")
+    rows = {kind: [i for i, it in enumerate(index.items) if it["kind"] == kind] for kind in ("image", "report")}
+    ids = [index.items[i]["id"] for i in rows["image"]]
+    missing = [i for i in ids if i not in manifest.index]
+    if missing:
+        raise ValueError(f"{len(missing)} images of the index are not in split {index.split!r} of {corpus_dir} "
+                         "(the corpus changed after packaging?)")
+
+    corpus_dir = Path(corpus_dir)
+    image_desc = []
+    for image_id in ids:
+        data = (corpus_dir / manifest.at[image_id, "image_path"]).read_bytes()
+        image_desc.append(engine.prepare(decode_upload(data, max_image_pixels)).descriptors)
+    reports = [str(manifest.at[i, "report"]) for i in [index.items[r]["id"] for r in rows["report"]]]
+    text_desc = engine.text_descriptors(reports)
+    del reports
+
+    findings = sorted({label for i in rows["image"] for label in index.items[i]["labels"]})
+    modalities = sorted({index.items[i]["modality"] for i in rows["image"]})
+    classes, class_emb = {}, {}
+    if findings:
+        classes["finding"] = findings
+        class_emb["finding"] = engine.class_embeddings(findings)
+    if modalities:
+        classes["modality"] = modalities
+        class_emb["modality"] = np.asarray(embed_prompt_sets(engine.encode_texts, modality_prompts(modalities)),
+                                           dtype=np.float32)
+
+    versions = list(dict.fromkeys(v for v in (index.model_version, engine.version) if v))
+    ref = Reference(
+        embeddings={"image": index.embeddings[rows["image"]], "text": index.embeddings[rows["report"]]},
+        descriptors={"image": pd.DataFrame(image_desc), "text": pd.DataFrame(text_desc)},
+        model_versions=versions, classes=classes, class_embeddings=class_emb, split=index.split,
+    )
+    log(f"reference: {ref.rows('image')} images + {ref.rows('text')} reports of split {index.split!r}, "
+        f"dim {ref.dim}, model {', '.join(versions)}; zero-shot classes: {len(findings)} findings, "
+        f"{len(modalities)} modalities")
+    return ref
 
 
 def run_reference_stage(params: Params, log=print) -> Reference:

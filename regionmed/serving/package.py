@@ -127,6 +127,27 @@ def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = N
     raise PackageError(f"bentoml build printed no tag:\n{proc.stdout[-2000:]}")
 
 
+def store_record(gate: dict, force: bool, engine, index, split: str, provenance: dict[str, Any],
+                 packaged_at: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(metadata, labels)`` of the store model: the metrics the gate judged (the next gate compares
+    with these), the decision, provenance, the index and the model's shape. A pure function."""
+    passed = bool(gate.get("passed"))
+    metadata = {
+        "metrics": gate.get("candidate_metrics", {}),
+        "gate": {"passed": passed, "n_failed": gate.get("n_failed"), "forced": bool(force and not passed),
+                 "champion_before": gate.get("champion")},
+        **provenance,
+        "packaged_at": packaged_at,
+        "weights_version": engine.version,
+        "index": {"split": split, "n_images": index.count("image"), "n_reports": index.count("report")},
+        "model": {"embed_dim": engine.embed_dim, "image_size": engine.image_size, "channels": engine.channels,
+                  "global_only": engine.global_only},
+    }
+    labels = {"project": "regionmed", "stage": "package", "gate": "passed" if passed else "forced",
+              "git_rev": provenance["git_rev"][:12], "index_split": split}
+    return _without_none(metadata), labels  # BentoML refuses None in metadata
+
+
 def package(params: Params, *, force: bool = False, build: bool | None = None, root: str | Path = ".",
             log=print) -> dict[str, Any]:
     """Run the whole stage (module docstring); returns the record written to ``serving.metrics_file``."""
@@ -157,23 +178,11 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     log(f"index: {index.count('image')} images + {index.count('report')} reports of split {s.index_split} "
         f"in {index_seconds:.1f} s")
 
-    metrics = gate.get("candidate_metrics", {})  # what the gate judged: the next gate compares with these
     hashes = dvc_hashes({"corpus": params.corpus.out_dir, "weights": s.model_dir}, root / "dvc.lock")
     provenance = {**git_revision(root), "dvc": {k: v or "unknown" for k, v in hashes.items()}}
-    metadata = {
-        "metrics": metrics,
-        "gate": {"passed": bool(gate.get("passed")), "n_failed": gate.get("n_failed"), "forced": bool(force and not gate.get("passed")),
-                 "champion_before": gate.get("champion")},
-        **provenance,
-        "packaged_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "weights_version": engine.version,
-        "index": {"split": s.index_split, "n_images": index.count("image"), "n_reports": index.count("report")},
-        "model": {"embed_dim": engine.embed_dim, "image_size": engine.image_size, "channels": engine.channels,
-                  "global_only": engine.global_only},
-    }
-    labels = {"project": "regionmed", "stage": "package", "gate": "passed" if gate.get("passed") else "forced",
-              "git_rev": provenance["git_rev"][:12], "index_split": s.index_split}
-    metadata = _without_none(metadata)  # BentoML refuses None in metadata
+    metadata, labels = store_record(gate, force, engine, index, s.index_split, provenance,
+                                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    metrics = metadata["metrics"]
     tag = save_to_store(model_dir, index, home, s.model_name, labels, metadata)
     log(f"saved {tag} into {home / 'models'}")
     index.save(s.index_dir)

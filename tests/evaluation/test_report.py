@@ -16,7 +16,7 @@ from regionmed.evaluation.report import (
 )
 
 
-def test_markdown_report_table_and_gallery(tmp_path):
+def test_markdown_report_table_andwrite_gallery(tmp_path):
     ci = CI(0.8, 0.75, 0.85, 0.05, 1000, 100, 300)
     rows = [{"metric": "pointing/lenient", "regionmed": 0.8, "baseline": 0.6},
             {"metric": "i2t/recall@1", "regionmed": 0.3, "baseline": None}]
@@ -59,15 +59,15 @@ def test_plot_data_files(tmp_path):
     assert [r["k"] for r in csv.DictReader(single.open())] == ["1", "10"]
 
 
-def test_gallery_folder_is_written_even_without_regions(tmp_path):
-    """``reports/eval_gallery`` is a declared DVC output: a corpus without boxes (MedPix) must still
+def testwrite_gallery_folder_is_written_even_without_regions(tmp_path):
+    """``reports/evalwrite_gallery`` is a declared DVC output: a corpus without boxes (MedPix) must still
     produce it, or ``dvc repro evaluate`` fails after the work is done."""
-    from regionmed.evaluation.stage import _gallery
+    from regionmed.evaluation.stage import write_gallery
     from regionmed.evaluation.suite import ModelEvaluation
 
     results = {"regionmed": ModelEvaluation(), "baseline": ModelEvaluation()}
-    out = tmp_path / "eval_gallery"
-    assert _gallery(results, tmp_path, None, out, n=4) == []
+    out = tmp_path / "evalwrite_gallery"
+    assert write_gallery(results, tmp_path, None, out, n=4) == []
     assert "no finding regions" in (out / "README.md").read_text()
-    assert _gallery(results, tmp_path, None, tmp_path / "g0", n=0) == []
+    assert write_gallery(results, tmp_path, None, tmp_path / "g0", n=0) == []
     assert "gallery_size is 0" in (tmp_path / "g0" / "README.md").read_text()
