@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from regionmed.corpus.process import ProcessContext, image_id_for, process_record
 from regionmed.corpus.records import BuildError, RecordError, Rejected, SourceRecord
 from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, IMAGES_DIR, MANIFEST_FILE, REJECTED_FILE,
                                      ManifestRow, write_manifest)
 from regionmed.corpus.splits import assign_splits
 from regionmed.params import CorpusParams, Params
+from regionmed.progress import progress as show_progress
 
 
 @dataclass
@@ -80,9 +79,16 @@ def _run_task(task) -> ManifestRow | Rejected:
         return process_record(record, ctx)
     except RecordError as exc:
         # the record as the source gave it: the materialised one, or the one carried by the task
-        failed = record if record is not None else (task[1] if isinstance(task[1], SourceRecord) else None)
-        summary = failed.summary() if failed is not None else {"task": repr(task)[:500]}
-        return Rejected(str(task[0]), exc.category, str(exc), summary)
+        return Rejected(str(task[0]), exc.category, str(exc), record.summary() if record else task_record(task))
+
+
+def task_record(task) -> dict[str, Any]:
+    """A task's record for ``rejected.jsonl``, as JSON fields a user can find in their data: the
+    record's own fields, or the source's item (e.g. the synthetic generator's index)."""
+    record_id, item = task
+    if isinstance(item, SourceRecord):
+        return item.summary()
+    return {"record_id": str(record_id), "source_item": item if isinstance(item, (int, str)) else str(item)}
 
 
 def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bool | None = None,
@@ -106,19 +112,19 @@ def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bo
         image_id = image_id_for(str(task[0]))
         if image_id in seen_ids:
             rejected.append(Rejected(str(task[0]), "duplicate_id", f"duplicate record id {task[0]!r}",
-                                     {"task": repr(task)[:500]}))
+                                     task_record(task)))
             continue
         seen_ids.add(image_id)
         tasks.append(task)
 
     n_input = len(tasks) + len(rejected)
-    bar = dict(total=len(tasks), desc=f"build {source.name}", unit="img", disable=progress is False)
+    bar = dict(total=len(tasks), desc=f"build {source.name}", unit="img", enabled=progress is not False)
     if c.workers > 1:
         with mp.get_context("spawn").Pool(c.workers, _init_worker, (source, ctx)) as pool:
-            results = list(tqdm(pool.imap(_run_task, tasks, chunksize=c.chunk_size), **bar))
+            results = list(show_progress(pool.imap(_run_task, tasks, chunksize=c.chunk_size), **bar))
     else:
         _init_worker(source, ctx)
-        results = [_run_task(t) for t in tqdm(tasks, **bar)]
+        results = [_run_task(t) for t in show_progress(tasks, **bar)]
 
     by_sha: dict[str, str] = {}
     for result in results:

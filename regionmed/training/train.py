@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from regionmed.corpus.schema import MANIFEST_FILE
 from regionmed.model.io import WEIGHTS_FILE, export_model, load_model
 from regionmed.model.regionclip import RegionCLIP
 from regionmed.params import Params, PhaseParams
+from regionmed.progress import LOG_EVERY_PERCENT, on_terminal
 from regionmed.training.data import AugmentConfig, CorpusDataModule
 from regionmed.training.freeze import freeze_bottom_layers
 from regionmed.training.module import OptimConfig, RegionMedModule, seed_everything
@@ -104,11 +106,33 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
     return summary
 
 
+class LogProgress(L.Callback):
+    """Without a terminal (dvc repro, Prefect logs): a line with the step and the training loss every
+    ``LOG_EVERY_PERCENT`` per cent of the steps, instead of a progress bar."""
+
+    def __init__(self, total_steps: int):
+        self.total, self.last = max(total_steps, 1), -1
+        self.every = max(1, self.total * LOG_EVERY_PERCENT // 100)
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step != self.last and (step % self.every == 0 or step == self.total):
+            self.last = step
+            loss = trainer.callback_metrics.get("train/loss")
+            shown = f", loss {float(loss):.4f}" if loss is not None else ""
+            print(f"step {step}/{self.total} ({100 * step // self.total}%{shown}, "
+                  f"{time.perf_counter() - self.start:.0f} s)", file=sys.stderr, flush=True)
+
+
 def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -> L.Trainer:
     t = params.train
     # last.ckpt every N steps: what an interrupted run resumes from
     callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
                                  every_n_train_steps=t.checkpoint_every_n_steps)]
+    bar = on_terminal()
+    if not bar:
+        callbacks.append(LogProgress(steps))
     loggers = []
     if log_dir is not None:
         from dvclive.lightning import DVCLiveLogger
@@ -119,7 +143,7 @@ def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -
         precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
         val_check_interval=min(t.val_every_n_steps, steps),
         check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=callbacks, logger=loggers or False,
-        enable_progress_bar=True, enable_model_summary=False, deterministic=t.deterministic and t.accelerator == "cpu",
+        enable_progress_bar=bar, enable_model_summary=False, deterministic=t.deterministic and t.accelerator == "cpu",
         log_every_n_steps=min(10, steps), default_root_dir=str(ckpt_dir),
     )
 

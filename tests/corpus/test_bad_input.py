@@ -132,6 +132,14 @@ def test_bad_record_is_rejected_with_its_reason(built, record_id, category, word
     assert entry["record"]  # the record (or its raw line) is kept for the person fixing the data
 
 
+def test_a_rejected_record_is_written_as_the_user_wrote_it(built):
+    """Not a Python repr of an internal tuple: the record's own fields, as JSON, to find and fix it."""
+    _, _, rejected = built
+    duplicate = rejected[("good-1", "duplicate_id")]["record"]
+    assert duplicate["record_id"] == "good-1" and duplicate["image_file"] == "good-2.png"
+    assert duplicate["report"] == "Report of good-1." and "task" not in duplicate
+
+
 def test_symlinked_secret_is_not_read(built, kit):
     assert not any("secret" in p for p in os.listdir(kit.root.parent / "corpus" / "images"))
 
