@@ -1,6 +1,7 @@
-"""Corpus build throughput (images/s) of the synthetic source: default size and 10x, 1 and 2 workers.
+"""Corpus build throughput (images/s) of the synthetic source: default size and 10x, 1 and 2 workers;
+with ``--medpix DIR``, the MedPix 2.0 import of that folder instead (e.g. ../shared/data/medpix2-sample).
 
-    python benchmarks/bench_corpus.py [--sizes 4000 40000] [--workers 1 2]
+    python benchmarks/bench_corpus.py [--sizes 4000 40000] [--workers 1 2] [--medpix DIR]
 
 Prints one line per run; compare within one run (the machine is shared and noisy).
 """
@@ -29,14 +30,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[default_n, 10 * default_n])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--medpix", type=Path, default=None, help="time the MedPix import of this folder")
     args = parser.parse_args()
+    source = {"source": "medpix", "importer": {"path": str(args.medpix)}} if args.medpix else {}
+    sizes = [None] if args.medpix else args.sizes
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"python {platform.python_version()}; image_size {base.corpus.image_size}")
     print(f"{'images':>8} {'workers':>7} {'seconds':>8} {'images/s':>9} {'speedup':>8}")
-    for n in args.sizes:
+    for n in sizes:
         single = None
         for workers in args.workers:
-            params = load_params(REPO / "params.yaml", {"corpus": {"workers": workers, "synthetic": {"n_images": n}}})
+            corpus = {"workers": workers, **source, **({"synthetic": {"n_images": n}} if n else {})}
+            params = load_params(REPO / "params.yaml", {"corpus": corpus})
             out = Path(tempfile.mkdtemp(prefix="bench_corpus_"))
             start = time.perf_counter()
             summary = build_corpus(params, out / "corpus", progress=False)
@@ -44,7 +49,7 @@ def main() -> None:
             shutil.rmtree(out)
             rate = summary.n_kept / seconds
             single = single or rate
-            print(f"{n:>8} {workers:>7} {seconds:>8.1f} {rate:>9.0f} {rate / single:>7.2f}x", flush=True)
+            print(f"{summary.n_input:>8} {workers:>7} {seconds:>8.1f} {rate:>9.0f} {rate / single:>7.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import yaml
 
 from regionmed.corpus.schema import BUILD_SUMMARY_FILE, MANIFEST_FILE, REJECTED_FILE
 from regionmed.env import configure_environment
-from regionmed.params import _deep_merge
+from regionmed.params import deep_merge
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def cli(args: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]
 
 
 def params_file(work: Path, overrides: dict) -> Path:
-    params = _deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+    params = deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
     path = work / f"params_{len(list(work.glob('params_*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path

@@ -331,18 +331,19 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None =
     """
     raw = yaml.safe_load(Path(path).read_text()) or {}
     if overrides:
-        raw = _deep_merge(raw, overrides)
+        raw = deep_merge(raw, overrides)
     params = Params.model_validate(raw)
     if os.environ.get(TRACE_ENV):  # which keys this process reads (regionmed/strict.py; tests/test_dvc_deps.py)
         record_reads(params, os.environ[TRACE_ENV])
     return params
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def deep_merge(base: dict, extra: dict) -> dict:
+    """``extra`` merged over ``base`` key by key (nested dicts merged, other values replaced); a new dict."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged

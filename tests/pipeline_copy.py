@@ -27,10 +27,10 @@ def clean_copy(dest: Path, params_overrides: dict | None = None) -> Path:
     for stale in ("dvc.lock",):  # a fresh clone may carry a lock of another run; it must still work
         (dest / stale).unlink(missing_ok=True)
     if params_overrides:
-        from regionmed.params import _deep_merge
+        from regionmed.params import deep_merge
 
         params = yaml.safe_load((dest / "params.yaml").read_text())
-        (dest / "params.yaml").write_text(yaml.safe_dump(_deep_merge(params, params_overrides), sort_keys=False))
+        (dest / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, params_overrides), sort_keys=False))
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "copy"], dest)

@@ -81,7 +81,7 @@ def evaluate_model(enc: Encoder, test: pd.DataFrame, pixels, train: pd.DataFrame
     image_emb = enc.images(pixels)
     ids = test["image_id"].to_numpy()
     _retrieval(ev, enc, test, image_emb, ids, ks)
-    _zero_shot(ev, enc, test, image_emb, ids)
+    score_zero_shot(ev, enc, test, image_emb, ids)
     regions = finding_regions(test)
     if len(regions):
         _grounding(ev, enc, regions, pixels, train)
@@ -101,7 +101,9 @@ def _retrieval(ev, enc, test, image_emb, ids, ks) -> None:
     ev.details["retrieval_chance_R@5"] = min(1.0, 5 / len(test))
 
 
-def _zero_shot(ev, enc, test, image_emb, ids) -> None:
+def score_zero_shot(ev, enc, test, image_emb, ids) -> None:
+    """Adds the zero-shot metrics of ``image_emb`` (modality, finding AUROC overall and by size, one
+    accuracy per ``axis:class`` axis, presence vs absence) to ``ev``; ``enc`` embeds the prompts."""
     rows = test.to_dict("records")
     scale = enc.logit_scale
     modalities = sorted(test["modality"].unique())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -121,9 +120,7 @@ def test_medpix_settings_are_checked(tmp_path):
 @pytest.mark.medpix
 @pytest.mark.skipif(not MEDPIX_SAMPLE.is_dir(), reason=f"MedPix sample not at {MEDPIX_SAMPLE}")
 def test_medpix_shared_sample(kit):
-    start = time.perf_counter()
     summary, df, rejected = kit.build("medpix", MEDPIX_SAMPLE, workers=2, max_reject_fraction=0.0)
-    seconds = time.perf_counter() - start
     assert summary.n_input == 2050 and summary.n_kept == 2050 and rejected == []
     assert df["patient_id"].nunique() == 671
     assert df.groupby("patient_id")["split"].nunique().max() == 1  # no case in two splits
@@ -136,4 +133,3 @@ def test_medpix_shared_sample(kit):
     assert all(label in LABELS for labels in df["labels"] for label in labels)
     assert all(len(q) >= 1 for q in df["qa"])
     assert df["finding_text"].str.len().min() > 0 and df["report"].str.len().min() > 0
-    assert seconds < 60, f"MedPix import took {seconds:.1f} s"

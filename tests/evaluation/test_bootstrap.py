@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -88,13 +86,3 @@ def test_nan_items_dropped_and_to_dict():
     assert ci.format(2) == "1.00 [1.00, 1.00]"
     p = paired_difference_ci([1.0, np.nan, 0.0], [0.0, 0.0, np.nan], n_boot=20)
     assert p.n_items == 1 and p.estimate == 1.0
-
-
-def test_speed_1000_resamples_of_1000_groups():
-    rng = np.random.default_rng(4)
-    groups = np.repeat(np.arange(1000), 3)
-    v = rng.random(3000)
-    t = time.perf_counter()
-    bootstrap_ci(v, groups, n_boot=1000)
-    paired_difference_ci(v, v[::-1], groups, n_boot=1000)
-    print(f"bootstrap 1000x1000 groups, CI + paired CI: {time.perf_counter() - t:.3f}s")

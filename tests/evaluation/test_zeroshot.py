@@ -210,7 +210,7 @@ def test_axis_labels_classify_along_each_axis_with_their_own_prompt_text():
     images that carry the axis; no presence/absence test (nothing is a finding)."""
     import pandas as pd
 
-    from regionmed.evaluation.suite import ModelEvaluation, _zero_shot
+    from regionmed.evaluation.suite import ModelEvaluation, score_zero_shot
 
     prompts = build_prompts(["plane:axial", "modality:ct"])
     assert prompts["plane:axial"][0] == "an axial image" and "this is a CT scan" in prompts["modality:ct"]
@@ -239,7 +239,7 @@ def test_axis_labels_classify_along_each_axis_with_their_own_prompt_text():
     images[1, [0, 3]] = 1   # coronal MRI seen as axial: wrong plane
     images[2, [2]] = 1      # CT without a plane label
     ev = ModelEvaluation()
-    _zero_shot(ev, Words(), test, images / np.linalg.norm(images, axis=1, keepdims=True), test["image_id"].to_numpy())
+    score_zero_shot(ev, Words(), test, images / np.linalg.norm(images, axis=1, keepdims=True), test["image_id"].to_numpy())
     np.testing.assert_array_equal(ev.items["zeroshot/axis_modality_accuracy"].values, [1, 1, 1])
     np.testing.assert_array_equal(ev.items["zeroshot/axis_plane_accuracy"].values, [1, 0, np.nan])
     assert ev.point["zeroshot/axis_plane_chance"] == 0.5

@@ -39,9 +39,9 @@ def permissive_gate() -> dict:
 
 
 def _merge(a: dict, b: dict) -> dict:
-    from regionmed.params import _deep_merge
+    from regionmed.params import deep_merge
 
-    return _deep_merge(a, b)
+    return deep_merge(a, b)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from validation_corpus import small_params
 
 from regionmed.corpus.build import build_corpus
 from regionmed.corpus.schema import read_manifest
-from regionmed.params import Params, _deep_merge
+from regionmed.params import Params, deep_merge
 from regionmed.validation import validate_corpus
 
 MEDPIX = Path(__file__).resolve().parents[3] / "shared" / "data" / "medpix2-sample"
@@ -24,7 +24,7 @@ MEDPIX = Path(__file__).resolve().parents[3] / "shared" / "data" / "medpix2-samp
 
 def _import(source: str, importer: dict, out: Path, **validation) -> tuple[Params, Path]:
     params = small_params(**validation)
-    params = Params.model_validate(_deep_merge(params.model_dump(), {"corpus": {"source": source,
+    params = Params.model_validate(deep_merge(params.model_dump(), {"corpus": {"source": source,
                                                                                "importer": importer}}))
     build_corpus(params, out, progress=False)
     return params, out

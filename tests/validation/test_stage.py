@@ -10,7 +10,7 @@ import yaml
 from pipeline_copy import clean_copy, run
 from validation_corpus import SMALL
 
-from regionmed.params import _deep_merge
+from regionmed.params import deep_merge
 
 REPO = Path(__file__).resolve().parents[2]
 STUB_OUT = "stub_training_output"
@@ -25,7 +25,7 @@ STUB_STAGE = {
 
 def _params_file(path: Path, overrides: dict) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    path.write_text(yaml.safe_dump(_deep_merge(_deep_merge(params, SMALL), overrides), sort_keys=False))
+    path.write_text(yaml.safe_dump(deep_merge(deep_merge(params, SMALL), overrides), sort_keys=False))
     return path
 
 
@@ -92,7 +92,7 @@ def test_every_stage_that_reads_the_corpus_waits_for_validation():
 
 def test_dvc_repro_stops_at_validate_corpus_and_trains_nothing(tmp_path):
     # A split that leaves ~3 test images: the build succeeds, but labels are missing from test.
-    bad = _deep_merge(SMALL, {"corpus": {"split": {"train": 0.97, "val": 0.02, "test": 0.01}}})
+    bad = deep_merge(SMALL, {"corpus": {"split": {"train": 0.97, "val": 0.02, "test": 0.01}}})
     repo = clean_copy(tmp_path / "repo", bad)
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
     dvc_yaml["stages"]["stub_train"] = STUB_STAGE

@@ -15,9 +15,9 @@ SMALL = {"corpus": {"synthetic": {"n_images": 300}}, "validation": {"thresholds"
 
 
 def small_params(**validation) -> Params:
-    from regionmed.params import _deep_merge
+    from regionmed.params import deep_merge
 
-    return Params.model_validate(_deep_merge(SMALL, {"validation": validation}))
+    return Params.model_validate(deep_merge(SMALL, {"validation": validation}))
 
 
 def edit_build_summary(corpus: Path, **changes) -> None:
