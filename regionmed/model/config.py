@@ -93,7 +93,7 @@ class RoiConfig(StrictModel):
       cross-attention to the image context, gate). ``direct``: the region token before the
       cross-attention (RoIAlign + box embedding, normalised): the ROI processor's forward +
       backward on a default batch ~15 ms instead of ~25 ms, same grounding, better zero-shot, lower
-      R@5 (README "What the default run gives"); annotated boxes and ``encode_regions`` always take
+      R@5 (docs/experiments.md); annotated boxes and ``encode_regions`` always take
       the whole path.
     - ``proposals``: boxes used when none are given. ``grid``: a fixed multi-scale tiling of the image
       into ``n x n`` boxes for each ``n`` in ``grid_sizes``. ``similarity`` (grounding only, where a text
