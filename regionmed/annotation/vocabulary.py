@@ -1,0 +1,154 @@
+"""The finding and anatomy vocabulary of report reading, loaded from YAML and turned into spaCy patterns.
+
+The data lives in ``regionmed/evaluation/prompts/report_vocabulary.yaml`` (its header explains the
+format); this module validates it and builds the entity ruler's token patterns and the NegEx termsets
+from it, so that no term or cue is written in code.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+DEFAULT_VOCABULARY = Path(__file__).resolve().parents[1] / "evaluation" / "prompts" / "report_vocabulary.yaml"
+
+FINDING, ANATOMY, NOT_FINDING = "FINDING", "ANATOMY", "NOT_FINDING"
+NEGEX_KEYS = ("pseudo_negations", "preceding_negations", "following_negations", "termination")
+LOCATION_KEYS = ("sides", "zones", "abbreviations", "sizes", "modifiers", "prepositions", "bridges", "stops",
+                 "max_words")
+
+
+@dataclass(frozen=True)
+class LocationWords:
+    """Lower-cased words read around a mention (see the YAML's ``location`` section)."""
+
+    sides: dict[str, str | None]
+    zones: dict[str, str]
+    abbreviations: dict[str, tuple[str, str]]
+    sizes: dict[str, str]
+    modifiers: frozenset[str]
+    prepositions: frozenset[str]
+    bridges: frozenset[str]
+    stops: frozenset[str]
+    max_words: int
+
+    def leading(self) -> frozenset[str]:
+        """Words a mention's phrase may start with, before its match."""
+        return frozenset(self.sides) | frozenset(self.zones) | frozenset(self.sizes) | self.modifiers
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    findings: dict[str, tuple[str, ...]]  # canonical label -> synonyms
+    anatomy: dict[str, tuple[str, ...]]
+    paired: frozenset[str]  # anatomy labels that take a side into their label
+    not_findings: tuple[str, ...]
+    location: LocationWords
+    negation: dict[str, list[str]]  # a full NegEx termset
+    uncertainty: dict[str, list[str]]  # the same four keys, uncertainty cues
+
+    def patterns(self) -> list[dict]:
+        """Entity-ruler patterns: one per synonym, its ``id`` the canonical label."""
+        out = []
+        for kind, entries in ((FINDING, self.findings), (ANATOMY, self.anatomy)):
+            for label, synonyms in entries.items():
+                out += [{"label": kind, "pattern": token_pattern(s), "id": label} for s in synonyms]
+        out += [{"label": NOT_FINDING, "pattern": token_pattern(s), "id": s} for s in self.not_findings]
+        return out
+
+
+def plurals(word: str) -> list[str]:
+    """Regular English plurals of a noun (irregular ones are listed as synonyms in the YAML)."""
+    if word.endswith("sis"):
+        return [word[:-2] + "es"]  # metastasis -> metastases
+    if word.endswith("us"):
+        return [word[:-2] + "i", word + "es"]  # embolus -> emboli
+    if word.endswith(("s", "x", "ch", "sh")):
+        return [word + "es"]
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return [word[:-1] + "ies"]
+    return [word + "s"]
+
+
+def token_pattern(phrase: str) -> list[dict]:
+    """Token pattern of a phrase: case-insensitive words, optional hyphens, the last word or its plural."""
+    pieces = [p for p in re.split(r"(\s+|-)", phrase.strip().lower()) if p and not p.isspace()]
+    if not pieces or pieces[-1] == "-":
+        raise ValueError(f"vocabulary: bad synonym {phrase!r}")
+    pattern: list[dict] = []
+    for i, piece in enumerate(pieces):
+        if piece == "-":
+            pattern.append({"ORTH": "-", "OP": "?"})
+        elif i == len(pieces) - 1:
+            pattern.append({"LOWER": {"IN": [piece, *plurals(piece)]}})
+        else:
+            pattern.append({"LOWER": piece})
+    return pattern
+
+
+def _words(items, field: str) -> list[str]:
+    if not isinstance(items, list) or not all(isinstance(w, str) and w.strip() for w in items):
+        raise ValueError(f"vocabulary: {field} must be a list of non-empty strings, got {items!r}")
+    return [w.strip().lower() for w in items]
+
+
+def _termset(base: dict[str, list[str]], add: dict, remove: dict, field: str) -> dict[str, list[str]]:
+    out = {k: list(base.get(k, [])) for k in NEGEX_KEYS}
+    for key, words in (add or {}).items():
+        if key not in NEGEX_KEYS:
+            raise ValueError(f"vocabulary: {field}.add.{key} is not one of {NEGEX_KEYS}")
+        out[key] += [w for w in _words(words, f"{field}.add.{key}") if w not in out[key]]
+    for key, words in (remove or {}).items():
+        if key not in NEGEX_KEYS:
+            raise ValueError(f"vocabulary: {field}.remove.{key} is not one of {NEGEX_KEYS}")
+        drop = set(_words(words, f"{field}.remove.{key}"))
+        out[key] = [w for w in out[key] if w not in drop]
+    return out
+
+
+def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
+    """Read and check a vocabulary YAML; errors name the file and the field."""
+    from negspacy.termsets import termset  # heavy import only when a vocabulary is built
+
+    path = Path(path) if path is not None else DEFAULT_VOCABULARY
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        findings = {str(k): tuple(_words(v, f"findings.{k}")) for k, v in data["findings"].items()}
+        anatomy, paired = {}, set()
+        for label, entry in data["anatomy"].items():
+            anatomy[str(label)] = tuple(_words(entry["synonyms"], f"anatomy.{label}.synonyms"))
+            if entry.get("paired", False):
+                paired.add(str(label))
+        loc = data["location"]
+        missing = [k for k in LOCATION_KEYS if k not in loc]
+        if missing:
+            raise KeyError(f"location.{missing[0]}")
+        location = LocationWords(
+            sides={str(k).lower(): v for k, v in loc["sides"].items()},
+            zones={str(k).lower(): str(v) for k, v in loc["zones"].items()},
+            abbreviations={str(k).lower(): (str(v[0]), str(v[1])) for k, v in loc["abbreviations"].items()},
+            sizes={str(k).lower(): str(v) for k, v in loc["sizes"].items()},
+            modifiers=frozenset(_words(loc["modifiers"], "location.modifiers")),
+            prepositions=frozenset(_words(loc["prepositions"], "location.prepositions")),
+            bridges=frozenset(_words(loc["bridges"], "location.bridges")),
+            stops=frozenset(_words(loc["stops"], "location.stops")),
+            max_words=int(loc["max_words"]),
+        )
+        neg = data.get("negation", {})
+        negation = _termset(termset("en_clinical").get_patterns(), neg.get("add"), neg.get("remove"), "negation")
+        unc = data["uncertainty"]
+        uncertainty = {
+            "pseudo_negations": _words(unc.get("pseudo", []), "uncertainty.pseudo"),
+            "preceding_negations": _words(unc["preceding"], "uncertainty.preceding"),
+            "following_negations": _words(unc["following"], "uncertainty.following"),
+            "termination": _words(unc["termination"], "uncertainty.termination"),
+        }
+        not_findings = tuple(_words(data.get("not_findings", []), "not_findings"))
+    except (KeyError, TypeError, AttributeError, IndexError) as err:
+        raise ValueError(f"vocabulary {path}: missing or malformed field {err}") from err
+    return Vocabulary(findings, anatomy, frozenset(paired), not_findings, location, negation, uncertainty)
