@@ -1,7 +1,7 @@
 """Finding and anatomy mentions read out of free-text reports, with spaCy rules and NegEx.
 
 The pipeline is spaCy's blank English tokenizer, its rule-based ``sentencizer``, an ``entity_ruler``
-whose token patterns come from the vocabulary YAML (:mod:`regionmed.annotation.vocabulary`), and
+whose phrase patterns come from the vocabulary YAML (:mod:`regionmed.annotation.vocabulary`), and
 negspacy's NegEx twice: once with its ``en_clinical`` termset (negation), once with the vocabulary's
 uncertainty cues. No statistical model is loaded, so nothing is downloaded and results are exact
 functions of the text and the vocabulary.
@@ -14,14 +14,17 @@ or uncertain: the structure is there even when the finding is not.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from regionmed.annotation.vocabulary import ANATOMY, FINDING, Vocabulary, load_vocabulary
 
-# spaCy refuses longer texts (nlp.max_length); longer reports are read in pieces of at most this size.
-CHUNK_CHARS = 100_000
+# Reports are read in pieces of at most this many characters, cut after a sentence: NegEx scans every
+# entity of the text for each sentence (time grows with the square of the length: 1 MB took ~90 s
+# in one piece, ~2 s in these), and spaCy refuses texts over nlp.max_length.
+CHUNK_CHARS = 2_000
 
 
 @dataclass(frozen=True)
@@ -41,19 +44,18 @@ class MentionExtractor:
     """Reads :class:`Mention` s out of reports; build once, reuse (building the pipeline takes ~0.1 s)."""
 
     def __init__(self, vocabulary: Path | str | None = None) -> None:
-        import spacy  # heavy: only when an extractor is built
         import negspacy.negation  # noqa: F401  (registers the "negex" factory)
+        import spacy  # heavy: only when an extractor is built
 
         self.vocabulary: Vocabulary = load_vocabulary(vocabulary)
         nlp = spacy.blank("en")
         nlp.add_pipe("sentencizer")
-        ruler = nlp.add_pipe("entity_ruler", config={"overwrite_ents": True})
+        ruler = nlp.add_pipe("entity_ruler", config={"overwrite_ents": True, "phrase_matcher_attr": "LOWER"})
         ruler.add_patterns(self.vocabulary.patterns())
         kinds = [FINDING, ANATOMY]
         nlp.add_pipe("negex", config={"neg_termset": self.vocabulary.negation, "ent_types": kinds})
         nlp.add_pipe("negex", name="uncertainty", config={
             "neg_termset": self.vocabulary.uncertainty, "ent_types": [FINDING], "extension_name": "uncertain"})
-        nlp.max_length = CHUNK_CHARS + 1
         self.nlp = nlp
         self._leading = self.vocabulary.location.leading()
 
@@ -68,79 +70,84 @@ class MentionExtractor:
         for n, report in enumerate(reports, start=1):
             if not isinstance(report, str):
                 raise TypeError(f"report {n - 1}: expected a string, got {type(report).__name__}")
-            for piece in _chunks(report, CHUNK_CHARS):
+            # one space for any run of whitespace: a term broken over lines ("pleural\neffusion") still
+            # matches, and mention texts are single-spaced
+            for piece in _chunks(" ".join(report.split()), CHUNK_CHARS):
                 owners.append(n - 1)
                 texts.append(piece)
         out: list[list[Mention]] = [[] for _ in range(n)]
         sentences_before = [0] * n
         for owner, doc in zip(owners, self.nlp.pipe(texts, batch_size=batch_size)):
-            count = 0
-            for count, sent in enumerate(doc.sents, start=1):
-                out[owner] += self._sentence_mentions(sent, sentences_before[owner] + count - 1)
-            sentences_before[owner] += count
+            mentions, sentences = self._doc_mentions(doc, sentences_before[owner])
+            out[owner] += mentions
+            sentences_before[owner] += sentences
         return out
 
-    def _sentence_mentions(self, sent, index: int) -> list[Mention]:
-        ents = [e for e in sent.ents if e.label_ in (FINDING, ANATOMY)]
+    def _doc_mentions(self, doc, first_sentence: int) -> tuple[list[Mention], int]:
+        """Mentions of one parsed text, and its number of sentences (one pass over tokens and entities)."""
+        starts = [s.start for s in doc.sents]
+        ents = [e for e in doc.ents if e.label_ in (FINDING, ANATOMY)]
         if not ents:
-            return []
-        finding_starts = [e.start for e in ents if e.label_ == FINDING]
-        located_in_finding: set[int] = set()
-        spans = {}
+            return [], len(starts)
+        words = [t.lower_ for t in doc]
+        # a location phrase ends at punctuation other than "-" and "/"; a number may lead a phrase ("5 mm")
+        breaks = [t.is_punct and t.text not in "-/" for t in doc]
+        numbers = [t.like_num for t in doc]
+        taken = {i for e in doc.ents for i in range(e.start, e.end)}
+        by_sentence: dict[int, list] = {}
         for ent in ents:
-            start = self._phrase_start(ent, sent.start)
-            next_finding = min((s for s in finding_starts if s >= ent.end), default=sent.end)
-            loc_start, loc_end = self._location(ent, min(next_finding, sent.end))
-            spans[ent.start] = (start, loc_start, loc_end)
+            by_sentence.setdefault(bisect_right(starts, ent.start) - 1, []).append(ent)
+        out = []
+        for s, group in by_sentence.items():
+            end = starts[s + 1] if s + 1 < len(starts) else len(doc)
+            out += self._sentence_mentions(group, starts[s], end, first_sentence + s, words, breaks, numbers, taken)
+        return out, len(starts)
+
+    def _sentence_mentions(self, ents, sent_start, sent_end, index, words, breaks, numbers, taken):
+        loc = self.vocabulary.location
+        finding_starts = [e.start for e in ents if e.label_ == FINDING]
+        spans, located_in_finding = [], set()
+        for ent in ents:
+            start = ent.start
+            while start > sent_start and (words[start - 1] in self._leading or numbers[start - 1]) \
+                    and start - 1 not in taken:
+                start -= 1
+            limit = min((f for f in finding_starts if f >= ent.end), default=sent_end)
+            loc_start, loc_end = self._location(ent.end, limit, words, breaks)
+            spans.append((start, loc_start, loc_end))
             if ent.label_ == FINDING:
                 located_in_finding |= {a.start for a in ents if loc_start <= a.start and a.end <= loc_end}
         out = []
-        for ent in ents:
-            start, loc_start, loc_end = spans[ent.start]
-            doc = ent.doc
-            read = [t.lower_ for t in doc[start:ent.start]] + [t.lower_ for t in doc[loc_start:loc_end]]
-            side, zone = self._side_and_zone(read)
-            size = next((self.vocabulary.location.sizes[w] for w in read[: ent.start - start]
-                         if w in self.vocabulary.location.sizes), None)
+        for ent, (start, loc_start, loc_end) in zip(ents, spans):
+            before = words[start:ent.start]
+            side, zone = self._side_and_zone(before + words[loc_start:loc_end])
             is_finding = ent.label_ == FINDING
-            in_location = not is_finding and ent.start in located_in_finding
             label = ent.ent_id_
             if not is_finding and side and label in self.vocabulary.paired:
                 label = f"{side} {label}"
             out.append(Mention(
-                text=doc[start:max(loc_end, ent.end)].text,
+                text=ent.doc[start:max(loc_end, ent.end)].text,
                 label=label,
                 kind="finding" if is_finding else "anatomy",
                 side=side,
                 zone=zone,
-                size=size,
-                negated=bool(ent._.negex) and not in_location,
+                size=next((loc.sizes[w] for w in before if w in loc.sizes), None),
+                negated=bool(ent._.negex) and not (not is_finding and ent.start in located_in_finding),
                 uncertain=is_finding and bool(ent._.uncertain),
                 sentence=index,
             ))
         return out
 
-    def _phrase_start(self, ent, sent_start: int) -> int:
-        """First token of the modifiers right before the match ("a small", "right-sided")."""
-        doc, i = ent.doc, ent.start
-        while i > sent_start and (doc[i - 1].lower_ in self._leading or doc[i - 1].like_num) \
-                and doc[i - 1].ent_type_ not in (FINDING, ANATOMY):
-            i -= 1
-        return i
-
-    def _location(self, ent, limit: int) -> tuple[int, int]:
-        """Token range of the location phrase after the match ("in the left upper zone"), or empty."""
-        words = self.vocabulary.location
-        doc, i = ent.doc, ent.end
-        while i < limit and doc[i].lower_ in words.bridges:
+    def _location(self, i: int, limit: int, words: list[str], breaks: list[bool]) -> tuple[int, int]:
+        """Token range of the location phrase after a match ending at ``i`` ("in the left upper zone")."""
+        loc = self.vocabulary.location
+        after = i
+        while i < limit and words[i] in loc.bridges:
             i += 1
-        if i >= limit or doc[i].lower_ not in words.prepositions:
-            return ent.end, ent.end
+        if i >= limit or words[i] not in loc.prepositions:
+            return after, after
         start, end = i, i + 1
-        while end < limit and end - start < words.max_words:
-            token = doc[end]
-            if (token.is_punct and token.text not in "-/") or token.lower_ in words.stops:
-                break
+        while end < limit and end - start < loc.max_words and not breaks[end] and words[end] not in loc.stops:
             end += 1
         return start, end
 
@@ -164,11 +171,9 @@ class MentionExtractor:
 
 
 def _chunks(text: str, limit: int) -> Iterator[str]:
-    """Pieces of at most ``limit`` characters, cut after a sentence end or whitespace where possible."""
+    """Pieces of at most ``limit`` characters, cut after a sentence end, else at a space."""
     while len(text) > limit:
-        cut = max(text.rfind(". ", 0, limit) + 1, text.rfind("\n", 0, limit) + 1)
-        if cut <= 0:
-            cut = text.rfind(" ", 0, limit) + 1 or limit
+        cut = text.rfind(". ", 0, limit) + 1 or text.rfind(" ", 0, limit) + 1 or limit
         yield text[:cut]
         text = text[cut:]
     yield text

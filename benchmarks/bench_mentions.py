@@ -1,0 +1,129 @@
+"""Mention extraction: accuracy where the truth is known, and speed on one core.
+
+    python benchmarks/bench_mentions.py [--n-images 4000] [--json out.json] [--medpix PATH]
+
+1. Accuracy: the synthetic default corpus's reports (the same phantoms and words as
+   `python -m regionmed corpus build` with params.yaml), scored against the findings each report was
+   written from (regionmed.annotation.mention_scoring): recall, precision, negation errors, side /
+   zone / size read correctly, each with a 95% Wilson interval.
+2. Speed, pinned to one CPU core: reports/s of extract_many (nlp.pipe, batch 256) and of extract one
+   at a time, the time to build the extractor, and one 1 MB report.
+3. With the MedPix 2.0 sample (skipped when absent): finding mentions per caption, negated and
+   uncertain shares, the most frequent labels (no truth there: descriptive only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from regionmed.annotation.mention_scoring import score_mentions, synthetic_truth
+from regionmed.annotation.mentions import MentionExtractor
+from regionmed.corpus.reports import describe
+from regionmed.corpus.synthetic import generate_phantom
+from regionmed.corpus.synthetic_source import TEXT_STREAM
+from regionmed.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+MEDPIX = REPO.parent / "shared" / "data" / "medpix2-sample"
+
+
+def synthetic_reports(n_images: int | None) -> tuple[list[str], list]:
+    """Reports and true findings of the default synthetic corpus (first n_images)."""
+    params = load_params(REPO / "params.yaml")
+    syn = params.corpus.synthetic
+    reports, truths = [], []
+    for index in range(n_images or syn.n_images):
+        phantom = generate_phantom(index, params.seed, params.corpus.image_size, syn)
+        text = describe(phantom, np.random.default_rng([params.seed, index, TEXT_STREAM]),
+                        syn.negatives_per_report, syn.absent_presence_questions)
+        reports.append(text.report)
+        truths.append(synthetic_truth(phantom))
+    return reports, truths
+
+
+def speed(extractor: MentionExtractor, reports: list[str]) -> dict:
+    t0 = time.perf_counter()
+    extractor.extract_many(reports)
+    batched = time.perf_counter() - t0
+    single_n = min(len(reports), 1000)
+    t0 = time.perf_counter()
+    for r in reports[:single_n]:
+        extractor.extract(r)
+    single = time.perf_counter() - t0
+    big = " ".join(reports)[: 1 << 20]
+    big += "x" * ((1 << 20) - len(big))
+    t0 = time.perf_counter()
+    big_mentions = extractor.extract(big)
+    big_s = time.perf_counter() - t0
+    return {"reports": len(reports), "batched_reports_per_s": len(reports) / batched,
+            "single_reports_per_s": single_n / single, "one_mb_report_s": big_s,
+            "one_mb_report_mentions": len(big_mentions)}
+
+
+def medpix_summary(extractor: MentionExtractor, root: Path) -> dict:
+    records = json.loads((root / "Descriptions.json").read_text())
+    captions = [str(r.get("Description", {}).get("Caption") or "") for r in records]
+    t0 = time.perf_counter()
+    found = extractor.extract_many(captions)
+    seconds = time.perf_counter() - t0
+    findings = [m for ms in found for m in ms if m.kind == "finding"]
+    return {
+        "captions": len(captions),
+        "captions_per_s": len(captions) / seconds,
+        "captions_with_a_finding": sum(any(m.kind == "finding" for m in ms) for ms in found) / len(captions),
+        "finding_mentions_per_caption": len(findings) / len(captions),
+        "negated_share": sum(m.negated for m in findings) / max(len(findings), 1),
+        "uncertain_share": sum(m.uncertain for m in findings) / max(len(findings), 1),
+        "with_side_share": sum(m.side is not None for m in findings) / max(len(findings), 1),
+        "top_labels": Counter(m.label for m in findings).most_common(15),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-images", type=int, default=None, help="default: params.yaml's corpus size")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--medpix", type=Path, default=MEDPIX)
+    parser.add_argument("--all-cores", action="store_true", help="do not pin the process to one core")
+    args = parser.parse_args()
+    if not args.all_cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (using {len(os.sched_getaffinity(0))}), "
+          f"python {platform.python_version()}")
+    t0 = time.perf_counter()
+    extractor = MentionExtractor()
+    build_s = time.perf_counter() - t0
+    reports, truths = synthetic_reports(args.n_images)
+    score = score_mentions(truths, extractor.extract_many(reports))
+    result = {"build_extractor_s": build_s, "synthetic": score, "speed": speed(extractor, reports)}
+    print(f"synthetic default: {len(reports)} reports, {score['counts']['true']} true findings, "
+          f"{score['counts']['mentions']} finding mentions")
+    for name in ("recall", "precision", "negation_error_rate", "side_accuracy", "zone_accuracy", "size_accuracy"):
+        s = score[name]
+        print(f"  {name:<20} {s['value']:.4f}  95% CI [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]  ({s['k']}/{s['n']})")
+    sp = result["speed"]
+    print(f"speed (one core): build {build_s:.2f} s; extract_many {sp['batched_reports_per_s']:.0f} reports/s; "
+          f"extract one by one {sp['single_reports_per_s']:.0f} reports/s; 1 MB report {sp['one_mb_report_s']:.2f} s")
+    if (args.medpix / "Descriptions.json").is_file():
+        result["medpix"] = mp = medpix_summary(extractor, args.medpix)
+        print(f"medpix: {mp['captions']} captions, {mp['captions_per_s']:.0f}/s; with a finding "
+              f"{mp['captions_with_a_finding']:.3f}; findings/caption {mp['finding_mentions_per_caption']:.2f}; "
+              f"negated {mp['negated_share']:.3f}; uncertain {mp['uncertain_share']:.3f}; "
+              f"with side {mp['with_side_share']:.3f}")
+        print(f"  top labels: {mp['top_labels']}")
+    else:
+        print(f"medpix: skipped ({args.medpix} not found)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The vocabulary YAML: it covers the synthetic corpus, its forms are generated right, bad files are named."""
+
+from __future__ import annotations
+
+import pytest
+
+from regionmed.annotation.mentions import MentionExtractor
+from regionmed.annotation.vocabulary import DEFAULT_VOCABULARY, load_vocabulary, variants
+from regionmed.corpus.atlas import ALL_FINDINGS, MODALITIES
+
+ANATOMY_LABELS = sorted({o.name for m in MODALITIES.values() for o in m.body if o.annotate})
+
+
+def test_the_default_vocabulary_ships_with_the_package():
+    assert DEFAULT_VOCABULARY.is_file() and DEFAULT_VOCABULARY.parent.name == "prompts"
+
+
+@pytest.mark.parametrize("label", ALL_FINDINGS)
+def test_every_synthetic_finding_is_read_with_its_own_label(extractor, label):
+    (m,) = extractor.extract(f"There is a {label}.")
+    assert (m.kind, m.label) == ("finding", label)
+
+
+@pytest.mark.parametrize("label", ANATOMY_LABELS)
+def test_every_synthetic_anatomy_label_is_read_with_its_own_label(extractor, label):
+    (m,) = extractor.extract(f"Seen: the {label}.")
+    assert (m.kind, m.label) == ("anatomy", label)
+
+
+def test_variants_cover_hyphens_and_plurals():
+    assert set(variants("ground-glass opacity")) == {
+        "ground-glass opacity", "ground glass opacity", "ground-glass opacities", "ground glass opacities"}
+    assert "metastases" in variants("metastasis") and "emboli" in variants("embolus")
+    assert "masses" in variants("mass")
+
+
+def test_a_custom_vocabulary_is_used(tmp_path):
+    text = DEFAULT_VOCABULARY.read_text()
+    start, end = text.index("\nfindings:\n"), text.index("\nnot_findings:")
+    (tmp_path / "v.yaml").write_text(text[:start] + "\nfindings:\n  bleb: [bleb, bulla]\n" + text[end:])
+    extractor = MentionExtractor(tmp_path / "v.yaml")
+    assert [m.label for m in extractor.extract("A bulla. A nodule.") if m.kind == "finding"] == ["bleb"]
+
+
+def test_a_missing_vocabulary_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_vocabulary(tmp_path / "nope.yaml")
+
+
+def test_a_malformed_vocabulary_names_the_field(tmp_path):
+    text = DEFAULT_VOCABULARY.read_text().replace("  nodule: [nodule,", "  nodule: [7,", 1)
+    (tmp_path / "v.yaml").write_text(text)
+    with pytest.raises(ValueError, match="findings.nodule"):
+        load_vocabulary(tmp_path / "v.yaml")
+    (tmp_path / "w.yaml").write_text("findings: {}\n")
+    with pytest.raises(ValueError, match="anatomy"):
+        load_vocabulary(tmp_path / "w.yaml")
