@@ -1,6 +1,6 @@
 """The finding and anatomy vocabulary of report reading, loaded from YAML and turned into spaCy patterns.
 
-The data lives in ``regionmed/evaluation/prompts/report_vocabulary.yaml`` (its header explains the
+The data lives in ``regionmed/prompts/report_vocabulary.yaml`` (beside the zero-shot prompts) (its header explains the
 format); this module validates it and builds the entity ruler's token patterns and the NegEx termsets
 from it, so that no term or cue is written in code.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_VOCABULARY = Path(__file__).resolve().parents[1] / "evaluation" / "prompts" / "report_vocabulary.yaml"
+DEFAULT_VOCABULARY = Path(__file__).resolve().parents[1] / "prompts" / "report_vocabulary.yaml"
 
 FINDING, ANATOMY, NOT_FINDING = "FINDING", "ANATOMY", "NOT_FINDING"
 NEGEX_KEYS = ("pseudo_negations", "preceding_negations", "following_negations", "termination")

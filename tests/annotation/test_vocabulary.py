@@ -55,3 +55,18 @@ def test_a_malformed_vocabulary_names_the_field(tmp_path):
     (tmp_path / "w.yaml").write_text("findings: {}\n")
     with pytest.raises(ValueError, match="anatomy"):
         load_vocabulary(tmp_path / "w.yaml")
+
+
+def test_the_vocabulary_is_packaged_in_the_wheel_and_the_bento():
+    import fnmatch
+    import tomllib
+
+    import yaml
+
+    repo = DEFAULT_VOCABULARY.parents[2]
+    relative = DEFAULT_VOCABULARY.relative_to(repo).as_posix()
+    bento = yaml.safe_load((repo / "bentofile.yaml").read_text())["include"]
+    assert any(fnmatch.fnmatch(relative, pattern) for pattern in bento), bento
+    package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    inside = DEFAULT_VOCABULARY.relative_to(repo / "regionmed").as_posix()
+    assert any(fnmatch.fnmatch(inside, pattern) for pattern in package_data["regionmed"]), package_data
