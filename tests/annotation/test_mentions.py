@@ -32,6 +32,10 @@ def test_a_negated_finding_keeps_its_location_and_the_anatomy_is_not_negated(ext
     ("No pleural effusion. A nodule is seen in the right upper zone.", {"pleural effusion": True, "nodule": False}),
     ("Pneumothorax was ruled out.", {"pneumothorax": True}),
     ("Negative for fracture.", {"fracture": True}),
+    ("A pleural effusion is not seen.", {"pleural effusion": True}),
+    ("Pneumothorax is absent.", {"pneumothorax": True}),
+    ("The previously seen nodule has resolved.", {"nodule": True}),
+    ("A nodule is seen but no mass is identified.", {"nodule": False, "mass": True}),
 ])
 def test_negation_scope(extractor, report, expected):
     assert {m.label: m.negated for m in only(extractor.extract(report))} == expected
