@@ -71,6 +71,7 @@ def test_a_plain_finding_is_certain(extractor):
     ("Bilateral pleural effusions.", None, None),
     ("Nodule in the LUL.", "left", "upper"),
     ("Left lower zone consolidation.", "left", "lower"),
+    ("A small left parietal region hematoma.", "left", "parietal"),
     ("A brain lesion in the right frontal lobe is seen.", "right", "frontal"),
     ("A liver lesion in the right lobe of the liver.", "right", None),
     ("Right nodule; left pleural effusion.", "right", None),
