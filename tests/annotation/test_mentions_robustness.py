@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from regionmed.annotation import mentions as mentions_module
 
@@ -65,3 +67,22 @@ def test_extract_many_is_extract_of_each_in_order(extractor):
 def test_a_report_that_is_not_text_is_named_in_the_error(extractor):
     with pytest.raises(TypeError, match="report 1: expected a string, got NoneType"):
         extractor.extract_many(["No mass.", None])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.text(max_size=40), st.sampled_from(
+    ["no", "nodule", "left", "in the", "right upper zone", "?", ".", "possible", "GGO", "-", "mass effect",
+     "without", "cannot exclude", "\n", "small", "RUL", ";", "pleural", "effusion", "kidney"])), max_size=40))
+def test_any_text_gives_well_formed_mentions_that_are_in_the_text(extractor, pieces):
+    report = " ".join(pieces)
+    written = " ".join(report.split()).lower()
+    vocabulary = extractor.vocabulary
+    for m in extractor.extract(report):
+        assert m.text.lower() in written
+        assert m.kind in ("finding", "anatomy") and m.sentence >= 0
+        assert m.side in ("right", "left", None) and m.size in ("subtle", "small", "large", None)
+        if m.kind == "finding":
+            assert m.label in vocabulary.findings
+        else:
+            assert m.label.removeprefix("right ").removeprefix("left ") in vocabulary.anatomy
+            assert not m.uncertain
