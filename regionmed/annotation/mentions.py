@@ -107,11 +107,16 @@ class MentionExtractor:
         loc = self.vocabulary.location
         finding_starts = [e.start for e in ents if e.label_ == FINDING]
         spans, located_in_finding = [], set()
+        anatomy_ending_at = {e.end: e.start for e in ents if e.label_ == ANATOMY}
         for ent in ents:
             start = ent.start
-            while start > sent_start and (words[start - 1] in self._leading or numbers[start - 1]) \
-                    and start - 1 not in taken:
-                start -= 1
+            while start > sent_start:
+                if ent.label_ == FINDING and start in anatomy_ending_at:  # "a left adrenal mass"
+                    start = anatomy_ending_at[start]
+                elif (words[start - 1] in self._leading or numbers[start - 1]) and start - 1 not in taken:
+                    start -= 1
+                else:
+                    break
             limit = min((f for f in finding_starts if f >= ent.end), default=sent_end)
             loc_start, loc_end = self._location(ent.end, limit, words, breaks)
             spans.append((start, loc_start, loc_end))

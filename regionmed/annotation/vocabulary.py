@@ -77,22 +77,16 @@ def plurals(word: str) -> list[str]:
 
 
 def variants(phrase: str) -> list[str]:
-    """Written forms of a phrase: each hyphen kept or a space ("ground-glass", "ground glass"), the last
-    word singular or plural."""
-    words = phrase.strip().lower().split()
+    """Written forms of a phrase: words joined by a space or a hyphen ("ground-glass", "ground glass"),
+    the last word singular or plural."""
+    words = [w for w in phrase.strip().lower().replace("-", " - ").split() if w != "-"]
     if not words:
         raise ValueError(f"vocabulary: empty synonym {phrase!r}")
+    lasts = [words[-1], *plurals(words[-1])]
     forms = [""]
-    for i, word in enumerate(words):
-        last = i == len(words) - 1
-        pieces = word.split("-")
-        if any(not p for p in pieces):
-            raise ValueError(f"vocabulary: bad synonym {phrase!r}")
-        written = {"-".join(pieces), " ".join(pieces)}
-        if last:
-            written |= {w[: len(w) - len(pieces[-1])] + p for w in set(written) for p in plurals(pieces[-1])}
-        forms = [f"{f} {w}".strip() for f in forms for w in sorted(written)]
-    return forms
+    for word in words[:-1]:
+        forms = [f + word + sep for f in forms for sep in (" ", "-")]
+    return sorted(f + last for f in forms for last in lasts)
 
 
 def _words(items, field: str) -> list[str]:

@@ -76,6 +76,10 @@ def test_a_plain_finding_is_certain(extractor):
     ("A liver lesion in the right lobe of the liver.", "right", None),
     ("Right nodule; left pleural effusion.", "right", None),
     ("Mild cardiomegaly.", None, None),
+    ("Axial CT image revealing a left adrenal mass measuring 2.8 cm.", "left", None),
+    ("Right lower lobe non-calcified lung nodule.", "right", "lower"),
+    ("A mass arising from the upper pole of the left kidney and extending into the fat.", "left", "upper"),
+    ("Multiple left lingular segment masses.", "left", None),
 ])
 def test_side_and_zone_come_from_the_phrase(extractor, report, side, zone):
     m = only(extractor.extract(report))[0]
@@ -132,6 +136,7 @@ def test_a_synthetic_report(extractor):
 
 def test_phrases_that_name_no_finding_are_not_mentions(extractor):
     assert extractor.extract("There is mass effect on the ventricle.") == []
+    assert extractor.extract("There is evidence of mass-effect.") == []
 
 
 def test_paired_anatomy_takes_its_side_into_the_label(extractor):
