@@ -25,6 +25,9 @@ from regionmed.annotation.vocabulary import ANATOMY, FINDING, Vocabulary, load_v
 # entity of the text for each sentence (time grows with the square of the length: 1 MB took ~90 s
 # in one piece, ~2 s in these), and spaCy refuses texts over nlp.max_length.
 CHUNK_CHARS = 2_000
+# How far before a finding a side word is still its side when the words in between are unknown
+# adjectives ("right paraspinal mass", "left basal ganglia hemorrhage").
+SIDE_LOOKBACK = 4
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class MentionExtractor:
                     start = anatomy_ending_at[start]
                 elif (words[start - 1] in self._leading or numbers[start - 1]) and start - 1 not in taken:
                     start -= 1
+                elif (side_at := self._side_word_before(start, sent_start, words, breaks, taken)) is not None:
+                    start = side_at  # "left basal ganglia hemorrhage": unknown words after a side word
                 else:
                     break
             limit = min((f for f in finding_starts if f >= ent.end), default=sent_end)
@@ -142,6 +147,17 @@ class MentionExtractor:
                 sentence=index,
             ))
         return out
+
+    def _side_word_before(self, start, sent_start, words, breaks, taken) -> int | None:
+        """Position of a side word at most SIDE_LOOKBACK words before ``start``, with only unknown words
+        (no punctuation, stop word or other match) in between; None when there is none."""
+        loc = self.vocabulary.location
+        for j in range(start - 1, max(sent_start, start - SIDE_LOOKBACK) - 1, -1):
+            if breaks[j] or j in taken or words[j] in loc.stops:
+                return None
+            if words[j] in loc.sides or words[j] in loc.abbreviations:
+                return j
+        return None
 
     def _location(self, i: int, limit: int, words: list[str], breaks: list[bool]) -> tuple[int, int]:
         """Token range of the location phrase after a match ending at ``i`` ("in the left upper zone")."""

@@ -80,6 +80,9 @@ def test_a_plain_finding_is_certain(extractor):
     ("Right lower lobe non-calcified lung nodule.", "right", "lower"),
     ("A mass arising from the upper pole of the left kidney and extending into the fat.", "left", "upper"),
     ("Multiple left lingular segment masses.", "left", None),
+    ("Axial T1W MRI appearance of left basal ganglia hemorrhage.", "left", None),
+    ("T2W coronal image demonstrates right paraspinal mass spanning levels T8-T10.", "right", None),
+    ("The right lung is clear and a mass is seen.", None, None),
 ])
 def test_side_and_zone_come_from_the_phrase(extractor, report, side, zone):
     m = only(extractor.extract(report))[0]
@@ -137,6 +140,7 @@ def test_a_synthetic_report(extractor):
 def test_phrases_that_name_no_finding_are_not_mentions(extractor):
     assert extractor.extract("There is mass effect on the ventricle.") == []
     assert extractor.extract("There is evidence of mass-effect.") == []
+    assert extractor.extract("Subcutaneous fat compatible with a large body mass index.") == []
 
 
 def test_paired_anatomy_takes_its_side_into_the_label(extractor):
