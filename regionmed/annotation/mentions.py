@@ -135,6 +135,10 @@ class MentionExtractor:
             label = ent.ent_id_
             if not is_finding and side and label in self.vocabulary.paired:
                 label = f"{side} {label}"
+            elif is_finding and label in self.vocabulary.refine:  # "a cyst in the left kidney"
+                organs = [a.ent_id_ for a in ents if a.label_ == ANATOMY and start <= a.start and a.end <= loc_end]
+                label = next((self.vocabulary.refine[label][o] for o in organs if o in self.vocabulary.refine[label]),
+                             label)
             out.append(Mention(
                 text=ent.doc[start:max(loc_end, ent.end)].text,
                 label=label,

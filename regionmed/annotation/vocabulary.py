@@ -48,6 +48,7 @@ class Vocabulary:
     location: LocationWords
     negation: dict[str, list[str]]  # a full NegEx termset
     uncertainty: dict[str, list[str]]  # the same four keys, uncertainty cues
+    refine: dict[str, dict[str, str]]  # generic finding -> anatomy -> specific finding
 
     def patterns(self) -> list[dict]:
         """Entity-ruler phrase patterns: every written variant of every synonym, ``id`` its canonical label.
@@ -149,6 +150,12 @@ def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
             "termination": _words(unc["termination"], "uncertainty.termination"),
         }
         not_findings = tuple(_words(data.get("not_findings", []), "not_findings"))
+        refine = {str(k): {str(a): str(t) for a, t in v.items()} for k, v in (data.get("refine") or {}).items()}
+        for generic, by_organ in refine.items():
+            for organ, specific in by_organ.items():
+                if generic not in findings or specific not in findings or organ not in anatomy:
+                    raise KeyError(f"refine.{generic}.{organ}: {generic!r} and {specific!r} must be finding "
+                                   f"labels and {organ!r} an anatomy label")
     except (KeyError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(f"vocabulary {path}: missing or malformed field {err}") from err
-    return Vocabulary(findings, anatomy, frozenset(paired), not_findings, location, negation, uncertainty)
+    return Vocabulary(findings, anatomy, frozenset(paired), not_findings, location, negation, uncertainty, refine)

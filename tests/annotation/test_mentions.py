@@ -146,3 +146,14 @@ def test_phrases_that_name_no_finding_are_not_mentions(extractor):
 def test_paired_anatomy_takes_its_side_into_the_label(extractor):
     labels = [m.label for m in only(extractor.extract("The right kidney, the liver and the lungs."), "anatomy")]
     assert labels == ["right kidney", "liver", "lung"]
+
+
+@pytest.mark.parametrize("report, label", [
+    ("There is a small cyst in the left kidney.", "kidney cyst"),
+    ("Hypodense lesion in the right lobe of the liver.", "liver lesion"),
+    ("A lesion in the brain.", "brain lesion"),
+    ("A cyst in the liver.", "cyst"),
+    ("A lesion. The left kidney.", "lesion"),
+])
+def test_a_generic_finding_named_with_its_organ_takes_the_organs_label(extractor, report, label):
+    assert only(extractor.extract(report))[0].label == label

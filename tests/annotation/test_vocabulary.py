@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from regionmed.annotation.mentions import MentionExtractor
 from regionmed.annotation.vocabulary import DEFAULT_VOCABULARY, load_vocabulary, variants
@@ -36,9 +37,9 @@ def test_variants_cover_hyphens_and_plurals():
 
 
 def test_a_custom_vocabulary_is_used(tmp_path):
-    text = DEFAULT_VOCABULARY.read_text()
-    start, end = text.index("\nfindings:\n"), text.index("\nnot_findings:")
-    (tmp_path / "v.yaml").write_text(text[:start] + "\nfindings:\n  bleb: [bleb, bulla]\n" + text[end:])
+    data = yaml.safe_load(DEFAULT_VOCABULARY.read_text())
+    data.update(findings={"bleb": ["bleb", "bulla"]}, refine={})
+    (tmp_path / "v.yaml").write_text(yaml.safe_dump(data))
     extractor = MentionExtractor(tmp_path / "v.yaml")
     assert [m.label for m in extractor.extract("A bulla. A nodule.") if m.kind == "finding"] == ["bleb"]
 
@@ -53,6 +54,10 @@ def test_a_malformed_vocabulary_names_the_field(tmp_path):
     (tmp_path / "v.yaml").write_text(text)
     with pytest.raises(ValueError, match="findings.nodule"):
         load_vocabulary(tmp_path / "v.yaml")
+    (tmp_path / "r.yaml").write_text(DEFAULT_VOCABULARY.read_text().replace("cyst: {kidney: kidney cyst}",
+                                                                          "cyst: {kidney: renal stone}"))
+    with pytest.raises(ValueError, match="refine.cyst.kidney"):
+        load_vocabulary(tmp_path / "r.yaml")
     (tmp_path / "w.yaml").write_text("findings: {}\n")
     with pytest.raises(ValueError, match="anatomy"):
         load_vocabulary(tmp_path / "w.yaml")
@@ -61,8 +66,6 @@ def test_a_malformed_vocabulary_names_the_field(tmp_path):
 def test_the_vocabulary_is_packaged_in_the_wheel_and_the_bento():
     import fnmatch
     import tomllib
-
-    import yaml
 
     repo = DEFAULT_VOCABULARY.parents[2]
     relative = DEFAULT_VOCABULARY.relative_to(repo).as_posix()
