@@ -8,8 +8,8 @@ functions of the text and the vocabulary.
 
 A mention's phrase is its match, the modifiers right before it ("a small", "left") and its location
 phrase right after it ("in the left upper zone"); its side, zone and size are read from those words.
-Anatomy named inside a finding's location phrase ("no nodule in the *left lung*") is never negated
-or uncertain: the structure is there even when the finding is not.
+Anatomy named inside a finding's phrase ("no nodule in the *left lung*", "no *left adrenal* mass") is
+never negated or uncertain: the structure is there even when the finding is not.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class Mention:
 
 
 class MentionExtractor:
-    """Reads :class:`Mention` s out of reports; build once, reuse (building the pipeline takes ~0.1 s)."""
+    """Reads :class:`Mention` s out of reports; build once and reuse (building takes seconds, mostly
+    importing spaCy and adding the phrase patterns)."""
 
     def __init__(self, vocabulary: Path | str | None = None) -> None:
         import negspacy.negation  # noqa: F401  (registers the "negex" factory)
@@ -125,8 +126,8 @@ class MentionExtractor:
             limit = min((f for f in finding_starts if f >= ent.end), default=sent_end)
             loc_start, loc_end = self._location(ent.end, limit, words, breaks)
             spans.append((start, loc_start, loc_end))
-            if ent.label_ == FINDING:
-                located_in_finding |= {a.start for a in ents if loc_start <= a.start and a.end <= loc_end}
+            if ent.label_ == FINDING:  # anatomy in a finding's own phrase: "no left adrenal mass"
+                located_in_finding |= {a.start for a in ents if start <= a.start and a.end <= loc_end}
         out = []
         for ent, (start, loc_start, loc_end) in zip(ents, spans):
             before = words[start:ent.start]

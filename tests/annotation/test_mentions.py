@@ -137,6 +137,12 @@ def test_a_synthetic_report(extractor):
                    ("cardiomegaly", None, None, None, False, 5)]
 
 
+def test_anatomy_that_qualifies_a_negated_finding_is_not_negated(extractor):
+    mass, adrenal = sorted(extractor.extract("No left adrenal mass."), key=lambda m: m.kind, reverse=True)
+    assert (mass.label, mass.negated, mass.side) == ("mass", True, "left")
+    assert (adrenal.label, adrenal.negated) == ("left adrenal gland", False)
+
+
 def test_phrases_that_name_no_finding_are_not_mentions(extractor):
     assert extractor.extract("There is mass effect on the ventricle.") == []
     assert extractor.extract("There is evidence of mass-effect.") == []
