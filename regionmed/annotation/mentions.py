@@ -25,9 +25,6 @@ from regionmed.annotation.vocabulary import ANATOMY, FINDING, Vocabulary, load_v
 # entity of the text for each sentence (time grows with the square of the length: 1 MB took ~90 s
 # in one piece, ~2 s in these), and spaCy refuses texts over nlp.max_length.
 CHUNK_CHARS = 2_000
-# How far before a finding a side word is still its side when the words in between are unknown
-# adjectives ("right paraspinal mass", "left basal ganglia hemorrhage").
-SIDE_LOOKBACK = 4
 
 
 @dataclass(frozen=True)
@@ -154,10 +151,10 @@ class MentionExtractor:
         return out
 
     def _side_word_before(self, start, sent_start, words, breaks, taken) -> int | None:
-        """Position of a side word at most SIDE_LOOKBACK words before ``start``, with only unknown words
-        (no punctuation, stop word or other match) in between; None when there is none."""
+        """Position of a side word at most ``location.side_lookback`` words before ``start``, with only
+        unknown words (no punctuation, stop word or other match) in between; None when there is none."""
         loc = self.vocabulary.location
-        for j in range(start - 1, max(sent_start, start - SIDE_LOOKBACK) - 1, -1):
+        for j in range(start - 1, max(sent_start, start - loc.side_lookback) - 1, -1):
             if breaks[j] or j in taken or words[j] in loc.stops:
                 return None
             if words[j] in loc.sides or words[j] in loc.abbreviations:

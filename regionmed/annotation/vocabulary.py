@@ -17,7 +17,7 @@ DEFAULT_VOCABULARY = Path(__file__).resolve().parents[1] / "prompts" / "report_v
 FINDING, ANATOMY, NOT_FINDING = "FINDING", "ANATOMY", "NOT_FINDING"
 NEGEX_KEYS = ("pseudo_negations", "preceding_negations", "following_negations", "termination")
 LOCATION_KEYS = ("sides", "zones", "abbreviations", "sizes", "modifiers", "prepositions", "bridges", "stops",
-                 "max_words")
+                 "max_words", "side_lookback")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class LocationWords:
     bridges: frozenset[str]
     stops: frozenset[str]
     max_words: int
+    side_lookback: int
 
     def leading(self) -> frozenset[str]:
         """Words a mention's phrase may start with, before its match."""
@@ -139,6 +140,7 @@ def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
             bridges=frozenset(_words(loc["bridges"], "location.bridges")),
             stops=frozenset(_words(loc["stops"], "location.stops")),
             max_words=int(loc["max_words"]),
+            side_lookback=int(loc["side_lookback"]),
         )
         neg = data.get("negation", {})
         negation = _termset(termset("en_clinical").get_patterns(), neg.get("add"), neg.get("remove"), "negation")
