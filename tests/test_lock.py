@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib.util
 import tomllib
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
-from servers import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 spec = importlib.util.spec_from_file_location("lock_script", REPO_ROOT / "scripts" / "lock.py")
 lock_script = importlib.util.module_from_spec(spec)
