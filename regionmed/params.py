@@ -244,6 +244,9 @@ class ServingParams(StrictModel):
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per worker; None: torch's default
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when available
     tracing: bool = False  # BentoML's OpenTelemetry spans per request (worth it only with an exporter configured)
+    demo_page: bool = True  # the demo page at /ui (regionmed/serving/demo/; docs/serving.md)
+    # the monitor stage's summary (monitor.summary_file), shown read-only by `metadata` and the page
+    drift_summary_file: str | None = "metrics/drift.json"
     batching: ServingBatching = ServingBatching()
     embedding_log: EmbeddingLogParams = EmbeddingLogParams()
 

@@ -16,6 +16,7 @@ import uuid
 
 REQUEST_ID_HEADER = "x-request-id"
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # health: no key needed
+OPEN_METHODS = frozenset({"GET", "HEAD"})  # the only methods an open prefix (static files) is open to
 MAX_REQUEST_ID_CHARS = 128
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("regionmed_request_id", default="")
@@ -46,11 +47,22 @@ class RequestGuardMiddleware:
 
     ``api_key_env``: the environment variable holding the key (read per request). When it is set
     and not empty, every path but the health checks needs ``Authorization: Bearer <key>`` or
-    ``X-API-Key: <key>`` (compared in constant time); else 401.
+    ``X-API-Key: <key>`` (compared in constant time); else 401. ``open_prefixes``: path prefixes
+    whose GET/HEAD requests need no key either (the demo page's static files: the page must load to
+    ask for the key; the APIs it calls stay guarded).
     """
 
-    def __init__(self, app, max_body_bytes: int, api_key_env: str | None = None):
+    def __init__(self, app, max_body_bytes: int, api_key_env: str | None = None,
+                 open_prefixes: tuple[str, ...] = ()):
         self.app, self.max_body_bytes, self.api_key_env = app, int(max_body_bytes), api_key_env
+        self.open_prefixes = tuple(p.rstrip("/") for p in open_prefixes)
+
+    def _is_open(self, scope) -> bool:
+        path = scope.get("path", "")
+        if path in OPEN_PATHS:
+            return True
+        return scope.get("method") in OPEN_METHODS and any(
+            path == p or path.startswith(p + "/") for p in self.open_prefixes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -84,7 +96,7 @@ class RequestGuardMiddleware:
 
         try:
             key = os.environ.get(self.api_key_env, "").encode() if self.api_key_env else b""
-            if key and scope.get("path", "") not in OPEN_PATHS and not _authorised(scope, key):
+            if key and not self._is_open(scope) and not _authorised(scope, key):
                 return await _send_json(send_with_id, 401, "missing or wrong API key (Authorization: Bearer <key>)",
                                         [(b"www-authenticate", b"Bearer")])
             length = _header(scope, b"content-length")

@@ -7,8 +7,8 @@ Serve from the repo (``models/regionmed`` after ``dvc repro``, or ``$REGIONMED_M
 or a built Bento (``bentoml serve regionmed_service:latest``); docs/serving.md has the calls.
 
 APIs (all POST, JSON or multipart): ``encode_image`` and ``encode_text`` (adaptive batching),
-``zero_shot``, ``ground``, ``encode_regions``, ``retrieve``, ``metadata``; health: GET ``/livez``,
-``/readyz``. Every input is checked before any work: a bad request is a 4xx whose body says what
+``zero_shot``, ``ground``, ``encode_regions``, ``retrieve``, ``preview``, ``metadata``; health: GET ``/livez``,
+``/readyz``; the demo page: GET ``/ui/`` (``demo.py``). Every input is checked before any work: a bad request is a 4xx whose body says what
 was wrong (pydantic's ``detail`` for a malformed field, ``error`` otherwise), never a 500; the
 request types and their checks are in ``requests.py``.
 
@@ -33,10 +33,12 @@ from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from pydantic import Field
 
 from regionmed.env import configure_environment
-from regionmed.monitoring.embedding_log import EmbeddingLogWriter, hash_request_id
-from regionmed.serving.batcher import ImageBatcher
 from regionmed.inference.engine import Engine
 from regionmed.inference.index import ITEM_KINDS, RetrievalIndex
+from regionmed.monitoring.embedding_log import EmbeddingLogWriter, hash_request_id
+from regionmed.serving.batcher import ImageBatcher
+from regionmed.serving.demo import DEMO_PATH, demo_app, drift_status, label_vocabulary, preview_payload
+from regionmed.serving.location_check import check_location_words
 from regionmed.serving.middleware import RequestGuardMiddleware, current_request_id
 from regionmed.serving.requests import (  # the request types and their checks; SETTINGS read once there
     JSON,
@@ -170,7 +172,18 @@ class RegionMedService:
                   [image.request or current_request_id()])
         heat = out["heatmap"]
         return {"box": out["box"], "score": out["score"], "heatmap": heat.round(6).tolist(),
-                "grid": list(heat.shape), "box_model_input": out["box_model"], "model_version": self.engine.version}
+                "grid": list(heat.shape), "box_model_input": out["box_model"],
+                "location_check": check_location_words(phrase, out["box"]), "model_version": self.engine.version}
+
+    @bentoml.api
+    def preview(self, image: ImageFile) -> Annotated[dict[str, Any], JSON]:
+        """The image as the model sees it (letterboxed to its square input, DICOM windowed) as a PNG
+        data URL, and how the upload was fitted (``fit``; null when it was already square at size).
+        Nothing is encoded, logged or kept."""
+        prepared = self.engine.prepare(image)
+        return {**preview_payload(prepared.pixels, prepared.fit, self.engine.image_size),
+                "width": prepared.descriptors["width"], "height": prepared.descriptors["height"],
+                "format": prepared.descriptors["format"]}
 
     @bentoml.api
     def encode_regions(self, image: ImageFile, boxes: BoxList) -> Annotated[dict[str, Any], JSON]:
@@ -228,8 +241,14 @@ class RegionMedService:
                                                          "max_top_k")},
             "batching": BATCH.model_dump(),
             "api_key_required": _api_key() is not None,
+            "labels": label_vocabulary(index),
+            "drift": drift_status(SETTINGS.drift_summary_file),
+            "demo_page": f"{DEMO_PATH}/" if SETTINGS.demo_page else None,
         }
 
 
+if SETTINGS.demo_page:
+    RegionMedService.mount_asgi_app(demo_app(), path=DEMO_PATH, name="demo")
 RegionMedService.add_asgi_middleware(RequestGuardMiddleware, max_body_bytes=SETTINGS.max_upload_bytes,
-                                     api_key_env=SETTINGS.api_key_env)
+                                     api_key_env=SETTINGS.api_key_env,
+                                     open_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else ())
