@@ -8,7 +8,7 @@ include regionmed/quiet.env
 export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' regionmed/quiet.env)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install lock pipeline test test-fast bench preview clean
+.PHONY: help install lock pipeline test test-fast test-browser browser-deps bench preview clean
 # pip itself is pinned too: its resolver and the lock's format move with it.
 PIP_VERSION := 26.3
 # Where torch's CPU wheel comes from. Here pip finds it on disk; with internet and no local wheel,
@@ -40,6 +40,16 @@ test: install  ## run the test suite (what CI runs)
 
 test-fast: install  ## the tests without the slow end-to-end ones
 	$(BIN)/pytest -m "not slow"
+
+# Debian's Chromium and its WebDriver for the demo page's browser tests (the tests skip without them).
+# Needs root (CI runs as root); DPkg::Lock::Timeout waits for another apt run instead of failing.
+browser-deps:  ## install headless Chromium + chromedriver (Debian packages) for the browser tests
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium and chromedriver already installed"; \
+	else apt-get update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium chromium-driver; fi
+	/usr/bin/chromium --version && /usr/bin/chromedriver --version
+
+test-browser: install browser-deps  ## the demo page's tests in headless Chromium (against bentoml serve)
+	$(BIN)/pytest -m browser
 
 bench: install  ## run the benchmarks (figures go to BENCHMARKS.md by hand)
 	$(BIN)/python benchmarks/bench_corpus.py
