@@ -16,7 +16,7 @@ and without the page, and what the page weighs.
   ``zero_shot`` fetch's own duration (Resource Timing), ``--round-trips`` times.
 - API latency: ``zero_shot`` (5 labels, one PNG) over httpx, sequential, ``--api-calls`` calls per
   server after 20 warm-up calls, the two servers (page mounted / not mounted) taking turns in 6
-  rounds; once with no browser running, once with the page open (idle) in Chromium.
+  rounds (the order flipped each round); once with no browser running, once with the page open (idle) in Chromium.
 
 Client, browser and server share the machine's cores; compare figures of one run.
 """
@@ -28,6 +28,7 @@ import gzip
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -81,8 +82,8 @@ def api_latency(urls: dict[str, str], image: bytes, calls: int, rounds: int = 6)
             for _ in range(WARMUP):
                 client.post("/zero_shot", files=files, data=data).raise_for_status()
         per_round = max(1, calls // rounds)
-        for _ in range(rounds):
-            for name, client in clients.items():
+        for r in range(rounds):  # the order flips each round: neither server always goes first
+            for name, client in (list(clients.items()) if r % 2 == 0 else list(clients.items())[::-1]):
                 for _ in range(per_round):
                     t = time.perf_counter()
                     client.post("/zero_shot", files=files, data=data).raise_for_status()
@@ -137,6 +138,8 @@ def page_round_trips(driver, image_path: Path, n: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--not-packaged", action="store_true",
+                    help="--model-dir is not the packaged model (e.g. models/region): show no repo metrics for it")
     ap.add_argument("--loads", type=int, default=15)
     ap.add_argument("--round-trips", type=int, default=30)
     ap.add_argument("--api-calls", type=int, default=120)
@@ -152,8 +155,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         work = Path(tmp)
         model_dir, images = make_model(work, args.model_dir)
-        if args.model_dir is None:  # else the service shows this checkout's metrics/eval.json for it
-            (model_dir / "package.json").write_text(json.dumps({"note": "untrained benchmark model"}))
+        if args.model_dir is None or args.not_packaged:
+            # a folder without package.json gets this checkout's metrics/eval.json in `metadata`: not its own
+            if args.model_dir:
+                model_dir = Path(shutil.copytree(model_dir, work / "model-copy"))
+            (model_dir / "package.json").write_text(json.dumps({"note": "not the packaged model: no metrics, no gate"}))
         build_index(Engine.from_dir(model_dir), work / "corpus", "test").save(work / "index")
         image_path = work / "scan.png"
         image_path.write_bytes(images[0])

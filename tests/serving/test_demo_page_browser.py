@@ -73,8 +73,18 @@ def enter_key(driver, key: str) -> None:
     driver.find_element("css selector", "#key-form button").click()
 
 
-def upload(driver, path) -> None:
+def upload(driver, path, data: bytes | None = None, until: str | None = None):
+    """Choose ``path`` (written with ``data`` first) in the file input; wait for ``until`` (JS)."""
+    if data is not None:
+        path.write_bytes(data)
     driver.find_element("id", "file").send_keys(str(path))
+    if until:
+        wait_for(driver, until)
+    return path
+
+
+def textarea_lines(driver, element_id: str) -> list[str]:
+    return [s.strip() for s in driver.find_element("id", element_id).get_attribute("value").splitlines() if s.strip()]
 
 
 def api(server, route: str, **kwargs) -> dict:
@@ -114,12 +124,10 @@ def test_without_the_key_the_page_asks_for_it_and_with_it_shows_the_model(chromi
 
 
 def test_an_upload_shows_the_model_input_and_bars_equal_to_zero_shot(page, demo_server, shots, tmp_path):
-    image = tmp_path / "scan.png"
-    image.write_bytes(png_bytes(120, 90, seed=3))
-    upload(page, image)
-    wait_for(page, "return document.querySelectorAll('#zs-bars li').length > 0")
+    image = upload(page, tmp_path / "scan.png", png_bytes(120, 90, seed=3),
+                   "return document.querySelectorAll('#zs-bars li').length > 0")
     assert painted_pixels(page, "view") == 512 * 512  # the preview fills the square canvas
-    labels = [s.strip() for s in page.find_element("id", "labels").get_attribute("value").splitlines() if s.strip()]
+    labels = textarea_lines(page, "labels")
     shown = bars(page)
     expected = api(demo_server, "zero_shot", files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
                    data={"labels": json.dumps(labels)})
@@ -135,12 +143,10 @@ def test_an_upload_shows_the_model_input_and_bars_equal_to_zero_shot(page, demo_
 
 
 def test_grounding_draws_the_heatmap_and_each_phrase_box_equal_to_ground(page, demo_server, shots, tmp_path):
-    image = tmp_path / "scan.png"
-    image.write_bytes(png_bytes(100, 100, seed=5))
-    upload(page, image)
-    wait_for(page, "return document.querySelectorAll('#ground-results li').length === 2")
+    image = upload(page, tmp_path / "scan.png", png_bytes(100, 100, seed=5),
+                   "return document.querySelectorAll('#ground-results li').length === 2")
     assert painted_pixels(page, "heat") == 512 * 512 and painted_pixels(page, "overlay") > 0
-    phrases = [s.strip() for s in page.find_element("id", "phrases").get_attribute("value").splitlines() if s.strip()]
+    phrases = textarea_lines(page, "phrases")
     rows = page.execute_script("return [...document.querySelectorAll('#ground-results li')].map(li => "
                                "[li.dataset.box, li.querySelectorAll('mark.disagree').length])")
     for phrase, (box_text, n_marked) in zip(phrases, rows, strict=True):
@@ -158,10 +164,8 @@ def test_grounding_draws_the_heatmap_and_each_phrase_box_equal_to_ground(page, d
 def test_a_box_drawn_with_the_mouse_gives_the_closest_phrases(page, demo_server, shots, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    image = tmp_path / "scan.png"
-    image.write_bytes(png_bytes(64, 64, seed=7))  # square at the model's size: no letterbox
-    upload(page, image)
-    wait_for(page, "return document.querySelectorAll('#retrieve-results tbody tr').length > 0")
+    image = upload(page, tmp_path / "scan.png", png_bytes(64, 64, seed=7),  # the model's size: no letterbox
+                   "return document.querySelectorAll('#retrieve-results tbody tr').length > 0")
     overlay = page.find_element("id", "overlay")
     w = overlay.size["width"]
     (ActionChains(page).move_to_element_with_offset(overlay, int(-w * 0.3), int(-w * 0.3)).click_and_hold()
@@ -169,7 +173,7 @@ def test_a_box_drawn_with_the_mouse_gives_the_closest_phrases(page, demo_server,
     wait_for(page, "return document.querySelectorAll('#region-results li').length > 0")
     box = [float(page.find_element("id", f"box-{k}").get_attribute("value")) for k in ("x0", "y0", "x1", "y1")]
     assert box == pytest.approx([0.2, 0.2, 0.6, 0.6], abs=0.02)
-    candidates = [s.strip() for s in page.find_element("id", "candidates").get_attribute("value").splitlines() if s.strip()]
+    candidates = textarea_lines(page, "candidates")
     region = api(demo_server, "encode_regions", files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
                  data={"boxes": json.dumps([box])})["embeddings"][0]
     texts = httpx.post(f"{demo_server.url}/encode_text", headers=AUTH, json={"texts": candidates}, timeout=TIMEOUT).json()
@@ -184,10 +188,8 @@ def test_a_box_drawn_with_the_mouse_gives_the_closest_phrases(page, demo_server,
 
 
 def test_retrieval_lists_the_top_k_of_retrieve(page, demo_server, tmp_path):
-    image = tmp_path / "scan.png"
-    image.write_bytes(png_bytes(90, 70, seed=11))
-    upload(page, image)
-    wait_for(page, "return document.querySelectorAll('#retrieve-results tbody tr').length > 0")
+    image = upload(page, tmp_path / "scan.png", png_bytes(90, 70, seed=11),
+                   "return document.querySelectorAll('#retrieve-results tbody tr').length > 0")
     shown = page.execute_script("return [...document.querySelectorAll('#retrieve-results tbody tr')]"
                                 ".map(tr => tr.cells[1].textContent)")
     expected = api(demo_server, "retrieve", files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
@@ -209,8 +211,7 @@ def test_a_dropped_dicom_is_shown_windowed_and_classified(page):
 
 def test_a_file_that_is_not_an_image_shows_the_service_message(page, demo_server, shots, tmp_path):
     notes = tmp_path / "notes.txt"
-    notes.write_bytes(b"this is not an image")
-    upload(page, notes)
+    upload(page, notes, b"this is not an image")
     message = wait_for(page, "const m = document.getElementById('message'); return !m.hidden && m.textContent")
     r = httpx.post(f"{demo_server.url}/preview", headers=AUTH, timeout=TIMEOUT,
                    files=[("image", ("notes.txt", notes.read_bytes(), "text/plain"))])
