@@ -242,3 +242,12 @@ def test_every_control_is_labelled_and_the_page_fits_a_narrow_window(page, shots
     columns = page.execute_script("return getComputedStyle(document.querySelector('main')).gridTemplateColumns")
     assert len(columns.split()) == 1  # one column on a narrow window
     page.save_screenshot(str(shots / "7-narrow.png"))
+
+
+def test_a_file_over_the_upload_limit_shows_the_service_413_message(page, demo_server, tmp_path):
+    limit = api(demo_server, "metadata", json={})["limits"]["max_upload_bytes"]  # the Bento's own params.yaml
+    big = upload(page, tmp_path / "big.png", png_bytes(64, 64) + b"\0" * limit)
+    message = wait_for(page, "const m = document.getElementById('message'); return !m.hidden && m.textContent")
+    r = httpx.post(f"{demo_server.url}/preview", headers=AUTH, timeout=TIMEOUT,
+                   files=[("image", ("big.png", big.read_bytes(), "image/png"))])
+    assert r.status_code == 413 and "over the limit" in message and message.startswith("request body of ")
