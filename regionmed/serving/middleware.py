@@ -57,12 +57,8 @@ class RequestGuardMiddleware:
         self.app, self.max_body_bytes, self.api_key_env = app, int(max_body_bytes), api_key_env
         self.open_prefixes = tuple(p.rstrip("/") for p in open_prefixes)
 
-    def _is_open(self, scope) -> bool:
-        path = scope.get("path", "")
-        if path in OPEN_PATHS:
-            return True
-        return scope.get("method") in OPEN_METHODS and any(
-            path == p or path.startswith(p + "/") for p in self.open_prefixes)
+    def _is_open_static(self, path: str) -> bool:
+        return any(path == p or path.startswith(p + "/") for p in self.open_prefixes)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -96,7 +92,9 @@ class RequestGuardMiddleware:
 
         try:
             key = os.environ.get(self.api_key_env, "").encode() if self.api_key_env else b""
-            if key and not self._is_open(scope) and not _authorised(scope, key):
+            path = scope.get("path", "")
+            if (key and path not in OPEN_PATHS and not _authorised(scope, key)
+                    and not (scope.get("method") in OPEN_METHODS and self._is_open_static(path))):
                 return await _send_json(send_with_id, 401, "missing or wrong API key (Authorization: Bearer <key>)",
                                         [(b"www-authenticate", b"Bearer")])
             length = _header(scope, b"content-length")
