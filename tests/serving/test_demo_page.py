@@ -134,3 +134,16 @@ def test_the_bento_carries_the_page(packaged):
     name, ver = packaged["record"]["bento_tag"].split(":")
     src = resolve_bentoml_home(packaged["params"]) / "bentos" / name / ver / "src" / "regionmed/serving/demo"
     assert sorted(p.name for p in src.iterdir()) == sorted(p.name for p in DEMO_DIR.iterdir())
+
+
+def test_preview_writes_nothing_to_the_embedding_log(client, tiny):
+    import uuid
+
+    from regionmed.monitoring.embedding_log import hash_request_id, read_log
+
+    quiet, logged = uuid.uuid4().hex, uuid.uuid4().hex
+    assert client.post("/preview", headers={"X-Request-ID": quiet}, files=[upload("a.png", png_bytes())]).status_code == 200
+    assert client.post("/ground", headers={"X-Request-ID": logged}, files=[upload("a.png", png_bytes())],
+                       data={"phrase": "left lung"}).status_code == 200  # the control: ground logs its phrase
+    requests = set(read_log(tiny["log"])["request"])
+    assert hash_request_id(logged) in requests and hash_request_id(quiet) not in requests
