@@ -52,9 +52,10 @@ def service_cls(tiny):
     return service.RegionMedService
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def client(service_cls):
-    """The service's ASGI app in-process (model loaded once per module)."""
+    """The service's ASGI app in-process (model loaded once per session: a second app in the same
+    process registers BentoML's Prometheus metrics twice and fails to start)."""
     from starlette.testclient import TestClient
 
     with TestClient(service_cls.to_asgi(), raise_server_exceptions=False) as c:
