@@ -8,7 +8,7 @@ include regionmed/quiet.env
 export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' regionmed/quiet.env)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install lock pipeline test test-fast test-browser browser-deps bench preview clean
+.PHONY: help install lock pipeline test test-fast test-browser browser-deps bench preview clean docker-host container test-container
 # pip itself is pinned too: its resolver and the lock's format move with it.
 PIP_VERSION := 26.3
 # Where torch's CPU wheel comes from. Here pip finds it on disk; with internet and no local wheel,
@@ -56,6 +56,17 @@ bench: install  ## run the benchmarks (figures go to BENCHMARKS.md by hand)
 
 preview: install  ## draw a PNG grid of the corpus with boxes and phrases
 	$(BIN)/python -m regionmed corpus preview --out reports/corpus_preview.png
+
+docker-host:  ## (root) install Debian's docker.io + debootstrap and start dockerd when none answers
+	scripts/docker_host.sh
+
+# The image of the packaged Bento, run on 127.0.0.1 and stopped (docs/serving.md#container). Offline
+# (serving.container.offline: true) it first makes the local base image when missing.
+container: install  ## build the packaged Bento's Docker image, run it, wait /readyz, check the API key, stop it
+	$(BIN)/python -m regionmed container --base
+
+test-container: install  ## the container test (needs a Docker daemon: make docker-host)
+	$(BIN)/pytest -m container tests/serving/test_container.py
 
 clean:  ## remove pipeline outputs (not the venv)
 	rm -rf data models reports/*.png .state dvclive

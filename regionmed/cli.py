@@ -220,6 +220,33 @@ def monitor_reference_cmd(params_file: Path = ParamsOption) -> None:
     console.print(f"wrote {params.monitor.reference_dir}")
 
 
+@app.command("container")
+def container_cmd(
+    params_file: Path = ParamsOption,
+    base: bool = typer.Option(False, "--base", help="Make the local base image if the Bento needs it (offline)."),
+    no_build: bool = typer.Option(False, "--no-build", help="Reuse the image if it exists."),
+    bento: str = typer.Option(None, help="Bento tag (default: the one the package stage built)."),
+    port: int = typer.Option(None, help="Host port on 127.0.0.1 (default: a free one)."),
+    log_dir: Path = typer.Option(None, help="Host folder for the embedding log (default: serving.embedding_log.dir)."),
+    keep_running: bool = typer.Option(False, "--keep-running", help="Leave the container running."),
+) -> None:
+    """Build the Bento's Docker image, run it on 127.0.0.1 with an API key and the embedding-log folder
+    mounted, wait for /readyz, check the key, stop it with SIGTERM (docs/serving.md#container)."""
+    import json
+
+    from regionmed.params import load_params
+    from regionmed.serving.container import ContainerError
+    from regionmed.serving.container_path import container_path
+
+    try:
+        record = container_path(load_params(params_file), make_base=base, build=not no_build, bento=bento, port=port,
+                                log_dir=log_dir, keep_running=keep_running, log=console.print)
+    except ContainerError as exc:
+        console.print(f"container failed: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    print(json.dumps(record, indent=1))
+
+
 @app.command("monitor")
 def monitor_cmd(
     params_file: Path = ParamsOption,

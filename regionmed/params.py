@@ -219,6 +219,18 @@ class EmbeddingLogParams(StrictModel):
     keep_files: int | None = Field(None, ge=1)
 
 
+class ContainerParams(StrictModel):
+    """The Docker image of the Bento (``regionmed container``; docs/serving.md#container)."""
+
+    offline: bool = False  # the one switch: True = local base image + torch from a local wheel folder
+    base_image: str = "python:3.11-slim"  # online: pulled from Docker Hub
+    torch_index_url: str = "https://download.pytorch.org/whl/cpu"  # online: torch's CPU wheels
+    offline_base_image: str = "regionmed-base:bookworm"  # made by scripts/container_base.sh
+    offline_torch_wheels: str = "/opt/wheels"  # folder with torch's CPU wheel, copied into the Bento
+    image: str = "regionmed-service"  # the image's name; the tag is the Bento's version
+    docker: str | None = None  # the docker client; None: the first on PATH that can build with BuildKit
+
+
 class ServingParams(StrictModel):
     """The ``package`` stage and the BentoML service (``regionmed/serving``; docs/serving.md)."""
 
@@ -249,6 +261,7 @@ class ServingParams(StrictModel):
     drift_summary_file: str | None = "metrics/drift.json"
     batching: ServingBatching = ServingBatching()
     embedding_log: EmbeddingLogParams = EmbeddingLogParams()
+    container: ContainerParams = ContainerParams()
 
 
 class MonitorDescriptors(StrictModel):

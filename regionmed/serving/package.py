@@ -9,8 +9,9 @@ Steps (each one a function, so tests can run them alone):
    ``serving.bentoml_home``, else the environment's, else ``.state/bentoml``) as
    ``<serving.model_name>:<version>`` with labels and metadata (metrics, gate decision, git
    revision, DVC hashes of the corpus and the weights);
-4. build a Bento from ``bentofile.yaml`` (``bentoml build``, in a subprocess so the store location
-   is exactly the one chosen here);
+4. build a Bento from ``bentofile.yaml`` with ``serving.container`` applied (base image, torch
+   source: ``container.bentofile_for``), ``bentoml build`` in a subprocess so the store location is
+   exactly the one chosen here;
 5. record the model as the champion the gate compares the next candidate with
    (``gate.champion_file``: ``{"tag", "bento", "metrics", ...}``) and write the stage's summary
    (``serving.metrics_file``); the index also goes to ``serving.index_dir`` for serving from the repo.
@@ -23,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from typing import Any
 import yaml
 
 from regionmed.params import Params
+from regionmed.serving.container import bentofile_for
 from regionmed.serving.settings import STORE_INDEX_SUBDIR, STORE_INFO_FILE, STORE_MODEL_SUBDIR
 
 DEFAULT_BENTOML_HOME = ".state/bentoml"
@@ -190,7 +193,10 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     bento = None
     if s.build_bento if build is None else build:
         t0 = time.perf_counter()
-        bento = build_bento(root / s.bentofile, home, root)
+        with tempfile.TemporaryDirectory(prefix="regionmed-bentofile-") as tmp:
+            # bentofile.yaml with serving.container applied: base image and torch source of the image
+            bentofile = bentofile_for(s.container, root / s.bentofile, Path(tmp), root)
+            bento = build_bento(bentofile, home, root)
         log(f"built Bento {bento} in {time.perf_counter() - t0:.1f} s")
 
     champion = {"tag": tag, "bento": bento, "metrics": metrics, "packaged_at": metadata["packaged_at"],

@@ -28,7 +28,9 @@ def test_bentofile_service_alias_and_includes_match_the_code():
     assert BENTOFILE["service"] == "regionmed.serving.service:RegionMedService"
     assert BENTOFILE["models"] == [{"tag": "regionmed:latest", "alias": MODEL_ALIAS}]
     assert {"params.yaml", "regionmed/**/*.yaml", "regionmed/quiet.env"} <= set(BENTOFILE["include"])
-    assert BENTOFILE["docker"]["python_version"] == "3.11"
+    # a v1 Bento on a Python 3.11 base image, through the template that installs no compiler or git
+    assert BENTOFILE["docker"]["base_image"].startswith("python:3.11")
+    assert (REPO_ROOT / BENTOFILE["docker"]["dockerfile_template"]).is_file()
     envs = {e["name"]: e for e in BENTOFILE["envs"]}
     assert "stage" not in envs["BENTOML_HOST"] and envs["UV_INDEX_STRATEGY"]["stage"] == "build"
 
