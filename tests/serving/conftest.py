@@ -7,15 +7,12 @@ after ``REGIONMED_PARAMS`` and friends are set.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from servers import REPO_ROOT
-from tiny import TEST_SERVING, build_tiny
+from tiny import TEST_SERVING, build_tiny, package_tiny
 
 
 @pytest.fixture(scope="session")
@@ -65,24 +62,4 @@ def client(service_cls):
 @pytest.fixture(scope="session")
 def packaged(serving_root, tiny):
     """``package()`` run once on the tiny model in a scratch project: store model + Bento + champion."""
-    from regionmed.params import Params
-    from regionmed.serving.package import package
-
-    project = serving_root / "project"
-    (project / "metrics").mkdir(parents=True, exist_ok=True)
-    candidate = {"retrieval/i2t_R@5": 0.5, "grounding/full/lenient": 0.7, "vs_prior/grounding/full/lenient_low": 0.01}
-    (project / "metrics/gate.json").write_text(json.dumps({"passed": True, "n_failed": 0, "comparisons": [],
-                                                           "champion": None, "candidate_metrics": candidate}))
-    params = Params.model_validate({
-        "corpus": {"out_dir": str(tiny["corpus"])},
-        "evaluate": {"batch_size": 32},
-        "gate": {"decision_file": str(project / "metrics/gate.json"), "champion_file": str(project / ".state/champion.json")},
-        "serving": {"model_dir": str(tiny["model"]), "index_dir": str(project / "models/retrieval_index"),
-                    "bentofile": "bentofile.yaml", "metrics_file": str(project / "metrics/package.json"),
-                    "bentoml_home": os.environ["BENTOML_HOME"]},
-    })
-    lines: list[str] = []
-    start = time.perf_counter()
-    record = package(params, root=REPO_ROOT, log=lines.append)
-    return {"record": record, "params": params, "project": project, "log": lines,
-            "seconds": time.perf_counter() - start}
+    return package_tiny(serving_root / "project", tiny)

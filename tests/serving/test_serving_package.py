@@ -82,21 +82,28 @@ def test_the_bento_carries_code_params_and_the_pinned_model(packaged):
     assert (src / "params.yaml").is_file() and (src / "regionmed/prompts/zeroshot.yaml").is_file()
     assert (src / "regionmed/serving/service.py").is_file()
     assert not any(p.name in ("data", "models", "tests", ".state") for p in src.iterdir())
-    requirements = (bento / "env/python/requirements.txt").read_text()
-    assert "download.pytorch.org/whl/cpu" in requirements and "torch==2.13.0" in requirements
+    assert "torch==2.13.0" in (bento / "env/python/requirements.txt").read_text()
+    # a v1 Bento (docker.dockerfile_template): the index options go to install.sh's pip arguments
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in (bento / "env/python/install.sh").read_text()
 
 
-def test_containerize_would_build_the_right_image(packaged):
-    """The Dockerfile `bentoml containerize` generates (no Docker needed to render it)."""
+def test_containerize_would_build_the_right_image(packaged, monkeypatch):
+    """The Dockerfile `bentoml containerize` generates (no Docker needed to render it). BentoML's own
+    (a "v2" Bento) runs `apt-get install build-essential git`; regionmed/serving/Dockerfile.j2 does not."""
     import bentoml
     from bentoml._internal.container import construct_containerfile
 
+    monkeypatch.chdir("/")  # BentoML resolves the template inside its temporary context, relative to the cwd
     with construct_containerfile(bentoml.bentos.get(packaged["record"]["bento_tag"]), enable_buildkit=True) as (_, df):
         dockerfile = Path(df).read_text()
     assert "FROM python:3.11-slim" in dockerfile
     assert "ENV BENTOML_HOST=$BENTOML_HOST" in dockerfile and "ARG BENTOML_HOST=0.0.0.0" in dockerfile
-    install = next(line for line in dockerfile.splitlines() if "pip install -r" in line)
-    assert 'UV_INDEX_STRATEGY="$(cat /run/secrets/UV_INDEX_STRATEGY)" uv' in install
+    assert "ARG UV_INDEX_STRATEGY=unsafe-best-match" in dockerfile
+    for word in ("build-essential", "apt-get", " git"):
+        assert word not in dockerfile, word
+    # the Bento's env/python (and the offline build's torch wheel) is mounted to install, never a layer
+    assert "COPY . ./" not in dockerfile and "--mount=type=bind,source=env/python" in dockerfile
+    assert "COPY --chown=bentoml:bentoml ./models ./models" in dockerfile and "USER bentoml" in dockerfile
     for var in ("DO_NOT_TRACK", "BENTOML_DO_NOT_TRACK", "HF_HUB_OFFLINE"):
         assert f"ENV {var}=" in dockerfile
 

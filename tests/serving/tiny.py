@@ -54,6 +54,35 @@ def build_tiny(root: Path, n_images: int = 120) -> dict[str, Path]:
     return {"corpus": root / "corpus", "model": root / "model", "index": root / "index"}
 
 
+def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
+    """``package()`` on the tiny model in a scratch project (``serving``: extra serving params)."""
+    import os
+    import time
+
+    from regionmed.params import Params
+    from regionmed.serving.package import package
+
+    repo_root = Path(__file__).resolve().parents[2]
+
+    (project / "metrics").mkdir(parents=True, exist_ok=True)
+    candidate = {"retrieval/i2t_R@5": 0.5, "grounding/full/lenient": 0.7, "vs_prior/grounding/full/lenient_low": 0.01}
+    (project / "metrics/gate.json").write_text(json.dumps({"passed": True, "n_failed": 0, "comparisons": [],
+                                                           "champion": None, "candidate_metrics": candidate}))
+    params = Params.model_validate({
+        "corpus": {"out_dir": str(tiny["corpus"])},
+        "evaluate": {"batch_size": 32},
+        "gate": {"decision_file": str(project / "metrics/gate.json"), "champion_file": str(project / ".state/champion.json")},
+        "serving": {"model_dir": str(tiny["model"]), "index_dir": str(project / "models/retrieval_index"),
+                    "bentofile": "bentofile.yaml", "metrics_file": str(project / "metrics/package.json"),
+                    "bentoml_home": os.environ["BENTOML_HOME"], **serving},
+    })
+    lines: list[str] = []
+    start = time.perf_counter()
+    record = package(params, root=repo_root, log=lines.append)
+    return {"record": record, "params": params, "project": project, "log": lines,
+            "seconds": time.perf_counter() - start}
+
+
 def png_bytes(width: int = 80, height: int = 60, seed: int = 0, mode: str = "L") -> bytes:
     from PIL import Image
 
