@@ -141,7 +141,21 @@ def test_the_embedding_log_lands_in_the_mounted_folder_and_monitor_reads_it(runn
     summary = json.loads((tmp_path / "drift.json").read_text())
     images = int((df["kind"] == "image").sum())
     assert summary["current"]["rows"]["image"] == images > 0, summary["current"]
-    assert summary["reference"]["model_versions"] == [container_bento["record"]["model_tag"]]
+    assert container_bento["record"]["model_tag"] in summary["reference"]["model_versions"]
+
+
+def test_without_its_model_the_container_exits_and_says_why(docker, image):
+    from regionmed.serving.container import Container, ContainerError
+
+    container = Container(docker, image, free_port(), env={"REGIONMED_MODEL_TAG": "regionmed:missing"})
+    container.start()
+    try:
+        with pytest.raises(ContainerError, match="exited") as failed:
+            container.wait_ready(timeout=180)
+        assert "model 'regionmed:missing' is not in the BentoML store" in str(failed.value)
+        assert container.state()["ExitCode"] != 0
+    finally:
+        container.remove()
 
 
 def test_sigterm_stops_the_container_within_10_s(running):
