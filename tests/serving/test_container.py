@@ -133,8 +133,8 @@ def test_the_embedding_log_lands_in_the_mounted_folder_and_monitor_reads_it(runn
         "monitor": {"reference_dir": str(tmp_path / "reference"), "report_dir": str(tmp_path / "drift"),
                     "summary_file": str(tmp_path / "drift.json"), "window_end": "now"},
     }))
-    for extra in (["--build-reference"], []):
-        proc = subprocess.run([sys.executable, "-m", "regionmed", "monitor", "--params", str(params), *extra],
+    for command in ("monitor-reference", "monitor"):  # the reference of the packaged model, then the drift check
+        proc = subprocess.run([sys.executable, "-m", "regionmed", command, "--params", str(params)],
                               cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -89,7 +89,7 @@ def test_the_bento_carries_code_params_and_the_pinned_model(packaged):
 
 def test_containerize_would_build_the_right_image(packaged, monkeypatch):
     """The Dockerfile `bentoml containerize` generates (no Docker needed to render it). BentoML's own
-    (a "v2" Bento) runs `apt-get install build-essential git`; regionmed/serving/Dockerfile.j2 does not."""
+    (a "v2" Bento) runs `apt-get install build-essential git`; docker/Dockerfile.j2 does not."""
     import bentoml
     from bentoml._internal.container import construct_containerfile
 

@@ -32,13 +32,13 @@ def build_tiny(root: Path, n_images: int = 120) -> dict[str, Path]:
     import torch
 
     from regionmed.corpus.build import build_corpus
+    from regionmed.inference.engine import Engine
+    from regionmed.inference.index import build_index
     from regionmed.model.config import ModelConfig
     from regionmed.model.io import export_model
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import Params
-    from regionmed.inference.engine import Engine
-    from regionmed.inference.index import build_index
     from regionmed.training.data import corpus_texts
 
     root = Path(root)
