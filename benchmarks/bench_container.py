@@ -30,15 +30,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_serving import make_model, over_http  # noqa: E402
+from bench_serving import make_model, over_http
 
-from regionmed.env import configure_environment  # noqa: E402
+from regionmed.env import configure_environment
 
 
 def package_model(work: Path, offline: bool) -> tuple[dict, object]:
@@ -71,20 +70,6 @@ def host_server(bento: str, home: Path, work: Path):
     return proc, f"http://127.0.0.1:{port}"
 
 
-def wait_ready(url: str, timeout: float = 300) -> None:
-    import httpx
-
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"{url} not ready in {timeout} s")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=20)
@@ -100,7 +85,13 @@ def main() -> None:
     import signal
 
     from regionmed.params import ContainerParams
-    from regionmed.serving.container import Container, containerize, docker_client, image_size
+    from regionmed.serving.container import (
+        Container,
+        containerize,
+        docker_client,
+        image_size,
+        wait_until_ready,
+    )
     from regionmed.serving.container_path import bento_base_image, ensure_base_image, free_port
 
     offline = args.offline if args.offline is not None else any(
@@ -138,7 +129,11 @@ def main() -> None:
         container.wait_ready()
         proc, host_url = host_server(record["bento_tag"], home, work)
         try:
-            wait_ready(host_url)
+            def alive() -> None:
+                if proc.poll() is not None:
+                    raise SystemExit(f"bentoml serve exited:\n{(work / 'host-server.log').read_text()[-3000:]}")
+
+            wait_until_ready(host_url, 300, alive)
             runs: dict[str, list[dict]] = {"host": [], "container": []}
             for _ in range(args.rounds):
                 for name, url in (("host", host_url), ("container", container.url)):

@@ -176,6 +176,23 @@ def prepare_log_dir(path: Path) -> Path:
     return path
 
 
+def wait_until_ready(url: str, timeout: float, alive=lambda: None) -> float:
+    """Seconds until ``GET url/readyz`` answers 200; ``alive()`` raises when the server is gone;
+    ``TimeoutError`` after ``timeout`` seconds."""
+    import httpx
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        alive()
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready in {timeout:.0f} s")
+
+
 class Container:
     """``docker run`` of the image on ``127.0.0.1:port`` (``--init``: signals reach the server, zombies
     are reaped), with ``REGIONMED_API_KEY`` and the embedding-log folder mounted at /logs."""
@@ -213,18 +230,15 @@ class Container:
 
     def wait_ready(self, timeout: float = 300) -> float:
         """Seconds from ``docker run`` until ``/readyz`` answers 200; raises with the container's log."""
-        import httpx
-
-        while time.perf_counter() - self.started_at < timeout:
+        def alive() -> None:
             if not self.state().get("Running", False):
                 raise ContainerError(f"container {self.name} exited ({self.state().get('ExitCode')}):\n{self.logs()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.perf_counter() - self.started_at
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        raise ContainerError(f"{self.name} not ready in {timeout:.0f} s:\n{self.logs()}")
+
+        try:
+            wait_until_ready(self.url, timeout - (time.perf_counter() - self.started_at), alive)
+        except TimeoutError:
+            raise ContainerError(f"{self.name} not ready in {timeout:.0f} s:\n{self.logs()}") from None
+        return time.perf_counter() - self.started_at
 
     def stop(self, timeout: float = 10) -> tuple[float, int | None]:
         """SIGTERM; the seconds until the container exited and its exit code (None if it had to be killed)."""

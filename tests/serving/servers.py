@@ -8,10 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT_S = 180  # a cold `bentoml serve` imports torch + transformers; the machine is shared
@@ -36,17 +33,16 @@ class Server:
                                      start_new_session=True)
 
     def wait_ready(self, timeout: float = SERVER_START_TIMEOUT_S) -> float:
-        start = time.perf_counter()
-        while time.perf_counter() - start < timeout:
+        from regionmed.serving.container import wait_until_ready
+
+        def alive() -> None:
             if self.proc.poll() is not None:
                 raise AssertionError(f"bentoml serve exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return time.perf_counter() - start
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise AssertionError(f"bentoml serve not ready in {timeout} s:\n{self.log()}")
+
+        try:
+            return wait_until_ready(self.url, timeout, alive)
+        except TimeoutError:
+            raise AssertionError(f"bentoml serve not ready in {timeout} s:\n{self.log()}") from None
 
     def log(self) -> str:
         self._log.flush()
