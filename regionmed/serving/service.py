@@ -39,6 +39,7 @@ from regionmed.monitoring.embedding_log import EmbeddingLogWriter, hash_request_
 from regionmed.serving.batcher import ImageBatcher
 from regionmed.serving.demo import DEMO_PATH, demo_app, drift_status, label_vocabulary, preview_payload
 from regionmed.serving.location_check import check_location_words
+from regionmed.serving.logs import guard_metric_labels, install_request_data_filter
 from regionmed.serving.middleware import RequestGuardMiddleware, current_request_id
 from regionmed.serving.requests import (  # the request types and their checks; SETTINGS read once there
     JSON,
@@ -53,6 +54,7 @@ from regionmed.serving.requests import (  # the request types and their checks; 
 from regionmed.serving.settings import ENV_LOG_DIR, ENV_LOG_SALT, resolve_model
 
 configure_environment()
+install_request_data_filter()  # no part of a request in the worker's log (logs.py)
 logger = logging.getLogger("regionmed.serving")
 
 SERVICE_NAME = "regionmed_service"
@@ -247,8 +249,10 @@ class RegionMedService:
         }
 
 
+ROUTES = [f"/{name}" for name in RegionMedService.apis] + ["/", "/docs.json", "/schema.json"]
+guard_metric_labels([*ROUTES, "/livez", "/readyz", "/healthz"])
 if SETTINGS.demo_page:
     RegionMedService.mount_asgi_app(demo_app(), path=DEMO_PATH, name="demo")
 RegionMedService.add_asgi_middleware(RequestGuardMiddleware, max_body_bytes=SETTINGS.max_upload_bytes,
                                      api_key_env=SETTINGS.api_key_env,
-                                     open_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else ())
+                                     open_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else (), log_paths=ROUTES)
