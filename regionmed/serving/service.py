@@ -174,7 +174,7 @@ class RegionMedService:
                   [image.request or current_request_id()])
         heat = out["heatmap"]
         return {"box": out["box"], "score": out["score"], "heatmap": heat.round(6).tolist(),
-                "grid": list(heat.shape), "box_model_input": out["box_model"],
+                "grid": list(heat.shape), "box_model_input": out["box_model"], "warning": out["warning"],
                 "location_check": check_location_words(phrase, out["box"]), "model_version": self.engine.version}
 
     @bentoml.api

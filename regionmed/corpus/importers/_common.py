@@ -150,7 +150,9 @@ def header_size(root: Path, image_file: str) -> tuple[int, int] | None:
                 return int(ds.Columns), int(ds.Rows)
             from PIL import Image
 
-            with Image.open(f) as img:
-                return img.size
+            from regionmed.corpus.images import PIL_FORMATS, displayed_size
+
+            with Image.open(f, formats=PIL_FORMATS) as img:
+                return displayed_size(img)
     except Exception:  # noqa: BLE001 - unreadable: the decode step reports it properly
         return None

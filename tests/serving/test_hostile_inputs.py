@@ -1,0 +1,95 @@
+"""Unusual uploads through the real ``bentoml serve``: EXIF orientation, formats that are not
+accepted, a header over Pillow's own bomb limit, a phrase the model has no word of."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import httpx
+import numpy as np
+import pytest
+from hostile_images import (bright_box, decoded_as_stored, displayed, header_bomb_png, oriented_jpeg,
+                            other_format, stored_pixels)
+from PIL import Image
+from servers import REPO_ROOT, Server, server_env
+from tiny import TEST_SERVING, png_bytes, upload
+
+TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+
+
+@pytest.fixture(scope="module")
+def server(tiny, serving_root):
+    import os
+
+    env = server_env(REGIONMED_PARAMS=str(tiny["params"]), REGIONMED_MODEL_DIR=str(tiny["model"]),
+                     REGIONMED_INDEX_DIR=str(tiny["index"]), BENTOML_HOME=os.environ["BENTOML_HOME"],
+                     REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-hostile"))
+    srv = Server(["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / "hostile-server.log")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with httpx.Client(base_url=server.url, timeout=TIMEOUT) as c:
+        yield c
+
+
+def _png(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_an_oriented_jpeg_is_served_as_a_viewer_shows_it(client, orientation):
+    jpeg = oriented_jpeg(stored_pixels(), orientation)
+    shown = displayed(decoded_as_stored(jpeg), orientation)  # the same pixels, turned, lossless
+    h, w = shown.shape[:2]
+    x0, y0, x1, y1 = bright_box(shown)
+    box = [x0 / w, y0 / h, x1 / w, y1 / h]  # drawn on the image as a viewer shows it
+
+    def regions(name, data):
+        r = client.post("/encode_regions", files=[upload(name, data)], data={"boxes": json.dumps([box])})
+        assert r.status_code == 200, r.text
+        return np.array(r.json()["embeddings"])
+
+    def image(name, data):
+        r = client.post("/encode_image", files=[upload(name, data, "images")])
+        assert r.status_code == 200, r.text
+        return np.array(r.json())
+
+    np.testing.assert_allclose(regions("a.jpg", jpeg), regions("a.png", _png(shown)), atol=1e-5)
+    np.testing.assert_allclose(image("a.jpg", jpeg), image("a.png", _png(shown)), atol=1e-5)
+    turned_wrong = image("b.png", _png(decoded_as_stored(jpeg)))
+    assert not np.allclose(image("a.jpg", jpeg), turned_wrong, atol=1e-3), "the check cannot tell the two apart"
+    g_jpeg = client.post("/ground", files=[upload("a.jpg", jpeg)], data={"phrase": "the left lung"}).json()
+    g_png = client.post("/ground", files=[upload("a.png", _png(shown))], data={"phrase": "the left lung"}).json()
+    np.testing.assert_allclose(g_jpeg["box"], g_png["box"], atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "BMP", "WEBP"])
+def test_formats_other_than_png_jpeg_dicom_are_refused(client, fmt):
+    r = client.post("/encode_image", files=[upload(f"a.{fmt.lower()}", other_format(fmt), "images")])
+    assert r.status_code == 400, (fmt, r.status_code, r.text)
+    assert "not accepted" in r.json()["error"] and "unsupported_format" in r.json()["error"], r.text
+
+
+def test_a_header_over_pillows_bomb_limit_is_refused_with_the_configured_limit(client):
+    r = client.post("/encode_image", files=[upload("bomb.png", header_bomb_png(), "images")])
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert f"limit {TEST_SERVING['max_image_pixels']}" in error and "image_too_large" in error, error
+    assert "178956970" not in error and "decompression bomb" not in error.lower(), error
+
+
+def test_a_phrase_of_unknown_tokens_gets_a_warning(client):
+    known = client.post("/ground", files=[upload("a.png", png_bytes())], data={"phrase": "the left lung"})
+    unknown = client.post("/ground", files=[upload("a.png", png_bytes())], data={"phrase": "☃☃ ☃"})
+    assert known.status_code == unknown.status_code == 200, (known.text, unknown.text)
+    assert known.json()["warning"] is None
+    assert "no word the model knows" in unknown.json()["warning"]
