@@ -47,6 +47,10 @@ def corpus_build(
         f"{summary.rejected_by_category or ''} in {elapsed:.1f} s "
         f"({summary.n_input / max(elapsed, 1e-9):.0f} images/s); splits {summary.per_split}"
     )
+    if summary.n_split_conflicts:
+        console.print(f"[yellow]warning:[/yellow] {summary.n_split_conflicts} patients have records that ask for "
+                      f"different splits; each patient's records all went to the split of its first record "
+                      f"(by id). build.json lists them under split_conflicts.")
 
 
 @corpus_app.command("preview")

@@ -18,12 +18,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationError
 
-from regionmed.corpus.records import BuildError, Rejected, SourceRecord
+from regionmed.corpus.records import MAX_REJECTED_CHARS, BuildError, Rejected, SourceRecord
 from regionmed.params import ImportParams
 
 # Values that mean "nothing here" in hand-filled fields (MedPix uses "N/A").
 EMPTY_TEXT = frozenset({"", "n/a", "na", "none", "null", "nan", "-"})
-MAX_RECORD_CHARS = 2000  # how much of a broken raw record is kept in rejected.jsonl
+MAX_RECORD_CHARS = MAX_REJECTED_CHARS  # how much of a broken raw record is kept in rejected.jsonl
 
 
 def _id_text(value: Any) -> Any:
