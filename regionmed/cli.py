@@ -11,8 +11,21 @@ from regionmed.env import configure_environment
 
 configure_environment()
 
-app = typer.Typer(help="RegionMed: region-aware medical CLIP, as a reproducible pipeline.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+class _App(typer.Typer):
+    """The CLI: a params file that cannot be used is its message and exit status 2, not a traceback."""
+
+    def __call__(self, *args, **kwargs):
+        from regionmed.params import ParamsError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except ParamsError as exc:
+            typer.echo(f"params error: {exc}", err=True)
+            raise SystemExit(2) from None
+
+
+app = _App(help="RegionMed: region-aware medical CLIP, as a reproducible pipeline.",
+           no_args_is_help=True, pretty_exceptions_enable=False)
 corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 train_app = typer.Typer(help="Train the tokenizer and the progressive phases.", no_args_is_help=True)

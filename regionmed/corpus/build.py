@@ -22,7 +22,6 @@ from regionmed.corpus.splits import assign_splits, split_conflicts
 from regionmed.params import CorpusParams, Params
 from regionmed.progress import progress as show_progress
 
-
 MAX_LISTED_CONFLICTS = 100
 
 
