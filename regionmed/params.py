@@ -241,6 +241,8 @@ class ServingParams(StrictModel):
     max_text_chars: int = Field(1000, ge=1)
     max_boxes_per_call: int = Field(64, ge=1)
     max_top_k: int = Field(100, ge=1)
+    max_request_pixels: int = Field(67_108_864, ge=1)  # all images of one request, from their headers (413 above)
+    decode_threads: int = Field(2, ge=1)  # uploads decoded at once per worker, off the event loop
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per worker; None: torch's default
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when available
     tracing: bool = False  # BentoML's OpenTelemetry spans per request (worth it only with an exporter configured)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,16 +69,22 @@ def is_dicom(data: bytes) -> bool:
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC
 
 
-def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header") -> np.ndarray:
+def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header",
+                 reduce_to: int | None = None) -> np.ndarray:
     """Bytes of a PNG, JPEG or DICOM file → uint8 array (H, W) or (H, W, 3), as a viewer shows it.
 
     The pixel count is checked from the header before any pixel is decoded (no decompression bombs).
     Other formats are refused (``unsupported_format``). A JPEG's or PNG's EXIF orientation is
     applied here, once, so the importer and the service see the same displayed orientation (boxes
     are drawn on that).
+
+    ``reduce_to``: the size the caller will resize to (the service: the model's input). The image is
+    then decoded at a reduced scale where the decoder can (JPEG draft mode: 1/2..1/8) and reduced by
+    an integer factor (box filter) right after, never below ``reduce_to`` on its longer side, so no
+    full-size copy outlives this call.
     """
     if is_dicom(data):
-        return _decode_dicom(data, max_pixels, dicom_window)
+        return _reduced(_decode_dicom(data, max_pixels, dicom_window), reduce_to)
     try:
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
             w, h = img.size
@@ -85,8 +92,11 @@ def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header") -> 
                 raise ImageError(f"image too large: {w}x{h} = {w * h} pixels > limit {max_pixels}", "image_too_large")
             if w == 0 or h == 0:
                 raise ImageError("image has zero width or height", "unreadable_image")
+            if reduce_to and img.format == "JPEG" and max(w, h) >= 2 * reduce_to:
+                scale = reduce_to / max(w, h)
+                img.draft(img.mode, (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
             img.load()
-            return _pil_to_array(_displayed(img))
+            return _reduced(_pil_to_array(_displayed(img)), reduce_to)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
@@ -98,6 +108,29 @@ def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header") -> 
         raise ImageError(f"not a readable PNG/JPEG/DICOM image ({type(exc).__name__})", "not_an_image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"unreadable or truncated image ({exc})") from None
+
+
+def _reduced(arr: np.ndarray, reduce_to: int | None) -> np.ndarray:
+    """``arr`` shrunk by the largest integer factor that keeps its longer side >= ``reduce_to``."""
+    factor = max(arr.shape[:2]) // reduce_to if reduce_to else 1
+    if factor < 2:
+        return arr
+    return np.asarray(Image.fromarray(arr).reduce(factor))
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` as displayed, from the header alone (no pixel decoded); ``None`` when the
+    header cannot be read (the decoder then says what is wrong)."""
+    try:
+        if is_dicom(data):
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            return int(ds.get("Columns", 0)), int(ds.get("Rows", 0))
+        with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
+            return displayed_size(img)
+    except Exception:  # noqa: BLE001  (unreadable: decode_image reports it with its reason)
+        return None
 
 
 def _orientation(img: Image.Image) -> int:

@@ -38,6 +38,21 @@ _REQUEST_ID = re.compile(r"[^A-Za-z0-9._:-]")
 access_log = logging.getLogger(ACCESS_LOGGER)
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("regionmed_request_id", default="")
+# What the request guard has seen of the request being served (status, sizes, why it was unavailable).
+request_state_var: contextvars.ContextVar[dict | None] = contextvars.ContextVar("regionmed_request_state",
+                                                                               default=None)
+BENTOML_GENERIC_5XX = "An unexpected error has occurred, please check the server log."
+OVERLOADED = ("the service is overloaded: too many requests are waiting (a request that waits longer than "
+              "batching.max_latency_ms is shed); retry later")
+RETRY_AFTER_S = b"1"
+
+
+def note_unavailable(message: str, code: str = "overloaded") -> None:
+    """Say why this request gets a 503: BentoML answers every 5xx with one generic sentence, and the
+    request guard puts this one (and ``code``) in the body instead."""
+    state = request_state_var.get()
+    if state is not None:
+        state["unavailable"], state["code"] = message, code
 
 
 def current_request_id() -> str:
@@ -90,6 +105,7 @@ class RequestGuardMiddleware:
         token = request_id_var.set(request_id)
         id_header = (REQUEST_ID_HEADER.encode(), request_id.encode("latin-1", "replace"))
         seen = {"status": 0, "code": "", "in": 0, "out": 0, "done": False, "gone": False}
+        state_token = request_state_var.set(seen)
         started = time.perf_counter()
 
         async def counted_receive():
@@ -109,16 +125,21 @@ class RequestGuardMiddleware:
                 seen["status"] = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER.encode()]
                 message = {**message, "headers": [*headers, id_header]}
-                if 400 <= message["status"] < 500 and _is_json(message["headers"]):
+                if (400 <= message["status"] < 500 or message["status"] == 503) and _is_json(message["headers"]):
                     error_start = message  # hold it: the body is rewritten to one shape
                     return
             elif message["type"] == "http.response.body" and error_start is not None:
                 error_body.append(message.get("body", b""))
                 if message.get("more_body", False):
                     return
-                body, code = _normalise_error(b"".join(error_body))
+                if error_start["status"] == 503:
+                    body, code = _unavailable_body(seen), seen["code"] or "overloaded"
+                else:
+                    body, code = _normalise_error(b"".join(error_body))
                 seen["code"] = seen["code"] or code
                 headers = [h for h in error_start["headers"] if h[0].lower() != b"content-length"]
+                if error_start["status"] == 503 and seen["code"] == "overloaded":
+                    headers.append((b"retry-after", RETRY_AFTER_S))
                 await send({**error_start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
                 error_start = None
                 message = {"type": "http.response.body", "body": body}
@@ -131,6 +152,7 @@ class RequestGuardMiddleware:
             return await self._guard(scope, counted_receive, send_with_id, seen)
         finally:
             request_id_var.reset(token)
+            request_state_var.reset(state_token)
             self._log_access(scope, seen, request_id, time.perf_counter() - started)
 
     async def _guard(self, scope, receive, send, seen):
@@ -198,6 +220,12 @@ class RequestGuardMiddleware:
             outcome = f"status={status} error={code}" if status >= 400 else f"status={status}"
         access_log.log(level, "%s %s %s request=%s in=%dB out=%dB %.1fms", method, route, outcome, rid,
                        seen["in"], seen["out"], seconds * 1000)
+
+
+def _unavailable_body(seen: dict) -> bytes:
+    """A 503's body: why (noted by the service), else BentoML's own shedding (its queue was full or
+    a request waited past max_latency_ms), never its generic 'unexpected error' sentence."""
+    return json.dumps({"error": seen.get("unavailable") or OVERLOADED, "code": seen["code"] or "overloaded"}).encode()
 
 
 def _is_json(headers) -> bool:

@@ -1,10 +1,12 @@
 """Unusual uploads through the real ``bentoml serve``: EXIF orientation, formats that are not
-accepted, a header over Pillow's own bomb limit, a phrase the model has no word of."""
+accepted, a header over Pillow's own bomb limit, a phrase the model has no word of, more decoded
+pixels in one request than its budget, big images reduced while decoding."""
 
 from __future__ import annotations
 
 import io
 import json
+import time
 
 import httpx
 import numpy as np
@@ -93,3 +95,34 @@ def test_a_phrase_of_unknown_tokens_gets_a_warning(client):
     assert known.status_code == unknown.status_code == 200, (known.text, unknown.text)
     assert known.json()["warning"] is None
     assert "no word the model knows" in unknown.json()["warning"]
+
+
+def _flat_png(width: int, height: int, value: int) -> bytes:
+    return _png(np.full((height, width), value, dtype=np.uint8))
+
+
+def test_a_request_over_its_pixel_budget_is_refused_before_decoding(client):
+    side = int(TEST_SERVING["max_image_pixels"] ** 0.5)  # each image at the per-image limit
+    n_fit = TEST_SERVING["max_request_pixels"] // (side * side)
+    ok = client.post("/encode_image", files=[upload(f"{i}.png", _flat_png(side, side, i), "images")
+                                             for i in range(n_fit)])
+    assert ok.status_code == 200, ok.text
+    over = client.post("/encode_image", files=[upload(f"{i}.png", _flat_png(side, side, i), "images")
+                                               for i in range(n_fit + 1)])
+    assert over.status_code == 413, (over.status_code, over.text)
+    assert "serving.max_request_pixels" in over.json()["error"], over.text
+
+
+def test_big_images_are_reduced_while_decoding_and_logged_at_their_own_size(server, client, serving_root):
+    from regionmed.monitoring.embedding_log import read_log
+
+    big = _flat_png(1000, 600, 90)
+    r = client.post("/encode_image", files=[upload("big.png", big, "images")],
+                    headers={"X-Request-ID": "reduce-check"})
+    assert r.status_code == 200, r.text
+    time.sleep(0.5)
+    df = read_log(serving_root / "log-hostile")
+    from regionmed.monitoring.embedding_log import hash_request_id
+
+    mine = df[df["request"] == hash_request_id("reduce-check", "")]
+    assert list(mine["width"]) == [1000] and list(mine["height"]) == [600], mine[["width", "height"]]
