@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -130,6 +131,15 @@ def main() -> None:
         try:
             httpx.post(f"{url}/encode_image", files=[("images", ("w.png", _small_png(), "image/png"))],
                        timeout=120)  # warm-up: the model's first call
+            idle = []
+            for _ in range(20):  # /readyz with nothing else to do: the machine's own floor
+                start = time.perf_counter()
+                httpx.get(f"{url}/readyz", timeout=5)
+                idle.append(time.perf_counter() - start)
+                time.sleep(SAMPLE_S)
+            results["idle"] = {"readyz_p50_ms": round(float(np.median(idle)) * 1000, 1),
+                               "readyz_max_ms": round(float(np.max(idle)) * 1000, 1)}
+            print("idle", json.dumps(results["idle"]), flush=True)
             for name, images in scenarios.items():
                 results[name] = run_scenario(url, proc.pid, images, args.concurrency)
                 print(name, json.dumps(results[name]), flush=True)
@@ -137,7 +147,10 @@ def main() -> None:
             stop_server(proc)
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     meta = {"date": time.strftime("%Y-%m-%d"), "commit": rev, "machine": f"{platform.machine()}, "
-            f"{__import__('os').cpu_count()} cores", "concurrency": args.concurrency}
+            f"{os.cpu_count()} cores", "load_average": os.getloadavg(), "concurrency": args.concurrency}
+    print(json.dumps(meta))
+    idle = results.pop("idle")
+    print(f"/readyz idle: p50 {idle['readyz_p50_ms']} ms, max {idle['readyz_max_ms']} ms")
     print("\n| scenario (x%d concurrent) | statuses | peak RSS MB | RSS before / after MB | /readyz p50 / max ms |"
           % args.concurrency)
     print("|---|---|---|---|---|")
