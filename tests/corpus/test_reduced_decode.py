@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from regionmed.corpus.images import decode_image
-from regionmed.serving.engine import decode_upload
+from regionmed.inference.uploads import decode_upload
 
 
 def _image(fmt: str, width: int, height: int) -> bytes:
