@@ -42,7 +42,7 @@ from regionmed.env import configure_environment
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_serving import make_model, start_server, stop_server  # noqa: E402
+from bench_serving import make_model, start_server, stop_server
 
 SIDE = 4096
 SAMPLE_S = 0.05
@@ -67,9 +67,9 @@ def tree_rss(pid: int) -> int:
     """RSS of ``pid`` and its descendants (bentoml serve -> circus arbiter -> worker)."""
     pids = {pid}
     for _ in range(3):
-        res = subprocess.run(["ps", "-o", "pid=", "--ppid", ",".join(map(str, pids))], capture_output=True, text=True)
+        res = subprocess.run(["ps", "-o", "pid=", "--ppid", ",".join(map(str, pids))], capture_output=True, text=True, check=False)
         pids |= {int(p) for p in res.stdout.split()}
-    out = subprocess.run(["ps", "-o", "rss=", "-p", ",".join(map(str, pids))], capture_output=True, text=True)
+    out = subprocess.run(["ps", "-o", "rss=", "-p", ",".join(map(str, pids))], capture_output=True, text=True, check=False)
     return sum(int(v) for v in out.stdout.split()) * 1024
 
 
@@ -77,7 +77,7 @@ def run_scenario(url: str, pid: int, images: list[bytes], concurrency: int) -> d
     files = [("images", (f"{i}.img", data, "application/octet-stream")) for i, data in enumerate(images)]
     before = tree_rss(pid)
     answers: list[tuple[int, str]] = []
-    peak, readyz, done = before, [], threading.Event()
+    peak, readyz = before, []
 
     def client() -> None:
         try:
@@ -145,14 +145,14 @@ def main() -> None:
                 print(name, json.dumps(results[name]), flush=True)
         finally:
             stop_server(proc)
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False).stdout.strip()
     meta = {"date": time.strftime("%Y-%m-%d"), "commit": rev, "machine": f"{platform.machine()}, "
             f"{os.cpu_count()} cores", "load_average": os.getloadavg(), "concurrency": args.concurrency}
     print(json.dumps(meta))
     idle = results.pop("idle")
     print(f"/readyz idle: p50 {idle['readyz_p50_ms']} ms, max {idle['readyz_max_ms']} ms")
-    print("\n| scenario (x%d concurrent) | statuses | peak RSS MB | RSS before / after MB | /readyz p50 / max ms |"
-          % args.concurrency)
+    print(f"\n| scenario (x{args.concurrency} concurrent) | statuses | peak RSS MB | RSS before / after MB "
+          "| /readyz p50 / max ms |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} ({r['request_mb']} MB) | {r['statuses']} | {r['rss_peak_mb']} | "

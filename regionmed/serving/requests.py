@@ -114,12 +114,12 @@ def _upload(obj: Any) -> DecodedImage:
     Over HTTP the multipart parser has decoded it already, off the event loop (``decode_off_loop``);
     here only what it found wrong becomes the field's error."""
     if isinstance(obj, UploadFailure):
-        raise ValueError(obj.message)
+        raise ValueError(obj.message)  # noqa: TRY004  (pydantic makes a ValueError a 400 naming the field)
     if isinstance(obj, DecodedImage):
         return obj  # decoded by the parser, or an in-process ``.local`` call
     decoded = _decode(_upload_bytes(obj))
     if isinstance(decoded, UploadFailure):
-        raise ValueError(decoded.message)
+        raise ValueError(decoded.message)  # noqa: TRY004  (as above)
     decoded.request = current_request_id()
     return decoded
 

@@ -10,6 +10,7 @@ import pytest
 from hostile_images import header_bomb_png, other_format
 
 from regionmed.corpus.images import ImageError, decode_image
+
 MAX_REJECTED_CHARS = 2000  # docs/import-format.md, section 6
 from regionmed.corpus.schema import BUILD_SUMMARY_FILE, REJECTED_FILE
 

@@ -27,7 +27,7 @@ def test_a_box_drawn_on_the_displayed_image_is_imported_around_its_finding(kit, 
     kit.raw("scan.jpg", oriented_jpeg(stored, orientation))
     path = kit.jsonl([{"id": "scan", "image": "scan.jpg", "report": "A bright block.",
                        "regions": [{"bbox": box, "label": "block"}]}])
-    summary, manifest, rejected = kit.build("jsonl", path)
+    _, manifest, rejected = kit.build("jsonl", path)
     assert rejected == [] and len(manifest) == 1, rejected
     row = manifest.iloc[0]
     image = np.asarray(Image.open(kit.root.parent / "corpus" / row["image_path"]), dtype=np.float64)

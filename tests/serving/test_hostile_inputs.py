@@ -11,8 +11,15 @@ import time
 import httpx
 import numpy as np
 import pytest
-from hostile_images import (bright_box, decoded_as_stored, displayed, header_bomb_png, oriented_jpeg,
-                            other_format, stored_pixels)
+from hostile_images import (
+    bright_box,
+    decoded_as_stored,
+    displayed,
+    header_bomb_png,
+    oriented_jpeg,
+    other_format,
+    stored_pixels,
+)
 from PIL import Image
 from servers import REPO_ROOT, Server, server_env
 from tiny import TEST_SERVING, png_bytes, upload

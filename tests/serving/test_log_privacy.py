@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import REPO_ROOT, Server, server_env
+from servers import Server, server_env
 from tiny import TEST_SERVING, bad_requests, jpeg_bytes, png_bytes, upload
 
 MARKER = "ZqxPatientJaneDoe4711"
