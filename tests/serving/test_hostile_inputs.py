@@ -21,7 +21,7 @@ from hostile_images import (
     stored_pixels,
 )
 from PIL import Image
-from servers import REPO_ROOT, Server, server_env
+from servers import served_repo
 from tiny import TEST_SERVING, png_bytes, upload
 
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
@@ -29,17 +29,7 @@ TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 @pytest.fixture(scope="module")
 def server(tiny, serving_root):
-    import os
-
-    env = server_env(REGIONMED_PARAMS=str(tiny["params"]), REGIONMED_MODEL_DIR=str(tiny["model"]),
-                     REGIONMED_INDEX_DIR=str(tiny["index"]), BENTOML_HOME=os.environ["BENTOML_HOME"],
-                     REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-hostile"))
-    srv = Server(["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / "hostile-server.log")
-    try:
-        srv.wait_ready()
-        yield srv
-    finally:
-        srv.stop()
+    yield from served_repo(tiny, serving_root, "hostile")
 
 
 @pytest.fixture(scope="module")

@@ -9,27 +9,17 @@ import threading
 import httpx
 import pytest
 import yaml
-from servers import REPO_ROOT, Server, server_env
+from servers import served_repo
 from tiny import TEST_SERVING, png_bytes, upload
 
 
 @pytest.fixture(scope="module")
 def impatient_server(tiny, serving_root):
     """max_latency_ms 1: nearly every queued request is shed."""
-    import os
-
     params = serving_root / "impatient-params.yaml"
     params.write_text(yaml.safe_dump({"serving": {**TEST_SERVING, "batching": {"max_batch_size": 2,
                                                                                 "max_latency_ms": 1}}}))
-    env = server_env(REGIONMED_PARAMS=str(params), REGIONMED_MODEL_DIR=str(tiny["model"]),
-                     REGIONMED_INDEX_DIR=str(tiny["index"]), BENTOML_HOME=os.environ["BENTOML_HOME"],
-                     REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-impatient"))
-    srv = Server(["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / "impatient.log")
-    try:
-        srv.wait_ready()
-        yield srv
-    finally:
-        srv.stop()
+    yield from served_repo(tiny, serving_root, "impatient", params)
 
 
 def test_shed_requests_get_a_503_that_says_overloaded(impatient_server):
