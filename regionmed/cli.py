@@ -11,8 +11,21 @@ from regionmed.env import configure_environment
 
 configure_environment()
 
-app = typer.Typer(help="RegionMed: region-aware medical CLIP, as a reproducible pipeline.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+class _App(typer.Typer):
+    """The CLI: a params file that cannot be used is its message and exit status 2, not a traceback."""
+
+    def __call__(self, *args, **kwargs):
+        from regionmed.params import ParamsError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except ParamsError as exc:
+            typer.echo(f"params error: {exc}", err=True)
+            raise SystemExit(2) from None
+
+
+app = _App(help="RegionMed: region-aware medical CLIP, as a reproducible pipeline.",
+           no_args_is_help=True, pretty_exceptions_enable=False)
 corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 train_app = typer.Typer(help="Train the tokenizer and the progressive phases.", no_args_is_help=True)
@@ -47,6 +60,10 @@ def corpus_build(
         f"{summary.rejected_by_category or ''} in {elapsed:.1f} s "
         f"({summary.n_input / max(elapsed, 1e-9):.0f} images/s); splits {summary.per_split}"
     )
+    if summary.n_split_conflicts:
+        console.print(f"[yellow]warning:[/yellow] {summary.n_split_conflicts} patients have records that ask for "
+                      f"different splits; each patient's records all went to the split of its first record "
+                      f"(by id). build.json lists them under split_conflicts.")
 
 
 @corpus_app.command("preview")

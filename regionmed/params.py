@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from regionmed.model.config import ModelConfig
 from regionmed.strict import TRACE_ENV, StrictModel, record_reads
@@ -253,6 +253,8 @@ class ServingParams(StrictModel):
     max_text_chars: int = Field(1000, ge=1)
     max_boxes_per_call: int = Field(64, ge=1)
     max_top_k: int = Field(100, ge=1)
+    max_request_pixels: int = Field(67_108_864, ge=1)  # all images of one request, from their headers (413 above)
+    decode_threads: int = Field(2, ge=1)  # uploads decoded at once per worker, off the event loop
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per worker; None: torch's default
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when available
     tracing: bool = False  # BentoML's OpenTelemetry spans per request (worth it only with an exporter configured)
@@ -340,18 +342,47 @@ class Params(StrictModel):
                              f"(image_size {c.image_size}, channels {c.channels})")
 
 
+class ParamsError(ValueError):
+    """A params file that cannot be used; the message names the file, each bad key and what it
+    expected (the CLI prints it and exits 2, no traceback)."""
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None = None) -> Params:
-    """Read ``params.yaml`` into typed, validated :class:`Params`.
+    """Read ``params.yaml`` into typed, validated :class:`Params`; :class:`ParamsError` if it cannot.
 
     ``overrides`` is a nested dict merged over the file (used by tests and benchmarks).
     """
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ParamsError(f"params file {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ParamsError(f"params file {path} is not valid YAML{where}: "
+                          f"{getattr(exc, 'problem', None) or type(exc).__name__}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"params file {path} must hold a mapping of sections, not {type(raw).__name__}")
     if overrides:
         raw = deep_merge(raw, overrides)
-    params = Params.model_validate(raw)
+    try:
+        params = Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(describe_params_error(exc, path)) from None
     if os.environ.get(TRACE_ENV):  # which keys this process reads (regionmed/strict.py; tests/test_dvc_deps.py)
         record_reads(params, os.environ[TRACE_ENV])
     return params
+
+
+def describe_params_error(exc: ValidationError, path: str | Path, max_errors: int = 20) -> str:
+    """One line per bad key: ``corpus.image_size: Input should be a valid integer (got 'big')``."""
+    lines = [f"params file {path}: {exc.error_count()} invalid setting(s)"]
+    for err in exc.errors(include_url=False)[:max_errors]:
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        given = repr(err.get("input"))
+        given = given if len(given) <= 80 else given[:77] + "..."
+        lines.append(f"  {key}: {err['msg']} (got {given})")
+    return "\n".join(lines)
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

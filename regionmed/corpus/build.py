@@ -10,7 +10,7 @@ import json
 import multiprocessing as mp
 import shutil
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,11 @@ from regionmed.corpus.process import ProcessContext, image_id_for, process_recor
 from regionmed.corpus.records import BuildError, RecordError, Rejected, SourceRecord
 from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, IMAGES_DIR, MANIFEST_FILE, REJECTED_FILE,
                                      ManifestRow, write_manifest)
-from regionmed.corpus.splits import assign_splits
+from regionmed.corpus.splits import assign_splits, split_conflicts
 from regionmed.params import CorpusParams, Params
 from regionmed.progress import progress as show_progress
+
+MAX_LISTED_CONFLICTS = 100
 
 
 @dataclass
@@ -33,6 +35,9 @@ class BuildSummary:
     per_modality: dict[str, int]
     n_regions: int
     source: str
+    # patients whose records asked for different splits (all now in the first record's split)
+    n_split_conflicts: int = 0
+    split_conflicts: list[dict] = field(default_factory=list)  # the first MAX_LISTED_CONFLICTS of them
 
     @property
     def reject_fraction(self) -> float:
@@ -139,8 +144,9 @@ def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bo
             rows.append(result)
 
     # A row's split is the source's own split (or "") until patients are resolved here.
-    splits = assign_splits({r.image_id: r.patient_id for r in rows},
-                           {r.image_id: r.split or None for r in rows}, params.seed, c.split)
+    patients, given = {r.image_id: r.patient_id for r in rows}, {r.image_id: r.split or None for r in rows}
+    conflicts = split_conflicts(patients, given)
+    splits = assign_splits(patients, given, params.seed, c.split)
     for r in rows:
         r.split = splits[r.image_id]
     write_manifest(rows, out / MANIFEST_FILE)
@@ -154,6 +160,7 @@ def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bo
         per_split=dict(sorted(Counter(r.split for r in rows).items())),
         per_modality=dict(sorted(Counter(r.modality for r in rows).items())),
         n_regions=sum(len(r.regions) for r in rows), source=source.name,
+        n_split_conflicts=len(conflicts), split_conflicts=conflicts[:MAX_LISTED_CONFLICTS],
     )
     (out / BUILD_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
     if summary.reject_fraction > c.max_reject_fraction:

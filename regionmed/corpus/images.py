@@ -9,14 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
+# The formats Pillow may decode here (DICOM is sniffed and read by pydicom before Pillow is asked):
+# every other decoder Pillow has (GIF, TIFF, BMP, WebP, ...) stays out of reach of uploaded bytes.
+PIL_FORMATS = ("PNG", "JPEG")
+# Named in the rejection of a format that is not accepted (magic bytes → name).
+_OTHER_FORMATS = {b"GIF87a": "GIF", b"GIF89a": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP",
+                  b"\x00\x00\x01\x00": "ICO", b"8BPS": "PSD", b"\xff\x4f\xff\x51": "JPEG 2000 codestream",
+                  b"\x00\x00\x00\x0cjP": "JPEG 2000"}
+# EXIF orientations that swap width and height (5..8: transposed, rotated 90° or 270°).
+EXIF_ORIENTATION = 0x0112
+TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# One pixel limit, the caller's ``max_pixels`` (checked from the header before decoding): Pillow's own
+# decompression-bomb check would otherwise refuse at 2 x 89 M pixels with its own message, whatever
+# limit was configured. Every decode of outside bytes in the package goes through decode_image.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class ImageError(ValueError):
@@ -54,30 +69,88 @@ def is_dicom(data: bytes) -> bool:
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC
 
 
-def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header") -> np.ndarray:
-    """Bytes of a PNG, JPEG or DICOM file → uint8 array (H, W) or (H, W, 3).
+def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header",
+                 reduce_to: int | None = None) -> np.ndarray:
+    """Bytes of a PNG, JPEG or DICOM file → uint8 array (H, W) or (H, W, 3), as a viewer shows it.
 
     The pixel count is checked from the header before any pixel is decoded (no decompression bombs).
+    Other formats are refused (``unsupported_format``). A JPEG's or PNG's EXIF orientation is
+    applied here, once, so the importer and the service see the same displayed orientation (boxes
+    are drawn on that).
+
+    ``reduce_to``: the size the caller will resize to (the service: the model's input). The image is
+    then decoded at a reduced scale where the decoder can (JPEG draft mode: 1/2..1/8) and reduced by
+    an integer factor (box filter) right after, never below ``reduce_to`` on its longer side, so no
+    full-size copy outlives this call.
     """
     if is_dicom(data):
-        return _decode_dicom(data, max_pixels, dicom_window)
+        return _reduced(_decode_dicom(data, max_pixels, dicom_window), reduce_to)
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
             w, h = img.size
             if w * h > max_pixels:
                 raise ImageError(f"image too large: {w}x{h} = {w * h} pixels > limit {max_pixels}", "image_too_large")
             if w == 0 or h == 0:
                 raise ImageError("image has zero width or height", "unreadable_image")
+            if reduce_to and img.format == "JPEG" and max(w, h) >= 2 * reduce_to:
+                scale = reduce_to / max(w, h)
+                img.draft(img.mode, (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))
             img.load()
-            return _pil_to_array(img)
+            return _reduced(_pil_to_array(_displayed(img)), reduce_to)
     except ImageError:
         raise
-    except Image.DecompressionBombError as exc:  # PIL's own header check, at twice its pixel limit
-        raise ImageError(f"image too large: {exc}", "image_too_large") from None
     except UnidentifiedImageError as exc:
+        other = next((name for magic, name in _OTHER_FORMATS.items() if data.startswith(magic)), None)
+        if other is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            other = "WebP"
+        if other:
+            raise ImageError(f"{other} images are not accepted: send PNG, JPEG or DICOM", "unsupported_format") from None
         raise ImageError(f"not a readable PNG/JPEG/DICOM image ({type(exc).__name__})", "not_an_image") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"unreadable or truncated image ({exc})") from None
+
+
+def _reduced(arr: np.ndarray, reduce_to: int | None) -> np.ndarray:
+    """``arr`` shrunk by the largest integer factor that keeps its longer side >= ``reduce_to``."""
+    factor = max(arr.shape[:2]) // reduce_to if reduce_to else 1
+    if factor < 2:
+        return arr
+    return np.asarray(Image.fromarray(arr).reduce(factor))
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` as displayed, from the header alone (no pixel decoded); ``None`` when the
+    header cannot be read (the decoder then says what is wrong)."""
+    try:
+        if is_dicom(data):
+            import pydicom
+
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            return int(ds.get("Columns", 0)), int(ds.get("Rows", 0))
+        with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
+            return displayed_size(img)
+    except Exception:  # noqa: BLE001  (unreadable: decode_image reports it with its reason)
+        return None
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored); 1 for a missing or broken EXIF block."""
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001  (a broken EXIF block: keep the stored orientation)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _displayed(img: Image.Image) -> Image.Image:
+    """The image as a viewer shows it: its EXIF orientation applied (no copy when there is none)."""
+    return img if _orientation(img) == 1 else ImageOps.exif_transpose(img)
+
+
+def displayed_size(img: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened image as a viewer shows it (EXIF orientation applied)."""
+    w, h = img.size
+    return (h, w) if _orientation(img) in TRANSPOSED_ORIENTATIONS else (w, h)
 
 
 def _pil_to_array(img: Image.Image) -> np.ndarray:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PureWindowsPath
 
 from regionmed.corpus.images import (ImageError, decode_image, encode_png, letterbox, set_channels,
                                      sha256_bytes)
 from regionmed.corpus.phrases import hard_negatives, location_from_box, region_phrase, swap_laterality
 from regionmed.corpus.records import RawRegion, RecordError, SourceRecord
-from regionmed.corpus.splits import normalise_split
+from regionmed.corpus.splits import normalise_patient_id, normalise_split
 from regionmed.corpus.schema import IMAGES_DIR, QA, SIZE_BUCKETS, ManifestRow, Region
 
 # Boxes may overshoot the image edge by rounding in the source's tooling; beyond this they are wrong.
@@ -66,7 +66,7 @@ def process_record(record: SourceRecord, ctx: ProcessContext) -> ManifestRow:
         height=ctx.image_size,
         modality=record.modality,
         body_part=record.body_part,
-        patient_id=record.patient_id or record.record_id,
+        patient_id=normalise_patient_id(record.patient_id) or record.record_id,
         split=_given_split(record.split),
         report=report,
         modality_text=_optional_text(record.modality_text, record.modality, "modality_text", ctx),
@@ -84,6 +84,9 @@ def _load(record: SourceRecord, ctx: ProcessContext):
     if not record.image_file:
         raise RecordError("missing_image", "record has no image path")
     root = (ctx.data_root or Path(".")).resolve()
+    if PurePath(record.image_file).is_absolute() or PureWindowsPath(record.image_file).drive:
+        raise RecordError("path_escapes_root", f"image path {record.image_file!r} is absolute: give it "
+                          f"relative to the data root")
     path = (root / record.image_file).resolve()
     if not path.is_relative_to(root):
         raise RecordError("path_escapes_root", f"image path {record.image_file!r} escapes the data root")

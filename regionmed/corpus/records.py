@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+# Longest string kept of a rejected record in rejected.jsonl (a 1 MB report is cut to this).
+MAX_REJECTED_CHARS = 2000
+
 
 class BuildError(RuntimeError):
     """The build cannot be used: too many records rejected, or an importer's settings are wrong."""
@@ -74,5 +77,19 @@ class Rejected:
     record: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"record_id": self.record_id, "category": self.category, "reason": self.reason,
-                "record": self.record}
+        """The line of ``rejected.jsonl``: every string cut to :data:`MAX_REJECTED_CHARS`."""
+        return {"record_id": _cut(self.record_id), "category": self.category, "reason": _cut(self.reason),
+                "record": _cut(self.record)}
+
+
+def _cut(value: Any) -> Any:
+    """``value`` with every string in it (keys and values, at any depth) cut to MAX_REJECTED_CHARS."""
+    if isinstance(value, str):
+        if len(value) <= MAX_REJECTED_CHARS:
+            return value
+        return value[:MAX_REJECTED_CHARS] + f"... [cut: {len(value)} characters]"
+    if isinstance(value, dict):
+        return {_cut(str(k)): _cut(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cut(v) for v in value]
+    return value

@@ -78,6 +78,14 @@ class Engine:
                                  verbose=False)["input_ids"]
         return [len(i) for i in ids]
 
+    def knows_no_token_of(self, text: str) -> bool:
+        """True when every token of ``text`` is the tokenizer's unknown token (or there is none):
+        the model then answers from its special tokens alone, not from the text."""
+        with self.lock:
+            ids = self.tokenizer(str(text), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        unk = self.tokenizer.unk_token_id
+        return not ids or (unk is not None and all(i == unk for i in ids))
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Strings → ``[N, D]`` L2-normalised text embeddings (each distinct string encoded once)."""
         from regionmed.model.text import encode_text_list
@@ -151,8 +159,12 @@ class Engine:
             else:
                 region = self.model.encode_regions(x, [box_model[None].to(self.device)])
                 score = float((region.float() @ t[0].float()).item())
+        warning = None
+        if self.knows_no_token_of(phrase):
+            warning = ("the phrase has no word the model knows (every token is unknown to its tokenizer): "
+                       "the box and score do not come from the phrase")
         return {"box": image.to_upload_box(box_model.tolist()), "box_model": [float(v) for v in box_model],
-                "score": score, "heatmap": heat[0].float().numpy(), "text_embedding": text[0]}
+                "score": score, "heatmap": heat[0].float().numpy(), "text_embedding": text[0], "warning": warning}
 
     def encode_regions(self, image: PreparedImage, boxes: Sequence[Sequence[float]]) -> np.ndarray:
         """Boxes normalised to the upload → ``[N, D]`` region embeddings."""

@@ -19,6 +19,7 @@ from regionmed.corpus.images import (
     ImageError,
     Letterbox,
     decode_image,
+    header_size,
     is_dicom,
     letterbox,
     set_channels,
@@ -75,22 +76,27 @@ class PreparedImage:
         return [float(np.clip(v, 0, 1)) for v in (xs[0], ys[0], xs[1], ys[1])]
 
 
-def decode_upload(data: bytes, max_pixels: int, dicom_window: str = "header") -> DecodedImage:
+def decode_upload(data: bytes, max_pixels: int, dicom_window: str = "header",
+                  reduce_to: int | None = None) -> DecodedImage:
     """Bytes of a PNG/JPEG/DICOM → :class:`DecodedImage`; :class:`ImageError` says what is wrong.
 
     Only sizes, the format and counts are kept: nothing from a DICOM header beyond rows/columns.
+    ``reduce_to``: decode reduced to no less than this on the longer side (the model's input size);
+    the descriptors still give the upload's own width and height.
     """
     if not data:
         raise ImageError("the image is empty (0 bytes)", "not_an_image")
+    size = header_size(data) if reduce_to else None
     try:
-        arr = decode_image(data, max_pixels, dicom_window)
+        arr = decode_image(data, max_pixels, dicom_window, reduce_to)
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001  a decoder bug must still be a 4xx about this file, never a 500
         raise ImageError(f"unreadable image ({type(exc).__name__})") from None
     if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"unsupported image shape {arr.shape}")
-    desc = {"width": int(arr.shape[1]), "height": int(arr.shape[0]),
+    width, height = size if size else (int(arr.shape[1]), int(arr.shape[0]))
+    desc = {"width": int(width), "height": int(height),
             "channels": 1 if arr.ndim == 2 else int(arr.shape[2]), "format": sniff_format(data),
             "bytes": len(data)}
     return DecodedImage(arr, desc)

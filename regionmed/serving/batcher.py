@@ -17,6 +17,7 @@ from bentoml.exceptions import ServiceUnavailable
 
 from regionmed.inference.engine import Engine
 from regionmed.inference.uploads import DecodedImage, PreparedImage
+from regionmed.serving.middleware import note_unavailable
 
 
 class ImageBatcher:
@@ -42,13 +43,18 @@ class ImageBatcher:
         future = loop.create_future()
         with self._ready:
             if self._closed:
+                note_unavailable("the service is shutting down", "shutting_down")
                 raise ServiceUnavailable("the service is shutting down")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="regionmed-image-batcher", daemon=True)
                 self._thread.start()
             self._queue.append((time.monotonic(), item, loop, future))
             self._ready.notify()
-        return await future
+        try:
+            return await future
+        except ServiceUnavailable as exc:
+            note_unavailable(str(exc), "overloaded")
+            raise
 
     def close(self) -> None:
         with self._ready:

@@ -9,23 +9,77 @@ multipart parser, hardened: uploaded files only, a malformed body is a 400.
 
 from __future__ import annotations
 
+import contextvars
+from http import HTTPStatus
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Annotated, Any
 
+import anyio
 import bentoml
 import numpy as np
-from bentoml.exceptions import BadInput
+from bentoml.exceptions import BadInput, BentoMLException
 from bentoml.validators import ContentType
 from pydantic import AfterValidator
 from pydantic_core import core_schema
 from starlette.datastructures import UploadFile
 
-from regionmed.corpus.images import ImageError
+from regionmed.corpus.images import ImageError, header_size
 from regionmed.inference.uploads import DecodedImage, decode_upload
 from regionmed.serving.middleware import current_request_id
 from regionmed.serving.settings import load_serving_params
 
 SETTINGS = load_serving_params()
+# The longer side uploads are reduced to while decoding (the model's input size; set by the service
+# once its model is loaded). None: decoded at full size.
+DECODE_SIDE: list[int | None] = [None]
+# Decoded pixels of the request being parsed so far (its image headers), against max_request_pixels.
+_request_pixels: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("regionmed_request_pixels",
+                                                                                   default=None)
+_decode_limiter: list[anyio.CapacityLimiter] = []
+
+
+def set_decode_side(side: int | None) -> None:
+    DECODE_SIDE[0] = side
+
+
+class UploadFailure:
+    """An upload that could not be decoded: the validator turns it into a 400 naming its field."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _decode(data: bytes) -> DecodedImage | UploadFailure:
+    try:
+        return decode_upload(data, SETTINGS.max_image_pixels, reduce_to=DECODE_SIDE[0])
+    except ImageError as exc:
+        return UploadFailure(f"{exc} [{exc.category}]")
+
+
+async def decode_off_loop(upload: UploadFile) -> DecodedImage | UploadFailure:
+    """An uploaded file part → decoded pixels, in a worker thread (at most ``decode_threads`` at once
+    per worker), after its header's pixel count has been added to the request's budget
+    (``max_request_pixels``; over it: 413 before anything is decoded)."""
+    try:
+        data = _upload_bytes(upload)
+    except ValueError as exc:
+        return UploadFailure(str(exc))
+    size = header_size(data) if data else None
+    used = _request_pixels.get()
+    # an image over max_image_pixels is refused by the decoder from its header, with that limit's name
+    if size is not None and used is not None and size[0] * size[1] <= SETTINGS.max_image_pixels:
+        used[0] += size[0] * size[1]
+        if used[0] > SETTINGS.max_request_pixels:
+            raise BentoMLException(
+                f"the images of this request hold more than {SETTINGS.max_request_pixels} pixels together "
+                f"(serving.max_request_pixels); send fewer or smaller images per request [request_too_large]",
+                error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+    if not _decode_limiter:
+        _decode_limiter.append(anyio.CapacityLimiter(SETTINGS.decode_threads))
+    decoded = await anyio.to_thread.run_sync(_decode, data, limiter=_decode_limiter[0])
+    if isinstance(decoded, DecodedImage):
+        decoded.request = current_request_id()
+    return decoded
 
 
 def _upload_bytes(obj: Any) -> bytes:
@@ -55,14 +109,17 @@ def _upload_bytes(obj: Any) -> bytes:
 
 
 def _upload(obj: Any) -> DecodedImage:
-    """An uploaded file → decoded pixels; a ``ValueError`` here is a 400 naming the problem."""
+    """An uploaded file → decoded pixels; a ``ValueError`` here is a 400 naming the problem.
+
+    Over HTTP the multipart parser has decoded it already, off the event loop (``decode_off_loop``);
+    here only what it found wrong becomes the field's error."""
+    if isinstance(obj, UploadFailure):
+        raise ValueError(obj.message)  # noqa: TRY004  (pydantic makes a ValueError a 400 naming the field)
     if isinstance(obj, DecodedImage):
-        return obj  # already decoded (an in-process ``.local`` call)
-    data = _upload_bytes(obj)
-    try:
-        decoded = decode_upload(data, SETTINGS.max_image_pixels)
-    except ImageError as exc:
-        raise ValueError(f"{exc} [{exc.category}]") from None
+        return obj  # decoded by the parser, or an in-process ``.local`` call
+    decoded = _decode(_upload_bytes(obj))
+    if isinstance(decoded, UploadFailure):
+        raise ValueError(decoded.message)  # noqa: TRY004  (as above)
     decoded.request = current_request_id()
     return decoded
 
@@ -178,17 +235,20 @@ def _harden_multipart() -> None:
         @staticmethod
         async def ensure_file(obj):
             if isinstance(obj, UploadFile):
-                return obj
+                return await decode_off_loop(obj)
             raise BadInput("a file field must be an uploaded file (a multipart part with a filename); "
                            "URLs and text are not accepted")
 
         async def parse_request(self, request, cls):
+            budget = _request_pixels.set([0])  # per request (a connection's requests share one task)
             try:
                 return await super().parse_request(request, cls)
             except (ValidationError, bentoml.exceptions.BentoMLException):
                 raise
             except Exception as exc:  # noqa: BLE001  (anything else the parser raises is the body's fault)
                 raise BadInput(f"malformed multipart/form-data body ({type(exc).__name__})") from None
+            finally:
+                _request_pixels.reset(budget)
 
     bento_serde.ALL_SERDE["multipart/form-data"] = UploadOnlyMultipartSerde  # type: ignore[index]
     bento_serde.ALL_SERDE["application/x-www-form-urlencoded"] = UploadOnlyMultipartSerde  # type: ignore[index]

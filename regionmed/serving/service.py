@@ -39,7 +39,8 @@ from regionmed.monitoring.embedding_log import EmbeddingLogWriter, hash_request_
 from regionmed.serving.batcher import ImageBatcher
 from regionmed.serving.demo import DEMO_PATH, demo_app, drift_status, label_vocabulary, preview_payload
 from regionmed.serving.location_check import check_location_words
-from regionmed.serving.middleware import RequestGuardMiddleware, current_request_id
+from regionmed.serving.logs import guard_metric_labels, install_request_data_filter
+from regionmed.serving.middleware import RequestGuardMiddleware, current_request_id, note_unavailable
 from regionmed.serving.requests import (  # the request types and their checks; SETTINGS read once there
     JSON,
     SETTINGS,
@@ -49,10 +50,12 @@ from regionmed.serving.requests import (  # the request types and their checks; 
     LabelList,
     Text,
     TextList,
+    set_decode_side,
 )
 from regionmed.serving.settings import ENV_LOG_DIR, ENV_LOG_SALT, resolve_model
 
 configure_environment()
+install_request_data_filter()  # no part of a request in the worker's log (logs.py)
 logger = logging.getLogger("regionmed.serving")
 
 SERVICE_NAME = "regionmed_service"
@@ -97,6 +100,7 @@ class RegionMedService:
         self.embedding_log = EmbeddingLogWriter(
             os.environ.get(ENV_LOG_DIR) or log.dir, log.rotate_bytes, log.rotate_seconds, log.keep_files,
         ) if log.enabled else None
+        set_decode_side(self.engine.image_size)  # uploads are decoded reduced to the model's input size
         self.image_batcher = ImageBatcher(self.engine, BATCH.max_batch_size, BATCH.max_latency_ms)
         logger.info("serving %s (%s from %s); index: %s", self.engine.version, source.origin, source.path,
                     f"{index.count()} items" if self.engine.index is not None else "none")
@@ -172,7 +176,7 @@ class RegionMedService:
                   [image.request or current_request_id()])
         heat = out["heatmap"]
         return {"box": out["box"], "score": out["score"], "heatmap": heat.round(6).tolist(),
-                "grid": list(heat.shape), "box_model_input": out["box_model"],
+                "grid": list(heat.shape), "box_model_input": out["box_model"], "warning": out["warning"],
                 "location_check": check_location_words(phrase, out["box"]), "model_version": self.engine.version}
 
     @bentoml.api
@@ -208,7 +212,9 @@ class RegionMedService:
             raise InvalidArgument("send exactly one of 'text' or 'image'")
         index = self.engine.index
         if index is None:
-            raise ServiceUnavailable("no retrieval index is loaded (package the model, or set REGIONMED_INDEX_DIR)")
+            message = "no retrieval index is loaded (package the model, or set REGIONMED_INDEX_DIR)"
+            note_unavailable(message, "no_index")
+            raise ServiceUnavailable(message)
         if text is not None:
             query = (await anyio.to_thread.run_sync(self.engine.encode_texts, [text]))[0]
             self._log("retrieve", "text", query[None], self.engine.text_descriptors([text]), [current_request_id()])
@@ -236,7 +242,8 @@ class RegionMedService:
             "provenance": {k: info[k] for k in ("git_rev", "git_dirty", "dvc", "packaged_at") if k in info},
             "index": None if index is None else {"split": index.split, "n_images": index.count("image"),
                                                  "n_reports": index.count("report"), "kinds": list(ITEM_KINDS)},
-            "limits": {k: getattr(SETTINGS, k) for k in ("max_upload_bytes", "max_image_pixels", "max_images_per_call",
+            "limits": {k: getattr(SETTINGS, k) for k in ("max_upload_bytes", "max_image_pixels", "max_request_pixels",
+                                                         "max_images_per_call",
                                                          "max_texts_per_call", "max_text_chars", "max_boxes_per_call",
                                                          "max_top_k")},
             "batching": BATCH.model_dump(),
@@ -247,8 +254,10 @@ class RegionMedService:
         }
 
 
+ROUTES = [f"/{name}" for name in RegionMedService.apis] + ["/", "/docs.json", "/schema.json"]
+guard_metric_labels([*ROUTES, "/livez", "/readyz", "/healthz"])
 if SETTINGS.demo_page:
     RegionMedService.mount_asgi_app(demo_app(), path=DEMO_PATH, name="demo")
 RegionMedService.add_asgi_middleware(RequestGuardMiddleware, max_body_bytes=SETTINGS.max_upload_bytes,
                                      api_key_env=SETTINGS.api_key_env,
-                                     open_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else ())
+                                     open_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else (), log_paths=ROUTES)

@@ -35,9 +35,9 @@ EXPECTED = [
     ("no-image-field", "missing_image", ["line 11", "'image'"]),
     ("missing-file", "file_not_found", ["nowhere.png", "not found"]),
     ("escape", "path_escapes_root", ["../../etc/passwd", "escapes the data root"]),
-    ("absolute", "path_escapes_root", ["/etc/passwd", "escapes the data root"]),
+    ("absolute", "path_escapes_root", ["/etc/passwd", "absolute"]),
     ("symlink-out", "path_escapes_root", ["link.png", "escapes the data root"]),
-    ("bomb", "image_too_large", ["bomb.png", "10000000000 pixels", "decompression bomb"]),
+    ("bomb", "image_too_large", ["bomb.png", "100000x100000 = 10000000000 pixels > limit 40000000"]),
     ("bomb-9000", "image_too_large", ["bomb-9000.png", "9000x9000 = 81000000 pixels > limit 40000000"]),
     ("big-file", "file_too_large", ["bytes > limit"]),
     ("records.jsonl:18", "invalid_json", ["line 18", "invalid JSON", "Unterminated string"]),
@@ -68,7 +68,7 @@ def built(kit):
     kit.dicom("whole.dcm", np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
     whole = (kit.root / "whole.dcm").read_bytes()
     kit.raw("broken.dcm", whole[: len(whole) - 4000])  # pixel data cut short
-    kit.bomb_png("bomb.png")  # 100000 x 100000: refused by PIL's own header check
+    kit.bomb_png("bomb.png")  # 100000 x 100000: over PIL's own limit too, refused by ours
     kit.bomb_png("bomb-9000.png", 9000, 9000)  # under PIL's limit, over max_image_pixels (40M)
     kit.raw("big.png", (kit.root / "good-1.png").read_bytes() + b"\0" * 50_000)
     os.symlink(outside / "secret.png", kit.root / "link.png")

@@ -93,3 +93,18 @@ def server_env(**extra: str) -> dict[str, str]:
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONMED_")}
     return {**env, **QUIET_ENV, "PYTHONPATH": str(REPO_ROOT), **extra}
+
+
+def served_repo(tiny: dict, serving_root: Path, name: str, params: Path | None = None):
+    """A started ``bentoml serve`` of the repo's service on the tiny model (``params``: another params
+    file than the tiny one); its embedding log is ``serving_root / f"log-{name}"``. A generator for a
+    fixture: yields the ready server, stops it when resumed."""
+    env = server_env(REGIONMED_PARAMS=str(params or tiny["params"]), REGIONMED_MODEL_DIR=str(tiny["model"]),
+                     REGIONMED_INDEX_DIR=str(tiny["index"]), BENTOML_HOME=os.environ["BENTOML_HOME"],
+                     REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / f"log-{name}"))
+    server = Server(["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / f"{name}-server.log")
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

@@ -18,6 +18,7 @@ TINY_MODEL = {
 TEST_SERVING = {
     "max_upload_bytes": 400_000,
     "max_image_pixels": 1_000_000,
+    "max_request_pixels": 2_500_000,
     "max_images_per_call": 4,
     "max_texts_per_call": 8,
     "max_text_chars": 200,

@@ -18,12 +18,12 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, ValidationError
 
-from regionmed.corpus.records import BuildError, Rejected, SourceRecord
+from regionmed.corpus.records import MAX_REJECTED_CHARS, BuildError, Rejected, SourceRecord
 from regionmed.params import ImportParams
 
 # Values that mean "nothing here" in hand-filled fields (MedPix uses "N/A").
 EMPTY_TEXT = frozenset({"", "n/a", "na", "none", "null", "nan", "-"})
-MAX_RECORD_CHARS = 2000  # how much of a broken raw record is kept in rejected.jsonl
+MAX_RECORD_CHARS = MAX_REJECTED_CHARS  # how much of a broken raw record is kept in rejected.jsonl
 
 
 def _id_text(value: Any) -> Any:
@@ -150,7 +150,9 @@ def header_size(root: Path, image_file: str) -> tuple[int, int] | None:
                 return int(ds.Columns), int(ds.Rows)
             from PIL import Image
 
-            with Image.open(f) as img:
-                return img.size
+            from regionmed.corpus.images import PIL_FORMATS, displayed_size
+
+            with Image.open(f, formats=PIL_FORMATS) as img:
+                return displayed_size(img)
     except Exception:  # noqa: BLE001 - unreadable: the decode step reports it properly
         return None
