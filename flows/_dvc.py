@@ -66,9 +66,10 @@ class StageRun:
 
 
 def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a DVC subprocess: ours, telemetry off, unbuffered Python output."""
+    """The environment of a DVC subprocess: ours, telemetry off, unbuffered Python output, and lines as
+    wide as the log takes (rich wraps a pipe's output at 80 columns: one message, several log records)."""
     return {**os.environ, **{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()}, "PYTHONUNBUFFERED": "1",
-            **(extra or {})}
+            "COLUMNS": str(MAX_LINE_CHARS), **(extra or {})}
 
 
 def pipeline_stages(root: str | Path, exclude: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -166,6 +167,8 @@ def _verdict(root: Path, stage: str, params_file: str) -> StageFailed | None:
         doc = _read_json(root / params.gate.decision_file)
         if doc is None or doc.get("passed") is not False:
             return None
+        if doc.get("error"):  # no comparison was made (gate.require_champion without a champion record)
+            return GateFailed(stage, f"gate failed: {doc['error']}; nothing is packaged", returncode=1)
         failed = [c for c in doc.get("comparisons", []) if not c.get("passed")]
         parts = [f"{c.get('metric')} ({c.get('kind')}: {_fmt(c.get('value'))} vs {_fmt(c.get('threshold'))})" for c in failed]
         return GateFailed(stage, f"gate failed: {doc.get('n_failed', len(failed))} check(s) failed: "

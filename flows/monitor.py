@@ -5,27 +5,24 @@
 1. ``drift_check``: ``regionmed monitor --until now`` in the repository (a subprocess, its output in
    the task's log), writing ``index.html`` + Evidently reports + ``summary.json`` into a folder of its
    own under ``flows.monitor.report_root`` (earlier runs' reports stay);
-2. the report is published as Prefect artifacts: ``drift-report`` (markdown: status, window, rows,
-   every check's score and threshold) and ``drift-report-html`` (a link to the HTML file);
-3. on drift, a ``retrain`` run is started (``flows.monitor.trigger``):
-
-   - ``deployment`` (what ``auto`` picks when the deployment ``flows.monitor.retrain_deployment`` is
-     registered, as ``python -m flows.serve`` and ``prefect deploy`` both do): ``run_deployment``
-     with ``timeout=0``. Retraining takes long and needs the training machine; as its own deployment
-     it runs on its own work pool (a GPU worker), under its own concurrency limit (one retrain at a
-     time, however many monitor runs find drift), with its own retries and logs, while the monitor
-     run ends in seconds. The new run is linked to this one in the UI.
-   - ``subflow`` (what ``auto`` falls back to with no deployment, e.g. ``python -m flows.monitor``
-     against the temporary local API): the retrain flow runs inside this run, in this process.
-   - ``none``: report only.
+2. the report is published as the Prefect artifact ``drift-report`` (markdown: status, window, rows,
+   every check's score and threshold, and the HTML report's path relative to the repository: a
+   ``file://`` link would not open from the UI);
+3. report retention (``flows.monitor.retention``, regionmed/monitoring/retention.py);
+4. on drift, a ``retrain`` run is started (``flows.monitor.trigger``, flows/trigger.py): through the
+   deployment ``flows.monitor.retrain_deployment`` when a worker or runner polls it (``auto``), else
+   as a subflow in this process.
 
 The monitor run ends Completed whatever the drift finding; a triggered retrain has its own state.
+Its last log line (and ``python -m flows.monitor``'s last output line) says whether a retrain
+started, how, and the run's id and state.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -34,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 
 from flows._dvc import dvc_env, redact
+from flows.trigger import retrain_line, trigger_retrain
 
-REPORT_ARTIFACT, LINK_ARTIFACT = "drift-report", "drift-report-html"
+REPORT_ARTIFACT = "drift-report"
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=10)
@@ -54,7 +52,7 @@ def drift_check(root: str, params_file: str, out_dir: str, until: str | None = "
     for flag, value in (("--until", until), ("--window-hours", window_hours), ("--log-dir", log_dir)):
         if value is not None:
             cmd += [flag, str(value)]
-    logger.info("$ %s", " ".join(cmd[1:]))
+    logger.info("$ %s", shlex.join(cmd))
     proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", bufsize=1)
     assert proc.stdout is not None
@@ -66,11 +64,12 @@ def drift_check(root: str, params_file: str, out_dir: str, until: str | None = "
     return json.loads((out / "summary.json").read_text())
 
 
-def render_report(summary: dict[str, Any], html_path: Path) -> str:
+def render_report(summary: dict[str, Any], html_path: str) -> str:
     fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     w, cur = summary["window"], summary["current"]
     lines = [f"# Drift: {summary['status'].replace('_', ' ')}", "", summary["message"], "",
-             f"Window {w['start']} to {w['end']} ({w['hours']} h). Report: `{html_path}`", "",
+             f"Window {w['start']} to {w['end']} ({w['hours']} h).", "",
+             f"HTML report (Evidently's plots per check), relative to the repository: `{html_path}`", "",
              "| kind | reference rows | rows in window | of the reference's model | compared |", "|---|---|---|---|---|"]
     for kind, n_ref in summary["reference"]["rows"].items():
         used = summary.get("rows_used", {}).get(kind, {}).get("current", "-")
@@ -82,49 +81,12 @@ def render_report(summary: dict[str, Any], html_path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def find_deployment(name: str) -> Any | None:
-    """The deployment ``<flow>/<deployment>`` if the API knows it, else None."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        with get_client(sync_client=True) as client:
-            return client.read_deployment_by_name(name)
-    except ObjectNotFound:
-        return None
-
-
-def trigger_retrain(mode: str, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Start a retrain run as ``mode`` says (module docstring); returns how, and the run's id or result."""
-    logger = get_run_logger()
-    if mode == "none":
-        logger.warning("drift found; flows.monitor.trigger is 'none': no retraining started")
-        return {"mode": "none"}
-    if mode in ("auto", "deployment"):
-        if find_deployment(deployment) is not None:
-            from prefect.deployments import run_deployment
-
-            run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=True,
-                                 tags=["drift-triggered"])
-            logger.info("drift found: started %s run %s (%s)", deployment, run.name, run.id)
-            return {"mode": "deployment", "deployment": deployment, "flow_run_id": str(run.id), "flow_run_name": run.name}
-        if mode == "deployment":
-            raise RuntimeError(f"drift found, but there is no deployment {deployment!r} to start "
-                               "(python -m flows.serve, or prefect deploy --all)")
-        logger.info("no deployment %r registered: retraining as a subflow of this run", deployment)
-    from flows.retrain import retrain
-
-    state = retrain(**parameters, return_state=True)
-    run_id = getattr(state.state_details, "flow_run_id", None)
-    logger.info("retrain subflow ended %s%s", state.name, f": {state.message}" if state.message else "")
-    return {"mode": "subflow", "flow_run_id": str(run_id) if run_id else None, "state": state.name,
-            "message": state.message}
-
-
 @flow(name="monitor", log_prints=True)
 def monitor(root: str = ".", params_file: str = "params.yaml", until: str | None = "now",
             window_hours: float | None = None, log_dir: str | None = None, trigger: str | None = None) -> dict[str, Any]:
     """Drift report on the window ending ``until`` (``now``; ``None``: ``monitor.window_end``); retrain on drift."""
+    from regionmed.monitoring.retention import prune_reports
+    from regionmed.paths import repo_relative
     from regionmed.params import load_params
 
     root_path = Path(root).resolve()
@@ -135,15 +97,20 @@ def monitor(root: str = ".", params_file: str = "params.yaml", until: str | None
     start = time.perf_counter()
     summary = drift_check(str(root_path), params_file, str(out), until, window_hours, log_dir)
     html_path = out / "index.html"
-    create_markdown_artifact(render_report(summary, html_path), key=REPORT_ARTIFACT,
+    report = repo_relative(html_path, root_path)
+    create_markdown_artifact(render_report(summary, report), key=REPORT_ARTIFACT,
                              description=f"drift: {summary['status']}")
-    create_link_artifact(html_path.as_uri(), link_text=f"drift report ({summary['status']})", key=LINK_ARTIFACT)
+    kept = cfg.retention
+    logger = get_run_logger()
+    logger.info(prune_reports(root_path / cfg.report_root, kept.keep_reports, kept.keep_days,
+                              kept.keep_summaries_days, protect=out).line())
     result: dict[str, Any] = {"status": summary["status"], "drift": summary["drift"], "message": summary["message"],
-                              "report": str(html_path), "summary": summary, "retrain": None,
+                              "report": report, "summary": summary, "retrain": None,
                               "seconds": round(time.perf_counter() - start, 1)}
     if summary["drift"]:
         result["retrain"] = trigger_retrain(trigger or cfg.trigger, cfg.retrain_deployment,
                                             {"root": str(root_path), "params_file": params_file})
+    logger.info("%s", retrain_line(result["retrain"]))
     return result
 
 
@@ -161,12 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     state = monitor(root=args.root, params_file=args.params, until=None if args.until == "params" else args.until,
                     window_hours=args.window_hours, log_dir=args.log_dir, trigger=args.trigger, return_state=True)
+    print(outcome(state), file=sys.stderr)
+    return 0 if state.is_completed() else 1
+
+
+def outcome(state) -> str:
+    """What ``python -m flows.monitor`` prints last: the finding, the report, and the retrain line."""
     if not state.is_completed():
-        print(f"monitor: {state.name}: {state.message}", file=sys.stderr)
-        return 1
+        return f"monitor: {state.name}: {state.message}"
     result = state.result()
-    print(f"monitor: {result['message']}\nreport: {result['report']}", file=sys.stderr)
-    return 0
+    return f"monitor: {result['message']}\nreport: {result['report']}\n{retrain_line(result['retrain'])}"
 
 
 if __name__ == "__main__":

@@ -194,10 +194,15 @@ def evaluate(params_file: Path = ParamsOption) -> None:
 @app.command("gate")
 def gate(params_file: Path = ParamsOption) -> None:
     """DVC stage gate: floors, champion/challenger and baseline checks; exit 1 when any fails."""
+    from regionmed.evaluation.champion import ChampionUnavailable
     from regionmed.evaluation.gate_stage import run_gate
     from regionmed.params import load_params
 
-    decision = run_gate(load_params(params_file))
+    try:
+        decision = run_gate(load_params(params_file))
+    except ChampionUnavailable as exc:
+        console.print(f"[red]gate failed:[/red] {exc}")
+        raise typer.Exit(1) from None
     typer.echo(decision.table(only_failed=decision.passed is False), err=True)
     if not decision.passed:
         raise typer.Exit(1)

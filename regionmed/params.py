@@ -198,7 +198,9 @@ class GateParams(StrictModel):
     # one margin for every floor and must-beat-baseline metric, or a margin per metric (exactly those compared)
     champion_margin: float | dict[str, float] = 0.02
     must_beat_baseline: list[str] = []
-    champion_file: str = ".state/champion.json"
+    # the model in production, committed with the repository so every clone and worker sees it (docs/champion.md)
+    champion_file: str = "deploy/champion.json"
+    require_champion: bool = False  # true: the gate fails (closed) when it cannot read the champion record
     decision_file: str = "metrics/gate.json"
 
 
@@ -305,9 +307,18 @@ class RetrainFlowParams(StrictModel):
     no_retry_stages: list[str] = ["validate_corpus", "gate", "package"]
 
 
+class ReportRetention(StrictModel):
+    """How long the monitor flow keeps its drift reports (regionmed/monitoring/retention.py)."""
+
+    keep_reports: int | None = Field(24, ge=1)  # full reports (HTML): at most the newest this many...
+    keep_days: float | None = Field(7.0, gt=0)  # ...and none older than this (null: no limit)
+    keep_summaries_days: float | None = Field(365.0, gt=0)  # summary.json of a pruned report (null: forever)
+
+
 class MonitorFlowParams(StrictModel):
     cron: str = "0 * * * *"
     report_root: str = "monitoring/reports"
+    retention: ReportRetention = ReportRetention()
     trigger: Literal["auto", "deployment", "subflow", "none"] = "auto"
     retrain_deployment: str = "retrain/retrain"
 

@@ -13,8 +13,9 @@ Steps (each one a function, so tests can run them alone):
    source: ``container.bentofile_for``), ``bentoml build`` in a subprocess so the store location is
    exactly the one chosen here;
 5. record the model as the champion the gate compares the next candidate with
-   (``gate.champion_file``: ``{"tag", "bento", "metrics", ...}``) and write the stage's summary
-   (``serving.metrics_file``); the index also goes to ``serving.index_dir`` for serving from the repo.
+   (``gate.champion_file``, committed with the repository: regionmed/evaluation/champion.py) and write
+   the stage's summary (``serving.metrics_file``; the store's path relative to the repository when
+   inside it); the index also goes to ``serving.index_dir`` for serving from the repo.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ from typing import Any
 
 import yaml
 
+from regionmed.evaluation.champion import write_champion
 from regionmed.params import Params
+from regionmed.paths import repo_relative
 from regionmed.serving.container import bentofile_for
 from regionmed.serving.settings import STORE_INDEX_SUBDIR, STORE_INFO_FILE, STORE_MODEL_SUBDIR
 
@@ -199,12 +202,10 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
             bento = build_bento(bentofile, home, root)
         log(f"built Bento {bento} in {time.perf_counter() - t0:.1f} s")
 
-    champion = {"tag": tag, "bento": bento, "metrics": metrics, "packaged_at": metadata["packaged_at"],
-                "git_rev": provenance["git_rev"]}
-    champion_file = Path(params.gate.champion_file)
-    champion_file.parent.mkdir(parents=True, exist_ok=True)
-    champion_file.write_text(json.dumps(champion, indent=1, sort_keys=True) + "\n")
-    record = {"model_tag": tag, "bento_tag": bento, "bentoml_home": str(home), "gate_passed": bool(gate.get("passed")),
+    store = repo_relative(home, root)  # recorded relative to the repository when inside it (a clone reads its own)
+    write_champion(params.gate.champion_file, model_tag=tag, bento_tag=bento, metrics=metrics,
+                   packaged_at=metadata["packaged_at"], git_rev=provenance["git_rev"], bentoml_home=store)
+    record = {"model_tag": tag, "bento_tag": bento, "bentoml_home": store, "gate_passed": bool(gate.get("passed")),
               "forced": bool(force and not gate.get("passed")), "index_items": len(index.items),
               "seconds": round(time.perf_counter() - start, 1)}
     out = Path(s.metrics_file)
