@@ -159,9 +159,11 @@ def _verdict(root: Path, stage: str, params_file: str) -> StageFailed | None:
         if doc is None or doc.get("success") is not False:
             return None
         failed = doc.get("failed_critical", [])
+        observed = {c.get("id"): c.get("observed") for c in doc.get("checks", []) if isinstance(c, dict)}
+        named = [f"{i}: observed {str(observed[i])[:120]}" if observed.get(i) is not None else i for i in failed[:10]]
         return ValidationFailed(
             stage, f"validation failed: {doc.get('n_failed_critical', len(failed))} critical expectation(s) failed "
-            f"({', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}); the pipeline stops before training. "
+            f"({'; '.join(named)}{' ...' if len(failed) > 10 else ''}); the pipeline stops before training. "
             f"Details: {params.validation.report_file}", returncode=1)
     if stage == "gate":
         doc = _read_json(root / params.gate.decision_file)

@@ -97,6 +97,28 @@ def _run_suites(suites: list[LoadedSuite], frames: dict, parameters: dict, max_e
     return checks, skipped
 
 
+def _bounds(kwargs: dict[str, Any]) -> str:
+    """The expectation's numeric bounds as a phrase ("need >= 100000"), or ""."""
+    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+        return f"need {lo:g} to {hi:g}"
+    if isinstance(lo, (int, float)):
+        return f"need >= {lo:g}"
+    return f"need <= {hi:g}" if isinstance(hi, (int, float)) else ""
+
+
+def _unexpected(res: dict[str, Any], kwargs: dict[str, Any]) -> str:
+    """What a failing column-values expectation saw. A one-row frame (the corpus summary: counts and
+    fractions, no record's data) shows its value against the bound, e.g. ``4000 vs need >= 100000``;
+    otherwise the share of rows that failed, and the bound."""
+    need = _bounds(kwargs)
+    values = res.get("partial_unexpected_list") or []
+    if res.get("element_count") == 1 and len(values) == 1 and isinstance(values[0], (int, float)):
+        return f"{values[0]:g} vs {need}" if need else f"{values[0]:g}"
+    seen = f"{res['unexpected_count']} of {res.get('element_count')} unexpected ({res.get('unexpected_percent') or 0:.3g}%)"
+    return f"{seen}, {need}" if need else seen
+
+
 def _check(suite: str, r, max_examples: int) -> CheckResult:
     cfg = r.expectation_config
     about = describe({"type": cfg.type, "kwargs": dict(cfg.kwargs), "meta": cfg.meta or {},
@@ -106,16 +128,15 @@ def _check(suite: str, r, max_examples: int) -> CheckResult:
     info = r.exception_info or {}
     if info.get("raised_exception"):
         error = f"error: {str(info.get('exception_message'))[:300]}"
+    kwargs = {k: v for k, v in _plain(dict(cfg.kwargs)).items() if k not in ("batch_id", "result_format")}
     if "observed_value" in res:
         observed = res["observed_value"]
     elif "unexpected_count" in res:
-        observed = (f"{res['unexpected_count']} of {res.get('element_count')} unexpected "
-                    f"({res.get('unexpected_percent') or 0:.3g}%)")
+        observed = _unexpected(res, kwargs)
     else:
         observed = error or "n/a"
     examples = res.get("partial_unexpected_index_list") or res.get("partial_unexpected_list") or []
     severity = getattr(cfg, "severity", None) or "critical"
-    kwargs = {k: v for k, v in _plain(dict(cfg.kwargs)).items() if k not in ("batch_id", "result_format")}
     return CheckResult(
         suite=suite, check=about["check"], expectation=about["expectation"], columns=about["columns"],
         severity=str(getattr(severity, "value", severity)), success=bool(r.success), observed=observed,

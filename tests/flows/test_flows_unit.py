@@ -72,16 +72,24 @@ def test_failures_are_classified_from_dvcs_output_and_the_stage_outputs(tmp_path
     # verdicts come from the stages' own outputs
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/validation.json").write_text(json.dumps(
-        {"success": False, "n_failed_critical": 2, "failed_critical": ["corpus.min_images", "labels.coverage"]}))
+        {"success": False, "n_failed_critical": 2,
+         "failed_critical": ["corpus_summary.min_images[n_images]", "labels.coverage"],
+         "checks": [{"id": "corpus_summary.min_images[n_images]", "observed": "4000 vs need >= 100000"}]}))
     v = classify_failure(tmp_path, "validate_corpus", 255, ["ERROR: failed to reproduce"], "params.yaml")
     assert isinstance(v, ValidationFailed) and not v.transient
-    assert "2 critical expectation(s) failed (corpus.min_images, labels.coverage)" in str(v)
+    assert ("2 critical expectation(s) failed (corpus_summary.min_images[n_images]: observed 4000 vs need >= 100000; "
+            "labels.coverage)") in str(v)
     (tmp_path / "metrics/gate.json").write_text(json.dumps({"passed": False, "n_failed": 1, "comparisons": [
         {"metric": "hardneg/accuracy", "kind": "floor", "value": 0.5, "threshold": 0.7, "passed": False},
         {"metric": "retrieval/i2t_R@5", "kind": "floor", "value": 0.4, "threshold": 0.2, "passed": True}]}))
     g = classify_failure(tmp_path, "gate", 255, [], "params.yaml")
     assert isinstance(g, GateFailed) and "hardneg/accuracy (floor: 0.5 vs 0.7)" in str(g)
     assert "retrieval" not in str(g)
+    # gate.require_champion without a readable champion record: no comparison, the gate's own message
+    (tmp_path / "metrics/gate.json").write_text(json.dumps({"passed": False, "n_failed": 1, "comparisons": [],
+                                                            "error": "gate.require_champion is true, but ..."}))
+    g = classify_failure(tmp_path, "gate", 255, [], "params.yaml")
+    assert isinstance(g, GateFailed) and "gate failed: gate.require_champion is true, but ..." in str(g)
 
 
 def test_validation_examples_never_reach_the_prefect_log():

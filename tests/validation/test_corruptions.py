@@ -176,3 +176,16 @@ def test_missing_column_is_reported_not_raised(broken_copy, val_params):
     result = validate_corpus(corpus, val_params)
     assert "schema_types" in failed(result) and "text_length" in failed(result)
     assert "finding_text" in examples_of(result, "schema_types")
+
+
+def test_a_failed_summary_bound_shows_the_observed_value_against_the_bound(good_corpus, val_params):
+    n = json.loads((good_corpus / "build.json").read_text())["n_kept"]
+    from regionmed.params import Params, _deep_merge
+
+    params = Params.model_validate(_deep_merge(val_params.model_dump(),
+                                               {"validation": {"thresholds": {"min_images": 100_000}}}))
+    result = validate_corpus(good_corpus, params)
+    assert failed(result) == {"min_images"}
+    line = next(c.one_line() for c in result.critical_failures)
+    assert line.startswith("corpus_summary.min_images[n_images] (critical): ")  # the id docs/monitoring.md shows
+    assert f"observed {n} vs need >= 100000" in line, line
