@@ -59,7 +59,7 @@ def test_package_saves_the_model_with_its_provenance(packaged, tiny):
 
 def test_the_champion_is_what_the_gate_reads(packaged):
     from regionmed.evaluation.gate import decide
-    from regionmed.evaluation.gate_stage import read_champion
+    from regionmed.evaluation.champion import read_champion
 
     champion = read_champion(packaged["params"].gate.champion_file)
     assert champion["tag"] == packaged["record"]["model_tag"] and champion["bento"] == packaged["record"]["bento_tag"]
