@@ -9,3 +9,7 @@
 from regionmed.env import configure_environment
 
 configure_environment()  # no telemetry from Prefect, DVC, BentoML in any flow process
+
+from flows._dvc import quiet_verdict_tracebacks  # noqa: E402  (after the environment is set)
+
+quiet_verdict_tracebacks()  # a failed validation or gate logs its message, not a traceback

@@ -17,6 +17,7 @@ Failures are told apart so the flow can treat them differently:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -51,6 +52,25 @@ class ValidationFailed(StageFailed):
 
 class GateFailed(StageFailed):
     """The candidate model failed the gate: nothing is packaged."""
+
+
+class VerdictTracebacks(logging.Filter):
+    """Prefect logs every failed task and flow run with its traceback. A verdict (a failed validation or
+    gate) is an expected outcome whose message says everything: log the message, drop the traceback.
+    Unexpected errors keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], (ValidationFailed, GateFailed)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_verdict_tracebacks() -> None:
+    """Install :class:`VerdictTracebacks` on Prefect's task-run and flow-run loggers (once)."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, VerdictTracebacks) for f in logger.filters):
+            logger.addFilter(VerdictTracebacks())
 
 
 @dataclass

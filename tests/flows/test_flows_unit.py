@@ -161,3 +161,27 @@ def test_prefect_yaml_declares_both_flows_with_the_params_schedules():
         assert d.work_pool.name and d.concurrency_limit == 1
         assert set(d.parameters) <= set(flow_obj.parameters.properties)
     assert cfg.monitor.retrain_deployment == "retrain/retrain"
+
+
+def test_a_verdict_is_logged_without_its_traceback_an_unexpected_error_with_it():
+    import logging
+    import sys
+
+    import flows  # noqa: F401  (installs the filter)
+    from flows._dvc import VerdictTracebacks
+
+    assert any(isinstance(f, VerdictTracebacks) for f in logging.getLogger("prefect.task_runs").filters)
+    assert any(isinstance(f, VerdictTracebacks) for f in logging.getLogger("prefect.flow_runs").filters)
+
+    def record(exc):
+        try:
+            raise exc
+        except Exception:
+            return logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed: %r", (exc,),
+                                     sys.exc_info())
+
+    verdict = record(GateFailed("gate", "gate failed: x (floor: 0.5 vs 0.7)"))
+    assert VerdictTracebacks().filter(verdict) and verdict.exc_info is None
+    assert "Traceback" not in logging.Formatter().format(verdict)
+    bug = record(StageFailed("evaluate", "evaluate failed (dvc exit 255)"))
+    assert VerdictTracebacks().filter(bug) and "Traceback" in logging.Formatter().format(bug)

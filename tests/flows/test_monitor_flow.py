@@ -158,3 +158,23 @@ def test_a_deployment_a_runner_polls_gets_the_retrain_run(repo):
     with get_client(sync_client=True) as c:
         run = c.read_flow_run(run_id)
     assert run.deployment_id == deployment_id and run.state.is_scheduled() and "drift-triggered" in run.tags
+
+
+def test_a_failed_gate_ends_the_retrain_with_its_message_and_no_traceback_in_the_log(tmp_path):
+    """A one-stage pipeline whose gate fails (as the gate stage does: metrics/gate.json, exit 1)."""
+    from flows.retrain import retrain
+
+    decision = {"passed": False, "n_failed": 1, "comparisons": [
+        {"metric": "hardneg/accuracy", "kind": "floor", "value": 0.5, "threshold": 0.7, "passed": False}]}
+    write = (f"import json, pathlib, sys; pathlib.Path('metrics').mkdir(exist_ok=True); "
+             f"pathlib.Path('metrics/gate.json').write_text(json.dumps({decision!r})); sys.exit(1)")
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"gate": {"cmd": f'python -c "{write}"'},
+                                                                  "monitor": {"cmd": "echo monitor"}}}))
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, check=True, capture_output=True)
+    state = retrain(root=str(tmp_path), return_state=True)
+    assert state.is_failed() and "gate failed: 1 check(s) failed: hardneg/accuracy (floor: 0.5 vs 0.7)" in state.message
+    lines = flow_logs(state.state_details.flow_run_id)
+    assert any("Task run failed with exception: GateFailed(" in m for m in lines), lines
+    assert not any("Traceback" in m for m in lines), [m for m in lines if "Traceback" in m][0]
