@@ -8,7 +8,7 @@ include regionmed/quiet.env
 export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' regionmed/quiet.env)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install lock pipeline test test-fast test-browser browser-deps bench preview clean docker-host container test-container
+.PHONY: help install lock pipeline test test-fast test-browser browser-deps bench preview clean docker-host container test-container prefect-server flows-serve flows-deploy flows-worker
 # pip itself is pinned too: its resolver and the lock's format move with it.
 PIP_VERSION := 26.3
 # Where torch's CPU wheel comes from. Here pip finds it on disk; with internet and no local wheel,
@@ -16,7 +16,7 @@ PIP_VERSION := 26.3
 TORCH_INDEX ?=
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,26 @@ container: install  ## build the packaged Bento's Docker image, run it, wait /re
 
 test-container: install  ## the container test (needs a Docker daemon: make docker-host)
 	$(BIN)/pytest -m container tests/serving/test_container.py
+
+# The Prefect flows (docs/monitoring.md). Every prefect process started here has the telemetry off
+# (DO_NOT_TRACK: the CLI and SDK; PREFECT_SERVER_ANALYTICS_ENABLED: the server, also the temporary one
+# a CLI command starts without PREFECT_API_URL) and talks to the same API. Pick ONE of flows-serve and
+# flows-deploy: both register retrain/retrain and monitor/monitor, the later one replaces the other's.
+PREFECT_PORT ?= 4200
+export PREFECT_API_URL ?= http://127.0.0.1:$(PREFECT_PORT)/api
+
+prefect-server: install  ## Prefect API + UI on 127.0.0.1:4200 or PREFECT_PORT (holds this shell; the rest in another)
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+flows-serve: install  ## one machine: retrain + monitor on their schedules, run in this process (holds the shell)
+	$(BIN)/python -m flows.serve
+
+flows-deploy: install  ## work pool instead: create the pool `regionmed`, then prefect deploy --all (prefect.yaml)
+	$(BIN)/prefect work-pool create regionmed --type process --overwrite
+	$(BIN)/prefect --no-prompt deploy --all
+
+flows-worker: install  ## a process worker of the pool, running the flows in this checkout (REGIONMED_ROOT)
+	REGIONMED_ROOT=$(CURDIR) $(BIN)/prefect worker start --pool regionmed
 
 clean:  ## remove pipeline outputs (not the venv)
 	rm -rf data models reports/*.png .state dvclive
