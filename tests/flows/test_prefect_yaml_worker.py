@@ -7,7 +7,6 @@ says what to set; with it set, from another folder, the flow runs in the checkou
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,9 @@ from pipeline_copy import clean_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring"))
 from drift_data import Population, make_reference  # noqa: E402
+from serving.servers import free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a Prefect server, a deploy, two flow runs in workers: ~2-3 min
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
