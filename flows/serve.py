@@ -1,13 +1,15 @@
 """Serve both flows on one machine, on the cron schedules of ``params.yaml`` (``flows:``).
 
-    prefect server start --host 127.0.0.1      # in another shell: the API + UI at http://127.0.0.1:4200
-    PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve
+    export PREFECT_API_URL=http://127.0.0.1:4200/api   # before the server too, when not on port 4200
+    prefect server start --host 127.0.0.1      # shell 1 (holds it): the API + UI at http://127.0.0.1:4200
+    python -m flows.serve                      # shell 2 (holds it too)
 
 ``serve`` registers the deployments ``retrain/retrain`` and ``monitor/monitor`` with their
 schedules and runs their flow runs in this process until stopped (Ctrl-C pauses the schedules).
 Without a running server Prefect's temporary API cannot schedule anything: start one first.
 For a work pool (a Prefect server or Prefect Cloud, workers on Kubernetes or Docker) use
-``prefect.yaml`` instead (``prefect deploy --all``).
+``prefect.yaml`` instead (``prefect deploy --all``): one or the other, as both register the same
+names and the later replaces (and unpauses) the other's deployments. docs/monitoring.md.
 """
 
 from __future__ import annotations
