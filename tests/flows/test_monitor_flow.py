@@ -47,10 +47,10 @@ def _same_prefect_home(harness, monkeypatch):
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, harness):
     """params.yaml (small thresholds), a one-stage DVC pipeline, a reference and a drifted last hour of log."""
-    from regionmed.params import _deep_merge
+    from regionmed.params import deep_merge
 
     root = tmp_path_factory.mktemp("monitor_repo")
-    params = _deep_merge(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()), SMALL)
+    params = deep_merge(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()), SMALL)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / "dvc.yaml").write_text(yaml.safe_dump(DVC_YAML, sort_keys=False))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
