@@ -112,11 +112,12 @@ def redact(line: str) -> str:
 
 
 def run_stage(root: str | Path, stage: str, log: Callable[[str], None], *, params_file: str = "params.yaml",
-              env: dict[str, str] | None = None, timeout_s: float | None = None) -> StageRun:
-    """``dvc repro --single-item <stage>`` in ``root``, each output line to ``log``; raises :class:`StageFailed`."""
+              env: dict[str, str] | None = None, timeout_s: float | None = None, force: bool = False) -> StageRun:
+    """``dvc repro --single-item <stage>`` in ``root``, each output line to ``log``; raises :class:`StageFailed`.
+    ``force``: run it even when DVC sees nothing changed (an input outside DVC changed, e.g. the annotator model)."""
     root = Path(root)
-    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
-    log(f"$ dvc repro --single-item {stage}   (in {root})")
+    cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
+    log(f"$ {' '.join(cmd[2:])}   (in {root})")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", bufsize=1)

@@ -49,8 +49,10 @@ def stage_task(stage: str, retries: int, retry_delay_s: float, no_retry: list[st
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(root: str = ".", params_file: str = "params.yaml") -> dict[str, Any]:
-    """Run the DVC pipeline stage by stage; returns the stages' runs, metrics, gate decision and Bento tag."""
+def retrain(root: str = ".", params_file: str = "params.yaml", self_training_round: bool = False) -> dict[str, Any]:
+    """Run the DVC pipeline stage by stage; returns the stages' runs, metrics, gate decision and Bento tag.
+    ``self_training_round``: then annotate the unboxed images with the trained model and retrain
+    (flows/self_training.py); the summary describes the second pass."""
     from regionmed.params import load_params
 
     logger = get_run_logger()
@@ -69,6 +71,11 @@ def retrain(root: str = ".", params_file: str = "params.yaml") -> dict[str, Any]
             create_markdown_artifact(render_summary(summary), key=ARTIFACT_KEY,
                                      description=f"retrain stopped at {stage}")
             raise
+    if self_training_round:
+        from flows.self_training import self_training_round as round_flow
+
+        runs += round_flow(str(root_path), params_file)
+        params = load_params(root_path / params_file)
     summary = collect_summary(root_path, params, runs)
     create_markdown_artifact(render_summary(summary), key=ARTIFACT_KEY,
                              description=f"retrain: gate {'passed' if summary['gate'].get('passed') else 'not passed'}, "

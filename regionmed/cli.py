@@ -95,10 +95,23 @@ def corpus_stats_cmd(corpus: Path = typer.Argument(None, help="Corpus folder (de
         out.print(table.to_string())
 
 
+@app.command("annotate")
+def annotate_cmd(params_file: Path = ParamsOption) -> None:
+    """DVC stage annotate_regions: regions from the reports of images that have none (annotate.*)."""
+    from regionmed.annotation.stage import AnnotateError, run_annotation
+    from regionmed.params import load_params
+
+    try:
+        run_annotation(load_params(params_file), log=console.print)
+    except (AnnotateError, FileNotFoundError) as exc:
+        console.print(f"[red]annotate_regions could not run:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @app.command("validate")
 def validate(
     params_file: Path = ParamsOption,
-    corpus: Path = typer.Option(None, help="Corpus folder (default: corpus.out_dir from params)."),
+    corpus: Path = typer.Option(None, help="Corpus folder (default: annotate.out_dir, the annotated corpus)."),
     metrics: Path = typer.Option(None, help="JSON result (default: validation.metrics_file)."),
     report: Path = typer.Option(None, help="HTML report (default: validation.report_file)."),
     timings: Path = typer.Option(None, help="Also write the run's timings here (JSON; kept out of the metrics)."),
@@ -111,7 +124,7 @@ def validate(
     params = load_params(params_file)
     v = params.validation
     try:
-        result = validate_corpus(corpus or params.corpus.out_dir, params)
+        result = validate_corpus(corpus or params.stage_corpus, params)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         console.print(f"[red]validate_corpus could not run:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -146,7 +159,7 @@ def train_tokenizer(
         tokenizer.save_pretrained(str(out))
         console.print(f"copied the tokenizer of {params.model.text.backbone} to {out}")
         return
-    tokenizer = train_wordpiece_tokenizer(corpus_texts(params.corpus.out_dir), params.model.text.vocab_size, out)
+    tokenizer = train_wordpiece_tokenizer(corpus_texts(params.stage_corpus), params.model.text.vocab_size, out)
     console.print(f"trained a WordPiece tokenizer of {len(tokenizer)} pieces into {out}")
 
 
@@ -171,7 +184,7 @@ def train_phase(
     if phase not in params.phases:
         console.print(f"[red]params has no phases.{phase}[/red]")
         raise typer.Exit(2)
-    summary = train(params, phase, Path(params.corpus.out_dir), tokenizer, out, init_from, state_dir, log_dir)
+    summary = train(params, phase, Path(params.stage_corpus), tokenizer, out, init_from, state_dir, log_dir)
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     console.print(f"phase {phase}: {summary}")

@@ -89,6 +89,40 @@ class CorpusParams(StrictModel):
     importer: ImportParams = ImportParams()
 
 
+class DetectorParams(StrictModel):
+    """The ``detector`` localizer (docs/annotation.md): Hugging Face hub ids or local folders."""
+
+    model: str | None = None       # an AutoModelForZeroShotObjectDetection (OWLv2, OWL-ViT, Grounding DINO)
+    sam: str | None = None         # optional SamModel (SAM, MedSAM): box -> mask -> tight box
+    box_threshold: float = Field(0.0, ge=0, le=1)  # detections under this score are no answer
+    batch_size: int = Field(8, ge=1)
+
+
+class AnnotateParams(StrictModel):
+    """The annotate_regions stage (regionmed/annotation; docs/annotation.md)."""
+
+    out_dir: str = "data/corpus_annotated"     # the annotated corpus every later stage reads
+    localizer: Literal["none", "prior", "self", "detector"] = "prior"
+    splits: list[Literal["train", "val", "test"]] = ["train"]   # never test: its boxes are the evaluation's truth
+    kinds: list[Literal["finding", "anatomy"]] = ["finding", "anatomy"]
+    keep_uncertain: bool = False               # "possible nodule": placed only when true
+    min_confidence: float = Field(0.0, ge=0, le=1)   # boxes scored under this are dropped (counted)
+    prior_confidence: float = Field(0.2, ge=0, le=1)  # the prior never looked at the image
+    hide_given_fraction: float = Field(0.0, ge=0, le=1)  # experiments: train images whose given regions are hidden
+    max_report_chars: int = Field(20000, ge=1)  # longer reports are read up to here (counted)
+    self_model_dir: str = ".state/annotator"   # the `self` localizer's trained RegionMed model
+    self_levels: list[float] = [0.25, 0.5, 0.75]   # heatmap levels whose connected area around the peak is a candidate
+    self_tilings: list[int] = [2, 3, 4]        # n x n tilings added to the candidates
+    # region_score: the candidate the model's region path scores best; heatmap: the connected area around
+    # the heatmap's peak at the middle self_level (no region-path scoring)
+    self_select: Literal["region_score", "heatmap"] = "region_score"
+    batch_size: int = Field(64, ge=1)
+    detector: DetectorParams = DetectorParams()
+    summary_file: str = "metrics/annotation.json"
+    preview_file: str = "reports/annotation_preview.png"
+    preview_images: int = Field(12, ge=0)
+
+
 LossName = Literal["global", "region", "grounding", "negation", "modality", "anatomy", "finding"]
 
 
@@ -127,6 +161,9 @@ class TrainParams(StrictModel):
     checkpoint_every_n_steps: int = Field(100, ge=1)
     val_every_n_steps: int = Field(200, ge=1)
     max_regions_per_image: int = Field(6, ge=1)
+    # scales the region and grounding losses of annotated regions (origin "annotated"); given ones weigh 1
+    annotated_region_weight: float = Field(1.0, ge=0)
+    confidence_weighted: bool = False    # also multiply an annotated region's weight by its confidence
     deterministic: bool = True
     augment: AugmentParams = AugmentParams()
 
@@ -153,6 +190,7 @@ class ValidationThresholds(StrictModel):
     min_label_count: int = Field(5, ge=0)
     min_region_fraction: float = Field(0.9, ge=0, le=1)
     min_qa_fraction: float = Field(0.9, ge=0, le=1)
+    max_annotated_fraction: float = Field(0.9, ge=0, le=1)  # images with annotated regions (a warning by default)
     max_reject_fraction: float = Field(0.05, ge=0, le=1)
 
 
@@ -334,6 +372,7 @@ class FlowParams(StrictModel):
 class Params(StrictModel):
     seed: int = 0
     corpus: CorpusParams = CorpusParams()
+    annotate: AnnotateParams = AnnotateParams()
     validation: ValidationParams = ValidationParams()
     model: ModelConfig = ModelConfig()
     train: TrainParams = TrainParams()
@@ -344,6 +383,11 @@ class Params(StrictModel):
     flows: FlowParams = FlowParams()
     # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
     phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}
+
+    @property
+    def stage_corpus(self) -> str:
+        """The corpus every stage after annotate_regions reads: the annotated one."""
+        return self.annotate.out_dir
 
     def check_model_fits_corpus(self) -> None:
         """Training needs the model's input size to be the corpus's image size (checked when it starts)."""

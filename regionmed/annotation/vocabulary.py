@@ -12,7 +12,9 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_VOCABULARY = Path(__file__).resolve().parents[1] / "prompts" / "report_vocabulary.yaml"
+from regionmed.prompts.vocabulary_file import REPORT_VOCABULARY_FILE
+
+DEFAULT_VOCABULARY = REPORT_VOCABULARY_FILE  # regionmed/prompts/vocabulary_file.py
 
 FINDING, ANATOMY, NOT_FINDING = "FINDING", "ANATOMY", "NOT_FINDING"
 NEGEX_KEYS = ("pseudo_negations", "preceding_negations", "following_negations", "termination")

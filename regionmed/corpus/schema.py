@@ -26,6 +26,8 @@ REGION_KINDS = ("finding", "anatomy")
 SIZE_BUCKETS = ("subtle", "small", "large")
 QA_TYPES = ("presence", "location", "modality", "count")
 NO_FINDING = "no finding"
+# Where a region came from: drawn with the source data, or added by the annotate_regions stage.
+REGION_ORIGINS = ("given", "annotated")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Region:
     hard_negatives: tuple[str, ...] = ()
     kind: str = "finding"
     size: str | None = None  # one of SIZE_BUCKETS for findings, None for anatomy or unknown
+    origin: str = "given"  # one of REGION_ORIGINS
+    confidence: float = 1.0  # 0..1; 1 for given boxes, the localizer's score for annotated ones
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,8 +95,12 @@ REGION_TYPE = pa.struct(
         ("hard_negatives", pa.list_(pa.string())),
         ("kind", pa.string()),
         ("size", pa.string()),
+        ("origin", pa.string()),
+        ("confidence", pa.float64()),
     ]
 )
+# Fields a corpus written before they existed lacks; read_manifest fills them with these.
+REGION_DEFAULTS = {"origin": "given", "confidence": 1.0}
 QA_TYPE = pa.struct([("question", pa.string()), ("answer", pa.string()), ("type", pa.string())])
 
 MANIFEST_SCHEMA = pa.schema(
@@ -129,10 +137,17 @@ def write_manifest(rows: list[ManifestRow], path: Path) -> None:
 
 def read_manifest(corpus_dir: str | Path, split: str | None = None) -> pd.DataFrame:
     """Read a corpus manifest as a DataFrame (list columns as Python lists), optionally one split."""
-    table = pq.read_table(Path(corpus_dir) / MANIFEST_FILE, schema=MANIFEST_SCHEMA)
+    path = Path(corpus_dir) / MANIFEST_FILE
+    file_schema = pq.read_schema(path)
+    # corpora written before regions had origin/confidence still load (their regions are given)
+    current = file_schema.names == MANIFEST_SCHEMA.names and file_schema.field("regions").type == REGION_TYPE
+    table = pq.read_table(path, schema=MANIFEST_SCHEMA if current else None)
     df = table.to_pandas(types_mapper=None)
     for col in ("labels", "regions", "qa"):
         df[col] = df[col].map(_to_python)
+    if not current:
+        df["regions"] = df["regions"].map(lambda rs: [{**REGION_DEFAULTS, **r} for r in rs])
+        df = df[list(COLUMNS)]
     if split is not None:
         df = df[df["split"] == split].reset_index(drop=True)
     return df
@@ -163,6 +178,8 @@ def regions_of(row: pd.Series | dict) -> list[Region]:
             hard_negatives=tuple(r["hard_negatives"] or ()),
             kind=r["kind"],
             size=r["size"],
+            origin=r.get("origin") or "given",
+            confidence=float(r["confidence"] if r.get("confidence") is not None else 1.0),
         )
         for r in row["regions"]
     ]

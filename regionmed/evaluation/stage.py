@@ -36,7 +36,7 @@ def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict
     """The stage: read the split and both models, score them (``evaluate_model``), summarise with
     intervals (:func:`~regionmed.evaluation.summary.summarise`, pure), write the outputs."""
     e = params.evaluate
-    corpus_dir = Path(corpus_dir or params.corpus.out_dir)
+    corpus_dir = Path(corpus_dir or params.stage_corpus)
     test = read_manifest(corpus_dir, e.split)
     train = read_manifest(corpus_dir, "train")
     if len(train) > e.train_sample:

@@ -108,7 +108,7 @@ class ClipLoss(nn.Module):
 def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative: torch.Tensor,
                        hard_negative_mask: torch.Tensor, logit_scale: torch.Tensor,
                        phrase_ids: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
-                       gather_with_grad: bool = True) -> torch.Tensor:
+                       gather_with_grad: bool = True, weight: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE from each region ``[N, D]`` to its phrase ``[N, D]``.
 
     Candidates for region i: every distinct phrase of the global batch (all ranks) once, plus its
@@ -116,6 +116,8 @@ def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative
     region's copy of region i's own phrase is no negative (masked by ``phrase_ids``), and a phrase
     shared by many regions counts once as a negative (its first occurrence), so frequent anatomy
     phrases do not outweigh rare findings. Mean over the global batch's regions (see module doc).
+    ``weight [N]`` (optional) scales each region's term (annotated regions weigh less than drawn
+    ones); the mean stays over the region count, so weights of 1 are the unweighted loss.
     """
     n = region.shape[0]
     all_phrase, offset, counts = gather_variable(phrase, rank, world_size, gather_with_grad)
@@ -134,7 +136,10 @@ def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative
         logits = logits.masked_fill(masked, NEG_INF)
     hard = logit_scale * torch.einsum("nd,nkd->nk", region, hard_negative)
     hard = hard.masked_fill(~hard_negative_mask.bool(), NEG_INF)
-    ce = F.cross_entropy(torch.cat([logits, hard], dim=1), own, reduction="sum")
+    if weight is None:
+        ce = F.cross_entropy(torch.cat([logits, hard], dim=1), own, reduction="sum")
+    else:
+        ce = (F.cross_entropy(torch.cat([logits, hard], dim=1), own, reduction="none") * weight.to(logits.dtype)).sum()
     # sum / total x world_size: the ranks' mean is the mean over all regions of the global batch
     return ce * world_size / total
 
@@ -176,7 +181,7 @@ def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tens
 def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batch: torch.Tensor,
                           region_boxes: torch.Tensor, cell_boxes: torch.Tensor,
                           logit_scale: torch.Tensor, group: torch.Tensor | None = None,
-                          query_region: torch.Tensor | None = None) -> torch.Tensor:
+                          query_region: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Where does each phrase point? Cross-entropy from a phrase ``[N, D]`` over the patch cells of its
     own image ``cells [B, G, D]`` (region embeddings of each cell box), against the box drawn on the grid
     (:func:`cell_overlap_targets`). The region-phrase loss only asks *which text* fits a given box;
@@ -189,6 +194,7 @@ def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batc
     (the region whose image each query is asked about) and ``group [M, N]`` (bool: the regions each
     names; a location-free "a small nodule" names both small nodules of its image). A query's target
     is the mean of its regions' targets. Default: query ``n`` is region ``n``'s phrase, naming it alone.
+    ``weight`` (optional, per region ``[N]``) scales each query by the weight of the region it was made from.
     """
     if phrase.shape[0] == 0:
         return cells.sum() * 0.0
@@ -201,7 +207,10 @@ def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batc
     if group is not None:
         weights = group.to(target.dtype)
         target = weights @ target / weights.sum(1, keepdim=True).clamp(min=1)
-    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+    per_query = -(target * F.log_softmax(logits.float(), dim=1)).sum(1)
+    if weight is not None:
+        per_query = per_query * (weight if query_region is None else weight[query_region]).float()
+    return per_query.mean()
 
 
 HIERARCHY = {  # text level -> the image embedding it is aligned with
@@ -219,6 +228,7 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
     Coarse text goes with the coarse embedding: modality and anatomy text with the global image
     embedding, finding text and the report with the region-aware one, (``region``) each region
     with its phrase, and (``grounding``) each phrase with the patch cells of its box. Only levels with a non-zero weight are computed; returns ``(total, parts)``.
+    ``outputs["region_weight"] [N]`` (optional) scales the region and grounding terms per region.
     """
     parts: dict[str, torch.Tensor] = {}
     scale = outputs["logit_scale"]
@@ -231,7 +241,7 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
             parts[name] = region_phrase_loss(
                 outputs["region"], outputs["phrase"], outputs["hard_negative"], outputs["hard_negative_mask"],
                 scale, outputs["phrase_ids"], clip_loss.rank, clip_loss.world_size, clip_loss.gather_with_grad,
-                **(region_loss_kwargs or {}))
+                weight=outputs.get("region_weight"), **(region_loss_kwargs or {}))
             continue
         if name == "negation":
             parts[name] = negation_loss(outputs["image"], outputs["text"]["finding_text"],
@@ -245,7 +255,8 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
                                "(forward(..., ground_cells=True) on a model with the region path)")
             parts[name] = phrase_grounding_loss(outputs.get("ground_phrase", outputs["phrase"]), outputs["cell_region"],
                                                 outputs["region_batch"], outputs["region_boxes"], outputs["cell_boxes"],
-                                                scale, outputs.get("ground_group"), outputs.get("ground_region"))
+                                                scale, outputs.get("ground_group"), outputs.get("ground_region"),
+                                                weight=outputs.get("region_weight"))
             continue
         if name not in HIERARCHY:
             raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding', 'negation'])}")

@@ -2,7 +2,7 @@
 model, its index and the manifest) and the stage's thin wrapper :func:`run_reference_stage`.
 
 Reads the packaged model (``serving.model_dir``), its retrieval index (``serving.index_dir``) and the
-index split's manifest rows (``corpus.out_dir``); writes ``monitor.reference_dir`` and creates the
+index split's manifest rows (``annotate.out_dir``, the annotated corpus); writes ``monitor.reference_dir`` and creates the
 (empty) embedding log folder (``serving.embedding_log.dir``), which the ``monitor`` stage depends on.
 """
 
@@ -80,8 +80,8 @@ def run_reference_stage(params: Params, log=print) -> Reference:
 
         torch.set_num_threads(s.torch_threads)
     index = RetrievalIndex.load(s.index_dir)
-    manifest = read_manifest(params.corpus.out_dir, index.split).set_index("image_id", drop=False)
-    reference = build_reference(Engine.from_dir(s.model_dir), index, manifest, params.corpus.out_dir,
+    manifest = read_manifest(params.stage_corpus, index.split).set_index("image_id", drop=False)
+    reference = build_reference(Engine.from_dir(s.model_dir), index, manifest, params.stage_corpus,
                                 s.max_image_pixels, log=log)
     reference.save(params.monitor.reference_dir)
     Path(s.embedding_log.dir).mkdir(parents=True, exist_ok=True)  # must exist before the service first writes

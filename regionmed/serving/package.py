@@ -179,12 +179,12 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
 
     engine = Engine.from_dir(model_dir)
     t0 = time.perf_counter()
-    index = build_index(engine, params.corpus.out_dir, s.index_split, batch_size=params.evaluate.batch_size)
+    index = build_index(engine, params.stage_corpus, s.index_split, batch_size=params.evaluate.batch_size)
     index_seconds = time.perf_counter() - t0
     log(f"index: {index.count('image')} images + {index.count('report')} reports of split {s.index_split} "
         f"in {index_seconds:.1f} s")
 
-    hashes = dvc_hashes({"corpus": params.corpus.out_dir, "weights": s.model_dir}, root / "dvc.lock")
+    hashes = dvc_hashes({"corpus": params.stage_corpus, "weights": s.model_dir}, root / "dvc.lock")
     provenance = {**git_revision(root), "dvc": {k: v or "unknown" for k, v in hashes.items()}}
     metadata, labels = store_record(gate, force, engine, index, s.index_split, provenance,
                                     time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -38,12 +38,27 @@ class AugmentConfig:
     location_free: float = 0.0
 
 
+@dataclass(frozen=True)
+class RegionWeighting:
+    """How much an annotated region (origin "annotated") counts in the region and grounding losses."""
+
+    annotated: float = 1.0
+    confidence_weighted: bool = False  # also times the region's confidence
+
+    def weight(self, region: dict) -> float:
+        if region.get("origin", "given") != "annotated":
+            return 1.0
+        conf = region.get("confidence")
+        return self.annotated * (float(conf) if self.confidence_weighted and conf is not None else 1.0)
+
+
 class CorpusDataset(Dataset):
     """One split of a corpus; every item carries everything the losses and the metrics need."""
 
     def __init__(self, corpus_dir: str | Path, split: str, channels: int, max_regions: int,
-                 augment: AugmentConfig | None = None, seed: int = 0):
+                 augment: AugmentConfig | None = None, seed: int = 0, weighting: RegionWeighting | None = None):
         self.corpus_dir = Path(corpus_dir)
+        self.weighting = weighting or RegionWeighting()
         self.df = read_manifest(self.corpus_dir, split)
         if self.df.empty:
             raise ValueError(f"split {split!r} of {corpus_dir} has no images")
@@ -79,6 +94,7 @@ class CorpusDataset(Dataset):
             "hard_negatives": [list(r["hard_negatives"]) for r in regions],
             "region_kind": [r["kind"] for r in regions],
             "region_size": [r["size"] or "" for r in regions],
+            "region_weight": [self.weighting.weight(r) for r in regions],
             "labels": list(row["labels"]),
             "modality": row["modality"],
             "image_id": row["image_id"],
@@ -193,6 +209,8 @@ class Collator:
             text_table=self.tokenize(list(table) or [""]),
             region_kind=[k for it in items for k in it["region_kind"]],
             region_size=[s for it in items for s in it["region_size"]],
+            region_weight=torch.tensor([w for it in items for w in it.get("region_weight", [1.0] * len(it["phrases"]))],
+                                       dtype=torch.float32),
             report_text=[it["texts"]["report"] for it in items],
             labels=[it["labels"] for it in items],
             modality=[it["modality"] for it in items],
@@ -204,15 +222,17 @@ class Collator:
 class CorpusDataModule(L.LightningDataModule):
     def __init__(self, corpus_dir: str | Path, tokenizer, channels: int, max_length: int, batch_size: int,
                  max_regions: int, augment: AugmentConfig, num_workers: int = 0, seed: int = 0,
-                 eval_batch_size: int | None = None):
+                 eval_batch_size: int | None = None, weighting: RegionWeighting | None = None):
         super().__init__()
         self.corpus_dir, self.channels, self.max_regions = Path(corpus_dir), channels, max_regions
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.augment, self.num_workers, self.seed = augment, num_workers, seed
+        self.weighting = weighting
         self.collate = Collator(tokenizer, max_length)
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = CorpusDataset(self.corpus_dir, "train", self.channels, self.max_regions, self.augment, self.seed)
+        self.train_set = CorpusDataset(self.corpus_dir, "train", self.channels, self.max_regions, self.augment, self.seed,
+                                       self.weighting)
         self.val_set = CorpusDataset(self.corpus_dir, "val", self.channels, self.max_regions)
 
     def train_dataloader(self) -> DataLoader:

@@ -73,6 +73,8 @@ class RegionMedModule(L.LightningModule):
         with attention_kernels(batch["pixels"].device):
             outputs = self.model(self._batch_for(batch), text_levels=self.text_levels,
                                  ground_cells="grounding" in self.loss_weights)
+        if "region_weight" in batch and "region" in outputs:
+            outputs["region_weight"] = batch["region_weight"].to(outputs["region"].device)
         total, parts = hierarchical_loss(outputs, self.loss_weights, self.clip_loss)
         bsz = batch["pixels"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bsz)

@@ -32,7 +32,7 @@ from regionmed.model.io import WEIGHTS_FILE, export_model, load_model
 from regionmed.model.regionclip import RegionCLIP
 from regionmed.params import Params, PhaseParams
 from regionmed.progress import LOG_EVERY_PERCENT, on_terminal
-from regionmed.training.data import AugmentConfig, CorpusDataModule
+from regionmed.training.data import AugmentConfig, CorpusDataModule, RegionWeighting
 from regionmed.training.freeze import freeze_bottom_layers
 from regionmed.training.module import OptimConfig, RegionMedModule, seed_everything
 
@@ -83,7 +83,7 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
         datamodule = CorpusDataModule(
             corpus_dir, tokenizer, params.model.vision.channels, params.model.text.max_length, t.batch_size,
             t.max_regions_per_image, AugmentConfig(t.augment.max_shift, t.augment.intensity, t.augment.location_free), t.num_workers,
-            params.seed, t.eval_batch_size)
+            params.seed, t.eval_batch_size, RegionWeighting(t.annotated_region_weight, t.confidence_weighted))
         module = RegionMedModule(model, spec.loss_weights,
                                  OptimConfig(spec.lr, t.weight_decay, min(t.warmup_steps, steps // 2), steps,
                                              t.gradient_clip_val, fused=t.precision != "16-mixed"))

@@ -82,7 +82,19 @@ def image_frame(table: pa.Table) -> pd.DataFrame:
         col = _list_column(table, name)
         df[f"n_{name}"] = 0 if col is None else pc.fill_null(pc.list_value_length(col), 0).to_numpy(
             zero_copy_only=False)
+    df["n_annotated_regions"] = _annotated_per_image(table)
     return df
+
+
+def _annotated_per_image(table: pa.Table) -> np.ndarray:
+    """Regions with origin "annotated" per image (0 everywhere when the column is unusable)."""
+    exploded = _exploded(table, "regions")
+    counts = np.zeros(table.num_rows, dtype=np.int64)
+    if exploded is not None and len(exploded[0]):
+        values, parents, _ = exploded
+        annotated = pc.fill_null(pc.equal(values.field("origin"), "annotated"), False).to_numpy(zero_copy_only=False)
+        np.add.at(counts, parents[annotated], 1)
+    return counts
 
 
 def _exploded(table: pa.Table, name: str) -> tuple[pa.Array, np.ndarray, np.ndarray] | None:
@@ -98,7 +110,8 @@ def _exploded(table: pa.Table, name: str) -> tuple[pa.Array, np.ndarray, np.ndar
 def region_frame(table: pa.Table, image_ids: np.ndarray) -> pd.DataFrame:
     exploded = _exploded(table, "regions")
     if exploded is None:
-        return pd.DataFrame(columns=["image_id", "region", "x0", "y0", "x1", "y1", "area", "label", "kind"])
+        return pd.DataFrame(columns=["image_id", "region", "x0", "y0", "x1", "y1", "area", "label", "kind",
+                                     "origin", "confidence"])
     values, parents, within = exploded
     boxes = values.field("bbox")
     coords = np.full((len(values), 4), np.nan)
@@ -109,7 +122,7 @@ def region_frame(table: pa.Table, image_ids: np.ndarray) -> pd.DataFrame:
     for i, name in enumerate(("x0", "y0", "x1", "y1")):
         df[name] = coords[:, i]
     df["area"] = (df["x1"] - df["x0"]).clip(lower=0) * (df["y1"] - df["y0"]).clip(lower=0)
-    for name in ("label", "kind", "size"):
+    for name in ("label", "kind", "size", "origin", "confidence"):
         df[name] = values.field(name).to_pandas()
     df["label_chars"] = _chars(values.field("label"))
     df["phrase_chars"] = _chars(values.field("phrase"))
@@ -206,6 +219,7 @@ def corpus_summary(corpus_dir: Path, images: pd.DataFrame) -> dict:
         "reject_fraction": build.get("reject_fraction"),
         "region_fraction": round(float((images["n_regions"] > 0).mean()), 6) if n else 0.0,
         "qa_fraction": round(float((images["n_qa"] > 0).mean()), 6) if n else 0.0,
+        "annotated_fraction": round(float(images["n_annotated_regions"].gt(0).mean()), 6) if n else 0.0,
     }
 
 

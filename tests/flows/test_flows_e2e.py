@@ -161,7 +161,7 @@ def test_retrain_runs_every_stage_through_dvc_and_produces_a_bento(pipeline):
     assert state.is_completed(), state.message
     summary = state.result()
     stages = [r["stage"] for r in summary["stages"]]
-    assert stages == ["build_corpus", "validate_corpus", "tokenizer", "pretrain_global", "pretrain_region",
+    assert stages == ["build_corpus", "annotate_regions", "validate_corpus", "tokenizer", "pretrain_global", "pretrain_region",
                       "pretrain_joint", "pretrain_baseline", "evaluate", "gate", "package", "monitor_reference"]
     assert all(r["ran"] for r in summary["stages"])  # a clean copy: every stage ran
     bento = json.loads((repo / "metrics/package.json").read_text())["bento_tag"]

@@ -20,7 +20,7 @@ from flows._dvc import (
 from flows.retrain import render_summary, stage_task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PIPELINE = ["build_corpus", "validate_corpus", "tokenizer", "pretrain_global", "pretrain_region", "pretrain_joint",
+PIPELINE = ["build_corpus", "annotate_regions", "validate_corpus", "tokenizer", "pretrain_global", "pretrain_region", "pretrain_joint",
             "pretrain_baseline", "evaluate", "gate", "package", "monitor_reference"]
 
 
@@ -161,6 +161,21 @@ def test_prefect_yaml_declares_both_flows_with_the_params_schedules():
         assert d.work_pool.name and d.concurrency_limit == 1
         assert set(d.parameters) <= set(flow_obj.parameters.properties)
     assert cfg.monitor.retrain_deployment == "retrain/retrain"
+
+
+def test_self_training_sets_the_localizer_line_and_keeps_the_rest_of_params_yaml():
+    from flows.self_training import set_localizer
+
+    text = (REPO_ROOT / "params.yaml").read_text()
+    changed = set_localizer(text, "self")
+    from regionmed.params import Params
+
+    assert Params.model_validate(yaml.safe_load(changed)).annotate.localizer == "self"
+    assert changed.count("\n") == text.count("\n")
+    assert [a for a, b in zip(text.splitlines(), changed.splitlines()) if a != b] == \
+        [line for line in text.splitlines() if line.strip().startswith("localizer:")][:1]
+    with pytest.raises(ValueError, match="annotate.localizer"):
+        set_localizer("seed: 0\n", "self")
 
 
 def test_a_verdict_is_logged_without_its_traceback_an_unexpected_error_with_it():

@@ -49,6 +49,7 @@ def served(tmp_path_factory):
     tiny = build_tiny(root / "tiny", n_images=1000)
     params = Params.model_validate({
         "corpus": {"out_dir": str(tiny["corpus"])},
+        "annotate": {"out_dir": str(tiny["corpus"])},
         "serving": {"model_dir": str(tiny["model"]), "index_dir": str(tiny["index"]), "torch_threads": 1,
                     "embedding_log": {"dir": str(root / "log")}},
         "monitor": {"min_rows": 100, "reference_dir": str(root / "reference")},

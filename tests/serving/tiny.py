@@ -71,6 +71,7 @@ def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
                                                            "champion": None, "candidate_metrics": candidate}))
     params = Params.model_validate({
         "corpus": {"out_dir": str(tiny["corpus"])},
+        "annotate": {"out_dir": str(tiny["corpus"])},
         "evaluate": {"batch_size": 32},
         "gate": {"decision_file": str(project / "metrics/gate.json"), "champion_file": str(project / ".state/champion.json")},
         "serving": {"model_dir": str(tiny["model"]), "index_dir": str(project / "models/retrieval_index"),

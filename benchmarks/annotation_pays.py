@@ -1,0 +1,162 @@
+"""Does training on engine-annotated regions pay? Boxes hidden on 90% of the synthetic train images.
+
+Arms (same total steps, same tokenizer, same global phase, same test split):
+  A   boxes on the 10% of train images that keep them (annotate.localizer none)
+  Bp  A + regions the `prior` localizer drew on the other 90%
+  Bs  A + regions the `self` localizer drew there with A's model (one self-training round)
+  C   boxes on every train image (the default corpus)
+  D   the global-only baseline
+Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
+Every model is evaluated once on the test split (evaluation.suite); paired 95% bootstrap
+differences come from the evaluation's own summarise(). Writes a JSON and a Markdown table.
+
+    nice -n 10 python benchmarks/annotation_pays.py --out .state/annotation_pays \
+        --region-steps 150 --joint-steps 450
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from regionmed.env import configure_environment
+
+configure_environment()
+
+METRICS = ("grounding/full/lenient", "grounding/full/strict", "grounding/locfree/lenient", "grounding/locfree/strict",
+           "hardneg/accuracy", "retrieval/i2t_R@5", "zeroshot/macro_auroc")
+SMALL = {
+    "corpus": {"image_size": 64},
+    "model": {"vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
+              "text": {"hidden": 64, "layers": 2, "heads": 2, "mlp": 128}, "roi": {"fusion_heads": 2},
+              "embed_dim": 64},
+}
+PAIRS = (("Bp", "A"), ("Bs", "A"), ("C", "A"), ("A", "D"), ("Bs", "Bp"), ("C", "Bs"))
+
+
+def params_for(base: dict, out: Path, **annotate):
+    from regionmed.params import Params, deep_merge
+
+    return Params.model_validate(deep_merge(base, {"annotate": {
+        "out_dir": str(out / "corpus"), "summary_file": str(out / "annotation.json"),
+        "preview_file": str(out / "preview.png"), **annotate}}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=Path(".state/annotation_pays"))
+    ap.add_argument("--params", type=Path, default=Path("params.yaml"))
+    ap.add_argument("--hide", type=float, default=0.9)
+    ap.add_argument("--global-steps", type=int, default=200)
+    ap.add_argument("--region-steps", type=int, default=150)
+    ap.add_argument("--joint-steps", type=int, default=450)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--n-images", type=int, default=None, help="corpus size (default: params.yaml's)")
+    ap.add_argument("--small", action="store_true",
+                    help="64 px images and a small model (the end-to-end tests' size) for a loaded CPU")
+    args = ap.parse_args()
+
+    import torch
+    import yaml
+
+    from regionmed.annotation.stage import run_annotation
+    from regionmed.corpus.build import build_corpus
+    from regionmed.model.tokenizer import train_wordpiece_tokenizer
+    from regionmed.params import deep_merge
+    from regionmed.training.data import corpus_texts
+    from regionmed.training.train import train
+
+    torch.set_num_threads(1)  # on the shared 2 cores, 2 threads oversubscribe (BENCHMARKS.md, serving)
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    base = deep_merge(yaml.safe_load(args.params.read_text()), {"phases": {
+        "global": {"steps": args.global_steps}, "region": {"steps": args.region_steps},
+        "joint": {"steps": args.joint_steps},
+        "baseline": {"steps": args.global_steps + args.region_steps + args.joint_steps}}})
+    if args.small:
+        base = deep_merge(base, SMALL)
+    if args.n_images:
+        base = deep_merge(base, {"corpus": {"synthetic": {"n_images": args.n_images}}})
+    log = {"args": {k: str(v) for k, v in vars(args).items()}, "seconds": {}}
+    clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        log["seconds"][name] = round(time.perf_counter() - clock, 1)
+        clock = time.perf_counter()
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {log['seconds'][name]} s", flush=True)
+
+    source = out / "source"
+    if not (source / "manifest.parquet").is_file():
+        build_corpus(params_for(base, out / "C"), source, progress=False)
+    lap("build_corpus")
+    arms = {"C": {"localizer": "none"}, "A": {"localizer": "none", "hide_given_fraction": args.hide},
+            "Bp": {"localizer": "prior", "hide_given_fraction": args.hide}}
+    for arm, annotate in arms.items():
+        log[f"annotation_{arm}"] = run_annotation(params_for(base, out / arm, **annotate), corpus_dir=source)
+        lap(f"annotate_{arm}")
+    params_c = params_for(base, out / "C")
+    tokenizer = out / "tokenizer"
+    if not tokenizer.is_dir():
+        train_wordpiece_tokenizer(corpus_texts(out / "C" / "corpus"), params_c.model.text.vocab_size, tokenizer)
+    state = out / "checkpoints"
+    # the global phase sees images and reports only: the same for every arm
+    log["train_global"] = train(params_c, "global", out / "C" / "corpus", tokenizer, out / "global", None, state)
+    lap("train_global")
+    log["train_D"] = train(params_c, "baseline", out / "C" / "corpus", tokenizer, out / "D" / "model", None, state)
+    lap("train_D")
+
+    def train_arm(arm: str) -> None:
+        p = params_for(base, out / arm)
+        region = train(p, "region", out / arm / "corpus", tokenizer, out / arm / "region", out / "global", state)
+        joint = train(p, "joint", out / arm / "corpus", tokenizer, out / arm / "model", out / arm / "region", state)
+        log[f"train_{arm}"] = {"region": region, "joint": joint}
+        lap(f"train_{arm}")
+
+    for arm in ("A", "Bp", "C"):
+        train_arm(arm)
+    # one self-training round: A's model annotates the hidden 90%
+    bs = params_for(base, out / "Bs", localizer="self", hide_given_fraction=args.hide,
+                    self_model_dir=str(out / "A" / "model"))
+    log["annotation_Bs"] = run_annotation(bs, corpus_dir=source)
+    lap("annotate_Bs")
+    train_arm("Bs")
+    (out / "log.json").write_text(json.dumps(log, indent=1, default=str))
+    evaluate_all(base, out, args.n_boot, log)
+    lap("evaluate")
+    (out / "log.json").write_text(json.dumps(log, indent=1, default=str))
+
+
+def evaluate_all(base: dict, out: Path, n_boot: int, log: dict) -> None:
+    from regionmed.corpus.schema import read_manifest
+    from regionmed.evaluation.inference import Encoder, load_pixels
+    from regionmed.evaluation.suite import evaluate_model
+    from regionmed.evaluation.summary import summarise
+    from regionmed.model.io import load_model
+
+    params = params_for(base, out / "C")
+    e = params.evaluate
+    corpus = out / "C" / "corpus"  # the full-box corpus: same test split, same train sample for every model
+    test, train_df = read_manifest(corpus, e.split), read_manifest(corpus, "train")
+    train_df = train_df.sample(n=min(e.train_sample, len(train_df)), random_state=params.seed).reset_index(drop=True)
+    channels = params.model.vision.channels
+    pixels, train_pixels = load_pixels(corpus, test, channels), load_pixels(corpus, train_df, channels)
+    results = {}
+    for arm in ("A", "Bp", "Bs", "C", "D"):
+        model, tokenizer = load_model(out / arm / "model")
+        results[arm] = evaluate_model(Encoder(model, tokenizer, e.batch_size), test, pixels, train_df, train_pixels,
+                                      tuple(e.retrieval_ks), e.vqa_method, params.seed)
+    table = {}
+    for cand, ref in PAIRS:
+        s = summarise({"regionmed": results[cand], "baseline": results[ref]}, n_boot, e.alpha, params.seed)
+        table[f"{cand}-{ref}"] = {m: s["difference"].get(m) for m in METRICS}
+        table.setdefault("values", {})[cand] = {m: s["regionmed"].get(m) for m in METRICS}
+        table["values"][ref] = {m: s["baseline"].get(m) for m in METRICS}
+    log["evaluation"] = table
+    (out / "evaluation.json").write_text(json.dumps(table, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

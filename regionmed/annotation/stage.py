@@ -1,0 +1,77 @@
+"""The annotate_regions stage: settings checked, localizer built, corpus annotated, summary written.
+
+Everything that can be wrong with the settings (a missing model folder, a model of the wrong type)
+is found by :func:`make_localizer` before a single report is read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from regionmed.annotation.annotate import annotate_corpus
+from regionmed.annotation.localizers import Localizer, NoLocalizer, PriorLocalizer
+from regionmed.annotation.quality import box_quality
+from regionmed.annotation.summary import preview_annotations
+from regionmed.corpus.schema import read_manifest
+from regionmed.params import Params
+
+
+class AnnotateError(ValueError):
+    """A setting of the annotate section that cannot work (the message names it)."""
+
+
+def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
+    a = params.annotate
+    if a.localizer == "none":
+        return NoLocalizer()
+    if a.localizer == "prior":
+        train = read_manifest(corpus_dir, "train")
+        return PriorLocalizer((r for rs in train["regions"] for r in rs), a.prior_confidence)
+    if a.localizer == "self":
+        folder = Path(a.self_model_dir)
+        if not (folder / "config.json").is_file():
+            raise AnnotateError(f"annotate.self_model_dir: {folder} holds no exported RegionMed model "
+                                "(train one on the boxed images first: docs/annotation.md, self-training)")
+        from regionmed.annotation.self_localizer import SelfLocalizer
+
+        try:
+            return SelfLocalizer(folder, params.corpus.channels, a.batch_size, a.self_levels, a.self_tilings,
+                                 a.self_select)
+        except (ValueError, KeyError, OSError) as exc:
+            raise AnnotateError(f"annotate.self_model_dir: {folder}: {exc}") from None
+    from regionmed.annotation.detector import DetectorLocalizer, check_detector_settings
+
+    try:
+        check_detector_settings(a.detector)
+    except ValueError as exc:
+        raise AnnotateError(str(exc)) from None
+    return DetectorLocalizer(a.detector, params.corpus.channels)
+
+
+def run_annotation(params: Params, corpus_dir: Path | None = None, out_dir: Path | None = None,
+                   log=print) -> dict:
+    """Annotate ``corpus.out_dir`` into ``annotate.out_dir``; write the summary and the preview."""
+    from regionmed.annotation.mentions import MentionExtractor
+
+    a = params.annotate
+    corpus_dir = Path(corpus_dir or params.corpus.out_dir)
+    out_dir = Path(out_dir or a.out_dir)
+    start = time.perf_counter()
+    localizer = make_localizer(params, corpus_dir)
+    df, hidden, counts = annotate_corpus(corpus_dir, out_dir, a, params.seed, localizer, MentionExtractor())
+    summary = counts.to_dict()
+    if hidden:
+        by_image = dict(zip(df["image_id"], df["regions"]))
+        summary["box_quality"] = box_quality(by_image, hidden, params.seed)
+    summary["annotated_image_share"] = round(float(
+        df["regions"].map(lambda rs: any(r.get("origin") == "annotated" for r in rs)).mean()), 4) if len(df) else 0.0
+    summary["seconds_total"] = round(time.perf_counter() - start, 3)
+    Path(a.summary_file).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.summary_file).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    preview_annotations(df, out_dir, Path(a.preview_file), a.preview_images, params.seed)
+    log(f"annotate_regions ({localizer.name}): {counts.images_annotated} of {counts.images_considered} images "
+        f"without regions annotated, {sum(counts.kept_by_label.values())} regions kept, "
+        f"{counts.below_threshold} below min_confidence, in {summary['seconds_total']} s")
+    return summary

@@ -1,0 +1,108 @@
+"""What the annotate_regions stage did, in numbers (``metrics/annotation.json``) and in a picture.
+
+Counts never hold report text: labels, localizer names and numbers only.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+CONFIDENCE_BINS = np.linspace(0.0, 1.0, 11)
+GIVEN_COLOUR = (64, 200, 64)
+ANNOTATED_COLOUR = (255, 160, 0)
+CAPTION_LINES = 4
+
+
+@dataclass
+class AnnotationCounts:
+    localizer: str
+    images_hidden: int = 0
+    images_considered: int = 0  # images of annotate.splits without regions
+    images_annotated: int = 0
+    images_with_mentions: int = 0
+    mentions: int = 0
+    negated: int = 0
+    uncertain: int = 0
+    empty_reports: int = 0  # missing or whitespace-only
+    truncated_reports: int = 0  # longer than annotate.max_report_chars
+    no_mentions: int = 0  # a report with no finding or anatomy word
+    nothing_to_place: int = 0  # only negated / uncertain / excluded kinds
+    unplaced: int = 0  # the localizer had no box
+    below_threshold: int = 0  # a box under annotate.min_confidence
+    kept_by_label: Counter = field(default_factory=Counter)
+    kept_by_kind: Counter = field(default_factory=Counter)
+    confidences: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add_mentions(self, found) -> None:
+        self.mentions += len(found)
+        self.images_with_mentions += bool(found)
+        self.negated += sum(m.negated for m in found)
+        self.uncertain += sum(m.uncertain for m in found)
+
+    def add_kept(self, localizer: str, region) -> None:
+        self.kept_by_label[region.label] += 1
+        self.kept_by_kind[region.kind] += 1
+
+    def to_dict(self) -> dict:
+        kept = sum(self.kept_by_label.values())
+        hist, _ = np.histogram(self.confidences, bins=CONFIDENCE_BINS)
+        return {
+            "localizer": self.localizer,
+            "images_hidden": self.images_hidden,
+            "images_considered": self.images_considered,
+            "images_with_mentions": self.images_with_mentions,
+            "images_annotated": self.images_annotated,
+            "mentions": self.mentions,
+            "mentions_per_image": round(self.mentions / self.images_considered, 4) if self.images_considered else 0.0,
+            "negated_share": round(self.negated / self.mentions, 4) if self.mentions else 0.0,
+            "uncertain_share": round(self.uncertain / self.mentions, 4) if self.mentions else 0.0,
+            "cases": {"empty_report": self.empty_reports, "truncated_report": self.truncated_reports,
+                      "no_mentions": self.no_mentions, "nothing_to_place": self.nothing_to_place,
+                      "unplaced": self.unplaced, "below_threshold": self.below_threshold},
+            "regions_kept": {self.localizer: {"total": kept, "by_kind": dict(sorted(self.kept_by_kind.items())),
+                                              "by_label": dict(sorted(self.kept_by_label.items()))}},
+            "confidence_histogram": {"edges": [round(float(e), 2) for e in CONFIDENCE_BINS],
+                                     "counts": [int(c) for c in hist]},
+            "seconds": self.seconds,
+        }
+
+
+def preview_annotations(df: pd.DataFrame, corpus_dir: Path, out_png: Path, n: int, seed: int,
+                        tile: int = 256, cols: int = 4) -> Path:
+    """Images that got annotated regions (orange, with phrase and confidence) beside images with
+    given regions (green); a README-free PNG that says which is which in its captions."""
+    annotated = df[df["regions"].map(lambda rs: any(r.get("origin") == "annotated" for r in rs))]
+    given = df[df["regions"].map(lambda rs: any(r.get("origin", "given") == "given" for r in rs))]
+    half = max(n // 2, 1)
+    picks = [annotated.sample(n=min(len(annotated), n - min(len(given), half)), random_state=seed),
+             given.sample(n=min(len(given), half), random_state=seed)]
+    sample = pd.concat(picks)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    caption_h = 14 * CAPTION_LINES
+    rows = max((len(sample) + cols - 1) // cols, 1)
+    canvas = Image.new("RGB", (cols * tile, rows * (tile + caption_h)), (0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for k, (_, row) in enumerate(sample.iterrows()):
+        x, y = (k % cols) * tile, (k // cols) * (tile + caption_h)
+        canvas.paste(Image.open(corpus_dir / row["image_path"]).convert("RGB").resize((tile, tile)), (x, y))
+        words = []
+        for r in row["regions"]:
+            mine = r.get("origin") == "annotated"
+            if r["kind"] != "finding" and not mine:
+                continue
+            b = r["bbox"]
+            draw.rectangle([x + b[0] * tile, y + b[1] * tile, x + b[2] * tile, y + b[3] * tile],
+                           outline=ANNOTATED_COLOUR if mine else GIVEN_COLOUR, width=2)
+            words.append(f"[A {r['confidence']:.2f}] {r['phrase']}" if mine else f"[G] {r['phrase']}")
+        lines = textwrap.wrap("; ".join(words) or row["modality"], width=tile // 6)[:CAPTION_LINES]
+        draw.multiline_text((x + 2, y + tile + 1), "\n".join(lines), fill=(230, 230, 230), spacing=2)
+    canvas.save(out_png)
+    return out_png

@@ -1,0 +1,122 @@
+"""The localizers behind ``annotate.localizer``: one interface (a box in the image or None per query,
+confidence in 0..1), the self localizer's candidates that grow to the structure, and the detector
+path with tiny randomly initialised OWLv2 / SAM models (no pretrained weights: the code path only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_detectors import save_tiny_owlv2, save_tiny_sam
+
+from regionmed.annotation.localizers import NoLocalizer, PriorLocalizer, Query
+from regionmed.annotation.self_localizer import SelfLocalizer, grown_boxes, mass_inside, tiling_boxes
+from regionmed.annotation.stage import AnnotateError, make_localizer, run_annotation
+from regionmed.corpus.schema import read_manifest
+from regionmed.params import DetectorParams, Params
+
+
+def _queries(corpus: Path, n: int = 5) -> list[Query]:
+    df = read_manifest(corpus, "train").head(n)
+    return [Query(corpus / p, "a small nodule in the right upper zone", "nodule", "finding") for p in df["image_path"]]
+
+
+def _valid(placed, n):
+    assert len(placed) == n
+    for p in placed:
+        assert p is not None
+        x0, y0, x1, y1 = p.bbox
+        assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and 0 <= p.confidence <= 1
+
+
+def test_none_places_nothing(tiny_corpus):
+    assert NoLocalizer().locate(_queries(tiny_corpus)) == [None] * 5
+
+
+def test_prior_reads_side_and_zone_words_and_never_looked_at_the_image(tiny_corpus):
+    train = read_manifest(tiny_corpus, "train")
+    prior = PriorLocalizer((r for rs in train["regions"] for r in rs), confidence=0.2)
+    placed = prior.locate(_queries(tiny_corpus))
+    _valid(placed, 5)
+    assert len({p.bbox for p in placed}) == 1 and placed[0].confidence == 0.2  # words only: same box everywhere
+    x0, y0, x1, y1 = placed[0].bbox
+    assert x1 <= 0.5 + 1e-9 and y1 <= 1 / 3 + 1e-9  # patient right = image left; upper third of the image
+    assert prior.locate([Query(Path("x.png"), "the thyroid", "thyroid", "anatomy")]) == [None]  # no such organ drawn
+    # a corpus without any box (MedPix): a phrase without location words has no prior box at all
+    empty = PriorLocalizer([], confidence=0.2)
+    assert empty.locate([Query(Path("x.png"), "a mass", "mass", "finding")]) == [None]
+    (box,) = empty.locate([Query(Path("x.png"), "a mass in the left upper zone", "mass", "finding")])
+    assert box.bbox[0] >= 0.5 and box.bbox[3] <= 1 / 3 + 1e-6  # the words alone still place it
+
+
+def test_grown_boxes_follow_the_connected_area_around_the_peak():
+    heat = np.zeros((8, 8))
+    heat[2:6, 1:4] = 1.0  # a 4 x 3 structure
+    heat[3, 2] = 2.0  # its peak
+    heat[7, 7] = 1.5  # a separate bright cell: not connected, not in the box
+    boxes = grown_boxes(heat, (0.2, 0.9))
+    np.testing.assert_allclose(boxes[0], [1 / 8, 2 / 8, 4 / 8, 6 / 8])  # the whole structure: larger than 3/8 per side
+    np.testing.assert_allclose(boxes[1], [2 / 8, 3 / 8, 3 / 8, 4 / 8])  # the peak alone at a high level
+
+
+def test_tilings_and_confidence_mass():
+    tiles = tiling_boxes([2, 3])
+    assert len(tiles) == 4 + 1 + 9 + 4 and ((tiles >= 0) & (tiles <= 1)).all()
+    assert any((t[2] - t[0]) >= 2 / 3 - 1e-6 for t in tiles)
+    heat = np.zeros((4, 4))
+    heat[0, 0] = 10.0
+    assert mass_inside(heat, (0, 0, 1, 1), 10.0) == pytest.approx(1.0)
+    assert mass_inside(heat, (0, 0, 0.25, 0.25), 10.0) > 0.9 > mass_inside(heat, (0.5, 0.5, 1, 1), 10.0)
+
+
+def test_self_localizer_with_an_exported_model(tmp_path_factory):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+    from tiny import build_tiny
+
+    tiny = build_tiny(tmp_path_factory.mktemp("self_loc"))
+    loc = SelfLocalizer(tiny["model"], channels=1, batch_size=4, tilings=(2, 3))
+    _valid(loc.locate(_queries(tiny["corpus"], 6)), 6)
+    by_heat = SelfLocalizer(tiny["model"], channels=1, batch_size=4, select="heatmap")
+    _valid(by_heat.locate(_queries(tiny["corpus"], 6)), 6)
+
+
+@pytest.fixture(scope="module")
+def tiny_detector(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detectors")
+    return save_tiny_owlv2(root / "owlv2"), save_tiny_sam(root / "sam")
+
+
+def test_tiny_random_owlv2_and_sam_through_the_auto_classes(tiny_detector, tiny_corpus):
+    from regionmed.annotation.detector import DetectorLocalizer
+
+    owl, sam = tiny_detector
+    _valid(DetectorLocalizer(DetectorParams(model=str(owl)), 1).locate(_queries(tiny_corpus, 3)), 3)
+    _valid(DetectorLocalizer(DetectorParams(model=str(owl), sam=str(sam)), 1).locate(_queries(tiny_corpus, 2)), 2)
+
+
+@pytest.mark.parametrize("setting, detector", [
+    ("annotate.detector.model", {"model": None}),
+    ("annotate.detector.model", {"model": "/nonexistent/owlv2"}),
+    ("annotate.detector.model", {"model": "SAM"}),  # a SamModel where a detector belongs
+    ("annotate.detector.sam", {"model": "OWL", "sam": "OWL"}),  # a detector where SAM belongs
+])
+def test_a_missing_or_wrong_detector_stops_before_any_work_naming_the_setting(
+        tiny_detector, tiny_corpus, tmp_path, setting, detector):
+    owl, sam = tiny_detector
+    named = {k: {"SAM": str(sam), "OWL": str(owl)}.get(v, v) for k, v in detector.items()}
+    params = Params.model_validate({"corpus": {"out_dir": str(tiny_corpus), "image_size": 64},
+                                    "annotate": {"localizer": "detector", "detector": named,
+                                                 "out_dir": str(tmp_path / "out"),
+                                                 "summary_file": str(tmp_path / "a.json")}})
+    with pytest.raises(AnnotateError, match=setting.replace(".", r"\.")):
+        run_annotation(params, log=lambda *_: None)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "a.json").exists()
+
+
+def test_self_without_a_model_folder_names_the_setting(tiny_corpus, tmp_path):
+    params = Params.model_validate({"annotate": {"localizer": "self", "self_model_dir": str(tmp_path / "none")}})
+    with pytest.raises(AnnotateError, match=r"annotate\.self_model_dir"):
+        make_localizer(params, tiny_corpus)

@@ -1,0 +1,45 @@
+"""`dvc repro` at a reduced size with the boxes of 90% of train images hidden: annotate_regions
+draws regions from their reports (the ``prior`` localizer), validation accepts them, training reads
+them at ``train.annotated_region_weight``, and the evaluation runs on the untouched test split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pipeline_copy import clean_copy, run
+from test_pipeline_e2e import REDUCED
+
+from regionmed.corpus.schema import read_manifest
+
+
+@pytest.mark.slow
+def test_dvc_repro_with_90_percent_of_boxes_hidden_annotates_trains_and_evaluates(tmp_path):
+    repo = clean_copy(tmp_path / "repo", {
+        **REDUCED,
+        "annotate": {"localizer": "prior", "hide_given_fraction": 0.9},
+        "train": {**REDUCED["train"], "annotated_region_weight": 0.5},
+        # images with no finding and no placeable organ stay without regions after annotation
+        "validation": {"thresholds": {**REDUCED["validation"]["thresholds"], "min_region_fraction": 0.5}},
+    })
+    first = run(["dvc", "repro", "gate"], repo)
+    order = [line.split("'")[1] for line in first.stdout.splitlines() if line.startswith("Running stage")]
+    assert order.index("build_corpus") < order.index("annotate_regions") < order.index("validate_corpus")
+
+    source, annotated = read_manifest(repo / "data/corpus"), read_manifest(repo / "data/corpus_annotated")
+    assert (source["regions"].map(len) > 0).mean() > 0.9  # build_corpus's output keeps every box
+    assert all(r["origin"] == "given" for rs in source["regions"] for r in rs)
+    origins = [r["origin"] for rs in annotated["regions"] for r in rs]
+    assert origins.count("annotated") > origins.count("given") > 0
+    test_before = source[source["split"] == "test"]["regions"].tolist()
+    assert annotated[annotated["split"] == "test"]["regions"].tolist() == test_before  # the truth stays
+
+    summary = json.loads((repo / "metrics/annotation.json").read_text())
+    assert summary["images_hidden"] > 0 and summary["regions_kept"]["prior"]["total"] == origins.count("annotated")
+    assert 0 <= summary["box_quality"]["all"]["pointing"]["value"] <= 1
+    assert (repo / "reports/annotation_preview.png").stat().st_size > 1000
+    validation = json.loads((repo / "metrics/validation.json").read_text())
+    assert validation["success"] is True
+    evaluation = json.loads((repo / "metrics/eval.json").read_text())
+    assert 0 <= evaluation["regionmed"]["grounding/full/lenient"]["value"] <= 1
+    assert "Data and pipelines are up to date" in run(["dvc", "repro", "gate"], repo).stdout
