@@ -33,7 +33,7 @@ def hidden_prior(tiny_corpus, tmp_path_factory):
 
 
 def test_annotated_corpus_keeps_the_contract_and_adds_only_to_hidden_train_images(hidden_prior):
-    params, summary, before, after = hidden_prior
+    params, _, before, after = hidden_prior
     out = Path(params.annotate.out_dir)
     assert pq.read_schema(out / MANIFEST_FILE).equals(MANIFEST_SCHEMA, check_metadata=False)
     assert list(after["image_id"]) == list(before["image_id"])
@@ -156,7 +156,7 @@ def test_a_corpus_written_before_origin_and_confidence_still_loads(tiny_corpus, 
 def test_training_batches_weigh_annotated_regions_by_the_setting(hidden_prior):
     from regionmed.training.data import Collator, CorpusDataset, RegionWeighting
 
-    params, _, _, after = hidden_prior
+    params, _, _, _ = hidden_prior
     ds = CorpusDataset(params.annotate.out_dir, "train", 1, 6, weighting=RegionWeighting(0.3, confidence_weighted=True))
     items = [ds[i] for i in range(len(ds))]
     origins = [r["origin"] for i in range(len(ds)) for r in sorted(

@@ -40,7 +40,7 @@ def test_prior_reads_side_and_zone_words_and_never_looked_at_the_image(tiny_corp
     placed = prior.locate(_queries(tiny_corpus))
     _valid(placed, 5)
     assert len({p.bbox for p in placed}) == 1 and placed[0].confidence == 0.2  # words only: same box everywhere
-    x0, y0, x1, y1 = placed[0].bbox
+    _, _, x1, y1 = placed[0].bbox
     assert x1 <= 0.5 + 1e-9 and y1 <= 1 / 3 + 1e-9  # patient right = image left; upper third of the image
     assert prior.locate([Query(Path("x.png"), "the thyroid", "thyroid", "anatomy")]) == [None]  # no such organ drawn
     # a corpus without any box (MedPix): a phrase without location words has no prior box at all
