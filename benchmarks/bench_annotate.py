@@ -54,7 +54,7 @@ def main() -> None:
                      "images_considered": summary["images_considered"],
                      "regions_kept": summary["regions_kept"][localizer]["total"]})
         print(json.dumps(rows[-1]), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
     print(json.dumps({"commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                       "load": os.getloadavg(), "rows": rows}))
 
