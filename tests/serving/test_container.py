@@ -128,6 +128,7 @@ def test_the_embedding_log_lands_in_the_mounted_folder_and_monitor_reads_it(runn
     params = tmp_path / "params.yaml"
     params.write_text(json.dumps({
         "corpus": {"out_dir": str(tiny["corpus"])},
+        "annotate": {"out_dir": str(tiny["corpus"])},  # the stages after annotate_regions read this corpus
         "serving": {"model_dir": str(tiny["model"]), "index_dir": container_bento["params"].serving.index_dir,
                     "embedding_log": {"dir": str(log_dir)}},
         "monitor": {"reference_dir": str(tmp_path / "reference"), "report_dir": str(tmp_path / "drift"),
