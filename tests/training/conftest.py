@@ -27,7 +27,9 @@ def tiny_training(tmp_path_factory):
     from regionmed.training.data import corpus_texts
 
     root = tmp_path_factory.mktemp("training")
-    params = Params.model_validate({**TINY, "corpus": {**TINY["corpus"], "out_dir": str(root / "corpus")}})
+    # the training stage reads the annotated corpus (annotate.out_dir); here the built one is used as it is
+    params = Params.model_validate({**TINY, "corpus": {**TINY["corpus"], "out_dir": str(root / "corpus")},
+                                    "annotate": {"out_dir": str(root / "corpus")}})
     build_corpus(params, root / "corpus", progress=False)
     train_wordpiece_tokenizer(corpus_texts(root / "corpus"), 2000, root / "tokenizer")
     return params, root / "corpus", root / "tokenizer"
