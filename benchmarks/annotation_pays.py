@@ -3,7 +3,9 @@
 Arms (same total steps, same tokenizer, same global phase, same test split):
   A   boxes on the 10% of train images that keep them (annotate.localizer none)
   Bp  A + regions the `prior` localizer drew on the other 90%
-  Bs  A + regions the `self` localizer drew there with A's model (one self-training round)
+  Bs  A + regions the `self` localizer drew there with A's model (one self-training round),
+      candidates scored by the region path (annotate.self_select region_score)
+  Bz  the same round with annotate.self_select sized: a train-sized box where A's heatmap peaks
   C   boxes on every train image (the default corpus)
   D   the global-only baseline
 Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
@@ -33,7 +35,8 @@ SMALL = {
               "text": {"hidden": 64, "layers": 2, "heads": 2, "mlp": 128}, "roi": {"fusion_heads": 2},
               "embed_dim": 64},
 }
-PAIRS = (("Bp", "A"), ("Bs", "A"), ("C", "A"), ("A", "D"), ("Bs", "Bp"), ("C", "Bs"))
+PAIRS = (("Bp", "A"), ("Bs", "A"), ("Bz", "A"), ("C", "A"), ("A", "D"), ("Bz", "Bs"), ("C", "Bz"))
+ARMS = ("A", "Bp", "Bs", "Bz", "C", "D")
 
 
 def params_for(base: dict, out: Path, **annotate):
@@ -116,13 +119,16 @@ def main() -> None:
         lap(f"train_{arm}")
 
     for arm in ("A", "Bp", "C"):
-        train_arm(arm)
+        if not (out / arm / "model" / "config.json").is_file():  # a rerun after an interruption keeps done arms
+            train_arm(arm)
     # one self-training round: A's model annotates the hidden 90%
-    bs = params_for(base, out / "Bs", localizer="self", hide_given_fraction=args.hide,
-                    self_model_dir=str(out / "A" / "model"))
-    log["annotation_Bs"] = run_annotation(bs, corpus_dir=source)
-    lap("annotate_Bs")
-    train_arm("Bs")
+    for arm, select in (("Bs", "region_score"), ("Bz", "sized")):
+        round_params = params_for(base, out / arm, localizer="self", hide_given_fraction=args.hide,
+                                  self_model_dir=str(out / "A" / "model"), self_select=select)
+        log[f"annotation_{arm}"] = run_annotation(round_params, corpus_dir=source)
+        lap(f"annotate_{arm}")
+        train_arm(arm)
+        (out / "log.json").write_text(json.dumps(log, indent=1, default=str))
     (out / "log.json").write_text(json.dumps(log, indent=1, default=str))
     evaluate_all(base, out, args.n_boot, log)
     lap("evaluate")
@@ -144,7 +150,7 @@ def evaluate_all(base: dict, out: Path, n_boot: int, log: dict) -> None:
     channels = params.model.vision.channels
     pixels, train_pixels = load_pixels(corpus, test, channels), load_pixels(corpus, train_df, channels)
     results = {}
-    for arm in ("A", "Bp", "Bs", "C", "D"):
+    for arm in ARMS:
         model, tokenizer = load_model(out / arm / "model")
         results[arm] = evaluate_model(Encoder(model, tokenizer, e.batch_size), test, pixels, train_df, train_pixels,
                                       tuple(e.retrieval_ks), e.vqa_method, params.seed)

@@ -103,8 +103,9 @@ class AnnotateParams(StrictModel):
     self_levels: list[float] = [0.25, 0.5, 0.75]   # heatmap levels whose connected area around the peak is a candidate
     self_tilings: list[int] = [2, 3, 4]        # n x n tilings added to the candidates
     # region_score: the candidate the model's region path scores best; heatmap: the connected area around
-    # the heatmap's peak at the middle self_level (no region-path scoring)
-    self_select: Literal["region_score", "heatmap"] = "region_score"
+    # the heatmap's peak at the middle self_level (no region-path scoring); sized: a box centred where the
+    # heatmap peaks (sub-cell), as large as the given train boxes of the phrase's label and size word
+    self_select: Literal["region_score", "heatmap", "sized"] = "region_score"
     batch_size: int = Field(64, ge=1)
     detector: DetectorParams = DetectorParams()
     summary_file: str = "metrics/annotation.json"

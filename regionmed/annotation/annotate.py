@@ -82,7 +82,7 @@ def annotate_frame(df: pd.DataFrame, corpus_dir: Path, a: AnnotateParams, locali
         for region in pending.values():
             # as for given regions, a hard negative that is another true phrase of the image is none
             region = replace(region, hard_negatives=tuple(n for n in region.hard_negatives if n not in pending))
-            queries.append((Query(corpus_dir / row["image_path"], region.phrase, region.label, region.kind), region))
+            queries.append((Query(corpus_dir / row["image_path"], region.phrase, region.label, region.kind, region.size), region))
             owners.append(i)
     placed = localizer.locate([q for q, _ in queries]) if queries else []
     added: dict[int, list[dict]] = {}

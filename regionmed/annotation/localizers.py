@@ -32,6 +32,7 @@ class Query:
     phrase: str
     label: str
     kind: str  # "finding" | "anatomy"
+    size: str | None = None  # the phrase's size bucket ("subtle" | "small" | "large"), when it has a size word
 
 
 @dataclass(frozen=True)

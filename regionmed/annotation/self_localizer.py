@@ -9,15 +9,20 @@ effusion is out of reach. Here the candidates also *grow to the structure*:
 * multi-scale tilings of the image (``annotate.self_tilings``, n x n boxes for each n).
 
 Every candidate and ``ground()``'s own box are scored by the model's region path against the
-phrase (as ``ground()`` scores its own), and the best is kept. Confidence: the share of the
+phrase (as ``ground()`` scores its own), and the best is kept (``annotate.self_select:
+region_score``). With ``sized``, the model says only *where*: the box is centred where the heatmap
+peaks, placed below cell resolution, and is as large as the given train boxes of the phrase's label
+and size word ("a small nodule"); a finding smaller than a patch cell cannot be drawn from the cells
+alone. Phrases whose label has no given train box fall back to ``region_score``. Confidence: the share of the
 phrase's softmax over the patch cells (the distribution the grounding loss trains) that lies in
 the box, so a box that holds where the model looks scores high and a wide guess scores what it covers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +47,30 @@ def grown_boxes(heat: np.ndarray, levels: Sequence[float]) -> np.ndarray:
         rows, cols = np.nonzero(labels == labels[peak])
         boxes.append([cols.min() / gw, rows.min() / gh, (cols.max() + 1) / gw, (rows.max() + 1) / gh])
     return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+def train_box_sizes(train_regions: Iterable[Any]) -> dict[tuple[str, str, str | None], tuple[float, float]]:
+    """Median (width, height) of the *given* train boxes by (kind, label, size bucket), and by
+    (kind, label, None) over every size; annotated boxes are left out so a round never feeds on itself."""
+    acc: dict[tuple[str, str, str | None], list[tuple[float, float]]] = {}
+    for r in train_regions:
+        if r.get("origin", "given") != "given":
+            continue
+        x0, y0, x1, y1 = (float(v) for v in r["bbox"])
+        for key in {(r["kind"], r["label"], r.get("size")), (r["kind"], r["label"], None)}:
+            acc.setdefault(key, []).append((x1 - x0, y1 - y0))
+    return {k: tuple(float(v) for v in np.median(np.asarray(wh), axis=0)) for k, wh in acc.items()}
+
+
+def peak_centre(heat: np.ndarray, scale: float) -> tuple[float, float]:
+    """(x, y) where the heatmap peaks, below cell resolution: the ``softmax(scale * heat)``-weighted
+    centre of the 3 x 3 cells around the peak cell."""
+    gh, gw = heat.shape
+    pr, pc = np.unravel_index(int(np.nanargmax(heat)), heat.shape)
+    r0, r1, c0, c1 = max(pr - 1, 0), min(pr + 2, gh), max(pc - 1, 0), min(pc + 2, gw)
+    w = np.exp(scale * (heat[r0:r1, c0:c1] - np.nanmax(heat)))
+    rows, cols = np.mgrid[r0:r1, c0:c1]
+    return float(((cols + 0.5) * w).sum() / w.sum() / gw), float(((rows + 0.5) * w).sum() / w.sum() / gh)
 
 
 def tiling_boxes(sizes: Sequence[int]) -> np.ndarray:
@@ -73,14 +102,17 @@ class SelfLocalizer:
 
     def __init__(self, model_dir: str | Path, channels: int, batch_size: int = 64,
                  levels: Sequence[float] = (0.25, 0.5, 0.75), tilings: Sequence[int] = (2, 3, 4),
-                 select: str = "region_score"):
+                 select: str = "region_score",
+                 sizes: dict[tuple[str, str, str | None], tuple[float, float]] | None = None):
         from regionmed.model.io import load_model
 
         self.model, self.tokenizer = load_model(model_dir)
         if self.model.global_only:
             raise ValueError(f"annotate.self_model_dir {model_dir}: a global-only model has no region path to place phrases")
         self.channels, self.batch_size, self.levels = channels, batch_size, tuple(levels)
-        self.select = select
+        if select == "sized" and sizes is None:
+            raise ValueError("annotate.self_select sized needs the given train boxes' sizes (train_box_sizes)")
+        self.select, self.sizes = select, sizes or {}
         self.tiles = torch.from_numpy(tiling_boxes(tilings))
 
     @torch.inference_mode()
@@ -110,10 +142,17 @@ class SelfLocalizer:
             scores = (region.split(per) if region.numel() else [torch.zeros(0)] * len(chunk))
             for k, (c, s) in enumerate(zip(cands, scores)):
                 best = c[int((s @ emb[k].float()).argmax())].tolist()
+                size = self._size(chunk[k]) if self.select == "sized" else None
+                if size is not None:
+                    (x, y), (w, h) = peak_centre(heat_np[k], scale), size
+                    best = [x - w / 2, y - h / 2, x + w / 2, y + h / 2]
                 clipped = clip_box(best)
                 out.append(None if clipped is None else Placed(clipped, mass_inside(heat_np[k], clipped, scale)))
             cache.clear()
         return out
+
+    def _size(self, q: Query) -> tuple[float, float] | None:
+        return self.sizes.get((q.kind, q.label, q.size)) or self.sizes.get((q.kind, q.label, None))
 
     def _pixels(self, path: Path, cache: dict[Path, np.ndarray]) -> np.ndarray:
         if path not in cache:

@@ -34,11 +34,15 @@ def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
         if not (folder / "config.json").is_file():
             raise AnnotateError(f"annotate.self_model_dir: {folder} holds no exported RegionMed model "
                                 "(train one on the boxed images first: docs/annotation.md, self-training)")
-        from regionmed.annotation.self_localizer import SelfLocalizer
+        from regionmed.annotation.self_localizer import SelfLocalizer, train_box_sizes
 
         try:
+            sizes = None
+            if a.self_select == "sized":
+                train = read_manifest(corpus_dir, "train")
+                sizes = train_box_sizes(r for rs in train["regions"] for r in rs)
             return SelfLocalizer(folder, params.corpus.channels, a.batch_size, a.self_levels, a.self_tilings,
-                                 a.self_select)
+                                 a.self_select, sizes)
         except (ValueError, KeyError, OSError) as exc:
             raise AnnotateError(f"annotate.self_model_dir: {folder}: {exc}") from None
     from regionmed.annotation.detector import DetectorLocalizer, check_detector_settings

@@ -11,7 +11,14 @@ import pytest
 from tiny_detectors import save_tiny_owlv2, save_tiny_sam
 
 from regionmed.annotation.localizers import NoLocalizer, PriorLocalizer, Query
-from regionmed.annotation.self_localizer import SelfLocalizer, grown_boxes, mass_inside, tiling_boxes
+from regionmed.annotation.self_localizer import (
+    SelfLocalizer,
+    grown_boxes,
+    mass_inside,
+    peak_centre,
+    tiling_boxes,
+    train_box_sizes,
+)
 from regionmed.annotation.stage import AnnotateError, make_localizer, run_annotation
 from regionmed.corpus.schema import read_manifest
 from regionmed.params import DetectorParams, Params
@@ -81,6 +88,46 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
     _valid(loc.locate(_queries(tiny["corpus"], 6)), 6)
     by_heat = SelfLocalizer(tiny["model"], channels=1, batch_size=4, select="heatmap")
     _valid(by_heat.locate(_queries(tiny["corpus"], 6)), 6)
+    # sized: the box has exactly the train size of the phrase's label and size word (unless clipped at an edge)
+    sizes = {("finding", "nodule", "small"): (0.1, 0.05), ("finding", "nodule", None): (0.3, 0.3)}
+    sized = SelfLocalizer(tiny["model"], channels=1, batch_size=4, select="sized", sizes=sizes)
+    queries = [Query(q.image_path, q.phrase, q.label, q.kind, "small") for q in _queries(tiny["corpus"], 6)]
+    placed = sized.locate(queries)
+    _valid(placed, 6)
+    for p in placed:
+        x0, y0, x1, y1 = p.bbox
+        assert (x1 - x0) <= 0.1 + 1e-6 and (y1 - y0) <= 0.05 + 1e-6
+        assert (x1 - x0) == pytest.approx(0.1, abs=1e-5) or x0 == 0 or x1 == 1
+    with pytest.raises(ValueError, match="sized"):
+        SelfLocalizer(tiny["model"], channels=1, select="sized")
+    # through the stage: the sizes come from the corpus's given train boxes
+    params = Params.model_validate({"annotate": {"localizer": "self", "self_model_dir": str(tiny["model"]),
+                                                 "self_select": "sized"}})
+    staged = make_localizer(params, tiny["corpus"])
+    train = read_manifest(tiny["corpus"], "train")
+    assert staged.sizes == train_box_sizes(r for rs in train["regions"] for r in rs) and staged.sizes
+
+
+def test_train_box_sizes_use_given_boxes_only_by_label_and_size_word():
+    regions = [
+        {"bbox": [0.1, 0.1, 0.2, 0.3], "label": "nodule", "kind": "finding", "size": "small", "origin": "given"},
+        {"bbox": [0.1, 0.1, 0.4, 0.3], "label": "nodule", "kind": "finding", "size": "small"},
+        {"bbox": [0.0, 0.0, 0.6, 0.6], "label": "nodule", "kind": "finding", "size": "large", "origin": "given"},
+        {"bbox": [0.0, 0.0, 0.9, 0.9], "label": "nodule", "kind": "finding", "size": "small", "origin": "annotated"},
+    ]
+    sizes = train_box_sizes(regions)
+    assert sizes[("finding", "nodule", "small")] == pytest.approx((0.2, 0.2))  # median of 0.1 and 0.3 wide
+    assert sizes[("finding", "nodule", None)] == pytest.approx((0.3, 0.2))  # every size: 0.1, 0.3, 0.6 wide
+    assert ("finding", "nodule", "subtle") not in sizes
+
+
+def test_peak_centre_moves_towards_the_heavier_neighbour_within_the_peak_cell():
+    heat = np.zeros((4, 4))
+    heat[1, 1] = 1.0
+    assert peak_centre(heat, 50.0) == pytest.approx((1.5 / 4, 1.5 / 4), abs=1e-6)  # a lone peak: its cell's centre
+    heat[1, 2] = 0.98  # an almost equal right neighbour: the centre moves right, not past the cell edge
+    x, y = peak_centre(heat, 50.0)
+    assert 1.5 / 4 < x <= 2 / 4 and y == pytest.approx(1.5 / 4, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
