@@ -6,6 +6,7 @@ Arms (same total steps, same tokenizer, same global phase, same test split):
   Bs  A + regions the `self` localizer drew there with A's model (one self-training round),
       candidates scored by the region path (annotate.self_select region_score)
   Bz  the same round with annotate.self_select sized: a train-sized box where A's heatmap peaks
+  Bz2 (--second-round) Bz's model annotates the hidden 90% again (sized), retrained from the global phase
   C   boxes on every train image (the default corpus)
   D   the global-only baseline
 Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
@@ -59,6 +60,8 @@ def main() -> None:
     ap.add_argument("--n-images", type=int, default=None, help="corpus size (default: params.yaml's)")
     ap.add_argument("--small", action="store_true",
                     help="64 px images and a small model (the end-to-end tests' size) for a loaded CPU")
+    ap.add_argument("--second-round", action="store_true",
+                    help="a second self-training round: Bz's model annotates the hidden 90% again (arm Bz2)")
     args = ap.parse_args()
 
     import torch
@@ -82,36 +85,50 @@ def main() -> None:
         base = deep_merge(base, SMALL)
     if args.n_images:
         base = deep_merge(base, {"corpus": {"synthetic": {"n_images": args.n_images}}})
-    log = {"args": {k: str(v) for k, v in vars(args).items()}, "seconds": {}}
+    # a rerun (after an interruption, or with --second-round) keeps every corpus and model already made
+    log_file = out / "log.json"
+    log = json.loads(log_file.read_text()) if log_file.is_file() else {"seconds": {}}
+    log["args"] = {k: str(v) for k, v in vars(args).items()}
     clock = time.perf_counter()
 
     def lap(name):
         nonlocal clock
         log["seconds"][name] = round(time.perf_counter() - clock, 1)
         clock = time.perf_counter()
+        log_file.write_text(json.dumps(log, indent=1, default=str))
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {log['seconds'][name]} s", flush=True)
+
+    def exported(folder: Path) -> bool:
+        return (folder / "config.json").is_file()
+
+    def annotate(arm: str, **settings) -> None:
+        if not (out / arm / "corpus" / "manifest.parquet").is_file():
+            log[f"annotation_{arm}"] = run_annotation(params_for(base, out / arm, **settings), corpus_dir=source)
+            lap(f"annotate_{arm}")
 
     source = out / "source"
     if not (source / "manifest.parquet").is_file():
         build_corpus(params_for(base, out / "C"), source, progress=False)
-    lap("build_corpus")
-    arms = {"C": {"localizer": "none"}, "A": {"localizer": "none", "hide_given_fraction": args.hide},
-            "Bp": {"localizer": "prior", "hide_given_fraction": args.hide}}
-    for arm, annotate in arms.items():
-        log[f"annotation_{arm}"] = run_annotation(params_for(base, out / arm, **annotate), corpus_dir=source)
-        lap(f"annotate_{arm}")
+        lap("build_corpus")
+    annotate("C", localizer="none")
+    annotate("A", localizer="none", hide_given_fraction=args.hide)
+    annotate("Bp", localizer="prior", hide_given_fraction=args.hide)
     params_c = params_for(base, out / "C")
     tokenizer = out / "tokenizer"
     if not tokenizer.is_dir():
         train_wordpiece_tokenizer(corpus_texts(out / "C" / "corpus"), params_c.model.text.vocab_size, tokenizer)
     state = out / "checkpoints"
     # the global phase sees images and reports only: the same for every arm
-    log["train_global"] = train(params_c, "global", out / "C" / "corpus", tokenizer, out / "global", None, state)
-    lap("train_global")
-    log["train_D"] = train(params_c, "baseline", out / "C" / "corpus", tokenizer, out / "D" / "model", None, state)
-    lap("train_D")
+    if not exported(out / "global"):
+        log["train_global"] = train(params_c, "global", out / "C" / "corpus", tokenizer, out / "global", None, state)
+        lap("train_global")
+    if not exported(out / "D" / "model"):
+        log["train_D"] = train(params_c, "baseline", out / "C" / "corpus", tokenizer, out / "D" / "model", None, state)
+        lap("train_D")
 
     def train_arm(arm: str) -> None:
+        if exported(out / arm / "model"):
+            return
         p = params_for(base, out / arm)
         region = train(p, "region", out / arm / "corpus", tokenizer, out / arm / "region", out / "global", state)
         joint = train(p, "joint", out / arm / "corpus", tokenizer, out / arm / "model", out / arm / "region", state)
@@ -119,49 +136,50 @@ def main() -> None:
         lap(f"train_{arm}")
 
     for arm in ("A", "Bp", "C"):
-        if not (out / arm / "model" / "config.json").is_file():  # a rerun after an interruption keeps done arms
-            train_arm(arm)
-    # one self-training round: A's model annotates the hidden 90%
-    for arm, select in (("Bs", "region_score"), ("Bz", "sized")):
-        round_params = params_for(base, out / arm, localizer="self", hide_given_fraction=args.hide,
-                                  self_model_dir=str(out / "A" / "model"), self_select=select)
-        log[f"annotation_{arm}"] = run_annotation(round_params, corpus_dir=source)
-        lap(f"annotate_{arm}")
         train_arm(arm)
-        (out / "log.json").write_text(json.dumps(log, indent=1, default=str))
-    (out / "log.json").write_text(json.dumps(log, indent=1, default=str))
-    evaluate_all(base, out, args.n_boot, log)
+    # self-training rounds: A's model annotates the hidden 90% (Bs, Bz); Bz's model annotates it again (Bz2)
+    rounds = [("Bs", "region_score", "A"), ("Bz", "sized", "A")] + ([("Bz2", "sized", "Bz")] if args.second_round else [])
+    for arm, select, annotator in rounds:
+        annotate(arm, localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / annotator / "model"),
+                 self_select=select)
+        train_arm(arm)
+    arms = ARMS + (("Bz2",) if args.second_round else ())
+    pairs = PAIRS + ((("Bz2", "A"), ("Bz2", "Bz")) if args.second_round else ())
+    params = params_for(base, out / "C")
+    # the full-box corpus: same test split, same train sample for every model
+    table = evaluate_arms(params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot)
+    log["evaluation"] = table
+    (out / "evaluation.json").write_text(json.dumps(table, indent=1, default=str))
     lap("evaluate")
-    (out / "log.json").write_text(json.dumps(log, indent=1, default=str))
 
 
-def evaluate_all(base: dict, out: Path, n_boot: int, log: dict) -> None:
+def evaluate_arms(params, corpus: Path, models: dict[str, Path], pairs, n_boot: int,
+                  metrics: tuple[str, ...] = METRICS) -> dict:
+    """Each model evaluated once on ``corpus``'s test split (evaluation.suite); for each (candidate,
+    reference) pair the paired bootstrap difference from the evaluation's own summarise()."""
     from regionmed.corpus.schema import read_manifest
     from regionmed.evaluation.inference import Encoder, load_pixels
     from regionmed.evaluation.suite import evaluate_model
     from regionmed.evaluation.summary import summarise
     from regionmed.model.io import load_model
 
-    params = params_for(base, out / "C")
     e = params.evaluate
-    corpus = out / "C" / "corpus"  # the full-box corpus: same test split, same train sample for every model
     test, train_df = read_manifest(corpus, e.split), read_manifest(corpus, "train")
     train_df = train_df.sample(n=min(e.train_sample, len(train_df)), random_state=params.seed).reset_index(drop=True)
     channels = params.model.vision.channels
     pixels, train_pixels = load_pixels(corpus, test, channels), load_pixels(corpus, train_df, channels)
     results = {}
-    for arm in ARMS:
-        model, tokenizer = load_model(out / arm / "model")
+    for arm, folder in models.items():
+        model, tokenizer = load_model(folder)
         results[arm] = evaluate_model(Encoder(model, tokenizer, e.batch_size), test, pixels, train_df, train_pixels,
                                       tuple(e.retrieval_ks), e.vqa_method, params.seed)
-    table = {}
-    for cand, ref in PAIRS:
+    table: dict = {"values": {}}
+    for cand, ref in pairs:
         s = summarise({"regionmed": results[cand], "baseline": results[ref]}, n_boot, e.alpha, params.seed)
-        table[f"{cand}-{ref}"] = {m: s["difference"].get(m) for m in METRICS}
-        table.setdefault("values", {})[cand] = {m: s["regionmed"].get(m) for m in METRICS}
-        table["values"][ref] = {m: s["baseline"].get(m) for m in METRICS}
-    log["evaluation"] = table
-    (out / "evaluation.json").write_text(json.dumps(table, indent=1, default=str))
+        table[f"{cand}-{ref}"] = {m: s["difference"].get(m) for m in metrics}
+        table["values"][cand] = {m: s["regionmed"].get(m) for m in metrics}
+        table["values"][ref] = {m: s["baseline"].get(m) for m in metrics}
+    return table
 
 
 if __name__ == "__main__":
