@@ -1,16 +1,20 @@
 """`dvc repro` at a reduced size with the boxes of 90% of train images hidden: annotate_regions
 draws regions from their reports (the ``prior`` localizer), validation accepts them, training reads
-them at ``train.annotated_region_weight``, and the evaluation runs on the untouched test split."""
+them at ``train.annotated_region_weight``, and the evaluation runs on the untouched test split. Then
+one self-training round (flows/self_training.py, real Prefect and DVC): the trained model annotates
+the hidden images (``self``) and every later stage reruns on its regions."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 from pipeline_copy import clean_copy, run
 from test_pipeline_e2e import REDUCED
 
 from regionmed.corpus.schema import read_manifest
+from regionmed.params import load_params
 
 
 @pytest.mark.slow
@@ -21,6 +25,8 @@ def test_dvc_repro_with_90_percent_of_boxes_hidden_annotates_trains_and_evaluate
         "train": {**REDUCED["train"], "annotated_region_weight": 0.5},
         # images with no finding and no placeable organ stay without regions after annotation
         "validation": {"thresholds": {**REDUCED["validation"]["thresholds"], "min_region_fraction": 0.5}},
+        # the round reruns the stages up to the gate (packaging and monitoring have their own tests)
+        "flows": {"retrain": {"exclude_stages": ["package", "monitor_reference", "monitor"]}},
     })
     first = run(["dvc", "repro", "gate"], repo)
     order = [line.split("'")[1] for line in first.stdout.splitlines() if line.startswith("Running stage")]
@@ -42,4 +48,19 @@ def test_dvc_repro_with_90_percent_of_boxes_hidden_annotates_trains_and_evaluate
     assert validation["success"] is True
     evaluation = json.loads((repo / "metrics/eval.json").read_text())
     assert 0 <= evaluation["regionmed"]["grounding/full/lenient"]["value"] <= 1
+    assert "Data and pipelines are up to date" in run(["dvc", "repro", "gate"], repo).stdout
+
+    # one self-training round, as documented (docs/annotation.md): the model trained above annotates
+    # the hidden images and the later stages retrain on its regions
+    weights = (repo / "models/regionmed/model.safetensors").read_bytes()
+    run([sys.executable, "-m", "flows.self_training", "--root", ".", "--params-file", "params.yaml"], repo)
+    params = load_params(repo / "params.yaml")
+    assert params.annotate.localizer == "self"
+    assert (repo / params.annotate.self_model_dir / "config.json").is_file()
+    summary = json.loads((repo / "metrics/annotation.json").read_text())
+    assert summary["localizer"] == "self" and summary["regions_kept"]["self"]["total"] > 0
+    self_origins = [r["origin"] for rs in read_manifest(repo / "data/corpus_annotated")["regions"] for r in rs]
+    assert self_origins.count("given") == origins.count("given") and self_origins.count("annotated") > 0
+    assert (repo / "models/regionmed/model.safetensors").read_bytes() != weights  # retrained
+    assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is True
     assert "Data and pipelines are up to date" in run(["dvc", "repro", "gate"], repo).stdout

@@ -103,7 +103,8 @@ class SelfLocalizer:
     def __init__(self, model_dir: str | Path, channels: int, batch_size: int = 64,
                  levels: Sequence[float] = (0.25, 0.5, 0.75), tilings: Sequence[int] = (2, 3, 4),
                  select: str = "region_score",
-                 sizes: dict[tuple[str, str, str | None], tuple[float, float]] | None = None):
+                 sizes: dict[tuple[str, str, str | None], tuple[float, float]] | None = None,
+                 organs: Iterable[str] | None = None):
         from regionmed.model.io import load_model
 
         self.model, self.tokenizer = load_model(model_dir)
@@ -113,10 +114,21 @@ class SelfLocalizer:
         if select == "sized" and sizes is None:
             raise ValueError("annotate.self_select sized needs the given train boxes' sizes (train_box_sizes)")
         self.select, self.sizes = select, sizes or {}
+        # anatomy the given train regions drew (None: any): the model learned to place only those
+        # organs, and an organ the corpus never boxes (the whole brain of a brain MRI) is no region
+        self.organs = None if organs is None else frozenset(organs)
         self.tiles = torch.from_numpy(tiling_boxes(tilings))
 
-    @torch.inference_mode()
     def locate(self, queries: Sequence[Query]) -> list[Placed | None]:
+        keep = [i for i, q in enumerate(queries)
+                if q.kind != "anatomy" or self.organs is None or q.label in self.organs]
+        out: list[Placed | None] = [None] * len(queries)
+        for i, placed in zip(keep, self._locate([queries[i] for i in keep])):
+            out[i] = placed
+        return out
+
+    @torch.inference_mode()
+    def _locate(self, queries: Sequence[Query]) -> list[Placed | None]:
         from regionmed.model.text import encode_text_list
 
         out: list[Placed | None] = []

@@ -37,12 +37,11 @@ def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
         from regionmed.annotation.self_localizer import SelfLocalizer, train_box_sizes
 
         try:
-            sizes = None
-            if a.self_select == "sized":
-                train = read_manifest(corpus_dir, "train")
-                sizes = train_box_sizes(r for rs in train["regions"] for r in rs)
+            given = [r for rs in read_manifest(corpus_dir, "train")["regions"] for r in rs]
+            sizes = train_box_sizes(given) if a.self_select == "sized" else None
+            organs = {r["label"] for r in given if r["kind"] == "anatomy"}
             return SelfLocalizer(folder, params.corpus.channels, a.batch_size, a.self_levels, a.self_tilings,
-                                 a.self_select, sizes)
+                                 a.self_select, sizes, organs)
         except (ValueError, KeyError, OSError) as exc:
             raise AnnotateError(f"annotate.self_model_dir: {folder}: {exc}") from None
     from regionmed.annotation.detector import DetectorLocalizer, check_detector_settings

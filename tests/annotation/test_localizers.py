@@ -106,6 +106,15 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
     staged = make_localizer(params, tiny["corpus"])
     train = read_manifest(tiny["corpus"], "train")
     assert staged.sizes == train_box_sizes(r for rs in train["regions"] for r in rs) and staged.sizes
+    # an organ no given train region drew is not placed (the whole brain of a brain MRI is no region);
+    # the organs the corpus boxes, and findings, are
+    organs = {r["label"] for rs in train["regions"] for r in rs if r["kind"] == "anatomy"}
+    assert staged.organs == organs and organs
+    image = tiny["corpus"] / train["image_path"].iloc[0]
+    mixed = staged.locate([Query(image, "the brain", "brain", "anatomy"),
+                           Query(image, f"the {min(organs)}", min(organs), "anatomy"),
+                           Query(image, "a small nodule", "nodule", "finding", "small")])
+    assert mixed[0] is None and mixed[1] is not None and mixed[2] is not None
 
 
 def test_train_box_sizes_use_given_boxes_only_by_label_and_size_word():
