@@ -62,6 +62,8 @@ def main() -> None:
                     help="64 px images and a small model (the end-to-end tests' size) for a loaded CPU")
     ap.add_argument("--second-round", action="store_true",
                     help="a second self-training round: Bz's model annotates the hidden 90% again (arm Bz2)")
+    ap.add_argument("--self-arms", default="Bs,Bz",
+                    help="which one-round self arms to train, comma-separated (Bs, Bz; Bz2 needs Bz)")
     args = ap.parse_args()
 
     import torch
@@ -138,13 +140,14 @@ def main() -> None:
     for arm in ("A", "Bp", "C"):
         train_arm(arm)
     # self-training rounds: A's model annotates the hidden 90% (Bs, Bz); Bz's model annotates it again (Bz2)
-    rounds = [("Bs", "region_score", "A"), ("Bz", "sized", "A")] + ([("Bz2", "sized", "Bz")] if args.second_round else [])
+    chosen = {a for a in args.self_arms.split(",") if a} | ({"Bz", "Bz2"} if args.second_round else set())
+    rounds = [r for r in (("Bs", "region_score", "A"), ("Bz", "sized", "A"), ("Bz2", "sized", "Bz")) if r[0] in chosen]
     for arm, select, annotator in rounds:
         annotate(arm, localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / annotator / "model"),
                  self_select=select)
         train_arm(arm)
-    arms = ARMS + (("Bz2",) if args.second_round else ())
-    pairs = PAIRS + ((("Bz2", "A"), ("Bz2", "Bz")) if args.second_round else ())
+    arms = tuple(a for a in (*ARMS, "Bz2") if a in chosen or a in ("A", "Bp", "C", "D"))
+    pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz")) if c in arms and r in arms)
     params = params_for(base, out / "C")
     # the full-box corpus: same test split, same train sample for every model
     table = evaluate_arms(params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot)
