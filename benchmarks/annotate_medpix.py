@@ -10,6 +10,7 @@ region losses are idle) and on the prior-annotated one (train split annotated on
 evaluated on the same test split (retrieval, zero-shot, VQA) with paired bootstrap differences.
 
     nice -n 10 python benchmarks/annotate_medpix.py --out .state/medpix_annotate [--train]
+        [--global-steps 200 --region-steps 150 --joint-steps 450]
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def main() -> None:
     ap.add_argument("--self-model", type=Path, default=None)
     ap.add_argument("--train", action="store_true", help="train and evaluate before/after (prior) annotation")
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--global-steps", type=int, default=None, help="with --train: phases.global.steps (default: params.yaml's)")
+    ap.add_argument("--region-steps", type=int, default=None)
+    ap.add_argument("--joint-steps", type=int, default=None)
     args = ap.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"no MedPix sample at {args.data}")
@@ -42,6 +46,8 @@ def main() -> None:
 
     base = deep_merge(yaml.safe_load(Path("params.yaml").read_text()),
                        {"corpus": {"source": "medpix", "importer": {"path": str(args.data)}}})
+    steps = {"global": args.global_steps, "region": args.region_steps, "joint": args.joint_steps}
+    base = deep_merge(base, {"phases": {k: {"steps": v} for k, v in steps.items() if v is not None}})
     source = args.out / "corpus"
     if not (source / "manifest.parquet").is_file():
         build_corpus(Params.model_validate(base), source, progress=False)
