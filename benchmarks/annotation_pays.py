@@ -7,6 +7,7 @@ Arms (same total steps, same tokenizer, same global phase, same test split):
       candidates scored by the region path (annotate.self_select region_score)
   Bz  the same round with annotate.self_select sized: a train-sized box where A's heatmap peaks
   Bz2 (--second-round) Bz's model annotates the hidden 90% again (sized), retrained from the global phase
+  Bzw (--down-weighted W) Bz's regions at train.annotated_region_weight W, confidence-weighted
   C   boxes on every train image (the default corpus)
   D   the global-only baseline
 Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
@@ -62,6 +63,8 @@ def main() -> None:
                     help="64 px images and a small model (the end-to-end tests' size) for a loaded CPU")
     ap.add_argument("--second-round", action="store_true",
                     help="a second self-training round: Bz's model annotates the hidden 90% again (arm Bz2)")
+    ap.add_argument("--down-weighted", type=float, default=None, metavar="W",
+                    help="arm Bzw: Bz's regions trained at train.annotated_region_weight W, confidence-weighted")
     ap.add_argument("--self-arms", default="Bs,Bz",
                     help="which one-round self arms to train, comma-separated (Bs, Bz; Bz2 needs Bz)")
     args = ap.parse_args()
@@ -128,12 +131,13 @@ def main() -> None:
         log["train_D"] = train(params_c, "baseline", out / "C" / "corpus", tokenizer, out / "D" / "model", None, state)
         lap("train_D")
 
-    def train_arm(arm: str) -> None:
+    def train_arm(arm: str, corpus_of: str | None = None, train_settings: dict | None = None) -> None:
         if exported(out / arm / "model"):
             return
-        p = params_for(base, out / arm)
-        region = train(p, "region", out / arm / "corpus", tokenizer, out / arm / "region", out / "global", state)
-        joint = train(p, "joint", out / arm / "corpus", tokenizer, out / arm / "model", out / arm / "region", state)
+        p = params_for(deep_merge(base, {"train": train_settings or {}}), out / arm)
+        corpus = out / (corpus_of or arm) / "corpus"
+        region = train(p, "region", corpus, tokenizer, out / arm / "region", out / "global", state)
+        joint = train(p, "joint", corpus, tokenizer, out / arm / "model", out / arm / "region", state)
         log[f"train_{arm}"] = {"region": region, "joint": joint}
         lap(f"train_{arm}")
 
@@ -146,8 +150,12 @@ def main() -> None:
         annotate(arm, localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / annotator / "model"),
                  self_select=select)
         train_arm(arm)
-    arms = tuple(a for a in (*ARMS, "Bz2") if a in chosen or a in ("A", "Bp", "C", "D"))
-    pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz")) if c in arms and r in arms)
+    if args.down_weighted is not None:  # the same regions as Bz, weighed down and by their confidence
+        chosen.add("Bzw")
+        train_arm("Bzw", "Bz", {"annotated_region_weight": args.down_weighted, "confidence_weighted": True})
+    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw") if a in chosen or a in ("A", "Bp", "C", "D"))
+    pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz"), ("Bzw", "A"), ("Bzw", "Bz"))
+                  if c in arms and r in arms)
     params = params_for(base, out / "C")
     # the full-box corpus: same test split, same train sample for every model
     table = evaluate_arms(params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot)
