@@ -8,6 +8,7 @@ Arms (same total steps, same tokenizer, same global phase, same test split):
   Bz  the same round with annotate.self_select sized: a train-sized box where A's heatmap peaks
   Bz2 (--second-round) Bz's model annotates the hidden 90% again (sized), retrained from the global phase
   Bzw (--down-weighted W) Bz's regions at train.annotated_region_weight W, confidence-weighted
+  Bzc (--min-confidence C) the sized round with A's model, boxes under confidence C dropped
   C   boxes on every train image (the default corpus)
   D   the global-only baseline
 Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
@@ -65,6 +66,8 @@ def main() -> None:
                     help="a second self-training round: Bz's model annotates the hidden 90% again (arm Bz2)")
     ap.add_argument("--down-weighted", type=float, default=None, metavar="W",
                     help="arm Bzw: Bz's regions trained at train.annotated_region_weight W, confidence-weighted")
+    ap.add_argument("--min-confidence", type=float, default=None, metavar="C",
+                    help="arm Bzc: the sized self round keeping only boxes of confidence >= C (annotate.min_confidence)")
     ap.add_argument("--self-arms", default="Bs,Bz",
                     help="which one-round self arms to train, comma-separated (Bs, Bz; Bz2 needs Bz)")
     args = ap.parse_args()
@@ -153,9 +156,14 @@ def main() -> None:
     if args.down_weighted is not None:  # the same regions as Bz, weighed down and by their confidence
         chosen.add("Bzw")
         train_arm("Bzw", "Bz", {"annotated_region_weight": args.down_weighted, "confidence_weighted": True})
-    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw") if a in chosen or a in ("A", "Bp", "C", "D"))
-    pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz"), ("Bzw", "A"), ("Bzw", "Bz"))
-                  if c in arms and r in arms)
+    if args.min_confidence is not None:  # the round with A's model again, its weak boxes dropped
+        chosen.add("Bzc")
+        annotate("Bzc", localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / "A" / "model"),
+                 self_select="sized", min_confidence=args.min_confidence)
+        train_arm("Bzc")
+    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw", "Bzc") if a in chosen or a in ("A", "Bp", "C", "D"))
+    pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz"), ("Bzw", "A"), ("Bzw", "Bz"),
+                                       ("Bzc", "A"), ("Bzc", "Bz")) if c in arms and r in arms)
     params = params_for(base, out / "C")
     # the full-box corpus: same test split, same train sample for every model
     table = evaluate_arms(params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot)
