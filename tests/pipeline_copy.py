@@ -47,7 +47,7 @@ def env() -> dict[str, str]:
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200,
         extra_env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     variables = {k: v for k, v in {**env(), **(extra_env or {})}.items() if k not in unset}
-    proc = subprocess.run(cmd, cwd=cwd, env=variables, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, check=False, cwd=cwd, env=variables, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
