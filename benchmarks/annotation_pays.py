@@ -9,6 +9,8 @@ Arms (same total steps, same tokenizer, same global phase, same test split):
   Bz2 (--second-round) Bz's model annotates the hidden 90% again (sized), retrained from the global phase
   Bzw (--down-weighted W) Bz's regions at train.annotated_region_weight W, confidence-weighted
   Bzc (--min-confidence C) the sized round with A's model, boxes under confidence C dropped
+  Bzl (--location-words) the sized round with A's model, its heatmap searched only where the phrase's
+      location words allow (annotate.self_location_words)
   C   boxes on every train image (the default corpus)
   D   the global-only baseline
 Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
@@ -68,6 +70,8 @@ def main() -> None:
                     help="arm Bzw: Bz's regions trained at train.annotated_region_weight W, confidence-weighted")
     ap.add_argument("--min-confidence", type=float, default=None, metavar="C",
                     help="arm Bzc: the sized self round keeping only boxes of confidence >= C (annotate.min_confidence)")
+    ap.add_argument("--location-words", action="store_true",
+                    help="arm Bzl: the sized self round with A's model searching only where the location words allow")
     ap.add_argument("--self-arms", default="Bs,Bz",
                     help="which one-round self arms to train, comma-separated (Bs, Bz; Bz2 needs Bz)")
     args = ap.parse_args()
@@ -161,9 +165,14 @@ def main() -> None:
         annotate("Bzc", localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / "A" / "model"),
                  self_select="sized", min_confidence=args.min_confidence)
         train_arm("Bzc")
-    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw", "Bzc") if a in chosen or a in ("A", "Bp", "C", "D"))
+    if args.location_words:  # the round with A's model again, the report's location words bounding the search
+        chosen.add("Bzl")
+        annotate("Bzl", localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / "A" / "model"),
+                 self_select="sized", self_location_words=True)
+        train_arm("Bzl")
+    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw", "Bzc", "Bzl") if a in chosen or a in ("A", "Bp", "C", "D"))
     pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz"), ("Bzw", "A"), ("Bzw", "Bz"),
-                                       ("Bzc", "A"), ("Bzc", "Bz")) if c in arms and r in arms)
+                                       ("Bzc", "A"), ("Bzc", "Bz"), ("Bzl", "A"), ("Bzl", "Bz"), ("C", "Bzl")) if c in arms and r in arms)
     params = params_for(base, out / "C")
     # the full-box corpus: same test split, same train sample for every model
     table = evaluate_arms(params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot)

@@ -106,6 +106,11 @@ class AnnotateParams(StrictModel):
     # the heatmap's peak at the middle self_level (no region-path scoring); sized: a box centred where the
     # heatmap peaks (sub-cell), as large as the given train boxes of the phrase's label and size word
     self_select: Literal["region_score", "heatmap", "sized"] = "region_score"
+    # the report's location words ("right upper zone", "left kidney") bound where the `self` heatmap is
+    # searched: the cells the text-only prior's box touches (phrases without location words: anywhere)
+    self_location_words: bool = False
+    # passes of the image moved by 1/n of a patch (down and right): an n-times finer heatmap, n passes' cost
+    self_shifts: int = Field(1, ge=1, le=8)
     batch_size: int = Field(64, ge=1)
     detector: DetectorParams = DetectorParams()
     summary_file: str = "metrics/annotation.json"

@@ -30,6 +30,7 @@ from scipy import ndimage
 
 from regionmed.annotation.localizers import Placed, Query, clip_box
 from regionmed.corpus.images import read_png, to_model_input
+from regionmed.corpus.location_prior import text_prior_box
 
 
 def grown_boxes(heat: np.ndarray, levels: Sequence[float]) -> np.ndarray:
@@ -68,7 +69,7 @@ def peak_centre(heat: np.ndarray, scale: float) -> tuple[float, float]:
     gh, gw = heat.shape
     pr, pc = np.unravel_index(int(np.nanargmax(heat)), heat.shape)
     r0, r1, c0, c1 = max(pr - 1, 0), min(pr + 2, gh), max(pc - 1, 0), min(pc + 2, gw)
-    w = np.exp(scale * (heat[r0:r1, c0:c1] - np.nanmax(heat)))
+    w = np.nan_to_num(np.exp(scale * (heat[r0:r1, c0:c1] - np.nanmax(heat))))  # NaN: a cell ruled out
     rows, cols = np.mgrid[r0:r1, c0:c1]
     return float(((cols + 0.5) * w).sum() / w.sum() / gw), float(((rows + 0.5) * w).sum() / w.sum() / gh)
 
@@ -86,11 +87,56 @@ def tiling_boxes(sizes: Sequence[int]) -> np.ndarray:
     return np.unique(np.asarray(out, dtype=np.float32).reshape(-1, 4), axis=0)
 
 
+def shifted_heatmaps(ground, pixels: torch.Tensor, emb: torch.Tensor, shifts: int) -> tuple[np.ndarray, torch.Tensor]:
+    """The heatmap at ``shifts`` times the patch grid's resolution, and ``ground()``'s own box.
+
+    The image is moved down and right by ``k / shifts`` of a patch for k = 0..shifts-1 (edges
+    replicated), so each pass cuts it into patches at another offset; a fine cell's score is the
+    mean of the patch cells that hold it across passes. ``shifts = 1``: the plain heatmap.
+    """
+    heat, box = ground(pixels, emb)
+    if shifts == 1:
+        return heat.float().numpy().copy(), box
+    bsz, gh, gw = heat.shape
+    height, width = pixels.shape[-2:]
+    total = np.zeros((bsz, gh * shifts, gw * shifts))
+    count = np.zeros((gh * shifts, gw * shifts))
+    fine_r, fine_c = np.arange(gh * shifts), np.arange(gw * shifts)
+    for k in range(shifts):
+        if k:
+            dy, dx = round(k * height / gh / shifts), round(k * width / gw / shifts)
+            moved = torch.nn.functional.pad(pixels, (dx, 0, dy, 0), mode="replicate")[..., :height, :width]
+            heat = ground(moved, emb)[0]
+        rows, cols = (fine_r + k) // shifts, (fine_c + k) // shifts  # the patch cell of this pass holding each fine cell
+        ok_r, ok_c = rows < gh, cols < gw
+        part = heat.float().numpy()[:, rows[ok_r]][:, :, cols[ok_c]]
+        total[:, np.ix_(ok_r, ok_c)[0], np.ix_(ok_r, ok_c)[1]] += part
+        count[np.ix_(ok_r, ok_c)] += 1
+    return (total / count).astype(np.float32), box
+
+
+def cells_touching(box: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
+    """Boolean ``shape`` mask of the grid cells that overlap ``box`` (a positive area of it)."""
+    gh, gw = shape
+    x0, y0, x1, y1 = box
+    cols = (np.arange(gw) / gw < x1) & (np.arange(1, gw + 1) / gw > x0)
+    rows = (np.arange(gh) / gh < y1) & (np.arange(1, gh + 1) / gh > y0)
+    return np.outer(rows, cols)
+
+
+def centre_allowed(boxes: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """For each box ``[n, 4]``, whether its centre falls in an open cell of the boolean grid ``cells``."""
+    gh, gw = cells.shape
+    cx = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2 * gw).astype(int), 0, gw - 1)
+    cy = np.clip(((boxes[:, 1] + boxes[:, 3]) / 2 * gh).astype(int), 0, gh - 1)
+    return cells[cy, cx]
+
+
 def mass_inside(heat: np.ndarray, box: Sequence[float], scale: float) -> float:
     """Share of ``softmax(scale * heat)`` over the cells that falls in ``box`` (cells partly in count pro rata)."""
     gh, gw = heat.shape
-    z = scale * (heat - np.nanmax(heat))
-    p = np.exp(z) / np.exp(z).sum()
+    e = np.nan_to_num(np.exp(scale * (heat - np.nanmax(heat))))  # NaN: a cell ruled out
+    p = e / e.sum()
     x0, y0, x1, y1 = box
     cx = np.clip(np.minimum(np.arange(1, gw + 1) / gw, x1) - np.maximum(np.arange(gw) / gw, x0), 0, None) * gw
     cy = np.clip(np.minimum(np.arange(1, gh + 1) / gh, y1) - np.maximum(np.arange(gh) / gh, y0), 0, None) * gh
@@ -104,7 +150,8 @@ class SelfLocalizer:
                  levels: Sequence[float] = (0.25, 0.5, 0.75), tilings: Sequence[int] = (2, 3, 4),
                  select: str = "region_score",
                  sizes: dict[tuple[str, str, str | None], tuple[float, float]] | None = None,
-                 organs: Iterable[str] | None = None):
+                 organs: Iterable[str] | None = None,
+                 location_means: dict[str, dict[str, np.ndarray]] | None = None, shifts: int = 1):
         from regionmed.model.io import load_model
 
         self.model, self.tokenizer = load_model(model_dir)
@@ -118,6 +165,20 @@ class SelfLocalizer:
         # organs, and an organ the corpus never boxes (the whole brain of a brain MRI) is no region
         self.organs = None if organs is None else frozenset(organs)
         self.tiles = torch.from_numpy(tiling_boxes(tilings))
+        # the given train boxes' means (train_box_means): with them, the report's location words
+        # ("right upper zone") bound where the heatmap is searched, as the text-only prior reads them
+        self.location_means = location_means
+        self.shifts = shifts
+
+    def allowed_cells(self, q: Query, shape: tuple[int, int]) -> np.ndarray | None:
+        """The grid cells the phrase's location words leave open (None: no location word, any cell)."""
+        if self.location_means is None:
+            return None
+        box, source = text_prior_box(q.phrase, self.location_means, q.label)
+        if source not in ("organ", "words"):
+            return None
+        cells = cells_touching(box, shape)
+        return cells if cells.any() else None
 
     def locate(self, queries: Sequence[Query]) -> list[Placed | None]:
         keep = [i for i, q in enumerate(queries)
@@ -138,8 +199,11 @@ class SelfLocalizer:
             chunk = queries[start:start + self.batch_size]
             pixels = torch.from_numpy(np.stack([self._pixels(q.image_path, cache) for q in chunk]))
             emb = encode_text_list(self.model, self.tokenizer, [q.phrase for q in chunk])
-            heat, box = self.model.ground(pixels, emb)
-            heat_np = heat.float().numpy()
+            heat_np, box = shifted_heatmaps(self.model.ground, pixels, emb, self.shifts)
+            allowed = [self.allowed_cells(q, heat_np.shape[1:]) for q in chunk]
+            for k, cells in enumerate(allowed):
+                if cells is not None:
+                    heat_np[k][~cells] = np.nan
             if self.select == "heatmap":
                 level = self.levels[len(self.levels) // 2]
                 for k in range(len(chunk)):
@@ -153,7 +217,11 @@ class SelfLocalizer:
             per = [len(c) for c in cands]
             scores = (region.split(per) if region.numel() else [torch.zeros(0)] * len(chunk))
             for k, (c, s) in enumerate(zip(cands, scores)):
-                best = c[int((s @ emb[k].float()).argmax())].tolist()
+                score = s @ emb[k].float()
+                if allowed[k] is not None:  # candidates centred where the location words rule out lose
+                    open_ = torch.from_numpy(centre_allowed(c.numpy(), allowed[k]))
+                    score = torch.where(open_, score, score.new_tensor(float("-inf"))) if open_.any() else score
+                best = c[int(score.argmax())].tolist()
                 size = self._size(chunk[k]) if self.select == "sized" else None
                 if size is not None:
                     (x, y), (w, h) = peak_centre(heat_np[k], scale), size

@@ -14,6 +14,7 @@ from regionmed.annotation.annotate import annotate_corpus
 from regionmed.annotation.localizers import Localizer, NoLocalizer, PriorLocalizer
 from regionmed.annotation.quality import box_quality
 from regionmed.annotation.summary import preview_annotations
+from regionmed.corpus.location_prior import train_box_means
 from regionmed.corpus.schema import read_manifest
 from regionmed.params import Params
 
@@ -40,8 +41,9 @@ def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
             given = [r for rs in read_manifest(corpus_dir, "train")["regions"] for r in rs]
             sizes = train_box_sizes(given) if a.self_select == "sized" else None
             organs = {r["label"] for r in given if r["kind"] == "anatomy"}
+            means = train_box_means(given) if a.self_location_words else None
             return SelfLocalizer(folder, params.corpus.channels, a.batch_size, a.self_levels, a.self_tilings,
-                                 a.self_select, sizes, organs)
+                                 a.self_select, sizes, organs, means, a.self_shifts)
         except (ValueError, KeyError, OSError) as exc:
             raise AnnotateError(f"annotate.self_model_dir: {folder}: {exc}") from None
     from regionmed.annotation.detector import DetectorLocalizer, check_detector_settings

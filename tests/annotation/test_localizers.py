@@ -13,6 +13,8 @@ from tiny_detectors import save_tiny_owlv2, save_tiny_sam
 from regionmed.annotation.localizers import NoLocalizer, PriorLocalizer, Query
 from regionmed.annotation.self_localizer import (
     SelfLocalizer,
+    cells_touching,
+    centre_allowed,
     grown_boxes,
     mass_inside,
     peak_centre,
@@ -115,6 +117,62 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
                            Query(image, f"the {min(organs)}", min(organs), "anatomy"),
                            Query(image, "a small nodule", "nodule", "finding", "small")])
     assert mixed[0] is None and mixed[1] is not None and mixed[2] is not None
+
+
+def test_location_words_bound_where_the_self_localizer_looks(tmp_path_factory):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
+    from tiny import build_tiny
+
+    from regionmed.corpus.location_prior import text_prior_box, train_box_means
+
+    tiny = build_tiny(tmp_path_factory.mktemp("self_loc_words"))
+    params = Params.model_validate({"annotate": {"localizer": "self", "self_model_dir": str(tiny["model"]),
+                                                 "self_select": "sized", "self_location_words": True}})
+    loc = make_localizer(params, tiny["corpus"])
+    train = read_manifest(tiny["corpus"], "train")
+    means = train_box_means(r for rs in train["regions"] for r in rs)
+    assert loc.location_means is not None and set(loc.location_means["label"]) == set(means["label"])
+    # "right upper zone": the image's left half, its top third; every box is centred in a cell touching it
+    queries = _queries(tiny["corpus"], 6)
+    prior, _ = text_prior_box(queries[0].phrase, means, "nodule")
+    grid = _heatmap_shape(loc, queries[0])
+    open_cells = cells_touching(prior, grid)
+    for select in ("sized", "region_score"):
+        loc.select = select
+        placed = loc.locate(queries)
+        _valid(placed, 6)
+        centres = np.array([p.bbox for p in placed])
+        assert centre_allowed(centres, open_cells).all(), select
+    # a phrase without location words may be placed anywhere
+    assert loc.allowed_cells(Query(queries[0].image_path, "a small nodule", "nodule", "finding"), grid) is None
+    assert make_localizer(params.model_copy(update={"annotate": params.annotate.model_copy(
+        update={"self_location_words": False})}), tiny["corpus"]).location_means is None
+
+
+def _heatmap_shape(loc, q) -> tuple[int, int]:
+    import torch
+
+    from regionmed.corpus.images import read_png, to_model_input
+    from regionmed.model.text import encode_text_list
+
+    pixels = torch.from_numpy(to_model_input(read_png(q.image_path), loc.channels)[None])
+    heat, _ = loc.model.ground(pixels, encode_text_list(loc.model, loc.tokenizer, [q.phrase]))
+    return tuple(heat.shape[-2:])
+
+
+def test_ruled_out_cells_carry_no_belief():
+    cells = cells_touching((0.0, 0.0, 0.5, 0.3), (4, 4))
+    assert cells.tolist() == [[True, True, False, False], [True, True, False, False],
+                              [False] * 4, [False] * 4]
+    assert centre_allowed(np.array([[0.0, 0.0, 0.2, 0.2], [0.6, 0.0, 0.9, 0.2]]), cells).tolist() == [True, False]
+    heat = np.zeros((4, 4))
+    heat[3, 3] = 5.0  # the model's peak, where the location words rule out
+    heat[~cells] = np.nan
+    assert peak_centre(heat, 10.0) == pytest.approx((1 / 4, 1 / 4), abs=1e-6)  # the open 2 x 2 block's middle
+    assert mass_inside(heat, (0.0, 0.0, 0.5, 0.5), 10.0) == pytest.approx(1.0)
+    assert mass_inside(heat, (0.0, 0.0, 0.25, 0.25), 10.0) == pytest.approx(0.25)
 
 
 def test_train_box_sizes_use_given_boxes_only_by_label_and_size_word():
