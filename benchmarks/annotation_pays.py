@@ -11,6 +11,7 @@ Arms (same total steps, same tokenizer, same global phase, same test split):
   Bzc (--min-confidence C) the sized round with A's model, boxes under confidence C dropped
   Bzl (--location-words) the sized round with A's model, its heatmap searched only where the phrase's
       location words allow (annotate.self_location_words)
+  Bzl2 (--location-words --second-round) Bzl's model annotates the hidden 90% again, bounded the same way
   C   boxes on every train image (the default corpus)
   D   the global-only baseline
 Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
@@ -166,19 +167,45 @@ def main() -> None:
                  self_select="sized", min_confidence=args.min_confidence)
         train_arm("Bzc")
     if args.location_words:  # the round with A's model again, the report's location words bounding the search
-        chosen.add("Bzl")
-        annotate("Bzl", localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / "A" / "model"),
-                 self_select="sized", self_location_words=True)
-        train_arm("Bzl")
-    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw", "Bzc", "Bzl") if a in chosen or a in ("A", "Bp", "C", "D"))
+        for arm, annotator in (("Bzl", "A"), ("Bzl2", "Bzl"))[:2 if args.second_round else 1]:
+            chosen.add(arm)
+            annotate(arm, localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / annotator / "model"),
+                     self_select="sized", self_location_words=True)
+            train_arm(arm)
+    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw", "Bzc", "Bzl", "Bzl2") if a in chosen or a in ("A", "Bp", "C", "D"))
     pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz"), ("Bzw", "A"), ("Bzw", "Bz"),
-                                       ("Bzc", "A"), ("Bzc", "Bz"), ("Bzl", "A"), ("Bzl", "Bz"), ("C", "Bzl")) if c in arms and r in arms)
+                                       ("Bzc", "A"), ("Bzc", "Bz"), ("Bzl", "A"), ("Bzl", "Bz"), ("C", "Bzl"),
+                                       ("Bzl2", "A"), ("Bzl2", "Bzl"), ("C", "Bzl2")) if c in arms and r in arms)
     params = params_for(base, out / "C")
     # the full-box corpus: same test split, same train sample for every model
     table = evaluate_arms(params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot)
+    table["box_quality"] = arm_box_quality(out, arms, params)
     log["evaluation"] = table
     (out / "evaluation.json").write_text(json.dumps(table, indent=1, default=str))
     lap("evaluate")
+
+
+def arm_box_quality(out: Path, arms, params) -> dict:
+    """Box quality of each annotated arm against its hidden truth, recomputed from the arm's corpus
+    (so arms annotated by older code get the same measures, cell pointing included)."""
+    from regionmed.annotation.annotate import HIDDEN_FILE
+    from regionmed.annotation.quality import box_quality
+    from regionmed.corpus.schema import read_manifest
+
+    grid = params.model.vision.image_size // params.model.vision.patch_size
+    quality = {}
+    for arm in arms:
+        corpus = out / arm / "corpus"
+        hidden_file = corpus / HIDDEN_FILE
+        if not hidden_file.is_file() or not hidden_file.stat().st_size:
+            continue
+        hidden = {}
+        for line in hidden_file.read_text().splitlines():
+            row = json.loads(line)
+            hidden[row["image_id"]] = row["regions"]
+        df = read_manifest(corpus, "train")
+        quality[arm] = box_quality(dict(zip(df["image_id"], df["regions"])), hidden, params.seed, grid=grid)
+    return quality
 
 
 def evaluate_arms(params, corpus: Path, models: dict[str, Path], pairs, n_boot: int,

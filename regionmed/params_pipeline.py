@@ -105,10 +105,10 @@ class AnnotateParams(StrictModel):
     # region_score: the candidate the model's region path scores best; heatmap: the connected area around
     # the heatmap's peak at the middle self_level (no region-path scoring); sized: a box centred where the
     # heatmap peaks (sub-cell), as large as the given train boxes of the phrase's label and size word
-    self_select: Literal["region_score", "heatmap", "sized"] = "region_score"
+    self_select: Literal["region_score", "heatmap", "sized"] = "sized"
     # the report's location words ("right upper zone", "left kidney") bound where the `self` heatmap is
     # searched: the cells the text-only prior's box touches (phrases without location words: anywhere)
-    self_location_words: bool = False
+    self_location_words: bool = True
     # passes of the image moved by 1/n of a patch (down and right): an n-times finer heatmap, n passes' cost
     self_shifts: int = Field(1, ge=1, le=8)
     batch_size: int = Field(64, ge=1)

@@ -38,8 +38,9 @@ def _rate(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
 
 
 def box_quality(annotated: dict[str, list[dict]], hidden: dict[str, list[dict]], seed: int,
-                n_boot: int = 1000) -> dict:
-    """Recall, pointing, IoU>0.3, IoU>0.5 (of matched regions), overall and by size bucket."""
+                n_boot: int = 1000, grid: int | None = None) -> dict:
+    """Recall, pointing, IoU>0.3, IoU>0.5 (of matched regions), and with ``grid`` (cells per side)
+    cell pointing, overall and by size bucket."""
     rows = match_hidden(annotated, hidden)
     rng = np.random.default_rng(seed)
     out: dict = {"n_hidden_findings": len(rows)}
@@ -55,9 +56,21 @@ def box_quality(annotated: dict[str, list[dict]], hidden: dict[str, list[dict]],
             "iou>0.5": _rate((ious > 0.5).astype(float), n_boot, rng),
             "mean_iou": round(float(ious.mean()), 4) if len(ious) else None,
         }
+        if grid:
+            cell_in = np.array([_centre_cell_overlaps(r["box"], r["truth"], grid) for r in matched], dtype=float)
+            out[bucket]["cell_pointing"] = _rate(cell_in, n_boot, rng)
+    if grid:
+        out["grid"] = grid
     return out
 
 
 def _centre_inside(box, truth) -> bool:
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3]
+
+
+def _centre_cell_overlaps(box, truth, grid: int) -> bool:
+    col = min(int((box[0] + box[2]) / 2 * grid), grid - 1)
+    row = min(int((box[1] + box[3]) / 2 * grid), grid - 1)
+    return (min((col + 1) / grid, truth[2]) > max(col / grid, truth[0])
+            and min((row + 1) / grid, truth[3]) > max(row / grid, truth[1]))

@@ -69,7 +69,8 @@ def run_annotation(params: Params, corpus_dir: Path | None = None, out_dir: Path
     summary = counts.to_dict()
     if hidden:
         by_image = dict(zip(df["image_id"], df["regions"]))
-        summary["box_quality"] = box_quality(by_image, hidden, params.seed)
+        vision = params.model.vision  # the patch grid the grounding loss and the evaluation score at
+        summary["box_quality"] = box_quality(by_image, hidden, params.seed, grid=vision.image_size // vision.patch_size)
     summary["annotated_image_share"] = round(float(
         df["regions"].map(lambda rs: any(r.get("origin") == "annotated" for r in rs)).mean()), 4) if len(df) else 0.0
     summary["seconds_total"] = round(time.perf_counter() - start, 3)

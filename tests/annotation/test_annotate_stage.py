@@ -69,10 +69,11 @@ def test_summary_counts_and_box_quality_against_the_hidden_truth(hidden_prior):
     assert 0 < written["negated_share"] < 1  # the synthetic reports carry pertinent negatives
     quality = written["box_quality"]
     for bucket in ("all", "subtle", "small", "large"):
-        for metric in ("pointing", "iou>0.3", "iou>0.5"):
+        for metric in ("pointing", "cell_pointing", "iou>0.3", "iou>0.5"):
             q = quality[bucket][metric]
             assert 0 <= q["low"] <= q["value"] <= q["high"] <= 1, (bucket, metric)
     assert quality["all"]["iou>0.5"]["value"] <= quality["all"]["iou>0.3"]["value"]
+    assert quality["grid"] == params.model.vision.image_size // params.model.vision.patch_size
     assert Path(params.annotate.preview_file).stat().st_size > 1000
 
 
