@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from regionmed.corpus.location_prior import box_iou_one
+from regionmed.corpus.location_prior import box_iou_one, cell_hits, cell_index
 from regionmed.corpus.schema import SIZE_BUCKETS
 
 
@@ -70,7 +70,6 @@ def _centre_inside(box, truth) -> bool:
 
 
 def _centre_cell_overlaps(box, truth, grid: int) -> bool:
-    col = min(int((box[0] + box[2]) / 2 * grid), grid - 1)
-    row = min(int((box[1] + box[3]) / 2 * grid), grid - 1)
-    return (min((col + 1) / grid, truth[2]) > max(col / grid, truth[0])
-            and min((row + 1) / grid, truth[3]) > max(row / grid, truth[1]))
+    """The evaluation's lenient pointing, with the drawn box's centre cell as the peak."""
+    row, col = cell_index((box[1] + box[3]) / 2, grid), cell_index((box[0] + box[2]) / 2, grid)
+    return bool(cell_hits(row, col, (grid, grid), np.asarray(truth, float))[0])

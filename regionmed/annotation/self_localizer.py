@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from regionmed.annotation.localizers import Placed, Query, clip_box
 from regionmed.corpus.images import read_png, to_model_input
-from regionmed.corpus.location_prior import text_prior_box
+from regionmed.corpus.location_prior import cell_hits, cell_index, text_prior_box
 
 
 def grown_boxes(heat: np.ndarray, levels: Sequence[float]) -> np.ndarray:
@@ -108,28 +108,22 @@ def shifted_heatmaps(ground, pixels: torch.Tensor, emb: torch.Tensor, shifts: in
             moved = torch.nn.functional.pad(pixels, (dx, 0, dy, 0), mode="replicate")[..., :height, :width]
             heat = ground(moved, emb)[0]
         rows, cols = (fine_r + k) // shifts, (fine_c + k) // shifts  # the patch cell of this pass holding each fine cell
-        ok_r, ok_c = rows < gh, cols < gw
-        part = heat.float().numpy()[:, rows[ok_r]][:, :, cols[ok_c]]
-        total[:, np.ix_(ok_r, ok_c)[0], np.ix_(ok_r, ok_c)[1]] += part
-        count[np.ix_(ok_r, ok_c)] += 1
+        fine = np.ix_(rows < gh, cols < gw)  # fine cells this pass covers (the moved image's last patch is cut)
+        total[:, fine[0], fine[1]] += heat.float().numpy()[:, rows[fine[0]], cols[fine[1]]]
+        count[fine] += 1
     return (total / count).astype(np.float32), box
 
 
 def cells_touching(box: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
     """Boolean ``shape`` mask of the grid cells that overlap ``box`` (a positive area of it)."""
-    gh, gw = shape
-    x0, y0, x1, y1 = box
-    cols = (np.arange(gw) / gw < x1) & (np.arange(1, gw + 1) / gw > x0)
-    rows = (np.arange(gh) / gh < y1) & (np.arange(1, gh + 1) / gh > y0)
-    return np.outer(rows, cols)
+    rows, cols = np.indices(shape)
+    return cell_hits(rows, cols, shape, np.asarray(box, float))[0]
 
 
 def centre_allowed(boxes: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """For each box ``[n, 4]``, whether its centre falls in an open cell of the boolean grid ``cells``."""
     gh, gw = cells.shape
-    cx = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2 * gw).astype(int), 0, gw - 1)
-    cy = np.clip(((boxes[:, 1] + boxes[:, 3]) / 2 * gh).astype(int), 0, gh - 1)
-    return cells[cy, cx]
+    return cells[cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh), cell_index((boxes[:, 0] + boxes[:, 2]) / 2, gw)]
 
 
 def mass_inside(heat: np.ndarray, box: Sequence[float], scale: float) -> float:

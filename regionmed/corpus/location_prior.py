@@ -1,8 +1,10 @@
-"""Where a phrase's words alone say its region is: the text-only prior's rules.
+"""Where a phrase's words alone say its region is: the text-only prior's rules, and box geometry.
 
 Shared by the evaluation (the no-image baseline every grounding metric is compared with) and the
-``annotate_regions`` stage (its ``prior`` localizer), so both read location words the same way.
-Boxes are ``[x0, y0, x1, y1]`` normalised to 0..1; the patient's right is on the image left.
+``annotate_regions`` stage (its ``prior`` and ``self`` localizers, its box quality), so both read
+location words, and score a cell against a box, the same way.
+Boxes are ``[x0, y0, x1, y1]`` normalised to 0..1; the patient's right is on the image left. A grid
+``(gh, gw)`` has cells ``(i, j)`` spanning ``x in [j/gw, (j+1)/gw]``, ``y in [i/gh, (i+1)/gh]``.
 """
 
 from __future__ import annotations
@@ -93,3 +95,20 @@ def box_iou_one(a, b) -> float:
     inter = iw * ih
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def cell_index(v: np.ndarray, n: int) -> np.ndarray:
+    """The cell holding coordinate ``v`` (half-open cells, the last one closed)."""
+    return np.clip(np.floor(np.asarray(v) * n), 0, n - 1).astype(int)
+
+
+def cell_hits(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell ``(rows, cols)`` and box ``[..., 4]`` (broadcast): ``lenient``, the cell overlaps the box
+    with positive area; ``strict``, the cell holds the box's centre. The pointing game's rules."""
+    gh, gw = grid
+    x0, y0, x1, y1 = cols / gw, rows / gh, (cols + 1) / gw, (rows + 1) / gh
+    bx0, by0, bx1, by1 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
+    lenient = (np.minimum(x1, bx1) > np.maximum(x0, bx0)) & (np.minimum(y1, by1) > np.maximum(y0, by0))
+    cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
+    strict = (cell_index(cx, gw) == cols) & (cell_index(cy, gh) == rows)
+    return lenient, strict

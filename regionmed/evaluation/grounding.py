@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from regionmed.arrays import as_numpy
-from regionmed.corpus.location_prior import ZONE_INDEX, text_prior_box, train_box_means  # noqa: F401 (re-exported)
+from regionmed.corpus.location_prior import (  # noqa: F401 (ZONE_INDEX re-exported)
+    ZONE_INDEX,
+    cell_hits,
+    cell_index,
+    text_prior_box,
+    train_box_means,
+)
 
 MIDLINE_BAND = 0.08  # mirrors regionmed.corpus.phrases.MIDLINE_BAND
 
@@ -44,21 +50,6 @@ def peak_cells(heatmaps: Any) -> tuple[np.ndarray, np.ndarray]:
     return flat // h.shape[2], flat % h.shape[2]
 
 
-def _cell_hits(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    gh, gw = grid
-    x0, y0, x1, y1 = cols / gw, rows / gh, (cols + 1) / gw, (rows + 1) / gh
-    bx0, by0, bx1, by1 = boxes[..., 0], boxes[..., 1], boxes[..., 2], boxes[..., 3]
-    lenient = (np.minimum(x1, bx1) > np.maximum(x0, bx0)) & (np.minimum(y1, by1) > np.maximum(y0, by0))
-    cx, cy = (bx0 + bx1) / 2, (by0 + by1) / 2
-    strict = (_cell_index(cx, gw) == cols) & (_cell_index(cy, gh) == rows)
-    return lenient, strict
-
-
-def _cell_index(v: np.ndarray, n: int) -> np.ndarray:
-    """The cell holding coordinate ``v`` (half-open cells, the last one closed)."""
-    return np.clip(np.floor(np.asarray(v) * n), 0, n - 1).astype(int)
-
-
 def same_phrase_alternatives(image_index: Sequence[int], phrases: Sequence[str]) -> list[list[int]]:
     """Per phrase, the *other* rows of the same image with the identical phrase (usually none)."""
     rows: dict[tuple, list[int]] = {}
@@ -70,11 +61,11 @@ def same_phrase_alternatives(image_index: Sequence[int], phrases: Sequence[str])
 def _hits_any(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray,
               alternatives: Sequence[Sequence[int]] | None) -> tuple[np.ndarray, np.ndarray]:
     """Cell hits of each phrase's peak on its own box or any of its ``alternatives`` boxes."""
-    lenient, strict = _cell_hits(rows, cols, grid, boxes)
+    lenient, strict = cell_hits(rows, cols, grid, boxes)
     if alternatives:
         pairs = np.array([(k, j) for k, alt in enumerate(alternatives) for j in alt], dtype=int).reshape(-1, 2)
         if len(pairs):
-            alt_l, alt_s = _cell_hits(rows[pairs[:, 0]], cols[pairs[:, 0]], grid, boxes[pairs[:, 1]])
+            alt_l, alt_s = cell_hits(rows[pairs[:, 0]], cols[pairs[:, 0]], grid, boxes[pairs[:, 1]])
             np.logical_or.at(lenient, pairs[:, 0], alt_l)
             np.logical_or.at(strict, pairs[:, 0], alt_s)
     return lenient, strict
@@ -153,7 +144,7 @@ def uniform_chance_pointing(true_boxes: Any, grid: tuple[int, int],
     strict_cells = np.zeros((len(b), gh * gw), dtype=bool)
     for start in range(0, len(b), 4096):  # the same cell test as pointing_game, for every cell
         chunk = b[start:start + 4096]
-        lenient_cells[start:start + 4096], strict_cells[start:start + 4096] = _cell_hits(
+        lenient_cells[start:start + 4096], strict_cells[start:start + 4096] = cell_hits(
             rows[None, :], cols[None, :], (gh, gw), chunk[:, None, :])
     if alternatives:
         lenient_cells, strict_cells = lenient_cells.copy(), strict_cells.copy()
@@ -183,7 +174,7 @@ def text_prior_pointing(phrases: Sequence[str], true_boxes: Any, train_regions: 
     found = [text_prior_box(p, means, lab, mode) for p, lab in zip(phrases, labels)]
     boxes = np.array([b for b, _ in found], float).reshape(-1, 4)
     gh, gw = grid
-    rows = _cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh)
-    cols = _cell_index((boxes[:, 0] + boxes[:, 2]) / 2, gw)
+    rows = cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh)
+    cols = cell_index((boxes[:, 0] + boxes[:, 2]) / 2, gw)
     lenient, strict = _hits_any(rows, cols, (gh, gw), _boxes(true_boxes), alternatives)
     return {"lenient": lenient, "strict": strict, "boxes": boxes, "source": np.array([s for _, s in found])}
