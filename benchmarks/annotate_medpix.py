@@ -31,7 +31,12 @@ def main() -> None:
     ap.add_argument("--self-model", type=Path, default=None)
     ap.add_argument("--train", action="store_true", help="train and evaluate before/after (prior) annotation")
     ap.add_argument("--n-boot", type=int, default=1000)
-    ap.add_argument("--global-steps", type=int, default=None, help="with --train: phases.global.steps (default: params.yaml's)")
+    ap.add_argument(
+        "--global-steps",
+        type=int,
+        default=None,
+        help="with --train: phases.global.steps (default: params.yaml's)",
+    )
     ap.add_argument("--region-steps", type=int, default=None)
     ap.add_argument("--joint-steps", type=int, default=None)
     args = ap.parse_args()
@@ -44,8 +49,10 @@ def main() -> None:
     from regionmed.corpus.build import build_corpus
     from regionmed.params import Params, deep_merge
 
-    base = deep_merge(yaml.safe_load(Path("params.yaml").read_text()),
-                       {"corpus": {"source": "medpix", "importer": {"path": str(args.data)}}})
+    base = deep_merge(
+        yaml.safe_load(Path("params.yaml").read_text()),
+        {"corpus": {"source": "medpix", "importer": {"path": str(args.data)}}},
+    )
     steps = {"global": args.global_steps, "region": args.region_steps, "joint": args.joint_steps}
     base = deep_merge(base, {"phases": {k: {"steps": v} for k, v in steps.items() if v is not None}})
     source = args.out / "corpus"
@@ -53,21 +60,53 @@ def main() -> None:
         build_corpus(Params.model_validate(base), source, progress=False)
     for localizer in ["prior", *(["self"] if args.self_model else [])]:
         out = args.out / localizer
-        params = Params.model_validate(deep_merge(base, {"annotate": {
-            "localizer": localizer, "splits": ["train", "val", "test"], "out_dir": str(out / "corpus"),
-            "summary_file": str(out / "annotation.json"), "preview_file": str(out / "preview.png"),
-            "self_model_dir": str(args.self_model)}}))
+        params = Params.model_validate(
+            deep_merge(
+                base,
+                {
+                    "annotate": {
+                        "localizer": localizer,
+                        "splits": ["train", "val", "test"],
+                        "out_dir": str(out / "corpus"),
+                        "summary_file": str(out / "annotation.json"),
+                        "preview_file": str(out / "preview.png"),
+                        "self_model_dir": str(args.self_model),
+                    }
+                },
+            )
+        )
         summary = run_annotation(params, corpus_dir=source)
-        print(json.dumps({k: summary[k] for k in ("localizer", "images_considered", "images_with_mentions",
-                                                   "images_annotated", "mentions", "mentions_per_image",
-                                                   "negated_share", "uncertain_share", "cases", "seconds_total")}))
+        print(
+            json.dumps(
+                {
+                    k: summary[k]
+                    for k in (
+                        "localizer",
+                        "images_considered",
+                        "images_with_mentions",
+                        "images_annotated",
+                        "mentions",
+                        "mentions_per_image",
+                        "negated_share",
+                        "uncertain_share",
+                        "cases",
+                        "seconds_total",
+                    )
+                }
+            )
+        )
         print(json.dumps(summary["regions_kept"]))
     if args.train:
         before_after(base, source, args.out, args.n_boot)
 
 
-METRICS = ("retrieval/i2t_R@5", "retrieval/t2i_R@5", "zeroshot/macro_auroc", "zeroshot/modality_accuracy",
-           "vqa/accuracy")
+METRICS = (
+    "retrieval/i2t_R@5",
+    "retrieval/t2i_R@5",
+    "zeroshot/macro_auroc",
+    "zeroshot/modality_accuracy",
+    "vqa/accuracy",
+)
 
 
 def before_after(base: dict, source: Path, out: Path, n_boot: int) -> None:
@@ -83,9 +122,22 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> None:
     torch.set_num_threads(1)
     params = Params.model_validate(base)
     after = out / "train_prior"
-    run_annotation(Params.model_validate(deep_merge(base, {"annotate": {
-        "localizer": "prior", "out_dir": str(after / "corpus"), "summary_file": str(after / "annotation.json"),
-        "preview_file": str(after / "preview.png")}})), corpus_dir=source)
+    run_annotation(
+        Params.model_validate(
+            deep_merge(
+                base,
+                {
+                    "annotate": {
+                        "localizer": "prior",
+                        "out_dir": str(after / "corpus"),
+                        "summary_file": str(after / "annotation.json"),
+                        "preview_file": str(after / "preview.png"),
+                    }
+                },
+            )
+        ),
+        corpus_dir=source,
+    )
     tokenizer = out / "tokenizer"
     if not tokenizer.is_dir():
         train_wordpiece_tokenizer(corpus_texts(source), params.model.text.vocab_size, tokenizer)
@@ -97,7 +149,9 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> None:
         log[arm] = {"region": region, "joint": joint}
         models[arm] = out / arm / "model"
     table = evaluate_arms(params, source, models, (("prior", "as_built"),), n_boot, METRICS)
-    (out / "before_after.json").write_text(json.dumps({"training": log, "evaluation": table}, indent=1, default=str))
+    (out / "before_after.json").write_text(
+        json.dumps({"training": log, "evaluation": table}, indent=1, default=str)
+    )
     print(json.dumps(table, indent=1, default=str))
 
 

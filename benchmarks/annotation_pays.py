@@ -33,13 +33,23 @@ from regionmed.env import configure_environment
 
 configure_environment()
 
-METRICS = ("grounding/full/lenient", "grounding/full/strict", "grounding/locfree/lenient", "grounding/locfree/strict",
-           "hardneg/accuracy", "retrieval/i2t_R@5", "zeroshot/macro_auroc")
+METRICS = (
+    "grounding/full/lenient",
+    "grounding/full/strict",
+    "grounding/locfree/lenient",
+    "grounding/locfree/strict",
+    "hardneg/accuracy",
+    "retrieval/i2t_R@5",
+    "zeroshot/macro_auroc",
+)
 SMALL = {
     "corpus": {"image_size": 64},
-    "model": {"vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
-              "text": {"hidden": 64, "layers": 2, "heads": 2, "mlp": 128}, "roi": {"fusion_heads": 2},
-              "embed_dim": 64},
+    "model": {
+        "vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
+        "text": {"hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
+        "roi": {"fusion_heads": 2},
+        "embed_dim": 64,
+    },
 }
 PAIRS = (("Bp", "A"), ("Bs", "A"), ("Bz", "A"), ("C", "A"), ("A", "D"), ("Bz", "Bs"), ("C", "Bz"))
 ARMS = ("A", "Bp", "Bs", "Bz", "C", "D")
@@ -48,9 +58,19 @@ ARMS = ("A", "Bp", "Bs", "Bz", "C", "D")
 def params_for(base: dict, out: Path, **annotate):
     from regionmed.params import Params, deep_merge
 
-    return Params.model_validate(deep_merge(base, {"annotate": {
-        "out_dir": str(out / "corpus"), "summary_file": str(out / "annotation.json"),
-        "preview_file": str(out / "preview.png"), **annotate}}))
+    return Params.model_validate(
+        deep_merge(
+            base,
+            {
+                "annotate": {
+                    "out_dir": str(out / "corpus"),
+                    "summary_file": str(out / "annotation.json"),
+                    "preview_file": str(out / "preview.png"),
+                    **annotate,
+                }
+            },
+        )
+    )
 
 
 def main() -> None:
@@ -63,18 +83,40 @@ def main() -> None:
     ap.add_argument("--joint-steps", type=int, default=450)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--n-images", type=int, default=None, help="corpus size (default: params.yaml's)")
-    ap.add_argument("--small", action="store_true",
-                    help="64 px images and a small model (the end-to-end tests' size) for a loaded CPU")
-    ap.add_argument("--second-round", action="store_true",
-                    help="a second self-training round: Bz's model annotates the hidden 90% again (arm Bz2)")
-    ap.add_argument("--down-weighted", type=float, default=None, metavar="W",
-                    help="arm Bzw: Bz's regions trained at train.annotated_region_weight W, confidence-weighted")
-    ap.add_argument("--min-confidence", type=float, default=None, metavar="C",
-                    help="arm Bzc: the sized self round keeping only boxes of confidence >= C (annotate.min_confidence)")
-    ap.add_argument("--location-words", action="store_true",
-                    help="arm Bzl: the sized self round with A's model searching only where the location words allow")
-    ap.add_argument("--self-arms", default="Bs,Bz",
-                    help="which one-round self arms to train, comma-separated (Bs, Bz; Bz2 needs Bz)")
+    ap.add_argument(
+        "--small",
+        action="store_true",
+        help="64 px images and a small model (the end-to-end tests' size) for a loaded CPU",
+    )
+    ap.add_argument(
+        "--second-round",
+        action="store_true",
+        help="a second self-training round: Bz's model annotates the hidden 90% again (arm Bz2)",
+    )
+    ap.add_argument(
+        "--down-weighted",
+        type=float,
+        default=None,
+        metavar="W",
+        help="arm Bzw: Bz's regions trained at train.annotated_region_weight W, confidence-weighted",
+    )
+    ap.add_argument(
+        "--min-confidence",
+        type=float,
+        default=None,
+        metavar="C",
+        help="arm Bzc: the sized self round keeping only boxes of confidence >= C (annotate.min_confidence)",
+    )
+    ap.add_argument(
+        "--location-words",
+        action="store_true",
+        help="arm Bzl: the sized self round with A's model searching only where the location words allow",
+    )
+    ap.add_argument(
+        "--self-arms",
+        default="Bs,Bz",
+        help="which one-round self arms to train, comma-separated (Bs, Bz; Bz2 needs Bz)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -90,10 +132,17 @@ def main() -> None:
     torch.set_num_threads(1)  # on the shared 2 cores, 2 threads oversubscribe (BENCHMARKS.md, serving)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    base = deep_merge(yaml.safe_load(args.params.read_text()), {"phases": {
-        "global": {"steps": args.global_steps}, "region": {"steps": args.region_steps},
-        "joint": {"steps": args.joint_steps},
-        "baseline": {"steps": args.global_steps + args.region_steps + args.joint_steps}}})
+    base = deep_merge(
+        yaml.safe_load(args.params.read_text()),
+        {
+            "phases": {
+                "global": {"steps": args.global_steps},
+                "region": {"steps": args.region_steps},
+                "joint": {"steps": args.joint_steps},
+                "baseline": {"steps": args.global_steps + args.region_steps + args.joint_steps},
+            }
+        },
+    )
     if args.small:
         base = deep_merge(base, SMALL)
     if args.n_images:
@@ -116,7 +165,9 @@ def main() -> None:
 
     def annotate(arm: str, **settings) -> None:
         if not (out / arm / "corpus" / "manifest.parquet").is_file():
-            log[f"annotation_{arm}"] = run_annotation(params_for(base, out / arm, **settings), corpus_dir=source)
+            log[f"annotation_{arm}"] = run_annotation(
+                params_for(base, out / arm, **settings), corpus_dir=source
+            )
             lap(f"annotate_{arm}")
 
     source = out / "source"
@@ -129,14 +180,20 @@ def main() -> None:
     params_c = params_for(base, out / "C")
     tokenizer = out / "tokenizer"
     if not tokenizer.is_dir():
-        train_wordpiece_tokenizer(corpus_texts(out / "C" / "corpus"), params_c.model.text.vocab_size, tokenizer)
+        train_wordpiece_tokenizer(
+            corpus_texts(out / "C" / "corpus"), params_c.model.text.vocab_size, tokenizer
+        )
     state = out / "checkpoints"
     # the global phase sees images and reports only: the same for every arm
     if not exported(out / "global"):
-        log["train_global"] = train(params_c, "global", out / "C" / "corpus", tokenizer, out / "global", None, state)
+        log["train_global"] = train(
+            params_c, "global", out / "C" / "corpus", tokenizer, out / "global", None, state
+        )
         lap("train_global")
     if not exported(out / "D" / "model"):
-        log["train_D"] = train(params_c, "baseline", out / "C" / "corpus", tokenizer, out / "D" / "model", None, state)
+        log["train_D"] = train(
+            params_c, "baseline", out / "C" / "corpus", tokenizer, out / "D" / "model", None, state
+        )
         lap("train_D")
 
     def train_arm(arm: str, corpus_of: str | None = None, train_settings: dict | None = None) -> None:
@@ -153,32 +210,73 @@ def main() -> None:
         train_arm(arm)
     # self-training rounds: A's model annotates the hidden 90% (Bs, Bz); Bz's model annotates it again (Bz2)
     chosen = {a for a in args.self_arms.split(",") if a} | ({"Bz", "Bz2"} if args.second_round else set())
-    rounds = [r for r in (("Bs", "region_score", "A"), ("Bz", "sized", "A"), ("Bz2", "sized", "Bz")) if r[0] in chosen]
+    rounds = [
+        r
+        for r in (("Bs", "region_score", "A"), ("Bz", "sized", "A"), ("Bz2", "sized", "Bz"))
+        if r[0] in chosen
+    ]
     for arm, select, annotator in rounds:
-        annotate(arm, localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / annotator / "model"),
-                 self_select=select)
+        annotate(
+            arm,
+            localizer="self",
+            hide_given_fraction=args.hide,
+            self_model_dir=str(out / annotator / "model"),
+            self_select=select,
+        )
         train_arm(arm)
     if args.down_weighted is not None:  # the same regions as Bz, weighed down and by their confidence
         chosen.add("Bzw")
         train_arm("Bzw", "Bz", {"annotated_region_weight": args.down_weighted, "confidence_weighted": True})
     if args.min_confidence is not None:  # the round with A's model again, its weak boxes dropped
         chosen.add("Bzc")
-        annotate("Bzc", localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / "A" / "model"),
-                 self_select="sized", min_confidence=args.min_confidence)
+        annotate(
+            "Bzc",
+            localizer="self",
+            hide_given_fraction=args.hide,
+            self_model_dir=str(out / "A" / "model"),
+            self_select="sized",
+            min_confidence=args.min_confidence,
+        )
         train_arm("Bzc")
     if args.location_words:  # the round with A's model again, the report's location words bounding the search
-        for arm, annotator in (("Bzl", "A"), ("Bzl2", "Bzl"))[:2 if args.second_round else 1]:
+        for arm, annotator in (("Bzl", "A"), ("Bzl2", "Bzl"))[: 2 if args.second_round else 1]:
             chosen.add(arm)
-            annotate(arm, localizer="self", hide_given_fraction=args.hide, self_model_dir=str(out / annotator / "model"),
-                     self_select="sized", self_location_words=True)
+            annotate(
+                arm,
+                localizer="self",
+                hide_given_fraction=args.hide,
+                self_model_dir=str(out / annotator / "model"),
+                self_select="sized",
+                self_location_words=True,
+            )
             train_arm(arm)
-    arms = tuple(a for a in (*ARMS, "Bz2", "Bzw", "Bzc", "Bzl", "Bzl2") if a in chosen or a in ("A", "Bp", "C", "D"))
-    pairs = tuple((c, r) for c, r in (*PAIRS, ("Bz2", "A"), ("Bz2", "Bz"), ("Bzw", "A"), ("Bzw", "Bz"),
-                                       ("Bzc", "A"), ("Bzc", "Bz"), ("Bzl", "A"), ("Bzl", "Bz"), ("C", "Bzl"),
-                                       ("Bzl2", "A"), ("Bzl2", "Bzl"), ("C", "Bzl2")) if c in arms and r in arms)
+    arms = tuple(
+        a for a in (*ARMS, "Bz2", "Bzw", "Bzc", "Bzl", "Bzl2") if a in chosen or a in ("A", "Bp", "C", "D")
+    )
+    pairs = tuple(
+        (c, r)
+        for c, r in (
+            *PAIRS,
+            ("Bz2", "A"),
+            ("Bz2", "Bz"),
+            ("Bzw", "A"),
+            ("Bzw", "Bz"),
+            ("Bzc", "A"),
+            ("Bzc", "Bz"),
+            ("Bzl", "A"),
+            ("Bzl", "Bz"),
+            ("C", "Bzl"),
+            ("Bzl2", "A"),
+            ("Bzl2", "Bzl"),
+            ("C", "Bzl2"),
+        )
+        if c in arms and r in arms
+    )
     params = params_for(base, out / "C")
     # the full-box corpus: same test split, same train sample for every model
-    table = evaluate_arms(params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot)
+    table = evaluate_arms(
+        params, out / "C" / "corpus", {arm: out / arm / "model" for arm in arms}, pairs, args.n_boot
+    )
     table["box_quality"] = arm_box_quality(out, arms, params)
     log["evaluation"] = table
     (out / "evaluation.json").write_text(json.dumps(table, indent=1, default=str))
@@ -208,8 +306,9 @@ def arm_box_quality(out: Path, arms, params) -> dict:
     return quality
 
 
-def evaluate_arms(params, corpus: Path, models: dict[str, Path], pairs, n_boot: int,
-                  metrics: tuple[str, ...] = METRICS) -> dict:
+def evaluate_arms(
+    params, corpus: Path, models: dict[str, Path], pairs, n_boot: int, metrics: tuple[str, ...] = METRICS
+) -> dict:
     """Each model evaluated once on ``corpus``'s test split (evaluation.suite); for each (candidate,
     reference) pair the paired bootstrap difference from the evaluation's own summarise()."""
     from regionmed.corpus.schema import read_manifest
@@ -220,14 +319,24 @@ def evaluate_arms(params, corpus: Path, models: dict[str, Path], pairs, n_boot: 
 
     e = params.evaluate
     test, train_df = read_manifest(corpus, e.split), read_manifest(corpus, "train")
-    train_df = train_df.sample(n=min(e.train_sample, len(train_df)), random_state=params.seed).reset_index(drop=True)
+    train_df = train_df.sample(n=min(e.train_sample, len(train_df)), random_state=params.seed).reset_index(
+        drop=True
+    )
     channels = params.model.vision.channels
     pixels, train_pixels = load_pixels(corpus, test, channels), load_pixels(corpus, train_df, channels)
     results = {}
     for arm, folder in models.items():
         model, tokenizer = load_model(folder)
-        results[arm] = evaluate_model(Encoder(model, tokenizer, e.batch_size), test, pixels, train_df, train_pixels,
-                                      tuple(e.retrieval_ks), e.vqa_method, params.seed)
+        results[arm] = evaluate_model(
+            Encoder(model, tokenizer, e.batch_size),
+            test,
+            pixels,
+            train_df,
+            train_pixels,
+            tuple(e.retrieval_ks),
+            e.vqa_method,
+            params.seed,
+        )
     table: dict = {"values": {}}
     for cand, ref in pairs:
         s = summarise({"regionmed": results[cand], "baseline": results[ref]}, n_boot, e.alpha, params.seed)

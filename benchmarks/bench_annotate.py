@@ -28,7 +28,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path(".state/bench_annotate"))
     ap.add_argument("--self-model", type=Path, default=None)
-    ap.add_argument("--self-shifts", type=int, nargs="+", default=[1], help="annotate.self_shifts values to time")
+    ap.add_argument(
+        "--self-shifts", type=int, nargs="+", default=[1], help="annotate.self_shifts values to time"
+    )
     args = ap.parse_args()
 
     import yaml
@@ -47,23 +49,52 @@ def main() -> None:
     rows = []
     for localizer, hide, shifts in cases:
         out = args.out / f"{localizer}_{hide}_{shifts}"
-        params = Params.model_validate(deep_merge(base, {"annotate": {
-            "localizer": localizer, "hide_given_fraction": hide, "out_dir": str(out / "corpus"),
-            "summary_file": str(out / "annotation.json"), "preview_file": str(out / "preview.png"),
-            "self_model_dir": str(args.self_model), "self_shifts": shifts}}))
+        params = Params.model_validate(
+            deep_merge(
+                base,
+                {
+                    "annotate": {
+                        "localizer": localizer,
+                        "hide_given_fraction": hide,
+                        "out_dir": str(out / "corpus"),
+                        "summary_file": str(out / "annotation.json"),
+                        "preview_file": str(out / "preview.png"),
+                        "self_model_dir": str(args.self_model),
+                        "self_shifts": shifts,
+                    }
+                },
+            )
+        )
         start, cpu = time.perf_counter(), time.process_time()
         summary = run_annotation(params, corpus_dir=source, log=lambda *_: None)
-        rows.append({"localizer": localizer, "hidden": hide, "seconds": round(time.perf_counter() - start, 1),
-                     "cpu_seconds": round(time.process_time() - cpu, 1),
-                     "images_considered": summary["images_considered"],
-                     "regions_kept": summary["regions_kept"][localizer]["total"], "self_shifts": shifts})
+        rows.append(
+            {
+                "localizer": localizer,
+                "hidden": hide,
+                "seconds": round(time.perf_counter() - start, 1),
+                "cpu_seconds": round(time.process_time() - cpu, 1),
+                "images_considered": summary["images_considered"],
+                "regions_kept": summary["regions_kept"][localizer]["total"],
+                "self_shifts": shifts,
+            }
+        )
         if "box_quality" in summary:
             q = summary["box_quality"]["all"]
             rows[-1].update({m: q[m]["value"] for m in ("pointing", "cell_pointing", "iou>0.3")})
         print(json.dumps(rows[-1]), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False).stdout.strip()
-    print(json.dumps({"commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                      "load": os.getloadavg(), "rows": rows}))
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    print(
+        json.dumps(
+            {
+                "commit": commit,
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "load": os.getloadavg(),
+                "rows": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

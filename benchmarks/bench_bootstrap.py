@@ -18,7 +18,9 @@ from regionmed.evaluation.bootstrap import bootstrap_ci, paired_difference_ci
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--groups", type=int, default=1000)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
@@ -32,10 +34,14 @@ def main() -> None:
         bootstrap_ci(values, groups, n_boot=args.n_boot)
         paired_difference_ci(values, values[::-1], groups, n_boot=args.n_boot)
         times.append(time.perf_counter() - start)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}")
-    print(f"{args.groups} groups x 3 items, {args.n_boot} resamples: CI + paired CI in {min(times):.3f} s "
-          f"(best of {args.repeats})")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
+    print(
+        f"{args.groups} groups x 3 items, {args.n_boot} resamples: CI + paired CI in {min(times):.3f} s "
+        f"(best of {args.repeats})"
+    )
 
 
 if __name__ == "__main__":

@@ -47,14 +47,23 @@ def package_model(work: Path, offline: bool) -> tuple[dict, object]:
     (work / "metrics").mkdir(parents=True, exist_ok=True)
     (work / "metrics/eval.json").write_text(json.dumps({"regionmed": {}}))
     (work / "metrics/gate.json").write_text(json.dumps({"passed": True, "n_failed": 0}))
-    params = Params.model_validate({
-        "corpus": {"out_dir": str(work / "corpus")},
-        "evaluate": {"metrics_file": str(work / "metrics/eval.json")},
-        "gate": {"decision_file": str(work / "metrics/gate.json"), "champion_file": str(work / "champion.json")},
-        "serving": {"model_dir": str(work / "model"), "index_dir": str(work / "index"),
-                    "metrics_file": str(work / "package.json"), "bentoml_home": str(work / "bentoml"),
-                    "container": {"offline": offline}},
-    })
+    params = Params.model_validate(
+        {
+            "corpus": {"out_dir": str(work / "corpus")},
+            "evaluate": {"metrics_file": str(work / "metrics/eval.json")},
+            "gate": {
+                "decision_file": str(work / "metrics/gate.json"),
+                "champion_file": str(work / "champion.json"),
+            },
+            "serving": {
+                "model_dir": str(work / "model"),
+                "index_dir": str(work / "index"),
+                "metrics_file": str(work / "package.json"),
+                "bentoml_home": str(work / "bentoml"),
+                "container": {"offline": offline},
+            },
+        }
+    )
     return package(params, root=REPO, log=lambda *_: None), params
 
 
@@ -65,8 +74,14 @@ def host_server(bento: str, home: Path, work: Path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONMED_")}
     env.update(BENTOML_HOME=str(home), REGIONMED_EMBEDDING_LOG_DIR=str(work / "host-log"))
     log = open(work / "host-server.log", "wb")  # noqa: SIM115  (the server's lifetime)
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", bento, "--port", str(port)], cwd=work, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bentoml", "serve", bento, "--port", str(port)],
+        cwd=work,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -78,7 +93,9 @@ def main() -> None:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--offline", action="store_true", default=None)
     mode.add_argument("--online", dest="offline", action="store_false")
-    ap.add_argument("--skip-cold", action="store_true", help="do not prune the build cache (no cold build time)")
+    ap.add_argument(
+        "--skip-cold", action="store_true", help="do not prune the build cache (no cold build time)"
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     configure_environment()
@@ -94,11 +111,18 @@ def main() -> None:
     )
     from regionmed.serving.container_path import bento_base_image, ensure_base_image, free_port
 
-    offline = args.offline if args.offline is not None else any(
-        Path(ContainerParams().offline_torch_wheels).glob("torch-*cp311*.whl"))
+    offline = (
+        args.offline
+        if args.offline is not None
+        else any(Path(ContainerParams().offline_torch_wheels).glob("torch-*cp311*.whl"))
+    )
     client = docker_client()
-    result: dict = {"machine": f"{platform.node()} ({os.cpu_count()} cores)", "offline": offline,
-                    "concurrency": args.concurrency, "seconds": args.seconds}
+    result: dict = {
+        "machine": f"{platform.node()} ({os.cpu_count()} cores)",
+        "offline": offline,
+        "concurrency": args.concurrency,
+        "seconds": args.seconds,
+    }
     with tempfile.TemporaryDirectory(prefix="bench-container-") as tmp:
         work = Path(tmp)
         os.environ["BENTOML_HOME"] = str(work / "bentoml")
@@ -108,7 +132,9 @@ def main() -> None:
         ensure_base_image(params, client, bento_base_image(home, record["bento_tag"]), True, REPO, log=print)
         if not args.skip_cold:
             subprocess.run([client, "builder", "prune", "-af"], capture_output=True, check=True)
-            cold_ref, result["build_cold_s"] = containerize(record["bento_tag"], "bench-regionmed", client, home)
+            cold_ref, result["build_cold_s"] = containerize(
+                record["bento_tag"], "bench-regionmed", client, home
+            )
             subprocess.run([client, "rmi", cold_ref], capture_output=True, check=False)
         record, _ = package_model(work, offline)  # a new Bento version with the same packages
         ref, result["build_warm_s"] = containerize(record["bento_tag"], "bench-regionmed", client, home)
@@ -129,9 +155,12 @@ def main() -> None:
         container.wait_ready()
         proc, host_url = host_server(record["bento_tag"], home, work)
         try:
+
             def alive() -> None:
                 if proc.poll() is not None:
-                    raise SystemExit(f"bentoml serve exited:\n{(work / 'host-server.log').read_text()[-3000:]}")
+                    raise SystemExit(
+                        f"bentoml serve exited:\n{(work / 'host-server.log').read_text()[-3000:]}"
+                    )
 
             wait_until_ready(host_url, 300, alive)
             runs: dict[str, list[dict]] = {"host": [], "container": []}
@@ -139,8 +168,11 @@ def main() -> None:
                 for name, url in (("host", host_url), ("container", container.url)):
                     r = asyncio.run(over_http(url, images, args.concurrency, args.seconds, "encode_image"))
                     runs[name].append(r)
-                    print(f"{name}: {r['images_per_s']:.1f} images/s, p50 {r['p50_ms']:.0f} ms, "
-                          f"p99 {r['p99_ms']:.0f} ms, errors {r['errors']}", flush=True)
+                    print(
+                        f"{name}: {r['images_per_s']:.1f} images/s, p50 {r['p50_ms']:.0f} ms, "
+                        f"p99 {r['p99_ms']:.0f} ms, errors {r['errors']}",
+                        flush=True,
+                    )
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(30)

@@ -27,15 +27,19 @@ def main() -> None:
     configure_environment()
     base = load_params(REPO / "params.yaml")
     default_n = base.corpus.synthetic.n_images
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[default_n, 10 * default_n])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--medpix", type=Path, default=None, help="time the MedPix import of this folder")
     args = parser.parse_args()
     source = {"source": "medpix", "importer": {"path": str(args.medpix)}} if args.medpix else {}
     sizes = [None] if args.medpix else args.sizes
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}; image_size {base.corpus.image_size}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}; image_size {base.corpus.image_size}"
+    )
     print(f"{'images':>8} {'workers':>7} {'seconds':>8} {'images/s':>9} {'speedup':>8}")
     for n in sizes:
         single = None
@@ -49,7 +53,10 @@ def main() -> None:
             shutil.rmtree(out)
             rate = summary.n_kept / seconds
             single = single or rate
-            print(f"{summary.n_input:>8} {workers:>7} {seconds:>8.1f} {rate:>9.0f} {rate / single:>7.2f}x", flush=True)
+            print(
+                f"{summary.n_input:>8} {workers:>7} {seconds:>8.1f} {rate:>9.0f} {rate / single:>7.2f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

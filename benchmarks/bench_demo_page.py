@@ -56,8 +56,11 @@ WARMUP = 20
 
 def page_weight() -> dict:
     files = {p.name: p.read_bytes() for p in sorted(DEMO_DIR.iterdir()) if p.is_file()}
-    return {"files": {n: len(b) for n, b in files.items()}, "bytes": sum(map(len, files.values())),
-            "gzip_bytes": sum(len(gzip.compress(b, 9)) for b in files.values())}
+    return {
+        "files": {n: len(b) for n, b in files.items()},
+        "bytes": sum(map(len, files.values())),
+        "gzip_bytes": sum(len(gzip.compress(b, 9)) for b in files.values()),
+    }
 
 
 def serve(work: Path, model_dir: Path, index_dir: Path, demo_page: bool) -> Server:
@@ -65,10 +68,16 @@ def serve(work: Path, model_dir: Path, index_dir: Path, demo_page: bool) -> Serv
     params["serving"]["demo_page"] = demo_page
     params_file = work / f"params-demo-{demo_page}.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    env = server_env(REGIONMED_PARAMS=str(params_file), REGIONMED_MODEL_DIR=str(model_dir),
-                     REGIONMED_INDEX_DIR=str(index_dir), REGIONMED_EMBEDDING_LOG_DIR=str(work / "log"),
-                     BENTOML_HOME=str(work / "bentoml"))
-    server = Server(["regionmed.serving.service:RegionMedService"], env, REPO, work / f"server-{demo_page}.log")
+    env = server_env(
+        REGIONMED_PARAMS=str(params_file),
+        REGIONMED_MODEL_DIR=str(model_dir),
+        REGIONMED_INDEX_DIR=str(index_dir),
+        REGIONMED_EMBEDDING_LOG_DIR=str(work / "log"),
+        BENTOML_HOME=str(work / "bentoml"),
+    )
+    server = Server(
+        ["regionmed.serving.service:RegionMedService"], env, REPO, work / f"server-{demo_page}.log"
+    )
     server.wait_ready(300)
     return server
 
@@ -86,7 +95,7 @@ def api_latency(urls: dict[str, str], image: bytes, calls: int, rounds: int = 6)
                 client.post("/zero_shot", files=files, data=data).raise_for_status()
         per_round = max(1, calls // rounds)
         for r in range(rounds):  # the order flips each round: neither server always goes first
-            for name, client in (list(clients.items()) if r % 2 == 0 else list(clients.items())[::-1]):
+            for name, client in list(clients.items()) if r % 2 == 0 else list(clients.items())[::-1]:
                 for _ in range(per_round):
                     t = time.perf_counter()
                     client.post("/zero_shot", files=files, data=data).raise_for_status()
@@ -99,8 +108,12 @@ def api_latency(urls: dict[str, str], image: bytes, calls: int, rounds: int = 6)
 
 def summary(ms: list[float]) -> dict:
     ms = sorted(ms)
-    return {"n": len(ms), "p50_ms": statistics.median(ms), "p95_ms": ms[min(len(ms) - 1, int(0.95 * len(ms)))],
-            "max_ms": ms[-1]}
+    return {
+        "n": len(ms),
+        "p50_ms": statistics.median(ms),
+        "p95_ms": ms[min(len(ms) - 1, int(0.95 * len(ms)))],
+        "max_ms": ms[-1],
+    }
 
 
 def middleware_overhead(calls: int = 20000) -> dict[str, float]:
@@ -111,8 +124,12 @@ def middleware_overhead(calls: int = 20000) -> dict[str, float]:
     from regionmed.serving.middleware import RequestGuardMiddleware
 
     os.environ["BENCH_DEMO_KEY"] = "k"
-    scope = {"type": "http", "method": "POST", "path": "/zero_shot",
-             "headers": [(b"authorization", b"Bearer k"), (b"content-length", b"10")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/zero_shot",
+        "headers": [(b"authorization", b"Bearer k"), (b"content-length", b"10")],
+    }
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -129,8 +146,9 @@ def middleware_overhead(calls: int = 20000) -> dict[str, float]:
     out: dict[str, list[float]] = {"without the page": [], "with the page": []}
     for _ in range(5):
         out["without the page"].append(asyncio.run(run(RequestGuardMiddleware(app, 1000, "BENCH_DEMO_KEY"))))
-        out["with the page"].append(asyncio.run(run(RequestGuardMiddleware(app, 1000, "BENCH_DEMO_KEY",
-                                                                           open_prefixes=("/ui",)))))
+        out["with the page"].append(
+            asyncio.run(run(RequestGuardMiddleware(app, 1000, "BENCH_DEMO_KEY", open_prefixes=("/ui",))))
+        )
     return {name: min(v) for name, v in out.items()}
 
 
@@ -141,9 +159,12 @@ def page_loads(driver, url: str, n: int) -> dict:
     for _ in range(n):
         driver.get("about:blank")
         driver.get(f"{url}/ui/")
-        timing = wait_for(driver, "const n = performance.getEntriesByType('navigation')[0];"
-                                  "const p = performance.getEntriesByName('first-contentful-paint')[0];"
-                                  "return n && n.loadEventEnd > 0 && p ? [p.startTime, n.loadEventEnd] : null")
+        timing = wait_for(
+            driver,
+            "const n = performance.getEntriesByType('navigation')[0];"
+            "const p = performance.getEntriesByName('first-contentful-paint')[0];"
+            "return n && n.loadEventEnd > 0 && p ? [p.startTime, n.loadEventEnd] : null",
+        )
         fcp.append(timing[0])
         load.append(timing[1])
     return {"first_contentful_paint": summary(fcp), "load_event": summary(load)}
@@ -162,7 +183,8 @@ def page_round_trips(driver, image_path: Path, n: int) -> dict:
             "  const e = performance.getEntriesByType('resource').filter(r => r.name.endsWith('/zero_shot'));"
             "  done([performance.now() - t, e.length ? e[e.length - 1].duration : null]); } })"
             ".observe(list, {childList: true});"
-            "document.getElementById('zs-run').click();")
+            "document.getElementById('zs-run').click();"
+        )
         clicks.append(result[0])
         if result[1] is not None:
             fetches.append(result[1])
@@ -172,8 +194,11 @@ def page_round_trips(driver, image_path: Path, n: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model-dir", default=None)
-    ap.add_argument("--not-packaged", action="store_true",
-                    help="--model-dir is not the packaged model (e.g. models/region): show no repo metrics for it")
+    ap.add_argument(
+        "--not-packaged",
+        action="store_true",
+        help="--model-dir is not the packaged model (e.g. models/region): show no repo metrics for it",
+    )
     ap.add_argument("--loads", type=int, default=15)
     ap.add_argument("--round-trips", type=int, default=30)
     ap.add_argument("--api-calls", type=int, default=120)
@@ -184,9 +209,12 @@ def main() -> None:
     from regionmed.serving.engine import Engine
     from regionmed.serving.index import build_index
 
-    results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                     "load_average_before": os.getloadavg(), "weight": page_weight(),
-                     "middleware_us": middleware_overhead()}
+    results: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_before": os.getloadavg(),
+        "weight": page_weight(),
+        "middleware_us": middleware_overhead(),
+    }
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         work = Path(tmp)
         model_dir, images = make_model(work, args.model_dir)
@@ -194,7 +222,9 @@ def main() -> None:
             # a folder without package.json gets this checkout's metrics/eval.json in `metadata`: not its own
             if args.model_dir:
                 model_dir = Path(shutil.copytree(model_dir, work / "model-copy"))
-            (model_dir / "package.json").write_text(json.dumps({"note": "not the packaged model: no metrics, no gate"}))
+            (model_dir / "package.json").write_text(
+                json.dumps({"note": "not the packaged model: no metrics, no gate"})
+            )
         build_index(Engine.from_dir(model_dir), work / "corpus", "test").save(work / "index")
         image_path = work / "scan.png"
         image_path.write_bytes(images[0])
@@ -209,11 +239,16 @@ def main() -> None:
             set_viewport(driver, 1280, 800)
             results["page_load"] = page_loads(driver, server.url, args.loads)
             results["page_zero_shot"] = page_round_trips(driver, image_path, args.round_trips)
-            results["api_page_open"] = api_latency(urls, images[0], args.api_calls)  # the page idle in Chromium
+            results["api_page_open"] = api_latency(
+                urls, images[0], args.api_calls
+            )  # the page idle in Chromium
             if args.screenshot:
                 driver.find_element("id", "ground-run").click()
-                wait_for(driver, "return document.querySelectorAll('#ground-results li').length > 0 && "
-                                 "!document.getElementById('ground-panel').hasAttribute('aria-busy')")
+                wait_for(
+                    driver,
+                    "return document.querySelectorAll('#ground-results li').length > 0 && "
+                    "!document.getElementById('ground-panel').hasAttribute('aria-busy')",
+                )
                 driver.find_element("id", "region-run").click()
                 wait_for(driver, "return document.querySelectorAll('#region-results li').length > 0")
                 set_viewport(driver, 1280, 1280)  # the whole page in one picture
@@ -232,18 +267,25 @@ def main() -> None:
 
 def report(r: dict) -> None:
     w = r["weight"]
-    print(f"\nMachine: {r['machine']}; load average {r['load_average_before'][0]:.1f} before, "
-          f"{r['load_average_after'][0]:.1f} after")
+    print(
+        f"\nMachine: {r['machine']}; load average {r['load_average_before'][0]:.1f} before, "
+        f"{r['load_average_after'][0]:.1f} after"
+    )
     print(f"Page weight: {w['bytes']} bytes ({w['gzip_bytes']} gzipped): {w['files']}")
-    print("Key/size middleware per API request (best of 5 x 20000, no-op app): "
-          + ", ".join(f"{k} {v:.2f} us" for k, v in r["middleware_us"].items()) + "\n")
+    print(
+        "Key/size middleware per API request (best of 5 x 20000, no-op app): "
+        + ", ".join(f"{k} {v:.2f} us" for k, v in r["middleware_us"].items())
+        + "\n"
+    )
     print("| measure | n | p50 ms | p95 ms | max ms |\n|---|---:|---:|---:|---:|")
-    rows = [("page load: first contentful paint", r["page_load"]["first_contentful_paint"]),
-            ("page load: load event (all assets, scripts run)", r["page_load"]["load_event"]),
-            ("page: Classify click → bars drawn", r["page_zero_shot"]["click_to_bars"]),
-            ("page: zero_shot fetch (Resource Timing)", r["page_zero_shot"]["zero_shot_fetch"]),
-            *((f"API zero_shot, {name}, no browser", s) for name, s in r["api_no_browser"].items()),
-            *((f"API zero_shot, {name}, the page open in Chromium", s) for name, s in r["api_page_open"].items())]
+    rows = [
+        ("page load: first contentful paint", r["page_load"]["first_contentful_paint"]),
+        ("page load: load event (all assets, scripts run)", r["page_load"]["load_event"]),
+        ("page: Classify click → bars drawn", r["page_zero_shot"]["click_to_bars"]),
+        ("page: zero_shot fetch (Resource Timing)", r["page_zero_shot"]["zero_shot_fetch"]),
+        *((f"API zero_shot, {name}, no browser", s) for name, s in r["api_no_browser"].items()),
+        *((f"API zero_shot, {name}, the page open in Chromium", s) for name, s in r["api_page_open"].items()),
+    ]
     for name, s in rows:
         print(f"| {name} | {s['n']} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['max_ms']:.1f} |")
 

@@ -39,13 +39,25 @@ from regionmed.params import load_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def population(n: int, dim: int, rng: np.random.Generator, centers: np.ndarray, modality: int | None = None,
-               contrast: float = 1.0) -> tuple[np.ndarray, pd.DataFrame]:
+def population(
+    n: int,
+    dim: int,
+    rng: np.random.Generator,
+    centers: np.ndarray,
+    modality: int | None = None,
+    contrast: float = 1.0,
+) -> tuple[np.ndarray, pd.DataFrame]:
     lab = rng.integers(0, len(centers), n) if modality is None else np.full(n, modality)
     emb = centers[lab] + rng.normal(size=(n, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    desc = pd.DataFrame({"width": 512, "height": 512, "mean": rng.normal(0.3, 0.05, n) * contrast,
-                         "std": rng.normal(0.2, 0.02, n) * contrast})
+    desc = pd.DataFrame(
+        {
+            "width": 512,
+            "height": 512,
+            "mean": rng.normal(0.3, 0.05, n) * contrast,
+            "std": rng.normal(0.2, 0.02, n) * contrast,
+        }
+    )
     return emb.astype(np.float32), desc
 
 
@@ -71,13 +83,23 @@ def main() -> None:
     centers = (rng.normal(size=(3, args.dim)) * 0.08).astype(np.float32)
     t = time.perf_counter()
     ref_emb, ref_desc = population(args.rows, args.dim, rng, centers)
-    cur = {"unshifted": population(args.rows, args.dim, rng, centers),
-           "shifted": population(args.rows, args.dim, rng, centers, modality=0, contrast=1.5)}
+    cur = {
+        "unshifted": population(args.rows, args.dim, rng, centers),
+        "shifted": population(args.rows, args.dim, rng, centers, modality=0, contrast=1.5),
+    }
     class_emb = centers / np.linalg.norm(centers, axis=1, keepdims=True)
-    ref = Reference({"image": ref_emb}, {"image": ref_desc}, ["bench"],
-                    {"finding": ["a", "b", "c"], "modality": ["x", "y", "z"]},
-                    {"finding": class_emb, "modality": class_emb[[1, 2, 0]]}, "test")
-    print(f"data: {args.rows} + 2x{args.rows} rows x {args.dim} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    ref = Reference(
+        {"image": ref_emb},
+        {"image": ref_desc},
+        ["bench"],
+        {"finding": ["a", "b", "c"], "modality": ["x", "y", "z"]},
+        {"finding": class_emb, "modality": class_emb[[1, 2, 0]]},
+        "test",
+    )
+    print(
+        f"data: {args.rows} + 2x{args.rows} rows x {args.dim} in {time.perf_counter() - t:.1f} s",
+        file=sys.stderr,
+    )
     import evidently  # noqa: F401  (the import, ~4 s, is not part of a check)
 
     results = []
@@ -92,19 +114,39 @@ def main() -> None:
                     res = check_kind("image", ref, current, settings, seed=params.seed)
                     times.append(time.perf_counter() - t)
                     t = time.perf_counter()
-                    write_reports([res], {"window": {"start": None, "end": None, "hours": 0, "anchor": "latest"},
-                                          "current": {"rows_in_window": {}, "rows": {}, "rows_other_model": {},
-                                                      "log_dir": ""},
-                                          "reference": {"rows": {}, "split": "", "model_versions": []},
-                                          "status": "x", "message": "", "min_rows": 0, "sample_rows": 0,
-                                          "checks": []}, Path(tmp) / case)
+                    write_reports(
+                        [res],
+                        {
+                            "window": {"start": None, "end": None, "hours": 0, "anchor": "latest"},
+                            "current": {
+                                "rows_in_window": {},
+                                "rows": {},
+                                "rows_other_model": {},
+                                "log_dir": "",
+                            },
+                            "reference": {"rows": {}, "split": "", "model_versions": []},
+                            "status": "x",
+                            "message": "",
+                            "min_rows": 0,
+                            "sample_rows": 0,
+                            "checks": [],
+                        },
+                        Path(tmp) / case,
+                    )
                     html_s.append(time.perf_counter() - t)
                 drifted = [c.name.split("/", 1)[1] for c in res.checks if c.drift]
-                row = {"case": case, "plot": plot, "rows": args.rows, "dim": args.dim,
-                       "sample_rows": settings.sample_rows, "pca": res.components,
-                       "check_s": round(statistics.median(times), 2), "html_s": round(statistics.median(html_s), 2),
-                       "scores": {c.name.split("/", 1)[1]: round(c.score, 4) for c in res.checks},
-                       "drifted": drifted}
+                row = {
+                    "case": case,
+                    "plot": plot,
+                    "rows": args.rows,
+                    "dim": args.dim,
+                    "sample_rows": settings.sample_rows,
+                    "pca": res.components,
+                    "check_s": round(statistics.median(times), 2),
+                    "html_s": round(statistics.median(html_s), 2),
+                    "scores": {c.name.split("/", 1)[1]: round(c.score, 4) for c in res.checks},
+                    "drifted": drifted,
+                }
                 results.append(row)
                 print(json.dumps(row), flush=True)
         if args.log:
@@ -115,34 +157,59 @@ def main() -> None:
             t = time.perf_counter()
             w = EmbeddingLogWriter(log_dir)
             for i in range(0, len(emb), 256):
-                rows = desc.iloc[i:i + 256].to_dict("records")
-                w.log(endpoint="encode_image", model_version="bench", request="0123456789abcdef", kind="image",
-                      embeddings=emb[i:i + 256], descriptors=[{k: float(v) if k in ("mean", "std") else int(v)
-                                                               for k, v in r.items()} for r in rows])
+                rows = desc.iloc[i : i + 256].to_dict("records")
+                w.log(
+                    endpoint="encode_image",
+                    model_version="bench",
+                    request="0123456789abcdef",
+                    kind="image",
+                    embeddings=emb[i : i + 256],
+                    descriptors=[
+                        {k: float(v) if k in ("mean", "std") else int(v) for k, v in r.items()} for r in rows
+                    ],
+                )
             w.close()
             write_s = time.perf_counter() - t
             size = sum(p.stat().st_size for p in log_dir.iterdir())
             bench = params.model_copy(update={"monitor": m.model_copy(update={"kinds": ["image"]})})
             t = time.perf_counter()
-            s = run_monitor(bench, log_dir=log_dir, reference=ref, report_dir=Path(tmp) / "log_report",
-                            summary_file=Path(tmp) / "drift.json", log=lambda *_: None)
-            row = {"case": "shifted, from a log", "rows": args.rows, "dim": args.dim, "log_mb": round(size / 2**20),
-                   "write_s": round(write_s, 1), "run_monitor_s": round(time.perf_counter() - t, 1),
-                   "status": s["status"]}
+            s = run_monitor(
+                bench,
+                log_dir=log_dir,
+                reference=ref,
+                report_dir=Path(tmp) / "log_report",
+                summary_file=Path(tmp) / "drift.json",
+                log=lambda *_: None,
+            )
+            row = {
+                "case": "shifted, from a log",
+                "rows": args.rows,
+                "dim": args.dim,
+                "log_mb": round(size / 2**20),
+                "write_s": round(write_s, 1),
+                "run_monitor_s": round(time.perf_counter() - t, 1),
+                "status": s["status"],
+            }
             results.append(row)
             print(json.dumps(row), flush=True)
 
-    print(f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS')}\n")
+    print(
+        f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS')}\n"
+    )
     print("| case | plot | rows per side | sampled | PCA | checks (s) | HTML (s) | drifted |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
         if "check_s" in r:
-            print(f"| {r['case']} | {r['plot']} | {r['rows']:,} x {r['dim']} | {r['sample_rows']} | {r['pca']} | "
-                  f"{r['check_s']} | {r['html_s']} | {', '.join(r['drifted']) or '-'} |")
+            print(
+                f"| {r['case']} | {r['plot']} | {r['rows']:,} x {r['dim']} | {r['sample_rows']} | {r['pca']} | "
+                f"{r['check_s']} | {r['html_s']} | {', '.join(r['drifted']) or '-'} |"
+            )
         else:
-            print(f"| {r['case']} | pca | {r['rows']:,} x {r['dim']} (log {r['log_mb']} MB, written in "
-                  f"{r['write_s']} s) | | | run_monitor {r['run_monitor_s']} | | {r['status']} |")
+            print(
+                f"| {r['case']} | pca | {r['rows']:,} x {r['dim']} (log {r['log_mb']} MB, written in "
+                f"{r['write_s']} s) | | | run_monitor {r['run_monitor_s']} | | {r['status']} |"
+            )
 
 
 if __name__ == "__main__":

@@ -43,12 +43,18 @@ def synthetic_reports(n_images: int | None) -> tuple[list[str], list, list[str]]
     reports, truths, paraphrased = [], [], []
     for index in range(n_images or syn.n_images):
         phantom = generate_phantom(index, params.seed, params.corpus.image_size, syn)
-        text = describe(phantom, np.random.default_rng([params.seed, index, TEXT_STREAM]),
-                        syn.negatives_per_report, syn.absent_presence_questions)
+        text = describe(
+            phantom,
+            np.random.default_rng([params.seed, index, TEXT_STREAM]),
+            syn.negatives_per_report,
+            syn.absent_presence_questions,
+        )
         reports.append(text.report)
         truths.append(synthetic_truth(phantom))
         present = {f.finding.label for f in phantom.findings}
-        absent = [f.label for f in phantom.modality.findings if f.label not in present][: syn.negatives_per_report]
+        absent = [f.label for f in phantom.modality.findings if f.label not in present][
+            : syn.negatives_per_report
+        ]
         paraphrased.append(paraphrase(truths[-1], absent, np.random.default_rng([params.seed, index, 99])))
     return reports, truths, paraphrased
 
@@ -63,17 +69,41 @@ def _timed(fn) -> tuple[object, float, float]:
 # Paraphrased reports: the same true findings written in words the corpus's templates never use
 # (synonyms, lobe abbreviations, size words, negation after the finding). A stress test of reading
 # beyond the corpus's own language; the words are this benchmark's, not real reports'.
-SYNONYMS = {"pleural effusion": ["pleural effusion", "pleural fluid"], "kidney cyst": ["kidney cyst", "renal cyst"],
-            "liver lesion": ["liver lesion", "hepatic lesion"], "hemorrhage": ["hemorrhage", "haemorrhage", "hematoma"],
-            "consolidation": ["consolidation", "airspace opacity"], "brain lesion": ["brain lesion", "cerebral lesion"],
-            "nodule": ["nodule", "pulmonary nodule"], "mass": ["mass", "mass lesion"], "cardiomegaly": ["cardiomegaly"]}
+SYNONYMS = {
+    "pleural effusion": ["pleural effusion", "pleural fluid"],
+    "kidney cyst": ["kidney cyst", "renal cyst"],
+    "liver lesion": ["liver lesion", "hepatic lesion"],
+    "hemorrhage": ["hemorrhage", "haemorrhage", "hematoma"],
+    "consolidation": ["consolidation", "airspace opacity"],
+    "brain lesion": ["brain lesion", "cerebral lesion"],
+    "nodule": ["nodule", "pulmonary nodule"],
+    "mass": ["mass", "mass lesion"],
+    "cardiomegaly": ["cardiomegaly"],
+}
 SIZES = {"subtle": ["tiny", "subtle", "faint"], "small": ["small"], "large": ["large", "sizable"]}
 GRADES = {"subtle": ["mild"], "small": ["moderate"], "large": ["marked", "severe"]}
-LOBES = {("right", "upper"): "RUL", ("right", "middle"): "RML", ("right", "lower"): "RLL",
-         ("left", "upper"): "LUL", ("left", "lower"): "LLL"}
-FRAMES = ["There is {p}.", "{P} is present.", "{P} is identified.", "Findings include {p}.", "{P} is again seen."]
-NEGATIVE_FRAMES = ["No {f}.", "{F} is not seen.", "Negative for {f}.", "No evidence of {f}.", "{F} is absent.",
-                   "There is no {f}."]
+LOBES = {
+    ("right", "upper"): "RUL",
+    ("right", "middle"): "RML",
+    ("right", "lower"): "RLL",
+    ("left", "upper"): "LUL",
+    ("left", "lower"): "LLL",
+}
+FRAMES = [
+    "There is {p}.",
+    "{P} is present.",
+    "{P} is identified.",
+    "Findings include {p}.",
+    "{P} is again seen.",
+]
+NEGATIVE_FRAMES = [
+    "No {f}.",
+    "{F} is not seen.",
+    "Negative for {f}.",
+    "No evidence of {f}.",
+    "{F} is absent.",
+    "There is no {f}.",
+]
 
 
 def _pick(rng, options):
@@ -94,8 +124,13 @@ def paraphrase(truth, absent: list[str], rng) -> str:
             phrase = f"a {size} {name} in the {LOBES[t.side, t.zone]}"
         else:
             place = _pick(rng, ["zone", "lobe", "region"])
-            phrase = _pick(rng, [f"a {size} {name} in the {t.side} {t.zone} {place}",
-                                 f"a {size} {t.side} {t.zone} {place} {name}"])
+            phrase = _pick(
+                rng,
+                [
+                    f"a {size} {name} in the {t.side} {t.zone} {place}",
+                    f"a {size} {t.side} {t.zone} {place} {name}",
+                ],
+            )
         sentences.append(_pick(rng, FRAMES).format(p=phrase, P=phrase[:1].upper() + phrase[1:]))
     for label in absent:
         f = _pick(rng, SYNONYMS[label])
@@ -110,10 +145,16 @@ def speed(extractor: MentionExtractor, reports: list[str]) -> dict:
     big = " ".join(reports)[: 1 << 20]
     big += "x" * ((1 << 20) - len(big))
     big_mentions, big_s, big_cpu = _timed(lambda: extractor.extract(big))
-    return {"reports": len(reports),
-            "batched_reports_per_s": len(reports) / batched, "batched_reports_per_cpu_s": len(reports) / batched_cpu,
-            "single_reports_per_s": single_n / single, "single_reports_per_cpu_s": single_n / single_cpu,
-            "one_mb_report_s": big_s, "one_mb_report_cpu_s": big_cpu, "one_mb_report_mentions": len(big_mentions)}
+    return {
+        "reports": len(reports),
+        "batched_reports_per_s": len(reports) / batched,
+        "batched_reports_per_cpu_s": len(reports) / batched_cpu,
+        "single_reports_per_s": single_n / single,
+        "single_reports_per_cpu_s": single_n / single_cpu,
+        "one_mb_report_s": big_s,
+        "one_mb_report_cpu_s": big_cpu,
+        "one_mb_report_mentions": len(big_mentions),
+    }
 
 
 def medpix_summary(extractor: MentionExtractor, root: Path) -> dict:
@@ -136,7 +177,9 @@ def medpix_summary(extractor: MentionExtractor, root: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n-images", type=int, default=None, help="default: params.yaml's corpus size")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--medpix", type=Path, default=MEDPIX)
@@ -144,34 +187,54 @@ def main() -> None:
     args = parser.parse_args()
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores (using {len(os.sched_getaffinity(0))}), "
-          f"python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores (using {len(os.sched_getaffinity(0))}), "
+        f"python {platform.python_version()}"
+    )
     t0 = time.perf_counter()
     extractor = MentionExtractor()
     build_s = time.perf_counter() - t0
     reports, truths, paraphrased = synthetic_reports(args.n_images)
     score = score_mentions(truths, extractor.extract_many(reports))
-    result = {"build_extractor_s": build_s, "synthetic": score,
-              "paraphrased": score_mentions(truths, extractor.extract_many(paraphrased)),
-              "speed": speed(extractor, reports)}
+    result = {
+        "build_extractor_s": build_s,
+        "synthetic": score,
+        "paraphrased": score_mentions(truths, extractor.extract_many(paraphrased)),
+        "speed": speed(extractor, reports),
+    }
     for key, title in (("synthetic", "synthetic default"), ("paraphrased", "paraphrased synthetic")):
         sc = result[key]
-        print(f"{title}: {len(reports)} reports, {sc['counts']['true']} true findings, "
-              f"{sc['counts']['mentions']} finding mentions")
-        for name in ("recall", "precision", "negation_error_rate", "side_accuracy", "zone_accuracy", "size_accuracy"):
+        print(
+            f"{title}: {len(reports)} reports, {sc['counts']['true']} true findings, "
+            f"{sc['counts']['mentions']} finding mentions"
+        )
+        for name in (
+            "recall",
+            "precision",
+            "negation_error_rate",
+            "side_accuracy",
+            "zone_accuracy",
+            "size_accuracy",
+        ):
             s = sc[name]
-            print(f"  {name:<20} {s['value']:.4f}  95% CI [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]  ({s['k']}/{s['n']})")
+            print(
+                f"  {name:<20} {s['value']:.4f}  95% CI [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]  ({s['k']}/{s['n']})"
+            )
     sp = result["speed"]
-    print(f"speed (one core; wall / per CPU second): build {build_s:.2f} s; extract_many "
-          f"{sp['batched_reports_per_s']:.0f} / {sp['batched_reports_per_cpu_s']:.0f} reports/s; one by one "
-          f"{sp['single_reports_per_s']:.0f} / {sp['single_reports_per_cpu_s']:.0f} reports/s; 1 MB report "
-          f"{sp['one_mb_report_s']:.2f} / {sp['one_mb_report_cpu_s']:.2f} s ({sp['one_mb_report_mentions']} mentions)")
+    print(
+        f"speed (one core; wall / per CPU second): build {build_s:.2f} s; extract_many "
+        f"{sp['batched_reports_per_s']:.0f} / {sp['batched_reports_per_cpu_s']:.0f} reports/s; one by one "
+        f"{sp['single_reports_per_s']:.0f} / {sp['single_reports_per_cpu_s']:.0f} reports/s; 1 MB report "
+        f"{sp['one_mb_report_s']:.2f} / {sp['one_mb_report_cpu_s']:.2f} s ({sp['one_mb_report_mentions']} mentions)"
+    )
     if (args.medpix / "Descriptions.json").is_file():
         result["medpix"] = mp = medpix_summary(extractor, args.medpix)
-        print(f"medpix: {mp['captions']} captions, {mp['captions_per_s']:.0f}/s; with a finding "
-              f"{mp['captions_with_a_finding']:.3f}; findings/caption {mp['finding_mentions_per_caption']:.2f}; "
-              f"negated {mp['negated_share']:.3f}; uncertain {mp['uncertain_share']:.3f}; "
-              f"with side {mp['with_side_share']:.3f}")
+        print(
+            f"medpix: {mp['captions']} captions, {mp['captions_per_s']:.0f}/s; with a finding "
+            f"{mp['captions_with_a_finding']:.3f}; findings/caption {mp['finding_mentions_per_caption']:.2f}; "
+            f"negated {mp['negated_share']:.3f}; uncertain {mp['uncertain_share']:.3f}; "
+            f"with side {mp['with_side_share']:.3f}"
+        )
         print(f"  top labels: {mp['top_labels']}")
     else:
         print(f"medpix: skipped ({args.medpix} not found)")

@@ -67,9 +67,16 @@ def tree_rss(pid: int) -> int:
     """RSS of ``pid`` and its descendants (bentoml serve -> circus arbiter -> worker)."""
     pids = {pid}
     for _ in range(3):
-        res = subprocess.run(["ps", "-o", "pid=", "--ppid", ",".join(map(str, pids))], capture_output=True, text=True, check=False)
+        res = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", ",".join(map(str, pids))],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         pids |= {int(p) for p in res.stdout.split()}
-    out = subprocess.run(["ps", "-o", "rss=", "-p", ",".join(map(str, pids))], capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["ps", "-o", "rss=", "-p", ",".join(map(str, pids))], capture_output=True, text=True, check=False
+    )
     return sum(int(v) for v in out.stdout.split()) * 1024
 
 
@@ -103,12 +110,18 @@ def run_scenario(url: str, pid: int, images: list[bytes], concurrency: int) -> d
     time.sleep(2.0)
     after = tree_rss(pid)
     ms = np.asarray(readyz) * 1000 if readyz else np.asarray([np.nan])
-    return {"statuses": sorted(a[0] for a in answers), "errors": sorted({a[1] for a in answers if a[1]}),
-            "request_mb": round(sum(len(d) for d in images) / 1e6, 2), "rss_before_mb": round(before / 2**20),
-            "rss_peak_mb": round(peak / 2**20), "rss_after_mb": round(after / 2**20),
-            "rss_after_minus_before_mb": round((after - before) / 2**20),
-            "readyz_p50_ms": round(float(np.median(ms)), 1), "readyz_max_ms": round(float(ms.max()), 1),
-            "readyz_polls": len(readyz)}
+    return {
+        "statuses": sorted(a[0] for a in answers),
+        "errors": sorted({a[1] for a in answers if a[1]}),
+        "request_mb": round(sum(len(d) for d in images) / 1e6, 2),
+        "rss_before_mb": round(before / 2**20),
+        "rss_peak_mb": round(peak / 2**20),
+        "rss_after_mb": round(after / 2**20),
+        "rss_after_minus_before_mb": round((after - before) / 2**20),
+        "readyz_p50_ms": round(float(np.median(ms)), 1),
+        "readyz_max_ms": round(float(ms.max()), 1),
+        "readyz_polls": len(readyz),
+    }
 
 
 def main() -> None:
@@ -121,42 +134,59 @@ def main() -> None:
 
     png = [big_image("PNG", s) for s in range(4)]
     jpeg = [big_image("JPEG", s) for s in range(4)]
-    scenarios = {"32 x 4096^2 PNG": [png[i % 4] for i in range(32)], "4 x 4096^2 PNG": png,
-                 "4 x 4096^2 JPEG": jpeg}
+    scenarios = {
+        "32 x 4096^2 PNG": [png[i % 4] for i in range(32)],
+        "4 x 4096^2 PNG": png,
+        "4 x 4096^2 JPEG": jpeg,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir, _ = make_model(work, args.model_dir)
         proc, url = start_server(model_dir, work)
         results = {}
         try:
-            httpx.post(f"{url}/encode_image", files=[("images", ("w.png", _small_png(), "image/png"))],
-                       timeout=120)  # warm-up: the model's first call
+            httpx.post(
+                f"{url}/encode_image", files=[("images", ("w.png", _small_png(), "image/png"))], timeout=120
+            )  # warm-up: the model's first call
             idle = []
             for _ in range(20):  # /readyz with nothing else to do: the machine's own floor
                 start = time.perf_counter()
                 httpx.get(f"{url}/readyz", timeout=5)
                 idle.append(time.perf_counter() - start)
                 time.sleep(SAMPLE_S)
-            results["idle"] = {"readyz_p50_ms": round(float(np.median(idle)) * 1000, 1),
-                               "readyz_max_ms": round(float(np.max(idle)) * 1000, 1)}
+            results["idle"] = {
+                "readyz_p50_ms": round(float(np.median(idle)) * 1000, 1),
+                "readyz_max_ms": round(float(np.max(idle)) * 1000, 1),
+            }
             print("idle", json.dumps(results["idle"]), flush=True)
             for name, images in scenarios.items():
                 results[name] = run_scenario(url, proc.pid, images, args.concurrency)
                 print(name, json.dumps(results[name]), flush=True)
         finally:
             stop_server(proc)
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False).stdout.strip()
-    meta = {"date": time.strftime("%Y-%m-%d"), "commit": rev, "machine": f"{platform.machine()}, "
-            f"{os.cpu_count()} cores", "load_average": os.getloadavg(), "concurrency": args.concurrency}
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=False
+    ).stdout.strip()
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "commit": rev,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average": os.getloadavg(),
+        "concurrency": args.concurrency,
+    }
     print(json.dumps(meta))
     idle = results.pop("idle")
     print(f"/readyz idle: p50 {idle['readyz_p50_ms']} ms, max {idle['readyz_max_ms']} ms")
-    print(f"\n| scenario (x{args.concurrency} concurrent) | statuses | peak RSS MB | RSS before / after MB "
-          "| /readyz p50 / max ms |")
+    print(
+        f"\n| scenario (x{args.concurrency} concurrent) | statuses | peak RSS MB | RSS before / after MB "
+        "| /readyz p50 / max ms |"
+    )
     print("|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} ({r['request_mb']} MB) | {r['statuses']} | {r['rss_peak_mb']} | "
-              f"{r['rss_before_mb']} / {r['rss_after_mb']} | {r['readyz_p50_ms']} / {r['readyz_max_ms']} |")
+        print(
+            f"| {name} ({r['request_mb']} MB) | {r['statuses']} | {r['rss_peak_mb']} | "
+            f"{r['rss_before_mb']} / {r['rss_after_mb']} | {r['readyz_p50_ms']} / {r['readyz_max_ms']} |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
 

@@ -99,8 +99,12 @@ def in_process(model_dir: Path, images: list[bytes], batch: int, seconds: float,
         latencies.append(time.perf_counter() - t)
         n += 1
     elapsed = time.perf_counter() - start
-    return {"images_per_s": n * batch / elapsed, "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "calls": n}
+    return {
+        "images_per_s": n * batch / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "calls": n,
+    }
 
 
 # ---- over HTTP ------------------------------------------------------------------------------------
@@ -112,15 +116,33 @@ def free_port() -> int:
 
 def start_server(model_dir: Path, work: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "REGIONMED_MODEL_DIR": str(model_dir), "REGIONMED_INDEX_DIR": str(work / "no-index"),
-           "REGIONMED_EMBEDDING_LOG_DIR": str(work / "log"), "BENTOML_HOME": str(work / "bentoml"),
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "REGIONMED_MODEL_DIR": str(model_dir),
+        "REGIONMED_INDEX_DIR": str(work / "no-index"),
+        "REGIONMED_EMBEDDING_LOG_DIR": str(work / "log"),
+        "BENTOML_HOME": str(work / "bentoml"),
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("REGIONMED_API_KEY", None)
     env.pop("REGIONMED_PARAMS", None)
     log = open(work / "server.log", "wb")  # noqa: SIM115  (the server's lifetime)
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "regionmed.serving.service:RegionMedService",
-                             "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "regionmed.serving.service:RegionMedService",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.perf_counter() + 240
     while time.perf_counter() < deadline:
@@ -150,14 +172,21 @@ def raw_request(endpoint: str, image: bytes | list[bytes], host: str) -> bytes:
     generator shares the CPU with the server, so it must cost as little as possible per request."""
     if endpoint == "encode_image":
         group = image if isinstance(image, list) else [image]
-        route, kwargs = "/encode_image", {"files": [("images", (f"{i}.png", im, "image/png")) for i, im in enumerate(group)]}
+        route, kwargs = (
+            "/encode_image",
+            {"files": [("images", (f"{i}.png", im, "image/png")) for i, im in enumerate(group)]},
+        )
     else:
-        route, kwargs = "/zero_shot", {"files": [("image", ("a.png", image, "image/png"))],
-                                       "data": {"labels": json.dumps(LABELS)}}
+        route, kwargs = (
+            "/zero_shot",
+            {"files": [("image", ("a.png", image, "image/png"))], "data": {"labels": json.dumps(LABELS)}},
+        )
     body = httpx.Request("POST", "http://x" + route, **kwargs)
     content = body.read()
-    head = (f"POST {route} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {body.headers['content-type']}\r\n"
-            f"Content-Length: {len(content)}\r\nConnection: keep-alive\r\n\r\n")
+    head = (
+        f"POST {route} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {body.headers['content-type']}\r\n"
+        f"Content-Length: {len(content)}\r\nConnection: keep-alive\r\n\r\n"
+    )
     return head.encode() + content
 
 
@@ -175,7 +204,9 @@ class RawConnection:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
         if "content-length" in headers:
             body = await self.reader.readexactly(int(headers["content-length"]))
         else:  # chunked
@@ -196,8 +227,9 @@ class RawConnection:
             self.reader = self.writer = None
 
 
-async def over_http(url: str, images: list[bytes], concurrency: int, seconds: float, endpoint: str,
-                    per_request: int = 1) -> dict:
+async def over_http(
+    url: str, images: list[bytes], concurrency: int, seconds: float, endpoint: str, per_request: int = 1
+) -> dict:
     latencies: list[float] = []
     errors = 0
     stop = [False]
@@ -205,8 +237,12 @@ async def over_http(url: str, images: list[bytes], concurrency: int, seconds: fl
     if per_request == 1:
         requests = [raw_request(endpoint, image, f"{host}:{port}") for image in images]
     else:  # encode_image only: several images per request
-        requests = [raw_request(endpoint, [images[(i + j) % len(images)] for j in range(per_request)], f"{host}:{port}")
-                    for i in range(len(images))]
+        requests = [
+            raw_request(
+                endpoint, [images[(i + j) % len(images)] for j in range(per_request)], f"{host}:{port}"
+            )
+            for i in range(len(images))
+        ]
 
     async def client(i: int, timed: bool, count: int | None = None) -> None:
         nonlocal errors
@@ -216,7 +252,7 @@ async def over_http(url: str, images: list[bytes], concurrency: int, seconds: fl
             while not stop[0] and (count is None or k - i < count * concurrency):
                 t = time.perf_counter()
                 status, body = await asyncio.wait_for(conn.request(requests[k % len(requests)]), 120)
-                if status != 200 or not body.startswith(b"["  if endpoint == "encode_image" else b"{"):
+                if status != 200 or not body.startswith(b"[" if endpoint == "encode_image" else b"{"):
                     errors += 1
                 elif timed:
                     latencies.append(time.perf_counter() - t)
@@ -224,7 +260,9 @@ async def over_http(url: str, images: list[bytes], concurrency: int, seconds: fl
         finally:
             await conn.close()
 
-    await asyncio.gather(*(client(i, False, max(1, WARMUP_REQUESTS // concurrency)) for i in range(concurrency)))
+    await asyncio.gather(
+        *(client(i, False, max(1, WARMUP_REQUESTS // concurrency)) for i in range(concurrency))
+    )
 
     async def timer() -> None:
         await asyncio.sleep(seconds)
@@ -233,18 +271,29 @@ async def over_http(url: str, images: list[bytes], concurrency: int, seconds: fl
     start = time.perf_counter()
     await asyncio.gather(timer(), *(client(i, True) for i in range(concurrency)))
     elapsed = time.perf_counter() - start
-    return {"images_per_s": len(latencies) * per_request / elapsed, "p50_ms": percentile(latencies, 50),
-            "p99_ms": percentile(latencies, 99), "requests": len(latencies), "errors": errors}
+    return {
+        "images_per_s": len(latencies) * per_request / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "requests": len(latencies),
+        "errors": errors,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model-dir", default=None, help="an exported model (default: untrained, params.yaml's architecture)")
+    ap.add_argument(
+        "--model-dir", default=None, help="an exported model (default: untrained, params.yaml's architecture)"
+    )
     ap.add_argument("--seconds", type=float, default=15.0, help="per cell")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--endpoints", nargs="+", default=["encode_image", "zero_shot"])
-    ap.add_argument("--images-per-request", type=int, default=1,
-                    help="encode_image only: images per request (in-process batch = concurrency x this)")
+    ap.add_argument(
+        "--images-per-request",
+        type=int,
+        default=1,
+        help="encode_image only: images per request (in-process batch = concurrency x this)",
+    )
     ap.add_argument("--out", default=None, help="also write the results as JSON")
     args = ap.parse_args()
     configure_environment()
@@ -257,35 +306,52 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(threads)
-        results: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-                         "load_average_before": os.getloadavg(), "batching": serving.get("batching"),
-                         "torch_threads": threads, "cells": []}
+        results: dict = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+            "load_average_before": os.getloadavg(),
+            "batching": serving.get("batching"),
+            "torch_threads": threads,
+            "cells": [],
+        }
         proc, url = start_server(model_dir, work)
         try:  # each cell: in-process, then over HTTP right after (the machine's load drifts)
             for endpoint in args.endpoints:
                 for c in args.concurrency:
                     k = args.images_per_request if endpoint == "encode_image" else 1
-                    cell = {"endpoint": endpoint, "concurrency": c, "images_per_request": k,
-                            "in_process": in_process(model_dir, images, c * k, args.seconds, endpoint)}
+                    cell = {
+                        "endpoint": endpoint,
+                        "concurrency": c,
+                        "images_per_request": k,
+                        "in_process": in_process(model_dir, images, c * k, args.seconds, endpoint),
+                    }
                     results["cells"].append(cell)
                     cell["http"] = asyncio.run(over_http(url, images, c, args.seconds, endpoint, k))
                     cell["ratio"] = cell["http"]["images_per_s"] / cell["in_process"]["images_per_s"]
-                    print(f"{endpoint} c={c}: http {cell['http']['images_per_s']:.1f}/s in-process "
-                          f"{cell['in_process']['images_per_s']:.1f}/s ratio {cell['ratio']:.2f}", file=sys.stderr)
+                    print(
+                        f"{endpoint} c={c}: http {cell['http']['images_per_s']:.1f}/s in-process "
+                        f"{cell['in_process']['images_per_s']:.1f}/s ratio {cell['ratio']:.2f}",
+                        file=sys.stderr,
+                    )
         finally:
             stop_server(proc)
         results["load_average_after"] = os.getloadavg()
-    print(f"\nMachine: {results['machine']}; load average before {results['load_average_before'][0]:.1f}, "
-          f"after {results['load_average_after'][0]:.1f}; batching {results['batching']}; "
-          f"torch threads {results['torch_threads']}\n")
-    print("| endpoint | concurrency x images per request / batch | HTTP images/s | HTTP p50 ms | HTTP p99 ms | in-process images/s "
-          "| in-process p50 ms (per batch) | in-process p99 ms | HTTP / in-process |")
+    print(
+        f"\nMachine: {results['machine']}; load average before {results['load_average_before'][0]:.1f}, "
+        f"after {results['load_average_after'][0]:.1f}; batching {results['batching']}; "
+        f"torch threads {results['torch_threads']}\n"
+    )
+    print(
+        "| endpoint | concurrency x images per request / batch | HTTP images/s | HTTP p50 ms | HTTP p99 ms | in-process images/s "
+        "| in-process p50 ms (per batch) | in-process p99 ms | HTTP / in-process |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cell in results["cells"]:
         h, p = cell["http"], cell["in_process"]
         shape = f"{cell['concurrency']} x {cell['images_per_request']} / {cell['concurrency'] * cell['images_per_request']}"
-        print(f"| {cell['endpoint']} | {shape} | {h['images_per_s']:.1f} | {h['p50_ms']:.1f} | "
-              f"{h['p99_ms']:.1f} | {p['images_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {cell['ratio']:.2f}x |")
+        print(
+            f"| {cell['endpoint']} | {shape} | {h['images_per_s']:.1f} | {h['p50_ms']:.1f} | "
+            f"{h['p99_ms']:.1f} | {p['images_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {cell['ratio']:.2f}x |"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
 

@@ -24,7 +24,9 @@ BUDGET_S = 600
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -33,19 +35,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench_stages_") as tmp:
         out = Path(tmp)
         for phase, init in STAGES:
-            cmd = [sys.executable, "-m", "regionmed", "train", "phase", phase, "--params", args.params,
-                   "--out", str(out / phase), "--metrics", str(out / f"{phase}.json"),
-                   "--log-dir", str(out / "dvclive" / phase), "--state-dir", str(out / "state")]
+            cmd = [
+                sys.executable,
+                "-m",
+                "regionmed",
+                "train",
+                "phase",
+                phase,
+                "--params",
+                args.params,
+                "--out",
+                str(out / phase),
+                "--metrics",
+                str(out / f"{phase}.json"),
+                "--log-dir",
+                str(out / "dvclive" / phase),
+                "--state-dir",
+                str(out / "state"),
+            ]
             if init:
                 cmd += ["--init-from", str(out / init)]
             started = time.perf_counter()
-            subprocess.run(cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                cmd, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             seconds = time.perf_counter() - started
             total += seconds
             print(f"pretrain_{phase:<9} {seconds:7.1f} s", flush=True)
     verdict = "within" if total <= BUDGET_S else "OVER"
-    print(f"four stages   {total:7.1f} s  ({verdict} the {BUDGET_S} s budget); load average after: "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"four stages   {total:7.1f} s  ({verdict} the {BUDGET_S} s budget); load average after: "
+        f"{os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":

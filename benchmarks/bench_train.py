@@ -134,6 +134,7 @@ def _parts(model: RegionCLIP, batch: dict, steps: int, device: torch.device) -> 
             sum(o.float().sum() for o in out).backward()
             model.zero_grad(set_to_none=True)
             _sync(device)
+
         return fn
 
     pixels, bsz = batch["pixels"], batch["pixels"].shape[0]
@@ -145,42 +146,74 @@ def _parts(model: RegionCLIP, batch: dict, steps: int, device: torch.device) -> 
     cell_attend = model.config.roi.cell_path == "fusion"
 
     def text(key):
-        return encode_unique(model._encode_text_raw, [(batch[key]["input_ids"], batch[key]["attention_mask"])],
-                             model.pad_token_id)
+        return encode_unique(
+            model._encode_text_raw,
+            [(batch[key]["input_ids"], batch[key]["attention_mask"])],
+            model.pad_token_id,
+        )
 
     return {
         "image tower": _time(run(lambda: model._features(pixels)[1:]), steps),
         "report text": _time(run(lambda: text("report")), steps),
         "region texts (phrases + hard negatives)": _time(run(lambda: text("text_table")), steps),
-        "ROI processor (64 cells + annotated boxes)": _time(run(lambda: model.roi.region_features(
-            grid, global_feat, [cells, given], None, [cell_attend, True])), steps),
+        "ROI processor (64 cells + annotated boxes)": _time(
+            run(
+                lambda: model.roi.region_features(
+                    grid, global_feat, [cells, given], None, [cell_attend, True]
+                )
+            ),
+            steps,
+        ),
     }
 
 
 def main() -> None:
     configure_environment()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--corpus", default="data/corpus")
     parser.add_argument("--tokenizer", default="models/tokenizer")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    parser.add_argument("--peak-tflops", type=float, default=None,
-                        help="the device's peak dense TFLOP/s at the benchmark's precision (e.g. 989 for an "
-                             "H100 SXM in bf16): prints MFU = model FLOPs per second / peak")
-    parser.add_argument("--fusion-dim", type=int, action="append", default=[],
-                        help="also time the region phase and joint at this model.roi.fusion_dim (repeatable)")
-    parser.add_argument("--roi", action="append", default=[], type=json.loads,
-                        help='also time the region phase and joint with these model.roi settings, as JSON '
-                             '(repeatable), e.g. \'{"cell_path": "direct", "grid_sizes": [2, 3, 4]}\'')
-    parser.add_argument("--model", type=json.loads, default=None,
-                        help='overrides of the params model block for every variant, as JSON, e.g. a wider and '
-                             'deeper ViT: \'{"vision": {"hidden": 384, "layers": 12, "heads": 6, "mlp": 1536}}\'')
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="the device's peak dense TFLOP/s at the benchmark's precision (e.g. 989 for an "
+        "H100 SXM in bf16): prints MFU = model FLOPs per second / peak",
+    )
+    parser.add_argument(
+        "--fusion-dim",
+        type=int,
+        action="append",
+        default=[],
+        help="also time the region phase and joint at this model.roi.fusion_dim (repeatable)",
+    )
+    parser.add_argument(
+        "--roi",
+        action="append",
+        default=[],
+        type=json.loads,
+        help="also time the region phase and joint with these model.roi settings, as JSON "
+        '(repeatable), e.g. \'{"cell_path": "direct", "grid_sizes": [2, 3, 4]}\'',
+    )
+    parser.add_argument(
+        "--model",
+        type=json.loads,
+        default=None,
+        help="overrides of the params model block for every variant, as JSON, e.g. a wider and "
+        'deeper ViT: \'{"vision": {"hidden": 384, "layers": 12, "heads": 6, "mlp": 1536}}\'',
+    )
     parser.add_argument("--no-crop", action="store_true", help="skip the (slow) crop-branch row")
     parser.add_argument("--bf16-only", action="store_true", help="skip the fp32 rows")
-    parser.add_argument("--parts", action="store_true",
-                        help="also time the pieces of a RegionMed step alone (bf16): towers, region texts, ROI")
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="also time the pieces of a RegionMed step alone (bf16): towers, region texts, ROI",
+    )
     args = parser.parse_args()
     params = load_params(REPO / "params.yaml", {"model": args.model} if args.model else None)
     batch_size = args.batch or params.train.batch_size
@@ -188,44 +221,67 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    dm = CorpusDataModule(corpus, tokenizer, params.model.vision.channels, params.model.text.max_length, batch_size,
-                          params.train.max_regions_per_image,
-                          AugmentConfig(**params.train.augment.model_dump()), seed=params.seed)  # as training batches are
+    dm = CorpusDataModule(
+        corpus,
+        tokenizer,
+        params.model.vision.channels,
+        params.model.text.max_length,
+        batch_size,
+        params.train.max_regions_per_image,
+        AugmentConfig(**params.train.augment.model_dump()),
+        seed=params.seed,
+    )  # as training batches are
     dm.setup()
     device = torch.device(args.device)
     batch = _to_device(next(iter(dm.train_dataloader())), device)
     joint = dict(params.phases["joint"].loss_weights)
-    crop_cfg = ModelConfig.model_validate({**params.model.model_dump(), "roi": {**params.model.roi.model_dump(),
-                                                                               "crop_branch": True}})
+    crop_cfg = ModelConfig.model_validate(
+        {**params.model.model_dump(), "roi": {**params.model.roi.model_dump(), "crop_branch": True}}
+    )
     levels4 = ("report", "modality_text", "anatomy_text", "finding_text")
     # the joint phase's text-level losses without the region path: what the region path adds to a joint step
     text_levels_only = {k: v for k, v in joint.items() if k not in ("region", "grounding", "negation")}
     variants = [
         ("baseline (global-only, global loss)", params.model, True, {"global": 1.0}, ("report",)),
         ("baseline + joint's text levels (global-only)", params.model, True, text_levels_only, levels4),
-        ("RegionMed region phase (region + global loss)", params.model, False, dict(params.phases["region"].loss_weights),
-         ("report",)),
+        (
+            "RegionMed region phase (region + global loss)",
+            params.model,
+            False,
+            dict(params.phases["region"].loss_weights),
+            ("report",),
+        ),
         (REGION_AS_STAGED, params.model, False, dict(params.phases["region"].loss_weights), ("report",)),
         ("RegionMed joint (all losses)", params.model, False, joint, levels4),
         ("RegionMed joint + crop branch", crop_cfg, False, joint, levels4),
     ]
     for overrides in [{"fusion_dim": width} for width in args.fusion_dim] + args.roi:
-        cfg = ModelConfig.model_validate({**params.model.model_dump(),
-                                          "roi": {**params.model.roi.model_dump(), **overrides}})
+        cfg = ModelConfig.model_validate(
+            {**params.model.model_dump(), "roi": {**params.model.roi.model_dump(), **overrides}}
+        )
         label = ", ".join(f"{k} {v}" for k, v in overrides.items())
         variants += [
-            (f"RegionMed region phase, {label}", cfg, False, dict(params.phases["region"].loss_weights),
-             ("report",)),
+            (
+                f"RegionMed region phase, {label}",
+                cfg,
+                False,
+                dict(params.phases["region"].loss_weights),
+                ("report",),
+            ),
             (f"RegionMed joint, {label}", cfg, False, joint, levels4),
         ]
     if args.no_crop:
         variants = [v for v in variants if "crop" not in v[0]]
     gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; batch {batch_size}; {args.rounds} rounds of {args.steps} timed "
-          f"steps per variant, the variants taking turns (median of all timed steps)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; batch {batch_size}; {args.rounds} rounds of {args.steps} timed "
+        f"steps per variant, the variants taking turns (median of all timed steps)"
+    )
     n_regions = len(batch["region_boxes"])
-    print(f"batch holds {n_regions} annotated regions, {len(batch['text_table']['input_ids'])} distinct region texts")
+    print(
+        f"batch holds {n_regions} annotated regions, {len(batch['text_table']['input_ids'])} distinct region texts"
+    )
     for bf16 in (True,) if args.bf16_only else (False, True):
         runs = []
         for name, cfg, global_only, weights, levels in variants:
@@ -234,7 +290,16 @@ def main() -> None:
             if name == REGION_AS_STAGED:
                 freeze_bottom_layers(model.image_encoder, params.phases["region"].freeze_image_layers)
                 freeze_bottom_layers(model.text_encoder, params.phases["region"].freeze_text_layers)
-            runs.append((name, model, weights, levels, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4, fused=True), []))
+            runs.append(
+                (
+                    name,
+                    model,
+                    weights,
+                    levels,
+                    torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4, fused=True),
+                    [],
+                )
+            )
         # rounds in turn: a slow minute on this shared machine then hits every variant alike
         for _ in range(args.rounds):
             for name, model, weights, levels, opt, times in runs:
@@ -247,14 +312,21 @@ def main() -> None:
             flops = _step_flops(model, batch, weights, levels, bf16, device)
             achieved = flops / ms[name] / 1e9  # TFLOP/s
             mfu = f"  MFU {achieved / args.peak_tflops:6.1%}" if args.peak_tflops else ""
-            print(f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  {ms[name]:7.1f} ms/step  "
-                  f"{batch_size / ms[name] * 1000:6.0f} pairs/s  {ms[name] / base:5.2f}x baseline{vs_text}  "
-                  f"{flops / 1e9:6.1f} GFLOP/step  {achieved:6.3f} TFLOP/s{mfu}", flush=True)
+            print(
+                f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  {ms[name]:7.1f} ms/step  "
+                f"{batch_size / ms[name] * 1000:6.0f} pairs/s  {ms[name] / base:5.2f}x baseline{vs_text}  "
+                f"{flops / 1e9:6.1f} GFLOP/step  {achieved:6.3f} TFLOP/s{mfu}",
+                flush=True,
+            )
         if args.parts and bf16:
-            region_model = next(model for name, model, *_ in runs if name.startswith("RegionMed region phase"))
+            region_model = next(
+                model for name, model, *_ in runs if name.startswith("RegionMed region phase")
+            )
             for part, part_ms in _parts(region_model, batch, args.steps * args.rounds, device).items():
-                print(f"bf16  part: {part:<54} {part_ms:7.1f} ms fwd+bwd  {part_ms / base:5.2f} of a baseline step",
-                      flush=True)
+                print(
+                    f"bf16  part: {part:<54} {part_ms:7.1f} ms fwd+bwd  {part_ms / base:5.2f} of a baseline step",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def cli(args: list[str], cwd: Path) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "regionmed", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "regionmed", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
     return time.perf_counter() - start, proc
 
 
@@ -60,9 +61,22 @@ def params_file(work: Path, overrides: dict) -> Path:
 
 def validate(work: Path, params: Path, corpus: Path, tag: str) -> tuple[float, dict]:
     """CLI wall seconds, and the result JSON with the run's timings under ``timings_s``."""
-    seconds, proc = cli(["validate", "--params", str(params), "--corpus", str(corpus), "--metrics",
-                         str(work / f"{tag}.json"), "--report", str(work / f"{tag}.html"),
-                         "--timings", str(work / f"{tag}_timings.json")], REPO)
+    seconds, proc = cli(
+        [
+            "validate",
+            "--params",
+            str(params),
+            "--corpus",
+            str(corpus),
+            "--metrics",
+            str(work / f"{tag}.json"),
+            "--report",
+            str(work / f"{tag}.html"),
+            "--timings",
+            str(work / f"{tag}_timings.json"),
+        ],
+        REPO,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"validate failed on {corpus}:\n{proc.stderr[-3000:]}")
     result = json.loads((work / f"{tag}.json").read_text())
@@ -78,17 +92,25 @@ def replicate(corpus: Path, out: Path, rows: int) -> None:
         t = table.slice(0, min(table.num_rows, rows - n))
         n += t.num_rows
         for name in ("image_id", "patient_id"):
-            t = t.set_column(t.schema.get_field_index(name), name, pc.binary_join_element_wise(t[name], f"r{k}", "-"))
-        t = t.set_column(t.schema.get_field_index("image_path"), "image_path",
-                         pc.binary_join_element_wise("images/", t["image_id"], ".png", ""))
+            t = t.set_column(
+                t.schema.get_field_index(name), name, pc.binary_join_element_wise(t[name], f"r{k}", "-")
+            )
+        t = t.set_column(
+            t.schema.get_field_index("image_path"),
+            "image_path",
+            pc.binary_join_element_wise("images/", t["image_id"], ".png", ""),
+        )
         hashes = [f"{k:08x}{h[8:]}" for h in t["sha256"].to_pylist()]
         t = t.set_column(t.schema.get_field_index("sha256"), "sha256", pa.array(hashes, pa.string()))
         copies.append(t)
     out.mkdir(parents=True)
     pq.write_table(pa.concat_tables(copies), out / MANIFEST_FILE, compression="zstd")
     (out / REJECTED_FILE).write_text("")
-    (out / BUILD_SUMMARY_FILE).write_text(json.dumps(
-        {"n_input": rows, "n_kept": rows, "n_rejected": 0, "reject_fraction": 0.0, "source": "synthetic"}))
+    (out / BUILD_SUMMARY_FILE).write_text(
+        json.dumps(
+            {"n_input": rows, "n_kept": rows, "n_rejected": 0, "reject_fraction": 0.0, "source": "synthetic"}
+        )
+    )
 
 
 def dvc_pairs(work: Path, repeats: int) -> None:
@@ -110,7 +132,9 @@ def dvc_pairs(work: Path, repeats: int) -> None:
 
 def main() -> None:
     configure_environment()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true")
@@ -119,9 +143,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_validation_"))
     corpus = work / "corpus"
     params = params_file(work, {"corpus": {"out_dir": str(corpus)}})
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; {work}")
-    print("| run | build CLI s | validate CLI s | CLI ratio | build_corpus() s | validate_corpus() s | "
-          "in-process ratio | frames s | GX import s | suites s |")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; {work}"
+    )
+    print(
+        "| run | build CLI s | validate CLI s | CLI ratio | build_corpus() s | validate_corpus() s | "
+        "in-process ratio | frames s | GX import s | suites s |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios, inner = [], []
     for i in range(1 if args.skip_default else args.repeats):
@@ -134,27 +162,42 @@ def main() -> None:
         build_inner = float(re.search(r" in ([0-9.]+) s ", proc.stderr).group(1))  # the CLI's own figure
         ratios.append(val_s / build_s)
         inner.append(t["elapsed_s"] / build_inner)
-        print(f"| default {i + 1} | {build_s:.1f} | {val_s:.2f} | {val_s / build_s:.1%} | {build_inner:.1f} | "
-              f"{t['elapsed_s']:.2f} | {t['elapsed_s'] / build_inner:.1%} | {t['frames']:.2f} | "
-              f"{t['gx_import_wait'] + t['gx_import']:.2f} | {suites:.2f} |", flush=True)
+        print(
+            f"| default {i + 1} | {build_s:.1f} | {val_s:.2f} | {val_s / build_s:.1%} | {build_inner:.1f} | "
+            f"{t['elapsed_s']:.2f} | {t['elapsed_s'] / build_inner:.1%} | {t['frames']:.2f} | "
+            f"{t['gx_import_wait'] + t['gx_import']:.2f} | {suites:.2f} |",
+            flush=True,
+        )
     if ratios:
-        print(f"\nmedian validate / build: CLI {statistics.median(ratios):.1%}, in-process "
-              f"{statistics.median(inner):.1%} over {len(ratios)} pairs; "
-              f"files re-hashed: {result['stats']['n_files_checked']}")
+        print(
+            f"\nmedian validate / build: CLI {statistics.median(ratios):.1%}, in-process "
+            f"{statistics.median(inner):.1%} over {len(ratios)} pairs; "
+            f"files re-hashed: {result['stats']['n_files_checked']}"
+        )
 
     if args.dvc:
         dvc_pairs(work, args.repeats)
 
     big = work / f"corpus_{args.rows}"
     replicate(corpus, big, args.rows)
-    big_params = params_file(work, {"corpus": {"out_dir": str(big)}, "validation": {"file_check_fraction": 0.0}})
+    big_params = params_file(
+        work, {"corpus": {"out_dir": str(big)}, "validation": {"file_check_fraction": 0.0}}
+    )
     seconds, result = validate(work, big_params, big, "big")
     t = result["timings_s"]
-    print(f"\n{args.rows} rows ({result['stats']['n_regions']} regions, {result['stats']['n_qa']} QA pairs), "
-          f"no images: validate CLI {seconds:.1f} s (in-process {t['elapsed_s']:.1f} s: frames {t['frames']:.1f} s, "
-          f"GX import {t['gx_import_wait'] + t['gx_import']:.1f} s); success={result['success']}")
-    print("slowest suites: " + ", ".join(f"{k[6:]} {v:.2f} s" for k, v in
-                                         sorted(t.items(), key=lambda kv: -kv[1]) if k.startswith("suite:"))[:400])
+    print(
+        f"\n{args.rows} rows ({result['stats']['n_regions']} regions, {result['stats']['n_qa']} QA pairs), "
+        f"no images: validate CLI {seconds:.1f} s (in-process {t['elapsed_s']:.1f} s: frames {t['frames']:.1f} s, "
+        f"GX import {t['gx_import_wait'] + t['gx_import']:.1f} s); success={result['success']}"
+    )
+    print(
+        "slowest suites: "
+        + ", ".join(
+            f"{k[6:]} {v:.2f} s"
+            for k, v in sorted(t.items(), key=lambda kv: -kv[1])
+            if k.startswith("suite:")
+        )[:400]
+    )
 
 
 if __name__ == "__main__":

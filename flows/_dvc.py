@@ -88,8 +88,13 @@ class StageRun:
 def dvc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a DVC subprocess: ours, telemetry off, unbuffered Python output, and lines as
     wide as the log takes (rich wraps a pipe's output at 80 columns: one message, several log records)."""
-    return {**os.environ, **{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()}, "PYTHONUNBUFFERED": "1",
-            "COLUMNS": str(MAX_LINE_CHARS), **(extra or {})}
+    return {
+        **os.environ,
+        **{k: os.environ.get(k, v) for k, v in QUIET_ENV.items()},
+        "PYTHONUNBUFFERED": "1",
+        "COLUMNS": str(MAX_LINE_CHARS),
+        **(extra or {}),
+    }
 
 
 def pipeline_stages(root: str | Path, exclude: list[str] | tuple[str, ...] = ()) -> list[str]:
@@ -98,7 +103,9 @@ def pipeline_stages(root: str | Path, exclude: list[str] | tuple[str, ...] = ())
     from dvc.repo.reproduce import plan_repro
 
     with Repo(str(root)) as repo:
-        order = [stage.name for stage in plan_repro(repo.index.graph, None)]  # (addressing is relative to the cwd)
+        order = [
+            stage.name for stage in plan_repro(repo.index.graph, None)
+        ]  # (addressing is relative to the cwd)
     unknown = sorted(set(exclude) - set(order))
     if unknown:
         raise ValueError(f"flows.retrain.exclude_stages names stages that dvc.yaml does not have: {unknown}")
@@ -111,16 +118,32 @@ def redact(line: str) -> str:
     return line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + " [...]"
 
 
-def run_stage(root: str | Path, stage: str, log: Callable[[str], None], *, params_file: str = "params.yaml",
-              env: dict[str, str] | None = None, timeout_s: float | None = None, force: bool = False) -> StageRun:
+def run_stage(
+    root: str | Path,
+    stage: str,
+    log: Callable[[str], None],
+    *,
+    params_file: str = "params.yaml",
+    env: dict[str, str] | None = None,
+    timeout_s: float | None = None,
+    force: bool = False,
+) -> StageRun:
     """``dvc repro --single-item <stage>`` in ``root``, each output line to ``log``; raises :class:`StageFailed`.
     ``force``: run it even when DVC sees nothing changed (an input outside DVC changed, e.g. the annotator model)."""
     root = Path(root)
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
     log(f"$ {' '.join(cmd[2:])}   (in {root})")
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", bufsize=1)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=dvc_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
     ran, tail, n = False, [], 0
     try:
         assert proc.stdout is not None
@@ -150,7 +173,9 @@ def run_stage(root: str | Path, stage: str, log: Callable[[str], None], *, param
     raise classify_failure(root, stage, returncode, tail, params_file)
 
 
-def classify_failure(root: Path, stage: str, returncode: int, tail: list[str], params_file: str) -> StageFailed:
+def classify_failure(
+    root: Path, stage: str, returncode: int, tail: list[str], params_file: str
+) -> StageFailed:
     """The exception for a failed stage: a verdict, a transient failure, or another failure."""
     text = "\n".join(tail)
     last = next((t for t in reversed(tail) if t.startswith("ERROR")), tail[-1] if tail else "")
@@ -159,11 +184,19 @@ def classify_failure(root: Path, stage: str, returncode: int, tail: list[str], p
         if verdict is not None:
             return verdict
     if any(s in text for s in _LOCKED):
-        return StageFailed(stage, f"{stage}: the DVC lock is held by another DVC process ({last})",
-                           returncode=returncode, transient=True)
+        return StageFailed(
+            stage,
+            f"{stage}: the DVC lock is held by another DVC process ({last})",
+            returncode=returncode,
+            transient=True,
+        )
     if returncode < 0 or _KILLED.search(text):
-        return StageFailed(stage, f"{stage}: the stage's process was killed ({last or returncode})",
-                           returncode=returncode, transient=True)
+        return StageFailed(
+            stage,
+            f"{stage}: the stage's process was killed ({last or returncode})",
+            returncode=returncode,
+            transient=True,
+        )
     return StageFailed(stage, f"{stage} failed (dvc exit {returncode}): {last}", returncode=returncode)
 
 
@@ -181,11 +214,17 @@ def _verdict(root: Path, stage: str, params_file: str) -> StageFailed | None:
             return None
         failed = doc.get("failed_critical", [])
         observed = {c.get("id"): c.get("observed") for c in doc.get("checks", []) if isinstance(c, dict)}
-        named = [f"{i}: observed {str(observed[i])[:120]}" if observed.get(i) is not None else i for i in failed[:10]]
+        named = [
+            f"{i}: observed {str(observed[i])[:120]}" if observed.get(i) is not None else i
+            for i in failed[:10]
+        ]
         return ValidationFailed(
-            stage, f"validation failed: {doc.get('n_failed_critical', len(failed))} critical expectation(s) failed "
+            stage,
+            f"validation failed: {doc.get('n_failed_critical', len(failed))} critical expectation(s) failed "
             f"({'; '.join(named)}{' ...' if len(failed) > 10 else ''}); the pipeline stops before training. "
-            f"Details: {params.validation.report_file}", returncode=1)
+            f"Details: {params.validation.report_file}",
+            returncode=1,
+        )
     if stage == "gate":
         doc = _read_json(root / params.gate.decision_file)
         if doc is None or doc.get("passed") is not False:
@@ -193,9 +232,16 @@ def _verdict(root: Path, stage: str, params_file: str) -> StageFailed | None:
         if doc.get("error"):  # no comparison was made (gate.require_champion without a champion record)
             return GateFailed(stage, f"gate failed: {doc['error']}; nothing is packaged", returncode=1)
         failed = [c for c in doc.get("comparisons", []) if not c.get("passed")]
-        parts = [f"{c.get('metric')} ({c.get('kind')}: {_fmt(c.get('value'))} vs {_fmt(c.get('threshold'))})" for c in failed]
-        return GateFailed(stage, f"gate failed: {doc.get('n_failed', len(failed))} check(s) failed: "
-                          f"{'; '.join(parts[:10])}; nothing is packaged", returncode=1)
+        parts = [
+            f"{c.get('metric')} ({c.get('kind')}: {_fmt(c.get('value'))} vs {_fmt(c.get('threshold'))})"
+            for c in failed
+        ]
+        return GateFailed(
+            stage,
+            f"gate failed: {doc.get('n_failed', len(failed))} check(s) failed: "
+            f"{'; '.join(parts[:10])}; nothing is packaged",
+            returncode=1,
+        )
     return None
 
 

@@ -42,19 +42,43 @@ REPORT_ARTIFACT = "drift-report"
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, retries=1, retry_delay_seconds=10)
-def drift_check(root: str, params_file: str, out_dir: str, until: str | None = "now",
-                window_hours: float | None = None, log_dir: str | None = None) -> dict[str, Any]:
+def drift_check(
+    root: str,
+    params_file: str,
+    out_dir: str,
+    until: str | None = "now",
+    window_hours: float | None = None,
+    log_dir: str | None = None,
+) -> dict[str, Any]:
     """``regionmed monitor`` into ``out_dir`` (read-only on the log, so safe to retry); returns its summary."""
     logger = get_run_logger()
     out = Path(out_dir)
-    cmd = [sys.executable, "-m", "regionmed", "monitor", "--params", params_file, "--report-dir", str(out),
-           "--summary", str(out / "summary.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "regionmed",
+        "monitor",
+        "--params",
+        params_file,
+        "--report-dir",
+        str(out),
+        "--summary",
+        str(out / "summary.json"),
+    ]
     for flag, value in (("--until", until), ("--window-hours", window_hours), ("--log-dir", log_dir)):
         if value is not None:
             cmd += [flag, str(value)]
     logger.info("$ %s", shlex.join(cmd))
-    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", bufsize=1)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=root,
+        env=dvc_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.strip():
@@ -67,13 +91,23 @@ def drift_check(root: str, params_file: str, out_dir: str, until: str | None = "
 def render_report(summary: dict[str, Any], html_path: str) -> str:
     fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
     w, cur = summary["window"], summary["current"]
-    lines = [f"# Drift: {summary['status'].replace('_', ' ')}", "", summary["message"], "",
-             f"Window {w['start']} to {w['end']} ({w['hours']} h).", "",
-             f"HTML report (Evidently's plots per check), relative to the repository: `{html_path}`", "",
-             "| kind | reference rows | rows in window | of the reference's model | compared |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Drift: {summary['status'].replace('_', ' ')}",
+        "",
+        summary["message"],
+        "",
+        f"Window {w['start']} to {w['end']} ({w['hours']} h).",
+        "",
+        f"HTML report (Evidently's plots per check), relative to the repository: `{html_path}`",
+        "",
+        "| kind | reference rows | rows in window | of the reference's model | compared |",
+        "|---|---|---|---|---|",
+    ]
     for kind, n_ref in summary["reference"]["rows"].items():
         used = summary.get("rows_used", {}).get(kind, {}).get("current", "-")
-        lines.append(f"| {kind} | {n_ref} | {cur['rows_in_window'].get(kind, 0)} | {cur['rows'].get(kind, 0)} | {used} |")
+        lines.append(
+            f"| {kind} | {n_ref} | {cur['rows_in_window'].get(kind, 0)} | {cur['rows'].get(kind, 0)} | {used} |"
+        )
     lines += ["", "| check | method | score | threshold | drift |", "|---|---|---|---|---|"]
     for c in summary["checks"]:
         drift = "**yes**" if c["drift"] else ("no" if c["drift"] is False else c["status"].replace("_", " "))
@@ -82,8 +116,14 @@ def render_report(summary: dict[str, Any], html_path: str) -> str:
 
 
 @flow(name="monitor", log_prints=True)
-def monitor(root: str = ".", params_file: str = "params.yaml", until: str | None = "now",
-            window_hours: float | None = None, log_dir: str | None = None, trigger: str | None = None) -> dict[str, Any]:
+def monitor(
+    root: str = ".",
+    params_file: str = "params.yaml",
+    until: str | None = "now",
+    window_hours: float | None = None,
+    log_dir: str | None = None,
+    trigger: str | None = None,
+) -> dict[str, Any]:
     """Drift report on the window ending ``until`` (``now``; ``None``: ``monitor.window_end``); retrain on drift."""
     from regionmed.monitoring.retention import prune_reports
     from regionmed.paths import repo_relative
@@ -98,18 +138,35 @@ def monitor(root: str = ".", params_file: str = "params.yaml", until: str | None
     summary = drift_check(str(root_path), params_file, str(out), until, window_hours, log_dir)
     html_path = out / "index.html"
     report = repo_relative(html_path, root_path)
-    create_markdown_artifact(render_report(summary, report), key=REPORT_ARTIFACT,
-                             description=f"drift: {summary['status']}")
+    create_markdown_artifact(
+        render_report(summary, report), key=REPORT_ARTIFACT, description=f"drift: {summary['status']}"
+    )
     kept = cfg.retention
     logger = get_run_logger()
-    logger.info(prune_reports(root_path / cfg.report_root, kept.keep_reports, kept.keep_days,
-                              kept.keep_summaries_days, protect=out).line())
-    result: dict[str, Any] = {"status": summary["status"], "drift": summary["drift"], "message": summary["message"],
-                              "report": report, "summary": summary, "retrain": None,
-                              "seconds": round(time.perf_counter() - start, 1)}
+    logger.info(
+        prune_reports(
+            root_path / cfg.report_root,
+            kept.keep_reports,
+            kept.keep_days,
+            kept.keep_summaries_days,
+            protect=out,
+        ).line()
+    )
+    result: dict[str, Any] = {
+        "status": summary["status"],
+        "drift": summary["drift"],
+        "message": summary["message"],
+        "report": report,
+        "summary": summary,
+        "retrain": None,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     if summary["drift"]:
-        result["retrain"] = trigger_retrain(trigger or cfg.trigger, cfg.retrain_deployment,
-                                            {"root": str(root_path), "params_file": params_file})
+        result["retrain"] = trigger_retrain(
+            trigger or cfg.trigger,
+            cfg.retrain_deployment,
+            {"root": str(root_path), "params_file": params_file},
+        )
     logger.info("%s", retrain_line(result["retrain"]))
     return result
 
@@ -121,13 +178,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.monitor", description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=".", help="the repository (where params.yaml is)")
     ap.add_argument("--params", default="params.yaml", help="params file, relative to --root")
-    ap.add_argument("--until", default="now", help="window end: 'now', an ISO time, or 'params' (monitor.window_end)")
+    ap.add_argument(
+        "--until", default="now", help="window end: 'now', an ISO time, or 'params' (monitor.window_end)"
+    )
     ap.add_argument("--window-hours", type=float, default=None)
-    ap.add_argument("--log-dir", default=None, help="embedding log folder (default: serving.embedding_log.dir)")
+    ap.add_argument(
+        "--log-dir", default=None, help="embedding log folder (default: serving.embedding_log.dir)"
+    )
     ap.add_argument("--trigger", choices=["auto", "deployment", "subflow", "none"], default=None)
     args = ap.parse_args(argv)
-    state = monitor(root=args.root, params_file=args.params, until=None if args.until == "params" else args.until,
-                    window_hours=args.window_hours, log_dir=args.log_dir, trigger=args.trigger, return_state=True)
+    state = monitor(
+        root=args.root,
+        params_file=args.params,
+        until=None if args.until == "params" else args.until,
+        window_hours=args.window_hours,
+        log_dir=args.log_dir,
+        trigger=args.trigger,
+        return_state=True,
+    )
     print(outcome(state), file=sys.stderr)
     return 0 if state.is_completed() else 1
 

@@ -44,12 +44,19 @@ def dvc_stage(root: str, stage: str, params_file: str = "params.yaml") -> dict[s
 def stage_task(stage: str, retries: int, retry_delay_s: float, no_retry: list[str]):
     """The stage's task, named after it, with retries only where they are safe."""
     safe = stage not in VERDICT_STAGES and stage not in no_retry
-    return dvc_stage.with_options(name=stage, task_run_name=stage, retries=retries if safe else 0,
-                                  retry_delay_seconds=retry_delay_s, retry_condition_fn=is_transient)
+    return dvc_stage.with_options(
+        name=stage,
+        task_run_name=stage,
+        retries=retries if safe else 0,
+        retry_delay_seconds=retry_delay_s,
+        retry_condition_fn=is_transient,
+    )
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(root: str = ".", params_file: str = "params.yaml", self_training_round: bool = False) -> dict[str, Any]:
+def retrain(
+    root: str = ".", params_file: str = "params.yaml", self_training_round: bool = False
+) -> dict[str, Any]:
     """Run the DVC pipeline stage by stage; returns the stages' runs, metrics, gate decision and Bento tag.
     ``self_training_round``: then annotate the unboxed images with the trained model and retrain
     (flows/self_training.py); the summary describes the second pass."""
@@ -64,12 +71,16 @@ def retrain(root: str = ".", params_file: str = "params.yaml", self_training_rou
     runs: list[dict[str, Any]] = []
     for stage in stages:
         try:
-            runs.append(stage_task(stage, cfg.retries, cfg.retry_delay_s, cfg.no_retry_stages)(
-                str(root_path), stage, params_file))
+            runs.append(
+                stage_task(stage, cfg.retries, cfg.retry_delay_s, cfg.no_retry_stages)(
+                    str(root_path), stage, params_file
+                )
+            )
         except StageFailed as exc:
             summary = collect_summary(root_path, params, runs, failed=exc)
-            create_markdown_artifact(render_summary(summary), key=ARTIFACT_KEY,
-                                     description=f"retrain stopped at {stage}")
+            create_markdown_artifact(
+                render_summary(summary), key=ARTIFACT_KEY, description=f"retrain stopped at {stage}"
+            )
             raise
     if self_training_round:
         from flows.self_training import self_training_round as round_flow
@@ -77,11 +88,18 @@ def retrain(root: str = ".", params_file: str = "params.yaml", self_training_rou
         runs += round_flow(str(root_path), params_file)
         params = load_params(root_path / params_file)
     summary = collect_summary(root_path, params, runs)
-    create_markdown_artifact(render_summary(summary), key=ARTIFACT_KEY,
-                             description=f"retrain: gate {'passed' if summary['gate'].get('passed') else 'not passed'}, "
-                                         f"Bento {summary['package'].get('bento_tag')}")
-    logger.info("retrain done: %d stages ran, %d unchanged; Bento %s", sum(r["ran"] for r in runs),
-                sum(not r["ran"] for r in runs), summary["package"].get("bento_tag"))
+    create_markdown_artifact(
+        render_summary(summary),
+        key=ARTIFACT_KEY,
+        description=f"retrain: gate {'passed' if summary['gate'].get('passed') else 'not passed'}, "
+        f"Bento {summary['package'].get('bento_tag')}",
+    )
+    logger.info(
+        "retrain done: %d stages ran, %d unchanged; Bento %s",
+        sum(r["ran"] for r in runs),
+        sum(not r["ran"] for r in runs),
+        summary["package"].get("bento_tag"),
+    )
     return summary
 
 
@@ -92,7 +110,9 @@ def _json(path: Path) -> dict:
         return {}
 
 
-def collect_summary(root: Path, params, runs: list[dict], failed: StageFailed | None = None) -> dict[str, Any]:
+def collect_summary(
+    root: Path, params, runs: list[dict], failed: StageFailed | None = None
+) -> dict[str, Any]:
     """Stages, headline metrics (candidate and baseline), the gate decision and the package record."""
     evaluation = _json(root / params.evaluate.metrics_file)
     names = list(dict.fromkeys([*KEY_METRICS, *params.gate.floors, *params.gate.must_beat_baseline]))
@@ -110,11 +130,16 @@ def collect_summary(root: Path, params, runs: list[dict], failed: StageFailed | 
         "message": str(failed) if failed else None,
         "stages": runs,
         "metrics": metrics if "evaluate" in done else {},
-        "gate": {"passed": gate.get("passed"), "n_failed": gate.get("n_failed"),
-                 "failed": [c.get("metric") for c in gate.get("comparisons", []) if not c.get("passed")]}
-        if "gate" in done or (failed and failed.stage == "gate") else {},
+        "gate": {
+            "passed": gate.get("passed"),
+            "n_failed": gate.get("n_failed"),
+            "failed": [c.get("metric") for c in gate.get("comparisons", []) if not c.get("passed")],
+        }
+        if "gate" in done or (failed and failed.stage == "gate")
+        else {},
         "package": {k: package.get(k) for k in ("model_tag", "bento_tag", "bentoml_home", "gate_passed")}
-        if "package" in done else {},
+        if "package" in done
+        else {},
     }
 
 
@@ -124,20 +149,41 @@ def render_summary(s: dict[str, Any]) -> str:
     if s["failed_stage"]:
         lines += [f"**Stopped at `{s['failed_stage']}`**: {s['message']}", ""]
     lines += ["| stage | result | seconds |", "|---|---|---|"]
-    lines += [f"| {r['stage']} | {'ran' if r['ran'] else 'unchanged (DVC cache)'} | {r['seconds']} |" for r in s["stages"]]
+    lines += [
+        f"| {r['stage']} | {'ran' if r['ran'] else 'unchanged (DVC cache)'} | {r['seconds']} |"
+        for r in s["stages"]
+    ]
     if s["failed_stage"]:
         lines.append(f"| {s['failed_stage']} | **failed** | |")
     if s["metrics"]:
-        lines += ["", "## Metrics (test split)", "", "| metric | RegionMed | global-only baseline |", "|---|---|---|"]
-        lines += [f"| {k} | {fmt(v.get('regionmed'))} | {fmt(v.get('baseline'))} |" for k, v in s["metrics"].items()]
+        lines += [
+            "",
+            "## Metrics (test split)",
+            "",
+            "| metric | RegionMed | global-only baseline |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {k} | {fmt(v.get('regionmed'))} | {fmt(v.get('baseline'))} |" for k, v in s["metrics"].items()
+        ]
     if s["gate"]:
         g = s["gate"]
-        verdict = "passed" if g.get("passed") else f"FAILED ({g.get('n_failed')} checks: {', '.join(g.get('failed', []))})"
+        verdict = (
+            "passed"
+            if g.get("passed")
+            else f"FAILED ({g.get('n_failed')} checks: {', '.join(g.get('failed', []))})"
+        )
         lines += ["", f"## Gate: {verdict}"]
     if s["package"]:
         p = s["package"]
-        lines += ["", "## Package", "", f"- model: `{p.get('model_tag')}`", f"- Bento: `{p.get('bento_tag')}`",
-                  f"- store: `{p.get('bentoml_home')}`"]
+        lines += [
+            "",
+            "## Package",
+            "",
+            f"- model: `{p.get('model_tag')}`",
+            f"- Bento: `{p.get('bento_tag')}`",
+            f"- store: `{p.get('bentoml_home')}`",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -150,8 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml", help="params file, relative to --root")
     args = ap.parse_args(argv)
     state = retrain(root=args.root, params_file=args.params, return_state=True)
-    print(f"retrain: {state.name}{': ' + state.message if state.message and not state.is_completed() else ''}",
-          file=sys.stderr)
+    print(
+        f"retrain: {state.name}{': ' + state.message if state.message and not state.is_completed() else ''}",
+        file=sys.stderr,
+    )
     return 0 if state.is_completed() else 1
 
 

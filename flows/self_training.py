@@ -66,8 +66,11 @@ def self_training_round(root: str = ".", params_file: str = "params.yaml") -> li
     hand_over_annotator(str(root_path), params_file)
     exclude = load_params(root_path / params_file).flows.retrain.exclude_stages
     stages = pipeline_stages(root_path, exclude)
-    later = stages[stages.index("annotate_regions"):]
-    return [rerun_stage.with_options(name=s)(str(root_path), s, params_file, s == "annotate_regions") for s in later]
+    later = stages[stages.index("annotate_regions") :]
+    return [
+        rerun_stage.with_options(name=s)(str(root_path), s, params_file, s == "annotate_regions")
+        for s in later
+    ]
 
 
 if __name__ == "__main__":

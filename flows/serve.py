@@ -34,15 +34,27 @@ def deployments(root: str | Path = ".", params_file: str = "params.yaml") -> lis
     parameters = {"root": str(root), "params_file": params_file}
     retrain_name, monitor_name = "retrain", "monitor"
     if cfg.monitor.retrain_deployment != f"retrain/{retrain_name}":
-        raise ValueError(f"flows.monitor.retrain_deployment is {cfg.monitor.retrain_deployment!r}, but this serves "
-                         f"'retrain/{retrain_name}'")
+        raise ValueError(
+            f"flows.monitor.retrain_deployment is {cfg.monitor.retrain_deployment!r}, but this serves "
+            f"'retrain/{retrain_name}'"
+        )
     return [
-        retrain.to_deployment(name=retrain_name, schedule=Cron(cfg.retrain.cron, timezone=cfg.timezone),
-                              parameters=parameters, concurrency_limit=1, tags=["regionmed"],
-                              description="The DVC pipeline, one task per stage (flows/retrain.py)"),
-        monitor.to_deployment(name=monitor_name, schedule=Cron(cfg.monitor.cron, timezone=cfg.timezone),
-                              parameters={**parameters, "until": "now"}, concurrency_limit=1, tags=["regionmed"],
-                              description="Drift report on the serving log; retrain on drift (flows/monitor.py)"),
+        retrain.to_deployment(
+            name=retrain_name,
+            schedule=Cron(cfg.retrain.cron, timezone=cfg.timezone),
+            parameters=parameters,
+            concurrency_limit=1,
+            tags=["regionmed"],
+            description="The DVC pipeline, one task per stage (flows/retrain.py)",
+        ),
+        monitor.to_deployment(
+            name=monitor_name,
+            schedule=Cron(cfg.monitor.cron, timezone=cfg.timezone),
+            parameters={**parameters, "until": "now"},
+            concurrency_limit=1,
+            tags=["regionmed"],
+            description="Drift report on the serving log; retrain on drift (flows/monitor.py)",
+        ),
     ]
 
 

@@ -53,7 +53,10 @@ def is_polled(deployment: Any, now: datetime | None = None) -> tuple[bool, str]:
         return False, f"nothing has ever polled it (needs {poller(deployment)})"
     age = ((now or datetime.now(UTC)) - last).total_seconds()
     if age > poll_timeout_s():
-        return False, f"last polled {age:.0f} s ago, over {poll_timeout_s():.0f} s (needs {poller(deployment)})"
+        return (
+            False,
+            f"last polled {age:.0f} s ago, over {poll_timeout_s():.0f} s (needs {poller(deployment)})",
+        )
     return True, f"polled {age:.0f} s ago by {poller(deployment)}"
 
 
@@ -69,7 +72,9 @@ def trigger_retrain(mode: str, deployment: str, parameters: dict[str, Any]) -> d
         if found is None:
             reason = f"no deployment {deployment!r} is registered"
             if mode == "deployment":
-                raise RuntimeError(f"drift found, but {reason} (python -m flows.serve, or prefect deploy --all)")
+                raise RuntimeError(
+                    f"drift found, but {reason} (python -m flows.serve, or prefect deploy --all)"
+                )
         else:
             polled, why = is_polled(found)
             if polled or mode == "deployment":
@@ -81,20 +86,33 @@ def trigger_retrain(mode: str, deployment: str, parameters: dict[str, Any]) -> d
     state = retrain(**parameters, return_state=True)
     run_id = getattr(state.state_details, "flow_run_id", None)
     logger.info("retrain subflow ended %s%s", state.name, f": {state.message}" if state.message else "")
-    return {"mode": "subflow", "reason": reason, "flow_run_id": str(run_id) if run_id else None,
-            "state": state.name, "message": state.message}
+    return {
+        "mode": "subflow",
+        "reason": reason,
+        "flow_run_id": str(run_id) if run_id else None,
+        "state": state.name,
+        "message": state.message,
+    }
 
 
 def _start_deployment(deployment: str, parameters: dict[str, Any], why: str) -> dict[str, Any]:
     from prefect.deployments import run_deployment
 
     logger = get_run_logger()
-    run = run_deployment(deployment, parameters=parameters, timeout=0, as_subflow=True, tags=["drift-triggered"])
+    run = run_deployment(
+        deployment, parameters=parameters, timeout=0, as_subflow=True, tags=["drift-triggered"]
+    )
     state = run.state.name if run.state else "Scheduled"
     log = logger.info if not why.startswith("not polled") else logger.warning
     log("drift found: started %s run %s (%s), %s; %s", deployment, run.name, run.id, state, why)
-    return {"mode": "deployment", "deployment": deployment, "reason": why, "flow_run_id": str(run.id),
-            "flow_run_name": run.name, "state": state}
+    return {
+        "mode": "deployment",
+        "deployment": deployment,
+        "reason": why,
+        "flow_run_id": str(run.id),
+        "flow_run_name": run.name,
+        "state": state,
+    }
 
 
 def retrain_line(retrain: dict[str, Any] | None) -> str:
@@ -104,7 +122,9 @@ def retrain_line(retrain: dict[str, Any] | None) -> str:
     if retrain["mode"] == "none":
         return f"retrain: not started ({retrain['reason']})"
     if retrain["mode"] == "deployment":
-        return (f"retrain: deployment {retrain['deployment']} run {retrain['flow_run_name']} "
-                f"({retrain['flow_run_id']}) {retrain['state']}; {retrain['reason']}")
+        return (
+            f"retrain: deployment {retrain['deployment']} run {retrain['flow_run_name']} "
+            f"({retrain['flow_run_id']}) {retrain['state']}; {retrain['reason']}"
+        )
     message = f": {retrain['message']}" if retrain.get("message") else ""
     return f"retrain: subflow run {retrain['flow_run_id']} {retrain['state']}{message} ({retrain['reason']})"

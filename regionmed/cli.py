@@ -11,6 +11,7 @@ from regionmed.env import configure_environment
 
 configure_environment()
 
+
 class _App(typer.Typer):
     """The CLI: a params file that cannot be used is its message and exit status 2, not a traceback."""
 
@@ -24,8 +25,11 @@ class _App(typer.Typer):
             raise SystemExit(2) from None
 
 
-app = _App(help="RegionMed: region-aware medical CLIP, as a reproducible pipeline.",
-           no_args_is_help=True, pretty_exceptions_enable=False)
+app = _App(
+    help="RegionMed: region-aware medical CLIP, as a reproducible pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 corpus_app = typer.Typer(help="Build and inspect corpora.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 train_app = typer.Typer(help="Train the tokenizer and the progressive phases.", no_args_is_help=True)
@@ -61,9 +65,11 @@ def corpus_build(
         f"({summary.n_input / max(elapsed, 1e-9):.0f} images/s); splits {summary.per_split}"
     )
     if summary.n_split_conflicts:
-        console.print(f"[yellow]warning:[/yellow] {summary.n_split_conflicts} patients have records that ask for "
-                      f"different splits; each patient's records all went to the split of its first record "
-                      f"(by id). build.json lists them under split_conflicts.")
+        console.print(
+            f"[yellow]warning:[/yellow] {summary.n_split_conflicts} patients have records that ask for "
+            f"different splits; each patient's records all went to the split of its first record "
+            f"(by id). build.json lists them under split_conflicts."
+        )
 
 
 @corpus_app.command("preview")
@@ -83,7 +89,9 @@ def corpus_preview(
 
 
 @corpus_app.command("stats")
-def corpus_stats_cmd(corpus: Path = typer.Argument(None, help="Corpus folder (default: corpus.out_dir).")) -> None:
+def corpus_stats_cmd(
+    corpus: Path = typer.Argument(None, help="Corpus folder (default: corpus.out_dir)."),
+) -> None:
     """Print counts per modality, label and split, and the region size distribution."""
     from regionmed.corpus.inspect import corpus_stats
     from regionmed.params import load_params
@@ -111,10 +119,14 @@ def annotate_cmd(params_file: Path = ParamsOption) -> None:
 @app.command("validate")
 def validate(
     params_file: Path = ParamsOption,
-    corpus: Path = typer.Option(None, help="Corpus folder (default: annotate.out_dir, the annotated corpus)."),
+    corpus: Path = typer.Option(
+        None, help="Corpus folder (default: annotate.out_dir, the annotated corpus)."
+    ),
     metrics: Path = typer.Option(None, help="JSON result (default: validation.metrics_file)."),
     report: Path = typer.Option(None, help="HTML report (default: validation.report_file)."),
-    timings: Path = typer.Option(None, help="Also write the run's timings here (JSON; kept out of the metrics)."),
+    timings: Path = typer.Option(
+        None, help="Also write the run's timings here (JSON; kept out of the metrics)."
+    ),
 ) -> None:
     """DVC stage validate_corpus: run the expectation suites; exit 1 when a critical expectation fails."""
     from regionmed.params import load_params
@@ -159,7 +171,9 @@ def train_tokenizer(
         tokenizer.save_pretrained(str(out))
         console.print(f"copied the tokenizer of {params.model.text.backbone} to {out}")
         return
-    tokenizer = train_wordpiece_tokenizer(corpus_texts(params.stage_corpus), params.model.text.vocab_size, out)
+    tokenizer = train_wordpiece_tokenizer(
+        corpus_texts(params.stage_corpus), params.model.text.vocab_size, out
+    )
     console.print(f"trained a WordPiece tokenizer of {len(tokenizer)} pieces into {out}")
 
 
@@ -171,7 +185,9 @@ def train_phase(
     out: Path = typer.Option(..., help="Folder to export the trained model to."),
     metrics: Path = typer.Option(..., help="JSON summary of the phase (DVC metrics)."),
     tokenizer: Path = typer.Option(..., help="Tokenizer folder (dvc.yaml: paths.tokenizer)."),
-    state_dir: Path = typer.Option(Path(".state/checkpoints"), help="Resumable checkpoints (outside DVC outs)."),
+    state_dir: Path = typer.Option(
+        Path(".state/checkpoints"), help="Resumable checkpoints (outside DVC outs)."
+    ),
     log_dir: Path = typer.Option(None, help="DVCLive folder for the training curves."),
 ) -> None:
     """DVC stages pretrain_*: train one phase and export the model (resumes an interrupted run)."""
@@ -199,7 +215,9 @@ def evaluate(params_file: Path = ParamsOption) -> None:
 
     summary = run_evaluation(load_params(params_file))
     for metric in KEY_METRICS:
-        both = " vs ".join(f"{m} {summary[m].get(metric, {}).get('value')}" for m in ("regionmed", "baseline"))
+        both = " vs ".join(
+            f"{m} {summary[m].get(metric, {}).get('value')}" for m in ("regionmed", "baseline")
+        )
         console.print(f"{metric}: {both}")
     console.print(f"evaluated {summary['n_images']} images in {summary['seconds']} s")
 
@@ -224,20 +242,28 @@ def gate(params_file: Path = ParamsOption) -> None:
 @app.command("package")
 def package_cmd(
     params_file: Path = ParamsOption,
-    force: bool = typer.Option(False, "--force", help="Package even when the gate did not pass (recorded as forced)."),
-    no_build: bool = typer.Option(False, "--no-build", help="Only save the model into the store (no bentoml build)."),
+    force: bool = typer.Option(
+        False, "--force", help="Package even when the gate did not pass (recorded as forced)."
+    ),
+    no_build: bool = typer.Option(
+        False, "--no-build", help="Only save the model into the store (no bentoml build)."
+    ),
 ) -> None:
     """DVC stage package: the gated model into the BentoML store, a Bento, and the new champion."""
     from regionmed.params import load_params
     from regionmed.serving.package import PackageError, package
 
     try:
-        record = package(load_params(params_file), force=force, build=False if no_build else None, log=console.print)
+        record = package(
+            load_params(params_file), force=force, build=False if no_build else None, log=console.print
+        )
     except PackageError as exc:
         console.print(f"[red]package failed:[/red] {exc}")
         raise typer.Exit(1) from None
-    console.print(f"packaged {record['model_tag']} (Bento {record['bento_tag']}) into {record['bentoml_home']} "
-                  f"in {record['seconds']} s")
+    console.print(
+        f"packaged {record['model_tag']} (Bento {record['bento_tag']}) into {record['bentoml_home']} "
+        f"in {record['seconds']} s"
+    )
 
 
 @app.command("monitor-reference")
@@ -258,11 +284,15 @@ def monitor_reference_cmd(params_file: Path = ParamsOption) -> None:
 @app.command("container")
 def container_cmd(
     params_file: Path = ParamsOption,
-    base: bool = typer.Option(False, "--base", help="Make the local base image if the Bento needs it (offline)."),
+    base: bool = typer.Option(
+        False, "--base", help="Make the local base image if the Bento needs it (offline)."
+    ),
     no_build: bool = typer.Option(False, "--no-build", help="Reuse the image if it exists."),
     bento: str = typer.Option(None, help="Bento tag (default: the one the package stage built)."),
     port: int = typer.Option(None, help="Host port on 127.0.0.1 (default: a free one)."),
-    log_dir: Path = typer.Option(None, help="Host folder for the embedding log (default: serving.embedding_log.dir)."),
+    log_dir: Path = typer.Option(
+        None, help="Host folder for the embedding log (default: serving.embedding_log.dir)."
+    ),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the container running."),
 ) -> None:
     """Build the Bento's Docker image, run it on 127.0.0.1 with an API key and the embedding-log folder
@@ -274,8 +304,16 @@ def container_cmd(
     from regionmed.serving.container_path import container_path
 
     try:
-        record = container_path(load_params(params_file), make_base=base, build=not no_build, bento=bento, port=port,
-                                log_dir=log_dir, keep_running=keep_running, log=console.print)
+        record = container_path(
+            load_params(params_file),
+            make_base=base,
+            build=not no_build,
+            bento=bento,
+            port=port,
+            log_dir=log_dir,
+            keep_running=keep_running,
+            log=console.print,
+        )
     except ContainerError as exc:
         console.print(f"container failed: {exc}", markup=False, highlight=False)
         raise typer.Exit(1) from None
@@ -286,12 +324,16 @@ def container_cmd(
 def monitor_cmd(
     params_file: Path = ParamsOption,
     log_dir: Path = typer.Option(None, help="Embedding log folder (default: serving.embedding_log.dir)."),
-    since: str = typer.Option(None, help="Window start (ISO time, UTC when naive; default: end - window hours)."),
+    since: str = typer.Option(
+        None, help="Window start (ISO time, UTC when naive; default: end - window hours)."
+    ),
     until: str = typer.Option(None, help="Window end: an ISO time or 'now' (default: monitor.window_end)."),
     window_hours: float = typer.Option(None, help="Window length in hours (default: monitor.window_hours)."),
     report_dir: Path = typer.Option(None, help="HTML folder (default: monitor.report_dir)."),
     summary: Path = typer.Option(None, help="JSON summary (default: monitor.summary_file)."),
-    fail_on_drift: bool = typer.Option(False, "--fail-on-drift", help="Exit 3 when drift is found (for scripts)."),
+    fail_on_drift: bool = typer.Option(
+        False, "--fail-on-drift", help="Exit 3 when drift is found (for scripts)."
+    ),
 ) -> None:
     """DVC stage monitor: drift of the served embeddings (a window of the embedding log) against the
     packaged model's test split; exit 0 whatever the finding (drift, no drift, not enough data)."""
@@ -300,13 +342,22 @@ def monitor_cmd(
 
     params = load_params(params_file)
     try:
-        result = run_monitor(params, log_dir=log_dir, since=since, until=until, window_hours=window_hours,
-                             report_dir=report_dir, summary_file=summary, log=console.print)
+        result = run_monitor(
+            params,
+            log_dir=log_dir,
+            since=since,
+            until=until,
+            window_hours=window_hours,
+            report_dir=report_dir,
+            summary_file=summary,
+            log=console.print,
+        )
     except (FileNotFoundError, ValueError) as exc:
         console.print(f"[red]monitor could not run:[/red] {exc}")
         raise typer.Exit(2) from None
     if fail_on_drift and result["drift"]:
         raise typer.Exit(3)
+
 
 if __name__ == "__main__":
     app()

@@ -73,8 +73,10 @@ class Params(StrictModel):
         """Training needs the model's input size to be the corpus's image size (checked when it starts)."""
         v, c = self.model.vision, self.corpus
         if v.image_size != c.image_size or v.channels != c.channels:
-            raise ValueError(f"model.vision (image_size {v.image_size}, channels {v.channels}) must match the corpus "
-                             f"(image_size {c.image_size}, channels {c.channels})")
+            raise ValueError(
+                f"model.vision (image_size {v.image_size}, channels {v.channels}) must match the corpus "
+                f"(image_size {c.image_size}, channels {c.channels})"
+            )
 
 
 class ParamsError(ValueError):
@@ -90,12 +92,16 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None =
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as exc:
-        raise ParamsError(f"params file {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+        raise ParamsError(
+            f"params file {path} cannot be read ({exc.strerror or type(exc).__name__})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ParamsError(f"params file {path} is not valid YAML{where}: "
-                          f"{getattr(exc, 'problem', None) or type(exc).__name__}") from None
+        raise ParamsError(
+            f"params file {path} is not valid YAML{where}: "
+            f"{getattr(exc, 'problem', None) or type(exc).__name__}"
+        ) from None
     if not isinstance(raw, dict):
         raise ParamsError(f"params file {path} must hold a mapping of sections, not {type(raw).__name__}")
     if overrides:
@@ -104,7 +110,9 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None =
         params = Params.model_validate(raw)
     except ValidationError as exc:
         raise ParamsError(describe_params_error(exc, path)) from None
-    if os.environ.get(TRACE_ENV):  # which keys this process reads (regionmed/strict.py; tests/test_dvc_deps.py)
+    if os.environ.get(
+        TRACE_ENV
+    ):  # which keys this process reads (regionmed/strict.py; tests/test_dvc_deps.py)
         record_reads(params, os.environ[TRACE_ENV])
     return params
 

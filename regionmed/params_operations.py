@@ -61,11 +61,15 @@ class ServingParams(StrictModel):
     max_text_chars: int = Field(1000, ge=1)
     max_boxes_per_call: int = Field(64, ge=1)
     max_top_k: int = Field(100, ge=1)
-    max_request_pixels: int = Field(67_108_864, ge=1)  # all images of one request, from their headers (413 above)
+    max_request_pixels: int = Field(
+        67_108_864, ge=1
+    )  # all images of one request, from their headers (413 above)
     decode_threads: int = Field(2, ge=1)  # uploads decoded at once per worker, off the event loop
     torch_threads: int | None = Field(None, ge=1)  # intra-op threads per worker; None: torch's default
     device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when available
-    tracing: bool = False  # BentoML's OpenTelemetry spans per request (worth it only with an exporter configured)
+    tracing: bool = (
+        False  # BentoML's OpenTelemetry spans per request (worth it only with an exporter configured)
+    )
     demo_page: bool = True  # the demo page at /ui (regionmed/serving/demo/; docs/serving.md)
     # the monitor stage's summary (monitor.summary_file), shown read-only by `metadata` and the page
     drift_summary_file: str | None = "metrics/drift.json"
@@ -77,7 +81,12 @@ class ServingParams(StrictModel):
 class MonitorDescriptors(StrictModel):
     """Embedding-log descriptors compared with the reference, per kind."""
 
-    image: list[Literal["width", "height", "mean", "std", "bytes", "channels"]] = ["width", "height", "mean", "std"]
+    image: list[Literal["width", "height", "mean", "std", "bytes", "channels"]] = [
+        "width",
+        "height",
+        "mean",
+        "std",
+    ]
     text: list[Literal["n_tokens", "n_chars"]] = ["n_tokens"]
 
 
@@ -96,7 +105,10 @@ class MonitorParams(StrictModel):
     plot: Literal["pca", "tsne"] = "pca"
     plot_rows: int = Field(1000, ge=10)
     match_model_version: bool = True
-    embedding_methods: dict[Literal["model", "mmd", "distance", "ratio"], float] = {"model": 0.65, "mmd": 0.015}
+    embedding_methods: dict[Literal["model", "mmd", "distance", "ratio"], float] = {
+        "model": 0.65,
+        "mmd": 0.015,
+    }
     descriptors: MonitorDescriptors = MonitorDescriptors()
     descriptor_method: str = "wasserstein"
     descriptor_threshold: float = 0.3

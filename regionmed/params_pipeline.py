@@ -81,8 +81,8 @@ class CorpusParams(StrictModel):
 class DetectorParams(StrictModel):
     """The ``detector`` localizer (docs/annotation.md): Hugging Face hub ids or local folders."""
 
-    model: str | None = None       # an AutoModelForZeroShotObjectDetection (OWLv2, OWL-ViT, Grounding DINO)
-    sam: str | None = None         # optional SamModel (SAM, MedSAM): box -> mask -> tight box
+    model: str | None = None  # an AutoModelForZeroShotObjectDetection (OWLv2, OWL-ViT, Grounding DINO)
+    sam: str | None = None  # optional SamModel (SAM, MedSAM): box -> mask -> tight box
     box_threshold: float = Field(0.0, ge=0, le=1)  # detections under this score are no answer
     batch_size: int = Field(8, ge=1)
 
@@ -90,18 +90,26 @@ class DetectorParams(StrictModel):
 class AnnotateParams(StrictModel):
     """The annotate_regions stage (regionmed/annotation; docs/annotation.md)."""
 
-    out_dir: str = "data/corpus_annotated"     # the annotated corpus every later stage reads
+    out_dir: str = "data/corpus_annotated"  # the annotated corpus every later stage reads
     localizer: Literal["none", "prior", "self", "detector"] = "prior"
-    splits: list[Literal["train", "val", "test"]] = ["train"]   # never test: its boxes are the evaluation's truth
+    splits: list[Literal["train", "val", "test"]] = [
+        "train"
+    ]  # never test: its boxes are the evaluation's truth
     kinds: list[Literal["finding", "anatomy"]] = ["finding", "anatomy"]
-    keep_uncertain: bool = False               # "possible nodule": placed only when true
-    min_confidence: float = Field(0.0, ge=0, le=1)   # boxes scored under this are dropped (counted)
+    keep_uncertain: bool = False  # "possible nodule": placed only when true
+    min_confidence: float = Field(0.0, ge=0, le=1)  # boxes scored under this are dropped (counted)
     prior_confidence: float = Field(0.2, ge=0, le=1)  # the prior never looked at the image
-    hide_given_fraction: float = Field(0.0, ge=0, le=1)  # experiments: train images whose given regions are hidden
+    hide_given_fraction: float = Field(
+        0.0, ge=0, le=1
+    )  # experiments: train images whose given regions are hidden
     max_report_chars: int = Field(20000, ge=1)  # longer reports are read up to here (counted)
-    self_model_dir: str = ".state/annotator"   # the `self` localizer's trained RegionMed model
-    self_levels: list[float] = [0.25, 0.5, 0.75]   # heatmap levels whose connected area around the peak is a candidate
-    self_tilings: list[int] = [2, 3, 4]        # n x n tilings added to the candidates
+    self_model_dir: str = ".state/annotator"  # the `self` localizer's trained RegionMed model
+    self_levels: list[float] = [
+        0.25,
+        0.5,
+        0.75,
+    ]  # heatmap levels whose connected area around the peak is a candidate
+    self_tilings: list[int] = [2, 3, 4]  # n x n tilings added to the candidates
     # region_score: the candidate the model's region path scores best; heatmap: the connected area around
     # the heatmap's peak at the middle self_level (no region-path scoring); sized: a box centred where the
     # heatmap peaks (sub-cell), as large as the given train boxes of the phrase's label and size word
@@ -158,7 +166,7 @@ class TrainParams(StrictModel):
     max_regions_per_image: int = Field(6, ge=1)
     # scales the region and grounding losses of annotated regions (origin "annotated"); given ones weigh 1
     annotated_region_weight: float = Field(1.0, ge=0)
-    confidence_weighted: bool = False    # also multiply an annotated region's weight by its confidence
+    confidence_weighted: bool = False  # also multiply an annotated region's weight by its confidence
     deterministic: bool = True
     augment: AugmentParams = AugmentParams()
 
@@ -185,7 +193,9 @@ class ValidationThresholds(StrictModel):
     min_label_count: int = Field(5, ge=0)
     min_region_fraction: float = Field(0.9, ge=0, le=1)
     min_qa_fraction: float = Field(0.9, ge=0, le=1)
-    max_annotated_fraction: float = Field(0.9, ge=0, le=1)  # images with annotated regions (a warning by default)
+    max_annotated_fraction: float = Field(
+        0.9, ge=0, le=1
+    )  # images with annotated regions (a warning by default)
     max_reject_fraction: float = Field(0.05, ge=0, le=1)
 
 

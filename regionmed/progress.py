@@ -21,8 +21,14 @@ def on_terminal(stream: TextIO | None = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def progress(items: Iterable[T], total: int, desc: str, unit: str = "it", enabled: bool = True,
-             stream: TextIO | None = None) -> Iterator[T]:
+def progress(
+    items: Iterable[T],
+    total: int,
+    desc: str,
+    unit: str = "it",
+    enabled: bool = True,
+    stream: TextIO | None = None,
+) -> Iterator[T]:
     """``items`` with a bar on a terminal, else with a line every ``LOG_EVERY_PERCENT`` per cent."""
     stream = stream or sys.stderr
     if not enabled:
@@ -38,6 +44,12 @@ def progress(items: Iterable[T], total: int, desc: str, unit: str = "it", enable
         yield item
         pct = 100 * done // max(total, 1)
         if pct >= next_pct and done < total:
-            print(f"{desc}: {done}/{total} {unit} ({pct}%, {time.perf_counter() - start:.0f} s)", file=stream, flush=True)
+            print(
+                f"{desc}: {done}/{total} {unit} ({pct}%, {time.perf_counter() - start:.0f} s)",
+                file=stream,
+                flush=True,
+            )
             next_pct = (pct // LOG_EVERY_PERCENT + 1) * LOG_EVERY_PERCENT
-    print(f"{desc}: {done}/{total} {unit} done in {time.perf_counter() - start:.1f} s", file=stream, flush=True)
+    print(
+        f"{desc}: {done}/{total} {unit} done in {time.perf_counter() - start:.1f} s", file=stream, flush=True
+    )

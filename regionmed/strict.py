@@ -53,6 +53,7 @@ def _is_branch(value: Any) -> bool:
 
 def record_reads(root: StrictModel, out_file: str | Path) -> None:
     """Start recording the reads of ``root``'s keys; append them to ``out_file`` at exit."""
+
     def walk(model: StrictModel, prefix: str) -> None:
         _paths[id(model)] = prefix
         _keep.append(model)

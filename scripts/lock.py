@@ -40,8 +40,21 @@ def read_lock(path: Path = LOCK) -> dict[str, str]:
 
 
 def compile_lock(upgrade: bool) -> None:
-    cmd = [sys.executable, "-m", "piptools", "compile", "--quiet", "--extra", "dev", "--strip-extras",
-           "--no-emit-index-url", "--no-emit-find-links", "--output-file", str(LOCK.relative_to(ROOT)), "pyproject.toml"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "piptools",
+        "compile",
+        "--quiet",
+        "--extra",
+        "dev",
+        "--strip-extras",
+        "--no-emit-index-url",
+        "--no-emit-find-links",
+        "--output-file",
+        str(LOCK.relative_to(ROOT)),
+        "pyproject.toml",
+    ]
     if upgrade:
         cmd.append("--upgrade")
     subprocess.run(cmd, cwd=ROOT, check=True)
@@ -70,7 +83,9 @@ def sync_bentofile(pins: dict[str, str]) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--upgrade", action="store_true", help="move every package to its newest allowed release")
-    ap.add_argument("--bentofile-only", action="store_true", help="re-pin bentofile.yaml from the current lock")
+    ap.add_argument(
+        "--bentofile-only", action="store_true", help="re-pin bentofile.yaml from the current lock"
+    )
     args = ap.parse_args()
     if not args.bentofile_only:
         compile_lock(args.upgrade)

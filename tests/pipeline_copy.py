@@ -11,14 +11,23 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-GIT_ENV = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@invalid", "GIT_COMMITTER_NAME": "test",
-           "GIT_COMMITTER_EMAIL": "test@invalid"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@invalid",
+}
 
 
 def clean_copy(dest: Path, params_overrides: dict | None = None) -> Path:
     """Copy the tracked and not-ignored files (no data, no venv), then make it its own git repo."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO_ROOT, check=True,
-                           capture_output=True, text=True).stdout.split("\n")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\n")
     for rel in filter(None, files):
         src = REPO_ROOT / rel
         if src.is_file():
@@ -32,7 +41,9 @@ def clean_copy(dest: Path, params_overrides: dict | None = None) -> Path:
         from regionmed.params import deep_merge
 
         params = yaml.safe_load((dest / "params.yaml").read_text())
-        (dest / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, params_overrides), sort_keys=False))
+        (dest / "params.yaml").write_text(
+            yaml.safe_dump(deep_merge(params, params_overrides), sort_keys=False)
+        )
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "copy"], dest)
@@ -44,10 +55,20 @@ def env() -> dict[str, str]:
     return {**os.environ, **GIT_ENV, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200,
-        extra_env: dict[str, str] | None = None, unset: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str],
+    cwd: Path,
+    check: bool = True,
+    timeout: int = 1200,
+    extra_env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+) -> subprocess.CompletedProcess:
     variables = {k: v for k, v in {**env(), **(extra_env or {})}.items() if k not in unset}
-    proc = subprocess.run(cmd, check=False, cwd=cwd, env=variables, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd, check=False, cwd=cwd, env=variables, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc

@@ -39,8 +39,12 @@ def _imports(nodes) -> set[str]:
     for node in nodes:
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
-                and node.module.split(".")[0] == PACKAGE:
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and node.module.split(".")[0] == PACKAGE
+        ):
             found.add(node.module)
             found |= {f"{node.module}.{a.name}" for a in node.names if module_file(f"{node.module}.{a.name}")}
     return {m for m in found if module_file(m)}
@@ -98,7 +102,7 @@ def command_of(cmd: str) -> tuple[str, ...]:
     if words[:3] != ["python", "-m", PACKAGE]:
         raise ValueError(f"not a `python -m regionmed` command: {cmd}")
     args = [w for w in words[3:] if not w.startswith("-")]
-    matches = [c for c in cli_commands() if tuple(args[:len(c)]) == c]
+    matches = [c for c in cli_commands() if tuple(args[: len(c)]) == c]
     if not matches:
         raise ValueError(f"no regionmed command in {cmd!r}")
     return max(matches, key=len)
@@ -112,8 +116,11 @@ def stage_code(cmd: str) -> set[str]:
 def code_files(folder: str) -> set[str]:
     """The files DVC hashes for a code folder dep (compiled Python is in .dvcignore)."""
     root = REPO_ROOT / folder
-    return {p.relative_to(REPO_ROOT).as_posix() for p in root.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}
+    return {
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
 
 
 def minimal_deps(files: set[str]) -> list[str]:
@@ -142,7 +149,8 @@ def resolved_stages(root: Path = REPO_ROOT) -> dict[str, dict]:
         for stage in repo.index.stages:
             params = [k for d in stage.deps if isinstance(d, ParamsDependency) for k in d.params]
             stages[stage.name] = {
-                "cmd": stage.cmd, "params": params,
+                "cmd": stage.cmd,
+                "params": params,
                 "deps": [d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)],
                 "outs": [o.def_path for o in stage.outs if not o.metric and not o.plot],
                 "metrics": [o.def_path for o in stage.outs if o.metric],

@@ -32,8 +32,11 @@ def covered(path: str, deps: list[str]) -> bool:
 def closure_problems(stage: dict) -> list[str]:
     code, deps = stage_code(stage["cmd"]), declared_code(stage)
     missing = [f"not declared: {f}" for f in sorted(code) if not covered(f, deps)]
-    extra = [f"declared but not imported: {d}" for d in deps
-             if d not in code and not ((REPO_ROOT / d).is_dir() and code_files(d) <= code)]
+    extra = [
+        f"declared but not imported: {d}"
+        for d in deps
+        if d not in code and not ((REPO_ROOT / d).is_dir() and code_files(d) <= code)
+    ]
     return missing + extra
 
 
@@ -80,17 +83,21 @@ def test_a_change_to_the_roi_code_reruns_training_and_only_what_follows_it():
 
 def test_undeclared_reads():
     assert undeclared_reads(["gate.floors", "evaluate.metrics_file"], ["gate", "evaluate.metrics_file"]) == []
-    assert undeclared_reads(["phases.global.steps", "seed"], ["phases.global.lr"]) == ["phases.global.steps", "seed"]
+    assert undeclared_reads(["phases.global.steps", "seed"], ["phases.global.lr"]) == [
+        "phases.global.steps",
+        "seed",
+    ]
     assert undeclared_reads(["serving.index_dir_x"], ["serving.index_dir"]) == ["serving.index_dir_x"]
 
 
 def test_the_loader_records_the_keys_a_process_reads(tmp_path):
     trace = tmp_path / "trace.jsonl"
-    code = ("from regionmed.params import load_params; p = load_params(); "
-            "p.evaluate.batch_size; p.phases['region'].lr; p.gate.floors; p.train.model_dump(); "
-            "from regionmed.model.io import read_config")  # a model's own config is not params
+    code = (
+        "from regionmed.params import load_params; p = load_params(); "
+        "p.evaluate.batch_size; p.phases['region'].lr; p.gate.floors; p.train.model_dump(); "
+        "from regionmed.model.io import read_config"
+    )  # a model's own config is not params
     env = {**os.environ, "REGIONMED_PARAMS_TRACE": str(trace)}
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=120)
     (line,) = trace.read_text().splitlines()
     assert json.loads(line)["reads"] == ["evaluate.batch_size", "gate.floors", "phases.region.lr", "train"]
-

@@ -25,7 +25,9 @@ def test_the_lock_pins_every_dependency_of_pyproject():
     for line in wanted:
         req = Requirement(line)
         name = lock_script.canonical(req.name)
-        assert name in LOCK, f"{req.name} is in pyproject.toml but not in requirements/lock.txt: run `make lock`"
+        assert name in LOCK, (
+            f"{req.name} is in pyproject.toml but not in requirements/lock.txt: run `make lock`"
+        )
         assert req.specifier.contains(LOCK[name], prereleases=True), (req, LOCK[name])
     assert LOCK["torch"] == "2.13.0", "torch pinned by version, not build, so CPU and CUDA wheels both fit"
 
@@ -51,7 +53,8 @@ def test_the_bento_pins_the_locked_versions():
     for name, pinned in pins.items():
         assert LOCK.get(lock_script.canonical(name)) == pinned, (
             f"bentofile.yaml pins {name}=={pinned}, the lock {LOCK.get(lock_script.canonical(name))}: "
-            "run `python scripts/lock.py --bentofile-only`")
+            "run `python scripts/lock.py --bentofile-only`"
+        )
 
 
 def test_sync_rewrites_only_versions(tmp_path, monkeypatch):

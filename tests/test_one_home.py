@@ -16,9 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def test_make_and_python_set_the_same_telemetry_switches_from_one_file():
     assert QUIET_ENV == read_env_file(QUIET_ENV_FILE) and QUIET_ENV["DO_NOT_TRACK"] == "1"
-    printed = subprocess.run(["make", "-s", "-f", "-", "show"], cwd=REPO_ROOT, text=True, capture_output=True,
-                             check=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
-                             input="include Makefile\nshow:\n\t@env\n").stdout
+    printed = subprocess.run(
+        ["make", "-s", "-f", "-", "show"],
+        cwd=REPO_ROOT,
+        text=True,
+        capture_output=True,
+        check=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+        input="include Makefile\nshow:\n\t@env\n",
+    ).stdout
     seen = dict(line.split("=", 1) for line in printed.splitlines() if "=" in line)
     assert {k: seen.get(k) for k in QUIET_ENV} == QUIET_ENV
 

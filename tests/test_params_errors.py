@@ -27,15 +27,33 @@ def test_the_loader_names_each_bad_key_and_what_it_expected(tmp_path):
     assert "corpus.split.train" in message and "serving.port" in message
 
 
-@pytest.mark.parametrize("content, words", [(BAD, "corpus.image_size"), ("corpus: [1, 2\n", "not valid YAML"),
-                                            (None, "cannot be read")])
+@pytest.mark.parametrize(
+    "content, words",
+    [(BAD, "corpus.image_size"), ("corpus: [1, 2\n", "not valid YAML"), (None, "cannot be read")],
+)
 def test_the_cli_prints_the_message_and_exits_2(tmp_path, content, words):
     path = tmp_path / "params.yaml"
     if content is not None:
         path.write_text(content)
-    run = subprocess.run([sys.executable, "-m", "regionmed", "corpus", "build", "--params", str(path),
-                          "--out", str(tmp_path / "corpus")], check=False, capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "regionmed",
+            "corpus",
+            "build",
+            "--params",
+            str(path),
+            "--out",
+            str(tmp_path / "corpus"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        timeout=300,
+    )
     assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
     assert "Traceback" not in run.stderr and words in run.stderr, run.stderr[-2000:]
     assert len(run.stderr.strip().splitlines()) <= 6, run.stderr

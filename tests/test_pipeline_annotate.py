@@ -19,15 +19,18 @@ from regionmed.params import load_params
 
 @pytest.mark.slow
 def test_dvc_repro_with_90_percent_of_boxes_hidden_annotates_trains_and_evaluates(tmp_path):
-    repo = clean_copy(tmp_path / "repo", {
-        **REDUCED,
-        "annotate": {"localizer": "prior", "hide_given_fraction": 0.9},
-        "train": {**REDUCED["train"], "annotated_region_weight": 0.5},
-        # images with no finding and no placeable organ stay without regions after annotation
-        "validation": {"thresholds": {**REDUCED["validation"]["thresholds"], "min_region_fraction": 0.5}},
-        # the round reruns the stages up to the gate (packaging and monitoring have their own tests)
-        "flows": {"retrain": {"exclude_stages": ["package", "monitor_reference", "monitor"]}},
-    })
+    repo = clean_copy(
+        tmp_path / "repo",
+        {
+            **REDUCED,
+            "annotate": {"localizer": "prior", "hide_given_fraction": 0.9},
+            "train": {**REDUCED["train"], "annotated_region_weight": 0.5},
+            # images with no finding and no placeable organ stay without regions after annotation
+            "validation": {"thresholds": {**REDUCED["validation"]["thresholds"], "min_region_fraction": 0.5}},
+            # the round reruns the stages up to the gate (packaging and monitoring have their own tests)
+            "flows": {"retrain": {"exclude_stages": ["package", "monitor_reference", "monitor"]}},
+        },
+    )
     first = run(["dvc", "repro", "gate"], repo)
     order = [line.split("'")[1] for line in first.stdout.splitlines() if line.startswith("Running stage")]
     assert order.index("build_corpus") < order.index("annotate_regions") < order.index("validate_corpus")
@@ -41,7 +44,9 @@ def test_dvc_repro_with_90_percent_of_boxes_hidden_annotates_trains_and_evaluate
     assert annotated[annotated["split"] == "test"]["regions"].tolist() == test_before  # the truth stays
 
     summary = json.loads((repo / "metrics/annotation.json").read_text())
-    assert summary["images_hidden"] > 0 and summary["regions_kept"]["prior"]["total"] == origins.count("annotated")
+    assert summary["images_hidden"] > 0 and summary["regions_kept"]["prior"]["total"] == origins.count(
+        "annotated"
+    )
     assert 0 <= summary["box_quality"]["all"]["pointing"]["value"] <= 1
     assert (repo / "reports/annotation_preview.png").stat().st_size > 1000
     validation = json.loads((repo / "metrics/validation.json").read_text())
@@ -55,14 +60,19 @@ def test_dvc_repro_with_90_percent_of_boxes_hidden_annotates_trains_and_evaluate
     weights = (repo / "models/regionmed/model.safetensors").read_bytes()
     # `make test` exports the Makefile's PREFECT_API_URL (for its flow targets), where no server runs
     # in a test: without it the round starts Prefect's temporary API, as a first run by hand would
-    run([sys.executable, "-m", "flows.self_training", "--root", ".", "--params-file", "params.yaml"], repo,
-        unset=("PREFECT_API_URL",))
+    run(
+        [sys.executable, "-m", "flows.self_training", "--root", ".", "--params-file", "params.yaml"],
+        repo,
+        unset=("PREFECT_API_URL",),
+    )
     params = load_params(repo / "params.yaml")
     assert params.annotate.localizer == "self"
     assert (repo / params.annotate.self_model_dir / "config.json").is_file()
     summary = json.loads((repo / "metrics/annotation.json").read_text())
     assert summary["localizer"] == "self" and summary["regions_kept"]["self"]["total"] > 0
-    self_origins = [r["origin"] for rs in read_manifest(repo / "data/corpus_annotated")["regions"] for r in rs]
+    self_origins = [
+        r["origin"] for rs in read_manifest(repo / "data/corpus_annotated")["regions"] for r in rs
+    ]
     assert self_origins.count("given") == origins.count("given") and self_origins.count("annotated") > 0
     assert (repo / "models/regionmed/model.safetensors").read_bytes() != weights  # retrained
     assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is True

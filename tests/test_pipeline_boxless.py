@@ -24,27 +24,47 @@ def _boxless_records(tmp_path, data_dir) -> int:
     from regionmed.corpus.build import build_corpus
     from regionmed.params import Params
 
-    params = Params.model_validate({"corpus": {"image_size": 64, "synthetic": {"n_images": 480},
-                                               "out_dir": str(tmp_path / "synthetic")}})
+    params = Params.model_validate(
+        {"corpus": {"image_size": 64, "synthetic": {"n_images": 480}, "out_dir": str(tmp_path / "synthetic")}}
+    )
     build_corpus(params, tmp_path / "synthetic", progress=False)
     manifest = read_manifest(tmp_path / "synthetic")
     (data_dir / "images").mkdir(parents=True)
     with open(data_dir / "records.jsonl", "w") as out:
         for row in manifest.itertuples():
             shutil.copy(tmp_path / "synthetic" / row.image_path, data_dir / "images" / f"{row.image_id}.png")
-            out.write(json.dumps({"id": row.image_id, "image": f"images/{row.image_id}.png", "report": row.report,
-                                  "patient_id": row.patient_id, "split": row.split, "modality": row.modality,
-                                  "body_part": row.body_part, "labels": list(row.labels)}) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "id": row.image_id,
+                        "image": f"images/{row.image_id}.png",
+                        "report": row.report,
+                        "patient_id": row.patient_id,
+                        "split": row.split,
+                        "modality": row.modality,
+                        "body_part": row.body_part,
+                        "labels": list(row.labels),
+                    }
+                )
+                + "\n"
+            )
     return len(manifest)
 
 
 @pytest.mark.slow
 def test_dvc_repro_on_captioned_images_without_boxes_or_qa(tmp_path):
     floors = {"retrieval/i2t_R@5": -1.0, "zeroshot/macro_auroc": -1.0}  # only that they exist: 6 steps
-    repo = clean_copy(tmp_path / "repo", {
-        **REDUCED,
-        "corpus": {**REDUCED["corpus"], "source": "jsonl", "importer": {"path": "data/boxless/records.jsonl"}},
-    })
+    repo = clean_copy(
+        tmp_path / "repo",
+        {
+            **REDUCED,
+            "corpus": {
+                **REDUCED["corpus"],
+                "source": "jsonl",
+                "importer": {"path": "data/boxless/records.jsonl"},
+            },
+        },
+    )
     # the floors replace the defaults (a merge would keep the grounding ones, which such data lacks)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["gate"].update(floors=floors, must_beat_baseline=[], champion_margin=1.0)
@@ -60,8 +80,11 @@ def test_dvc_repro_on_captioned_images_without_boxes_or_qa(tmp_path):
         for metric in ("retrieval/i2t_R@5", "retrieval/t2i_R@5", "zeroshot/macro_auroc"):
             assert 0 <= evaluation[model][metric]["value"] <= 1, (model, metric)
             assert evaluation[model][metric]["low"] <= evaluation[model][metric]["high"]
-        scored = [m for m, v in evaluation[model].items() if m.startswith(NEEDS_BOXES_OR_QA)
-                  and v.get("value") is not None]
+        scored = [
+            m
+            for m, v in evaluation[model].items()
+            if m.startswith(NEEDS_BOXES_OR_QA) and v.get("value") is not None
+        ]
         assert not scored, f"{model}: metrics that need boxes or QA were scored without any: {scored}"
     assert "zeroshot/macro_auroc" in evaluation["difference"]
     assert "no finding regions" in (repo / "reports/eval_gallery/README.md").read_text()

@@ -17,16 +17,32 @@ TINY_STEPS = 6
 REDUCED = {
     "corpus": {"image_size": 64, "synthetic": {"n_images": 480}},
     "validation": {"thresholds": {"min_label_count": 1, "split_tolerance": 0.2}},
-    "model": {"vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
-              "text": {"hidden": 64, "layers": 1, "heads": 2, "mlp": 128}, "roi": {"grid_sizes": [4]}},
-    "train": {"batch_size": 16, "eval_batch_size": 64, "val_every_n_steps": 3, "checkpoint_every_n_steps": 3,
-              "warmup_steps": 2},
-    "phases": {"global": {"steps": TINY_STEPS}, "region": {"steps": TINY_STEPS}, "joint": {"steps": TINY_STEPS}},
+    "model": {
+        "vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
+        "text": {"hidden": 64, "layers": 1, "heads": 2, "mlp": 128},
+        "roi": {"grid_sizes": [4]},
+    },
+    "train": {
+        "batch_size": 16,
+        "eval_batch_size": 64,
+        "val_every_n_steps": 3,
+        "checkpoint_every_n_steps": 3,
+        "warmup_steps": 2,
+    },
+    "phases": {
+        "global": {"steps": TINY_STEPS},
+        "region": {"steps": TINY_STEPS},
+        "joint": {"steps": TINY_STEPS},
+    },
     "evaluate": {"n_boot": 50, "gallery_size": 1, "train_sample": 200},
     # a 6-step model learns little: the gate checks only that the metrics exist
     # (every default floor lowered to -1, which any metric in [0, 1] or difference in [-1, 1] passes)
-    "gate": {"floors": {name: -1.0 for name in yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["gate"]["floors"]},
-             "must_beat_baseline": []},
+    "gate": {
+        "floors": {
+            name: -1.0 for name in yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["gate"]["floors"]
+        },
+        "must_beat_baseline": [],
+    },
 }
 TRAINING_STAGES = ("pretrain_global", "pretrain_region", "pretrain_joint", "pretrain_baseline")
 LATER_STAGES = ("evaluate", "gate")
@@ -43,13 +59,19 @@ def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp
     stages = resolved_stages(repo)
     reads = traced_reads(trace, stages)
     assert set(reads) >= {"build_corpus", "validate_corpus", "tokenizer", *TRAINING_STAGES, *LATER_STAGES}
-    assert {name: undeclared_reads(keys, stages[name]["params"]) for name, keys in reads.items()} == \
-        {name: [] for name in reads}
+    assert {name: undeclared_reads(keys, stages[name]["params"]) for name, keys in reads.items()} == {
+        name: [] for name in reads
+    }
     summary = json.loads((repo / "data/corpus/build.json").read_text())
     assert summary["n_kept"] == 480 and summary["n_rejected"] == 0
     assert len(read_manifest(repo / "data/corpus")) == 480
     assert json.loads((repo / "metrics/validation.json").read_text())["success"] is True
-    for phase, folder in (("global", "global"), ("region", "region"), ("joint", "regionmed"), ("baseline", "baseline")):
+    for phase, folder in (
+        ("global", "global"),
+        ("region", "region"),
+        ("joint", "regionmed"),
+        ("baseline", "baseline"),
+    ):
         metrics = json.loads((repo / f"metrics/train_{phase}.json").read_text())
         assert metrics["steps"] == (3 * TINY_STEPS if phase == "baseline" else TINY_STEPS)
         model, _ = load_model(repo / "models" / folder)

@@ -43,4 +43,6 @@ def test_training_logs_a_line_every_few_percent_of_the_steps(capsys):
         for _ in range(2):  # two micro-batches per optimizer step (accumulate_grad_batches)
             callback.on_train_batch_end(trainer, None, None, None, 0)
     lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 10 and lines[0].startswith("step 20/200 (10%, loss 1.5000") and "200/200" in lines[-1]
+    assert (
+        len(lines) == 10 and lines[0].startswith("step 20/200 (10%, loss 1.5000") and "200/200" in lines[-1]
+    )

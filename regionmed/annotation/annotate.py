@@ -56,8 +56,14 @@ def hide_regions(df: pd.DataFrame, fraction: float, seed: int) -> dict[str, list
     return hidden
 
 
-def annotate_frame(df: pd.DataFrame, corpus_dir: Path, a: AnnotateParams, localizer: Localizer,
-                   extractor, counts: AnnotationCounts) -> pd.DataFrame:
+def annotate_frame(
+    df: pd.DataFrame,
+    corpus_dir: Path,
+    a: AnnotateParams,
+    localizer: Localizer,
+    extractor,
+    counts: AnnotationCounts,
+) -> pd.DataFrame:
     """The manifest with annotated regions added to the images that need them (a new frame)."""
     df = df.copy()
     todo = df.index[df["split"].isin(a.splits) & (df["regions"].map(len) == 0)].to_numpy()
@@ -69,7 +75,9 @@ def annotate_frame(df: pd.DataFrame, corpus_dir: Path, a: AnnotateParams, locali
     queries, owners = [], []
     for i, found in zip(todo, mentions):
         counts.add_mentions(found)
-        wanted = [m for m in found if not m.negated and (a.keep_uncertain or not m.uncertain) and m.kind in a.kinds]
+        wanted = [
+            m for m in found if not m.negated and (a.keep_uncertain or not m.uncertain) and m.kind in a.kinds
+        ]
         if not found:
             counts.no_mentions += 1
         elif not wanted:
@@ -81,8 +89,17 @@ def annotate_frame(df: pd.DataFrame, corpus_dir: Path, a: AnnotateParams, locali
             pending.setdefault(region.phrase, region)
         for region in pending.values():
             # as for given regions, a hard negative that is another true phrase of the image is none
-            region = replace(region, hard_negatives=tuple(n for n in region.hard_negatives if n not in pending))
-            queries.append((Query(corpus_dir / row["image_path"], region.phrase, region.label, region.kind, region.size), region))
+            region = replace(
+                region, hard_negatives=tuple(n for n in region.hard_negatives if n not in pending)
+            )
+            queries.append(
+                (
+                    Query(
+                        corpus_dir / row["image_path"], region.phrase, region.label, region.kind, region.size
+                    ),
+                    region,
+                )
+            )
             owners.append(i)
     placed = localizer.locate([q for q, _ in queries]) if queries else []
     added: dict[int, list[dict]] = {}
@@ -123,8 +140,9 @@ def _findings_by_modality(df: pd.DataFrame) -> dict[str, list[str]]:
     return {m: sorted(v) for m, v in out.items()}
 
 
-def write_corpus(df: pd.DataFrame, corpus_dir: Path, out_dir: Path, hidden: dict[str, list[dict]],
-                 record: dict) -> None:
+def write_corpus(
+    df: pd.DataFrame, corpus_dir: Path, out_dir: Path, hidden: dict[str, list[dict]], record: dict
+) -> None:
     """The annotated corpus in the corpus contract: images copied, manifest rewritten, logs carried over."""
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -132,18 +150,29 @@ def write_corpus(df: pd.DataFrame, corpus_dir: Path, out_dir: Path, hidden: dict
     for name in (REJECTED_FILE, BUILD_SUMMARY_FILE):
         if (corpus_dir / name).is_file():
             shutil.copy2(corpus_dir / name, out_dir / name)
-    rows = [ManifestRow(**{**{k: v for k, v in r.items() if k not in ("regions", "qa")},
-                           "labels": list(r["labels"]), "regions": regions_of(r),
-                           "qa": [QA(**q) for q in r["qa"]]})
-            for r in df.to_dict("records")]
+    rows = [
+        ManifestRow(
+            **{
+                **{k: v for k, v in r.items() if k not in ("regions", "qa")},
+                "labels": list(r["labels"]),
+                "regions": regions_of(r),
+                "qa": [QA(**q) for q in r["qa"]],
+            }
+        )
+        for r in df.to_dict("records")
+    ]
     write_manifest(rows, out_dir / MANIFEST_FILE)
     with open(out_dir / HIDDEN_FILE, "w") as f:
-        f.writelines(json.dumps({"image_id": image_id, "regions": hidden[image_id]}, sort_keys=True) + "\n" for image_id in sorted(hidden))
+        f.writelines(
+            json.dumps({"image_id": image_id, "regions": hidden[image_id]}, sort_keys=True) + "\n"
+            for image_id in sorted(hidden)
+        )
     (out_dir / ANNOTATION_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def annotate_corpus(corpus_dir: Path, out_dir: Path, a: AnnotateParams, seed: int, localizer: Localizer,
-                    extractor) -> tuple[pd.DataFrame, dict[str, list[dict]], AnnotationCounts]:
+def annotate_corpus(
+    corpus_dir: Path, out_dir: Path, a: AnnotateParams, seed: int, localizer: Localizer, extractor
+) -> tuple[pd.DataFrame, dict[str, list[dict]], AnnotationCounts]:
     """Read, hide (experiments), annotate and write; returns the annotated manifest, the hidden truth and the counts."""
     start = time.perf_counter()
     df = read_manifest(corpus_dir)
@@ -151,8 +180,16 @@ def annotate_corpus(corpus_dir: Path, out_dir: Path, a: AnnotateParams, seed: in
     counts = AnnotationCounts(localizer=localizer.name, images_hidden=len(hidden))
     annotated = annotate_frame(df, corpus_dir, a, localizer, extractor, counts)
     counts.seconds = round(time.perf_counter() - start, 3)
-    write_corpus(annotated, corpus_dir, out_dir, hidden, {"localizer": localizer.name,
-                                                          "min_confidence": a.min_confidence,
-                                                          "hide_given_fraction": a.hide_given_fraction,
-                                                          "images_annotated": counts.images_annotated})
+    write_corpus(
+        annotated,
+        corpus_dir,
+        out_dir,
+        hidden,
+        {
+            "localizer": localizer.name,
+            "min_confidence": a.min_confidence,
+            "hide_given_fraction": a.hide_given_fraction,
+            "images_annotated": counts.images_annotated,
+        },
+    )
     return annotated, hidden, counts

@@ -39,8 +39,10 @@ def _config(setting: str, name: str | None):
     try:
         return AutoConfig.from_pretrained(str(Path(name).expanduser()) if _looks_like_path(name) else name)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{setting}: {name} could not be read as a Hugging Face model ({exc.__class__.__name__}: "
-                         f"{str(exc).splitlines()[0][:200]})") from None
+        raise ValueError(
+            f"{setting}: {name} could not be read as a Hugging Face model ({exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 def check_detector_settings(d) -> None:
@@ -51,8 +53,10 @@ def check_detector_settings(d) -> None:
 
     config = _config("annotate.detector.model", d.model)
     if config.model_type not in DETECTORS:
-        raise ValueError(f"annotate.detector.model: {d.model} is a {config.model_type!r} model, not a zero-shot "
-                         f"object detector (one of {sorted(DETECTORS)})")
+        raise ValueError(
+            f"annotate.detector.model: {d.model} is a {config.model_type!r} model, not a zero-shot "
+            f"object detector (one of {sorted(DETECTORS)})"
+        )
     if d.sam is not None:
         sam = _config("annotate.detector.sam", d.sam)
         if not sam.model_type.startswith("sam"):
@@ -72,7 +76,10 @@ class DetectorLocalizer:
         if d.sam is not None:
             from transformers import SamModel, SamProcessor
 
-            self.sam, self.sam_processor = SamModel.from_pretrained(d.sam).eval(), SamProcessor.from_pretrained(d.sam)
+            self.sam, self.sam_processor = (
+                SamModel.from_pretrained(d.sam).eval(),
+                SamProcessor.from_pretrained(d.sam),
+            )
         post = self.processor.post_process_grounded_object_detection
         self._post_args = set(inspect.signature(post).parameters)
 
@@ -80,7 +87,7 @@ class DetectorLocalizer:
     def locate(self, queries: Sequence[Query]) -> list[Placed | None]:
         out: list[Placed | None] = []
         for start in range(0, len(queries), self.settings.batch_size):
-            chunk = queries[start:start + self.settings.batch_size]
+            chunk = queries[start : start + self.settings.batch_size]
             images = [Image.open(q.image_path).convert("RGB") for q in chunk]
             out.extend(self._detect(images, [q.phrase for q in chunk]))
         return out
@@ -115,8 +122,9 @@ class DetectorLocalizer:
         pixel_box = [[[box[0] * w, box[1] * h, box[2] * w, box[3] * h]]]
         inputs = self.sam_processor(image, input_boxes=pixel_box, return_tensors="pt")
         outputs = self.sam(**inputs, multimask_output=False)
-        masks = self.sam_processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"],
-                                                      inputs["reshaped_input_sizes"])[0]
+        masks = self.sam_processor.post_process_masks(
+            outputs.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"]
+        )[0]
         mask = np.asarray(masks[0, 0], dtype=bool)
         if not mask.any():
             return box, score

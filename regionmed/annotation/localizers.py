@@ -32,7 +32,9 @@ class Query:
     phrase: str
     label: str
     kind: str  # "finding" | "anatomy"
-    size: str | None = None  # the phrase's size bucket ("subtle" | "small" | "large"), when it has a size word
+    size: str | None = (
+        None  # the phrase's size bucket ("subtle" | "small" | "large"), when it has a size word
+    )
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ class PriorLocalizer:
                 out.append(None)  # an organ no train region drew: the words alone do not place it
                 continue
             box, source = text_prior_box(q.phrase, self.means, q.label)
-            if source == "image":  # no location word and no train box of any finding: the whole image says nothing
+            if (
+                source == "image"
+            ):  # no location word and no train box of any finding: the whole image says nothing
                 out.append(None)
                 continue
             clipped = clip_box(box)

@@ -55,8 +55,15 @@ def _agreement(t: TrueFinding, m: Mention) -> int:
 
 
 def _match(truth: Sequence[TrueFinding], positives: Sequence[Mention]) -> list[tuple[TrueFinding, Mention]]:
-    pairs = sorted(((_agreement(t, m), ti, mi) for ti, t in enumerate(truth) for mi, m in enumerate(positives)
-                    if t.label == m.label), reverse=True)
+    pairs = sorted(
+        (
+            (_agreement(t, m), ti, mi)
+            for ti, t in enumerate(truth)
+            for mi, m in enumerate(positives)
+            if t.label == m.label
+        ),
+        reverse=True,
+    )
     used_t, used_m, out = set(), set(), []
     for _, ti, mi in pairs:
         if ti not in used_t and mi not in used_m:
@@ -70,8 +77,20 @@ def score_mentions(truths: Sequence[Sequence[TrueFinding]], mentions: Sequence[S
     """Counts and rates (with 95% Wilson intervals) of finding mentions against the true findings."""
     if len(truths) != len(mentions):
         raise ValueError(f"{len(truths)} truths but {len(mentions)} mention lists")
-    c = dict.fromkeys(("true", "recalled", "mentions", "positive", "supported", "negation_errors",
-                       "side_ok", "zone_ok", "size_ok"), 0)
+    c = dict.fromkeys(
+        (
+            "true",
+            "recalled",
+            "mentions",
+            "positive",
+            "supported",
+            "negation_errors",
+            "side_ok",
+            "zone_ok",
+            "size_ok",
+        ),
+        0,
+    )
     for truth, found in zip(truths, mentions):
         findings = [m for m in found if m.kind == "finding"]
         positives = [m for m in findings if not m.negated]

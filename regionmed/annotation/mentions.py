@@ -55,8 +55,15 @@ class MentionExtractor:
         ruler.add_patterns(self.vocabulary.patterns())
         kinds = [FINDING, ANATOMY]
         nlp.add_pipe("negex", config={"neg_termset": self.vocabulary.negation, "ent_types": kinds})
-        nlp.add_pipe("negex", name="uncertainty", config={
-            "neg_termset": self.vocabulary.uncertainty, "ent_types": [FINDING], "extension_name": "uncertain"})
+        nlp.add_pipe(
+            "negex",
+            name="uncertainty",
+            config={
+                "neg_termset": self.vocabulary.uncertainty,
+                "ent_types": [FINDING],
+                "extension_name": "uncertain",
+            },
+        )
         self.nlp = nlp
         self._leading = self.vocabulary.location.leading()
 
@@ -101,7 +108,9 @@ class MentionExtractor:
         out = []
         for s, group in by_sentence.items():
             end = starts[s + 1] if s + 1 < len(starts) else len(doc)
-            out += self._sentence_mentions(group, starts[s], end, first_sentence + s, words, breaks, numbers, taken)
+            out += self._sentence_mentions(
+                group, starts[s], end, first_sentence + s, words, breaks, numbers, taken
+            )
         return out, len(starts)
 
     def _sentence_mentions(self, ents, sent_start, sent_end, index, words, breaks, numbers, taken):
@@ -127,27 +136,33 @@ class MentionExtractor:
                 located_in_finding |= {a.start for a in ents if start <= a.start and a.end <= loc_end}
         out = []
         for ent, (start, loc_start, loc_end) in zip(ents, spans):
-            before = words[start:ent.start]
+            before = words[start : ent.start]
             side, zone = self._side_and_zone(before + words[loc_start:loc_end])
             is_finding = ent.label_ == FINDING
             label = ent.ent_id_
             if not is_finding and side and label in self.vocabulary.paired:
                 label = f"{side} {label}"
             elif is_finding and label in self.vocabulary.refine:  # "a cyst in the left kidney"
-                organs = [a.ent_id_ for a in ents if a.label_ == ANATOMY and start <= a.start and a.end <= loc_end]
-                label = next((self.vocabulary.refine[label][o] for o in organs if o in self.vocabulary.refine[label]),
-                             label)
-            out.append(Mention(
-                text=ent.doc[start:max(loc_end, ent.end)].text,
-                label=label,
-                kind="finding" if is_finding else "anatomy",
-                side=side,
-                zone=zone,
-                size=next((loc.sizes[w] for w in before if w in loc.sizes), None),
-                negated=bool(ent._.negex) and not (not is_finding and ent.start in located_in_finding),
-                uncertain=is_finding and bool(ent._.uncertain),
-                sentence=index,
-            ))
+                organs = [
+                    a.ent_id_ for a in ents if a.label_ == ANATOMY and start <= a.start and a.end <= loc_end
+                ]
+                label = next(
+                    (self.vocabulary.refine[label][o] for o in organs if o in self.vocabulary.refine[label]),
+                    label,
+                )
+            out.append(
+                Mention(
+                    text=ent.doc[start : max(loc_end, ent.end)].text,
+                    label=label,
+                    kind="finding" if is_finding else "anatomy",
+                    side=side,
+                    zone=zone,
+                    size=next((loc.sizes[w] for w in before if w in loc.sizes), None),
+                    negated=bool(ent._.negex) and not (not is_finding and ent.start in located_in_finding),
+                    uncertain=is_finding and bool(ent._.uncertain),
+                    sentence=index,
+                )
+            )
         return out
 
     def _side_word_before(self, start, sent_start, words, breaks, taken) -> int | None:

@@ -36,8 +36,16 @@ class PendingRegion:
     hard_negatives: tuple[str, ...]
 
     def with_box(self, bbox: tuple[float, float, float, float], confidence: float) -> Region:
-        return Region(bbox=tuple(bbox), label=self.label, phrase=self.phrase, hard_negatives=self.hard_negatives,
-                      kind=self.kind, size=self.size, origin="annotated", confidence=round(float(confidence), 6))
+        return Region(
+            bbox=tuple(bbox),
+            label=self.label,
+            phrase=self.phrase,
+            hard_negatives=self.hard_negatives,
+            kind=self.kind,
+            size=self.size,
+            origin="annotated",
+            confidence=round(float(confidence), 6),
+        )
 
 
 def clean_phrase(text: str) -> str:
@@ -50,7 +58,11 @@ def clean_phrase(text: str) -> str:
 
 def _swap_word(text: str, old: str, new: str) -> str | None:
     pattern = rf"\b{re.escape(old)}\b"
-    return re.sub(pattern, new, text, count=1, flags=re.IGNORECASE) if re.search(pattern, text, re.IGNORECASE) else None
+    return (
+        re.sub(pattern, new, text, count=1, flags=re.IGNORECASE)
+        if re.search(pattern, text, re.IGNORECASE)
+        else None
+    )
 
 
 def region_for(mention, other_findings: list[str], size_words: dict[str, str]) -> PendingRegion:
@@ -62,7 +74,9 @@ def region_for(mention, other_findings: list[str], size_words: dict[str, str]) -
     if mention.kind == "finding":
         if mention.size in SIZE_SWAP:
             swapped = SIZE_WORDS_BY_FINDING.get(mention.label, SIZE_WORDS)[SIZE_SWAP[mention.size]]
-            written = next((w for w in re.findall(r"[a-z]+", phrase.lower()) if size_words.get(w) == mention.size), None)
+            written = next(
+                (w for w in re.findall(r"[a-z]+", phrase.lower()) if size_words.get(w) == mention.size), None
+            )
             if written:
                 candidates.append(_swap_word(phrase, written, swapped))
         other = next((f for f in other_findings if f != mention.label), None)
@@ -79,7 +93,9 @@ def most_specific(mentions: list) -> list:
     attrs = lambda m: {k: getattr(m, k) for k in ("side", "zone", "size") if getattr(m, k)}
     kept: list = []
     for m in sorted(mentions, key=lambda m: -len(attrs(m))):
-        if any(k.label == m.label and k.kind == m.kind and attrs(m).items() <= attrs(k).items() for k in kept):
+        if any(
+            k.label == m.label and k.kind == m.kind and attrs(m).items() <= attrs(k).items() for k in kept
+        ):
             continue
         kept.append(m)
     order = {id(m): i for i, m in enumerate(mentions)}

@@ -19,13 +19,19 @@ def match_hidden(annotated: dict[str, list[dict]], hidden: dict[str, list[dict]]
     """One row per hidden finding region: its size, and the matched annotated box (or None)."""
     rows = []
     for image_id, truth in hidden.items():
-        mine = [r for r in annotated.get(image_id, []) if r["kind"] == "finding" and r.get("origin") == "annotated"]
+        mine = [
+            r
+            for r in annotated.get(image_id, [])
+            if r["kind"] == "finding" and r.get("origin") == "annotated"
+        ]
         for t in truth:
             if t["kind"] != "finding":
                 continue
             same = [r for r in mine if r["label"] == t["label"]]
             best = max(same, key=lambda r: box_iou_one(r["bbox"], t["bbox"]), default=None)
-            rows.append({"size": t["size"], "truth": t["bbox"], "box": None if best is None else best["bbox"]})
+            rows.append(
+                {"size": t["size"], "truth": t["bbox"], "box": None if best is None else best["bbox"]}
+            )
     return rows
 
 
@@ -33,12 +39,21 @@ def _rate(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> dict:
     if len(values) == 0:
         return {"value": None, "low": None, "high": None, "n": 0}
     boots = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(1)
-    return {"value": round(float(values.mean()), 4), "low": round(float(np.quantile(boots, 0.025)), 4),
-            "high": round(float(np.quantile(boots, 0.975)), 4), "n": len(values)}
+    return {
+        "value": round(float(values.mean()), 4),
+        "low": round(float(np.quantile(boots, 0.025)), 4),
+        "high": round(float(np.quantile(boots, 0.975)), 4),
+        "n": len(values),
+    }
 
 
-def box_quality(annotated: dict[str, list[dict]], hidden: dict[str, list[dict]], seed: int,
-                n_boot: int = 1000, grid: int | None = None) -> dict:
+def box_quality(
+    annotated: dict[str, list[dict]],
+    hidden: dict[str, list[dict]],
+    seed: int,
+    n_boot: int = 1000,
+    grid: int | None = None,
+) -> dict:
     """Recall, pointing, IoU>0.3, IoU>0.5 (of matched regions), and with ``grid`` (cells per side)
     cell pointing, overall and by size bucket."""
     rows = match_hidden(annotated, hidden)
@@ -57,7 +72,9 @@ def box_quality(annotated: dict[str, list[dict]], hidden: dict[str, list[dict]],
             "mean_iou": round(float(ious.mean()), 4) if len(ious) else None,
         }
         if grid:
-            cell_in = np.array([_centre_cell_overlaps(r["box"], r["truth"], grid) for r in matched], dtype=float)
+            cell_in = np.array(
+                [_centre_cell_overlaps(r["box"], r["truth"], grid) for r in matched], dtype=float
+            )
             out[bucket]["cell_pointing"] = _rate(cell_in, n_boot, rng)
     if grid:
         out["grid"] = grid

@@ -87,7 +87,9 @@ def tiling_boxes(sizes: Sequence[int]) -> np.ndarray:
     return np.unique(np.asarray(out, dtype=np.float32).reshape(-1, 4), axis=0)
 
 
-def shifted_heatmaps(ground, pixels: torch.Tensor, emb: torch.Tensor, shifts: int) -> tuple[np.ndarray, torch.Tensor]:
+def shifted_heatmaps(
+    ground, pixels: torch.Tensor, emb: torch.Tensor, shifts: int
+) -> tuple[np.ndarray, torch.Tensor]:
     """The heatmap at ``shifts`` times the patch grid's resolution, and ``ground()``'s own box.
 
     The image is moved down and right by ``k / shifts`` of a patch for k = 0..shifts-1 (edges
@@ -107,8 +109,13 @@ def shifted_heatmaps(ground, pixels: torch.Tensor, emb: torch.Tensor, shifts: in
             dy, dx = round(k * height / gh / shifts), round(k * width / gw / shifts)
             moved = torch.nn.functional.pad(pixels, (dx, 0, dy, 0), mode="replicate")[..., :height, :width]
             heat = ground(moved, emb)[0]
-        rows, cols = (fine_r + k) // shifts, (fine_c + k) // shifts  # the patch cell of this pass holding each fine cell
-        fine = np.ix_(rows < gh, cols < gw)  # fine cells this pass covers (the moved image's last patch is cut)
+        rows, cols = (
+            (fine_r + k) // shifts,
+            (fine_c + k) // shifts,
+        )  # the patch cell of this pass holding each fine cell
+        fine = np.ix_(
+            rows < gh, cols < gw
+        )  # fine cells this pass covers (the moved image's last patch is cut)
         total[:, fine[0], fine[1]] += heat.float().numpy()[:, rows[fine[0]], cols[fine[1]]]
         count[fine] += 1
     return (total / count).astype(np.float32), box
@@ -123,7 +130,9 @@ def cells_touching(box: Sequence[float], shape: tuple[int, int]) -> np.ndarray:
 def centre_allowed(boxes: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """For each box ``[n, 4]``, whether its centre falls in an open cell of the boolean grid ``cells``."""
     gh, gw = cells.shape
-    return cells[cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh), cell_index((boxes[:, 0] + boxes[:, 2]) / 2, gw)]
+    return cells[
+        cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh), cell_index((boxes[:, 0] + boxes[:, 2]) / 2, gw)
+    ]
 
 
 def mass_inside(heat: np.ndarray, box: Sequence[float], scale: float) -> float:
@@ -140,20 +149,31 @@ def mass_inside(heat: np.ndarray, box: Sequence[float], scale: float) -> float:
 class SelfLocalizer:
     name = "self"
 
-    def __init__(self, model_dir: str | Path, channels: int, batch_size: int = 64,
-                 levels: Sequence[float] = (0.25, 0.5, 0.75), tilings: Sequence[int] = (2, 3, 4),
-                 select: str = "region_score",
-                 sizes: dict[tuple[str, str, str | None], tuple[float, float]] | None = None,
-                 organs: Iterable[str] | None = None,
-                 location_means: dict[str, dict[str, np.ndarray]] | None = None, shifts: int = 1):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        channels: int,
+        batch_size: int = 64,
+        levels: Sequence[float] = (0.25, 0.5, 0.75),
+        tilings: Sequence[int] = (2, 3, 4),
+        select: str = "region_score",
+        sizes: dict[tuple[str, str, str | None], tuple[float, float]] | None = None,
+        organs: Iterable[str] | None = None,
+        location_means: dict[str, dict[str, np.ndarray]] | None = None,
+        shifts: int = 1,
+    ):
         from regionmed.model.io import load_model
 
         self.model, self.tokenizer = load_model(model_dir)
         if self.model.global_only:
-            raise ValueError(f"annotate.self_model_dir {model_dir}: a global-only model has no region path to place phrases")
+            raise ValueError(
+                f"annotate.self_model_dir {model_dir}: a global-only model has no region path to place phrases"
+            )
         self.channels, self.batch_size, self.levels = channels, batch_size, tuple(levels)
         if select == "sized" and sizes is None:
-            raise ValueError("annotate.self_select sized needs the given train boxes' sizes (train_box_sizes)")
+            raise ValueError(
+                "annotate.self_select sized needs the given train boxes' sizes (train_box_sizes)"
+            )
         self.select, self.sizes = select, sizes or {}
         # anatomy the given train regions drew (None: any): the model learned to place only those
         # organs, and an organ the corpus never boxes (the whole brain of a brain MRI) is no region
@@ -175,8 +195,11 @@ class SelfLocalizer:
         return cells if cells.any() else None
 
     def locate(self, queries: Sequence[Query]) -> list[Placed | None]:
-        keep = [i for i, q in enumerate(queries)
-                if q.kind != "anatomy" or self.organs is None or q.label in self.organs]
+        keep = [
+            i
+            for i, q in enumerate(queries)
+            if q.kind != "anatomy" or self.organs is None or q.label in self.organs
+        ]
         out: list[Placed | None] = [None] * len(queries)
         for i, placed in zip(keep, self._locate([queries[i] for i in keep])):
             out[i] = placed
@@ -190,7 +213,7 @@ class SelfLocalizer:
         scale = float(self.model.scale())
         cache: dict[Path, np.ndarray] = {}
         for start in range(0, len(queries), self.batch_size):
-            chunk = queries[start:start + self.batch_size]
+            chunk = queries[start : start + self.batch_size]
             pixels = torch.from_numpy(np.stack([self._pixels(q.image_path, cache) for q in chunk]))
             emb = encode_text_list(self.model, self.tokenizer, [q.phrase for q in chunk])
             heat_np, box = shifted_heatmaps(self.model.ground, pixels, emb, self.shifts)
@@ -202,26 +225,40 @@ class SelfLocalizer:
                 level = self.levels[len(self.levels) // 2]
                 for k in range(len(chunk)):
                     clipped = clip_box(grown_boxes(heat_np[k], (level,))[0])
-                    out.append(None if clipped is None else Placed(clipped, mass_inside(heat_np[k], clipped, scale)))
+                    out.append(
+                        None if clipped is None else Placed(clipped, mass_inside(heat_np[k], clipped, scale))
+                    )
                 cache.clear()
                 continue
-            cands = [torch.cat([box[k:k + 1].float(), torch.from_numpy(grown_boxes(heat_np[k], self.levels)),
-                                self.tiles]) for k in range(len(chunk))]
+            cands = [
+                torch.cat(
+                    [
+                        box[k : k + 1].float(),
+                        torch.from_numpy(grown_boxes(heat_np[k], self.levels)),
+                        self.tiles,
+                    ]
+                )
+                for k in range(len(chunk))
+            ]
             region = self.model.encode_regions(pixels, cands).float()
             per = [len(c) for c in cands]
-            scores = (region.split(per) if region.numel() else [torch.zeros(0)] * len(chunk))
+            scores = region.split(per) if region.numel() else [torch.zeros(0)] * len(chunk)
             for k, (c, s) in enumerate(zip(cands, scores)):
                 score = s @ emb[k].float()
                 if allowed[k] is not None:  # candidates centred where the location words rule out lose
                     open_ = torch.from_numpy(centre_allowed(c.numpy(), allowed[k]))
-                    score = torch.where(open_, score, score.new_tensor(float("-inf"))) if open_.any() else score
+                    score = (
+                        torch.where(open_, score, score.new_tensor(float("-inf"))) if open_.any() else score
+                    )
                 best = c[int(score.argmax())].tolist()
                 size = self._size(chunk[k]) if self.select == "sized" else None
                 if size is not None:
                     (x, y), (w, h) = peak_centre(heat_np[k], scale), size
                     best = [x - w / 2, y - h / 2, x + w / 2, y + h / 2]
                 clipped = clip_box(best)
-                out.append(None if clipped is None else Placed(clipped, mass_inside(heat_np[k], clipped, scale)))
+                out.append(
+                    None if clipped is None else Placed(clipped, mass_inside(heat_np[k], clipped, scale))
+                )
             cache.clear()
         return out
 

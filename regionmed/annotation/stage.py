@@ -33,8 +33,10 @@ def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
     if a.localizer == "self":
         folder = Path(a.self_model_dir)
         if not (folder / "config.json").is_file():
-            raise AnnotateError(f"annotate.self_model_dir: {folder} holds no exported RegionMed model "
-                                "(train one on the boxed images first: docs/annotation.md, self-training)")
+            raise AnnotateError(
+                f"annotate.self_model_dir: {folder} holds no exported RegionMed model "
+                "(train one on the boxed images first: docs/annotation.md, self-training)"
+            )
         from regionmed.annotation.self_localizer import SelfLocalizer, train_box_sizes
 
         try:
@@ -42,8 +44,18 @@ def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
             sizes = train_box_sizes(given) if a.self_select == "sized" else None
             organs = {r["label"] for r in given if r["kind"] == "anatomy"}
             means = train_box_means(given) if a.self_location_words else None
-            return SelfLocalizer(folder, params.corpus.channels, a.batch_size, a.self_levels, a.self_tilings,
-                                 a.self_select, sizes, organs, means, a.self_shifts)
+            return SelfLocalizer(
+                folder,
+                params.corpus.channels,
+                a.batch_size,
+                a.self_levels,
+                a.self_tilings,
+                a.self_select,
+                sizes,
+                organs,
+                means,
+                a.self_shifts,
+            )
         except (ValueError, KeyError, OSError) as exc:
             raise AnnotateError(f"annotate.self_model_dir: {folder}: {exc}") from None
     from regionmed.annotation.detector import DetectorLocalizer, check_detector_settings
@@ -55,8 +67,9 @@ def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
     return DetectorLocalizer(a.detector, params.corpus.channels)
 
 
-def run_annotation(params: Params, corpus_dir: Path | None = None, out_dir: Path | None = None,
-                   log=print) -> dict:
+def run_annotation(
+    params: Params, corpus_dir: Path | None = None, out_dir: Path | None = None, log=print
+) -> dict:
     """Annotate ``corpus.out_dir`` into ``annotate.out_dir``; write the summary and the preview."""
     from regionmed.annotation.mentions import MentionExtractor
 
@@ -70,14 +83,21 @@ def run_annotation(params: Params, corpus_dir: Path | None = None, out_dir: Path
     if hidden:
         by_image = dict(zip(df["image_id"], df["regions"]))
         vision = params.model.vision  # the patch grid the grounding loss and the evaluation score at
-        summary["box_quality"] = box_quality(by_image, hidden, params.seed, grid=vision.image_size // vision.patch_size)
-    summary["annotated_image_share"] = round(float(
-        df["regions"].map(lambda rs: any(r.get("origin") == "annotated" for r in rs)).mean()), 4) if len(df) else 0.0
+        summary["box_quality"] = box_quality(
+            by_image, hidden, params.seed, grid=vision.image_size // vision.patch_size
+        )
+    summary["annotated_image_share"] = (
+        round(float(df["regions"].map(lambda rs: any(r.get("origin") == "annotated" for r in rs)).mean()), 4)
+        if len(df)
+        else 0.0
+    )
     summary["seconds_total"] = round(time.perf_counter() - start, 3)
     Path(a.summary_file).parent.mkdir(parents=True, exist_ok=True)
     Path(a.summary_file).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     preview_annotations(df, out_dir, Path(a.preview_file), a.preview_images, params.seed)
-    log(f"annotate_regions ({localizer.name}): {counts.images_annotated} of {counts.images_considered} images "
+    log(
+        f"annotate_regions ({localizer.name}): {counts.images_annotated} of {counts.images_considered} images "
         f"without regions annotated, {sum(counts.kept_by_label.values())} regions kept, "
-        f"{counts.below_threshold} below min_confidence, in {summary['seconds_total']} s")
+        f"{counts.below_threshold} below min_confidence, in {summary['seconds_total']} s"
+    )
     return summary

@@ -61,29 +61,46 @@ class AnnotationCounts:
             "images_with_mentions": self.images_with_mentions,
             "images_annotated": self.images_annotated,
             "mentions": self.mentions,
-            "mentions_per_image": round(self.mentions / self.images_considered, 4) if self.images_considered else 0.0,
+            "mentions_per_image": round(self.mentions / self.images_considered, 4)
+            if self.images_considered
+            else 0.0,
             "negated_share": round(self.negated / self.mentions, 4) if self.mentions else 0.0,
             "uncertain_share": round(self.uncertain / self.mentions, 4) if self.mentions else 0.0,
-            "cases": {"empty_report": self.empty_reports, "truncated_report": self.truncated_reports,
-                      "no_mentions": self.no_mentions, "nothing_to_place": self.nothing_to_place,
-                      "unplaced": self.unplaced, "below_threshold": self.below_threshold},
-            "regions_kept": {self.localizer: {"total": kept, "by_kind": dict(sorted(self.kept_by_kind.items())),
-                                              "by_label": dict(sorted(self.kept_by_label.items()))}},
-            "confidence_histogram": {"edges": [round(float(e), 2) for e in CONFIDENCE_BINS],
-                                     "counts": [int(c) for c in hist]},
+            "cases": {
+                "empty_report": self.empty_reports,
+                "truncated_report": self.truncated_reports,
+                "no_mentions": self.no_mentions,
+                "nothing_to_place": self.nothing_to_place,
+                "unplaced": self.unplaced,
+                "below_threshold": self.below_threshold,
+            },
+            "regions_kept": {
+                self.localizer: {
+                    "total": kept,
+                    "by_kind": dict(sorted(self.kept_by_kind.items())),
+                    "by_label": dict(sorted(self.kept_by_label.items())),
+                }
+            },
+            "confidence_histogram": {
+                "edges": [round(float(e), 2) for e in CONFIDENCE_BINS],
+                "counts": [int(c) for c in hist],
+            },
             "seconds": self.seconds,
         }
 
 
-def preview_annotations(df: pd.DataFrame, corpus_dir: Path, out_png: Path, n: int, seed: int,
-                        tile: int = 256, cols: int = 4) -> Path:
+def preview_annotations(
+    df: pd.DataFrame, corpus_dir: Path, out_png: Path, n: int, seed: int, tile: int = 256, cols: int = 4
+) -> Path:
     """Images that got annotated regions (orange, with phrase and confidence) beside images with
     given regions (green); a README-free PNG that says which is which in its captions."""
     annotated = df[df["regions"].map(lambda rs: any(r.get("origin") == "annotated" for r in rs))]
     given = df[df["regions"].map(lambda rs: any(r.get("origin", "given") == "given" for r in rs))]
     half = max(n // 2, 1)
-    picks = [annotated.sample(n=min(len(annotated), n - min(len(given), half)), random_state=seed),
-             given.sample(n=min(len(given), half), random_state=seed)]
+    picks = [
+        annotated.sample(n=min(len(annotated), n - min(len(given), half)), random_state=seed),
+        given.sample(n=min(len(given), half), random_state=seed),
+    ]
     sample = pd.concat(picks)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     caption_h = 14 * CAPTION_LINES
@@ -99,8 +116,11 @@ def preview_annotations(df: pd.DataFrame, corpus_dir: Path, out_png: Path, n: in
             if r["kind"] != "finding" and not mine:
                 continue
             b = r["bbox"]
-            draw.rectangle([x + b[0] * tile, y + b[1] * tile, x + b[2] * tile, y + b[3] * tile],
-                           outline=ANNOTATED_COLOUR if mine else GIVEN_COLOUR, width=2)
+            draw.rectangle(
+                [x + b[0] * tile, y + b[1] * tile, x + b[2] * tile, y + b[3] * tile],
+                outline=ANNOTATED_COLOUR if mine else GIVEN_COLOUR,
+                width=2,
+            )
             words.append(f"[A {r['confidence']:.2f}] {r['phrase']}" if mine else f"[G] {r['phrase']}")
         lines = textwrap.wrap("; ".join(words) or row["modality"], width=tile // 6)[:CAPTION_LINES]
         draw.multiline_text((x + 2, y + tile + 1), "\n".join(lines), fill=(230, 230, 230), spacing=2)

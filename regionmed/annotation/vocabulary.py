@@ -18,8 +18,18 @@ DEFAULT_VOCABULARY = REPORT_VOCABULARY_FILE  # regionmed/prompts/vocabulary_file
 
 FINDING, ANATOMY, NOT_FINDING = "FINDING", "ANATOMY", "NOT_FINDING"
 NEGEX_KEYS = ("pseudo_negations", "preceding_negations", "following_negations", "termination")
-LOCATION_KEYS = ("sides", "zones", "abbreviations", "sizes", "modifiers", "prepositions", "bridges", "stops",
-                 "max_words", "side_lookback")
+LOCATION_KEYS = (
+    "sides",
+    "zones",
+    "abbreviations",
+    "sizes",
+    "modifiers",
+    "prepositions",
+    "bridges",
+    "stops",
+    "max_words",
+    "side_lookback",
+)
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,9 @@ def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
             side_lookback=int(loc["side_lookback"]),
         )
         neg = data.get("negation", {})
-        negation = _termset(termset("en_clinical").get_patterns(), neg.get("add"), neg.get("remove"), "negation")
+        negation = _termset(
+            termset("en_clinical").get_patterns(), neg.get("add"), neg.get("remove"), "negation"
+        )
         unc = data["uncertainty"]
         uncertainty = {
             "pseudo_negations": _words(unc.get("pseudo", []), "uncertainty.pseudo"),
@@ -154,12 +166,18 @@ def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
             "termination": _words(unc["termination"], "uncertainty.termination"),
         }
         not_findings = tuple(_words(data.get("not_findings", []), "not_findings"))
-        refine = {str(k): {str(a): str(t) for a, t in v.items()} for k, v in (data.get("refine") or {}).items()}
+        refine = {
+            str(k): {str(a): str(t) for a, t in v.items()} for k, v in (data.get("refine") or {}).items()
+        }
         for generic, by_organ in refine.items():
             for organ, specific in by_organ.items():
                 if generic not in findings or specific not in findings or organ not in anatomy:
-                    raise KeyError(f"refine.{generic}.{organ}: {generic!r} and {specific!r} must be finding "
-                                   f"labels and {organ!r} an anatomy label")
+                    raise KeyError(
+                        f"refine.{generic}.{organ}: {generic!r} and {specific!r} must be finding "
+                        f"labels and {organ!r} an anatomy label"
+                    )
     except (KeyError, TypeError, AttributeError, IndexError) as err:
         raise ValueError(f"vocabulary {path}: missing or malformed field {err}") from err
-    return Vocabulary(findings, anatomy, frozenset(paired), not_findings, location, negation, uncertainty, refine)
+    return Vocabulary(
+        findings, anatomy, frozenset(paired), not_findings, location, negation, uncertainty, refine
+    )

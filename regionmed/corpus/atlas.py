@@ -57,19 +57,38 @@ CHEST = Modality(
         Organ("heart", (0.56, 0.62), (0.12, 0.11), 0.58),
     ),
     findings=(
-        FindingType("nodule", ("right lung", "left lung"), _SIZES_SMALL,
-                    {"subtle": 0.1, "small": 0.28, "large": 0.36}),
-        FindingType("mass", ("right lung", "left lung"), _SIZES_MASS,
-                    {"subtle": 0.1, "small": 0.26, "large": 0.34}, shape="lobulated"),
-        FindingType("pleural effusion", ("right lung", "left lung"),
-                    {"subtle": (0.05, 0.07), "small": (0.09, 0.12), "large": (0.16, 0.22)},
-                    {"subtle": 0.12, "small": 0.32, "large": 0.4}, shape="fluid"),
-        FindingType("consolidation", ("right lung", "left lung"),
-                    {"subtle": (0.04, 0.05), "small": (0.06, 0.075), "large": (0.09, 0.11)},
-                    {"subtle": 0.09, "small": 0.2, "large": 0.28}, shape="patchy"),
-        FindingType("cardiomegaly", ("heart",),
-                    {"subtle": (1.18, 1.25), "small": (1.3, 1.38), "large": (1.45, 1.55)},
-                    {"subtle": 0.0, "small": 0.0, "large": 0.0}, shape="enlarge", location_style="none"),
+        FindingType(
+            "nodule", ("right lung", "left lung"), _SIZES_SMALL, {"subtle": 0.1, "small": 0.28, "large": 0.36}
+        ),
+        FindingType(
+            "mass",
+            ("right lung", "left lung"),
+            _SIZES_MASS,
+            {"subtle": 0.1, "small": 0.26, "large": 0.34},
+            shape="lobulated",
+        ),
+        FindingType(
+            "pleural effusion",
+            ("right lung", "left lung"),
+            {"subtle": (0.05, 0.07), "small": (0.09, 0.12), "large": (0.16, 0.22)},
+            {"subtle": 0.12, "small": 0.32, "large": 0.4},
+            shape="fluid",
+        ),
+        FindingType(
+            "consolidation",
+            ("right lung", "left lung"),
+            {"subtle": (0.04, 0.05), "small": (0.06, 0.075), "large": (0.09, 0.11)},
+            {"subtle": 0.09, "small": 0.2, "large": 0.28},
+            shape="patchy",
+        ),
+        FindingType(
+            "cardiomegaly",
+            ("heart",),
+            {"subtle": (1.18, 1.25), "small": (1.3, 1.38), "large": (1.45, 1.55)},
+            {"subtle": 0.0, "small": 0.0, "large": 0.0},
+            shape="enlarge",
+            location_style="none",
+        ),
     ),
 )
 
@@ -87,10 +106,19 @@ BRAIN = Modality(
         Organ("lateral ventricles", (0.5, 0.48), (0.09, 0.11), 0.88),
     ),
     findings=(
-        FindingType("brain lesion", ("right hemisphere", "left hemisphere"), _SIZES_SMALL,
-                    {"subtle": 0.1, "small": 0.3, "large": 0.38}),
-        FindingType("hemorrhage", ("right hemisphere", "left hemisphere"), _SIZES_MASS,
-                    {"subtle": -0.1, "small": -0.24, "large": -0.3}, shape="rimmed"),
+        FindingType(
+            "brain lesion",
+            ("right hemisphere", "left hemisphere"),
+            _SIZES_SMALL,
+            {"subtle": 0.1, "small": 0.3, "large": 0.38},
+        ),
+        FindingType(
+            "hemorrhage",
+            ("right hemisphere", "left hemisphere"),
+            _SIZES_MASS,
+            {"subtle": -0.1, "small": -0.24, "large": -0.3},
+            shape="rimmed",
+        ),
     ),
 )
 
@@ -110,11 +138,20 @@ ABDOMEN = Modality(
         Organ("aorta", (0.5, 0.58), (0.025, 0.025), 0.68, annotate=False),
     ),
     findings=(
-        FindingType("kidney cyst", ("right kidney", "left kidney"),
-                    {"subtle": (0.016, 0.022), "small": (0.026, 0.034), "large": (0.042, 0.052)},
-                    {"subtle": -0.1, "small": -0.3, "large": -0.38}, location_style="organ"),
-        FindingType("liver lesion", ("liver",), _SIZES_SMALL,
-                    {"subtle": -0.08, "small": -0.24, "large": -0.3}, location_style="organ"),
+        FindingType(
+            "kidney cyst",
+            ("right kidney", "left kidney"),
+            {"subtle": (0.016, 0.022), "small": (0.026, 0.034), "large": (0.042, 0.052)},
+            {"subtle": -0.1, "small": -0.3, "large": -0.38},
+            location_style="organ",
+        ),
+        FindingType(
+            "liver lesion",
+            ("liver",),
+            _SIZES_SMALL,
+            {"subtle": -0.08, "small": -0.24, "large": -0.3},
+            location_style="organ",
+        ),
     ),
 )
 

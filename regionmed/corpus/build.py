@@ -16,8 +16,14 @@ from typing import Any
 
 from regionmed.corpus.process import ProcessContext, image_id_for, process_record
 from regionmed.corpus.records import BuildError, RecordError, Rejected, SourceRecord
-from regionmed.corpus.schema import (BUILD_SUMMARY_FILE, IMAGES_DIR, MANIFEST_FILE, REJECTED_FILE,
-                                     ManifestRow, write_manifest)
+from regionmed.corpus.schema import (
+    BUILD_SUMMARY_FILE,
+    IMAGES_DIR,
+    MANIFEST_FILE,
+    REJECTED_FILE,
+    ManifestRow,
+    write_manifest,
+)
 from regionmed.corpus.splits import assign_splits, split_conflicts
 from regionmed.params import CorpusParams, Params
 from regionmed.progress import progress as show_progress
@@ -60,10 +66,17 @@ def make_source(params: Params):
 
 
 def _context(c: CorpusParams, out_dir: Path, data_root: Path | None) -> ProcessContext:
-    return ProcessContext(out_dir=out_dir, data_root=data_root, image_size=c.image_size, channels=c.channels,
-                          max_file_bytes=c.importer.max_file_bytes, max_image_pixels=c.importer.max_image_pixels,
-                          min_box_area=c.min_box_area, max_text_chars=c.max_text_chars,
-                          dicom_window=c.importer.dicom_window)
+    return ProcessContext(
+        out_dir=out_dir,
+        data_root=data_root,
+        image_size=c.image_size,
+        channels=c.channels,
+        max_file_bytes=c.importer.max_file_bytes,
+        max_image_pixels=c.importer.max_image_pixels,
+        min_box_area=c.min_box_area,
+        max_text_chars=c.max_text_chars,
+        dicom_window=c.importer.dicom_window,
+    )
 
 
 # Worker state, set once per process by the pool initialiser (sources can be large to pickle per task).
@@ -84,7 +97,9 @@ def _run_task(task) -> ManifestRow | Rejected:
         return process_record(record, ctx)
     except RecordError as exc:
         # the record as the source gave it: the materialised one, or the one carried by the task
-        return Rejected(str(task[0]), exc.category, str(exc), record.summary() if record else task_record(task))
+        return Rejected(
+            str(task[0]), exc.category, str(exc), record.summary() if record else task_record(task)
+        )
 
 
 def task_record(task) -> dict[str, Any]:
@@ -96,8 +111,9 @@ def task_record(task) -> dict[str, Any]:
     return {"record_id": str(record_id), "source_item": item if isinstance(item, (int, str)) else str(item)}
 
 
-def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bool | None = None,
-                 source=None) -> BuildSummary:
+def build_corpus(
+    params: Params, out_dir: str | Path | None = None, progress: bool | None = None, source=None
+) -> BuildSummary:
     c = params.corpus
     out = Path(out_dir or c.out_dir)
     if out.exists():
@@ -116,8 +132,9 @@ def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bo
             continue
         image_id = image_id_for(str(task[0]))
         if image_id in seen_ids:
-            rejected.append(Rejected(str(task[0]), "duplicate_id", f"duplicate record id {task[0]!r}",
-                                     task_record(task)))
+            rejected.append(
+                Rejected(str(task[0]), "duplicate_id", f"duplicate record id {task[0]!r}", task_record(task))
+            )
             continue
         seen_ids.add(image_id)
         tasks.append(task)
@@ -137,8 +154,14 @@ def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bo
             rejected.append(result)
         elif result.sha256 in by_sha:
             (out / result.image_path).unlink()
-            rejected.append(Rejected(result.image_id, "duplicate_image",
-                                     f"same image as {by_sha[result.sha256]!r}", {"image_id": result.image_id}))
+            rejected.append(
+                Rejected(
+                    result.image_id,
+                    "duplicate_image",
+                    f"same image as {by_sha[result.sha256]!r}",
+                    {"image_id": result.image_id},
+                )
+            )
         else:
             by_sha[result.sha256] = result.image_id
             rows.append(result)
@@ -155,12 +178,16 @@ def build_corpus(params: Params, out_dir: str | Path | None = None, progress: bo
             f.write(json.dumps(rej.to_json(), sort_keys=True, default=str) + "\n")
 
     summary = BuildSummary(
-        n_input=n_input, n_kept=len(rows), n_rejected=len(rejected),
+        n_input=n_input,
+        n_kept=len(rows),
+        n_rejected=len(rejected),
         rejected_by_category=dict(sorted(Counter(r.category for r in rejected).items())),
         per_split=dict(sorted(Counter(r.split for r in rows).items())),
         per_modality=dict(sorted(Counter(r.modality for r in rows).items())),
-        n_regions=sum(len(r.regions) for r in rows), source=source.name,
-        n_split_conflicts=len(conflicts), split_conflicts=conflicts[:MAX_LISTED_CONFLICTS],
+        n_regions=sum(len(r.regions) for r in rows),
+        source=source.name,
+        n_split_conflicts=len(conflicts),
+        split_conflicts=conflicts[:MAX_LISTED_CONFLICTS],
     )
     (out / BUILD_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
     if summary.reject_fraction > c.max_reject_fraction:

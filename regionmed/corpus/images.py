@@ -22,9 +22,17 @@ DICOM_MAGIC = b"DICM"
 # every other decoder Pillow has (GIF, TIFF, BMP, WebP, ...) stays out of reach of uploaded bytes.
 PIL_FORMATS = ("PNG", "JPEG")
 # Named in the rejection of a format that is not accepted (magic bytes → name).
-_OTHER_FORMATS = {b"GIF87a": "GIF", b"GIF89a": "GIF", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"BM": "BMP",
-                  b"\x00\x00\x01\x00": "ICO", b"8BPS": "PSD", b"\xff\x4f\xff\x51": "JPEG 2000 codestream",
-                  b"\x00\x00\x00\x0cjP": "JPEG 2000"}
+_OTHER_FORMATS = {
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+    b"\x00\x00\x01\x00": "ICO",
+    b"8BPS": "PSD",
+    b"\xff\x4f\xff\x51": "JPEG 2000 codestream",
+    b"\x00\x00\x00\x0cjP": "JPEG 2000",
+}
 # EXIF orientations that swap width and height (5..8: transposed, rotated 90° or 270°).
 EXIF_ORIENTATION = 0x0112
 TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -69,8 +77,9 @@ def is_dicom(data: bytes) -> bool:
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == DICOM_MAGIC
 
 
-def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header",
-                 reduce_to: int | None = None) -> np.ndarray:
+def decode_image(
+    data: bytes, max_pixels: int, dicom_window: str = "header", reduce_to: int | None = None
+) -> np.ndarray:
     """Bytes of a PNG, JPEG or DICOM file → uint8 array (H, W) or (H, W, 3), as a viewer shows it.
 
     The pixel count is checked from the header before any pixel is decoded (no decompression bombs).
@@ -89,7 +98,9 @@ def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header",
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
             w, h = img.size
             if w * h > max_pixels:
-                raise ImageError(f"image too large: {w}x{h} = {w * h} pixels > limit {max_pixels}", "image_too_large")
+                raise ImageError(
+                    f"image too large: {w}x{h} = {w * h} pixels > limit {max_pixels}", "image_too_large"
+                )
             if w == 0 or h == 0:
                 raise ImageError("image has zero width or height", "unreadable_image")
             if reduce_to and img.format == "JPEG" and max(w, h) >= 2 * reduce_to:
@@ -104,8 +115,12 @@ def decode_image(data: bytes, max_pixels: int, dicom_window: str = "header",
         if other is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
             other = "WebP"
         if other:
-            raise ImageError(f"{other} images are not accepted: send PNG, JPEG or DICOM", "unsupported_format") from None
-        raise ImageError(f"not a readable PNG/JPEG/DICOM image ({type(exc).__name__})", "not_an_image") from None
+            raise ImageError(
+                f"{other} images are not accepted: send PNG, JPEG or DICOM", "unsupported_format"
+            ) from None
+        raise ImageError(
+            f"not a readable PNG/JPEG/DICOM image ({type(exc).__name__})", "not_an_image"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"unreadable or truncated image ({exc})") from None
 
@@ -174,7 +189,9 @@ def _decode_dicom(data: bytes, max_pixels: int, dicom_window: str) -> np.ndarray
         raise ImageError("DICOM has no pixel data", "no_pixel_data")
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if rows * cols > max_pixels:
-        raise ImageError(f"image too large: {cols}x{rows} = {rows * cols} pixels > limit {max_pixels}", "image_too_large")
+        raise ImageError(
+            f"image too large: {cols}x{rows} = {rows * cols} pixels > limit {max_pixels}", "image_too_large"
+        )
     try:
         arr = ds.pixel_array
     except Exception as exc:

@@ -16,8 +16,16 @@ ANATOMY_COLOUR = (64, 200, 64)
 CAPTION_LINES = 4
 
 
-def preview_grid(corpus_dir: str | Path, out_png: str | Path, n: int = 16, cols: int = 4, tile: int = 256,
-                 split: str | None = None, seed: int = 0, show_anatomy: bool = False) -> Path:
+def preview_grid(
+    corpus_dir: str | Path,
+    out_png: str | Path,
+    n: int = 16,
+    cols: int = 4,
+    tile: int = 256,
+    split: str | None = None,
+    seed: int = 0,
+    show_anatomy: bool = False,
+) -> Path:
     """Draw ``n`` random images of the corpus with their region boxes and finding phrases."""
     df = read_manifest(corpus_dir, split)
     if df.empty:
@@ -36,7 +44,12 @@ def preview_grid(corpus_dir: str | Path, out_png: str | Path, n: int = 16, cols:
             if r["kind"] != "finding" and not show_anatomy:
                 continue
             colour = FINDING_COLOUR if r["kind"] == "finding" else ANATOMY_COLOUR
-            box = [x + r["bbox"][0] * tile, y + r["bbox"][1] * tile, x + r["bbox"][2] * tile, y + r["bbox"][3] * tile]
+            box = [
+                x + r["bbox"][0] * tile,
+                y + r["bbox"][1] * tile,
+                x + r["bbox"][2] * tile,
+                y + r["bbox"][3] * tile,
+            ]
             draw.rectangle(box, outline=colour, width=2)
             if r["kind"] == "finding":
                 phrases.append(r["phrase"])
@@ -53,17 +66,30 @@ def corpus_stats(corpus_dir: str | Path) -> dict[str, pd.DataFrame]:
     """Counts per split × modality, per label × split, and the region size distribution."""
     df = read_manifest(corpus_dir)
     labels = df[["split", "labels"]].explode("labels").dropna()
-    regions = [(row.split, r["kind"], r["size"] or "-", (r["bbox"][2] - r["bbox"][0]) * (r["bbox"][3] - r["bbox"][1]))
-               for row in df.itertuples() for r in row.regions]
+    regions = [
+        (
+            row.split,
+            r["kind"],
+            r["size"] or "-",
+            (r["bbox"][2] - r["bbox"][0]) * (r["bbox"][3] - r["bbox"][1]),
+        )
+        for row in df.itertuples()
+        for r in row.regions
+    ]
     reg = pd.DataFrame(regions, columns=["split", "kind", "size", "area"])
-    area_quantiles = (reg.groupby(["kind", "size"])["area"].describe(percentiles=[0.1, 0.5, 0.9])
-                      if not reg.empty else pd.DataFrame())
+    area_quantiles = (
+        reg.groupby(["kind", "size"])["area"].describe(percentiles=[0.1, 0.5, 0.9])
+        if not reg.empty
+        else pd.DataFrame()
+    )
     return {
         "images per split and modality": pd.crosstab(df["modality"], df["split"], margins=True),
         "images per label and split": pd.crosstab(labels["labels"], labels["split"], margins=True),
         "regions per kind and size": pd.crosstab([reg["kind"], reg["size"]], reg["split"], margins=True)
-        if not reg.empty else pd.DataFrame(),
+        if not reg.empty
+        else pd.DataFrame(),
         "region area (fraction of image)": area_quantiles.round(4),
-        "regions per image": pd.Series(Counter(len(r) for r in df["regions"])).sort_index().to_frame("images"),
+        "regions per image": pd.Series(Counter(len(r) for r in df["regions"]))
+        .sort_index()
+        .to_frame("images"),
     }
-

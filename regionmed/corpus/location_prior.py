@@ -49,8 +49,9 @@ def _longest_match(text: str, names: Iterable[str]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
-def text_prior_box(phrase: str, means: Mapping[str, Mapping[str, np.ndarray]], label: str | None = None,
-                   mode: str = "rules") -> tuple[np.ndarray, str]:
+def text_prior_box(
+    phrase: str, means: Mapping[str, Mapping[str, np.ndarray]], label: str | None = None, mode: str = "rules"
+) -> tuple[np.ndarray, str]:
     """The box a phrase's words imply, and which rule gave it.
 
     ``mode="rules"``: the frame is the mean train box of an organ named in the location part of the
@@ -102,7 +103,9 @@ def cell_index(v: np.ndarray, n: int) -> np.ndarray:
     return np.clip(np.floor(np.asarray(v) * n), 0, n - 1).astype(int)
 
 
-def cell_hits(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def cell_hits(
+    rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cell ``(rows, cols)`` and box ``[..., 4]`` (broadcast): ``lenient``, the cell overlaps the box
     with positive area; ``strict``, the cell holds the box's centre. The pointing game's rules."""
     gh, gw = grid

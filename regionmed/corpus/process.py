@@ -9,8 +9,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PureWindowsPath
 
-from regionmed.corpus.images import (ImageError, decode_image, encode_png, letterbox, set_channels,
-                                     sha256_bytes)
+from regionmed.corpus.images import (
+    ImageError,
+    decode_image,
+    encode_png,
+    letterbox,
+    set_channels,
+    sha256_bytes,
+)
 from regionmed.corpus.phrases import hard_negatives, location_from_box, region_phrase, swap_laterality
 from regionmed.corpus.records import RawRegion, RecordError, SourceRecord
 from regionmed.corpus.splits import normalise_patient_id, normalise_split
@@ -71,8 +77,9 @@ def process_record(record: SourceRecord, ctx: ProcessContext) -> ManifestRow:
         report=report,
         modality_text=_optional_text(record.modality_text, record.modality, "modality_text", ctx),
         anatomy_text=_optional_text(record.anatomy_text, record.body_part, "anatomy_text", ctx),
-        finding_text=_optional_text(record.finding_text, " ".join(r.phrase for r in findings) or report,
-                                    "finding_text", ctx),
+        finding_text=_optional_text(
+            record.finding_text, " ".join(r.phrase for r in findings) or report, "finding_text", ctx
+        ),
         labels=labels,
         regions=regions,
         qa=[_qa(i, q) for i, q in enumerate(record.qa)],
@@ -85,8 +92,10 @@ def _load(record: SourceRecord, ctx: ProcessContext):
         raise RecordError("missing_image", "record has no image path")
     root = (ctx.data_root or Path(".")).resolve()
     if PurePath(record.image_file).is_absolute() or PureWindowsPath(record.image_file).drive:
-        raise RecordError("path_escapes_root", f"image path {record.image_file!r} is absolute: give it "
-                          f"relative to the data root")
+        raise RecordError(
+            "path_escapes_root",
+            f"image path {record.image_file!r} is absolute: give it relative to the data root",
+        )
     path = (root / record.image_file).resolve()
     if not path.is_relative_to(root):
         raise RecordError("path_escapes_root", f"image path {record.image_file!r} escapes the data root")
@@ -130,8 +139,10 @@ def _region(i: int, raw: RawRegion, record: SourceRecord, w: int, h: int, fit, c
         location = location_from_box(bbox, record.body_part)
         phrase = region_phrase(raw.label, size, location)
         # other *findings* (anatomy names such as "right lung" are not findings to swap in)
-        others = sorted({r.label for r in record.regions if r.kind == "finding" and r.label != raw.label}
-                        | set(record.labels))
+        others = sorted(
+            {r.label for r in record.regions if r.kind == "finding" and r.label != raw.label}
+            | set(record.labels)
+        )
         negatives = hard_negatives(raw.label, size, location, others) if negatives is None else negatives
     return Region(tuple(round(v, 6) for v in bbox), raw.label, phrase, tuple(negatives or ()), raw.kind, size)
 

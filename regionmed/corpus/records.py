@@ -78,8 +78,12 @@ class Rejected:
 
     def to_json(self) -> dict[str, Any]:
         """The line of ``rejected.jsonl``: every string cut to :data:`MAX_REJECTED_CHARS`."""
-        return {"record_id": _cut(self.record_id), "category": self.category, "reason": _cut(self.reason),
-                "record": _cut(self.record)}
+        return {
+            "record_id": _cut(self.record_id),
+            "category": self.category,
+            "reason": _cut(self.reason),
+            "record": _cut(self.record),
+        }
 
 
 def _cut(value: Any) -> Any:

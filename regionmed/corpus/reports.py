@@ -49,8 +49,9 @@ def _capitalise(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def describe(phantom: Phantom, rng: np.random.Generator, negatives_per_report: int,
-             absent_questions: int) -> PhantomText:
+def describe(
+    phantom: Phantom, rng: np.random.Generator, negatives_per_report: int, absent_questions: int
+) -> PhantomText:
     modality = phantom.modality
     finding_types = [f.label for f in modality.findings]
     true_phrases = [region_phrase(f.finding.label, f.size, f.location) for f in phantom.findings]
@@ -59,8 +60,11 @@ def describe(phantom: Phantom, rng: np.random.Generator, negatives_per_report: i
         # Rotate the candidate list so the swapped finding varies, deterministically per image.
         k = int(rng.integers(len(finding_types)))
         others = finding_types[k:] + finding_types[:k]
-        negs = [n for n in hard_negatives(placed.finding.label, placed.size, placed.location, others)
-                if n not in true_phrases]
+        negs = [
+            n
+            for n in hard_negatives(placed.finding.label, placed.size, placed.location, others)
+            if n not in true_phrases
+        ]
         regions.append(Region(placed.bbox, placed.finding.label, phrase, tuple(negs), "finding", placed.size))
     organ_names = [a.organ.name for a in phantom.anatomy]
     for placed in phantom.anatomy:
@@ -86,10 +90,13 @@ def describe(phantom: Phantom, rng: np.random.Generator, negatives_per_report: i
     # where "no X" sits beside the image that lacks X, which is what teaches negation.
     finding_text = " ".join([positives, *negatives])
     impression = _impression(phantom) if phantom.findings else _pick(rng, NORMAL_SENTENCES)
-    report = REPORT_TEMPLATE.format(modality=_capitalise(modality_text), findings=finding_text, impression=impression)
+    report = REPORT_TEMPLATE.format(
+        modality=_capitalise(modality_text), findings=finding_text, impression=impression
+    )
     qa = _questions(phantom, present, absent, rng, absent_questions)
-    return PhantomText(modality_text, anatomy_text, finding_text, report,
-                       present or [NO_FINDING], regions, qa)
+    return PhantomText(
+        modality_text, anatomy_text, finding_text, report, present or [NO_FINDING], regions, qa
+    )
 
 
 def _impression(phantom: Phantom) -> str:

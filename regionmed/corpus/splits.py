@@ -17,8 +17,16 @@ from collections import defaultdict
 from regionmed.corpus.schema import SPLITS
 from regionmed.params import SplitFractions
 
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "dev": "val", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def normalise_split(value: str | None) -> str | None:
@@ -69,8 +77,9 @@ def hashed_split(patient_id: str, seed: int, fractions: SplitFractions) -> str:
     return SPLITS[-1]
 
 
-def assign_splits(patients: dict[str, str], given: dict[str, str | None], seed: int,
-                  fractions: SplitFractions) -> dict[str, str]:
+def assign_splits(
+    patients: dict[str, str], given: dict[str, str | None], seed: int, fractions: SplitFractions
+) -> dict[str, str]:
     """Split per record id. ``patients``: record → patient; ``given``: record → source split or None.
 
     A patient whose records carry a given split takes the first one (by record id), so no patient

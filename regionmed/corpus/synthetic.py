@@ -88,8 +88,14 @@ def generate_phantom(index: int, seed: int, size: int, p: SyntheticParams) -> Ph
         if finding.shape == "enlarge":
             host = organs[finding.hosts[0]]
             factor = rng.uniform(*finding.radius[size_bucket])
-            organs[host.name] = Organ(host.name, host.center, (host.radii[0] * factor, host.radii[1] * factor * 0.9),
-                                      host.value, host.side, host.annotate)
+            organs[host.name] = Organ(
+                host.name,
+                host.center,
+                (host.radii[0] * factor, host.radii[1] * factor * 0.9),
+                host.value,
+                host.side,
+                host.annotate,
+            )
 
     image = np.full((size, size), modality.background, dtype=np.float32)
     organ_masks: dict[str, np.ndarray] = {}
@@ -103,7 +109,9 @@ def generate_phantom(index: int, seed: int, size: int, p: SyntheticParams) -> Ph
     phantom = Phantom(modality=modality, pixels=np.empty(0))
     for finding, size_bucket, host_name in plans:
         host = organs[host_name]
-        placed = _draw_finding(image, canvas, finding, size_bucket, host, organ_masks[host_name], rng, phantom)
+        placed = _draw_finding(
+            image, canvas, finding, size_bucket, host, organ_masks[host_name], rng, phantom
+        )
         if placed is not None:
             phantom.findings.append(placed)
     for organ in organs.values():
@@ -148,8 +156,10 @@ def _draw_finding(image, canvas, finding, size_bucket, host, host_mask, rng, pha
             mask = host_mask * np.clip((canvas.v - center[1]) * canvas.size / edge_px, 0, 1)
         else:
             angle, rho = rng.uniform(0, 2 * math.pi), math.sqrt(rng.uniform(0, 1)) * 0.6
-            center = (host.center[0] + rho * host.radii[0] * math.cos(angle),
-                      host.center[1] + rho * host.radii[1] * math.sin(angle))
+            center = (
+                host.center[0] + rho * host.radii[0] * math.cos(angle),
+                host.center[1] + rho * host.radii[1] * math.sin(angle),
+            )
             mask = _lesion_mask(canvas, finding.shape, center, radius, rng)
         bbox = canvas.box(mask)
         if bbox is None or any(_intersects(bbox, f.bbox) for f in phantom.findings):
@@ -157,8 +167,10 @@ def _draw_finding(image, canvas, finding, size_bucket, host, host_mask, rng, pha
         location = _location(finding, host, center, phantom.modality)
         # Two findings that read the same ("a small nodule in the right upper zone" twice) would
         # make one phrase name two boxes; place this one elsewhere.
-        if any(f.finding.label == finding.label and f.size == size_bucket and f.location == location
-               for f in phantom.findings):
+        if any(
+            f.finding.label == finding.label and f.size == size_bucket and f.location == location
+            for f in phantom.findings
+        ):
             continue
         if finding.shape == "rimmed":
             rim = np.clip(canvas.ellipse(center, (radius * 1.3, radius * 1.3)) - mask, 0, 1)
@@ -189,15 +201,17 @@ def _location(finding: FindingType, host: Organ, center, modality: Modality) -> 
         return None
     if finding.location_style == "organ":
         if host.side and host.side in host.name:  # paired organ: "the left kidney"
-            return Location("the " + host.name.replace(host.side, "{side}"), side=host.side,
-                            body_part=modality.body_part)
+            return Location(
+                "the " + host.name.replace(host.side, "{side}"), side=host.side, body_part=modality.body_part
+            )
         # single organ: its lobe on the patient's side of the organ's centre ("the right lobe of the liver")
         side = "right" if center[0] < host.center[0] else "left"
         return Location("the {side} lobe of the " + host.name, side=side, body_part=modality.body_part)
     rel_y = (center[1] - (host.center[1] - host.radii[1])) / (2 * host.radii[1])
     zone = zone_of(min(max(rel_y, 0.0), 0.999), VERTICAL_ZONES[modality.body_part])
-    return Location(LOCATION_TEMPLATES[modality.body_part], side=host.side, zone=zone,
-                    body_part=modality.body_part)
+    return Location(
+        LOCATION_TEMPLATES[modality.body_part], side=host.side, zone=zone, body_part=modality.body_part
+    )
 
 
 def _add_texture(image, canvas, modality, masks, rng) -> None:

@@ -39,8 +39,12 @@ class SyntheticSource:
     def materialise(self, task: tuple[str, int]) -> SourceRecord:
         record_id, index = task
         phantom = generate_phantom(index, self.seed, self.image_size, self.params)
-        text = describe(phantom, np.random.default_rng([self.seed, index, TEXT_STREAM]),
-                        self.params.negatives_per_report, self.params.absent_presence_questions)
+        text = describe(
+            phantom,
+            np.random.default_rng([self.seed, index, TEXT_STREAM]),
+            self.params.negatives_per_report,
+            self.params.absent_presence_questions,
+        )
         return SourceRecord(
             record_id=record_id,
             source=self.name,
@@ -53,7 +57,9 @@ class SyntheticSource:
             anatomy_text=text.anatomy_text,
             finding_text=text.finding_text,
             labels=text.labels,
-            regions=[RawRegion(r.bbox, r.label, r.phrase, list(r.hard_negatives), r.kind, r.size,
-                               normalised=True) for r in text.regions],
+            regions=[
+                RawRegion(r.bbox, r.label, r.phrase, list(r.hard_negatives), r.kind, r.size, normalised=True)
+                for r in text.regions
+            ],
             qa=[q.to_dict() for q in text.qa],
         )

@@ -51,7 +51,11 @@ def _group_codes(groups: Sequence | None, n: int) -> np.ndarray:
         g = as_numpy(groups)
     else:
         g = np.asarray(list(groups), dtype=object)
-        g = g.astype(str) if g.size and not all(isinstance(x, (int, np.integer)) for x in g) else g.astype(np.int64)
+        g = (
+            g.astype(str)
+            if g.size and not all(isinstance(x, (int, np.integer)) for x in g)
+            else g.astype(np.int64)
+        )
     if len(g) != n:
         raise ValueError(f"{len(g)} group ids for {n} items")
     return np.unique(g, return_inverse=True)[1].reshape(-1)
@@ -67,8 +71,9 @@ def _mean_stats(values: np.ndarray, codes: np.ndarray, draws: np.ndarray, n_grou
     return sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
 
 
-def _callable_stats(values: np.ndarray, codes: np.ndarray, draws: np.ndarray,
-                    statistic: Callable[[np.ndarray], float]) -> np.ndarray:
+def _callable_stats(
+    values: np.ndarray, codes: np.ndarray, draws: np.ndarray, statistic: Callable[[np.ndarray], float]
+) -> np.ndarray:
     order = np.argsort(codes, kind="stable")
     counts = np.bincount(codes)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -95,7 +100,9 @@ def _interval(est: float, stats: np.ndarray, alpha: float) -> tuple[float, float
     return float(lo), float(hi)
 
 
-def _resampled(v: np.ndarray, codes: np.ndarray, n_boot: int, seed: int, statistic: Any) -> tuple[float, np.ndarray, int]:
+def _resampled(
+    v: np.ndarray, codes: np.ndarray, n_boot: int, seed: int, statistic: Any
+) -> tuple[float, np.ndarray, int]:
     codes = np.unique(codes, return_inverse=True)[1].reshape(-1)  # dense again after dropping items
     n_groups = int(codes.max()) + 1 if codes.size else 0
     if n_groups == 0:
@@ -108,8 +115,14 @@ def _resampled(v: np.ndarray, codes: np.ndarray, n_boot: int, seed: int, statist
     return float(statistic(v)), _callable_stats(v, codes, draws, statistic), n_groups
 
 
-def bootstrap_ci(per_item_values: Any, groups: Sequence | None = None, n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05, statistic: str | Callable[[np.ndarray], float] = "mean") -> CI:
+def bootstrap_ci(
+    per_item_values: Any,
+    groups: Sequence | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    statistic: str | Callable[[np.ndarray], float] = "mean",
+) -> CI:
     """Percentile CI of ``statistic`` over items, resampling groups (images) with replacement."""
     v, codes, keep = _prepare(per_item_values, groups)
     est, stats, n_groups = _resampled(v[keep], codes[keep], n_boot, seed, statistic)
@@ -117,9 +130,15 @@ def bootstrap_ci(per_item_values: Any, groups: Sequence | None = None, n_boot: i
     return CI(est, lo, hi, alpha, n_boot, n_groups, int(keep.sum()))
 
 
-def paired_difference_ci(values_a: Any, values_b: Any, groups: Sequence | None = None, n_boot: int = 1000,
-                         seed: int = 0, alpha: float = 0.05,
-                         statistic: str | Callable[[np.ndarray], float] = "mean") -> CI:
+def paired_difference_ci(
+    values_a: Any,
+    values_b: Any,
+    groups: Sequence | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    statistic: str | Callable[[np.ndarray], float] = "mean",
+) -> CI:
     """CI of ``statistic(a) - statistic(b)`` with the SAME resampled groups for both models.
 
     ``values_a``/``values_b`` are per-item values of two models on the same items (same order).

@@ -28,28 +28,49 @@ def read_champion(path: str | Path, *, required: bool = False) -> dict[str, Any]
     """The record at ``path``; None when there is none (an error when ``required``). A file that exists but is
     not a champion record is always an error: a damaged record must not silently drop the comparison."""
     p = Path(path)
-    hint = (f"pull the repository (the record is committed with it), or set gate.require_champion: false "
-            f"for the very first model")
+    hint = (
+        f"pull the repository (the record is committed with it), or set gate.require_champion: false "
+        f"for the very first model"
+    )
     if not p.is_file():
         if required:
-            raise ChampionUnavailable(f"gate.require_champion is true, but there is no champion record at {p}: {hint}")
+            raise ChampionUnavailable(
+                f"gate.require_champion is true, but there is no champion record at {p}: {hint}"
+            )
         return None
     try:
         record = json.loads(p.read_text())
     except (OSError, ValueError) as exc:
-        raise ChampionUnavailable(f"the champion record {p} cannot be read ({exc}); fix or restore it from git") from None
+        raise ChampionUnavailable(
+            f"the champion record {p} cannot be read ({exc}); fix or restore it from git"
+        ) from None
     missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
     if missing or not isinstance(record.get("metrics"), dict):
-        raise ChampionUnavailable(f"the champion record {p} lacks {missing or ['metrics (a mapping)']}; "
-                                  "fix or restore it from git")
+        raise ChampionUnavailable(
+            f"the champion record {p} lacks {missing or ['metrics (a mapping)']}; fix or restore it from git"
+        )
     return record
 
 
-def write_champion(path: str | Path, *, model_tag: str, bento_tag: str | None, metrics: dict[str, float],
-                   packaged_at: str, git_rev: str, bentoml_home: str) -> dict[str, Any]:
+def write_champion(
+    path: str | Path,
+    *,
+    model_tag: str,
+    bento_tag: str | None,
+    metrics: dict[str, float],
+    packaged_at: str,
+    git_rev: str,
+    bentoml_home: str,
+) -> dict[str, Any]:
     """Write the record of a newly packaged model (the ``package`` stage); returns it."""
-    record = {"tag": model_tag, "bento": bento_tag, "metrics": metrics, "packaged_at": packaged_at,
-              "git_rev": git_rev, "bentoml_home": bentoml_home}
+    record = {
+        "tag": model_tag,
+        "bento": bento_tag,
+        "metrics": metrics,
+        "packaged_at": packaged_at,
+        "git_rev": git_rev,
+        "bentoml_home": bentoml_home,
+    }
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -57,8 +57,11 @@ class GateDecision:
         return [c for c in self.comparisons if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "n_failed": len(self.failures),
-                "comparisons": [c.to_dict() for c in self.comparisons]}
+        return {
+            "passed": self.passed,
+            "n_failed": len(self.failures),
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
 
     def table(self, only_failed: bool = True) -> str:
         """A plain-text table of the failed checks (or of all of them)."""
@@ -117,24 +120,51 @@ def decide(
 
     for m, floor in floors.items():
         v = _value(candidate, m)
-        out.append(missing(m, "floor", float(floor)) if v is None else
-                   Comparison(m, "floor", v, float(floor), _better_or_equal(v, float(floor), direction(m)), direction(m)))
+        out.append(
+            missing(m, "floor", float(floor))
+            if v is None
+            else Comparison(
+                m, "floor", v, float(floor), _better_or_equal(v, float(floor), direction(m)), direction(m)
+            )
+        )
 
     if champion is not None:
-        names = list(champion_margin) if isinstance(champion_margin, Mapping) else \
-            list(dict.fromkeys([*floors, *must_beat_baseline]))
+        names = (
+            list(champion_margin)
+            if isinstance(champion_margin, Mapping)
+            else list(dict.fromkeys([*floors, *must_beat_baseline]))
+        )
         for m in names:
             margin = float(champion_margin[m] if isinstance(champion_margin, Mapping) else champion_margin)
             c = _value(champion, m)
             if c is None:
-                out.append(Comparison(m, "champion", _value(candidate, m), None, True, direction(m),
-                                      "champion has no value; not compared"))
+                out.append(
+                    Comparison(
+                        m,
+                        "champion",
+                        _value(candidate, m),
+                        None,
+                        True,
+                        direction(m),
+                        "champion has no value; not compared",
+                    )
+                )
                 continue
             thr = c - margin if direction(m) == "higher" else c + margin
             v = _value(candidate, m)
-            out.append(missing(m, "champion", thr) if v is None else
-                       Comparison(m, "champion", v, thr, _better_or_equal(v, thr, direction(m)), direction(m),
-                                  f"champion {c:.4g}, margin {margin:g}"))
+            out.append(
+                missing(m, "champion", thr)
+                if v is None
+                else Comparison(
+                    m,
+                    "champion",
+                    v,
+                    thr,
+                    _better_or_equal(v, thr, direction(m)),
+                    direction(m),
+                    f"champion {c:.4g}, margin {margin:g}",
+                )
+            )
 
     for m in must_beat_baseline:
         b = _value(baseline, m)

@@ -25,15 +25,30 @@ def run_gate(params: Params) -> GateDecision:
     try:
         champion = read_champion(g.champion_file, required=g.require_champion)
     except ChampionUnavailable as exc:
-        _write(g.decision_file, {"passed": False, "n_failed": 1, "comparisons": [], "champion": None, "error": str(exc)})
+        _write(
+            g.decision_file,
+            {"passed": False, "n_failed": 1, "comparisons": [], "champion": None, "error": str(exc)},
+        )
         raise
-    decision = decide(candidate=gate_view(summary, "regionmed"), floors=g.floors,
-                      champion=(champion or {}).get("metrics"), champion_margin=g.champion_margin,
-                      baseline=gate_view(summary, "baseline"), must_beat_baseline=g.must_beat_baseline)
+    decision = decide(
+        candidate=gate_view(summary, "regionmed"),
+        floors=g.floors,
+        champion=(champion or {}).get("metrics"),
+        champion_margin=g.champion_margin,
+        baseline=gate_view(summary, "baseline"),
+        must_beat_baseline=g.must_beat_baseline,
+    )
     # the metrics the gate judged; package stores them as the champion's, for the next gate
-    judged = {*g.floors, *g.must_beat_baseline, *(g.champion_margin if isinstance(g.champion_margin, dict) else ())}
-    document = {**decision.to_dict(), "champion": (champion or {}).get("tag"),
-                "candidate_metrics": {k: v for k, v in gate_view(summary, "regionmed").items() if k in judged}}
+    judged = {
+        *g.floors,
+        *g.must_beat_baseline,
+        *(g.champion_margin if isinstance(g.champion_margin, dict) else ()),
+    }
+    document = {
+        **decision.to_dict(),
+        "champion": (champion or {}).get("tag"),
+        "candidate_metrics": {k: v for k, v in gate_view(summary, "regionmed").items() if k in judged},
+    }
     _write(g.decision_file, document)
     return decision
 

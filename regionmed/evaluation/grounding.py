@@ -58,12 +58,19 @@ def same_phrase_alternatives(image_index: Sequence[int], phrases: Sequence[str])
     return [[j for j in rows[key] if j != k] for k, key in enumerate(zip(image_index, phrases))]
 
 
-def _hits_any(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: np.ndarray,
-              alternatives: Sequence[Sequence[int]] | None) -> tuple[np.ndarray, np.ndarray]:
+def _hits_any(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    grid: tuple[int, int],
+    boxes: np.ndarray,
+    alternatives: Sequence[Sequence[int]] | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Cell hits of each phrase's peak on its own box or any of its ``alternatives`` boxes."""
     lenient, strict = cell_hits(rows, cols, grid, boxes)
     if alternatives:
-        pairs = np.array([(k, j) for k, alt in enumerate(alternatives) for j in alt], dtype=int).reshape(-1, 2)
+        pairs = np.array([(k, j) for k, alt in enumerate(alternatives) for j in alt], dtype=int).reshape(
+            -1, 2
+        )
         if len(pairs):
             alt_l, alt_s = cell_hits(rows[pairs[:, 0]], cols[pairs[:, 0]], grid, boxes[pairs[:, 1]])
             np.logical_or.at(lenient, pairs[:, 0], alt_l)
@@ -71,8 +78,9 @@ def _hits_any(rows: np.ndarray, cols: np.ndarray, grid: tuple[int, int], boxes: 
     return lenient, strict
 
 
-def pointing_game(heatmaps: Any, true_boxes: Any,
-                  alternatives: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+def pointing_game(
+    heatmaps: Any, true_boxes: Any, alternatives: Sequence[Sequence[int]] | None = None
+) -> dict[str, np.ndarray]:
     """Per phrase, ``lenient`` and ``strict`` hits (bool ``[N]``) of the heatmap peak (module doc)."""
     h = as_numpy(heatmaps)
     rows, cols = peak_cells(h)
@@ -91,7 +99,9 @@ def box_iou(pred_boxes: Any, true_boxes: Any) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def iou_hit_rates(pred_boxes: Any, true_boxes: Any, thresholds: Sequence[float] = (0.3, 0.5)) -> dict[str, float]:
+def iou_hit_rates(
+    pred_boxes: Any, true_boxes: Any, thresholds: Sequence[float] = (0.3, 0.5)
+) -> dict[str, float]:
     """``mean_iou`` and ``iou>t``: the fraction of phrases whose IoU is strictly above each ``t``."""
     iou = box_iou(pred_boxes, true_boxes)
     out = {"mean_iou": float(iou.mean()) if iou.size else float("nan")}
@@ -100,8 +110,9 @@ def iou_hit_rates(pred_boxes: Any, true_boxes: Any, thresholds: Sequence[float] 
     return out
 
 
-def laterality_accuracy(heatmap_true_phrase: Any, heatmap_swapped_phrase: Any, true_boxes: Any,
-                        midline_band: float = MIDLINE_BAND) -> dict[str, Any]:
+def laterality_accuracy(
+    heatmap_true_phrase: Any, heatmap_swapped_phrase: Any, true_boxes: Any, midline_band: float = MIDLINE_BAND
+) -> dict[str, Any]:
     """Does swapping left/right in the phrase move the peak across the image midline (x = 0.5)?
 
     For each phrase (its true box centre ``cx``; its side is ``cx < 0.5`` or ``cx > 0.5``):
@@ -132,8 +143,9 @@ def laterality_accuracy(heatmap_true_phrase: Any, heatmap_swapped_phrase: Any, t
     return out
 
 
-def uniform_chance_pointing(true_boxes: Any, grid: tuple[int, int],
-                            alternatives: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+def uniform_chance_pointing(
+    true_boxes: Any, grid: tuple[int, int], alternatives: Sequence[Sequence[int]] | None = None
+) -> dict[str, np.ndarray]:
     """Expected hit of a uniformly random peak cell, per phrase: ``lenient`` = fraction of cells
     overlapping the box (or any of its ``alternatives``), ``strict`` = the fraction of cells holding
     one of their centres (1 / number of cells for a single box)."""
@@ -143,9 +155,10 @@ def uniform_chance_pointing(true_boxes: Any, grid: tuple[int, int],
     lenient_cells = np.zeros((len(b), gh * gw), dtype=bool)
     strict_cells = np.zeros((len(b), gh * gw), dtype=bool)
     for start in range(0, len(b), 4096):  # the same cell test as pointing_game, for every cell
-        chunk = b[start:start + 4096]
-        lenient_cells[start:start + 4096], strict_cells[start:start + 4096] = cell_hits(
-            rows[None, :], cols[None, :], (gh, gw), chunk[:, None, :])
+        chunk = b[start : start + 4096]
+        lenient_cells[start : start + 4096], strict_cells[start : start + 4096] = cell_hits(
+            rows[None, :], cols[None, :], (gh, gw), chunk[:, None, :]
+        )
     if alternatives:
         lenient_cells, strict_cells = lenient_cells.copy(), strict_cells.copy()
         for k, alt in enumerate(alternatives):
@@ -160,9 +173,15 @@ def uniform_chance_pointing(true_boxes: Any, grid: tuple[int, int],
 # regionmed.corpus.location_prior, shared with the annotate_regions stage's ``prior`` localizer).
 
 
-def text_prior_pointing(phrases: Sequence[str], true_boxes: Any, train_regions: Iterable[Any],
-                        grid: tuple[int, int], labels: Sequence[str | None] | None = None,
-                        mode: str = "rules", alternatives: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
+def text_prior_pointing(
+    phrases: Sequence[str],
+    true_boxes: Any,
+    train_regions: Iterable[Any],
+    grid: tuple[int, int],
+    labels: Sequence[str | None] | None = None,
+    mode: str = "rules",
+    alternatives: Sequence[Sequence[int]] | None = None,
+) -> dict[str, np.ndarray]:
     """Pointing game of a no-image model that points at the centre of :func:`text_prior_box`.
 
     Returns per phrase ``lenient``/``strict`` hits (same rules as :func:`pointing_game`, with the

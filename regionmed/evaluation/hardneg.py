@@ -17,10 +17,31 @@ import numpy as np
 from regionmed.arrays import as_numpy, l2_normalize
 
 SWAP_TYPES = ("laterality", "size", "finding", "location", "other")
-_SIDE_ZONE = frozenset(["right", "left", "bilateral", "upper", "middle", "mid", "lower", "central", "midline", "frontal", "parietal", "occipital"])
+_SIDE_ZONE = frozenset(
+    [
+        "right",
+        "left",
+        "bilateral",
+        "upper",
+        "middle",
+        "mid",
+        "lower",
+        "central",
+        "midline",
+        "frontal",
+        "parietal",
+        "occipital",
+    ]
+)
 # size words → size bucket (graded findings read "mild/moderate/marked", see corpus.phrases)
-_SIZE_WORDS = {"subtle": "subtle", "small": "small", "large": "large",
-               "mild": "subtle", "moderate": "small", "marked": "large"}
+_SIZE_WORDS = {
+    "subtle": "subtle",
+    "small": "small",
+    "large": "large",
+    "mild": "subtle",
+    "moderate": "small",
+    "marked": "large",
+}
 _ARTICLES = frozenset(["a", "an", "the"])
 
 
@@ -36,9 +57,11 @@ def _parts(phrase: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     m = re.search(r"\s+(?:in|of|at)\s+the\s+", text)
     if m is None:
         return tuple(w for w in text.split() if w not in _ARTICLES), ()
-    head = [w for w in text[:m.start()].split() if w not in _ARTICLES]
-    loc = [w for w in text[m.end():].split() if w not in _ARTICLES]
-    return tuple(w for w in head if w not in _SIDE_ZONE), tuple(w for w in head if w in _SIDE_ZONE) + tuple(loc)
+    head = [w for w in text[: m.start()].split() if w not in _ARTICLES]
+    loc = [w for w in text[m.end() :].split() if w not in _ARTICLES]
+    return tuple(w for w in head if w not in _SIDE_ZONE), tuple(w for w in head if w in _SIDE_ZONE) + tuple(
+        loc
+    )
 
 
 def swap_type(true_phrase: str, negative_phrase: str) -> str:
@@ -65,8 +88,14 @@ def swap_type(true_phrase: str, negative_phrase: str) -> str:
     return "other"
 
 
-def hard_negative_discrimination(region_emb: Any, phrase_emb: Any, hard_neg_emb: Any, mask: Any = None,
-                                 types: Any = None, normalize: bool = True) -> dict[str, Any]:
+def hard_negative_discrimination(
+    region_emb: Any,
+    phrase_emb: Any,
+    hard_neg_emb: Any,
+    mask: Any = None,
+    types: Any = None,
+    normalize: bool = True,
+) -> dict[str, Any]:
     """Per-region success against all its hard negatives, and per-swap-type pairwise success.
 
     ``region_emb`` ``[N, D]``, ``phrase_emb`` ``[N, D]`` (the true phrases), ``hard_neg_emb``
@@ -113,5 +142,7 @@ def pad_negatives(negatives: Sequence[Sequence[Any]], fill: Any = "") -> tuple[l
     """Ragged per-region negatives → a rectangular list of lists (padded with ``fill``) and its mask."""
     width = max((len(n) for n in negatives), default=0)
     padded = [list(n) + [fill] * (width - len(n)) for n in negatives]
-    mask = np.array([[j < len(n) for j in range(width)] for n in negatives], dtype=bool).reshape(len(negatives), width)
+    mask = np.array([[j < len(n) for j in range(width)] for n in negatives], dtype=bool).reshape(
+        len(negatives), width
+    )
     return padded, mask

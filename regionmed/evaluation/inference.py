@@ -39,21 +39,30 @@ class Encoder:
 
     @torch.inference_mode()
     def images(self, pixels: torch.Tensor) -> np.ndarray:
-        out = [self.model.encode_image(pixels[i:i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
+        out = [
+            self.model.encode_image(pixels[i : i + self.batch_size])
+            for i in range(0, len(pixels), self.batch_size)
+        ]
         return torch.cat(out).float().numpy()
 
     @torch.inference_mode()
     def texts(self, texts: list[str]) -> np.ndarray:
-        return encode_text_list(self.model, self.tokenizer, list(texts), batch_size=max(self.batch_size, 256)).float().numpy()
+        return (
+            encode_text_list(self.model, self.tokenizer, list(texts), batch_size=max(self.batch_size, 256))
+            .float()
+            .numpy()
+        )
 
     @torch.inference_mode()
-    def ground(self, pixels: torch.Tensor, image_index: np.ndarray, phrases: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def ground(
+        self, pixels: torch.Tensor, image_index: np.ndarray, phrases: list[str]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Heatmaps ``[N, gh, gw]`` and boxes ``[N, 4]`` of phrase ``k`` in image ``image_index[k]``."""
         emb = torch.from_numpy(self.texts(phrases))
         heat, boxes = [], []
         for i in range(0, len(phrases), self.batch_size):
-            idx = torch.as_tensor(image_index[i:i + self.batch_size])
-            h, b = self.model.ground(pixels[idx], emb[i:i + self.batch_size])
+            idx = torch.as_tensor(image_index[i : i + self.batch_size])
+            h, b = self.model.ground(pixels[idx], emb[i : i + self.batch_size])
             heat.append(h.float())
             boxes.append(b.float())
         if not heat:
@@ -69,13 +78,15 @@ class Encoder:
         """
         out = []
         for start in range(0, len(boxes), self.batch_size):
-            idx = image_index[start:start + self.batch_size]
+            idx = image_index[start : start + self.batch_size]
             if self.global_only:
                 out.append(self.model.encode_image(pixels[torch.as_tensor(idx)]))
                 continue
             uniq, inverse = np.unique(idx, return_inverse=True)
-            per_image = [torch.as_tensor(boxes[start:start + self.batch_size][inverse == j], dtype=torch.float32)
-                         for j in range(len(uniq))]
+            per_image = [
+                torch.as_tensor(boxes[start : start + self.batch_size][inverse == j], dtype=torch.float32)
+                for j in range(len(uniq))
+            ]
             emb = self.model.encode_regions(pixels[torch.as_tensor(uniq)], per_image)
             # encode_regions returns regions grouped by image; put them back in the caller's order
             order = np.concatenate([np.flatnonzero(inverse == j) for j in range(len(uniq))])

@@ -26,15 +26,27 @@ def _ci_text(value: Any, ci: Any, digits: int) -> str:
     text = f"{float(value):.{digits}f}"
     if ci is None:
         return text
-    lo, hi = (ci.low, ci.high) if hasattr(ci, "low") else (ci["low"], ci["high"]) if isinstance(ci, Mapping) else ci
+    lo, hi = (
+        (ci.low, ci.high)
+        if hasattr(ci, "low")
+        else (ci["low"], ci["high"])
+        if isinstance(ci, Mapping)
+        else ci
+    )
     return f"{text} [{float(lo):.{digits}f}, {float(hi):.{digits}f}]"
 
 
-def write_markdown_report(path: str | Path, comparison_rows: Sequence[Mapping[str, Any]],
-                          ci_rows: Mapping[str, Mapping[str, Any]] | None = None,
-                          gallery_paths: Sequence[str | Path] = (), *, title: str = "RegionMed evaluation",
-                          model_names: tuple[str, str] = ("RegionMed", "baseline"), digits: int = 3,
-                          notes: Sequence[str] = ()) -> Path:
+def write_markdown_report(
+    path: str | Path,
+    comparison_rows: Sequence[Mapping[str, Any]],
+    ci_rows: Mapping[str, Mapping[str, Any]] | None = None,
+    gallery_paths: Sequence[str | Path] = (),
+    *,
+    title: str = "RegionMed evaluation",
+    model_names: tuple[str, str] = ("RegionMed", "baseline"),
+    digits: int = 3,
+    notes: Sequence[str] = (),
+) -> Path:
     """Write a markdown report: a table ``metric | RegionMed [CI] | baseline [CI] | difference [CI]``
     and an image gallery, and return its path.
 
@@ -66,8 +78,15 @@ def write_markdown_report(path: str | Path, comparison_rows: Sequence[Mapping[st
     return path
 
 
-def draw_heatmap_overlay(image_uint8: Any, heatmap: Any, true_box: Any, pred_box: Any | None, phrase: str,
-                         out_png: str | Path, alpha: float = 0.45) -> Path:
+def draw_heatmap_overlay(
+    image_uint8: Any,
+    heatmap: Any,
+    true_box: Any,
+    pred_box: Any | None,
+    phrase: str,
+    out_png: str | Path,
+    alpha: float = 0.45,
+) -> Path:
     """Save the image with the heatmap stretched over it, the true box (green), the predicted box
     (red, if given) and the phrase as the title. Boxes are normalised ``[x0, y0, x1, y1]``."""
     import matplotlib
@@ -87,8 +106,11 @@ def draw_heatmap_overlay(image_uint8: Any, heatmap: Any, true_box: Any, pred_box
             if box is None:
                 continue
             x0, y0, x1, y1 = as_numpy(box, np.float64).reshape(4)
-            ax.add_patch(Rectangle((x0 * w, y0 * h), (x1 - x0) * w, (y1 - y0) * h, fill=False,
-                                   edgecolor=color, linewidth=1.8))
+            ax.add_patch(
+                Rectangle(
+                    (x0 * w, y0 * h), (x1 - x0) * w, (y1 - y0) * h, fill=False, edgecolor=color, linewidth=1.8
+                )
+            )
         ax.set_xlim(0, w)
         ax.set_ylim(h, 0)
         ax.set_title(phrase, fontsize=9, wrap=True)
@@ -108,7 +130,9 @@ def write_plot_rows(rows: Sequence[Mapping[str, Any]], out_path: str | Path) -> 
     fields = list(dict.fromkeys(k for r in rows for k in r))
     if out.suffix.lower() in (".csv", ".tsv"):
         with out.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields, delimiter="\t" if out.suffix.lower() == ".tsv" else ",")
+            writer = csv.DictWriter(
+                fh, fieldnames=fields, delimiter="\t" if out.suffix.lower() == ".tsv" else ","
+            )
             writer.writeheader()
             writer.writerows(rows)
     else:
@@ -116,8 +140,9 @@ def write_plot_rows(rows: Sequence[Mapping[str, Any]], out_path: str | Path) -> 
     return out
 
 
-def plot_roc(scores: Any, targets: Any, classnames: Sequence[str], out_path: str | Path,
-             max_points: int = 200) -> Path:
+def plot_roc(
+    scores: Any, targets: Any, classnames: Sequence[str], out_path: str | Path, max_points: int = 200
+) -> Path:
     """ROC curves as rows ``class, fpr, tpr`` (one curve per class that has both outcomes),
     thinned to at most ``max_points`` points per class."""
     from sklearn.metrics import roc_curve
@@ -133,10 +158,15 @@ def plot_roc(scores: Any, targets: Any, classnames: Sequence[str], out_path: str
     return write_plot_rows(rows, out_path)
 
 
-def plot_recall_at_k(recalls: Mapping[str, Mapping[int, float]] | Mapping[int, float], out_path: str | Path) -> Path:
+def plot_recall_at_k(
+    recalls: Mapping[str, Mapping[int, float]] | Mapping[int, float], out_path: str | Path
+) -> Path:
     """Recall@K rows ``series, k, recall``: ``recalls`` maps a series name (model or direction) to
     {k: recall}, or is a single {k: recall} (series ``"recall"``)."""
     series = recalls if all(isinstance(v, Mapping) for v in recalls.values()) else {"recall": recalls}
-    rows = [{"series": name, "k": int(k), "recall": float(v)}
-            for name, curve in series.items() for k, v in sorted(curve.items())]
+    rows = [
+        {"series": name, "k": int(k), "recall": float(v)}
+        for name, curve in series.items()
+        for k, v in sorted(curve.items())
+    ]
     return write_plot_rows(rows, out_path)

@@ -41,7 +41,9 @@ def _positives_csr(positives: Any, n_query: int, n_gallery: int) -> tuple[np.nda
     """Positives as CSR: ``indices[indptr[q]:indptr[q+1]]`` are the gallery positives of query ``q``."""
     if positives is None:
         if n_query != n_gallery:
-            raise ValueError(f"positives=None needs as many queries as gallery items ({n_query} != {n_gallery})")
+            raise ValueError(
+                f"positives=None needs as many queries as gallery items ({n_query} != {n_gallery})"
+            )
         return np.arange(n_query + 1), np.arange(n_query)
     if not (isinstance(positives, np.ndarray) or hasattr(positives, "detach")):
         positives = list(positives)
@@ -128,8 +130,8 @@ def retrieval_ranks(
             pos = qcode[a:b, None] == gcode[None, :]
         else:
             pos = np.zeros(scores.shape, dtype=bool)
-            counts = np.diff(indptr[a:b + 1])
-            pos[np.repeat(np.arange(b - a), counts), indices[indptr[a]:indptr[b]]] = True
+            counts = np.diff(indptr[a : b + 1])
+            pos[np.repeat(np.arange(b - a), counts), indices[indptr[a] : indptr[b]]] = True
         has_pos = pos.any(axis=1)
         best = np.where(pos, scores, -np.inf).max(axis=1)[:, None]
         neg = ~pos
@@ -194,6 +196,10 @@ def bidirectional_retrieval(
         i2t = retrieval_ranks(img, txt, None, chunk_size=chunk_size, **kwargs)
         t2i = retrieval_ranks(txt, img, None, chunk_size=chunk_size, **kwargs)
     else:
-        i2t = retrieval_ranks(img, txt, query_groups=groups, gallery_groups=groups, chunk_size=chunk_size, **kwargs)
-        t2i = retrieval_ranks(txt, img, query_groups=groups, gallery_groups=groups, chunk_size=chunk_size, **kwargs)
+        i2t = retrieval_ranks(
+            img, txt, query_groups=groups, gallery_groups=groups, chunk_size=chunk_size, **kwargs
+        )
+        t2i = retrieval_ranks(
+            txt, img, query_groups=groups, gallery_groups=groups, chunk_size=chunk_size, **kwargs
+        )
     return {**metrics_from_ranks(i2t, ks, "i2t/"), **metrics_from_ranks(t2i, ks, "t2i/")}

@@ -48,8 +48,16 @@ def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict
     for name, path in (("regionmed", e.candidate), ("baseline", e.baseline)):
         started = time.perf_counter()
         model, tokenizer = load_model(path)
-        results[name] = evaluate_model(Encoder(model, tokenizer, e.batch_size), test, pixels, train, train_pixels,
-                                       tuple(e.retrieval_ks), e.vqa_method, params.seed)
+        results[name] = evaluate_model(
+            Encoder(model, tokenizer, e.batch_size),
+            test,
+            pixels,
+            train,
+            train_pixels,
+            tuple(e.retrieval_ks),
+            e.vqa_method,
+            params.seed,
+        )
         seconds[name] = round(time.perf_counter() - started, 1)
     summary = summarise(results, e.n_boot, e.alpha, params.seed)
     summary["n_images"] = len(test)
@@ -58,34 +66,67 @@ def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict
     return summary
 
 
-def _write_outputs(params: Params, summary: dict, results: dict[str, ModelEvaluation], corpus_dir: Path, test) -> None:
+def _write_outputs(
+    params: Params, summary: dict, results: dict[str, ModelEvaluation], corpus_dir: Path, test
+) -> None:
     e = params.evaluate
     metrics_file, plots, report = Path(e.metrics_file), Path(e.plots_dir), Path(e.report_file)
     for p in (metrics_file.parent, plots, report.parent):
         p.mkdir(parents=True, exist_ok=True)
     metrics_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    recalls = {name: {k: summary[name][f"retrieval/i2t_R@{k}"]["value"] for k in e.retrieval_ks}
-               for name in MODELS}
+    recalls = {
+        name: {k: summary[name][f"retrieval/i2t_R@{k}"]["value"] for k in e.retrieval_ks} for name in MODELS
+    }
     plot_recall_at_k(recalls, plots / "recall_at_k.csv")
     scores, targets, classes = results["regionmed"].details["zeroshot_scores"]
     plot_roc(scores, targets, classes, plots / "roc_regionmed.csv")
-    rows = [{"model": name, "size": b, "accuracy": summary[name].get(f"zeroshot/presence_accuracy_{b}", {}).get("value")}
-            for name in MODELS for b in ("subtle", "small", "large", "absent")]
+    rows = [
+        {
+            "model": name,
+            "size": b,
+            "accuracy": summary[name].get(f"zeroshot/presence_accuracy_{b}", {}).get("value"),
+        }
+        for name in MODELS
+        for b in ("subtle", "small", "large", "absent")
+    ]
     write_plot_rows(rows, plots / "accuracy_by_size.csv")
     gallery = write_gallery(results, corpus_dir, test, report.parent / "eval_gallery", e.gallery_size)
-    table = [{"metric": m, "regionmed": summary["regionmed"].get(m, {}).get("value"),
-              "baseline": summary["baseline"].get(m, {}).get("value"),
-              "difference": summary["difference"].get(m, {}).get("value")} for m in HEADLINE]
-    cis = {m: {"regionmed": _pair(summary["regionmed"].get(m)), "baseline": _pair(summary["baseline"].get(m)),
-               "difference": _pair(summary["difference"].get(m))} for m in HEADLINE}
-    notes = [(f"{len(test)} {e.split} images; 95% intervals: bootstrap over images ({e.n_boot} resamples); "
-              "difference = RegionMed − baseline, paired on the same items.")]
+    table = [
+        {
+            "metric": m,
+            "regionmed": summary["regionmed"].get(m, {}).get("value"),
+            "baseline": summary["baseline"].get(m, {}).get("value"),
+            "difference": summary["difference"].get(m, {}).get("value"),
+        }
+        for m in HEADLINE
+    ]
+    cis = {
+        m: {
+            "regionmed": _pair(summary["regionmed"].get(m)),
+            "baseline": _pair(summary["baseline"].get(m)),
+            "difference": _pair(summary["difference"].get(m)),
+        }
+        for m in HEADLINE
+    }
+    notes = [
+        (
+            f"{len(test)} {e.split} images; 95% intervals: bootstrap over images ({e.n_boot} resamples); "
+            "difference = RegionMed − baseline, paired on the same items."
+        )
+    ]
     for key, d in summary["vs_prior"].items():
         if d["value"] is not None:
-            notes.append(f"{key} minus the text-only prior: {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
-    notes.append("No-image baselines on the same phrases: " + ", ".join(
-        f"{m} {summary['regionmed'][m]['value']:.3f}" for m in sorted(summary["regionmed"])
-        if m.startswith(("prior/", "chance/")) and summary["regionmed"][m]["value"] is not None))
+            notes.append(
+                f"{key} minus the text-only prior: {d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+            )
+    notes.append(
+        "No-image baselines on the same phrases: "
+        + ", ".join(
+            f"{m} {summary['regionmed'][m]['value']:.3f}"
+            for m in sorted(summary["regionmed"])
+            if m.startswith(("prior/", "chance/")) and summary["regionmed"][m]["value"] is not None
+        )
+    )
     write_markdown_report(report, table, cis, gallery, notes=notes)
 
 
@@ -111,6 +152,14 @@ def write_gallery(results, corpus_dir: Path, test, out_dir: Path, n: int) -> lis
         image = read_png(corpus_dir / test.iloc[int(ex["image_index"][k])]["image_path"])
         for name in MODELS:
             g = results[name].grounding_examples
-            paths.append(draw_heatmap_overlay(image, g["heatmaps"][k], g["true_boxes"][k], g["pred_boxes"][k],
-                                              f"{name}: {g['phrases'][k]}", out_dir / f"{k:03d}_{name}.png"))
+            paths.append(
+                draw_heatmap_overlay(
+                    image,
+                    g["heatmaps"][k],
+                    g["true_boxes"][k],
+                    g["pred_boxes"][k],
+                    f"{name}: {g['phrases'][k]}",
+                    out_dir / f"{k:03d}_{name}.png",
+                )
+            )
     return paths

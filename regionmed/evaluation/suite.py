@@ -69,14 +69,35 @@ class ModelEvaluation:
 
 def finding_regions(df: pd.DataFrame) -> pd.DataFrame:
     """One row per finding region: image row index, image id, box, phrase, negatives, label, size."""
-    rows = [{"image_index": i, "image_id": row.image_id, "bbox": r["bbox"], "phrase": r["phrase"],
-             "hard_negatives": list(r["hard_negatives"]), "label": r["label"], "size": r["size"] or "unknown"}
-            for i, row in enumerate(df.itertuples()) for r in row.regions if r["kind"] == "finding"]
-    return pd.DataFrame(rows, columns=["image_index", "image_id", "bbox", "phrase", "hard_negatives", "label", "size"])
+    rows = [
+        {
+            "image_index": i,
+            "image_id": row.image_id,
+            "bbox": r["bbox"],
+            "phrase": r["phrase"],
+            "hard_negatives": list(r["hard_negatives"]),
+            "label": r["label"],
+            "size": r["size"] or "unknown",
+        }
+        for i, row in enumerate(df.itertuples())
+        for r in row.regions
+        if r["kind"] == "finding"
+    ]
+    return pd.DataFrame(
+        rows, columns=["image_index", "image_id", "bbox", "phrase", "hard_negatives", "label", "size"]
+    )
 
 
-def evaluate_model(enc: Encoder, test: pd.DataFrame, pixels, train: pd.DataFrame, train_pixels,
-                   ks=(1, 5, 10), vqa_method: str = "head", seed: int = 0) -> ModelEvaluation:
+def evaluate_model(
+    enc: Encoder,
+    test: pd.DataFrame,
+    pixels,
+    train: pd.DataFrame,
+    train_pixels,
+    ks=(1, 5, 10),
+    vqa_method: str = "head",
+    seed: int = 0,
+) -> ModelEvaluation:
     ev = ModelEvaluation()
     image_emb = enc.images(pixels)
     ids = test["image_id"].to_numpy()
@@ -139,8 +160,10 @@ def score_zero_shot(ev, enc, test, image_emb, ids) -> None:
     present, absent = presence_absence_embeddings(enc.texts, findings)
     prob = presence_vs_absence(image_emb, present, absent, scale)
     size_of = size_matrix(rows, findings)
-    modality_findings = {m: {c for labels, mm in zip(test["labels"], test["modality"]) if mm == m for c in labels}
-                         for m in modalities}
+    modality_findings = {
+        m: {c for labels, mm in zip(test["labels"], test["modality"]) if mm == m for c in labels}
+        for m in modalities
+    }
     values, groups, buckets = [], [], []
     for i, row in enumerate(rows):
         for j, c in enumerate(findings):
@@ -169,29 +192,45 @@ def _grounding(ev, enc, regions, pixels, train) -> None:
     groups = regions["image_id"].to_numpy()
     sizes = regions["size"].to_numpy()
     train_regions = [r for rs in train["regions"] for r in rs]
-    for variant, phrases in (("full", list(regions["phrase"])),
-                             ("locfree", [strip_location(p) for p in regions["phrase"]])):
+    for variant, phrases in (
+        ("full", list(regions["phrase"])),
+        ("locfree", [strip_location(p) for p in regions["phrase"]]),
+    ):
         heat, pred = enc.ground(pixels, index, phrases)
         grid = heat.shape[-2:]
         # "a small nodule" in an image with two small nodules names both: either one is a hit
         alternatives = same_phrase_alternatives(index, phrases)
         hits = pointing_game(heat, boxes, alternatives)
         # empirical: the mean train box of the same location words (the stronger no-image prior)
-        prior = text_prior_pointing(phrases, boxes, train_regions, grid, labels=list(regions["label"]),
-                                    mode="empirical", alternatives=alternatives)
+        prior = text_prior_pointing(
+            phrases,
+            boxes,
+            train_regions,
+            grid,
+            labels=list(regions["label"]),
+            mode="empirical",
+            alternatives=alternatives,
+        )
         chance = uniform_chance_pointing(boxes, grid, alternatives)
         for rule in ("lenient", "strict"):
             model_hits = hits[rule].astype(float)
             ev.add(f"grounding/{variant}/{rule}", model_hits, groups)
-            ev.add(f"grounding/{variant}/{rule}_subtle", np.where(sizes == "subtle", model_hits, np.nan), groups)
+            ev.add(
+                f"grounding/{variant}/{rule}_subtle", np.where(sizes == "subtle", model_hits, np.nan), groups
+            )
             ev.add(f"prior/{variant}/{rule}", prior[rule].astype(float), groups)
             ev.add(f"chance/{variant}/{rule}", chance[rule].astype(float), groups)
         if variant == "full":
             iou = box_iou(pred, boxes)
             ev.add("grounding/full/iou>0.3", (iou > 0.3).astype(float), groups)
             ev.add("grounding/full/iou>0.5", (iou > 0.5).astype(float), groups)
-            ev.grounding_examples = {"heatmaps": heat, "pred_boxes": pred, "true_boxes": boxes,
-                                     "image_index": index, "phrases": np.asarray(phrases, dtype=object)}
+            ev.grounding_examples = {
+                "heatmaps": heat,
+                "pred_boxes": pred,
+                "true_boxes": boxes,
+                "image_index": index,
+                "phrases": np.asarray(phrases, dtype=object),
+            }
     sided = np.array([has_laterality(p) for p in regions["phrase"]])
     if sided.any():
         swapped = [swap_laterality(p) for p in regions["phrase"][sided]]
@@ -208,7 +247,11 @@ def _hard_negatives(ev, enc, regions, pixels) -> None:
     phrase_emb = enc.texts(list(regions["phrase"]))
     padded, mask = pad_negatives(list(regions["hard_negatives"]))
     flat = [n for row in padded for n in row]
-    neg_emb = enc.texts(flat).reshape(len(padded), -1, phrase_emb.shape[1]) if flat else np.zeros((len(padded), 0, 1))
+    neg_emb = (
+        enc.texts(flat).reshape(len(padded), -1, phrase_emb.shape[1])
+        if flat
+        else np.zeros((len(padded), 0, 1))
+    )
     result = hard_negative_discrimination(region_emb, phrase_emb, neg_emb, mask)
     success, groups, sizes = result["per_region"], regions["image_id"].to_numpy(), regions["size"].to_numpy()
     ev.add("hardneg/accuracy", success, groups)
@@ -229,10 +272,14 @@ def _vqa(ev, enc, test, test_emb, train, train_emb, method: str, seed: int) -> N
         te = [q for q in test_qa if q["type"] == qtype]
         if not tr:
             continue
-        x_te = qa_features(test_emb[[row_of[q["image_id"]] for q in te]], np.stack([q_emb[q["question"]] for q in te]))
+        x_te = qa_features(
+            test_emb[[row_of[q["image_id"]] for q in te]], np.stack([q_emb[q["question"]] for q in te])
+        )
         if method == "head":
-            x_tr = qa_features(train_emb[[train_row[q["image_id"]] for q in tr]],
-                               np.stack([q_emb[q["question"]] for q in tr]))
+            x_tr = qa_features(
+                train_emb[[train_row[q["image_id"]] for q in tr]],
+                np.stack([q_emb[q["question"]] for q in tr]),
+            )
             predicted = train_answer_head(x_tr, [q["answer"] for q in tr], seed=seed).predict(x_te)
         else:  # similarity: the answer whose "question answer" statement is closest to the image
             answers = sorted({q["answer"] for q in tr})

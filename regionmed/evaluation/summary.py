@@ -12,7 +12,9 @@ import numpy as np
 from regionmed.evaluation.bootstrap import bootstrap_ci, paired_difference_ci
 
 # Grounding counts only where it beats the no-image text prior on the same phrases.
-VERSUS_PRIOR = {f"grounding/{v}/{r}": f"prior/{v}/{r}" for v in ("full", "locfree") for r in ("lenient", "strict")}
+VERSUS_PRIOR = {
+    f"grounding/{v}/{r}": f"prior/{v}/{r}" for v in ("full", "locfree") for r in ("lenient", "strict")
+}
 
 
 def _ci(values, groups, n_boot, alpha, seed, statistic=None) -> dict:
@@ -26,7 +28,9 @@ def _diff(a, b, groups, n_boot, alpha, seed, statistic=None) -> dict:
     keep = ~(np.isnan(a) | np.isnan(b))
     if not keep.any():
         return {"value": None, "low": None, "high": None, "p": None}
-    ci = paired_difference_ci(a, b, groups, n_boot=n_boot, seed=seed, alpha=alpha, statistic=statistic or "mean")
+    ci = paired_difference_ci(
+        a, b, groups, n_boot=n_boot, seed=seed, alpha=alpha, statistic=statistic or "mean"
+    )
     return {"value": _r(ci.estimate), "low": _r(ci.low), "high": _r(ci.high), "p": _r(ci.p_value)}
 
 
@@ -45,15 +49,31 @@ def summarise(results: dict, n_boot: int, alpha: float, seed: int) -> dict:
             out[name][metric] = _ci(iv.values, iv.groups, n_boot, alpha, seed, iv.statistic)
         for metric, value in ev.point.items():
             out[name][metric] = {"value": _r(value)}
-    out["difference"] = {m: _diff(cand.items[m].values, base.items[m].values, cand.items[m].groups, n_boot, alpha,
-                                  seed, cand.items[m].statistic)
-                         for m in cand.items if m in base.items and not m.startswith(("prior/", "chance/"))}
+    out["difference"] = {
+        m: _diff(
+            cand.items[m].values,
+            base.items[m].values,
+            cand.items[m].groups,
+            n_boot,
+            alpha,
+            seed,
+            cand.items[m].statistic,
+        )
+        for m in cand.items
+        if m in base.items and not m.startswith(("prior/", "chance/"))
+    }
     out["vs_prior"] = {}
     for name, ev in results.items():
         for metric, prior in VERSUS_PRIOR.items():
             if metric in ev.items:
-                out["vs_prior"][f"{name}/{metric}"] = _diff(ev.items[metric].values, cand.items[prior].values,
-                                                            ev.items[metric].groups, n_boot, alpha, seed)
+                out["vs_prior"][f"{name}/{metric}"] = _diff(
+                    ev.items[metric].values,
+                    cand.items[prior].values,
+                    ev.items[metric].groups,
+                    n_boot,
+                    alpha,
+                    seed,
+                )
     return out
 
 

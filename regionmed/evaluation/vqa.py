@@ -111,8 +111,14 @@ class AnswerHead:
         return self.model.predict(x).astype(object)
 
 
-def train_answer_head(train_emb: Any, train_answers: Sequence[str], C: float = 1.0, max_iter: int = 1000,
-                      class_weight: str | None = None, seed: int = 0) -> AnswerHead:
+def train_answer_head(
+    train_emb: Any,
+    train_answers: Sequence[str],
+    C: float = 1.0,
+    max_iter: int = 1000,
+    class_weight: str | None = None,
+    seed: int = 0,
+) -> AnswerHead:
     """Fit a multinomial logistic regression on frozen features (one head for all question types,
     or call once per type). A single distinct answer gives a constant head."""
     y = np.asarray([str(a) for a in train_answers], dtype=object)

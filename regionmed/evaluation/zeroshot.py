@@ -79,8 +79,9 @@ def accuracy_mode(targets: np.ndarray, threshold: float | None = None) -> str:
     return "argmax" if (targets.sum(axis=1) == 1).all() else "top_k"
 
 
-def multilabel_metrics(scores: Any, targets: Any, classnames: Sequence[str],
-                       threshold: float | None = None) -> dict[str, Any]:
+def multilabel_metrics(
+    scores: Any, targets: Any, classnames: Sequence[str], threshold: float | None = None
+) -> dict[str, Any]:
     """Per-class and macro AUROC, plus accuracy under :func:`accuracy_mode`.
 
     Classes without positives or without negatives get AUROC NaN and are left out of
@@ -95,8 +96,10 @@ def multilabel_metrics(scores: Any, targets: Any, classnames: Sequence[str],
     mode = accuracy_mode(y, threshold)
     pred = _predicted(s, y, mode, threshold)
     npos = y.sum(axis=0)
-    per_acc = {c: float((pred[:, j] & y[:, j]).sum() / npos[j]) if npos[j] else float("nan")
-               for j, c in enumerate(classnames)}
+    per_acc = {
+        c: float((pred[:, j] & y[:, j]).sum() / npos[j]) if npos[j] else float("nan")
+        for j, c in enumerate(classnames)
+    }
     acc = float((pred == y).all(axis=1).mean()) if len(y) else float("nan")
     return {
         "auroc": per,
@@ -114,7 +117,8 @@ def multilabel_metrics(scores: Any, targets: Any, classnames: Sequence[str],
 def label_matrix(rows: Sequence[Mapping[str, Any]], classnames: Sequence[str]) -> np.ndarray:
     """``[N, C]`` bool targets: class ``c`` is in the row's ``labels`` list (``"no finding"`` included)."""
     return np.array([[c in set(row["labels"]) for c in classnames] for row in rows], dtype=bool).reshape(
-        len(rows), len(classnames))
+        len(rows), len(classnames)
+    )
 
 
 def size_matrix(rows: Sequence[Mapping[str, Any]], classnames: Sequence[str]) -> np.ndarray:
@@ -134,8 +138,14 @@ def size_matrix(rows: Sequence[Mapping[str, Any]], classnames: Sequence[str]) ->
     return out
 
 
-def by_size_bucket(scores: Any, targets: Any, sizes: np.ndarray, classnames: Sequence[str],
-                   buckets: Sequence[str] = SIZE_BUCKETS, threshold: float | None = None) -> dict[str, dict]:
+def by_size_bucket(
+    scores: Any,
+    targets: Any,
+    sizes: np.ndarray,
+    classnames: Sequence[str],
+    buckets: Sequence[str] = SIZE_BUCKETS,
+    threshold: float | None = None,
+) -> dict[str, dict]:
     """Per size bucket: AUROC of each class on (its positives with a finding of that bucket) vs
     (all its negatives), their macro mean, and the class's recall on those positives under the same
     decision rule as :func:`multilabel_metrics` (computed on all images, then restricted).
@@ -155,13 +165,20 @@ def by_size_bucket(scores: Any, targets: Any, sizes: np.ndarray, classnames: Seq
             per[c] = auroc(s[keep, j], y[keep, j])
             npos[c] = int(in_b[:, j].sum())
             recall[c] = float(pred[in_b[:, j], j].mean()) if npos[c] else float("nan")
-        out[b] = {"auroc": per, "macro_auroc": _macro(per.values()),
-                  "n_skipped": int(np.isnan(list(per.values())).sum()), "recall": recall,
-                  "macro_recall": _macro(recall.values()), "n_positives": npos}
+        out[b] = {
+            "auroc": per,
+            "macro_auroc": _macro(per.values()),
+            "n_skipped": int(np.isnan(list(per.values())).sum()),
+            "recall": recall,
+            "macro_recall": _macro(recall.values()),
+            "n_positives": npos,
+        }
     return out
 
 
-def presence_vs_absence(image_emb: Any, present_emb: Any, absent_emb: Any, logit_scale: float = 100.0) -> np.ndarray:
+def presence_vs_absence(
+    image_emb: Any, present_emb: Any, absent_emb: Any, logit_scale: float = 100.0
+) -> np.ndarray:
     """``[N, C]`` probability that class ``c`` is present: softmax over ("there is c", "no c")."""
     sp = zero_shot_scores(image_emb, present_emb, logit_scale)
     sa = zero_shot_scores(image_emb, absent_emb, logit_scale)

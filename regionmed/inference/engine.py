@@ -44,8 +44,15 @@ class Engine:
             self.logit_scale = float(model.scale())
 
     @classmethod
-    def from_dir(cls, path: str | Path, *, version: str | None = None, info: dict | None = None,
-                 index=None, device: str = "cpu") -> Engine:
+    def from_dir(
+        cls,
+        path: str | Path,
+        *,
+        version: str | None = None,
+        info: dict | None = None,
+        index=None,
+        device: str = "cpu",
+    ) -> Engine:
         """``device``: ``cpu``, ``cuda`` or ``auto`` (cuda when available)."""
         from regionmed.model.io import WEIGHTS_FILE, load_model
 
@@ -74,15 +81,18 @@ class Engine:
     def token_counts(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text with the special tokens, before truncation to the model's max length."""
         with self.lock:
-            ids = self.tokenizer([str(t) for t in texts], add_special_tokens=True, truncation=False,
-                                 verbose=False)["input_ids"]
+            ids = self.tokenizer(
+                [str(t) for t in texts], add_special_tokens=True, truncation=False, verbose=False
+            )["input_ids"]
         return [len(i) for i in ids]
 
     def knows_no_token_of(self, text: str) -> bool:
         """True when every token of ``text`` is the tokenizer's unknown token (or there is none):
         the model then answers from its special tokens alone, not from the text."""
         with self.lock:
-            ids = self.tokenizer(str(text), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+            ids = self.tokenizer(str(text), add_special_tokens=False, truncation=False, verbose=False)[
+                "input_ids"
+            ]
         unk = self.tokenizer.unk_token_id
         return not ids or (unk is not None and all(i == unk for i in ids))
 
@@ -93,12 +103,21 @@ class Engine:
         if not texts:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         with self.lock, torch.inference_mode():
-            return encode_text_list(self.model, self.tokenizer, [str(t) for t in texts],
-                                    max_length=self.max_length).float().cpu().numpy()
+            return (
+                encode_text_list(
+                    self.model, self.tokenizer, [str(t) for t in texts], max_length=self.max_length
+                )
+                .float()
+                .cpu()
+                .numpy()
+            )
 
     def text_descriptors(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         counts = self.token_counts(texts)
-        return [{"n_chars": len(t), "n_tokens": n, "truncated": n > self.max_length} for t, n in zip(texts, counts)]
+        return [
+            {"n_chars": len(t), "n_tokens": n, "truncated": n > self.max_length}
+            for t, n in zip(texts, counts)
+        ]
 
     # ---- zero-shot -------------------------------------------------------------------------------
     def class_embeddings(self, classes: Sequence[str], use_templates: bool = True) -> np.ndarray:
@@ -121,7 +140,9 @@ class Engine:
                 self._class_cache.popitem(last=False)
         return emb
 
-    def cached_class_embeddings(self, classes: Sequence[str], use_templates: bool = True) -> np.ndarray | None:
+    def cached_class_embeddings(
+        self, classes: Sequence[str], use_templates: bool = True
+    ) -> np.ndarray | None:
         """:meth:`class_embeddings` if this label set is in the cache, else ``None``; never runs the model."""
         key = (bool(use_templates), *classes)
         with self._cache_lock:
@@ -137,8 +158,9 @@ class Engine:
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
-    def zero_shot(self, images: Sequence[PreparedImage], classes: Sequence[str],
-                  use_templates: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def zero_shot(
+        self, images: Sequence[PreparedImage], classes: Sequence[str], use_templates: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(image embeddings [N, D], probabilities [N, C])``."""
         emb = self.encode_images(images)
         return emb, self.probabilities(emb, self.class_embeddings(classes, use_templates))
@@ -161,10 +183,18 @@ class Engine:
                 score = float((region.float() @ t[0].float()).item())
         warning = None
         if self.knows_no_token_of(phrase):
-            warning = ("the phrase has no word the model knows (every token is unknown to its tokenizer): "
-                       "the box and score do not come from the phrase")
-        return {"box": image.to_upload_box(box_model.tolist()), "box_model": [float(v) for v in box_model],
-                "score": score, "heatmap": heat[0].float().numpy(), "text_embedding": text[0], "warning": warning}
+            warning = (
+                "the phrase has no word the model knows (every token is unknown to its tokenizer): "
+                "the box and score do not come from the phrase"
+            )
+        return {
+            "box": image.to_upload_box(box_model.tolist()),
+            "box_model": [float(v) for v in box_model],
+            "score": score,
+            "heatmap": heat[0].float().numpy(),
+            "text_embedding": text[0],
+            "warning": warning,
+        }
 
     def encode_regions(self, image: PreparedImage, boxes: Sequence[Sequence[float]]) -> np.ndarray:
         """Boxes normalised to the upload → ``[N, D]`` region embeddings."""

@@ -69,9 +69,15 @@ class RetrievalIndex:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         np.save(out / EMBEDDINGS_FILE, self.embeddings)
-        doc = {"format_version": FORMAT_VERSION, "split": self.split, "model_version": self.model_version,
-               "dim": self.dim, "n_items": len(self.items), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "items": self.items}
+        doc = {
+            "format_version": FORMAT_VERSION,
+            "split": self.split,
+            "model_version": self.model_version,
+            "dim": self.dim,
+            "n_items": len(self.items),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "items": self.items,
+        }
         (out / INDEX_FILE).write_text(json.dumps(doc, indent=0, sort_keys=True) + "\n")
         return out
 
@@ -80,17 +86,24 @@ class RetrievalIndex:
         path = Path(path)
         doc = json.loads((path / INDEX_FILE).read_text())
         if doc.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: index format_version {doc.get('format_version')!r}, expected {FORMAT_VERSION}")
+            raise ValueError(
+                f"{path}: index format_version {doc.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
         emb = np.load(path / EMBEDDINGS_FILE, allow_pickle=False)
         return cls(doc["items"], emb, doc.get("split", ""), doc.get("model_version", ""))
 
     @staticmethod
     def exists(path: str | Path | None) -> bool:
-        return path is not None and (Path(path) / INDEX_FILE).is_file() and (Path(path) / EMBEDDINGS_FILE).is_file()
+        return (
+            path is not None
+            and (Path(path) / INDEX_FILE).is_file()
+            and (Path(path) / EMBEDDINGS_FILE).is_file()
+        )
 
 
-def build_index(engine, corpus_dir: str | Path, split: str, batch_size: int = 64,
-                limit: int | None = None) -> RetrievalIndex:
+def build_index(
+    engine, corpus_dir: str | Path, split: str, batch_size: int = 64, limit: int | None = None
+) -> RetrievalIndex:
     """Embed every image of ``split`` and its report with ``engine`` (a :class:`~regionmed.inference.engine.Engine`)."""
     from regionmed.corpus.images import read_png
     from regionmed.corpus.schema import read_manifest
@@ -104,12 +117,14 @@ def build_index(engine, corpus_dir: str | Path, split: str, batch_size: int = 64
     corpus_dir = Path(corpus_dir)
     image_emb, report_emb = [], []
     for start in range(0, len(df), batch_size):
-        chunk = df.iloc[start:start + batch_size]
+        chunk = df.iloc[start : start + batch_size]
         prepared = [engine.prepare(DecodedImage(read_png(corpus_dir / p), {})) for p in chunk["image_path"]]
         image_emb.append(engine.encode_images(prepared))
         report_emb.append(engine.encode_texts(list(chunk["report"])))
-    meta = [{"id": str(r.image_id), "modality": str(r.modality), "labels": [str(x) for x in _as_list(r.labels)]}
-            for r in df.itertuples()]
+    meta = [
+        {"id": str(r.image_id), "modality": str(r.modality), "labels": [str(x) for x in _as_list(r.labels)]}
+        for r in df.itertuples()
+    ]
     items = [{**m, "kind": "image"} for m in meta] + [{**m, "kind": "report"} for m in meta]
     emb = np.concatenate([np.concatenate(image_emb), np.concatenate(report_emb)])
     return RetrievalIndex(items, emb, split, engine.version)

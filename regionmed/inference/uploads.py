@@ -76,8 +76,9 @@ class PreparedImage:
         return [float(np.clip(v, 0, 1)) for v in (xs[0], ys[0], xs[1], ys[1])]
 
 
-def decode_upload(data: bytes, max_pixels: int, dicom_window: str = "header",
-                  reduce_to: int | None = None) -> DecodedImage:
+def decode_upload(
+    data: bytes, max_pixels: int, dicom_window: str = "header", reduce_to: int | None = None
+) -> DecodedImage:
     """Bytes of a PNG/JPEG/DICOM → :class:`DecodedImage`; :class:`ImageError` says what is wrong.
 
     Only sizes, the format and counts are kept: nothing from a DICOM header beyond rows/columns.
@@ -96,9 +97,13 @@ def decode_upload(data: bytes, max_pixels: int, dicom_window: str = "header",
     if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"unsupported image shape {arr.shape}")
     width, height = size if size else (int(arr.shape[1]), int(arr.shape[0]))
-    desc = {"width": int(width), "height": int(height),
-            "channels": 1 if arr.ndim == 2 else int(arr.shape[2]), "format": sniff_format(data),
-            "bytes": len(data)}
+    desc = {
+        "width": int(width),
+        "height": int(height),
+        "channels": 1 if arr.ndim == 2 else int(arr.shape[2]),
+        "format": sniff_format(data),
+        "bytes": len(data),
+    }
     return DecodedImage(arr, desc)
 
 

@@ -44,7 +44,9 @@ class VisionConfig(StrictModel):
     def _divisible(self) -> VisionConfig:
         if self.backbone is None:
             if self.image_size % self.patch_size:
-                raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+                raise ValueError(
+                    f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+                )
             if self.hidden % self.heads:
                 raise ValueError(f"vision hidden {self.hidden} is not a multiple of heads {self.heads}")
         return self
@@ -131,8 +133,11 @@ class ModelConfig(StrictModel):
 
     @model_validator(mode="after")
     def _fusion_heads_divide(self) -> ModelConfig:
-        width, name = ((self.roi.fusion_dim, "roi.fusion_dim") if self.roi.fusion_dim
-                       else (self.vision.hidden, "vision.hidden"))
+        width, name = (
+            (self.roi.fusion_dim, "roi.fusion_dim")
+            if self.roi.fusion_dim
+            else (self.vision.hidden, "vision.hidden")
+        )
         if (self.roi.fusion_dim or self.vision.backbone is None) and width % self.roi.fusion_heads:
             raise ValueError(f"roi.fusion_heads {self.roi.fusion_heads} must divide {name} {width}")
         return self

@@ -35,10 +35,15 @@ class ImageEncoder(nn.Module):
             if isinstance(self.backbone, ViTModel) and self.backbone.pooler is not None:
                 self.backbone.pooler = None
         elif config.backbone is None:
-            vit = ViTConfig(image_size=config.image_size, patch_size=config.patch_size,
-                            num_channels=config.channels, hidden_size=config.hidden,
-                            num_hidden_layers=config.layers, num_attention_heads=config.heads,
-                            intermediate_size=config.mlp)
+            vit = ViTConfig(
+                image_size=config.image_size,
+                patch_size=config.patch_size,
+                num_channels=config.channels,
+                hidden_size=config.hidden,
+                num_hidden_layers=config.layers,
+                num_attention_heads=config.heads,
+                intermediate_size=config.mlp,
+            )
             self.backbone = ViTModel(vit, add_pooling_layer=False)
         else:
             self.backbone = _unwrap_vision(AutoModel.from_pretrained(config.backbone))
@@ -70,7 +75,7 @@ class ImageEncoder(nn.Module):
         cls = tokens[:, 0]
         if self.post_norm is not None:
             cls = self.post_norm(cls)
-        patches = tokens[:, tokens.shape[1] - gh * gw:]
+        patches = tokens[:, tokens.shape[1] - gh * gw :]
         grid = patches.transpose(1, 2).reshape(tokens.shape[0], self.hidden, gh, gw)
         return cls, grid
 
@@ -88,25 +93,39 @@ class TextEncoder(nn.Module):
     be pretrained as a sentence embedding.
     """
 
-    def __init__(self, config: TextConfig, vocab_size: int | None = None, pad_token_id: int = 0,
-                 hf_config: PretrainedConfig | None = None):
+    def __init__(
+        self,
+        config: TextConfig,
+        vocab_size: int | None = None,
+        pad_token_id: int = 0,
+        hf_config: PretrainedConfig | None = None,
+    ):
         super().__init__()
         if hf_config is not None:
             self.backbone = AutoModel.from_config(hf_config)
         elif config.backbone is None:
             if vocab_size is None:
                 raise ValueError("a text tower built from config needs the tokenizer's vocab_size")
-            bert = BertConfig(vocab_size=vocab_size, hidden_size=config.hidden,
-                              num_hidden_layers=config.layers, num_attention_heads=config.heads,
-                              intermediate_size=config.mlp, max_position_embeddings=config.max_length,
-                              pad_token_id=pad_token_id, type_vocab_size=1,
-                              hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout)
+            bert = BertConfig(
+                vocab_size=vocab_size,
+                hidden_size=config.hidden,
+                num_hidden_layers=config.layers,
+                num_attention_heads=config.heads,
+                intermediate_size=config.mlp,
+                max_position_embeddings=config.max_length,
+                pad_token_id=pad_token_id,
+                type_vocab_size=1,
+                hidden_dropout_prob=config.dropout,
+                attention_probs_dropout_prob=config.dropout,
+            )
             self.backbone = BertModel(bert, add_pooling_layer=False)
         else:
             self.backbone = AutoModel.from_pretrained(config.backbone)
             if vocab_size is not None and vocab_size > self.backbone.config.vocab_size:
-                raise ValueError(f"tokenizer has {vocab_size} ids but backbone {config.backbone!r} embeds "
-                                 f"{self.backbone.config.vocab_size}: use the backbone's own tokenizer")
+                raise ValueError(
+                    f"tokenizer has {vocab_size} ids but backbone {config.backbone!r} embeds "
+                    f"{self.backbone.config.vocab_size}: use the backbone's own tokenizer"
+                )
         if getattr(self.backbone, "pooler", None) is not None:
             self.backbone.pooler = None  # unused; would be parameters without gradients
         self.hidden = self.backbone.config.hidden_size

@@ -40,8 +40,17 @@ def split_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
     for name, tensor in state.items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
-               tuple(tensor.stride()), tensor.dtype) if tensor.numel() else None
+        key = (
+            (
+                tensor.untyped_storage().data_ptr(),
+                tensor.storage_offset(),
+                tuple(tensor.shape),
+                tuple(tensor.stride()),
+                tensor.dtype,
+            )
+            if tensor.numel()
+            else None
+        )
         if key is not None and key in seen:
             aliases[name] = seen[key]
             continue
@@ -51,14 +60,18 @@ def split_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return kept, aliases
 
 
-def export_model(model: RegionCLIP, tokenizer, config: ModelConfig, out_dir: str | Path,
-                 extra_meta: dict | None = None) -> Path:
+def export_model(
+    model: RegionCLIP, tokenizer, config: ModelConfig, out_dir: str | Path, extra_meta: dict | None = None
+) -> Path:
     """Write ``model`` (with its tokenizer and config) into ``out_dir``; returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors, aliases = split_shared(model.state_dict())
-    save_file(tensors, str(out / WEIGHTS_FILE),
-              metadata={"format": "pt", ALIASES_KEY: json.dumps(aliases, sort_keys=True)})
+    save_file(
+        tensors,
+        str(out / WEIGHTS_FILE),
+        metadata={"format": "pt", ALIASES_KEY: json.dumps(aliases, sort_keys=True)},
+    )
     model.image_encoder.hf_config().save_pretrained(str(out / HF_DIR / "vision"))
     model.text_encoder.hf_config().save_pretrained(str(out / HF_DIR / "text"))
     tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
@@ -78,7 +91,9 @@ def read_config(path: str | Path) -> tuple[ModelConfig, dict]:
     """The ModelConfig of an exported model, and the whole ``config.json`` document."""
     document = json.loads((Path(path) / CONFIG_FILE).read_text())
     if document.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {document.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise ValueError(
+            f"{path}: format_version {document.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     return ModelConfig.model_validate(document["model"]), document
 
 
@@ -87,8 +102,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     path = Path(path)
     config, document = read_config(path)
     hf_configs = {side: AutoConfig.from_pretrained(str(path / HF_DIR / side)) for side in ("vision", "text")}
-    model = RegionCLIP(config, vocab_size=document["vocab_size"], pad_token_id=document["pad_token_id"],
-                       global_only=document["global_only"], hf_configs=hf_configs)
+    model = RegionCLIP(
+        config,
+        vocab_size=document["vocab_size"],
+        pad_token_id=document["pad_token_id"],
+        global_only=document["global_only"],
+        hf_configs=hf_configs,
+    )
     state = load_file(str(path / WEIGHTS_FILE))
     with safe_open(str(path / WEIGHTS_FILE), framework="pt") as f:
         aliases = json.loads((f.metadata() or {}).get(ALIASES_KEY, "{}"))

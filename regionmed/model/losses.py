@@ -25,7 +25,9 @@ from regionmed.model.roi import pack_by_image
 NEG_INF = -1e4  # masked logits; finite so a fully masked row cannot turn into NaN
 
 
-def gather_features(features: torch.Tensor, rank: int, world_size: int, gather_with_grad: bool = True) -> torch.Tensor:
+def gather_features(
+    features: torch.Tensor, rank: int, world_size: int, gather_with_grad: bool = True
+) -> torch.Tensor:
     """Concatenate equal-sized ``[B, ...]`` tensors from every rank, in rank order.
 
     With ``gather_with_grad`` the gather is differentiable (its backward sums the gradients sent to
@@ -57,7 +59,7 @@ def gather_variable(features: torch.Tensor, rank: int, world_size: int, gather_w
     width = max(counts)
     padded = F.pad(features, (0,) * (2 * (features.dim() - 1)) + (0, width - n))
     gathered = gather_features(padded, rank, world_size, gather_with_grad)
-    rows = torch.cat([gathered[r * width: r * width + counts[r]] for r in range(world_size)])
+    rows = torch.cat([gathered[r * width : r * width + counts[r]] for r in range(world_size)])
     return rows, sum(counts[:rank]), counts
 
 
@@ -78,13 +80,20 @@ class ClipLoss(nn.Module):
     the same training signal. All ranks must hold the same batch size.
     """
 
-    def __init__(self, local_loss: bool = False, gather_with_grad: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, local_loss: bool = False, gather_with_grad: bool = True, rank: int = 0, world_size: int = 1
+    ):
         super().__init__()
         self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
         self.rank, self.world_size = rank, world_size
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-                ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        image: torch.Tensor,
+        text: torch.Tensor,
+        logit_scale: torch.Tensor,
+        ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         bsz = image.shape[0]
         all_image = gather_features(image, self.rank, self.world_size, self.gather_with_grad)
         all_text = gather_features(text, self.rank, self.world_size, self.gather_with_grad)
@@ -105,10 +114,18 @@ class ClipLoss(nn.Module):
         return loss
 
 
-def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative: torch.Tensor,
-                       hard_negative_mask: torch.Tensor, logit_scale: torch.Tensor,
-                       phrase_ids: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
-                       gather_with_grad: bool = True, weight: torch.Tensor | None = None) -> torch.Tensor:
+def region_phrase_loss(
+    region: torch.Tensor,
+    phrase: torch.Tensor,
+    hard_negative: torch.Tensor,
+    hard_negative_mask: torch.Tensor,
+    logit_scale: torch.Tensor,
+    phrase_ids: torch.Tensor | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    gather_with_grad: bool = True,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """InfoNCE from each region ``[N, D]`` to its phrase ``[N, D]``.
 
     Candidates for region i: every distinct phrase of the global batch (all ranks) once, plus its
@@ -139,14 +156,24 @@ def region_phrase_loss(region: torch.Tensor, phrase: torch.Tensor, hard_negative
     if weight is None:
         ce = F.cross_entropy(torch.cat([logits, hard], dim=1), own, reduction="sum")
     else:
-        ce = (F.cross_entropy(torch.cat([logits, hard], dim=1), own, reduction="none") * weight.to(logits.dtype)).sum()
+        ce = (
+            F.cross_entropy(torch.cat([logits, hard], dim=1), own, reduction="none") * weight.to(logits.dtype)
+        ).sum()
     # sum / total x world_size: the ranks' mean is the mean over all regions of the global batch
     return ce * world_size / total
 
 
-def negation_loss(image: torch.Tensor, text: torch.Tensor, negation: torch.Tensor, negation_mask: torch.Tensor,
-                  logit_scale: torch.Tensor, ids: torch.Tensor | None = None, rank: int = 0, world_size: int = 1,
-                  gather_with_grad: bool = True) -> torch.Tensor:
+def negation_loss(
+    image: torch.Tensor,
+    text: torch.Tensor,
+    negation: torch.Tensor,
+    negation_mask: torch.Tensor,
+    logit_scale: torch.Tensor,
+    ids: torch.Tensor | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    gather_with_grad: bool = True,
+) -> torch.Tensor:
     """Image→text InfoNCE whose candidates are the texts of the global batch *plus* each image's
     own contradicting text ``negation [B, D]`` (``negation_mask [B]`` False = none): "no nodule"
     for an image with a nodule, "there is evidence of a nodule" for one without. Contrastive
@@ -167,21 +194,38 @@ def negation_loss(image: torch.Tensor, text: torch.Tensor, negation: torch.Tenso
 def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """The box drawn on the patch grid: ``boxes [N, 4]``, ``cells [G, 4]`` → ``[N, G]``, each row the
     share of the box's area that falls in each cell (sums to 1; a degenerate box puts all on its centre cell)."""
-    iw = (torch.minimum(boxes[:, None, 2], cells[None, :, 2]) - torch.maximum(boxes[:, None, 0], cells[None, :, 0])).clamp(min=0)
-    ih = (torch.minimum(boxes[:, None, 3], cells[None, :, 3]) - torch.maximum(boxes[:, None, 1], cells[None, :, 1])).clamp(min=0)
+    iw = (
+        torch.minimum(boxes[:, None, 2], cells[None, :, 2])
+        - torch.maximum(boxes[:, None, 0], cells[None, :, 0])
+    ).clamp(min=0)
+    ih = (
+        torch.minimum(boxes[:, None, 3], cells[None, :, 3])
+        - torch.maximum(boxes[:, None, 1], cells[None, :, 1])
+    ).clamp(min=0)
     inter = iw * ih
     total = inter.sum(1, keepdim=True)
     centre = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], dim=1)
-    inside = ((centre[:, None, 0] >= cells[None, :, 0]) & (centre[:, None, 0] <= cells[None, :, 2])
-              & (centre[:, None, 1] >= cells[None, :, 1]) & (centre[:, None, 1] <= cells[None, :, 3])).to(inter.dtype)
+    inside = (
+        (centre[:, None, 0] >= cells[None, :, 0])
+        & (centre[:, None, 0] <= cells[None, :, 2])
+        & (centre[:, None, 1] >= cells[None, :, 1])
+        & (centre[:, None, 1] <= cells[None, :, 3])
+    ).to(inter.dtype)
     fallback = inside / inside.sum(1, keepdim=True).clamp(min=1)
     return torch.where(total > 0, inter / total.clamp(min=1e-12), fallback)
 
 
-def phrase_grounding_loss(phrase: torch.Tensor, cells: torch.Tensor, region_batch: torch.Tensor,
-                          region_boxes: torch.Tensor, cell_boxes: torch.Tensor,
-                          logit_scale: torch.Tensor, group: torch.Tensor | None = None,
-                          query_region: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> torch.Tensor:
+def phrase_grounding_loss(
+    phrase: torch.Tensor,
+    cells: torch.Tensor,
+    region_batch: torch.Tensor,
+    region_boxes: torch.Tensor,
+    cell_boxes: torch.Tensor,
+    logit_scale: torch.Tensor,
+    group: torch.Tensor | None = None,
+    query_region: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Where does each phrase point? Cross-entropy from a phrase ``[N, D]`` over the patch cells of its
     own image ``cells [B, G, D]`` (region embeddings of each cell box), against the box drawn on the grid
     (:func:`cell_overlap_targets`). The region-phrase loss only asks *which text* fits a given box;
@@ -221,8 +265,9 @@ HIERARCHY = {  # text level -> the image embedding it is aligned with
 }
 
 
-def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipLoss,
-                      region_loss_kwargs: dict | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def hierarchical_loss(
+    outputs: dict, weights: dict[str, float], clip_loss: ClipLoss, region_loss_kwargs: dict | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of the level losses over a :meth:`RegionCLIP.forward` output.
 
     Coarse text goes with the coarse embedding: modality and anatomy text with the global image
@@ -239,27 +284,54 @@ def hierarchical_loss(outputs: dict, weights: dict[str, float], clip_loss: ClipL
             if "region" not in outputs:
                 raise KeyError("region loss asked for, but the outputs hold no regions (global_only?)")
             parts[name] = region_phrase_loss(
-                outputs["region"], outputs["phrase"], outputs["hard_negative"], outputs["hard_negative_mask"],
-                scale, outputs["phrase_ids"], clip_loss.rank, clip_loss.world_size, clip_loss.gather_with_grad,
-                weight=outputs.get("region_weight"), **(region_loss_kwargs or {}))
+                outputs["region"],
+                outputs["phrase"],
+                outputs["hard_negative"],
+                outputs["hard_negative_mask"],
+                scale,
+                outputs["phrase_ids"],
+                clip_loss.rank,
+                clip_loss.world_size,
+                clip_loss.gather_with_grad,
+                weight=outputs.get("region_weight"),
+                **(region_loss_kwargs or {}),
+            )
             continue
         if name == "negation":
-            parts[name] = negation_loss(outputs["image"], outputs["text"]["finding_text"],
-                                        outputs["text"]["negation_text"], outputs["negation_mask"], scale,
-                                        outputs["text_ids"]["finding_text"], clip_loss.rank, clip_loss.world_size,
-                                        clip_loss.gather_with_grad)
+            parts[name] = negation_loss(
+                outputs["image"],
+                outputs["text"]["finding_text"],
+                outputs["text"]["negation_text"],
+                outputs["negation_mask"],
+                scale,
+                outputs["text_ids"]["finding_text"],
+                clip_loss.rank,
+                clip_loss.world_size,
+                clip_loss.gather_with_grad,
+            )
             continue
         if name == "grounding":
             if "cell_region" not in outputs:
-                raise KeyError("grounding loss asked for, but the outputs hold no cell embeddings "
-                               "(forward(..., ground_cells=True) on a model with the region path)")
-            parts[name] = phrase_grounding_loss(outputs.get("ground_phrase", outputs["phrase"]), outputs["cell_region"],
-                                                outputs["region_batch"], outputs["region_boxes"], outputs["cell_boxes"],
-                                                scale, outputs.get("ground_group"), outputs.get("ground_region"),
-                                                weight=outputs.get("region_weight"))
+                raise KeyError(
+                    "grounding loss asked for, but the outputs hold no cell embeddings "
+                    "(forward(..., ground_cells=True) on a model with the region path)"
+                )
+            parts[name] = phrase_grounding_loss(
+                outputs.get("ground_phrase", outputs["phrase"]),
+                outputs["cell_region"],
+                outputs["region_batch"],
+                outputs["region_boxes"],
+                outputs["cell_boxes"],
+                scale,
+                outputs.get("ground_group"),
+                outputs.get("ground_region"),
+                weight=outputs.get("region_weight"),
+            )
             continue
         if name not in HIERARCHY:
-            raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding', 'negation'])}")
+            raise KeyError(
+                f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding', 'negation'])}"
+            )
         level, image_key = HIERARCHY[name]
         parts[name] = clip_loss(outputs[image_key], outputs["text"][level], scale, outputs["text_ids"][level])
     if not parts:

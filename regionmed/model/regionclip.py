@@ -41,13 +41,21 @@ MAX_LOGIT_SCALE = 100.0
 
 
 class RegionCLIP(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int | None = None, pad_token_id: int = 0,
-                 global_only: bool = False, hf_configs: dict[str, PretrainedConfig] | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab_size: int | None = None,
+        pad_token_id: int = 0,
+        global_only: bool = False,
+        hf_configs: dict[str, PretrainedConfig] | None = None,
+    ):
         super().__init__()
         hf_configs = hf_configs or {}
         self.config, self.global_only, self.pad_token_id = config, global_only, pad_token_id
         self.image_encoder = ImageEncoder(config.vision, hf_config=hf_configs.get("vision"))
-        self.text_encoder = TextEncoder(config.text, vocab_size, pad_token_id, hf_config=hf_configs.get("text"))
+        self.text_encoder = TextEncoder(
+            config.text, vocab_size, pad_token_id, hf_config=hf_configs.get("text")
+        )
         vh, th, dim = self.image_encoder.hidden, self.text_encoder.hidden, config.embed_dim
         self.image_proj = nn.Linear(vh, dim, bias=False)
         self.text_proj = nn.Linear(th, dim, bias=False)
@@ -73,8 +81,9 @@ class RegionCLIP(nn.Module):
         global_feat, grid = self.image_encoder(normed)
         return normed, global_feat, grid
 
-    def _region_feats(self, normed, global_feat, grid, box_sets: list[torch.Tensor],
-                      attend: list[bool] | None = None) -> list[torch.Tensor]:
+    def _region_feats(
+        self, normed, global_feat, grid, box_sets: list[torch.Tensor], attend: list[bool] | None = None
+    ) -> list[torch.Tensor]:
         """Fused region features ``[B, R, C]`` for each box set (``[R, 4]`` shared or ``[B, R, 4]``);
         ``attend[k]`` False: set ``k`` skips the cross-attention (see :class:`RoiProcessor`)."""
         crop_feats = None
@@ -142,12 +151,17 @@ class RegionCLIP(nn.Module):
             tokens = F.normalize(self.image_proj(grid.flatten(2).transpose(1, 2)), dim=-1)
             heat = torch.einsum("bgd,bd->bg", tokens, text_emb)
             return heat.reshape(bsz, gh, gw), cells[heat.argmax(1)]
+
         def score(boxes: torch.Tensor) -> torch.Tensor:  # [B, P, 4] -> [B, P]
-            return torch.einsum("bpd,bd->bp", self._score_boxes(normed, global_feat, grid, [boxes])[0], text_emb)
+            return torch.einsum(
+                "bpd,bd->bp", self._score_boxes(normed, global_feat, grid, [boxes])[0], text_emb
+            )
 
         proposals = self._proposals(pixels.device)
-        fused_cells, proposal_scores = (torch.einsum("bpd,bd->bp", f, text_emb)
-                                        for f in self._score_boxes(normed, global_feat, grid, [cells, proposals]))
+        fused_cells, proposal_scores = (
+            torch.einsum("bpd,bd->bp", f, text_emb)
+            for f in self._score_boxes(normed, global_feat, grid, [cells, proposals])
+        )
         heat = fused_cells
         if not self._cells_attend():
             (direct,) = self._score_boxes(normed, global_feat, grid, [cells], [False])
@@ -162,8 +176,9 @@ class RegionCLIP(nn.Module):
         best = all_scores.argmax(1)
         return heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best]
 
-    def _score_boxes(self, normed, global_feat, grid, box_sets: list[torch.Tensor],
-                     attend: list[bool] | None = None) -> list[torch.Tensor]:
+    def _score_boxes(
+        self, normed, global_feat, grid, box_sets: list[torch.Tensor], attend: list[bool] | None = None
+    ) -> list[torch.Tensor]:
         feats = self._region_feats(normed, global_feat, grid, box_sets, attend)
         return [F.normalize(self.region_proj(f), dim=-1) for f in feats]
 
@@ -182,7 +197,9 @@ class RegionCLIP(nn.Module):
         return encode_unique(self._encode_text_raw, [(input_ids, attention_mask)], self.pad_token_id)[0]
 
     # ---- training ------------------------------------------------------------------------------
-    def forward(self, batch: dict, text_levels: tuple[str, ...] | None = None, ground_cells: bool = False) -> dict:
+    def forward(
+        self, batch: dict, text_levels: tuple[str, ...] | None = None, ground_cells: bool = False
+    ) -> dict:
         """Everything the losses need, from a collated batch (see ``regionmed.training.data``).
 
         ``batch``: ``pixels``; per text level ``{"input_ids", "attention_mask"}``; for regions
@@ -228,16 +245,22 @@ class RegionCLIP(nn.Module):
             box_sets.append(cells)
             attend.append(self._cells_attend())
         if use_regions:
-            given, _, given_slot = pack_by_image(batch["region_boxes"].to(pixels.dtype),
-                                                         batch["region_batch"], bsz)
+            given, _, given_slot = pack_by_image(
+                batch["region_boxes"].to(pixels.dtype), batch["region_batch"], bsz
+            )
             box_sets.append(given)
             attend.append(True)
-        feats = self._region_feats(normed, global_feat, grid, box_sets, attend)  # one attention pass for every set
+        feats = self._region_feats(
+            normed, global_feat, grid, box_sets, attend
+        )  # one attention pass for every set
         out["image"] = F.normalize(self.image_proj(self.roi.image_feature(global_feat, feats[0])), dim=-1)
         if ground_cells:
             cell_feats = feats[0] if cells_are_proposals else feats[1]
-            out.update(cell_region=F.normalize(self.region_proj(cell_feats), dim=-1),
-                       cell_boxes=cells, region_boxes=batch["region_boxes"])
+            out.update(
+                cell_region=F.normalize(self.region_proj(cell_feats), dim=-1),
+                cell_boxes=cells,
+                region_boxes=batch["region_boxes"],
+            )
         if use_regions:
             given_feats = feats[-1][batch["region_batch"], given_slot]  # back to one row per region
             table, table_ids = encoded[-1], token_ids_hash(*token_batches[-1])
@@ -251,6 +274,9 @@ class RegionCLIP(nn.Module):
                 hard_negative_mask=hard_index >= 0,
             )
             if "ground_index" in batch:  # grounding queries beyond the phrases (location-free ones)
-                out.update(ground_phrase=table[batch["ground_index"]], ground_region=batch["ground_region"],
-                           ground_group=batch["ground_group"])
+                out.update(
+                    ground_phrase=table[batch["ground_index"]],
+                    ground_region=batch["ground_region"],
+                    ground_group=batch["ground_group"],
+                )
         return out

@@ -29,7 +29,9 @@ def roi_align(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_
     return roi_align_batched(grid, packed, pool_size, sampling_ratio)[b, slot]
 
 
-def roi_align_batched(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int) -> torch.Tensor:
+def roi_align_batched(
+    grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int
+) -> torch.Tensor:
     """``grid [B, C, gh, gw]``, per-image boxes ``[B, R, 4]`` → ``[B, R, C, pool, pool]``.
 
     Bilinear sampling is separable, and the samples of a bin form a product grid, so a bin is a
@@ -40,13 +42,19 @@ def roi_align_batched(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, s
         raise ValueError("sampling_ratio must be >= 1 (the adaptive mode is not supported)")
     gh, gw = grid.shape[-2:]
     boxes = boxes.to(grid.device, _weight_dtype(grid))
-    wx = _axis_weights(boxes[..., 0], boxes[..., 2], gw, pool_size, sampling_ratio).to(grid.dtype)  # [B, R, p, gw]
-    wy = _axis_weights(boxes[..., 1], boxes[..., 3], gh, pool_size, sampling_ratio).to(grid.dtype)  # [B, R, p, gh]
+    wx = _axis_weights(boxes[..., 0], boxes[..., 2], gw, pool_size, sampling_ratio).to(
+        grid.dtype
+    )  # [B, R, p, gw]
+    wy = _axis_weights(boxes[..., 1], boxes[..., 3], gh, pool_size, sampling_ratio).to(
+        grid.dtype
+    )  # [B, R, p, gh]
     rows = torch.einsum("bcyx,brjx->brcyj", grid, wx)
     return torch.einsum("briy,brcyj->brcij", wy, rows)
 
 
-def roi_align_shared(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int) -> torch.Tensor:
+def roi_align_shared(
+    grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sampling_ratio: int
+) -> torch.Tensor:
     """The same boxes ``[R, 4]`` in every image (proposals, patch cells) → ``[B, R, C, pool, pool]``;
     the weights are computed once for the batch."""
     if sampling_ratio < 1:
@@ -59,8 +67,9 @@ def roi_align_shared(grid: torch.Tensor, boxes: torch.Tensor, pool_size: int, sa
     return torch.einsum("riy,brcyj->brcij", wy, rows)
 
 
-def roi_pool_tokens(tokens: torch.Tensor, boxes: torch.Tensor, grid_hw: tuple[int, int], pool_size: int,
-                    sampling_ratio: int) -> torch.Tensor:
+def roi_pool_tokens(
+    tokens: torch.Tensor, boxes: torch.Tensor, grid_hw: tuple[int, int], pool_size: int, sampling_ratio: int
+) -> torch.Tensor:
     """RoIAlign of a token grid for region tokens: ``tokens [B, gh * gw, C]`` (row-major, the ViT's own
     layout) and boxes ``[R, 4]`` (shared) or ``[B, R, 4]`` → ``[B, R, pool * pool * C]``, bins outer.
 
@@ -75,7 +84,7 @@ def roi_pool_tokens(tokens: torch.Tensor, boxes: torch.Tensor, grid_hw: tuple[in
     boxes = boxes.to(tokens.device, _weight_dtype(tokens))
     wx = _axis_weights(boxes[..., 0], boxes[..., 2], gw, pool_size, sampling_ratio)  # [..., R, p, gw]
     wy = _axis_weights(boxes[..., 1], boxes[..., 3], gh, pool_size, sampling_ratio)  # [..., R, p, gh]
-    dense = (wy[..., :, None, :, None] * wx[..., None, :, None, :])  # [..., R, p, p, gh, gw]
+    dense = wy[..., :, None, :, None] * wx[..., None, :, None, :]  # [..., R, p, p, gh, gw]
     dense = dense.flatten(-2).flatten(-4, -2).to(tokens.dtype)  # [..., R * p * p, gh * gw]
     pooled = dense @ tokens  # [B, R * p * p, C]
     return pooled.reshape(tokens.shape[0], boxes.shape[-2], -1)
@@ -86,7 +95,9 @@ def _weight_dtype(grid: torch.Tensor) -> torch.dtype:
     return torch.float64 if grid.dtype == torch.float64 else torch.float32
 
 
-def _axis_weights(lo: torch.Tensor, hi: torch.Tensor, size: int, pool_size: int, sampling_ratio: int) -> torch.Tensor:
+def _axis_weights(
+    lo: torch.Tensor, hi: torch.Tensor, size: int, pool_size: int, sampling_ratio: int
+) -> torch.Tensor:
     """Along one axis: box edges ``lo, hi [...]`` (fractions of the image) → ``[..., pool, size]``, the
     weight of each grid line in each bin: the mean over the bin's ``sampling_ratio`` samples of the
     linear-interpolation (tent) weight. Samples sit at the centres of ``pool * sampling_ratio`` equal
@@ -103,8 +114,10 @@ def _axis_weights(lo: torch.Tensor, hi: torch.Tensor, size: int, pool_size: int,
 
 def with_batch_index(boxes: list[torch.Tensor]) -> torch.Tensor:
     """Per-image boxes ``[Ni, 4]`` → one ``[sum Ni, 5]`` tensor with the image index first."""
-    rows = [torch.cat([torch.full((len(bx), 1), i, dtype=bx.dtype, device=bx.device), bx], dim=1)
-            for i, bx in enumerate(boxes)]
+    rows = [
+        torch.cat([torch.full((len(bx), 1), i, dtype=bx.dtype, device=bx.device), bx], dim=1)
+        for i, bx in enumerate(boxes)
+    ]
     return torch.cat(rows) if rows else torch.zeros(0, 5)
 
 
@@ -130,7 +143,9 @@ def cell_boxes(gh: int, gw: int, device=None) -> torch.Tensor:
     return torch.stack([x / gw, y / gh, (x + 1) / gw, (y + 1) / gh], dim=-1).reshape(-1, 4)
 
 
-def peak_boxes(heatmap: torch.Tensor, top_k: int = 3, half_extents: tuple[float, ...] = (0.5, 1.0, 1.5)) -> torch.Tensor:
+def peak_boxes(
+    heatmap: torch.Tensor, top_k: int = 3, half_extents: tuple[float, ...] = (0.5, 1.0, 1.5)
+) -> torch.Tensor:
     """Similarity proposals: boxes centred on the ``top_k`` best cells of each heatmap.
 
     ``heatmap [B, gh, gw]`` → ``[B, top_k * len(half_extents), 4]``; a half extent of 0.5 is the cell
@@ -147,8 +162,9 @@ def peak_boxes(heatmap: torch.Tensor, top_k: int = 3, half_extents: tuple[float,
     return torch.cat(boxes, dim=1).clamp(0, 1)
 
 
-def proposal_boxes(kind: str, grid_sizes: list[int], heatmap: torch.Tensor | None = None,
-                   top_k: int = 3) -> torch.Tensor:
+def proposal_boxes(
+    kind: str, grid_sizes: list[int], heatmap: torch.Tensor | None = None, top_k: int = 3
+) -> torch.Tensor:
     """Boxes for when none are given: ``[P, 4]`` for ``grid``; ``[B, P, 4]`` for ``similarity``
     (the grid boxes plus :func:`peak_boxes` of each image's patch-text ``heatmap``)."""
     grid = grid_proposals(grid_sizes, device=None if heatmap is None else heatmap.device)
@@ -212,9 +228,14 @@ class RoiProcessor(nn.Module):
         self.mix_gate = nn.Linear(hidden + width, hidden)
         self.mix_proj = nn.Linear(width, hidden)
 
-    def region_features(self, grid: torch.Tensor, global_feat: torch.Tensor,
-                        box_sets: list[torch.Tensor], crop_feats: list[torch.Tensor | None] | None = None,
-                        attend: list[bool] | None = None) -> list[torch.Tensor]:
+    def region_features(
+        self,
+        grid: torch.Tensor,
+        global_feat: torch.Tensor,
+        box_sets: list[torch.Tensor],
+        crop_feats: list[torch.Tensor | None] | None = None,
+        attend: list[bool] | None = None,
+    ) -> list[torch.Tensor]:
         """``grid [B, C, gh, gw]``, ``global [B, C]`` and box sets, each ``[R, 4]`` (the same boxes in
         every image) or ``[B, R, 4]`` (per image, padded) → fused region features ``[B, R, width]``
         per set (``width`` = ``fusion_dim``, or ``C``).
@@ -236,9 +257,13 @@ class RoiProcessor(nn.Module):
         tokens = []
         for k, boxes in enumerate(box_sets):
             shared = boxes.dim() == 2
-            pooled = roi_pool_tokens(patches, boxes, grid_hw, cfg.pool_size, cfg.sampling_ratio)  # [B, R, p*p*C]
+            pooled = roi_pool_tokens(
+                patches, boxes, grid_hw, cfg.pool_size, cfg.sampling_ratio
+            )  # [B, R, p*p*C]
             geometry = self.box_embed(_box_geometry(boxes).to(patches.dtype))
-            token = F.linear(pooled, proj_weight, self.cell_proj.bias) + (geometry[None] if shared else geometry)
+            token = F.linear(pooled, proj_weight, self.cell_proj.bias) + (
+                geometry[None] if shared else geometry
+            )
             if self.crop_proj is not None:
                 crop = None if crop_feats is None else crop_feats[k]
                 if crop is None:
@@ -261,14 +286,17 @@ class RoiProcessor(nn.Module):
             out = [next(fused) if o is None else o for o in out]
         return out
 
-    def image_feature(self, global_feat: torch.Tensor, region_feats: torch.Tensor,
-                      mask: torch.Tensor | None = None) -> torch.Tensor:
+    def image_feature(
+        self, global_feat: torch.Tensor, region_feats: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Gated attention pooling of each image's regions ``[B, R, width]`` (``mask [B, R]``: False =
         padding), gated into its global feature: ``[B, C]``.
 
         An image without regions keeps its global feature plus the gate's response to a zero summary.
         """
-        score = self.pool_w(torch.tanh(self.pool_v(region_feats)) * torch.sigmoid(self.pool_u(region_feats))).squeeze(-1)
+        score = self.pool_w(
+            torch.tanh(self.pool_v(region_feats)) * torch.sigmoid(self.pool_u(region_feats))
+        ).squeeze(-1)
         if mask is None:
             weights = torch.softmax(score, dim=1)
         else:

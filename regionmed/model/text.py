@@ -50,8 +50,10 @@ def pad_to(input_ids: torch.Tensor, attention_mask: torch.Tensor, length: int, p
     extra = length - input_ids.shape[1]
     if extra <= 0:
         return input_ids, attention_mask
-    return (torch.nn.functional.pad(input_ids, (0, extra), value=pad_id),
-            torch.nn.functional.pad(attention_mask, (0, extra), value=0))
+    return (
+        torch.nn.functional.pad(input_ids, (0, extra), value=pad_id),
+        torch.nn.functional.pad(attention_mask, (0, extra), value=0),
+    )
 
 
 # What one more call of the text tower costs, in padded tokens: on a 2-core CPU a forward + backward
@@ -77,15 +79,18 @@ def length_buckets(lengths: torch.Tensor, call_cost_tokens: int = CALL_COST_TOKE
             count = sum(stats[v][0] for v in groups[i])
             width, next_width = max(stats[v][1] for v in groups[i]), max(stats[v][1] for v in groups[i + 1])
             if count * (next_width - width) < call_cost_tokens:
-                groups[i:i + 2] = [groups[i] + groups[i + 1]]
+                groups[i : i + 2] = [groups[i] + groups[i + 1]]
                 merged = True
                 break
     label = {v: k for k, group in enumerate(groups) for v in group}
     return torch.tensor([label[v] for v in pow2.tolist()], dtype=torch.long, device=lengths.device)
 
 
-def encode_unique(encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                  batches: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_id: int = 0) -> list[torch.Tensor]:
+def encode_unique(
+    encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batches: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    pad_id: int = 0,
+) -> list[torch.Tensor]:
     """Encode several tokenised batches with one call of ``encode`` per length bucket of their
     distinct rows.
 
@@ -116,8 +121,9 @@ def encode_unique(encode: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     return list(encoded.split([ids.shape[0] for ids, _ in batches]))
 
 
-def encode_text_list(model, tokenizer, texts: Sequence[str], max_length: int | None = None,
-                     batch_size: int = 256) -> torch.Tensor:
+def encode_text_list(
+    model, tokenizer, texts: Sequence[str], max_length: int | None = None, batch_size: int = 256
+) -> torch.Tensor:
     """Strings → normalised text embeddings ``[len(texts), D]``, each distinct string encoded once."""
     index: dict[str, int] = {}
     positions = [index.setdefault(t, len(index)) for t in texts]
@@ -126,8 +132,13 @@ def encode_text_list(model, tokenizer, texts: Sequence[str], max_length: int | N
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(distinct), batch_size):
-        enc = tokenizer(distinct[start:start + batch_size], padding=True, truncation=True,
-                        max_length=max_length, return_tensors="pt")
+        enc = tokenizer(
+            distinct[start : start + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
         out.append(model.encode_text(enc["input_ids"].to(device), enc["attention_mask"].to(device)))
     if not out:
         return torch.zeros(0, model.config.embed_dim, device=device)

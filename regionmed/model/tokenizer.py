@@ -33,14 +33,22 @@ MAX_WORD_CHARS = 100  # longer "words" (base64 junk, long numbers) become [UNK]
 
 
 def _bert_tokenizer(vocab: dict[str, int]) -> Tokenizer:
-    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix=PREFIX,
-                                     max_input_chars_per_word=MAX_WORD_CHARS))
+    tok = Tokenizer(
+        models.WordPiece(
+            vocab=vocab,
+            unk_token="[UNK]",
+            continuing_subword_prefix=PREFIX,
+            max_input_chars_per_word=MAX_WORD_CHARS,
+        )
+    )
     # lowercase/strip accents: reports differ in case ("No effusion" / "no effusion"), not meaning
-    tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                                strip_accents=True, lowercase=True)
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=True, lowercase=True
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
     )
     tok.decoder = decoders.WordPiece(prefix=PREFIX)
@@ -57,8 +65,9 @@ def count_words(texts: Iterable[str]) -> Counter:
     return counts
 
 
-def learn_wordpiece_vocab(word_counts: dict[str, int], vocab_size: int,
-                          min_frequency: int = MIN_FREQUENCY) -> list[str]:
+def learn_wordpiece_vocab(
+    word_counts: dict[str, int], vocab_size: int, min_frequency: int = MIN_FREQUENCY
+) -> list[str]:
     """Specials, then every character (word-initial and ``##`` form), then merged pieces in order
     of pair frequency (ties: by the pieces' text) until ``vocab_size`` pieces or no pair is left."""
     words = [w for w in sorted(word_counts) if len(w) <= MAX_WORD_CHARS]
@@ -89,7 +98,7 @@ def learn_wordpiece_vocab(word_counts: dict[str, int], vocab_size: int,
         if -neg < min_frequency:
             break
         a, b = pair
-        merged = a + b[len(PREFIX):]
+        merged = a + b[len(PREFIX) :]
         if merged not in known:
             known.add(merged)
             vocab.append(merged)
@@ -119,8 +128,9 @@ def learn_wordpiece_vocab(word_counts: dict[str, int], vocab_size: int,
     return vocab
 
 
-def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None,
-                              max_length: int = 512) -> PreTrainedTokenizerFast:
+def train_wordpiece_tokenizer(
+    texts: Iterable[str], vocab_size: int, out_dir: str | Path | None = None, max_length: int = 512
+) -> PreTrainedTokenizerFast:
     """Learn a WordPiece vocabulary of at most ``vocab_size`` pieces from ``texts``, save it to
     ``out_dir`` (``save_pretrained``) when given, and return the wrapped tokenizer.
 
@@ -129,8 +139,13 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: st
     pieces = learn_wordpiece_vocab(count_words(texts), vocab_size)
     tok = _bert_tokenizer({piece: i for i, piece in enumerate(pieces)})
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length,
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
     )
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,16 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         score = None if self.score is None or not np.isfinite(self.score) else round(float(self.score), 6)
-        out = {"name": self.name, "kind": self.kind, "group": self.group, "method": self.method,
-               "threshold": self.threshold, "score": score, "drift": self.drift, "status": self.status}
+        out = {
+            "name": self.name,
+            "kind": self.kind,
+            "group": self.group,
+            "method": self.method,
+            "threshold": self.threshold,
+            "score": score,
+            "drift": self.drift,
+            "status": self.status,
+        }
         if self.column:
             out["column"] = self.column
         return out

@@ -53,23 +53,53 @@ from regionmed.monitoring.window import Current, Window, latest_timestamp, load_
 
 SUMMARY_VERSION = 1
 # p-value tests: drift when the score is *below* the threshold; every other method is a distance
-P_VALUE_METHODS = {"ks", "chisquare", "z", "fisher_exact", "g_test", "t_test", "mannw", "anderson",
-                   "cramer_von_mises", "epps_singleton", "es", "empirical_mmd"}
+P_VALUE_METHODS = {
+    "ks",
+    "chisquare",
+    "z",
+    "fisher_exact",
+    "g_test",
+    "t_test",
+    "mannw",
+    "anderson",
+    "cramer_von_mises",
+    "epps_singleton",
+    "es",
+    "empirical_mmd",
+}
 
 
 # ---- the checks ------------------------------------------------------------------------------------
 def planned_checks(settings, reference: Reference, kind: str) -> list[Check]:
-    checks = [Check(f"{kind}/embeddings/{m}", kind, "embeddings", m, float(t))
-              for m, t in settings.embedding_methods.items()]
+    checks = [
+        Check(f"{kind}/embeddings/{m}", kind, "embeddings", m, float(t))
+        for m, t in settings.embedding_methods.items()
+    ]
     wanted = getattr(settings.descriptors, kind, [])
     for name in wanted:
         if name in reference.descriptors.get(kind, pd.DataFrame()).columns:
-            checks.append(Check(f"{kind}/descriptor/{name}", kind, "descriptor", settings.descriptor_method,
-                                float(settings.descriptor_threshold), column=name))
+            checks.append(
+                Check(
+                    f"{kind}/descriptor/{name}",
+                    kind,
+                    "descriptor",
+                    settings.descriptor_method,
+                    float(settings.descriptor_threshold),
+                    column=name,
+                )
+            )
     if kind == "image" and settings.zero_shot:
         for group in reference.classes:
-            checks.append(Check(f"image/zero_shot/{group}", kind, "zero_shot", settings.zero_shot_method,
-                                float(settings.zero_shot_threshold), column=f"zs_{group}"))
+            checks.append(
+                Check(
+                    f"image/zero_shot/{group}",
+                    kind,
+                    "zero_shot",
+                    settings.zero_shot_method,
+                    float(settings.zero_shot_threshold),
+                    column=f"zs_{group}",
+                )
+            )
     return checks
 
 
@@ -81,8 +111,12 @@ def _drift_method(name: str, threshold: float):
         RatioDriftMethod,
     )
 
-    cls = {"model": ModelDriftMethod, "mmd": MMDDriftMethod, "distance": DistanceDriftMethod,
-           "ratio": RatioDriftMethod}[name]
+    cls = {
+        "model": ModelDriftMethod,
+        "mmd": MMDDriftMethod,
+        "distance": DistanceDriftMethod,
+        "ratio": RatioDriftMethod,
+    }[name]
     return cls(threshold=threshold)
 
 
@@ -152,7 +186,9 @@ def check_kind(kind: str, reference: Reference, current: pd.DataFrame, settings,
         return result
     cur_emb = embedding_matrix(current)
     if cur_emb.shape[1] != ref_emb.shape[1]:
-        raise ValueError(f"{kind}: the log's embeddings have dim {cur_emb.shape[1]}, the reference {ref_emb.shape[1]}")
+        raise ValueError(
+            f"{kind}: the log's embeddings have dim {cur_emb.shape[1]}, the reference {ref_emb.shape[1]}"
+        )
 
     rng = np.random.default_rng(seed)
     ri, ci = _sample(n_ref, settings.sample_rows, rng), _sample(n_cur, settings.sample_rows, rng)
@@ -166,8 +202,11 @@ def check_kind(kind: str, reference: Reference, current: pd.DataFrame, settings,
     for check in checks:
         if check.group == "descriptor":
             ref_values = pd.to_numeric(reference.descriptors[kind][check.column].iloc[ri], errors="coerce")
-            cur_values = (pd.to_numeric(current[check.column].iloc[ci], errors="coerce")
-                          if check.column in current.columns else pd.Series(np.nan, index=range(len(ci))))
+            cur_values = (
+                pd.to_numeric(current[check.column].iloc[ci], errors="coerce")
+                if check.column in current.columns
+                else pd.Series(np.nan, index=range(len(ci)))
+            )
             if cur_values.notna().sum() == 0 or ref_values.notna().sum() == 0:
                 check.status = "no_data"  # the log has no such descriptor for these rows
                 continue
@@ -184,20 +223,31 @@ def check_kind(kind: str, reference: Reference, current: pd.DataFrame, settings,
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift, ValueDrift
 
-    definition = DataDefinition(embeddings={kind: cols}, numerical_columns=numerical, categorical_columns=categorical)
+    definition = DataDefinition(
+        embeddings={kind: cols}, numerical_columns=numerical, categorical_columns=categorical
+    )
     metrics = []
     for check in checks:
         if check.group == "embeddings":
-            metrics.append(EmbeddingsDrift(embeddings_name=kind, drift_method=_drift_method(check.method, check.threshold)))
+            metrics.append(
+                EmbeddingsDrift(
+                    embeddings_name=kind, drift_method=_drift_method(check.method, check.threshold)
+                )
+            )
         elif check.status != "no_data":
             metrics.append(ValueDrift(column=check.column, method=check.method, threshold=check.threshold))
     report = Report(metrics, include_tests=True)
     with embedding_plot(settings.plot, settings.plot_rows):
-        snapshot = report.run(current_data=Dataset.from_pandas(cur_df, data_definition=definition),
-                              reference_data=Dataset.from_pandas(ref_df, data_definition=definition))
+        snapshot = report.run(
+            current_data=Dataset.from_pandas(cur_df, data_definition=definition),
+            reference_data=Dataset.from_pandas(ref_df, data_definition=definition),
+        )
     doc = snapshot.dict()
-    failed = {t["metric_config"]["metric_id"]: t["status"] for t in doc.get("tests", [])
-              if isinstance(t.get("metric_config"), dict)}
+    failed = {
+        t["metric_config"]["metric_id"]: t["status"]
+        for t in doc.get("tests", [])
+        if isinstance(t.get("metric_config"), dict)
+    }
     active = [c for c in checks if c.status != "no_data"]
     for check, metric in zip(active, doc["metrics"]):
         value = metric.get("value")
@@ -215,42 +265,67 @@ def check_kind(kind: str, reference: Reference, current: pd.DataFrame, settings,
 
 
 # ---- the whole run -----------------------------------------------------------------------------------
-def summarise(results: list[KindResult], current: Current, reference: Reference, settings, *,
-              reference_dir: str = "", log_dir: str = "") -> dict[str, Any]:
+def summarise(
+    results: list[KindResult],
+    current: Current,
+    reference: Reference,
+    settings,
+    *,
+    reference_dir: str = "",
+    log_dir: str = "",
+) -> dict[str, Any]:
     checks = [c for r in results for c in r.checks]
     checked = [r.kind for r in results if r.snapshot is not None]
     drifted = [c.name for c in checks if c.drift]
     if not checked:
         status = STATUS_NOT_ENOUGH
         have = ", ".join(f"{r.kind} {r.rows_current}" for r in results) or "none"
-        message = (f"not enough data: every kind has fewer than {settings.min_rows} current rows of the reference's "
-                   f"model in the window ({have}); no drift is reported")
+        message = (
+            f"not enough data: every kind has fewer than {settings.min_rows} current rows of the reference's "
+            f"model in the window ({have}); no drift is reported"
+        )
         other = sum(current.rows_other_model.values())
         if other:
-            message += (f"; {other} rows in the window are from another model ("
-                        f"{', '.join(sorted({m for d in current.models.values() for m in d} - set(reference.model_versions)))}"
-                        "): rebuild the reference for the model being served")
+            message += (
+                f"; {other} rows in the window are from another model ("
+                f"{', '.join(sorted({m for d in current.models.values() for m in d} - set(reference.model_versions)))}"
+                "): rebuild the reference for the model being served"
+            )
     elif drifted:
         status = STATUS_DRIFT
-        message = f"drift in {len(drifted)} of {sum(c.status in (STATUS_DRIFT, STATUS_OK) for c in checks)} checks: " + ", ".join(drifted)
+        message = (
+            f"drift in {len(drifted)} of {sum(c.status in (STATUS_DRIFT, STATUS_OK) for c in checks)} checks: "
+            + ", ".join(drifted)
+        )
     else:
         status = STATUS_OK
         message = f"no drift in {sum(c.status == STATUS_OK for c in checks)} checks ({', '.join(checked)})"
     skipped = [r.kind for r in results if r.snapshot is None]
     if checked and skipped:
-        message += "; not enough data for " + ", ".join(f"{k} ({current.frames[k].shape[0]} rows)" for k in skipped)
+        message += "; not enough data for " + ", ".join(
+            f"{k} ({current.frames[k].shape[0]} rows)" for k in skipped
+        )
     return {
         "version": SUMMARY_VERSION,
         "status": status,
         "drift": status == STATUS_DRIFT,
         "message": message,
         "window": current.window.to_dict(),
-        "reference": {"dir": reference_dir, "split": reference.split, "model_versions": reference.model_versions,
-                      "rows": {r.kind: r.rows_reference for r in results}},
-        "current": {"log_dir": log_dir, "rows": {r.kind: r.rows_current for r in results},
-                    "rows_in_window": current.rows_in_window, "rows_other_model": current.rows_other_model,
-                    "models_in_window": current.models, "endpoints": current.endpoints,
-                    "skipped_lines": current.skipped_lines},
+        "reference": {
+            "dir": reference_dir,
+            "split": reference.split,
+            "model_versions": reference.model_versions,
+            "rows": {r.kind: r.rows_reference for r in results},
+        },
+        "current": {
+            "log_dir": log_dir,
+            "rows": {r.kind: r.rows_current for r in results},
+            "rows_in_window": current.rows_in_window,
+            "rows_other_model": current.rows_other_model,
+            "models_in_window": current.models,
+            "endpoints": current.endpoints,
+            "skipped_lines": current.skipped_lines,
+        },
         "rows_used": {r.kind: r.rows_used for r in results if r.rows_used},
         "pca_components": {r.kind: r.components for r in results if r.components},
         "min_rows": settings.min_rows,
@@ -260,10 +335,19 @@ def summarise(results: list[KindResult], current: Current, reference: Reference,
     }
 
 
-def run_monitor(params, *, log_dir: str | Path | None = None, since=None, until=None,
-                window_hours: float | None = None, reference: Reference | None = None,
-                reference_dir: str | Path | None = None, report_dir: str | Path | None = None,
-                summary_file: str | Path | None = None, log=print) -> dict[str, Any]:
+def run_monitor(
+    params,
+    *,
+    log_dir: str | Path | None = None,
+    since=None,
+    until=None,
+    window_hours: float | None = None,
+    reference: Reference | None = None,
+    reference_dir: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    summary_file: str | Path | None = None,
+    log=print,
+) -> dict[str, Any]:
     """Load the reference and the window, run the checks, write the HTML and the JSON; returns the summary."""
     m = params.monitor
     start = time.perf_counter()
@@ -275,19 +359,41 @@ def run_monitor(params, *, log_dir: str | Path | None = None, since=None, until=
         reference = Reference.load(reference_dir)
     window = resolve_window(log_dir, window_hours or m.window_hours, m.window_end, since, until)
     kinds = [k for k in m.kinds if reference.rows(k)]
-    current = load_current(log_dir, window, kinds, reference.model_versions if m.match_model_version else None)
-    log(f"window {window.to_dict()['start']} .. {window.to_dict()['end']}: "
-        + ", ".join(f"{k} {current.rows_in_window[k]} rows ({len(current.frames[k])} of the reference's model)"
-                    for k in kinds))
+    current = load_current(
+        log_dir, window, kinds, reference.model_versions if m.match_model_version else None
+    )
+    log(
+        f"window {window.to_dict()['start']} .. {window.to_dict()['end']}: "
+        + ", ".join(
+            f"{k} {current.rows_in_window[k]} rows ({len(current.frames[k])} of the reference's model)"
+            for k in kinds
+        )
+    )
     results = [check_kind(k, reference, current.frames[k], m, seed=params.seed) for k in kinds]
-    summary = summarise(results, current, reference, m, reference_dir=str(reference_dir), log_dir=str(log_dir))
+    summary = summarise(
+        results, current, reference, m, reference_dir=str(reference_dir), log_dir=str(log_dir)
+    )
     summary["reports"] = write_reports(results, summary, report_dir)
     summary_file.parent.mkdir(parents=True, exist_ok=True)
     summary_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    log(f"{summary['message']} ({time.perf_counter() - start:.1f} s); report: {summary['reports']['index']}; "
-        f"summary: {summary_file}")
+    log(
+        f"{summary['message']} ({time.perf_counter() - start:.1f} s); report: {summary['reports']['index']}; "
+        f"summary: {summary_file}"
+    )
     return summary
 
 
-__all__ = ["Check", "Current", "KindResult", "Window", "check_kind", "embedding_plot", "latest_timestamp",
-           "load_current", "resolve_window", "run_monitor", "summarise", "write_reports"]
+__all__ = [
+    "Check",
+    "Current",
+    "KindResult",
+    "Window",
+    "check_kind",
+    "embedding_plot",
+    "latest_timestamp",
+    "load_current",
+    "resolve_window",
+    "run_monitor",
+    "summarise",
+    "write_reports",
+]

@@ -31,7 +31,9 @@ def write_reports(results: list[KindResult], summary: dict[str, Any], report_dir
             path = report_dir / f"{r.kind}.html"
             r.snapshot.save_html(str(path))
             paths[r.kind] = str(path)
-    (report_dir / "index.html").write_text(render_index(summary, {k: Path(v).name for k, v in paths.items() if k != "index"}))
+    (report_dir / "index.html").write_text(
+        render_index(summary, {k: Path(v).name for k, v in paths.items() if k != "index"})
+    )
     return paths
 
 
@@ -44,20 +46,29 @@ def render_index(summary: dict[str, Any], links: dict[str, str]) -> str:
         f"<tr class='{e(c['status'])}'><td>{e(c['name'])}</td><td>{e(c['method'])}</td>"
         f"<td>{fmt(c['score'])}</td><td>{e(c['threshold'])}</td>"
         f"<td>{yes_no(c['drift'])}</td><td>{e(c['status'])}</td></tr>"
-        for c in summary["checks"])
+        for c in summary["checks"]
+    )
     counts = "".join(
         f"<tr><td>{e(k)}</td><td>{ref['rows'].get(k, 0)}</td><td>{cur['rows_in_window'].get(k, 0)}</td>"
         f"<td>{cur['rows'].get(k, 0)}</td><td>{cur['rows_other_model'].get(k, 0)}</td>"
-        f"<td>{e(summary.get('rows_used', {}).get(k, {}).get('current', '-'))}</td></tr>" for k in ref["rows"])
-    reports = "".join(f"<li><a href='{e(f)}'>{e(k)} embeddings, descriptors{' and zero-shot shares' if k == 'image' else ''}"
-                      f" (Evidently)</a></li>" for k, f in links.items()) or "<li>none (no kind had enough rows)</li>"
-    return f"""<!doctype html><html><head><meta charset='utf-8'><title>RegionMed drift: {e(summary['status'])}</title>
+        f"<td>{e(summary.get('rows_used', {}).get(k, {}).get('current', '-'))}</td></tr>"
+        for k in ref["rows"]
+    )
+    reports = (
+        "".join(
+            f"<li><a href='{e(f)}'>{e(k)} embeddings, descriptors{' and zero-shot shares' if k == 'image' else ''}"
+            f" (Evidently)</a></li>"
+            for k, f in links.items()
+        )
+        or "<li>none (no kind had enough rows)</li>"
+    )
+    return f"""<!doctype html><html><head><meta charset='utf-8'><title>RegionMed drift: {e(summary["status"])}</title>
 <style>{_STYLE}</style></head><body>
 <h1>RegionMed drift report</h1>
-<div class='banner {e(summary['status'])}'><b>{e(summary['status'].replace('_', ' '))}</b>: {e(summary['message'])}</div>
-<p>Window: {e(w['start'])} to {e(w['end'])} ({e(w['hours'])} h, end: {e(w['anchor'])}). Reference: split
-{e(ref['split'])} of model {e(', '.join(ref['model_versions']))}. Log: {e(cur['log_dir'])}.
-At least {summary['min_rows']} current rows per kind; at most {summary['sample_rows']} rows per side are compared.</p>
+<div class='banner {e(summary["status"])}'><b>{e(summary["status"].replace("_", " "))}</b>: {e(summary["message"])}</div>
+<p>Window: {e(w["start"])} to {e(w["end"])} ({e(w["hours"])} h, end: {e(w["anchor"])}). Reference: split
+{e(ref["split"])} of model {e(", ".join(ref["model_versions"]))}. Log: {e(cur["log_dir"])}.
+At least {summary["min_rows"]} current rows per kind; at most {summary["sample_rows"]} rows per side are compared.</p>
 <h2>Rows</h2><table><tr><th>kind</th><th>reference</th><th>in window</th><th>of the reference's model</th>
 <th>other models</th><th>compared</th></tr>{counts}</table>
 <h2>Checks</h2><table><tr><th>check</th><th>method</th><th>score</th><th>threshold</th><th>drift</th><th>status</th></tr>

@@ -59,9 +59,16 @@ KINDS = ("image", "text", "region")
 IMAGE_FORMATS = ("png", "jpeg", "dicom", "other")
 # The closed list of per-record descriptors and their types (bool before int: bool is an int).
 DESCRIPTOR_KEYS: dict[str, tuple[type, ...]] = {
-    "width": (int,), "height": (int,), "channels": (int,), "format": (str,), "bytes": (int,),
-    "mean": (float, int), "std": (float, int),
-    "n_chars": (int,), "n_tokens": (int,), "truncated": (bool,),
+    "width": (int,),
+    "height": (int,),
+    "channels": (int,),
+    "format": (str,),
+    "bytes": (int,),
+    "mean": (float, int),
+    "std": (float, int),
+    "n_chars": (int,),
+    "n_tokens": (int,),
+    "truncated": (bool,),
     "box": (list, tuple),
 }
 CORE_COLUMNS = ["ts", "endpoint", "model_version", "request", "kind", "dim", "embedding"]
@@ -129,10 +136,20 @@ class EmbeddingLogWriter:
     record is in the file once the response that carried its embedding has been built.
     """
 
-    def __init__(self, directory: str | Path, rotate_bytes: int = 16 * 1024 * 1024,
-                 rotate_seconds: float = 3600.0, keep_files: int | None = None, clock=time.time):
+    def __init__(
+        self,
+        directory: str | Path,
+        rotate_bytes: int = 16 * 1024 * 1024,
+        rotate_seconds: float = 3600.0,
+        keep_files: int | None = None,
+        clock=time.time,
+    ):
         self.directory = Path(directory)
-        self.rotate_bytes, self.rotate_seconds, self.keep_files = int(rotate_bytes), float(rotate_seconds), keep_files
+        self.rotate_bytes, self.rotate_seconds, self.keep_files = (
+            int(rotate_bytes),
+            float(rotate_seconds),
+            keep_files,
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._file: _OpenFile | None = None
@@ -140,8 +157,16 @@ class EmbeddingLogWriter:
         self.records_written = 0
 
     # ---- writing -------------------------------------------------------------------------------
-    def log(self, *, endpoint: str, model_version: str, request: str, kind: str,
-            embeddings: Any, descriptors: Sequence[Mapping[str, Any]] | None = None) -> int:
+    def log(
+        self,
+        *,
+        endpoint: str,
+        model_version: str,
+        request: str,
+        kind: str,
+        embeddings: Any,
+        descriptors: Sequence[Mapping[str, Any]] | None = None,
+    ) -> int:
         """Append one record per row of ``embeddings`` ``[N, D]``; ``descriptors`` per row (or none).
 
         ``request`` must already be hashed (:func:`hash_request_id`). Returns the rows written.
@@ -158,13 +183,23 @@ class EmbeddingLogWriter:
         descriptors = list(descriptors) if descriptors is not None else [{}] * len(emb)
         if len(descriptors) != len(emb):
             raise ValueError(f"{len(descriptors)} descriptors for {len(emb)} embeddings")
-        endpoint, model_version = _check_name(endpoint, "endpoint"), _check_name(model_version, "model_version")
+        endpoint, model_version = (
+            _check_name(endpoint, "endpoint"),
+            _check_name(model_version, "model_version"),
+        )
         # Each line's JSON is built here, outside the lock, without its ``ts``; the time is read and
         # prefixed under the lock (see the module docstring: a record is never older than its file).
         bodies = []
         for row, desc in zip(np.round(emb.astype(np.float64), 6), descriptors):
-            record = {"endpoint": endpoint, "model_version": model_version, "request": request, "kind": kind,
-                      "dim": int(emb.shape[1]), "embedding": row.tolist(), **_check_descriptors(desc)}
+            record = {
+                "endpoint": endpoint,
+                "model_version": model_version,
+                "request": request,
+                "kind": kind,
+                "dim": int(emb.shape[1]),
+                "embedding": row.tolist(),
+                **_check_descriptors(desc),
+            }
             bodies.append(json.dumps(record, separators=(",", ":"), allow_nan=False)[1:])  # without "{"
         if not bodies:
             return 0
@@ -234,7 +269,7 @@ def log_files(directory: str | Path) -> list[Path]:
 
 def _file_start(path: Path) -> datetime | None:
     try:
-        stamp = path.name[len(FILE_PREFIX):].split("-", 1)[0]
+        stamp = path.name[len(FILE_PREFIX) :].split("-", 1)[0]
         return datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
     except ValueError:
         return None
@@ -276,8 +311,9 @@ def _scan(directory, since, until, skipped: list[int]) -> Iterable[dict]:
                 yield rec
 
 
-def read_log(directory: str | Path, since=None, until=None, endpoint: str | None = None,
-             kind: str | None = None):
+def read_log(
+    directory: str | Path, since=None, until=None, endpoint: str | None = None, kind: str | None = None
+):
     """The records with ``since <= ts < until`` as a DataFrame, sorted by time.
 
     ``since``/``until``: datetimes, pandas timestamps or ISO strings (naive = UTC). Columns: ``ts``
@@ -288,8 +324,11 @@ def read_log(directory: str | Path, since=None, until=None, endpoint: str | None
     import pandas as pd
 
     skipped = [0]
-    rows = [r for r in _scan(directory, _as_utc(since), _as_utc(until), skipped)
-            if (endpoint is None or r.get("endpoint") == endpoint) and (kind is None or r.get("kind") == kind)]
+    rows = [
+        r
+        for r in _scan(directory, _as_utc(since), _as_utc(until), skipped)
+        if (endpoint is None or r.get("endpoint") == endpoint) and (kind is None or r.get("kind") == kind)
+    ]
     extra = sorted({k for r in rows for k in r} - set(CORE_COLUMNS) - {"v"})
     df = pd.DataFrame(rows, columns=["v", *CORE_COLUMNS, *extra])
     df["ts"] = pd.to_datetime(df["ts"], utc=True, format="ISO8601")

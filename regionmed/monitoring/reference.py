@@ -83,13 +83,20 @@ class Reference:
         for kind in KINDS:
             if kind in self.embeddings:
                 np.save(out / f"{kind}_embeddings.npy", self.embeddings[kind])
-                self.descriptors[kind].reset_index(drop=True).to_parquet(out / f"{kind}_descriptors.parquet", index=False)
+                self.descriptors[kind].reset_index(drop=True).to_parquet(
+                    out / f"{kind}_descriptors.parquet", index=False
+                )
         for group, emb in self.class_embeddings.items():
             np.save(out / f"classes_{group}.npy", emb)
-        meta = {"format_version": FORMAT_VERSION, "split": self.split, "model_versions": list(self.model_versions),
-                "dim": self.dim, "rows": {k: self.rows(k) for k in self.embeddings},
-                "classes": self.classes,
-                "descriptors": {k: list(self.descriptors[k].columns) for k in self.embeddings}}
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "split": self.split,
+            "model_versions": list(self.model_versions),
+            "dim": self.dim,
+            "rows": {k: self.rows(k) for k in self.embeddings},
+            "classes": self.classes,
+            "descriptors": {k: list(self.descriptors[k].columns) for k in self.embeddings},
+        }
         (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         return out
 
@@ -98,19 +105,29 @@ class Reference:
         path = Path(path)
         meta_file = path / META_FILE
         if not meta_file.is_file():
-            raise FileNotFoundError(f"no drift reference at {path} (run the monitor_reference stage: "
-                                    "dvc repro monitor_reference, or regionmed monitor-reference)")
+            raise FileNotFoundError(
+                f"no drift reference at {path} (run the monitor_reference stage: "
+                "dvc repro monitor_reference, or regionmed monitor-reference)"
+            )
         meta = json.loads(meta_file.read_text())
         if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: reference format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+            raise ValueError(
+                f"{path}: reference format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
+            )
         embeddings, descriptors = {}, {}
         for kind in meta.get("rows", {}):
             embeddings[kind] = np.load(path / f"{kind}_embeddings.npy", allow_pickle=False)
             descriptors[kind] = pd.read_parquet(path / f"{kind}_descriptors.parquet")
         classes = meta.get("classes", {})
         class_emb = {g: np.load(path / f"classes_{g}.npy", allow_pickle=False) for g in classes}
-        return cls(embeddings, descriptors, list(meta.get("model_versions", [])), classes, class_emb,
-                   meta.get("split", ""))
+        return cls(
+            embeddings,
+            descriptors,
+            list(meta.get("model_versions", [])),
+            classes,
+            class_emb,
+            meta.get("split", ""),
+        )
 
 
 def predicted_labels(embeddings: np.ndarray, class_embeddings: np.ndarray, names: list[str]) -> np.ndarray:

@@ -17,8 +17,9 @@ from regionmed.monitoring.reference import Reference
 from regionmed.params import Params
 
 
-def build_reference(engine, index, manifest: pd.DataFrame, corpus_dir: str | Path, max_image_pixels: int,
-                    log=print) -> Reference:
+def build_reference(
+    engine, index, manifest: pd.DataFrame, corpus_dir: str | Path, max_image_pixels: int, log=print
+) -> Reference:
     """The reference of the packaged model (module docstring) from its ``engine``
     (:class:`~regionmed.inference.engine.Engine`), its retrieval ``index`` and the manifest rows of the
     index's split (indexed by ``image_id``); the caller saves it."""
@@ -26,14 +27,20 @@ def build_reference(engine, index, manifest: pd.DataFrame, corpus_dir: str | Pat
     from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
 
     if index.dim != engine.embed_dim:
-        raise ValueError(f"the index has dim {index.dim}, the model {engine.embed_dim}: "
-                         "they are not from the same packaging")
-    rows = {kind: [i for i, it in enumerate(index.items) if it["kind"] == kind] for kind in ("image", "report")}
+        raise ValueError(
+            f"the index has dim {index.dim}, the model {engine.embed_dim}: "
+            "they are not from the same packaging"
+        )
+    rows = {
+        kind: [i for i, it in enumerate(index.items) if it["kind"] == kind] for kind in ("image", "report")
+    }
     ids = [index.items[i]["id"] for i in rows["image"]]
     missing = [i for i in ids if i not in manifest.index]
     if missing:
-        raise ValueError(f"{len(missing)} images of the index are not in split {index.split!r} of {corpus_dir} "
-                         "(the corpus changed after packaging?)")
+        raise ValueError(
+            f"{len(missing)} images of the index are not in split {index.split!r} of {corpus_dir} "
+            "(the corpus changed after packaging?)"
+        )
 
     corpus_dir = Path(corpus_dir)
     image_desc = []
@@ -52,18 +59,24 @@ def build_reference(engine, index, manifest: pd.DataFrame, corpus_dir: str | Pat
         class_emb["finding"] = engine.class_embeddings(findings)
     if modalities:
         classes["modality"] = modalities
-        class_emb["modality"] = np.asarray(embed_prompt_sets(engine.encode_texts, modality_prompts(modalities)),
-                                           dtype=np.float32)
+        class_emb["modality"] = np.asarray(
+            embed_prompt_sets(engine.encode_texts, modality_prompts(modalities)), dtype=np.float32
+        )
 
     versions = list(dict.fromkeys(v for v in (index.model_version, engine.version) if v))
     ref = Reference(
         embeddings={"image": index.embeddings[rows["image"]], "text": index.embeddings[rows["report"]]},
         descriptors={"image": pd.DataFrame(image_desc), "text": pd.DataFrame(text_desc)},
-        model_versions=versions, classes=classes, class_embeddings=class_emb, split=index.split,
+        model_versions=versions,
+        classes=classes,
+        class_embeddings=class_emb,
+        split=index.split,
     )
-    log(f"reference: {ref.rows('image')} images + {ref.rows('text')} reports of split {index.split!r}, "
+    log(
+        f"reference: {ref.rows('image')} images + {ref.rows('text')} reports of split {index.split!r}, "
         f"dim {ref.dim}, model {', '.join(versions)}; zero-shot classes: {len(findings)} findings, "
-        f"{len(modalities)} modalities")
+        f"{len(modalities)} modalities"
+    )
     return ref
 
 
@@ -81,8 +94,9 @@ def run_reference_stage(params: Params, log=print) -> Reference:
         torch.set_num_threads(s.torch_threads)
     index = RetrievalIndex.load(s.index_dir)
     manifest = read_manifest(params.stage_corpus, index.split).set_index("image_id", drop=False)
-    reference = build_reference(Engine.from_dir(s.model_dir), index, manifest, params.stage_corpus,
-                                s.max_image_pixels, log=log)
+    reference = build_reference(
+        Engine.from_dir(s.model_dir), index, manifest, params.stage_corpus, s.max_image_pixels, log=log
+    )
     reference.save(params.monitor.reference_dir)
     Path(s.embedding_log.dir).mkdir(parents=True, exist_ok=True)  # must exist before the service first writes
     return reference

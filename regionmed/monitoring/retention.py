@@ -33,8 +33,10 @@ class Pruned:
     bytes_freed: int = 0
 
     def line(self) -> str:
-        return (f"report retention: {len(self.kept)} full reports kept, {len(self.summaries_only)} reduced to "
-                f"{SUMMARY_FILE}, {len(self.removed)} folders removed ({self.bytes_freed / 1e6:.1f} MB freed)")
+        return (
+            f"report retention: {len(self.kept)} full reports kept, {len(self.summaries_only)} reduced to "
+            f"{SUMMARY_FILE}, {len(self.removed)} folders removed ({self.bytes_freed / 1e6:.1f} MB freed)"
+        )
 
 
 def report_time(folder: Path) -> datetime:
@@ -45,19 +47,31 @@ def report_time(folder: Path) -> datetime:
 
 
 def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    return (
+        sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        if path.is_dir()
+        else path.stat().st_size
+    )
 
 
-def prune_reports(report_root: str | Path, keep_reports: int | None, keep_days: float | None,
-                  keep_summaries_days: float | None, *, now: datetime | None = None,
-                  protect: str | Path | None = None) -> Pruned:
+def prune_reports(
+    report_root: str | Path,
+    keep_reports: int | None,
+    keep_days: float | None,
+    keep_summaries_days: float | None,
+    *,
+    now: datetime | None = None,
+    protect: str | Path | None = None,
+) -> Pruned:
     """Apply the retention rules (module docstring) to ``report_root``; ``protect``: a folder never touched."""
     root = Path(report_root)
     now = now or datetime.now(UTC)
     out = Pruned()
     if not root.is_dir():
         return out
-    folders = sorted((p for p in root.iterdir() if p.is_dir() and _STAMP.match(p.name)), key=report_time, reverse=True)
+    folders = sorted(
+        (p for p in root.iterdir() if p.is_dir() and _STAMP.match(p.name)), key=report_time, reverse=True
+    )
     protected = Path(protect).resolve() if protect else None
     for rank, folder in enumerate(folders):
         age_days = (now - report_time(folder)).total_seconds() / 86400

@@ -66,8 +66,9 @@ class Window:
         return {"start": iso(self.start), "end": iso(self.end), "hours": self.hours, "anchor": self.anchor}
 
 
-def resolve_window(log_dir: str | Path, window_hours: float, window_end: str = "latest",
-                   since=None, until=None) -> Window:
+def resolve_window(
+    log_dir: str | Path, window_hours: float, window_end: str = "latest", since=None, until=None
+) -> Window:
     """``[start, end)``: ``until`` (a time or ``now``) or the newest record (``latest``) or the clock."""
     if until is not None:
         end, anchor = _utc(until), "now" if str(until).lower() == "now" else "given"
@@ -76,7 +77,11 @@ def resolve_window(log_dir: str | Path, window_hours: float, window_end: str = "
     else:
         newest = latest_timestamp(log_dir)
         end, anchor = (None if newest is None else newest + pd.Timedelta(microseconds=1)), "latest"
-    start = _utc(since) if since is not None else (None if end is None else end - pd.Timedelta(hours=window_hours))
+    start = (
+        _utc(since)
+        if since is not None
+        else (None if end is None else end - pd.Timedelta(hours=window_hours))
+    )
     if since is not None:
         anchor = "given"
     hours = window_hours if start is None or end is None else round((end - start).total_seconds() / 3600, 6)
@@ -96,7 +101,9 @@ class Current:
     skipped_lines: int = 0
 
 
-def load_current(log_dir: str | Path, window: Window, kinds: list[str], model_versions: list[str] | None) -> Current:
+def load_current(
+    log_dir: str | Path, window: Window, kinds: list[str], model_versions: list[str] | None
+) -> Current:
     frames, in_window, other, models, endpoints, skipped = {}, {}, {}, {}, {}, 0
     for kind in kinds:
         if window.end is None:
@@ -105,13 +112,17 @@ def load_current(log_dir: str | Path, window: Window, kinds: list[str], model_ve
             df = read_log(log_dir, since=window.start, until=window.end, kind=kind)
             skipped = max(skipped, int(df.attrs.get("skipped_lines", 0)))
         in_window[kind] = len(df)
-        models[kind] = {str(k): int(v) for k, v in df["model_version"].value_counts().items()} if len(df) else {}
+        models[kind] = (
+            {str(k): int(v) for k, v in df["model_version"].value_counts().items()} if len(df) else {}
+        )
         if model_versions and len(df):
             keep = df["model_version"].isin(model_versions)
             other[kind] = int((~keep).sum())
             df = df[keep].reset_index(drop=True)
         else:
             other[kind] = 0
-        endpoints[kind] = {str(k): int(v) for k, v in df["endpoint"].value_counts().items()} if len(df) else {}
+        endpoints[kind] = (
+            {str(k): int(v) for k, v in df["endpoint"].value_counts().items()} if len(df) else {}
+        )
         frames[kind] = df
     return Current(frames, window, in_window, other, models, endpoints, skipped)

@@ -40,7 +40,9 @@ def finding_modalities() -> dict[str, str]:
     return {f.label: m.name for m in MODALITIES.values() for f in m.findings}
 
 
-def fill(template: str, label: str, modality: str | None = None, no_article: set[str] = frozenset()) -> str | None:
+def fill(
+    template: str, label: str, modality: str | None = None, no_article: set[str] = frozenset()
+) -> str | None:
     """One template filled (whitespace collapsed); ``None`` when it needs a modality and has none."""
     if "{modality}" in template and not modality:
         return None
@@ -95,7 +97,9 @@ def label_text(label: str, prompts: Mapping[str, Any] | None = None) -> str:
     """The prompt text of an ``axis:class`` label: the file's ``label_texts``, else a plain fallback."""
     p = prompts if prompts is not None else load_prompts()
     axis, _, value = label.partition(":")
-    return p.get("label_texts", {}).get(label) or f"an image, {axis.replace('_', ' ')} {value.replace('_', ' ')}"
+    return (
+        p.get("label_texts", {}).get(label) or f"an image, {axis.replace('_', ' ')} {value.replace('_', ' ')}"
+    )
 
 
 def axis_prompts(label: str, prompts: Mapping[str, Any] | None = None) -> list[str]:
@@ -114,33 +118,51 @@ def label_axes(classnames: Sequence[str]) -> dict[str, list[str]]:
     return axes
 
 
-def modality_prompts(modality_ids: Sequence[str], prompts: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
+def modality_prompts(
+    modality_ids: Sequence[str], prompts: Mapping[str, Any] | None = None
+) -> dict[str, list[str]]:
     """Prompts for modality classification: modality id → filled ``modality_templates``."""
     p = prompts if prompts is not None else load_prompts()
     names = p["modality_names"]
-    return {m: list(dict.fromkeys(fill(t, names.get(m, m)) for t in p["modality_templates"])) for m in modality_ids}
+    return {
+        m: list(dict.fromkeys(fill(t, names.get(m, m)) for t in p["modality_templates"]))
+        for m in modality_ids
+    }
 
 
-def embed_prompt_sets(encode_text_fn: Callable[[list[str]], Any], prompt_sets: Mapping[str, Sequence[str]],
-                      batch_size: int = 256) -> np.ndarray:
+def embed_prompt_sets(
+    encode_text_fn: Callable[[list[str]], Any],
+    prompt_sets: Mapping[str, Sequence[str]],
+    batch_size: int = 256,
+) -> np.ndarray:
     """``[C, D]``: per key, the mean of its normalised prompt embeddings, renormalised (key order)."""
     flat = [t for ts in prompt_sets.values() for t in ts]
     owner = np.repeat(np.arange(len(prompt_sets)), [len(ts) for ts in prompt_sets.values()])
-    parts = [as_numpy(encode_text_fn(flat[i:i + batch_size]), np.float32) for i in range(0, len(flat), batch_size)]
+    parts = [
+        as_numpy(encode_text_fn(flat[i : i + batch_size]), np.float32)
+        for i in range(0, len(flat), batch_size)
+    ]
     emb = l2_normalize(np.concatenate(parts, axis=0))
     sums = np.zeros((len(prompt_sets), emb.shape[1]), dtype=np.float64)
     np.add.at(sums, owner, emb)
     return l2_normalize(sums / np.bincount(owner)[:, None]).astype(np.float32)
 
 
-def class_embeddings(encode_text_fn: Callable[[list[str]], Any], classnames: Sequence[str],
-                     templates: Sequence[str] | None = None, **kwargs: Any) -> np.ndarray:
+def class_embeddings(
+    encode_text_fn: Callable[[list[str]], Any],
+    classnames: Sequence[str],
+    templates: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
     """``[C, D]`` class embeddings from :func:`build_prompts` (``kwargs`` go there)."""
     return embed_prompt_sets(encode_text_fn, build_prompts(classnames, templates, **kwargs))
 
 
-def presence_absence_embeddings(encode_text_fn: Callable[[list[str]], Any], classnames: Sequence[str],
-                                prompts: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def presence_absence_embeddings(
+    encode_text_fn: Callable[[list[str]], Any],
+    classnames: Sequence[str],
+    prompts: Mapping[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """``([C, D], [C, D])``: ensembled "there is X" and "no X" embeddings of each class."""
     p = prompts if prompts is not None else load_prompts()
     no_article = set(p.get("no_article", []))
@@ -148,5 +170,7 @@ def presence_absence_embeddings(encode_text_fn: Callable[[list[str]], Any], clas
     def sets(key: str) -> dict[str, list[str]]:
         return {c: list(dict.fromkeys(fill(t, c, None, no_article) for t in p[key])) for c in classnames}
 
-    return (embed_prompt_sets(encode_text_fn, sets("presence_templates")),
-            embed_prompt_sets(encode_text_fn, sets("absence_templates")))
+    return (
+        embed_prompt_sets(encode_text_fn, sets("presence_templates")),
+        embed_prompt_sets(encode_text_fn, sets("absence_templates")),
+    )

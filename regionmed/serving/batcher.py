@@ -46,7 +46,9 @@ class ImageBatcher:
                 note_unavailable("the service is shutting down", "shutting_down")
                 raise ServiceUnavailable("the service is shutting down")
             if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="regionmed-image-batcher", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._work, name="regionmed-image-batcher", daemon=True
+                )
                 self._thread.start()
             self._queue.append((time.monotonic(), item, loop, future))
             self._ready.notify()
@@ -72,9 +74,14 @@ class ImageBatcher:
             now = time.monotonic()
             late = [j for j in jobs if now - j[0] > self.max_latency_s]
             for _, _, loop, future in late:
-                _resolve(loop, future, error=ServiceUnavailable(
-                    "the service is overloaded: the request waited longer than "
-                    f"batching.max_latency_ms ({self.max_latency_s * 1000:g} ms)"))
+                _resolve(
+                    loop,
+                    future,
+                    error=ServiceUnavailable(
+                        "the service is overloaded: the request waited longer than "
+                        f"batching.max_latency_ms ({self.max_latency_s * 1000:g} ms)"
+                    ),
+                )
             jobs = [j for j in jobs if now - j[0] <= self.max_latency_s]
             if not jobs:
                 continue
@@ -89,8 +96,12 @@ class ImageBatcher:
                 _resolve(loop, future, result=(emb, prep))
 
 
-def _resolve(loop: asyncio.AbstractEventLoop, future: asyncio.Future, result: Any = None,
-             error: BaseException | None = None) -> None:
+def _resolve(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future,
+    result: Any = None,
+    error: BaseException | None = None,
+) -> None:
     """Settle ``future`` from the model thread (unless its request has gone meanwhile)."""
 
     def settle() -> None:

@@ -76,7 +76,9 @@ def bentofile_for(settings: ContainerParams, bentofile: Path, out_dir: Path, roo
         folder = Path(settings.offline_torch_wheels)
         wheels = sorted(folder.glob(f"torch-{version}[+-]*cp311*.whl"))
         if not wheels:
-            raise ContainerError(f"serving.container.offline is true but {folder} has no torch-{version} cp311 wheel")
+            raise ContainerError(
+                f"serving.container.offline is true but {folder} has no torch-{version} cp311 wheel"
+            )
         docker["base_image"] = settings.offline_base_image
         python.pop("extra_index_url", None)
         python["wheels"] = [stage_wheel(wheels[-1].resolve(), root)]
@@ -115,8 +117,10 @@ def docker_client(preferred: str | None = None) -> str:
             seen.append(str(path.resolve()))
             if _builds_with_buildkit(str(path)):
                 return str(path)
-    raise ContainerError(f"no docker client that builds with BuildKit (tried {seen or 'none on PATH'}); "
-                         "install Debian's docker.io (scripts/docker_host.sh) or Docker's buildx plugin")
+    raise ContainerError(
+        f"no docker client that builds with BuildKit (tried {seen or 'none on PATH'}); "
+        "install Debian's docker.io (scripts/docker_host.sh) or Docker's buildx plugin"
+    )
 
 
 def daemon_problem(client: str | None = None) -> str | None:
@@ -142,25 +146,46 @@ def image_size(client: str, ref: str) -> int:
     return int(_run([client, "image", "inspect", "-f", "{{.Size}}", ref]).stdout.strip())
 
 
-def containerize(bento_tag: str, image: str, client: str, bentoml_home: Path, log=print,
-                 extra_opts: tuple[str, ...] = ()) -> tuple[str, float]:
+def containerize(
+    bento_tag: str, image: str, client: str, bentoml_home: Path, log=print, extra_opts: tuple[str, ...] = ()
+) -> tuple[str, float]:
     """``bentoml containerize`` with ``client`` as ``docker``; returns the image ref and the seconds."""
     ref = f"{image}:{bento_tag.split(':')[-1]}"
     with tempfile.TemporaryDirectory(prefix="regionmed-docker-") as bindir:
         os.symlink(client, Path(bindir) / "docker")  # BentoML runs the first `docker` on PATH
-        env = {**os.environ, "BENTOML_HOME": str(bentoml_home), "BENTOML_DO_NOT_TRACK": "true",
-               "DOCKER_BUILDKIT": "1", "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
-        cmd = [sys.executable, "-m", "bentoml", "containerize", bento_tag, "-t", ref, "--backend", "docker",
-               "--opt", "progress=plain", *[f"--opt={o}" for o in extra_opts]]
+        env = {
+            **os.environ,
+            "BENTOML_HOME": str(bentoml_home),
+            "BENTOML_DO_NOT_TRACK": "true",
+            "DOCKER_BUILDKIT": "1",
+            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "containerize",
+            bento_tag,
+            "-t",
+            ref,
+            "--backend",
+            "docker",
+            "--opt",
+            "progress=plain",
+            *[f"--opt={o}" for o in extra_opts],
+        ]
         start = time.perf_counter()
         # cwd "/": BentoML 1.4.40 resolves docker.dockerfile_template inside its temporary build
         # context but refuses any file outside the working directory, so from anywhere else it fails
-        proc = subprocess.run(cmd, env=env, cwd="/", capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                              check=False)
+        proc = subprocess.run(
+            cmd, env=env, cwd="/", capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+        )
         seconds = time.perf_counter() - start
     if proc.returncode != 0 or not image_exists(client, ref):
-        raise ContainerError(f"bentoml containerize {bento_tag} failed ({proc.returncode}):\n"
-                             f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise ContainerError(
+            f"bentoml containerize {bento_tag} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     log(f"built {ref} from {bento_tag} in {seconds:.0f} s")
     return ref, seconds
 
@@ -197,8 +222,15 @@ class Container:
     """``docker run`` of the image on ``127.0.0.1:port`` (``--init``: signals reach the server, zombies
     are reaped), with ``REGIONMED_API_KEY`` and the embedding-log folder mounted at /logs."""
 
-    def __init__(self, client: str, ref: str, port: int, log_dir: Path | None = None, api_key: str | None = None,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        client: str,
+        ref: str,
+        port: int,
+        log_dir: Path | None = None,
+        api_key: str | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.client, self.ref, self.port = client, ref, port
         self.name = f"regionmed-{secrets.token_hex(4)}"
         self.url = f"http://127.0.0.1:{port}"
@@ -206,7 +238,16 @@ class Container:
         self.started_at: float | None = None
 
     def start(self) -> None:
-        cmd = [self.client, "run", "-d", "--init", "--name", self.name, "-p", f"127.0.0.1:{self.port}:{CONTAINER_PORT}"]
+        cmd = [
+            self.client,
+            "run",
+            "-d",
+            "--init",
+            "--name",
+            self.name,
+            "-p",
+            f"127.0.0.1:{self.port}:{CONTAINER_PORT}",
+        ]
         env = dict(self.env)
         if self.api_key:
             env["REGIONMED_API_KEY"] = self.api_key
@@ -230,9 +271,12 @@ class Container:
 
     def wait_ready(self, timeout: float = 300) -> float:
         """Seconds from ``docker run`` until ``/readyz`` answers 200; raises with the container's log."""
+
         def alive() -> None:
             if not self.state().get("Running", False):
-                raise ContainerError(f"container {self.name} exited ({self.state().get('ExitCode')}):\n{self.logs()}")
+                raise ContainerError(
+                    f"container {self.name} exited ({self.state().get('ExitCode')}):\n{self.logs()}"
+                )
 
         try:
             wait_until_ready(self.url, timeout - (time.perf_counter() - self.started_at), alive)
@@ -265,8 +309,16 @@ def run_base_script(tag: str, root: Path, client: str, log=print) -> None:
     script = Path(root) / "scripts" / "container_base.sh"
     if shutil.which("debootstrap") is None:
         raise ContainerError("the local base image needs debootstrap (scripts/docker_host.sh installs it)")
-    proc = subprocess.run(["bash", str(script), tag], capture_output=True, text=True, timeout=1800, check=False,
-                          env={**os.environ, "DOCKER": client})
+    proc = subprocess.run(
+        ["bash", str(script), tag],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+        env={**os.environ, "DOCKER": client},
+    )
     if proc.returncode != 0:
-        raise ContainerError(f"{script} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise ContainerError(
+            f"{script} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
     log(proc.stdout.strip())

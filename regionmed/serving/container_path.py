@@ -60,15 +60,19 @@ def bento_base_image(home: Path, bento_tag: str) -> str | None:
     return (info.get("docker") or {}).get("base_image")
 
 
-def ensure_base_image(params: Params, client: str, base_image: str | None, make: bool, root: Path, log=print) -> None:
+def ensure_base_image(
+    params: Params, client: str, base_image: str | None, make: bool, root: Path, log=print
+) -> None:
     c = params.serving.container
     if not base_image or image_exists(client, base_image):
         return
     if base_image != c.offline_base_image:
         return  # a registry image: the build pulls it
     if not make:
-        raise ContainerError(f"the Bento's base image {base_image} does not exist: make it with "
-                             "`regionmed container --base` (scripts/container_base.sh)")
+        raise ContainerError(
+            f"the Bento's base image {base_image} does not exist: make it with "
+            "`regionmed container --base` (scripts/container_base.sh)"
+        )
     log(f"making the local base image {base_image} (scripts/container_base.sh)")
     run_base_script(base_image, root, client, log=log)
 
@@ -79,12 +83,23 @@ def check_api_key(url: str, key: str) -> None:
     refused = httpx.post(f"{url}/metadata", json={}, timeout=30)
     answered = httpx.post(f"{url}/metadata", json={}, headers={"Authorization": f"Bearer {key}"}, timeout=60)
     if refused.status_code != 401 or answered.status_code != 200:
-        raise ContainerError(f"API key not enforced: without it {refused.status_code}, with it {answered.status_code}")
+        raise ContainerError(
+            f"API key not enforced: without it {refused.status_code}, with it {answered.status_code}"
+        )
 
 
-def container_path(params: Params, *, root: Path = Path("."), make_base: bool = False, build: bool = True,
-                   bento: str | None = None, port: int | None = None, log_dir: Path | None = None,
-                   keep_running: bool = False, log=print) -> dict[str, Any]:
+def container_path(
+    params: Params,
+    *,
+    root: Path = Path("."),
+    make_base: bool = False,
+    build: bool = True,
+    bento: str | None = None,
+    port: int | None = None,
+    log_dir: Path | None = None,
+    keep_running: bool = False,
+    log=print,
+) -> dict[str, Any]:
     """Steps 1-6 of the module docstring; returns what was measured."""
     root = Path(root).resolve()
     client = docker_client(params.serving.container.docker)
@@ -96,7 +111,9 @@ def container_path(params: Params, *, root: Path = Path("."), make_base: bool = 
     ref = f"{params.serving.container.image}:{bento.split(':')[-1]}"
     if build or not image_exists(client, ref):
         ensure_base_image(params, client, bento_base_image(home, bento), make_base, root, log=log)
-        ref, record["build_seconds"] = containerize(bento, params.serving.container.image, client, home, log=log)
+        ref, record["build_seconds"] = containerize(
+            bento, params.serving.container.image, client, home, log=log
+        )
     record["image"], record["image_bytes"] = ref, image_size(client, ref)
     log(f"image {ref}: {record['image_bytes'] / 1e6:.0f} MB")
 
@@ -106,8 +123,10 @@ def container_path(params: Params, *, root: Path = Path("."), make_base: bool = 
     container.start()
     try:
         record["ready_seconds"] = container.wait_ready()
-        log(f"{container.name} ready at {container.url} in {record['ready_seconds']:.1f} s "
-            f"(embedding log: {log_dir.resolve()})")
+        log(
+            f"{container.name} ready at {container.url} in {record['ready_seconds']:.1f} s "
+            f"(embedding log: {log_dir.resolve()})"
+        )
         check_api_key(container.url, key)
         log("API key: refused without it (401), answered with it (200)")
         if keep_running:

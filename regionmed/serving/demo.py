@@ -41,9 +41,15 @@ def preview_payload(pixels, fit, image_size: int) -> dict[str, Any]:
     arr = np.clip(pixels * 255 + 0.5, 0, 255).astype(np.uint8)
     arr = arr[0] if arr.shape[0] == 1 else np.transpose(arr[:3], (1, 2, 0))
     png = base64.b64encode(encode_png(arr)).decode("ascii")
-    return {"image": f"data:image/png;base64,{png}", "size": image_size,
-            "fit": None if fit is None else {k: getattr(fit, k) for k in
-                                             ("width", "height", "size", "scale_x", "scale_y", "pad_x", "pad_y")}}
+    return {
+        "image": f"data:image/png;base64,{png}",
+        "size": image_size,
+        "fit": None
+        if fit is None
+        else {
+            k: getattr(fit, k) for k in ("width", "height", "size", "scale_x", "scale_y", "pad_x", "pad_y")
+        },
+    }
 
 
 def label_vocabulary(index) -> list[str]:
@@ -67,5 +73,7 @@ def drift_status(path: str | Path | None) -> dict[str, Any] | None:
         return {"status": "unreadable", "message": f"the drift summary at {p.name} could not be read"}
     if not isinstance(summary, dict):
         return {"status": "unreadable", "message": f"the drift summary at {p.name} is not a JSON object"}
-    return {**{k: summary.get(k) for k in DRIFT_KEYS},
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(written))}
+    return {
+        **{k: summary.get(k) for k in DRIFT_KEYS},
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(written)),
+    }

@@ -16,9 +16,18 @@ from regionmed.corpus.phrases import DEFAULT_ZONES, side_of, zone_of
 
 # word → (what it says, the value a box must have); "middle" is its own zone, "mid" reads as it.
 SIDE_WORDS = {"right": "right", "left": "left"}
-ZONE_WORDS = {"upper": "upper", "superior": "upper", "apical": "upper", "top": "upper",
-              "middle": "middle", "mid": "middle",
-              "lower": "lower", "inferior": "lower", "basal": "lower", "bottom": "lower"}
+ZONE_WORDS = {
+    "upper": "upper",
+    "superior": "upper",
+    "apical": "upper",
+    "top": "upper",
+    "middle": "middle",
+    "mid": "middle",
+    "lower": "lower",
+    "inferior": "lower",
+    "basal": "lower",
+    "bottom": "lower",
+}
 _WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -43,6 +52,15 @@ def check_location_words(phrase: str, box: Sequence[float]) -> dict[str, Any]:
             agrees = where["zone"] == says
         else:
             continue
-        words.append({"word": m.group(0), "start": m.start(), "end": m.end(), "axis": axis, "says": says,
-                      "box_says": where[axis], "agrees": agrees})
+        words.append(
+            {
+                "word": m.group(0),
+                "start": m.start(),
+                "end": m.end(),
+                "axis": axis,
+                "says": says,
+                "box_says": where[axis],
+                "agrees": agrees,
+            }
+        )
     return {"box": where, "words": words, "disagrees": any(not w["agrees"] for w in words)}

@@ -29,9 +29,20 @@ OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz"})  # health: no key need
 OPEN_METHODS = frozenset({"GET", "HEAD"})  # the only methods an open prefix (static files) is open to
 MAX_REQUEST_ID_CHARS = 128
 QUIET_PATHS = OPEN_PATHS | {"/metrics"}  # polled: not in the access log
-STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 408: "timeout", 413: "too_large", 415: "unsupported_media_type",
-                422: "unprocessable", 429: "too_many_requests", 500: "server_error", 503: "unavailable"}
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "timeout",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "too_many_requests",
+    500: "server_error",
+    503: "unavailable",
+}
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _CATEGORY = re.compile(r"\[([a-z][a-z0-9_]{0,40})\]$")  # the image checks end their message with [category]
 _REQUEST_ID = re.compile(r"[^A-Za-z0-9._:-]")
@@ -39,11 +50,14 @@ access_log = logging.getLogger(ACCESS_LOGGER)
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("regionmed_request_id", default="")
 # What the request guard has seen of the request being served (status, sizes, why it was unavailable).
-request_state_var: contextvars.ContextVar[dict | None] = contextvars.ContextVar("regionmed_request_state",
-                                                                               default=None)
+request_state_var: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "regionmed_request_state", default=None
+)
 BENTOML_GENERIC_5XX = "An unexpected error has occurred, please check the server log."
-OVERLOADED = ("the service is overloaded: too many requests are waiting (a request that waits longer than "
-              "batching.max_latency_ms is shed); retry later")
+OVERLOADED = (
+    "the service is overloaded: too many requests are waiting (a request that waits longer than "
+    "batching.max_latency_ms is shed); retry later"
+)
 RETRY_AFTER_S = b"1"
 
 
@@ -60,11 +74,21 @@ def current_request_id() -> str:
     return request_id_var.get() or uuid.uuid4().hex
 
 
-async def _send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _send_json(
+    send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -88,8 +112,14 @@ class RequestGuardMiddleware:
     the client's text).
     """
 
-    def __init__(self, app, max_body_bytes: int, api_key_env: str | None = None,
-                 open_prefixes: tuple[str, ...] = (), log_paths=()):
+    def __init__(
+        self,
+        app,
+        max_body_bytes: int,
+        api_key_env: str | None = None,
+        open_prefixes: tuple[str, ...] = (),
+        log_paths=(),
+    ):
         self.app, self.max_body_bytes, self.api_key_env = app, int(max_body_bytes), api_key_env
         self.open_prefixes = tuple(p.rstrip("/") for p in open_prefixes)
         self.log_paths = frozenset(log_paths) | QUIET_PATHS
@@ -123,9 +153,13 @@ class RequestGuardMiddleware:
             nonlocal error_start
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
-                headers = [h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER.encode()]
+                headers = [
+                    h for h in message.get("headers", []) if h[0].lower() != REQUEST_ID_HEADER.encode()
+                ]
                 message = {**message, "headers": [*headers, id_header]}
-                if (400 <= message["status"] < 500 or message["status"] == 503) and _is_json(message["headers"]):
+                if (400 <= message["status"] < 500 or message["status"] == 503) and _is_json(
+                    message["headers"]
+                ):
                     error_start = message  # hold it: the body is rewritten to one shape
                     return
             elif message["type"] == "http.response.body" and error_start is not None:
@@ -140,7 +174,9 @@ class RequestGuardMiddleware:
                 headers = [h for h in error_start["headers"] if h[0].lower() != b"content-length"]
                 if error_start["status"] == 503 and seen["code"] == "overloaded":
                     headers.append((b"retry-after", RETRY_AFTER_S))
-                await send({**error_start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+                await send(
+                    {**error_start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+                )
                 error_start = None
                 message = {"type": "http.response.body", "body": body}
             if message["type"] == "http.response.body":
@@ -158,11 +194,19 @@ class RequestGuardMiddleware:
     async def _guard(self, scope, receive, send, seen):
         key = os.environ.get(self.api_key_env, "").encode() if self.api_key_env else b""
         path = scope.get("path", "")
-        if (key and path not in OPEN_PATHS and not _authorised(scope, key)
-                and not (scope.get("method") in OPEN_METHODS and self._is_open_static(path))):
+        if (
+            key
+            and path not in OPEN_PATHS
+            and not _authorised(scope, key)
+            and not (scope.get("method") in OPEN_METHODS and self._is_open_static(path))
+        ):
             seen["code"] = "unauthorized"
-            return await _send_json(send, 401, "missing or wrong API key (Authorization: Bearer <key>)",
-                                    [(b"www-authenticate", b"Bearer")])
+            return await _send_json(
+                send,
+                401,
+                "missing or wrong API key (Authorization: Bearer <key>)",
+                [(b"www-authenticate", b"Bearer")],
+            )
         length = _header(scope, b"content-length")
         if length is not None:
             try:
@@ -172,8 +216,11 @@ class RequestGuardMiddleware:
                 return await _send_json(send, 400, "Content-Length is not a number")
             if declared > self.max_body_bytes:
                 seen["code"], seen["in"] = "body_too_large", declared
-                return await _send_json(send, 413, f"request body of {declared} bytes is over the "
-                                        f"limit of {self.max_body_bytes} bytes")
+                return await _send_json(
+                    send,
+                    413,
+                    f"request body of {declared} bytes is over the limit of {self.max_body_bytes} bytes",
+                )
             return await self.app(scope, receive, send)
         if scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
             return await self.app(scope, receive, send)
@@ -186,8 +233,9 @@ class RequestGuardMiddleware:
             chunks.append(message.get("body", b""))
             if seen["in"] > self.max_body_bytes:
                 seen["code"] = "body_too_large"
-                return await _send_json(send, 413, f"request body is over the limit of "
-                                        f"{self.max_body_bytes} bytes")
+                return await _send_json(
+                    send, 413, f"request body is over the limit of {self.max_body_bytes} bytes"
+                )
             if not message.get("more_body", False):
                 break
         body, replayed = b"".join(chunks), False
@@ -209,7 +257,9 @@ class RequestGuardMiddleware:
         prefix = next((p for p in self.open_prefixes if path == p or path.startswith(p + "/")), None)
         route = path if path in self.log_paths else f"{prefix}/*" if prefix else "<other>"
         method = scope.get("method", "")
-        method = method if method in ("GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE", "PATCH") else "<other>"
+        method = (
+            method if method in ("GET", "POST", "PUT", "HEAD", "OPTIONS", "DELETE", "PATCH") else "<other>"
+        )
         rid = _REQUEST_ID.sub("_", request_id)
         if seen["gone"]:
             level, outcome = logging.INFO, "disconnected (the client went away before the answer)"
@@ -218,18 +268,31 @@ class RequestGuardMiddleware:
             level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
             code = seen["code"] or (STATUS_CODES.get(status, "error") if status >= 400 else "ok")
             outcome = f"status={status} error={code}" if status >= 400 else f"status={status}"
-        access_log.log(level, "%s %s %s request=%s in=%dB out=%dB %.1fms", method, route, outcome, rid,
-                       seen["in"], seen["out"], seconds * 1000)
+        access_log.log(
+            level,
+            "%s %s %s request=%s in=%dB out=%dB %.1fms",
+            method,
+            route,
+            outcome,
+            rid,
+            seen["in"],
+            seen["out"],
+            seconds * 1000,
+        )
 
 
 def _unavailable_body(seen: dict) -> bytes:
     """A 503's body: why (noted by the service), else BentoML's own shedding (its queue was full or
     a request waited past max_latency_ms), never its generic 'unexpected error' sentence."""
-    return json.dumps({"error": seen.get("unavailable") or OVERLOADED, "code": seen["code"] or "overloaded"}).encode()
+    return json.dumps(
+        {"error": seen.get("unavailable") or OVERLOADED, "code": seen["code"] or "overloaded"}
+    ).encode()
 
 
 def _is_json(headers) -> bool:
-    return any(k.lower() == b"content-type" and v.split(b";")[0].strip() == b"application/json" for k, v in headers)
+    return any(
+        k.lower() == b"content-type" and v.split(b";")[0].strip() == b"application/json" for k, v in headers
+    )
 
 
 def _normalise_error(body: bytes) -> tuple[bytes, str]:
@@ -256,8 +319,10 @@ def _normalise_error(body: bytes) -> tuple[bytes, str]:
             if not isinstance(d, dict):
                 continue
             d.pop("url", None)
-            loc = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
-                          for i, p in enumerate(d.get("loc") or []))
+            loc = "".join(
+                f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
+                for i, p in enumerate(d.get("loc") or [])
+            )
             msg = str(d.get("msg", "")).removeprefix("Value error, ")
             parts.append(f"{loc}: {msg}" if loc else msg)
             category = _CATEGORY.search(msg)
@@ -273,5 +338,7 @@ def _normalise_error(body: bytes) -> tuple[bytes, str]:
 
 def _authorised(scope, key: bytes) -> bool:
     auth = _header(scope, b"authorization") or b""
-    given = auth[7:].strip() if auth[:7].lower() == b"bearer " else (_header(scope, b"x-api-key") or b"").strip()
+    given = (
+        auth[7:].strip() if auth[:7].lower() == b"bearer " else (_header(scope, b"x-api-key") or b"").strip()
+    )
     return bool(given) and hmac.compare_digest(given, key)

@@ -60,15 +60,19 @@ def read_gate(params: Params) -> dict:
 
 def git_revision(root: str | Path = ".") -> dict[str, Any]:
     def run(*args):
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False)
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False
+        )
 
     try:
         rev = run("rev-parse", "HEAD")
         dirty = run("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.TimeoutExpired):
         return {"git_rev": "unknown", "git_dirty": None}
-    return {"git_rev": rev.stdout.strip() if rev.returncode == 0 else "unknown",
-            "git_dirty": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None}
+    return {
+        "git_rev": rev.stdout.strip() if rev.returncode == 0 else "unknown",
+        "git_dirty": bool(dirty.stdout.strip()) if dirty.returncode == 0 else None,
+    }
 
 
 def dvc_hashes(paths: dict[str, str], lock_file: str | Path = "dvc.lock") -> dict[str, str | None]:
@@ -95,8 +99,9 @@ def _without_none(obj):
     return obj
 
 
-def save_to_store(model_dir: Path, index, home: Path, name: str, labels: dict[str, str],
-                  metadata: dict[str, Any]) -> str:
+def save_to_store(
+    model_dir: Path, index, home: Path, name: str, labels: dict[str, str], metadata: dict[str, Any]
+) -> str:
     """Copy the model folder and the index into a new store model; returns its tag."""
     import bentoml
     from bentoml._internal.models import ModelStore
@@ -107,7 +112,9 @@ def save_to_store(model_dir: Path, index, home: Path, name: str, labels: dict[st
         index.model_version = tag
         shutil.copytree(model_dir, Path(model.path) / STORE_MODEL_SUBDIR)
         index.save(Path(model.path) / STORE_INDEX_SUBDIR)
-        (Path(model.path) / STORE_INFO_FILE).write_text(json.dumps({"tag": tag, **metadata}, indent=1, sort_keys=True))
+        (Path(model.path) / STORE_INFO_FILE).write_text(
+            json.dumps({"tag": tag, **metadata}, indent=1, sort_keys=True)
+        )
     return tag
 
 
@@ -118,12 +125,21 @@ def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = N
     if version:
         cmd += ["--version", version]
     try:
-        proc = subprocess.run([*cmd, str(root)], cwd=root, env=env, capture_output=True, text=True,
-                              timeout=BENTO_BUILD_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            [*cmd, str(root)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BENTO_BUILD_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise PackageError(f"bentoml build took over {BENTO_BUILD_TIMEOUT_S} s") from None
     if proc.returncode != 0:
-        raise PackageError(f"bentoml build failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise PackageError(
+            f"bentoml build failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     for line in reversed(proc.stdout.strip().splitlines()):
         line = line.strip()
         if line.startswith("__tag__:"):
@@ -133,29 +149,44 @@ def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = N
     raise PackageError(f"bentoml build printed no tag:\n{proc.stdout[-2000:]}")
 
 
-def store_record(gate: dict, force: bool, engine, index, split: str, provenance: dict[str, Any],
-                 packaged_at: str) -> tuple[dict[str, Any], dict[str, str]]:
+def store_record(
+    gate: dict, force: bool, engine, index, split: str, provenance: dict[str, Any], packaged_at: str
+) -> tuple[dict[str, Any], dict[str, str]]:
     """``(metadata, labels)`` of the store model: the metrics the gate judged (the next gate compares
     with these), the decision, provenance, the index and the model's shape. A pure function."""
     passed = bool(gate.get("passed"))
     metadata = {
         "metrics": gate.get("candidate_metrics", {}),
-        "gate": {"passed": passed, "n_failed": gate.get("n_failed"), "forced": bool(force and not passed),
-                 "champion_before": gate.get("champion")},
+        "gate": {
+            "passed": passed,
+            "n_failed": gate.get("n_failed"),
+            "forced": bool(force and not passed),
+            "champion_before": gate.get("champion"),
+        },
         **provenance,
         "packaged_at": packaged_at,
         "weights_version": engine.version,
         "index": {"split": split, "n_images": index.count("image"), "n_reports": index.count("report")},
-        "model": {"embed_dim": engine.embed_dim, "image_size": engine.image_size, "channels": engine.channels,
-                  "global_only": engine.global_only},
+        "model": {
+            "embed_dim": engine.embed_dim,
+            "image_size": engine.image_size,
+            "channels": engine.channels,
+            "global_only": engine.global_only,
+        },
     }
-    labels = {"project": "regionmed", "stage": "package", "gate": "passed" if passed else "forced",
-              "git_rev": provenance["git_rev"][:12], "index_split": split}
+    labels = {
+        "project": "regionmed",
+        "stage": "package",
+        "gate": "passed" if passed else "forced",
+        "git_rev": provenance["git_rev"][:12],
+        "index_split": split,
+    }
     return _without_none(metadata), labels  # BentoML refuses None in metadata
 
 
-def package(params: Params, *, force: bool = False, build: bool | None = None, root: str | Path = ".",
-            log=print) -> dict[str, Any]:
+def package(
+    params: Params, *, force: bool = False, build: bool | None = None, root: str | Path = ".", log=print
+) -> dict[str, Any]:
     """Run the whole stage (module docstring); returns the record written to ``serving.metrics_file``."""
     from regionmed.env import configure_environment
 
@@ -165,8 +196,10 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     s = params.serving
     gate = read_gate(params)
     if not gate.get("passed") and not force:
-        raise PackageError(f"the gate did not pass ({gate.get('n_failed')} checks failed; {params.gate.decision_file}); "
-                           "nothing is packaged (--force packages anyway)")
+        raise PackageError(
+            f"the gate did not pass ({gate.get('n_failed')} checks failed; {params.gate.decision_file}); "
+            "nothing is packaged (--force packages anyway)"
+        )
     model_dir = Path(s.model_dir)
     if not (model_dir / "config.json").is_file():
         raise PackageError(f"{model_dir} is not an exported model folder")
@@ -181,13 +214,22 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
     t0 = time.perf_counter()
     index = build_index(engine, params.stage_corpus, s.index_split, batch_size=params.evaluate.batch_size)
     index_seconds = time.perf_counter() - t0
-    log(f"index: {index.count('image')} images + {index.count('report')} reports of split {s.index_split} "
-        f"in {index_seconds:.1f} s")
+    log(
+        f"index: {index.count('image')} images + {index.count('report')} reports of split {s.index_split} "
+        f"in {index_seconds:.1f} s"
+    )
 
     hashes = dvc_hashes({"corpus": params.stage_corpus, "weights": s.model_dir}, root / "dvc.lock")
     provenance = {**git_revision(root), "dvc": {k: v or "unknown" for k, v in hashes.items()}}
-    metadata, labels = store_record(gate, force, engine, index, s.index_split, provenance,
-                                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    metadata, labels = store_record(
+        gate,
+        force,
+        engine,
+        index,
+        s.index_split,
+        provenance,
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     metrics = metadata["metrics"]
     tag = save_to_store(model_dir, index, home, s.model_name, labels, metadata)
     log(f"saved {tag} into {home / 'models'}")
@@ -202,12 +244,27 @@ def package(params: Params, *, force: bool = False, build: bool | None = None, r
             bento = build_bento(bentofile, home, root)
         log(f"built Bento {bento} in {time.perf_counter() - t0:.1f} s")
 
-    store = repo_relative(home, root)  # recorded relative to the repository when inside it (a clone reads its own)
-    write_champion(params.gate.champion_file, model_tag=tag, bento_tag=bento, metrics=metrics,
-                   packaged_at=metadata["packaged_at"], git_rev=provenance["git_rev"], bentoml_home=store)
-    record = {"model_tag": tag, "bento_tag": bento, "bentoml_home": store, "gate_passed": bool(gate.get("passed")),
-              "forced": bool(force and not gate.get("passed")), "index_items": len(index.items),
-              "seconds": round(time.perf_counter() - start, 1)}
+    store = repo_relative(
+        home, root
+    )  # recorded relative to the repository when inside it (a clone reads its own)
+    write_champion(
+        params.gate.champion_file,
+        model_tag=tag,
+        bento_tag=bento,
+        metrics=metrics,
+        packaged_at=metadata["packaged_at"],
+        git_rev=provenance["git_rev"],
+        bentoml_home=store,
+    )
+    record = {
+        "model_tag": tag,
+        "bento_tag": bento,
+        "bentoml_home": store,
+        "gate_passed": bool(gate.get("passed")),
+        "forced": bool(force and not gate.get("passed")),
+        "index_items": len(index.items),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     out = Path(s.metrics_file)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -33,8 +33,9 @@ SETTINGS = load_serving_params()
 # once its model is loaded). None: decoded at full size.
 DECODE_SIDE: list[int | None] = [None]
 # Decoded pixels of the request being parsed so far (its image headers), against max_request_pixels.
-_request_pixels: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("regionmed_request_pixels",
-                                                                                   default=None)
+_request_pixels: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "regionmed_request_pixels", default=None
+)
 _decode_limiter: list[anyio.CapacityLimiter] = []
 
 
@@ -73,7 +74,8 @@ async def decode_off_loop(upload: UploadFile) -> DecodedImage | UploadFailure:
             raise BentoMLException(
                 f"the images of this request hold more than {SETTINGS.max_request_pixels} pixels together "
                 f"(serving.max_request_pixels); send fewer or smaller images per request [request_too_large]",
-                error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+                error_code=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
     if not _decode_limiter:
         _decode_limiter.append(anyio.CapacityLimiter(SETTINGS.decode_threads))
     decoded = await anyio.to_thread.run_sync(_decode, data, limiter=_decode_limiter[0])
@@ -99,8 +101,10 @@ def _upload_bytes(obj: Any) -> bytes:
         elif isinstance(obj, (bytes, bytearray, memoryview)):
             data = bytes(obj)
         else:
-            raise ValueError(f"an image must be an uploaded file (a multipart/form-data part), not "  # noqa: TRY004  (pydantic makes a ValueError a 400; a TypeError would be a 500)
-                             f"{type(obj).__name__}")
+            raise ValueError(
+                f"an image must be an uploaded file (a multipart/form-data part), not "  # noqa: TRY004  (pydantic makes a ValueError a 400; a TypeError would be a 500)
+                f"{type(obj).__name__}"
+            )
     except OSError as exc:
         raise ValueError(f"the upload could not be read ({type(exc).__name__})") from None
     if len(data) > limit:
@@ -236,8 +240,10 @@ def _harden_multipart() -> None:
         async def ensure_file(obj):
             if isinstance(obj, UploadFile):
                 return await decode_off_loop(obj)
-            raise BadInput("a file field must be an uploaded file (a multipart part with a filename); "
-                           "URLs and text are not accepted")
+            raise BadInput(
+                "a file field must be an uploaded file (a multipart part with a filename); "
+                "URLs and text are not accepted"
+            )
 
         async def parse_request(self, request, cls):
             budget = _request_pixels.set([0])  # per request (a connection's requests share one task)
@@ -255,5 +261,3 @@ def _harden_multipart() -> None:
 
 
 _harden_multipart()
-
-

@@ -89,21 +89,38 @@ class RegionMedService:
         if RetrievalIndex.exists(source.index_dir):
             index = RetrievalIndex.load(source.index_dir)
         self.source = source
-        self.engine = Engine.from_dir(source.path, version=source.version, info=source.info, index=index,
-                                      device=SETTINGS.device)
+        self.engine = Engine.from_dir(
+            source.path, version=source.version, info=source.info, index=index, device=SETTINGS.device
+        )
         if index is not None and index.dim != self.engine.embed_dim:
-            logger.warning("retrieval index at %s has dim %d, the model %d: retrieval disabled",
-                           source.index_dir, index.dim, self.engine.embed_dim)
+            logger.warning(
+                "retrieval index at %s has dim %d, the model %d: retrieval disabled",
+                source.index_dir,
+                index.dim,
+                self.engine.embed_dim,
+            )
             self.engine.index = None
         log = SETTINGS.embedding_log
         self.log_salt = os.environ.get(ENV_LOG_SALT, "")
-        self.embedding_log = EmbeddingLogWriter(
-            os.environ.get(ENV_LOG_DIR) or log.dir, log.rotate_bytes, log.rotate_seconds, log.keep_files,
-        ) if log.enabled else None
+        self.embedding_log = (
+            EmbeddingLogWriter(
+                os.environ.get(ENV_LOG_DIR) or log.dir,
+                log.rotate_bytes,
+                log.rotate_seconds,
+                log.keep_files,
+            )
+            if log.enabled
+            else None
+        )
         set_decode_side(self.engine.image_size)  # uploads are decoded reduced to the model's input size
         self.image_batcher = ImageBatcher(self.engine, BATCH.max_batch_size, BATCH.max_latency_ms)
-        logger.info("serving %s (%s from %s); index: %s", self.engine.version, source.origin, source.path,
-                    f"{index.count()} items" if self.engine.index is not None else "none")
+        logger.info(
+            "serving %s (%s from %s); index: %s",
+            self.engine.version,
+            source.origin,
+            source.path,
+            f"{index.count()} items" if self.engine.index is not None else "none",
+        )
 
     def __is_ready__(self) -> bool:
         return self.engine is not None
@@ -115,8 +132,9 @@ class RegionMedService:
             self.embedding_log.close()
 
     # ---- logging ---------------------------------------------------------------------------------
-    def _log(self, endpoint: str, kind: str, embeddings: np.ndarray, descriptors: list[dict],
-             requests: list[str]) -> None:
+    def _log(
+        self, endpoint: str, kind: str, embeddings: np.ndarray, descriptors: list[dict], requests: list[str]
+    ) -> None:
         """One record per row; rows of one request go in one write."""
         if self.embedding_log is None or len(embeddings) == 0:
             return
@@ -124,9 +142,14 @@ class RegionMedService:
         for i, r in enumerate(requests):
             order.setdefault(r, []).append(i)
         for request, rows in order.items():
-            self.embedding_log.log(endpoint=endpoint, model_version=self.engine.version,
-                                   request=hash_request_id(request, self.log_salt), kind=kind,
-                                   embeddings=embeddings[rows], descriptors=[descriptors[i] for i in rows])
+            self.embedding_log.log(
+                endpoint=endpoint,
+                model_version=self.engine.version,
+                request=hash_request_id(request, self.log_salt),
+                kind=kind,
+                embeddings=embeddings[rows],
+                descriptors=[descriptors[i] for i in rows],
+            )
 
     # ---- APIs ------------------------------------------------------------------------------------
     @bentoml.api(batchable=True, max_batch_size=BATCH.max_batch_size, max_latency_ms=BATCH.max_latency_ms)
@@ -134,21 +157,32 @@ class RegionMedService:
         """Images (PNG, JPEG or DICOM) → L2-normalised image embeddings, one per image, in order."""
         prepared = [self.engine.prepare(d) for d in images]
         emb = self.engine.encode_images(prepared)
-        self._log("encode_image", "image", emb, [p.descriptors for p in prepared],
-                  [d.request or current_request_id() for d in images])
+        self._log(
+            "encode_image",
+            "image",
+            emb,
+            [p.descriptors for p in prepared],
+            [d.request or current_request_id() for d in images],
+        )
         return emb.tolist()
 
     @bentoml.api(batchable=True, max_batch_size=BATCH.max_batch_size, max_latency_ms=BATCH.max_latency_ms)
     def encode_text(self, texts: TextList) -> Annotated[list[list[float]], JSON]:
         """Texts → L2-normalised text embeddings, one per text, in order."""
         emb = self.engine.encode_texts(texts)
-        self._log("encode_text", "text", emb, self.engine.text_descriptors(texts),
-                  [getattr(t, "request", "") or current_request_id() for t in texts])
+        self._log(
+            "encode_text",
+            "text",
+            emb,
+            self.engine.text_descriptors(texts),
+            [getattr(t, "request", "") or current_request_id() for t in texts],
+        )
         return emb.tolist()
 
     @bentoml.api
-    async def zero_shot(self, image: ImageFile, labels: LabelList | None = None,
-                        prompts: LabelList | None = None) -> Annotated[dict[str, Any], JSON]:
+    async def zero_shot(
+        self, image: ImageFile, labels: LabelList | None = None, prompts: LabelList | None = None
+    ) -> Annotated[dict[str, Any], JSON]:
         """An image and either candidate ``labels`` (each expanded with the evaluation's prompt
         templates and ensembled) or ready-made ``prompts`` (one class each) → probabilities."""
         if (labels is None) == (prompts is None):
@@ -156,14 +190,23 @@ class RegionMedService:
         classes = [str(c) for c in (labels if labels is not None else prompts)]
         class_emb = self.engine.cached_class_embeddings(classes, labels is not None)
         if class_emb is None:  # not seen lately: encode the label set off the event loop
-            class_emb = await anyio.to_thread.run_sync(self.engine.class_embeddings, classes, labels is not None)
+            class_emb = await anyio.to_thread.run_sync(
+                self.engine.class_embeddings, classes, labels is not None
+            )
         emb, prepared = await self.image_batcher(image)
         probs = self.engine.probabilities(emb[None], class_emb)[0]
-        self._log("zero_shot", "image", emb[None], [prepared.descriptors], [image.request or current_request_id()])
+        self._log(
+            "zero_shot", "image", emb[None], [prepared.descriptors], [image.request or current_request_id()]
+        )
         best = int(np.argmax(probs))
-        return {"classes": classes, "probabilities": [float(p) for p in probs], "top": classes[best],
-                "top_probability": float(probs[best]), "mode": "labels" if labels is not None else "prompts",
-                "model_version": self.engine.version}
+        return {
+            "classes": classes,
+            "probabilities": [float(p) for p in probs],
+            "top": classes[best],
+            "top_probability": float(probs[best]),
+            "mode": "labels" if labels is not None else "prompts",
+            "model_version": self.engine.version,
+        }
 
     @bentoml.api
     def ground(self, image: ImageFile, phrase: Text) -> Annotated[dict[str, Any], JSON]:
@@ -172,12 +215,24 @@ class RegionMedService:
         heatmap (cosine per patch cell of the model's letterboxed square input, rows top to bottom)."""
         prepared = self.engine.prepare(image)
         out = self.engine.ground(prepared, phrase)
-        self._log("ground", "text", out["text_embedding"][None], self.engine.text_descriptors([phrase]),
-                  [image.request or current_request_id()])
+        self._log(
+            "ground",
+            "text",
+            out["text_embedding"][None],
+            self.engine.text_descriptors([phrase]),
+            [image.request or current_request_id()],
+        )
         heat = out["heatmap"]
-        return {"box": out["box"], "score": out["score"], "heatmap": heat.round(6).tolist(),
-                "grid": list(heat.shape), "box_model_input": out["box_model"], "warning": out["warning"],
-                "location_check": check_location_words(phrase, out["box"]), "model_version": self.engine.version}
+        return {
+            "box": out["box"],
+            "score": out["score"],
+            "heatmap": heat.round(6).tolist(),
+            "grid": list(heat.shape),
+            "box_model_input": out["box_model"],
+            "warning": out["warning"],
+            "location_check": check_location_words(phrase, out["box"]),
+            "model_version": self.engine.version,
+        }
 
     @bentoml.api
     def preview(self, image: ImageFile) -> Annotated[dict[str, Any], JSON]:
@@ -185,9 +240,12 @@ class RegionMedService:
         data URL, and how the upload was fitted (``fit``; null when it was already square at size).
         Nothing is encoded, logged or kept."""
         prepared = self.engine.prepare(image)
-        return {**preview_payload(prepared.pixels, prepared.fit, self.engine.image_size),
-                "width": prepared.descriptors["width"], "height": prepared.descriptors["height"],
-                "format": prepared.descriptors["format"]}
+        return {
+            **preview_payload(prepared.pixels, prepared.fit, self.engine.image_size),
+            "width": prepared.descriptors["width"],
+            "height": prepared.descriptors["height"],
+            "format": prepared.descriptors["format"],
+        }
 
     @bentoml.api
     def encode_regions(self, image: ImageFile, boxes: BoxList) -> Annotated[dict[str, Any], JSON]:
@@ -197,14 +255,23 @@ class RegionMedService:
             emb = self.engine.encode_regions(prepared, boxes)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
-        self._log("encode_regions", "region", emb, [{"box": b} for b in boxes],
-                  [image.request or current_request_id()] * len(boxes))
+        self._log(
+            "encode_regions",
+            "region",
+            emb,
+            [{"box": b} for b in boxes],
+            [image.request or current_request_id()] * len(boxes),
+        )
         return {"embeddings": emb.tolist(), "boxes": boxes, "model_version": self.engine.version}
 
     @bentoml.api
-    async def retrieve(self, text: Text | None = None, image: ImageFile = None,  # type: ignore[assignment]
-                       top_k: Annotated[int, Field(ge=1, le=SETTINGS.max_top_k)] = 5,
-                       target: Literal["image", "report"] = "image") -> Annotated[dict[str, Any], JSON]:
+    async def retrieve(
+        self,
+        text: Text | None = None,
+        image: ImageFile = None,  # type: ignore[assignment]
+        top_k: Annotated[int, Field(ge=1, le=SETTINGS.max_top_k)] = 5,
+        target: Literal["image", "report"] = "image",
+    ) -> Annotated[dict[str, Any], JSON]:
         """A ``text`` or an ``image`` → the ``top_k`` most similar ``target`` items of the index
         (``image``: the split's images; ``report``: their reports). Items carry ids, modality and
         labels only."""
@@ -217,14 +284,30 @@ class RegionMedService:
             raise ServiceUnavailable(message)
         if text is not None:
             query = (await anyio.to_thread.run_sync(self.engine.encode_texts, [text]))[0]
-            self._log("retrieve", "text", query[None], self.engine.text_descriptors([text]), [current_request_id()])
+            self._log(
+                "retrieve", "text", query[None], self.engine.text_descriptors([text]), [current_request_id()]
+            )
         else:
             query, prepared = await self.image_batcher(image)
-            self._log("retrieve", "image", query[None], [prepared.descriptors], [image.request or current_request_id()])
+            self._log(
+                "retrieve",
+                "image",
+                query[None],
+                [prepared.descriptors],
+                [image.request or current_request_id()],
+            )
         results = index.search(query, top_k, target)
-        return {"query": "text" if text is not None else "image", "target": target, "results": results,
-                "index": {"split": index.split, "n_items": index.count(target), "model_version": index.model_version},
-                "model_version": self.engine.version}
+        return {
+            "query": "text" if text is not None else "image",
+            "target": target,
+            "results": results,
+            "index": {
+                "split": index.split,
+                "n_items": index.count(target),
+                "model_version": index.model_version,
+            },
+            "model_version": self.engine.version,
+        }
 
     @bentoml.api
     def metadata(self) -> Annotated[dict[str, Any], JSON]:
@@ -233,19 +316,40 @@ class RegionMedService:
         index = e.index
         return {
             "service": SERVICE_NAME,
-            "model": {"version": e.version, "origin": self.source.origin, "device": str(e.device),
-                      "global_only": e.global_only,
-                      "embed_dim": e.embed_dim, "image_size": e.image_size, "channels": e.channels,
-                      "max_text_tokens": e.max_length},
+            "model": {
+                "version": e.version,
+                "origin": self.source.origin,
+                "device": str(e.device),
+                "global_only": e.global_only,
+                "embed_dim": e.embed_dim,
+                "image_size": e.image_size,
+                "channels": e.channels,
+                "max_text_tokens": e.max_length,
+            },
             "metrics": info.get("metrics", {}),
             "gate": info.get("gate", {}),
             "provenance": {k: info[k] for k in ("git_rev", "git_dirty", "dvc", "packaged_at") if k in info},
-            "index": None if index is None else {"split": index.split, "n_images": index.count("image"),
-                                                 "n_reports": index.count("report"), "kinds": list(ITEM_KINDS)},
-            "limits": {k: getattr(SETTINGS, k) for k in ("max_upload_bytes", "max_image_pixels", "max_request_pixels",
-                                                         "max_images_per_call",
-                                                         "max_texts_per_call", "max_text_chars", "max_boxes_per_call",
-                                                         "max_top_k")},
+            "index": None
+            if index is None
+            else {
+                "split": index.split,
+                "n_images": index.count("image"),
+                "n_reports": index.count("report"),
+                "kinds": list(ITEM_KINDS),
+            },
+            "limits": {
+                k: getattr(SETTINGS, k)
+                for k in (
+                    "max_upload_bytes",
+                    "max_image_pixels",
+                    "max_request_pixels",
+                    "max_images_per_call",
+                    "max_texts_per_call",
+                    "max_text_chars",
+                    "max_boxes_per_call",
+                    "max_top_k",
+                )
+            },
             "batching": BATCH.model_dump(),
             "api_key_required": _api_key() is not None,
             "labels": label_vocabulary(index),
@@ -258,6 +362,10 @@ ROUTES = [f"/{name}" for name in RegionMedService.apis] + ["/", "/docs.json", "/
 guard_metric_labels([*ROUTES, "/livez", "/readyz", "/healthz"])
 if SETTINGS.demo_page:
     RegionMedService.mount_asgi_app(demo_app(), path=DEMO_PATH, name="demo")
-RegionMedService.add_asgi_middleware(RequestGuardMiddleware, max_body_bytes=SETTINGS.max_upload_bytes,
-                                     api_key_env=SETTINGS.api_key_env,
-                                     open_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else (), log_paths=ROUTES)
+RegionMedService.add_asgi_middleware(
+    RequestGuardMiddleware,
+    max_body_bytes=SETTINGS.max_upload_bytes,
+    api_key_env=SETTINGS.api_key_env,
+    open_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else (),
+    log_paths=ROUTES,
+)

@@ -109,8 +109,10 @@ def _repo_info() -> dict[str, Any]:
         return {}
     if not isinstance(gate, dict):
         return {}
-    return {"metrics": gate.get("candidate_metrics", {}),
-            "gate": {"passed": gate.get("passed"), "n_failed": gate.get("n_failed")}}
+    return {
+        "metrics": gate.get("candidate_metrics", {}),
+        "gate": {"passed": gate.get("passed"), "n_failed": gate.get("n_failed")},
+    }
 
 
 def _store_source(tag: str, origin: str) -> ModelSource:
@@ -124,5 +126,10 @@ def _store_source(tag: str, origin: str) -> ModelSource:
     root = Path(model.path)
     info = dict(model.info.metadata or {})
     index = os.environ.get(ENV_INDEX_DIR)
-    return ModelSource(root / STORE_MODEL_SUBDIR, str(model.tag), origin, info,
-                       Path(index) if index else root / STORE_INDEX_SUBDIR)
+    return ModelSource(
+        root / STORE_MODEL_SUBDIR,
+        str(model.tag),
+        origin,
+        info,
+        Path(index) if index else root / STORE_INDEX_SUBDIR,
+    )

@@ -55,8 +55,16 @@ class RegionWeighting:
 class CorpusDataset(Dataset):
     """One split of a corpus; every item carries everything the losses and the metrics need."""
 
-    def __init__(self, corpus_dir: str | Path, split: str, channels: int, max_regions: int,
-                 augment: AugmentConfig | None = None, seed: int = 0, weighting: RegionWeighting | None = None):
+    def __init__(
+        self,
+        corpus_dir: str | Path,
+        split: str,
+        channels: int,
+        max_regions: int,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        weighting: RegionWeighting | None = None,
+    ):
         self.corpus_dir = Path(corpus_dir)
         self.weighting = weighting or RegionWeighting()
         self.df = read_manifest(self.corpus_dir, split)
@@ -68,15 +76,20 @@ class CorpusDataset(Dataset):
         self.epoch = 0
         # finding labels per modality (axis:class labels and "no finding" are not findings)
         self.findings_by_modality = {
-            m: sorted({lb for labels in group["labels"] for lb in labels if lb != NO_FINDING and ":" not in lb})
-            for m, group in self.df.groupby("modality")}
+            m: sorted(
+                {lb for labels in group["labels"] for lb in labels if lb != NO_FINDING and ":" not in lb}
+            )
+            for m, group in self.df.groupby("modality")
+        }
 
     def __len__(self) -> int:
         return len(self.df)
 
     def __getitem__(self, i: int) -> dict:
         row = self.df.iloc[i]
-        pixels = torch.from_numpy(to_model_input(read_png(self.corpus_dir / row["image_path"]), self.channels))
+        pixels = torch.from_numpy(
+            to_model_input(read_png(self.corpus_dir / row["image_path"]), self.channels)
+        )
         # findings first: when regions are capped, findings are what region alignment is for
         regions = sorted(row["regions"], key=lambda r: r["kind"] != "finding")[: self.max_regions]
         boxes = torch.tensor([r["bbox"] for r in regions], dtype=torch.float32).reshape(-1, 4)
@@ -86,7 +99,9 @@ class CorpusDataset(Dataset):
             regions = [r for r, k in zip(regions, keep) if k]
             boxes = boxes[keep]
         return {
-            "location_free_queries": self._location_free_queries(regions, np.random.default_rng([self.seed, self.epoch, i, 2])),
+            "location_free_queries": self._location_free_queries(
+                regions, np.random.default_rng([self.seed, self.epoch, i, 2])
+            ),
             "pixels": pixels,
             "texts": {level: row[level] for level in TEXT_LEVELS},
             "boxes": boxes,
@@ -107,8 +122,11 @@ class CorpusDataset(Dataset):
         p = self.augment.location_free
         if p <= 0:
             return []
-        return [k for k, r in enumerate(regions)
-                if r["kind"] == "finding" and strip_location(r["phrase"]) != r["phrase"] and rng.random() < p]
+        return [
+            k
+            for k, r in enumerate(regions)
+            if r["kind"] == "finding" and strip_location(r["phrase"]) != r["phrase"] and rng.random() < p
+        ]
 
     def contradiction(self, row, rng: np.random.Generator) -> str:
         """A sentence this image's findings contradict ("" when its modality has no finding labels)."""
@@ -130,11 +148,14 @@ def _augment(pixels: torch.Tensor, boxes: torch.Tensor, cfg: AugmentConfig, rng:
     dx, dy = (int(v) for v in rng.integers(-max_px, max_px + 1, size=2)) if max_px else (0, 0)
     if dx or dy:
         shifted = torch.zeros_like(pixels)
-        src = pixels[..., max(0, -dy): size - max(0, dy), max(0, -dx): size - max(0, dx)]
-        shifted[..., max(0, dy): max(0, dy) + src.shape[-2], max(0, dx): max(0, dx) + src.shape[-1]] = src
+        src = pixels[..., max(0, -dy) : size - max(0, dy), max(0, -dx) : size - max(0, dx)]
+        shifted[..., max(0, dy) : max(0, dy) + src.shape[-2], max(0, dx) : max(0, dx) + src.shape[-1]] = src
         pixels = shifted
     if cfg.intensity > 0:
-        gain, bias = 1 + rng.uniform(-cfg.intensity, cfg.intensity), rng.uniform(-cfg.intensity, cfg.intensity) / 2
+        gain, bias = (
+            1 + rng.uniform(-cfg.intensity, cfg.intensity),
+            rng.uniform(-cfg.intensity, cfg.intensity) / 2,
+        )
         pixels = (pixels * gain + bias).clamp(0, 1)
     moved = boxes + torch.tensor([dx, dy, dx, dy], dtype=torch.float32) / size
     clipped = moved.clamp(0, 1)
@@ -161,7 +182,9 @@ class Collator:
         self.tokenizer, self.max_length = tokenizer, max_length
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def __call__(self, items: list[dict]) -> dict:
@@ -184,9 +207,14 @@ class Collator:
                 boxes.append(box)
             phrases, kinds = it["phrases"], it["region_kind"]
             stripped = [strip_location(p) if kind == "finding" else None for p, kind in zip(phrases, kinds)]
-            queries = [(k, phrases[k], [j for j, p in enumerate(phrases) if p == phrases[k]]) for k in range(len(phrases))]
-            queries += [(k, stripped[k], [j for j, s in enumerate(stripped) if s == stripped[k]])
-                        for k in it.get("location_free_queries", ())]
+            queries = [
+                (k, phrases[k], [j for j, p in enumerate(phrases) if p == phrases[k]])
+                for k in range(len(phrases))
+            ]
+            queries += [
+                (k, stripped[k], [j for j, s in enumerate(stripped) if s == stripped[k]])
+                for k in it.get("location_free_queries", ())
+            ]
             for k, query, names in queries:
                 ground_index.append(table.setdefault(query, len(table)))
                 ground_region.append(first + k)
@@ -209,8 +237,10 @@ class Collator:
             text_table=self.tokenize(list(table) or [""]),
             region_kind=[k for it in items for k in it["region_kind"]],
             region_size=[s for it in items for s in it["region_size"]],
-            region_weight=torch.tensor([w for it in items for w in it.get("region_weight", [1.0] * len(it["phrases"]))],
-                                       dtype=torch.float32),
+            region_weight=torch.tensor(
+                [w for it in items for w in it.get("region_weight", [1.0] * len(it["phrases"]))],
+                dtype=torch.float32,
+            ),
             report_text=[it["texts"]["report"] for it in items],
             labels=[it["labels"] for it in items],
             modality=[it["modality"] for it in items],
@@ -220,9 +250,20 @@ class Collator:
 
 
 class CorpusDataModule(L.LightningDataModule):
-    def __init__(self, corpus_dir: str | Path, tokenizer, channels: int, max_length: int, batch_size: int,
-                 max_regions: int, augment: AugmentConfig, num_workers: int = 0, seed: int = 0,
-                 eval_batch_size: int | None = None, weighting: RegionWeighting | None = None):
+    def __init__(
+        self,
+        corpus_dir: str | Path,
+        tokenizer,
+        channels: int,
+        max_length: int,
+        batch_size: int,
+        max_regions: int,
+        augment: AugmentConfig,
+        num_workers: int = 0,
+        seed: int = 0,
+        eval_batch_size: int | None = None,
+        weighting: RegionWeighting | None = None,
+    ):
         super().__init__()
         self.corpus_dir, self.channels, self.max_regions = Path(corpus_dir), channels, max_regions
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
@@ -231,17 +272,30 @@ class CorpusDataModule(L.LightningDataModule):
         self.collate = Collator(tokenizer, max_length)
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = CorpusDataset(self.corpus_dir, "train", self.channels, self.max_regions, self.augment, self.seed,
-                                       self.weighting)
+        self.train_set = CorpusDataset(
+            self.corpus_dir, "train", self.channels, self.max_regions, self.augment, self.seed, self.weighting
+        )
         self.val_set = CorpusDataset(self.corpus_dir, "val", self.channels, self.max_regions)
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
         # drop_last: a contrastive batch of 3 is a different task from one of 64
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, drop_last=True,
-                          collate_fn=self.collate, num_workers=self.num_workers, generator=generator,
-                          persistent_workers=self.num_workers > 0)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.eval_batch_size, shuffle=False, collate_fn=self.collate,
-                          num_workers=self.num_workers)
+        return DataLoader(
+            self.val_set,
+            batch_size=self.eval_batch_size,
+            shuffle=False,
+            collate_fn=self.collate,
+            num_workers=self.num_workers,
+        )

@@ -21,8 +21,13 @@ from regionmed.evaluation.retrieval import retrieval_metrics
 from regionmed.model.losses import ClipLoss, cell_overlap_targets, hierarchical_loss
 from regionmed.model.regionclip import RegionCLIP
 
-TEXT_LEVELS_OF_LOSS = {"global": ("report",), "modality": ("modality_text",), "anatomy": ("anatomy_text",),
-                       "finding": ("finding_text",), "negation": ("finding_text", "negation_text")}
+TEXT_LEVELS_OF_LOSS = {
+    "global": ("report",),
+    "modality": ("modality_text",),
+    "anatomy": ("anatomy_text",),
+    "finding": ("finding_text",),
+    "negation": ("finding_text", "negation_text"),
+}
 NO_DECAY_NAMES = ("bias", "LayerNorm", "layernorm", "norm", "logit_scale", "embeddings")
 
 
@@ -46,7 +51,9 @@ class RegionMedModule(L.LightningModule):
         if model.global_only and {"region", "grounding"} & set(self.loss_weights):
             raise ValueError("a global_only model cannot train the region or grounding loss")
         # levels whose text must be encoded for the active losses (fewer texts = faster steps)
-        self.text_levels = tuple(dict.fromkeys(lv for k in self.loss_weights for lv in TEXT_LEVELS_OF_LOSS.get(k, ())))
+        self.text_levels = tuple(
+            dict.fromkeys(lv for k in self.loss_weights for lv in TEXT_LEVELS_OF_LOSS.get(k, ()))
+        )
         self._val: dict[str, list] = {}
 
     def setup(self, stage: str) -> None:
@@ -71,8 +78,11 @@ class RegionMedModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         with attention_kernels(batch["pixels"].device):
-            outputs = self.model(self._batch_for(batch), text_levels=self.text_levels,
-                                 ground_cells="grounding" in self.loss_weights)
+            outputs = self.model(
+                self._batch_for(batch),
+                text_levels=self.text_levels,
+                ground_cells="grounding" in self.loss_weights,
+            )
         if "region_weight" in batch and "region" in outputs:
             outputs["region_weight"] = batch["region_weight"].to(outputs["region"].device)
         total, parts = hierarchical_loss(outputs, self.loss_weights, self.clip_loss)
@@ -91,8 +101,10 @@ class RegionMedModule(L.LightningModule):
         with_regions = not self.model.global_only
         val_batch = {k: batch[k] for k in ("pixels", "report")}
         if with_regions:
-            val_batch |= {k: batch[k] for k in ("region_boxes", "region_batch", "phrase_index",
-                                                 "hard_negative_index", "text_table")}
+            val_batch |= {
+                k: batch[k]
+                for k in ("region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table")
+            }
         out = self.model(val_batch, text_levels=("report",), ground_cells=with_regions)
         self._val["image"].append(out["image"].float().cpu())
         self._val["report"].append(out["text"]["report"].float().cpu())
@@ -100,7 +112,8 @@ class RegionMedModule(L.LightningModule):
         if with_regions and "region" in out and len(out["region"]):
             true = (out["region"] * out["phrase"]).sum(-1)
             neg = torch.einsum("nd,nkd->nk", out["region"], out["hard_negative"]).masked_fill(
-                ~out["hard_negative_mask"], -math.inf)
+                ~out["hard_negative_mask"], -math.inf
+            )
             has_neg = out["hard_negative_mask"].any(1)
             hits = (true[:, None] > neg).all(1)[has_neg]
             self._val["hardneg_hit"].append(hits.float().cpu())
@@ -115,8 +128,13 @@ class RegionMedModule(L.LightningModule):
         if not self._val.get("image"):
             return
         image, report = torch.cat(self._val["image"]), torch.cat(self._val["report"])
-        metrics = retrieval_metrics(image.numpy(), report.numpy(), query_groups=self._val["report_text"],
-                                    gallery_groups=self._val["report_text"], ks=(1, 5, 10))
+        metrics = retrieval_metrics(
+            image.numpy(),
+            report.numpy(),
+            query_groups=self._val["report_text"],
+            gallery_groups=self._val["report_text"],
+            ks=(1, 5, 10),
+        )
         for k in (1, 5, 10):
             self.log(f"val/i2t_R@{k}", float(metrics[f"recall@{k}"]))
         self.log("val/chance_R@5", min(1.0, 5 / max(len(image), 1)))
@@ -135,12 +153,20 @@ class RegionMedModule(L.LightningModule):
         decay, no_decay = [], []
         for name, param in self.model.named_parameters():
             if param.requires_grad:
-                (no_decay if param.ndim < 2 or any(n in name for n in NO_DECAY_NAMES) else decay).append(param)
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.optim.weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], lr=self.optim.lr,
-                                      fused=self.optim.fused)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(self.optim.warmup_steps,
-                                                                               self.optim.total_steps))
+                (no_decay if param.ndim < 2 or any(n in name for n in NO_DECAY_NAMES) else decay).append(
+                    param
+                )
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": decay, "weight_decay": self.optim.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
+            lr=self.optim.lr,
+            fused=self.optim.fused,
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, warmup_cosine(self.optim.warmup_steps, self.optim.total_steps)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -148,18 +174,24 @@ def attention_kernels(device: torch.device):
     """Under bf16 autocast on a CPU, the math attention kernel: its backward is 2.5-5x faster than the
     flash kernel's at these sizes (benchmarks/bench_train.py); elsewhere, torch's own choice.
     The kernel is picked in the forward pass and its backward follows it."""
-    if device.type == "cpu" and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+    if (
+        device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    ):
         return sdpa_kernel([SDPBackend.MATH])
     return contextlib.nullcontext()
 
 
 def warmup_cosine(warmup: int, total: int):
     """Linear warm-up, then cosine decay to 10% of the peak learning rate."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
     return factor
 
 

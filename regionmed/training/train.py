@@ -50,20 +50,33 @@ def phase_steps(params: Params, phase: str) -> int:
 
 def build_model(params: Params, tokenizer, spec: PhaseParams, init_from: Path | None) -> RegionCLIP:
     """A fresh model for the phase; with ``init_from``, the shared weights of an exported model."""
-    model = RegionCLIP(params.model, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id or 0,
-                       global_only=spec.global_only)
+    model = RegionCLIP(
+        params.model,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id or 0,
+        global_only=spec.global_only,
+    )
     if init_from is not None:
         source, _ = load_model(init_from)
         missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
         region_only = ("roi.", "region_proj.")
         if unexpected or any(not k.startswith(region_only) for k in missing):
-            raise ValueError(f"{init_from} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"{init_from} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
     return model
 
 
-def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path,
-          init_from: Path | None = None, state_dir: Path = Path(".state/checkpoints"),
-          log_dir: Path | None = None) -> dict:
+def train(
+    params: Params,
+    phase: str,
+    corpus_dir: Path,
+    tokenizer_dir: Path,
+    out_dir: Path,
+    init_from: Path | None = None,
+    state_dir: Path = Path(".state/checkpoints"),
+    log_dir: Path | None = None,
+) -> dict:
     """Train one phase and export the model to ``out_dir``; returns the phase's summary metrics."""
     from transformers import AutoTokenizer
 
@@ -76,23 +89,51 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
     freeze_bottom_layers(model.image_encoder, spec.freeze_image_layers)
     freeze_bottom_layers(model.text_encoder, spec.freeze_text_layers)
     started = time.perf_counter()
-    summary = {"phase": phase, "steps": steps, "global_only": spec.global_only,
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    summary = {
+        "phase": phase,
+        "steps": steps,
+        "global_only": spec.global_only,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
     if steps > 0:
         datamodule = CorpusDataModule(
-            corpus_dir, tokenizer, params.model.vision.channels, params.model.text.max_length, t.batch_size,
-            t.max_regions_per_image, AugmentConfig(t.augment.max_shift, t.augment.intensity, t.augment.location_free), t.num_workers,
-            params.seed, t.eval_batch_size, RegionWeighting(t.annotated_region_weight, t.confidence_weighted))
-        module = RegionMedModule(model, spec.loss_weights,
-                                 OptimConfig(spec.lr, t.weight_decay, min(t.warmup_steps, steps // 2), steps,
-                                             t.gradient_clip_val, fused=t.precision != "16-mixed"))
-        ckpt_dir = _checkpoint_dir(state_dir, phase, run_fingerprint(params, phase, corpus_dir, tokenizer_dir, init_from))
+            corpus_dir,
+            tokenizer,
+            params.model.vision.channels,
+            params.model.text.max_length,
+            t.batch_size,
+            t.max_regions_per_image,
+            AugmentConfig(t.augment.max_shift, t.augment.intensity, t.augment.location_free),
+            t.num_workers,
+            params.seed,
+            t.eval_batch_size,
+            RegionWeighting(t.annotated_region_weight, t.confidence_weighted),
+        )
+        module = RegionMedModule(
+            model,
+            spec.loss_weights,
+            OptimConfig(
+                spec.lr,
+                t.weight_decay,
+                min(t.warmup_steps, steps // 2),
+                steps,
+                t.gradient_clip_val,
+                fused=t.precision != "16-mixed",
+            ),
+        )
+        ckpt_dir = _checkpoint_dir(
+            state_dir, phase, run_fingerprint(params, phase, corpus_dir, tokenizer_dir, init_from)
+        )
         trainer = _trainer(params, steps, ckpt_dir, log_dir)
         resume = ckpt_dir / f"{CHECKPOINT_NAME}.ckpt"
         summary["resumed_from_step"] = _resumed_step(resume)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None,
-                    weights_only=True)
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(resume) if resume.exists() else None,
+            weights_only=True,
+        )
         summary.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()})
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     elif log_dir is not None:
@@ -101,8 +142,13 @@ def train(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, out
         (Path(log_dir) / "SKIPPED").write_text(f"phase {phase} ran 0 steps: the weights passed through\n")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     model.requires_grad_(True)
-    export_model(model.cpu().eval(), tokenizer, params.model, out_dir,
-                 extra_meta={"phase": phase, "steps": steps, "init_from": str(init_from) if init_from else None})
+    export_model(
+        model.cpu().eval(),
+        tokenizer,
+        params.model,
+        out_dir,
+        extra_meta={"phase": phase, "steps": steps, "init_from": str(init_from) if init_from else None},
+    )
     return summary
 
 
@@ -121,15 +167,22 @@ class LogProgress(L.Callback):
             self.last = step
             loss = trainer.callback_metrics.get("train/loss")
             shown = f", loss {float(loss):.4f}" if loss is not None else ""
-            print(f"step {step}/{self.total} ({100 * step // self.total}%{shown}, "
-                  f"{time.perf_counter() - self.start:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"step {step}/{self.total} ({100 * step // self.total}%{shown}, "
+                f"{time.perf_counter() - self.start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -> L.Trainer:
     t = params.train
     # last.ckpt every N steps: what an interrupted run resumes from
-    callbacks = [ModelCheckpoint(dirpath=ckpt_dir, save_top_k=0, save_last=True,
-                                 every_n_train_steps=t.checkpoint_every_n_steps)]
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=ckpt_dir, save_top_k=0, save_last=True, every_n_train_steps=t.checkpoint_every_n_steps
+        )
+    ]
     bar = on_terminal()
     if not bar:
         callbacks.append(LogProgress(steps))
@@ -139,25 +192,42 @@ def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -
 
         loggers.append(DVCLiveLogger(dir=str(log_dir), save_dvc_exp=False, dvcyaml=False))
     return L.Trainer(
-        max_steps=steps, accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
+        max_steps=steps,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
+        accumulate_grad_batches=t.accumulate_grad_batches,
         val_check_interval=min(t.val_every_n_steps, steps),
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, callbacks=callbacks, logger=loggers or False,
-        enable_progress_bar=bar, enable_model_summary=False, deterministic=t.deterministic and t.accelerator == "cpu",
-        log_every_n_steps=min(10, steps), default_root_dir=str(ckpt_dir),
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=bar,
+        enable_model_summary=False,
+        deterministic=t.deterministic and t.accelerator == "cpu",
+        log_every_n_steps=min(10, steps),
+        default_root_dir=str(ckpt_dir),
     )
 
 
-def run_fingerprint(params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path,
-                    init_from: Path | None) -> str:
+def run_fingerprint(
+    params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, init_from: Path | None
+) -> str:
     """The identity of a training run: a checkpoint is resumed only by a run with the same one."""
-    identity = {"phase": phase, "phase_params": params.phases[phase].model_dump(mode="json"),
-                "steps": phase_steps(params, phase), "seed": params.seed,
-                "model": params.model.model_dump(mode="json"), "train": params.train.model_dump(mode="json"),
-                # the corpus as built (its manifest holds every image's hash), not the params that built it
-                "manifest": sha256_file(Path(corpus_dir) / MANIFEST_FILE),
-                "tokenizer": {f.name: sha256_file(f) for f in sorted(Path(tokenizer_dir).iterdir()) if f.is_file()},
-                "init": None if init_from is None else sha256_file(Path(init_from) / WEIGHTS_FILE)}
+    identity = {
+        "phase": phase,
+        "phase_params": params.phases[phase].model_dump(mode="json"),
+        "steps": phase_steps(params, phase),
+        "seed": params.seed,
+        "model": params.model.model_dump(mode="json"),
+        "train": params.train.model_dump(mode="json"),
+        # the corpus as built (its manifest holds every image's hash), not the params that built it
+        "manifest": sha256_file(Path(corpus_dir) / MANIFEST_FILE),
+        "tokenizer": {f.name: sha256_file(f) for f in sorted(Path(tokenizer_dir).iterdir()) if f.is_file()},
+        "init": None if init_from is None else sha256_file(Path(init_from) / WEIGHTS_FILE),
+    }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -67,21 +67,28 @@ def schema_frame(table: pa.Table) -> pd.DataFrame:
     rows = []
     for f in MANIFEST_SCHEMA:
         observed = table.schema.field(f.name).type if f.name in table.column_names else None
-        rows.append({"column": f.name, "expected_type": str(f.type),
-                     "observed_type": "missing" if observed is None else str(observed),
-                     "type_ok": observed is not None and observed == f.type})
+        rows.append(
+            {
+                "column": f.name,
+                "expected_type": str(f.type),
+                "observed_type": "missing" if observed is None else str(observed),
+                "type_ok": observed is not None and observed == f.type,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def image_frame(table: pa.Table) -> pd.DataFrame:
-    df = pd.DataFrame({name: _column(table, name).to_pandas() for name in SCALAR_COLUMNS
-                       if name not in TEXT_COLUMNS})
+    df = pd.DataFrame(
+        {name: _column(table, name).to_pandas() for name in SCALAR_COLUMNS if name not in TEXT_COLUMNS}
+    )
     for name in TEXT_COLUMNS:
         df[f"{name}_chars"] = _chars(_column(table, name))
     for name in ("labels", "regions", "qa"):
         col = _list_column(table, name)
-        df[f"n_{name}"] = 0 if col is None else pc.fill_null(pc.list_value_length(col), 0).to_numpy(
-            zero_copy_only=False)
+        df[f"n_{name}"] = (
+            0 if col is None else pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+        )
     df["n_annotated_regions"] = _annotated_per_image(table)
     return df
 
@@ -92,7 +99,9 @@ def _annotated_per_image(table: pa.Table) -> np.ndarray:
     counts = np.zeros(table.num_rows, dtype=np.int64)
     if exploded is not None and len(exploded[0]):
         values, parents, _ = exploded
-        annotated = pc.fill_null(pc.equal(values.field("origin"), "annotated"), False).to_numpy(zero_copy_only=False)
+        annotated = pc.fill_null(pc.equal(values.field("origin"), "annotated"), False).to_numpy(
+            zero_copy_only=False
+        )
         np.add.at(counts, parents[annotated], 1)
     return counts
 
@@ -110,8 +119,21 @@ def _exploded(table: pa.Table, name: str) -> tuple[pa.Array, np.ndarray, np.ndar
 def region_frame(table: pa.Table, image_ids: np.ndarray) -> pd.DataFrame:
     exploded = _exploded(table, "regions")
     if exploded is None:
-        return pd.DataFrame(columns=["image_id", "region", "x0", "y0", "x1", "y1", "area", "label", "kind",
-                                     "origin", "confidence"])
+        return pd.DataFrame(
+            columns=[
+                "image_id",
+                "region",
+                "x0",
+                "y0",
+                "x1",
+                "y1",
+                "area",
+                "label",
+                "kind",
+                "origin",
+                "confidence",
+            ]
+        )
     values, parents, within = exploded
     boxes = values.field("bbox")
     coords = np.full((len(values), 4), np.nan)
@@ -134,7 +156,9 @@ def label_frame(table: pa.Table, image_ids: np.ndarray, splits: np.ndarray) -> p
     if exploded is None:
         return pd.DataFrame(columns=["image_id", "split", "label"])
     values, parents, _ = exploded
-    return pd.DataFrame({"image_id": image_ids[parents], "split": splits[parents], "label": values.to_pandas()})
+    return pd.DataFrame(
+        {"image_id": image_ids[parents], "split": splits[parents], "label": values.to_pandas()}
+    )
 
 
 def qa_frame(table: pa.Table, image_ids: np.ndarray) -> pd.DataFrame:
@@ -142,16 +166,29 @@ def qa_frame(table: pa.Table, image_ids: np.ndarray) -> pd.DataFrame:
     if exploded is None:
         return pd.DataFrame(columns=["image_id", "qa", "type", "question_chars", "answer_chars"])
     values, parents, within = exploded
-    return pd.DataFrame({"image_id": image_ids[parents], "qa": within, "type": values.field("type").to_pandas(),
-                         "question_chars": _chars(values.field("question")),
-                         "answer_chars": _chars(values.field("answer"))})
+    return pd.DataFrame(
+        {
+            "image_id": image_ids[parents],
+            "qa": within,
+            "type": values.field("type").to_pandas(),
+            "question_chars": _chars(values.field("question")),
+            "answer_chars": _chars(values.field("answer")),
+        }
+    )
 
 
 def split_frame(images: pd.DataFrame, expected: dict[str, float]) -> pd.DataFrame:
     counts = images["split"].value_counts()
     n = max(len(images), 1)
-    rows = [{"split": s, "n_images": int(counts.get(s, 0)), "fraction": round(counts.get(s, 0) / n, 6),
-             "expected_fraction": expected[s]} for s in SPLITS]
+    rows = [
+        {
+            "split": s,
+            "n_images": int(counts.get(s, 0)),
+            "fraction": round(counts.get(s, 0) / n, 6),
+            "expected_fraction": expected[s],
+        }
+        for s in SPLITS
+    ]
     df = pd.DataFrame(rows)
     df["deviation"] = (df["fraction"] - df["expected_fraction"]).abs().round(6)
     return df
@@ -172,7 +209,11 @@ def patient_frame(images: pd.DataFrame) -> pd.DataFrame:
 def coverage_frame(labels: pd.DataFrame, known: list[str] | None, splits: list[str]) -> pd.DataFrame:
     names = sorted(set(labels["label"].dropna()) | set(known or ()))
     counts = labels.groupby(["label", "split"])["image_id"].nunique()
-    rows = [{"label": name, "split": s, "n_images": int(counts.get((name, s), 0))} for name in names for s in splits]
+    rows = [
+        {"label": name, "split": s, "n_images": int(counts.get((name, s), 0))}
+        for name in names
+        for s in splits
+    ]
     return pd.DataFrame(rows, columns=["label", "split", "n_images"])
 
 
@@ -199,7 +240,9 @@ def file_frame(corpus_dir: Path, images: pd.DataFrame, fraction: float, seed: in
     sample = images if n == len(images) else images.sample(n=n, random_state=seed)
     # One thread: the files are small and a thread pool was slower here (measured 0.19 s vs 0.29 s for
     # 4000 files); sha256 of a buffer releases the GIL, so this overlaps the GX import thread anyway.
-    rows = [_check_file(corpus_dir, *a) for a in zip(sample["image_id"], sample["image_path"], sample["sha256"])]
+    rows = [
+        _check_file(corpus_dir, *a) for a in zip(sample["image_id"], sample["image_path"], sample["sha256"])
+    ]
     return pd.DataFrame(rows)
 
 
@@ -223,8 +266,9 @@ def corpus_summary(corpus_dir: Path, images: pd.DataFrame) -> dict:
     }
 
 
-def read_frames(corpus_dir: str | Path, expected_splits: dict[str, float], file_check_fraction: float,
-                seed: int) -> CorpusFrames:
+def read_frames(
+    corpus_dir: str | Path, expected_splits: dict[str, float], file_check_fraction: float, seed: int
+) -> CorpusFrames:
     """Every frame but ``label_coverage`` (it needs the source's vocabulary; see :func:`coverage_frame`)."""
     corpus_dir = Path(corpus_dir)
     table = pq.read_table(corpus_dir / MANIFEST_FILE)
@@ -247,6 +291,13 @@ def read_frames(corpus_dir: str | Path, expected_splits: dict[str, float], file_
     sources = images["source"].dropna()
     source = str(sources.mode().iloc[0]) if len(sources) else "unknown"
     stats = dict(summary)
-    stats.update(n_regions=len(regions), n_labels=len(labels), n_qa=len(frames["qa"]),
-                 n_patients=len(frames["patients"]), n_files_checked=len(frames["files"]))
-    return CorpusFrames(frames, source, has_regions=len(regions) > 0, has_qa=len(frames["qa"]) > 0, stats=stats)
+    stats.update(
+        n_regions=len(regions),
+        n_labels=len(labels),
+        n_qa=len(frames["qa"]),
+        n_patients=len(frames["patients"]),
+        n_files_checked=len(frames["files"]),
+    )
+    return CorpusFrames(
+        frames, source, has_regions=len(regions) > 0, has_qa=len(frames["qa"]) > 0, stats=stats
+    )

@@ -26,8 +26,12 @@ pre{white-space:pre-wrap;margin:0;max-height:12em;overflow:auto}
 """
 
 
-def write_outputs(result: ValidationResult, metrics_file: str | Path, report_file: str | Path,
-                  timings_file: str | Path | None = None) -> None:
+def write_outputs(
+    result: ValidationResult,
+    metrics_file: str | Path,
+    report_file: str | Path,
+    timings_file: str | Path | None = None,
+) -> None:
     """The metrics JSON (deterministic), the HTML page and, if asked, the run's timings as JSON."""
     for path in filter(None, (metrics_file, report_file, timings_file)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -63,31 +67,50 @@ def render_html(result: ValidationResult) -> str:
     ok = result.success
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>Corpus validation</title>", f"<style>{STYLE}</style></head><body>",
+        "<title>Corpus validation</title>",
+        f"<style>{STYLE}</style></head><body>",
         "<h1>Corpus validation (Great Expectations)</h1>",
-        (f"<p class='banner {'ok' if ok else 'bad'}'><b>{'PASSED' if ok else 'FAILED'}</b>: "
-         f"{len(result.checks)} expectations, {len(result.critical_failures)} critical failure(s), "
-         f"{len(result.warnings)} warning(s), {len(result.skipped)} skipped.</p>"),
-        (f"<p>Corpus <code>{html.escape(result.corpus_dir)}</code>, source <code>{html.escape(result.source)}"
-         f"</code>; regions required: {result.regions_required}; QA required: {result.qa_required}; "
-         f"{result.elapsed_s:.1f} s.</p>"),
+        (
+            f"<p class='banner {'ok' if ok else 'bad'}'><b>{'PASSED' if ok else 'FAILED'}</b>: "
+            f"{len(result.checks)} expectations, {len(result.critical_failures)} critical failure(s), "
+            f"{len(result.warnings)} warning(s), {len(result.skipped)} skipped.</p>"
+        ),
+        (
+            f"<p>Corpus <code>{html.escape(result.corpus_dir)}</code>, source <code>{html.escape(result.source)}"
+            f"</code>; regions required: {result.regions_required}; QA required: {result.qa_required}; "
+            f"{result.elapsed_s:.1f} s.</p>"
+        ),
         "<h2>Corpus figures</h2><table>"
-        + "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                  for k, v in result.stats.items()) + "</table>",
+        + "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in result.stats.items()
+        )
+        + "</table>",
     ]
     failing = result.critical_failures + result.warnings
     if failing:
-        parts.append("<h2>Failures</h2><ul>" + "".join(
-            f"<li class='{_status(c)[1]}'>{html.escape(c.one_line())}</li>" for c in failing) + "</ul>")
-    header = ("<tr><th>check</th><th>column(s)</th><th>expectation</th><th>severity</th><th>result</th>"
-              "<th>observed</th><th>failing examples</th></tr>")
+        parts.append(
+            "<h2>Failures</h2><ul>"
+            + "".join(f"<li class='{_status(c)[1]}'>{html.escape(c.one_line())}</li>" for c in failing)
+            + "</ul>"
+        )
+    header = (
+        "<tr><th>check</th><th>column(s)</th><th>expectation</th><th>severity</th><th>result</th>"
+        "<th>observed</th><th>failing examples</th></tr>"
+    )
     for suite in dict.fromkeys(c.suite for c in result.checks):
         rows = "".join(_row(c) for c in result.checks if c.suite == suite)
         parts.append(f"<h2>Suite <code>{html.escape(suite)}</code></h2><table>{header}{rows}</table>")
     if result.skipped:
-        parts.append("<h2>Skipped</h2><table><tr><th>suite</th><th>check</th><th>column(s)</th><th>reason</th></tr>"
-                     + "".join(f"<tr><td>{html.escape(s['suite'])}</td><td class='skip'>{html.escape(s['check'])}"
-                               f"</td><td>{html.escape(', '.join(s['columns']))}</td>"
-                               f"<td>{html.escape(s['reason'])}</td></tr>" for s in result.skipped) + "</table>")
+        parts.append(
+            "<h2>Skipped</h2><table><tr><th>suite</th><th>check</th><th>column(s)</th><th>reason</th></tr>"
+            + "".join(
+                f"<tr><td>{html.escape(s['suite'])}</td><td class='skip'>{html.escape(s['check'])}"
+                f"</td><td>{html.escape(', '.join(s['columns']))}</td>"
+                f"<td>{html.escape(s['reason'])}</td></tr>"
+                for s in result.skipped
+            )
+            + "</table>"
+        )
     parts.append("</body></html>\n")
     return "\n".join(parts)

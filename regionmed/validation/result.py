@@ -71,9 +71,11 @@ class ValidationResult:
         return {c.check for c in self.checks if not c.success and severity in (None, c.severity)}
 
     def summary(self) -> str:
-        head = (f"validate_corpus {'passed' if self.success else 'FAILED'}: {len(self.checks)} expectations on "
-                f"{self.stats.get('n_images')} images ({self.source}); {len(self.critical_failures)} critical "
-                f"failure(s), {len(self.warnings)} warning(s), {len(self.skipped)} skipped; {self.elapsed_s:.1f} s")
+        head = (
+            f"validate_corpus {'passed' if self.success else 'FAILED'}: {len(self.checks)} expectations on "
+            f"{self.stats.get('n_images')} images ({self.source}); {len(self.critical_failures)} critical "
+            f"failure(s), {len(self.warnings)} warning(s), {len(self.skipped)} skipped; {self.elapsed_s:.1f} s"
+        )
         lines = [head]
         lines += [f"  CRITICAL {c.one_line()}" for c in self.critical_failures]
         lines += [f"  warning  {c.one_line()}" for c in self.warnings]
@@ -85,21 +87,26 @@ class ValidationResult:
         Deterministic for a given corpus and params (no timings, no clock): training stages depend on
         this file, so re-validating an unchanged corpus must not make them rerun.
         """
-        return _plain({
-            "success": self.success,
-            "n_expectations": len(self.checks),
-            "n_failed_critical": len(self.critical_failures),
-            "n_failed_warning": len(self.warnings),
-            "n_skipped": len(self.skipped),
-            "failed_critical": sorted({c.id for c in self.critical_failures}),
-            "failed_warning": sorted({c.id for c in self.warnings}),
-            "corpus": {"dir": self.corpus_dir, "source": self.source, "regions_required": self.regions_required,
-                       "qa_required": self.qa_required},
-            "stats": self.stats,
-            "checks": [c.to_dict() for c in self.checks],
-            "skipped": self.skipped,
-        })
-
+        return _plain(
+            {
+                "success": self.success,
+                "n_expectations": len(self.checks),
+                "n_failed_critical": len(self.critical_failures),
+                "n_failed_warning": len(self.warnings),
+                "n_skipped": len(self.skipped),
+                "failed_critical": sorted({c.id for c in self.critical_failures}),
+                "failed_warning": sorted({c.id for c in self.warnings}),
+                "corpus": {
+                    "dir": self.corpus_dir,
+                    "source": self.source,
+                    "regions_required": self.regions_required,
+                    "qa_required": self.qa_required,
+                },
+                "stats": self.stats,
+                "checks": [c.to_dict() for c in self.checks],
+                "skipped": self.skipped,
+            }
+        )
 
     def timings_dict(self) -> dict[str, float]:
         return {"elapsed_s": round(self.elapsed_s, 3), **{k: round(v, 3) for k, v in self.timings.items()}}

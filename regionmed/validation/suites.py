@@ -76,8 +76,9 @@ def resolve_profile(params: Params, source: str) -> Profile:
         return setting == "required" or (setting == "auto" and by_source.get(source, False))
 
     parameters = {"image_size": params.corpus.image_size, **v.thresholds.model_dump(), **vocabulary}
-    return Profile(source, required(v.regions, REGIONS_BY_SOURCE), required(v.qa, QA_BY_SOURCE),
-                   vocabulary, parameters)
+    return Profile(
+        source, required(v.regions, REGIONS_BY_SOURCE), required(v.qa, QA_BY_SOURCE), vocabulary, parameters
+    )
 
 
 def suite_files(suites_dir: str | Path) -> list[Path]:
@@ -88,8 +89,11 @@ def suite_files(suites_dir: str | Path) -> list[Path]:
 
 
 def known_checks(suites_dir: str | Path) -> set[str]:
-    return {e["meta"]["check"] for path in suite_files(suites_dir)
-            for e in json.loads(path.read_text())["expectations"]}
+    return {
+        e["meta"]["check"]
+        for path in suite_files(suites_dir)
+        for e in json.loads(path.read_text())["expectations"]
+    }
 
 
 def _parameters_of(kwargs: dict) -> list[str]:
@@ -100,8 +104,12 @@ def describe(expectation: dict) -> dict:
     """Suite, check, type and columns of an expectation: how results and skips name it."""
     kw = expectation["kwargs"]
     columns = kw.get("column_list") or [kw[k] for k in ("column", "column_A", "column_B") if k in kw]
-    return {"check": expectation["meta"]["check"], "expectation": expectation["type"],
-            "columns": [str(c) for c in columns], "description": expectation.get("description") or ""}
+    return {
+        "check": expectation["meta"]["check"],
+        "expectation": expectation["type"],
+        "columns": [str(c) for c in columns],
+        "description": expectation.get("description") or "",
+    }
 
 
 def load_suites(suites_dir: str | Path, params: Params, profile: Profile) -> list[LoadedSuite]:
@@ -109,8 +117,10 @@ def load_suites(suites_dir: str | Path, params: Params, profile: Profile) -> lis
     v = params.validation
     unknown = set(v.severity) - known_checks(suites_dir)
     if unknown:
-        raise ValueError(f"validation.severity names unknown checks {sorted(unknown)}; "
-                         f"known: {sorted(known_checks(suites_dir))}")
+        raise ValueError(
+            f"validation.severity names unknown checks {sorted(unknown)}; "
+            f"known: {sorted(known_checks(suites_dir))}"
+        )
     suites = []
     for path in suite_files(suites_dir):
         raw = json.loads(path.read_text())
@@ -120,12 +130,21 @@ def load_suites(suites_dir: str | Path, params: Params, profile: Profile) -> lis
             exp = {**exp, "severity": v.severity.get(exp["meta"]["check"], v.default_severity)}
             reason = _skip_reason(exp, profile)
             if reason:
-                skipped.append({"suite": raw["name"], **describe(exp), "severity": exp["severity"],
-                                "reason": reason})
+                skipped.append(
+                    {"suite": raw["name"], **describe(exp), "severity": exp["severity"], "reason": reason}
+                )
             else:
                 kept.append(exp)
-        suites.append(LoadedSuite(raw["name"], meta["frame"], list(meta.get("index_columns") or []),
-                                  bool(meta.get("skip_if_empty")), kept, skipped))
+        suites.append(
+            LoadedSuite(
+                raw["name"],
+                meta["frame"],
+                list(meta.get("index_columns") or []),
+                bool(meta.get("skip_if_empty")),
+                kept,
+                skipped,
+            )
+        )
     return suites
 
 
@@ -139,6 +158,7 @@ def _skip_reason(exp: dict, profile: Profile) -> str | None:
         if name not in profile.parameters:
             raise KeyError(f"suite parameter {name!r} has no value in params (expectation {describe(exp)})")
         if profile.parameters[name] is None:
-            return (f"no known {name} vocabulary for source {profile.source!r} "
-                    f"(set validation.vocabulary.{name})")
+            return (
+                f"no known {name} vocabulary for source {profile.source!r} (set validation.vocabulary.{name})"
+            )
     return None

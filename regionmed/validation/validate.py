@@ -20,7 +20,9 @@ from regionmed.validation.result import CheckResult, ValidationResult, _plain
 from regionmed.validation.suites import LoadedSuite, describe, load_suites, resolve_profile
 
 
-def validate_corpus(corpus_dir: str | Path, params: Params, suites_dir: str | Path | None = None) -> ValidationResult:
+def validate_corpus(
+    corpus_dir: str | Path, params: Params, suites_dir: str | Path | None = None
+) -> ValidationResult:
     """Validate a corpus folder against the suites; never raises for bad data, only for unusable input."""
     configure_environment()
     start = time.perf_counter()
@@ -49,9 +51,15 @@ def validate_corpus(corpus_dir: str | Path, params: Params, suites_dir: str | Pa
     timings["gx_total"] = time.perf_counter() - t
 
     return ValidationResult(
-        corpus_dir=str(corpus_dir), source=profile.source, regions_required=profile.regions_required,
-        qa_required=profile.qa_required, checks=checks, skipped=skipped, stats=data.stats,
-        elapsed_s=time.perf_counter() - start, timings=timings,
+        corpus_dir=str(corpus_dir),
+        source=profile.source,
+        regions_required=profile.regions_required,
+        qa_required=profile.qa_required,
+        checks=checks,
+        skipped=skipped,
+        stats=data.stats,
+        elapsed_s=time.perf_counter() - start,
+        timings=timings,
     )
 
 
@@ -65,8 +73,9 @@ def _context():
     return gx, context, time.perf_counter() - t
 
 
-def _run_suites(suites: list[LoadedSuite], frames: dict, parameters: dict, max_examples: int,
-                timings: dict[str, float]) -> tuple[list[CheckResult], list[dict]]:
+def _run_suites(
+    suites: list[LoadedSuite], frames: dict, parameters: dict, max_examples: int, timings: dict[str, float]
+) -> tuple[list[CheckResult], list[dict]]:
     gx, context, timings["gx_import"] = _context()
     source = context.data_sources.add_pandas("corpus")
     checks: list[CheckResult] = []
@@ -75,9 +84,15 @@ def _run_suites(suites: list[LoadedSuite], frames: dict, parameters: dict, max_e
         frame = frames[loaded.frame]
         skipped += loaded.skipped
         if loaded.skip_if_empty and frame.empty:
-            skipped += [{"suite": loaded.name, **describe(e), "severity": e["severity"],
-                         "reason": f"nothing to check: the {loaded.frame} frame is empty"}
-                        for e in loaded.expectations]
+            skipped += [
+                {
+                    "suite": loaded.name,
+                    **describe(e),
+                    "severity": e["severity"],
+                    "reason": f"nothing to check: the {loaded.frame} frame is empty",
+                }
+                for e in loaded.expectations
+            ]
             continue
         if not loaded.expectations:
             continue
@@ -85,13 +100,20 @@ def _run_suites(suites: list[LoadedSuite], frames: dict, parameters: dict, max_e
         suite = context.suites.add(gx.ExpectationSuite(name=loaded.name, expectations=loaded.expectations))
         batch = source.add_dataframe_asset(loaded.name).add_batch_definition_whole_dataframe("all")
         definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=loaded.name, data=batch, suite=suite))
-        result_format: dict[str, Any] = {"result_format": "SUMMARY", "partial_unexpected_count": max_examples,
-                                         "return_unexpected_index_query": False}
+            gx.ValidationDefinition(name=loaded.name, data=batch, suite=suite)
+        )
+        result_format: dict[str, Any] = {
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": max_examples,
+            "return_unexpected_index_query": False,
+        }
         if loaded.index_columns:
             result_format["unexpected_index_column_names"] = loaded.index_columns
-        run = definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters,
-                             result_format=result_format)
+        run = definition.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            result_format=result_format,
+        )
         checks += [_check(loaded.name, r, max_examples) for r in run.results]
         timings[f"suite:{loaded.name}"] = time.perf_counter() - t
     return checks, skipped
@@ -121,8 +143,9 @@ def _unexpected(res: dict[str, Any], kwargs: dict[str, Any]) -> str:
 
 def _check(suite: str, r, max_examples: int) -> CheckResult:
     cfg = r.expectation_config
-    about = describe({"type": cfg.type, "kwargs": dict(cfg.kwargs), "meta": cfg.meta or {},
-                      "description": cfg.description})
+    about = describe(
+        {"type": cfg.type, "kwargs": dict(cfg.kwargs), "meta": cfg.meta or {}, "description": cfg.description}
+    )
     res = _plain(r.result or {})
     error = None
     info = r.exception_info or {}
@@ -138,9 +161,17 @@ def _check(suite: str, r, max_examples: int) -> CheckResult:
     examples = res.get("partial_unexpected_index_list") or res.get("partial_unexpected_list") or []
     severity = getattr(cfg, "severity", None) or "critical"
     return CheckResult(
-        suite=suite, check=about["check"], expectation=about["expectation"], columns=about["columns"],
-        severity=str(getattr(severity, "value", severity)), success=bool(r.success), observed=observed,
-        unexpected_count=res.get("unexpected_count"), element_count=res.get("element_count"),
-        examples=[] if r.success else examples[:max_examples], description=about["description"],
-        kwargs=kwargs, error=error,
+        suite=suite,
+        check=about["check"],
+        expectation=about["expectation"],
+        columns=about["columns"],
+        severity=str(getattr(severity, "value", severity)),
+        success=bool(r.success),
+        observed=observed,
+        unexpected_count=res.get("unexpected_count"),
+        element_count=res.get("element_count"),
+        examples=[] if r.success else examples[:max_examples],
+        description=about["description"],
+        kwargs=kwargs,
+        error=error,
     )

@@ -10,4 +10,3 @@ def extractor():
     from regionmed.annotation.mentions import MentionExtractor
 
     return MentionExtractor()
-

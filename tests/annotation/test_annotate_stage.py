@@ -17,11 +17,17 @@ from regionmed.params import Params
 
 
 def _params(tmp: Path, corpus: Path, **annotate) -> Params:
-    return Params.model_validate({
-        "corpus": {"image_size": 64, "out_dir": str(corpus)},
-        "annotate": {"out_dir": str(tmp / "annotated"), "summary_file": str(tmp / "annotation.json"),
-                     "preview_file": str(tmp / "preview.png"), **annotate},
-    })
+    return Params.model_validate(
+        {
+            "corpus": {"image_size": 64, "out_dir": str(corpus)},
+            "annotate": {
+                "out_dir": str(tmp / "annotated"),
+                "summary_file": str(tmp / "annotation.json"),
+                "preview_file": str(tmp / "preview.png"),
+                **annotate,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +51,9 @@ def test_annotated_corpus_keeps_the_contract_and_adds_only_to_hidden_train_image
     assert len(hidden) == round(0.9 * len(train_boxed))
     regions = [r for rs in after["regions"] for r in rs]
     assert {r["origin"] for r in regions} <= set(REGION_ORIGINS)
-    annotated_ids = {i for i, rs in zip(after["image_id"], after["regions"]) if any(r["origin"] == "annotated" for r in rs)}
+    annotated_ids = {
+        i for i, rs in zip(after["image_id"], after["regions"]) if any(r["origin"] == "annotated" for r in rs)
+    }
     assert annotated_ids and annotated_ids <= hidden  # only images whose boxes were hidden, never test/val
     for image_id, rs in zip(after["image_id"], after["regions"]):
         if image_id not in hidden:  # untouched images keep their given regions exactly
@@ -95,11 +103,19 @@ def test_a_fully_boxed_corpus_gets_nothing_added(tiny_corpus, tmp_path):
 
 
 def test_min_confidence_drops_weak_boxes_and_counts_them(tiny_corpus, tmp_path):
-    params = _params(tmp_path, tiny_corpus, localizer="prior", hide_given_fraction=0.5, min_confidence=0.5,
-                     prior_confidence=0.2)
+    params = _params(
+        tmp_path,
+        tiny_corpus,
+        localizer="prior",
+        hide_given_fraction=0.5,
+        min_confidence=0.5,
+        prior_confidence=0.2,
+    )
     summary = run_annotation(params, log=lambda *_: None)
     assert summary["regions_kept"]["prior"]["total"] == 0 and summary["cases"]["below_threshold"] > 0
-    assert not any(r["origin"] == "annotated" for rs in read_manifest(params.annotate.out_dir)["regions"] for r in rs)
+    assert not any(
+        r["origin"] == "annotated" for rs in read_manifest(params.annotate.out_dir)["regions"] for r in rs
+    )
 
 
 def _corpus_with_reports(src: Path, dest: Path, reports: list[str]) -> Path:
@@ -112,15 +128,19 @@ def _corpus_with_reports(src: Path, dest: Path, reports: list[str]) -> Path:
     for i, text in zip(rows, reports):
         df.at[i, "report"] = text
         df.at[i, "regions"] = []
-    pq.write_table(pd.DataFrame(df).pipe(lambda d: __import__("pyarrow").Table.from_pandas(
-        d, schema=MANIFEST_SCHEMA, preserve_index=False)), dest / MANIFEST_FILE)
+    pq.write_table(
+        pd.DataFrame(df).pipe(
+            lambda d: __import__("pyarrow").Table.from_pandas(d, schema=MANIFEST_SCHEMA, preserve_index=False)
+        ),
+        dest / MANIFEST_FILE,
+    )
     return dest
 
 
 BAD_REPORTS = [
     "",
     "   \n\t  ",
-    "Normal examination. Nothing to report.",           # no finding words
+    "Normal examination. Nothing to report.",  # no finding words
     "Der Befund zeigt keine Auffälligkeiten. 肺野清晰。",  # not English
     "No nodule. No pleural effusion. There is no consolidation.",  # only negated findings
     "a " * 500_000 + "There is a small nodule in the right upper zone.",  # ~1 MB, the finding past the cut
@@ -144,9 +164,18 @@ def test_a_corpus_written_before_origin_and_confidence_still_loads(tiny_corpus, 
     import pyarrow as pa
 
     table = pq.read_table(tiny_corpus / MANIFEST_FILE)
-    old_region = pa.struct([f for f in MANIFEST_SCHEMA.field("regions").type.value_type if f.name not in ("origin", "confidence")])
-    old = table.set_column(table.schema.get_field_index("regions"), "regions",
-                           pa.array(table.column("regions").to_pylist(), type=pa.list_(old_region)))
+    old_region = pa.struct(
+        [
+            f
+            for f in MANIFEST_SCHEMA.field("regions").type.value_type
+            if f.name not in ("origin", "confidence")
+        ]
+    )
+    old = table.set_column(
+        table.schema.get_field_index("regions"),
+        "regions",
+        pa.array(table.column("regions").to_pylist(), type=pa.list_(old_region)),
+    )
     (tmp_path / "old").mkdir()
     pq.write_table(old, tmp_path / "old" / MANIFEST_FILE)
     df = read_manifest(tmp_path / "old")
@@ -158,10 +187,15 @@ def test_training_batches_weigh_annotated_regions_by_the_setting(hidden_prior):
     from regionmed.training.data import Collator, CorpusDataset, RegionWeighting
 
     params, _, _, _ = hidden_prior
-    ds = CorpusDataset(params.annotate.out_dir, "train", 1, 6, weighting=RegionWeighting(0.3, confidence_weighted=True))
+    ds = CorpusDataset(
+        params.annotate.out_dir, "train", 1, 6, weighting=RegionWeighting(0.3, confidence_weighted=True)
+    )
     items = [ds[i] for i in range(len(ds))]
-    origins = [r["origin"] for i in range(len(ds)) for r in sorted(
-        ds.df.iloc[i]["regions"], key=lambda r: r["kind"] != "finding")[:6]]
+    origins = [
+        r["origin"]
+        for i in range(len(ds))
+        for r in sorted(ds.df.iloc[i]["regions"], key=lambda r: r["kind"] != "finding")[:6]
+    ]
     weights = [w for it in items for w in it["region_weight"]]
     assert len(weights) == len(origins) and "annotated" in origins and "given" in origins
     for origin, w in zip(origins, weights):
@@ -170,8 +204,11 @@ def test_training_batches_weigh_annotated_regions_by_the_setting(hidden_prior):
     class _Tok:  # the collator only needs a tokenizer's call shape here
         def __call__(self, texts, **_):
             import torch
-            return {"input_ids": torch.zeros(len(texts), 2, dtype=torch.long),
-                    "attention_mask": torch.ones(len(texts), 2, dtype=torch.long)}
+
+            return {
+                "input_ids": torch.zeros(len(texts), 2, dtype=torch.long),
+                "attention_mask": torch.ones(len(texts), 2, dtype=torch.long),
+            }
 
     batch = Collator(_Tok(), 8)(items[:8])
     assert batch["region_weight"].shape[0] == batch["phrase_index"].shape[0]

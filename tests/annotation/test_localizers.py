@@ -28,7 +28,10 @@ from regionmed.params import DetectorParams, Params
 
 def _queries(corpus: Path, n: int = 5) -> list[Query]:
     df = read_manifest(corpus, "train").head(n)
-    return [Query(corpus / p, "a small nodule in the right upper zone", "nodule", "finding") for p in df["image_path"]]
+    return [
+        Query(corpus / p, "a small nodule in the right upper zone", "nodule", "finding")
+        for p in df["image_path"]
+    ]
 
 
 def _valid(placed, n):
@@ -48,10 +51,14 @@ def test_prior_reads_side_and_zone_words_and_never_looked_at_the_image(tiny_corp
     prior = PriorLocalizer((r for rs in train["regions"] for r in rs), confidence=0.2)
     placed = prior.locate(_queries(tiny_corpus))
     _valid(placed, 5)
-    assert len({p.bbox for p in placed}) == 1 and placed[0].confidence == 0.2  # words only: same box everywhere
+    assert (
+        len({p.bbox for p in placed}) == 1 and placed[0].confidence == 0.2
+    )  # words only: same box everywhere
     _, _, x1, y1 = placed[0].bbox
     assert x1 <= 0.5 + 1e-9 and y1 <= 1 / 3 + 1e-9  # patient right = image left; upper third of the image
-    assert prior.locate([Query(Path("x.png"), "the thyroid", "thyroid", "anatomy")]) == [None]  # no such organ drawn
+    assert prior.locate([Query(Path("x.png"), "the thyroid", "thyroid", "anatomy")]) == [
+        None
+    ]  # no such organ drawn
     # a corpus without any box (MedPix): a phrase without location words has no prior box at all
     empty = PriorLocalizer([], confidence=0.2)
     assert empty.locate([Query(Path("x.png"), "a mass", "mass", "finding")]) == [None]
@@ -65,7 +72,9 @@ def test_grown_boxes_follow_the_connected_area_around_the_peak():
     heat[3, 2] = 2.0  # its peak
     heat[7, 7] = 1.5  # a separate bright cell: not connected, not in the box
     boxes = grown_boxes(heat, (0.2, 0.9))
-    np.testing.assert_allclose(boxes[0], [1 / 8, 2 / 8, 4 / 8, 6 / 8])  # the whole structure: larger than 3/8 per side
+    np.testing.assert_allclose(
+        boxes[0], [1 / 8, 2 / 8, 4 / 8, 6 / 8]
+    )  # the whole structure: larger than 3/8 per side
     np.testing.assert_allclose(boxes[1], [2 / 8, 3 / 8, 3 / 8, 4 / 8])  # the peak alone at a high level
 
 
@@ -103,8 +112,9 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
     with pytest.raises(ValueError, match="sized"):
         SelfLocalizer(tiny["model"], channels=1, select="sized")
     # through the stage: the sizes come from the corpus's given train boxes
-    params = Params.model_validate({"annotate": {"localizer": "self", "self_model_dir": str(tiny["model"]),
-                                                 "self_select": "sized"}})
+    params = Params.model_validate(
+        {"annotate": {"localizer": "self", "self_model_dir": str(tiny["model"]), "self_select": "sized"}}
+    )
     staged = make_localizer(params, tiny["corpus"])
     train = read_manifest(tiny["corpus"], "train")
     assert staged.sizes == train_box_sizes(r for rs in train["regions"] for r in rs) and staged.sizes
@@ -113,9 +123,13 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
     organs = {r["label"] for rs in train["regions"] for r in rs if r["kind"] == "anatomy"}
     assert staged.organs == organs and organs
     image = tiny["corpus"] / train["image_path"].iloc[0]
-    mixed = staged.locate([Query(image, "the brain", "brain", "anatomy"),
-                           Query(image, f"the {min(organs)}", min(organs), "anatomy"),
-                           Query(image, "a small nodule", "nodule", "finding", "small")])
+    mixed = staged.locate(
+        [
+            Query(image, "the brain", "brain", "anatomy"),
+            Query(image, f"the {min(organs)}", min(organs), "anatomy"),
+            Query(image, "a small nodule", "nodule", "finding", "small"),
+        ]
+    )
     assert mixed[0] is None and mixed[1] is not None and mixed[2] is not None
 
 
@@ -128,8 +142,16 @@ def test_location_words_bound_where_the_self_localizer_looks(tmp_path_factory):
     from regionmed.corpus.location_prior import text_prior_box, train_box_means
 
     tiny = build_tiny(tmp_path_factory.mktemp("self_loc_words"))
-    params = Params.model_validate({"annotate": {"localizer": "self", "self_model_dir": str(tiny["model"]),
-                                                 "self_select": "sized", "self_location_words": True}})
+    params = Params.model_validate(
+        {
+            "annotate": {
+                "localizer": "self",
+                "self_model_dir": str(tiny["model"]),
+                "self_select": "sized",
+                "self_location_words": True,
+            }
+        }
+    )
     loc = make_localizer(params, tiny["corpus"])
     train = read_manifest(tiny["corpus"], "train")
     means = train_box_means(r for rs in train["regions"] for r in rs)
@@ -146,9 +168,18 @@ def test_location_words_bound_where_the_self_localizer_looks(tmp_path_factory):
         centres = np.array([p.bbox for p in placed])
         assert centre_allowed(centres, open_cells).all(), select
     # a phrase without location words may be placed anywhere
-    assert loc.allowed_cells(Query(queries[0].image_path, "a small nodule", "nodule", "finding"), grid) is None
-    assert make_localizer(params.model_copy(update={"annotate": params.annotate.model_copy(
-        update={"self_location_words": False})}), tiny["corpus"]).location_means is None
+    assert (
+        loc.allowed_cells(Query(queries[0].image_path, "a small nodule", "nodule", "finding"), grid) is None
+    )
+    assert (
+        make_localizer(
+            params.model_copy(
+                update={"annotate": params.annotate.model_copy(update={"self_location_words": False})}
+            ),
+            tiny["corpus"],
+        ).location_means
+        is None
+    )
 
 
 def _heatmap_shape(loc, q) -> tuple[int, int]:
@@ -164,9 +195,16 @@ def _heatmap_shape(loc, q) -> tuple[int, int]:
 
 def test_ruled_out_cells_carry_no_belief():
     cells = cells_touching((0.0, 0.0, 0.5, 0.3), (4, 4))
-    assert cells.tolist() == [[True, True, False, False], [True, True, False, False],
-                              [False] * 4, [False] * 4]
-    assert centre_allowed(np.array([[0.0, 0.0, 0.2, 0.2], [0.6, 0.0, 0.9, 0.2]]), cells).tolist() == [True, False]
+    assert cells.tolist() == [
+        [True, True, False, False],
+        [True, True, False, False],
+        [False] * 4,
+        [False] * 4,
+    ]
+    assert centre_allowed(np.array([[0.0, 0.0, 0.2, 0.2], [0.6, 0.0, 0.9, 0.2]]), cells).tolist() == [
+        True,
+        False,
+    ]
     heat = np.zeros((4, 4))
     heat[3, 3] = 5.0  # the model's peak, where the location words rule out
     heat[~cells] = np.nan
@@ -177,10 +215,28 @@ def test_ruled_out_cells_carry_no_belief():
 
 def test_train_box_sizes_use_given_boxes_only_by_label_and_size_word():
     regions = [
-        {"bbox": [0.1, 0.1, 0.2, 0.3], "label": "nodule", "kind": "finding", "size": "small", "origin": "given"},
+        {
+            "bbox": [0.1, 0.1, 0.2, 0.3],
+            "label": "nodule",
+            "kind": "finding",
+            "size": "small",
+            "origin": "given",
+        },
         {"bbox": [0.1, 0.1, 0.4, 0.3], "label": "nodule", "kind": "finding", "size": "small"},
-        {"bbox": [0.0, 0.0, 0.6, 0.6], "label": "nodule", "kind": "finding", "size": "large", "origin": "given"},
-        {"bbox": [0.0, 0.0, 0.9, 0.9], "label": "nodule", "kind": "finding", "size": "small", "origin": "annotated"},
+        {
+            "bbox": [0.0, 0.0, 0.6, 0.6],
+            "label": "nodule",
+            "kind": "finding",
+            "size": "large",
+            "origin": "given",
+        },
+        {
+            "bbox": [0.0, 0.0, 0.9, 0.9],
+            "label": "nodule",
+            "kind": "finding",
+            "size": "small",
+            "origin": "annotated",
+        },
     ]
     sizes = train_box_sizes(regions)
     assert sizes[("finding", "nodule", "small")] == pytest.approx((0.2, 0.2))  # median of 0.1 and 0.3 wide
@@ -191,7 +247,9 @@ def test_train_box_sizes_use_given_boxes_only_by_label_and_size_word():
 def test_peak_centre_moves_towards_the_heavier_neighbour_within_the_peak_cell():
     heat = np.zeros((4, 4))
     heat[1, 1] = 1.0
-    assert peak_centre(heat, 50.0) == pytest.approx((1.5 / 4, 1.5 / 4), abs=1e-6)  # a lone peak: its cell's centre
+    assert peak_centre(heat, 50.0) == pytest.approx(
+        (1.5 / 4, 1.5 / 4), abs=1e-6
+    )  # a lone peak: its cell's centre
     heat[1, 2] = 0.98  # an almost equal right neighbour: the centre moves right, not past the cell edge
     x, y = peak_centre(heat, 50.0)
     assert 1.5 / 4 < x <= 2 / 4 and y == pytest.approx(1.5 / 4, abs=1e-6)
@@ -208,29 +266,44 @@ def test_tiny_random_owlv2_and_sam_through_the_auto_classes(tiny_detector, tiny_
 
     owl, sam = tiny_detector
     _valid(DetectorLocalizer(DetectorParams(model=str(owl)), 1).locate(_queries(tiny_corpus, 3)), 3)
-    _valid(DetectorLocalizer(DetectorParams(model=str(owl), sam=str(sam)), 1).locate(_queries(tiny_corpus, 2)), 2)
+    _valid(
+        DetectorLocalizer(DetectorParams(model=str(owl), sam=str(sam)), 1).locate(_queries(tiny_corpus, 2)), 2
+    )
 
 
-@pytest.mark.parametrize("setting, detector", [
-    ("annotate.detector.model", {"model": None}),
-    ("annotate.detector.model", {"model": "/nonexistent/owlv2"}),
-    ("annotate.detector.model", {"model": "SAM"}),  # a SamModel where a detector belongs
-    ("annotate.detector.sam", {"model": "OWL", "sam": "OWL"}),  # a detector where SAM belongs
-])
+@pytest.mark.parametrize(
+    "setting, detector",
+    [
+        ("annotate.detector.model", {"model": None}),
+        ("annotate.detector.model", {"model": "/nonexistent/owlv2"}),
+        ("annotate.detector.model", {"model": "SAM"}),  # a SamModel where a detector belongs
+        ("annotate.detector.sam", {"model": "OWL", "sam": "OWL"}),  # a detector where SAM belongs
+    ],
+)
 def test_a_missing_or_wrong_detector_stops_before_any_work_naming_the_setting(
-        tiny_detector, tiny_corpus, tmp_path, setting, detector):
+    tiny_detector, tiny_corpus, tmp_path, setting, detector
+):
     owl, sam = tiny_detector
     named = {k: {"SAM": str(sam), "OWL": str(owl)}.get(v, v) for k, v in detector.items()}
-    params = Params.model_validate({"corpus": {"out_dir": str(tiny_corpus), "image_size": 64},
-                                    "annotate": {"localizer": "detector", "detector": named,
-                                                 "out_dir": str(tmp_path / "out"),
-                                                 "summary_file": str(tmp_path / "a.json")}})
+    params = Params.model_validate(
+        {
+            "corpus": {"out_dir": str(tiny_corpus), "image_size": 64},
+            "annotate": {
+                "localizer": "detector",
+                "detector": named,
+                "out_dir": str(tmp_path / "out"),
+                "summary_file": str(tmp_path / "a.json"),
+            },
+        }
+    )
     with pytest.raises(AnnotateError, match=setting.replace(".", r"\.")):
         run_annotation(params, log=lambda *_: None)
     assert not (tmp_path / "out").exists() and not (tmp_path / "a.json").exists()
 
 
 def test_self_without_a_model_folder_names_the_setting(tiny_corpus, tmp_path):
-    params = Params.model_validate({"annotate": {"localizer": "self", "self_model_dir": str(tmp_path / "none")}})
+    params = Params.model_validate(
+        {"annotate": {"localizer": "self", "self_model_dir": str(tmp_path / "none")}}
+    )
     with pytest.raises(AnnotateError, match=r"annotate\.self_model_dir"):
         make_localizer(params, tiny_corpus)

@@ -18,8 +18,12 @@ def test_synthetic_reports_are_read_back_to_their_findings(extractor, tiny_param
     reports, truths = [], []
     for index in range(300):
         phantom = generate_phantom(index, tiny_params.seed, 32, syn)
-        text = describe(phantom, np.random.default_rng([tiny_params.seed, index, TEXT_STREAM]),
-                        syn.negatives_per_report, syn.absent_presence_questions)
+        text = describe(
+            phantom,
+            np.random.default_rng([tiny_params.seed, index, TEXT_STREAM]),
+            syn.negatives_per_report,
+            syn.absent_presence_questions,
+        )
         reports.append(text.report)
         truths.append(synthetic_truth(phantom))
     score = score_mentions(truths, extractor.extract_many(reports))
@@ -34,17 +38,25 @@ def _m(label, side=None, zone=None, size=None, negated=False):
 
 
 def test_the_scorer_counts_misses_inventions_negation_errors_and_wrong_sides():
-    truths = [[TrueFinding("nodule", "right", "upper", "small"), TrueFinding("mass", "left", "lower", "large")]]
-    mentions = [[
-        _m("nodule", "left", "upper", "small"),  # matched, wrong side; unsupported side
-        _m("mass", negated=True),                 # the mass is only negated: a miss
-        _m("pleural effusion"),                   # an absent finding made positive: a negation error
-    ]]
+    truths = [
+        [TrueFinding("nodule", "right", "upper", "small"), TrueFinding("mass", "left", "lower", "large")]
+    ]
+    mentions = [
+        [
+            _m("nodule", "left", "upper", "small"),  # matched, wrong side; unsupported side
+            _m("mass", negated=True),  # the mass is only negated: a miss
+            _m("pleural effusion"),  # an absent finding made positive: a negation error
+        ]
+    ]
     s = score_mentions(truths, mentions)
     assert (s["recall"]["k"], s["recall"]["n"]) == (1, 2)
     assert (s["precision"]["k"], s["precision"]["n"]) == (0, 2)
     assert (s["negation_error_rate"]["k"], s["negation_error_rate"]["n"]) == (1, 3)
-    assert (s["side_accuracy"]["value"], s["zone_accuracy"]["value"], s["size_accuracy"]["value"]) == (0, 1, 1)
+    assert (s["side_accuracy"]["value"], s["zone_accuracy"]["value"], s["size_accuracy"]["value"]) == (
+        0,
+        1,
+        1,
+    )
     lo, hi = s["recall"]["ci95"]
     assert 0 < lo < 0.5 < hi < 1
 

@@ -9,16 +9,19 @@ from hypothesis import strategies as st
 from regionmed.annotation import mentions as mentions_module
 
 
-@pytest.mark.parametrize("report", [
-    "",
-    "   \n\t  ",
-    "Kein Pleuraerguss. Keine Raumforderung. Herz normal groß.",
-    "肺部未见明显异常。心影不大。",
-    "Ninguna anomalía aguda. Estudio normal.",
-    "The patient was seen today and is doing well. Follow up in six months.",
-    "No acute abnormality. Normal study. No focal abnormality is seen.",
-    "?? ... ;;; --- 12 mm x 3 cm // \x00 \u200b",
-])
+@pytest.mark.parametrize(
+    "report",
+    [
+        "",
+        "   \n\t  ",
+        "Kein Pleuraerguss. Keine Raumforderung. Herz normal groß.",
+        "肺部未见明显异常。心影不大。",
+        "Ninguna anomalía aguda. Estudio normal.",
+        "The patient was seen today and is doing well. Follow up in six months.",
+        "No acute abnormality. Normal study. No focal abnormality is seen.",
+        "?? ... ;;; --- 12 mm x 3 cm // \x00 \u200b",
+    ],
+)
 def test_reports_without_finding_words_give_nothing(extractor, report):
     assert extractor.extract(report) == []
 
@@ -53,7 +56,9 @@ def test_a_line_break_inside_a_sentence_does_not_split_a_negation(extractor):
     while len(filler + sentence) < limit - 5:
         sentence = sentence.replace("No ", "No very ", 1)
     report = filler + sentence + "\neffusion. " + "The study was reviewed. " * 3
-    assert report.rfind("\n", 0, limit) > report.rfind(". ", 0, limit) and report.index("effusion") > limit - 5
+    assert (
+        report.rfind("\n", 0, limit) > report.rfind(". ", 0, limit) and report.index("effusion") > limit - 5
+    )
     found = [m for m in extractor.extract(report)]
     assert [(m.label, m.negated) for m in found] == [("pleural effusion", True)]
 
@@ -70,9 +75,38 @@ def test_a_report_that_is_not_text_is_named_in_the_error(extractor):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.one_of(st.text(max_size=40), st.sampled_from(
-    ["no", "nodule", "left", "in the", "right upper zone", "?", ".", "possible", "GGO", "-", "mass effect",
-     "without", "cannot exclude", "\n", "small", "RUL", ";", "pleural", "effusion", "kidney"])), max_size=40))
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=40),
+            st.sampled_from(
+                [
+                    "no",
+                    "nodule",
+                    "left",
+                    "in the",
+                    "right upper zone",
+                    "?",
+                    ".",
+                    "possible",
+                    "GGO",
+                    "-",
+                    "mass effect",
+                    "without",
+                    "cannot exclude",
+                    "\n",
+                    "small",
+                    "RUL",
+                    ";",
+                    "pleural",
+                    "effusion",
+                    "kidney",
+                ]
+            ),
+        ),
+        max_size=40,
+    )
+)
 def test_any_text_gives_well_formed_mentions_that_are_in_the_text(extractor, pieces):
     report = " ".join(pieces)
     written = " ".join(report.split()).lower()

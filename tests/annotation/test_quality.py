@@ -13,8 +13,11 @@ def _finding(box, label="nodule", size="small", origin="annotated"):
 
 def test_pointing_cell_pointing_and_iou_on_hand_made_boxes():
     truth = [0.40, 0.40, 0.45, 0.45]
-    hidden = {"a": [_finding(truth, origin="given")], "b": [_finding(truth, origin="given")],
-              "c": [_finding(truth, label="mass", size="large", origin="given")]}
+    hidden = {
+        "a": [_finding(truth, origin="given")],
+        "b": [_finding(truth, origin="given")],
+        "c": [_finding(truth, label="mass", size="large", origin="given")],
+    }
     annotated = {
         "a": [_finding([0.40, 0.40, 0.45, 0.45])],  # exact: every measure hits
         # centre (0.38, 0.38): outside the true box, but in the 8 x 8 cell [0.375, 0.5] that overlaps it
@@ -31,5 +34,8 @@ def test_pointing_cell_pointing_and_iou_on_hand_made_boxes():
     assert box_quality(annotated, hidden, seed=0, n_boot=50, grid=4)["all"]["cell_pointing"]["value"] == 1.0
     # and a centre two cells away misses at either resolution
     far = {"a": [_finding([0.10, 0.10, 0.15, 0.15])]}
-    assert box_quality(far, {"a": hidden["a"]}, seed=0, n_boot=50, grid=8)["all"]["cell_pointing"]["value"] == 0.0
+    assert (
+        box_quality(far, {"a": hidden["a"]}, seed=0, n_boot=50, grid=8)["all"]["cell_pointing"]["value"]
+        == 0.0
+    )
     assert "cell_pointing" not in box_quality(annotated, hidden, seed=0, n_boot=50)["all"]

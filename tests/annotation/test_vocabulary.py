@@ -29,8 +29,12 @@ def test_every_synthetic_anatomy_label_is_read_with_its_own_label(extractor, lab
 
 
 def test_variants_cover_hyphens_and_plurals():
-    assert {"ground-glass opacity", "ground glass opacity", "ground-glass opacities", "ground glass opacities"} \
-        <= set(variants("ground-glass opacity"))
+    assert {
+        "ground-glass opacity",
+        "ground glass opacity",
+        "ground-glass opacities",
+        "ground glass opacities",
+    } <= set(variants("ground-glass opacity"))
     assert "mass-effect" in variants("mass effect")
     assert "metastases" in variants("metastasis") and "emboli" in variants("embolus")
     assert "masses" in variants("mass")
@@ -54,8 +58,9 @@ def test_a_malformed_vocabulary_names_the_field(tmp_path):
     (tmp_path / "v.yaml").write_text(text)
     with pytest.raises(ValueError, match="findings.nodule"):
         load_vocabulary(tmp_path / "v.yaml")
-    (tmp_path / "r.yaml").write_text(DEFAULT_VOCABULARY.read_text().replace("cyst: {kidney: kidney cyst}",
-                                                                          "cyst: {kidney: renal stone}"))
+    (tmp_path / "r.yaml").write_text(
+        DEFAULT_VOCABULARY.read_text().replace("cyst: {kidney: kidney cyst}", "cyst: {kidney: renal stone}")
+    )
     with pytest.raises(ValueError, match="refine.cyst.kidney"):
         load_vocabulary(tmp_path / "r.yaml")
     (tmp_path / "w.yaml").write_text("findings: {}\n")

@@ -25,19 +25,37 @@ def save_tiny_owlv2(folder: Path) -> Path:
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
     torch.manual_seed(0)
     config = Owlv2Config(
-        text_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "vocab_size": len(vocab), "max_position_embeddings": 128, "bos_token_id": 1,
-                     "eos_token_id": 2, "pad_token_id": 2},
-        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 64, "patch_size": 16},
-        projection_dim=32)
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "vocab_size": len(vocab),
+            "max_position_embeddings": 128,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "pad_token_id": 2,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 64,
+            "patch_size": 16,
+        },
+        projection_dim=32,
+    )
     model = Owlv2ForObjectDetection(config)
-    with torch.no_grad():  # random box weights give zero-width boxes; at zero each box is its patch's prior box
+    with (
+        torch.no_grad()
+    ):  # random box weights give zero-width boxes; at zero each box is its patch's prior box
         model.box_head.dense2.weight.zero_()
         model.box_head.dense2.bias.zero_()
     model.save_pretrained(folder)
-    Owlv2Processor(image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}),
-                   tokenizer=tokenizer).save_pretrained(folder)
+    Owlv2Processor(
+        image_processor=Owlv2ImageProcessor(size={"height": 64, "width": 64}), tokenizer=tokenizer
+    ).save_pretrained(folder)
     return folder
 
 
@@ -52,13 +70,35 @@ def save_tiny_sam(folder: Path) -> Path:
 
     torch.manual_seed(0)
     config = SamConfig(
-        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
-                       "image_size": 64, "patch_size": 16, "output_channels": 16, "global_attn_indexes": [0],
-                       "window_size": 2, "mlp_dim": 37, "num_pos_feats": 8},
-        prompt_encoder_config={"hidden_size": 16, "image_size": 64, "patch_size": 16, "mask_input_channels": 4},
-        mask_decoder_config={"hidden_size": 16, "mlp_dim": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                             "iou_head_hidden_dim": 16})
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 64,
+            "patch_size": 16,
+            "output_channels": 16,
+            "global_attn_indexes": [0],
+            "window_size": 2,
+            "mlp_dim": 37,
+            "num_pos_feats": 8,
+        },
+        prompt_encoder_config={
+            "hidden_size": 16,
+            "image_size": 64,
+            "patch_size": 16,
+            "mask_input_channels": 4,
+        },
+        mask_decoder_config={
+            "hidden_size": 16,
+            "mlp_dim": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": 16,
+        },
+    )
     SamModel(config).save_pretrained(folder)
-    SamProcessor(image_processor=SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
-                 ).save_pretrained(folder)
+    SamProcessor(
+        image_processor=SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64})
+    ).save_pretrained(folder)
     return folder

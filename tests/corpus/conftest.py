@@ -21,7 +21,9 @@ class ImportKit:
 
     # -- images -----------------------------------------------------------------------------------
 
-    def png(self, name: str, width: int, height: int, value: int = 200, array: np.ndarray | None = None) -> str:
+    def png(
+        self, name: str, width: int, height: int, value: int = 200, array: np.ndarray | None = None
+    ) -> str:
         arr = array if array is not None else np.full((height, width), value, dtype=np.uint8)
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,17 +44,29 @@ class ImportKit:
 
     def bomb_png(self, name: str, width: int = 100_000, height: int = 100_000) -> str:
         """A PNG whose header claims ``width`` x ``height`` pixels, with almost no data behind it."""
+
         def chunk(kind: bytes, data: bytes) -> bytes:
             return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
         ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-        data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
-                + chunk(b"IEND", b""))
+        data = (
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+            + chunk(b"IEND", b"")
+        )
         return self.raw(name, data)
 
-    def dicom(self, name: str, pixels: np.ndarray | None, photometric: str = "MONOCHROME1",
-              slope: float = 2.0, intercept: float = -1024.0, center: float | None = 40.0,
-              width: float | None = 400.0) -> str:
+    def dicom(
+        self,
+        name: str,
+        pixels: np.ndarray | None,
+        photometric: str = "MONOCHROME1",
+        slope: float = 2.0,
+        intercept: float = -1024.0,
+        center: float | None = 40.0,
+        width: float | None = 400.0,
+    ) -> str:
         """A real DICOM file (explicit VR little endian, 16-bit unsigned); ``pixels=None``: no PixelData."""
         from pydicom.dataset import FileDataset, FileMetaDataset
         from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -109,7 +123,9 @@ class ImportKit:
 
     # -- building ---------------------------------------------------------------------------------
 
-    def build(self, source: str, path: Path, captions_csv: Path | None = None, out: Path | None = None, **corpus):
+    def build(
+        self, source: str, path: Path, captions_csv: Path | None = None, out: Path | None = None, **corpus
+    ):
         """``build_corpus`` for an importer (image_size 64, no reject limit unless given).
 
         Returns the summary, the manifest and the rejected records.
@@ -122,10 +138,18 @@ class ImportKit:
         importer = {"path": str(path), **corpus.pop("importer", {})}
         if captions_csv is not None:
             importer["captions_csv"] = str(captions_csv)
-        corpus = {"source": source, "image_size": 64, "max_reject_fraction": 1.0, "importer": importer, **corpus}
+        corpus = {
+            "source": source,
+            "image_size": 64,
+            "max_reject_fraction": 1.0,
+            "importer": importer,
+            **corpus,
+        }
         raw = {"corpus": corpus}
         if "model" in Params.model_fields:  # the model's input size must match the corpus's
-            raw["model"] = {"vision": {"image_size": corpus["image_size"], "channels": corpus.get("channels", 1)}}
+            raw["model"] = {
+                "vision": {"image_size": corpus["image_size"], "channels": corpus.get("channels", 1)}
+            }
         params = Params.model_validate(raw)
         summary = build_corpus(params, out, progress=False)
         return summary, read_manifest(out), read_rejected(out)

@@ -74,39 +74,44 @@ def built(kit):
     os.symlink(outside / "secret.png", kit.root / "link.png")
     box = {"label": "nodule"}
     lines = [
-        _rec("good-1", "good-1.png", regions=[{"bbox": [2, 2, 20, 20], **box}]),                        # 1
-        _rec("good-2", "good-2.png"),                                                                   # 2
-        _rec("truncated", "truncated.png"),                                                             # 3
-        _rec("not-an-image", "notes.png"),                                                              # 4
-        _rec("dicom-no-pixels", "empty.dcm"),                                                           # 5
-        _rec("box-outside", "good-3.png", regions=[{"bbox": [10, 10, 60, 20], **box}]),                 # 6
-        _rec("box-zero-area", "good-3.png", regions=[{"bbox": [1, 1, 5, 5], **box},
-                                                    {"bbox": [10, 10, 10, 20], "label": "cyst"}]),      # 7
-        _rec("box-inverted", "good-3.png", regions=[{"bbox": [20, 20, 10, 10], **box}]),                # 8
-        {"id": "no-report", "image": "good-3.png"},                                                     # 9
-        {"id": "blank-report", "image": "good-3.png", "report": "   "},                                 # 10
-        {"id": "no-image-field", "report": "text"},                                                     # 11
-        _rec("missing-file", "nowhere.png"),                                                            # 12
-        _rec("escape", "../../etc/passwd"),                                                             # 13
-        _rec("absolute", "/etc/passwd"),                                                                # 14
-        _rec("symlink-out", "link.png"),                                                                # 15
-        _rec("bomb", "bomb.png"),                                                                       # 16
-        _rec("big-file", "big.png"),                                                                    # 17
-        '{"id": "cut-off", "image": "good-3.png", "report": "tru',                                      # 18
-        '["a list", "not an object"]',                                                                  # 19
-        _rec("wrong-types", "good-3.png", labels="nodule", regions=[{"bbox": [1, 2, 3], **box}]),       # 20
-        _rec("bad-split", "good-3.png", split="holdout"),                                               # 21
-        _rec("typo-field", "good-3.png", finding_txt="nodule"),                                         # 22
-        ('{"id": "nan-box", "image": "good-3.png", "report": "r", '
-         '"regions": [{"bbox": [1, 1, NaN, 5], "label": "x"}]}'),                                        # 23
-        _rec("bad-qa", "good-3.png", qa=[{"question": "Is there a nodule?", "answer": 1}]),             # 24
-        _rec("good-1", "good-2.png"),                                                                   # 25
-        _rec("box-tiny", "good-3.png", regions=[{"bbox": [1, 1, 1.1, 1.1], **box}]),                    # 26
-        _rec("same-pixels", "good-1.png"),                                                              # 27
-        _rec("good-3", "good-3.png", split="test", patient_id="P3"),                                    # 28
-        _rec("broken-dicom", "broken.dcm"),                                                             # 29
-        _rec("bomb-9000", "bomb-9000.png"),                                                             # 30
-        _rec("   ", "good-3.png"),                                                                      # 31
+        _rec("good-1", "good-1.png", regions=[{"bbox": [2, 2, 20, 20], **box}]),  # 1
+        _rec("good-2", "good-2.png"),  # 2
+        _rec("truncated", "truncated.png"),  # 3
+        _rec("not-an-image", "notes.png"),  # 4
+        _rec("dicom-no-pixels", "empty.dcm"),  # 5
+        _rec("box-outside", "good-3.png", regions=[{"bbox": [10, 10, 60, 20], **box}]),  # 6
+        _rec(
+            "box-zero-area",
+            "good-3.png",
+            regions=[{"bbox": [1, 1, 5, 5], **box}, {"bbox": [10, 10, 10, 20], "label": "cyst"}],
+        ),  # 7
+        _rec("box-inverted", "good-3.png", regions=[{"bbox": [20, 20, 10, 10], **box}]),  # 8
+        {"id": "no-report", "image": "good-3.png"},  # 9
+        {"id": "blank-report", "image": "good-3.png", "report": "   "},  # 10
+        {"id": "no-image-field", "report": "text"},  # 11
+        _rec("missing-file", "nowhere.png"),  # 12
+        _rec("escape", "../../etc/passwd"),  # 13
+        _rec("absolute", "/etc/passwd"),  # 14
+        _rec("symlink-out", "link.png"),  # 15
+        _rec("bomb", "bomb.png"),  # 16
+        _rec("big-file", "big.png"),  # 17
+        '{"id": "cut-off", "image": "good-3.png", "report": "tru',  # 18
+        '["a list", "not an object"]',  # 19
+        _rec("wrong-types", "good-3.png", labels="nodule", regions=[{"bbox": [1, 2, 3], **box}]),  # 20
+        _rec("bad-split", "good-3.png", split="holdout"),  # 21
+        _rec("typo-field", "good-3.png", finding_txt="nodule"),  # 22
+        (
+            '{"id": "nan-box", "image": "good-3.png", "report": "r", '
+            '"regions": [{"bbox": [1, 1, NaN, 5], "label": "x"}]}'
+        ),  # 23
+        _rec("bad-qa", "good-3.png", qa=[{"question": "Is there a nodule?", "answer": 1}]),  # 24
+        _rec("good-1", "good-2.png"),  # 25
+        _rec("box-tiny", "good-3.png", regions=[{"bbox": [1, 1, 1.1, 1.1], **box}]),  # 26
+        _rec("same-pixels", "good-1.png"),  # 27
+        _rec("good-3", "good-3.png", split="test", patient_id="P3"),  # 28
+        _rec("broken-dicom", "broken.dcm"),  # 29
+        _rec("bomb-9000", "bomb-9000.png"),  # 30
+        _rec("   ", "good-3.png"),  # 31
     ]
     big_limit = 20_000
     summary, df, rejected = kit.build("jsonl", kit.jsonl(lines), importer={"max_file_bytes": big_limit})
@@ -148,10 +153,15 @@ def test_decompression_bomb_is_refused_from_the_header_with_the_pixel_limit(kit)
     """A real, fully valid PNG above max_image_pixels is refused before its pixels are decoded."""
     kit.png("big.png", 300, 300)
     kit.png("ok.png", 20, 20)
-    _, df, rejected = kit.build("jsonl", kit.jsonl([_rec("big", "big.png"), _rec("ok", "ok.png")]),
-                                      importer={"max_image_pixels": 50_000})
+    _, df, rejected = kit.build(
+        "jsonl",
+        kit.jsonl([_rec("big", "big.png"), _rec("ok", "ok.png")]),
+        importer={"max_image_pixels": 50_000},
+    )
     assert list(df["image_id"]) == ["ok"]
-    assert rejected[0]["category"] == "image_too_large" and "90000 pixels > limit 50000" in rejected[0]["reason"]
+    assert (
+        rejected[0]["category"] == "image_too_large" and "90000 pixels > limit 50000" in rejected[0]["reason"]
+    )
 
 
 def test_too_many_rejects_fail_the_build_with_the_summary(kit):

@@ -13,13 +13,18 @@ from regionmed.params import SplitFractions
 
 @settings(max_examples=60, deadline=None)
 @given(
-    w=st.integers(8, 300), h=st.integers(8, 300), size=st.sampled_from([32, 64, 128]),
-    fx=st.tuples(st.floats(0, 0.9), st.floats(0.05, 1)), fy=st.tuples(st.floats(0, 0.9), st.floats(0.05, 1)),
+    w=st.integers(8, 300),
+    h=st.integers(8, 300),
+    size=st.sampled_from([32, 64, 128]),
+    fx=st.tuples(st.floats(0, 0.9), st.floats(0.05, 1)),
+    fy=st.tuples(st.floats(0, 0.9), st.floats(0.05, 1)),
 )
 def test_a_box_marks_the_same_pixels_after_letterbox(w, h, size, fx, fy):
     """Paint a box white on black, letterbox the image, and the transformed box bounds the white pixels."""
-    x0 = int(fx[0] * w); x1 = max(x0 + 1, min(w, x0 + int(fx[1] * (w - x0)) + 1))
-    y0 = int(fy[0] * h); y1 = max(y0 + 1, min(h, y0 + int(fy[1] * (h - y0)) + 1))
+    x0 = int(fx[0] * w)
+    x1 = max(x0 + 1, min(w, x0 + int(fx[1] * (w - x0)) + 1))
+    y0 = int(fy[0] * h)
+    y1 = max(y0 + 1, min(h, y0 + int(fy[1] * (h - y0)) + 1))
     img = np.zeros((h, w), dtype=np.uint8)
     img[y0:y1, x0:x1] = 255
     out, fit = letterbox(img, size)

@@ -12,9 +12,13 @@ COLUMNS = ["file_name", "report", "patient_id", "split", "modality", "body_part"
 
 def _coco(images, annotations, categories=None):
     return {
-        "info": {"description": "test"}, "licenses": [],
-        "images": images, "annotations": annotations,
-        "categories": categories if categories is not None else [
+        "info": {"description": "test"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories
+        if categories is not None
+        else [
             {"id": 1, "name": "nodule", "supercategory": "finding"},
             {"id": 2, "name": "effusion"},
             {"id": 3, "name": "heart", "supercategory": "anatomy"},
@@ -32,10 +36,10 @@ def coco_set(kit):
     images = [
         {"id": 1, "file_name": "images/wide.png", "width": 200, "height": 100, "license": 0},
         {"id": 2, "file_name": "images/small.png", "width": 40, "height": 40},
-        {"id": 3, "file_name": "images/other.png"},          # no caption row
+        {"id": 3, "file_name": "images/other.png"},  # no caption row
         {"id": 4, "file_name": "images/resized.png", "width": 200, "height": 100},  # file is 100x50
         {"id": 5, "file_name": "images/bad-ann.png"},
-        {"id": 2, "file_name": "images/again.png"},          # duplicate COCO id
+        {"id": 2, "file_name": "images/again.png"},  # duplicate COCO id
         {"file_name": "images/no-id.png"},
     ]
     annotations = [
@@ -48,10 +52,24 @@ def coco_set(kit):
     ]
     ann = kit.json("annotations.json", _coco(images, annotations))
     rows = [
-        {"file_name": "images/wide.png", "report": "Right middle zone nodule; left effusion.", "patient_id": "P1",
-         "split": "dev", "modality": "ct", "body_part": "chest", "labels": "nodule; effusion"},
-        {"file_name": "./images/small.png", "report": "Normal.", "patient_id": "", "split": "",
-         "modality": "", "body_part": "", "labels": ""},
+        {
+            "file_name": "images/wide.png",
+            "report": "Right middle zone nodule; left effusion.",
+            "patient_id": "P1",
+            "split": "dev",
+            "modality": "ct",
+            "body_part": "chest",
+            "labels": "nodule; effusion",
+        },
+        {
+            "file_name": "./images/small.png",
+            "report": "Normal.",
+            "patient_id": "",
+            "split": "",
+            "modality": "",
+            "body_part": "",
+            "labels": "",
+        },
         {"file_name": "images/resized.png", "report": "Nodule.", "patient_id": "P1"},
         {"file_name": "images/bad-ann.png", "report": "Something."},
         {"file_name": "images/unknown.png", "report": "Orphan text."},
@@ -67,7 +85,12 @@ def test_coco_boxes_labels_and_captions(kit, coco_set):
     df = df.set_index("image_id")
     assert sorted(df.index) == ["images_small", "images_wide"]
     wide = df.loc["images_wide"]
-    assert (wide["patient_id"], wide["split"], wide["modality"], wide["body_part"]) == ("P1", "val", "ct", "chest")
+    assert (wide["patient_id"], wide["split"], wide["modality"], wide["body_part"]) == (
+        "P1",
+        "val",
+        "ct",
+        "chest",
+    )
     assert wide["labels"] == ["nodule", "effusion"] and wide["source"] == "coco"
     nodule, effusion, heart = wide["regions"]
     # [x, y, w, h] = [20, 10, 40, 40] in a 200 x 100 image letterboxed to 64 (16 rows of padding)
@@ -89,7 +112,9 @@ def test_coco_boxes_labels_and_captions(kit, coco_set):
     assert "annotations[5] (id 15)" in by_id[("annotation:5", "bad_record")]
     assert "image id '2' used twice" in by_id[("images/again", "duplicate_id")]
     assert "field 'id'" in by_id[("images/no-id", "bad_record")]
-    assert "'images/unknown.png' is not in the COCO 'images' list" in by_id[("captions.csv:6", "unknown_image")]
+    assert (
+        "'images/unknown.png' is not in the COCO 'images' list" in by_id[("captions.csv:6", "unknown_image")]
+    )
     assert "second row for file_name 'images/wide.png'" in by_id[("captions.csv:7", "duplicate_id")]
     assert summary.n_rejected == len(rejected) == 8
 
@@ -100,8 +125,14 @@ def test_captions_csv_next_to_the_annotations_and_patient_splits(kit, monkeypatc
         name = f"im{i}.png"
         kit.png(name, 24, 24, value=i * 8 + 1)
         images.append({"id": i, "file_name": name, "width": 24, "height": 24})
-        rows.append({"file_name": name, "report": f"Report {i}.", "patient_id": f"P{i // 3}",
-                     "split": "test" if i == 4 else ""})
+        rows.append(
+            {
+                "file_name": name,
+                "report": f"Report {i}.",
+                "patient_id": f"P{i // 3}",
+                "split": "test" if i == 4 else "",
+            }
+        )
     kit.json("ann.json", _coco(images, []))
     kit.csv("caps.csv", rows, ["file_name", "report", "patient_id", "split", "extra_column"])
     monkeypatch.chdir(kit.root.parent)

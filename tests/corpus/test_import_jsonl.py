@@ -26,23 +26,49 @@ def _record(i: int, image: str, **fields) -> dict:
 def test_every_field_reaches_the_manifest(kit):
     kit.png("img/a.png", 200, 100)
     record = {
-        "id": "case-1/a", "image": "img/a.png", "report": "Chest CT. Small right nodule.",
-        "patient_id": 1234, "split": "dev", "modality": "ct", "body_part": "chest",
-        "modality_text": "axial chest CT", "anatomy_text": "the lungs", "finding_text": "a small nodule",
-        "labels": ["nodule"], "meta": {"anything": [1, 2]},
-        "regions": [{"bbox": LEFT_BOX_PX, "label": "nodule", "phrase": "a small right nodule",
-                     "hard_negatives": ["a small left nodule"], "kind": "finding", "size": "small"},
-                    {"bbox": [0, 0, 100, 100], "label": "right lung", "kind": "anatomy"}],
-        "qa": [{"question": "Is there a nodule?", "answer": "yes", "type": "presence"},
-               {"question": "Which lung?", "answer": "right"}],
+        "id": "case-1/a",
+        "image": "img/a.png",
+        "report": "Chest CT. Small right nodule.",
+        "patient_id": 1234,
+        "split": "dev",
+        "modality": "ct",
+        "body_part": "chest",
+        "modality_text": "axial chest CT",
+        "anatomy_text": "the lungs",
+        "finding_text": "a small nodule",
+        "labels": ["nodule"],
+        "meta": {"anything": [1, 2]},
+        "regions": [
+            {
+                "bbox": LEFT_BOX_PX,
+                "label": "nodule",
+                "phrase": "a small right nodule",
+                "hard_negatives": ["a small left nodule"],
+                "kind": "finding",
+                "size": "small",
+            },
+            {"bbox": [0, 0, 100, 100], "label": "right lung", "kind": "anatomy"},
+        ],
+        "qa": [
+            {"question": "Is there a nodule?", "answer": "yes", "type": "presence"},
+            {"question": "Which lung?", "answer": "right"},
+        ],
     }
     summary, df, rejected = kit.build("jsonl", kit.jsonl([record]))
     assert summary.n_kept == 1 and rejected == []
     row = df.iloc[0]
     assert row["image_id"] == "case-1_a" and row["image_path"] == "images/case-1_a.png"
-    assert (row["patient_id"], row["split"], row["modality"], row["body_part"]) == ("1234", "val", "ct", "chest")
+    assert (row["patient_id"], row["split"], row["modality"], row["body_part"]) == (
+        "1234",
+        "val",
+        "ct",
+        "chest",
+    )
     assert (row["modality_text"], row["anatomy_text"], row["finding_text"]) == (
-        "axial chest CT", "the lungs", "a small nodule")
+        "axial chest CT",
+        "the lungs",
+        "a small nodule",
+    )
     assert row["labels"] == ["nodule"] and row["source"] == "jsonl"
     nodule, lung = row["regions"]
     assert nodule["phrase"] == "a small right nodule" and nodule["hard_negatives"] == ["a small left nodule"]
@@ -53,11 +79,16 @@ def test_every_field_reaches_the_manifest(kit):
 
 def test_boxes_follow_the_letterbox_and_phrases_follow_the_geometry(kit):
     kit.png("wide.png", 200, 100, value=200)
-    record = _record(0, "wide.png", body_part="chest", regions=[
-        {"bbox": LEFT_BOX_PX, "label": "nodule", "size": "small"},
-        {"bbox": RIGHT_BOX_PX, "label": "effusion"},
-        {"bbox": [0, 0, 100, 100], "label": "right lung", "kind": "anatomy", "phrase": "the right lung"},
-    ])
+    record = _record(
+        0,
+        "wide.png",
+        body_part="chest",
+        regions=[
+            {"bbox": LEFT_BOX_PX, "label": "nodule", "size": "small"},
+            {"bbox": RIGHT_BOX_PX, "label": "effusion"},
+            {"bbox": [0, 0, 100, 100], "label": "right lung", "kind": "anatomy", "phrase": "the right lung"},
+        ],
+    )
     _, df, _ = kit.build("jsonl", kit.jsonl([record]))
     nodule, effusion, lung = df.iloc[0]["regions"]
     assert nodule["bbox"] == pytest.approx(LEFT_BOX_NORM, abs=1e-6)
@@ -83,10 +114,14 @@ def test_boxes_follow_the_letterbox_and_phrases_follow_the_geometry(kit):
 
 def test_tall_image_pads_left_and_right_and_normalised_boxes_pass_through(kit):
     kit.png("tall.png", 50, 100)
-    record = _record(0, "tall.png", regions=[
-        {"bbox": [0, 0, 50, 50], "label": "mass"},  # the top half of the picture
-        {"bbox": [0.5, 0.5, 1.0, 1.0], "label": "cyst", "normalised": True},
-    ])
+    record = _record(
+        0,
+        "tall.png",
+        regions=[
+            {"bbox": [0, 0, 50, 50], "label": "mass"},  # the top half of the picture
+            {"bbox": [0.5, 0.5, 1.0, 1.0], "label": "cyst", "normalised": True},
+        ],
+    )
     _, df, _ = kit.build("jsonl", kit.jsonl([record]))
     mass, cyst = df.iloc[0]["regions"]
     assert mass["bbox"] == pytest.approx([0.25, 0.0, 0.75, 0.5])  # 32 px wide, 16 px of padding each side
@@ -128,12 +163,17 @@ def test_dicom_monochrome1_with_rescale_and_window(kit):
     bands = {"air": 0, "centre": 532, "bright_tissue": 612, "bone": 2000}  # HU -1024, 40, 200, 2976
     stored = np.zeros((64, 64), dtype=np.uint16)
     for k, v in enumerate(bands.values()):
-        stored[:, k * 16:(k + 1) * 16] = v
+        stored[:, k * 16 : (k + 1) * 16] = v
     kit.dicom("scan.dcm", stored)
     kit.dicom("scan2.dcm", stored, photometric="MONOCHROME2")
     kit.dicom("empty.dcm", None)
-    path = kit.jsonl([_record(0, "scan.dcm", regions=[{"bbox": [0, 0, 16, 64], "label": "lung"}]),
-                      _record(1, "scan2.dcm"), _record(2, "empty.dcm")])
+    path = kit.jsonl(
+        [
+            _record(0, "scan.dcm", regions=[{"bbox": [0, 0, 16, 64], "label": "lung"}]),
+            _record(1, "scan2.dcm"),
+            _record(2, "empty.dcm"),
+        ]
+    )
     summary, df, rejected = kit.build("jsonl", path)
     assert summary.n_kept == 2
     mono1 = np.asarray(Image.open(kit.root.parent / "corpus" / df.iloc[0]["image_path"])).astype(int)
@@ -161,8 +201,10 @@ def test_write_jsonl_validates(tmp_path):
     path = write_jsonl([{"id": "a", "image": "a.png", "report": "r"}], tmp_path / "out.jsonl")
     assert path.read_text().count("\n") == 1
     with pytest.raises(ValueError, match="bbox"):
-        write_jsonl([{"id": "a", "image": "a.png", "report": "r", "regions": [{"bbox": [1, 2], "label": "x"}]}],
-                    tmp_path / "bad.jsonl")
+        write_jsonl(
+            [{"id": "a", "image": "a.png", "report": "r", "regions": [{"bbox": [1, 2], "label": "x"}]}],
+            tmp_path / "bad.jsonl",
+        )
 
 
 def test_missing_settings_name_the_parameter(tmp_path):

@@ -15,40 +15,105 @@ from regionmed.prompts.templates import label_axes, load_prompts
 MEDPIX_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "medpix2-sample"
 
 
-def _description(image: str, case: str, type_: str, caption: str, plane: str = "Axial",
-                 modality: str = "CT w/contrast (IV)", location: str = "Brain and Neuro",
-                 category: str = "Head") -> dict:
-    return {"Type": type_, "U_id": case, "image": image,
-            "Description": {"ACR Codes": "1.3", "Age": "40", "Caption": caption, "Figure Part": None,
-                            "Modality": modality, "Plane": plane, "Sex": "male"},
-            "Location": location, "Location Category": category}
+def _description(
+    image: str,
+    case: str,
+    type_: str,
+    caption: str,
+    plane: str = "Axial",
+    modality: str = "CT w/contrast (IV)",
+    location: str = "Brain and Neuro",
+    category: str = "Head",
+) -> dict:
+    return {
+        "Type": type_,
+        "U_id": case,
+        "image": image,
+        "Description": {
+            "ACR Codes": "1.3",
+            "Age": "40",
+            "Caption": caption,
+            "Figure Part": None,
+            "Modality": modality,
+            "Plane": plane,
+            "Sex": "male",
+        },
+        "Location": location,
+        "Location Category": category,
+    }
 
 
-def _case(case: str, ct: list[str], mri: list[str], findings: str = "A mass.", history: str = "Headache.",
-          diagnosis: str = "Glioma") -> dict:
-    return {"U_id": case, "TAC": ct, "MRI": mri,
-            "Case": {"Title": diagnosis, "History": history, "Exam": "N/A", "Findings": findings,
-                     "Differential Diagnosis": "x", "Case Diagnosis": diagnosis, "Diagnosis By": "N/A"},
-            "Topic": {"Title": diagnosis, "Disease Discussion": "long text", "ACR Code": "1.3", "Category": "x"}}
+def _case(
+    case: str,
+    ct: list[str],
+    mri: list[str],
+    findings: str = "A mass.",
+    history: str = "Headache.",
+    diagnosis: str = "Glioma",
+) -> dict:
+    return {
+        "U_id": case,
+        "TAC": ct,
+        "MRI": mri,
+        "Case": {
+            "Title": diagnosis,
+            "History": history,
+            "Exam": "N/A",
+            "Findings": findings,
+            "Differential Diagnosis": "x",
+            "Case Diagnosis": diagnosis,
+            "Diagnosis By": "N/A",
+        },
+        "Topic": {"Title": diagnosis, "Disease Discussion": "long text", "ACR Code": "1.3", "Category": "x"},
+    }
 
 
 @pytest.fixture
 def medpix(kit):
     descriptions = [
         _description("MPX1_synpic1", "MPX1", "CT", "Axial CT: mass in the right frontal lobe."),
-        _description("MPX1_synpic2", "MPX1", "MR", "Coronal T2.", plane="Coronal", modality="MR - T2 weighted"),
-        _description("MPX2_synpic3", "MPX2", "CT", "Chest CT.", plane="Transverse", location="Chest, Pulmonary",
-                     category="Thorax"),
-        _description("MPX2_synpic4", "MPX2", "MR", "Montage.", plane="Multiple or Montage", category="Abdomen",
-                     location="Gastrointestinal"),
-        _description("MPX3_synpic5", "MPX3", "MR", "Sagittal spine.", plane="Sagittal",
-                     category="Spine and Muscles", location="Spine"),
+        _description(
+            "MPX1_synpic2", "MPX1", "MR", "Coronal T2.", plane="Coronal", modality="MR - T2 weighted"
+        ),
+        _description(
+            "MPX2_synpic3",
+            "MPX2",
+            "CT",
+            "Chest CT.",
+            plane="Transverse",
+            location="Chest, Pulmonary",
+            category="Thorax",
+        ),
+        _description(
+            "MPX2_synpic4",
+            "MPX2",
+            "MR",
+            "Montage.",
+            plane="Multiple or Montage",
+            category="Abdomen",
+            location="Gastrointestinal",
+        ),
+        _description(
+            "MPX3_synpic5",
+            "MPX3",
+            "MR",
+            "Sagittal spine.",
+            plane="Sagittal",
+            category="Spine and Muscles",
+            location="Spine",
+        ),
         _description("MPX4_synpic6", "MPX4", "CT", "Case without a case entry."),
         _description("MPX5_synpic7", "MPX5", "CT", "Case with empty texts."),
         {"Type": "CT", "image": "MPX6_synpic8", "Description": None},  # no U_id
         _description("MPX3_synpic9", "MPX3", "MR", "Image file missing.", plane="Sagittal"),
-        _description("MPX7_synpic10", "MPX7", "CT", "Not in any split.", category="Reproductive and Urinary System",
-                     location="Genitourinary"),
+        _description(
+            "MPX7_synpic10",
+            "MPX7",
+            "CT",
+            "Not in any split.",
+            category="Reproductive and Urinary System",
+            location="Genitourinary",
+        ),
     ]
     cases = [
         _case("MPX1", ["MPX1_synpic1"], ["MPX1_synpic2"], findings="Enhancing mass.\n\nEdema."),
@@ -62,16 +127,30 @@ def medpix(kit):
             kit.png(f"images/{d['image']}.png", 60 + i, 50, value=20 + 20 * i)
     kit.json("Descriptions.json", descriptions)
     kit.json("Case_topic.json", cases)
-    kit.json("splitted_dataset/uid_list.json", {"train": ["MPX1", "MPX5"], "train_1": ["MPX1"], "train_2": ["MPX5"],
-                                                "dev": ["MPX2"], "test": ["MPX3", "MPX4"]})
+    kit.json(
+        "splitted_dataset/uid_list.json",
+        {
+            "train": ["MPX1", "MPX5"],
+            "train_1": ["MPX1"],
+            "train_2": ["MPX5"],
+            "dev": ["MPX2"],
+            "test": ["MPX3", "MPX4"],
+        },
+    )
     return kit.root
 
 
 def test_medpix_fields_labels_and_splits(kit, medpix):
     summary, df, rejected = kit.build("medpix", medpix)
     df = df.set_index("image_id")
-    assert sorted(df.index) == ["MPX1_synpic1", "MPX1_synpic2", "MPX2_synpic3", "MPX2_synpic4", "MPX3_synpic5",
-                                "MPX7_synpic10"]
+    assert sorted(df.index) == [
+        "MPX1_synpic1",
+        "MPX1_synpic2",
+        "MPX2_synpic3",
+        "MPX2_synpic4",
+        "MPX3_synpic5",
+        "MPX7_synpic10",
+    ]
     a = df.loc["MPX1_synpic1"]
     assert (a["modality"], a["body_part"], a["patient_id"], a["split"]) == ("ct", "head", "MPX1", "train")
     assert a["report"] == "HISTORY: Headache. FINDINGS: Enhancing mass. Edema. DIAGNOSIS: Glioma"
@@ -79,8 +158,10 @@ def test_medpix_fields_labels_and_splits(kit, medpix):
     assert a["modality_text"] == "CT w/contrast (IV), axial plane"
     assert a["anatomy_text"] == "Head: Brain and Neuro"
     assert a["labels"] == ["modality:ct", "plane:axial", "body_part:head"]
-    assert a["qa"] == [{"question": "What imaging modality is this?", "answer": "CT", "type": "modality"},
-                       {"question": "In which plane is this image?", "answer": "axial", "type": "other"}]
+    assert a["qa"] == [
+        {"question": "What imaging modality is this?", "answer": "CT", "type": "modality"},
+        {"question": "In which plane is this image?", "answer": "axial", "type": "other"},
+    ]
     assert a["regions"] == [] and a["source"] == "medpix"
     b = df.loc["MPX1_synpic2"]
     assert b["modality"] == "mri" and b["labels"] == ["modality:mri", "plane:coronal", "body_part:head"]
@@ -96,8 +177,12 @@ def test_medpix_fields_labels_and_splits(kit, medpix):
     assert df.groupby("patient_id")["split"].nunique().max() == 1
 
     reasons = {(r["record_id"], r["category"]): r["reason"] for r in rejected}
-    assert set(reasons) == {("MPX4_synpic6", "missing_text"), ("MPX5_synpic7", "missing_text"),
-                            ("MPX6_synpic8", "bad_record"), ("MPX3_synpic9", "file_not_found")}
+    assert set(reasons) == {
+        ("MPX4_synpic6", "missing_text"),
+        ("MPX5_synpic7", "missing_text"),
+        ("MPX6_synpic8", "bad_record"),
+        ("MPX3_synpic9", "file_not_found"),
+    }
     assert "case 'MPX4' is not in Case_topic.json" in reasons[("MPX4_synpic6", "missing_text")]
     assert "no History, Findings or Case Diagnosis" in reasons[("MPX5_synpic7", "missing_text")]
     assert "Descriptions.json[7]: field 'U_id'" in reasons[("MPX6_synpic8", "bad_record")]
@@ -106,7 +191,9 @@ def test_medpix_fields_labels_and_splits(kit, medpix):
 
 def test_every_label_has_a_prompt_text():
     texts = load_prompts()["label_texts"]
-    assert set(LABELS) == set(texts), "each MedPix label needs its prompt text in regionmed/prompts/zeroshot.yaml"
+    assert set(LABELS) == set(texts), (
+        "each MedPix label needs its prompt text in regionmed/prompts/zeroshot.yaml"
+    )
     assert set(label_axes(LABELS)) == {"modality", "plane", "body_part"}
 
 
@@ -125,8 +212,11 @@ def test_medpix_shared_sample(kit):
     assert df["patient_id"].nunique() == 671
     assert df.groupby("patient_id")["split"].nunique().max() == 1  # no case in two splits
     uid = json.loads((MEDPIX_SAMPLE / "splitted_dataset" / "uid_list.json").read_text())
-    expected = {case: split for split, key in (("train", "train"), ("val", "dev"), ("test", "test"))
-                for case in uid[key]}
+    expected = {
+        case: split
+        for split, key in (("train", "train"), ("val", "dev"), ("test", "test"))
+        for case in uid[key]
+    }
     assert all(df["patient_id"].map(expected) == df["split"])
     assert set(df["modality"]) == {"ct", "mri"}
     assert set(df["body_part"]) == {"head", "chest", "abdomen", "spine_muscles", "genitourinary"}

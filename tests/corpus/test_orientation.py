@@ -25,8 +25,16 @@ def test_a_box_drawn_on_the_displayed_image_is_imported_around_its_finding(kit, 
     stored = stored_pixels()
     box = bright_box(displayed(stored, orientation))
     kit.raw("scan.jpg", oriented_jpeg(stored, orientation))
-    path = kit.jsonl([{"id": "scan", "image": "scan.jpg", "report": "A bright block.",
-                       "regions": [{"bbox": box, "label": "block"}]}])
+    path = kit.jsonl(
+        [
+            {
+                "id": "scan",
+                "image": "scan.jpg",
+                "report": "A bright block.",
+                "regions": [{"bbox": box, "label": "block"}],
+            }
+        ]
+    )
     _, manifest, rejected = kit.build("jsonl", path)
     assert rejected == [] and len(manifest) == 1, rejected
     row = manifest.iloc[0]
@@ -45,14 +53,23 @@ def test_coco_sizes_and_boxes_are_those_of_the_displayed_image(kit, orientation)
     x0, y0, x1, y1 = bright_box(shown)
     kit.raw("images/scan.jpg", oriented_jpeg(stored, orientation))
     h, w = shown.shape[:2]
-    ann = kit.json("annotations.json", {
-        "images": [{"id": 1, "file_name": "images/scan.jpg", "width": w, "height": h}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0]}],
-        "categories": [{"id": 1, "name": "block"}]})
-    captions = kit.csv("captions.csv", [{"file_name": "images/scan.jpg", "report": "A bright block."}],
-                       ["file_name", "report"])
+    ann = kit.json(
+        "annotations.json",
+        {
+            "images": [{"id": 1, "file_name": "images/scan.jpg", "width": w, "height": h}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [x0, y0, x1 - x0, y1 - y0]}],
+            "categories": [{"id": 1, "name": "block"}],
+        },
+    )
+    captions = kit.csv(
+        "captions.csv",
+        [{"file_name": "images/scan.jpg", "report": "A bright block."}],
+        ["file_name", "report"],
+    )
     _, manifest, rejected = kit.build("coco", ann, captions)
     assert rejected == [], rejected  # before: size_mismatch (the stored size is w and h swapped)
     bx0, by0, bx1, by1 = (round(v * 64) for v in manifest.iloc[0]["regions"][0]["bbox"])
-    image = np.asarray(Image.open(kit.root.parent / "corpus" / manifest.iloc[0]["image_path"]), dtype=np.float64)
+    image = np.asarray(
+        Image.open(kit.root.parent / "corpus" / manifest.iloc[0]["image_path"]), dtype=np.float64
+    )
     assert image[by0:by1, bx0:bx1].mean() > 180

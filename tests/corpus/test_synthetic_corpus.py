@@ -12,7 +12,14 @@ from PIL import Image
 from regionmed.corpus.atlas import ALL_FINDINGS, MODALITIES
 from regionmed.corpus.build import build_corpus
 from regionmed.corpus.phrases import has_laterality, strip_location, swap_laterality
-from regionmed.corpus.schema import COLUMNS, MANIFEST_FILE, MANIFEST_SCHEMA, NO_FINDING, QA_TYPES, read_manifest
+from regionmed.corpus.schema import (
+    COLUMNS,
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    NO_FINDING,
+    QA_TYPES,
+    read_manifest,
+)
 
 
 def test_manifest_has_the_contract_schema(tiny_corpus):
@@ -60,7 +67,11 @@ def test_laterality_words_follow_the_geometry(tiny_corpus):
     checked = 0
     for regions in df["regions"]:
         for r in regions:
-            if r["kind"] != "finding" or not has_laterality(r["phrase"]) or "lobe of the liver" in r["phrase"]:
+            if (
+                r["kind"] != "finding"
+                or not has_laterality(r["phrase"])
+                or "lobe of the liver" in r["phrase"]
+            ):
                 continue
             cx = (r["bbox"][0] + r["bbox"][2]) / 2
             side = "right" if " right " in f" {r['phrase']} " else "left"
@@ -87,9 +98,16 @@ def test_report_mentions_findings_and_pertinent_negatives(tiny_corpus):
 
 
 def test_same_params_give_a_byte_identical_corpus_whatever_the_workers(tmp_path, tiny_params):
-    small = tiny_params.model_copy(update={"corpus": tiny_params.corpus.model_copy(
-        update={"synthetic": tiny_params.corpus.synthetic.model_copy(update={"n_images": 60})})})
-    two_workers = small.model_copy(update={"corpus": small.corpus.model_copy(update={"workers": 2, "chunk_size": 8})})
+    small = tiny_params.model_copy(
+        update={
+            "corpus": tiny_params.corpus.model_copy(
+                update={"synthetic": tiny_params.corpus.synthetic.model_copy(update={"n_images": 60})}
+            )
+        }
+    )
+    two_workers = small.model_copy(
+        update={"corpus": small.corpus.model_copy(update={"workers": 2, "chunk_size": 8})}
+    )
     build_corpus(small, tmp_path / "a", progress=False)
     build_corpus(small, tmp_path / "b", progress=False)
     build_corpus(two_workers, tmp_path / "c", progress=False)

@@ -25,7 +25,9 @@ GATE = {"floors": {METRIC: 0.1}, "must_beat_baseline": [], "champion_margin": {M
 def git(*args: str, cwd: Path) -> str:
     import os
 
-    proc = subprocess.run(["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -33,10 +35,16 @@ def git(*args: str, cwd: Path) -> str:
 def gate(clone: Path, r_at_5: float) -> subprocess.CompletedProcess:
     """The candidate's metrics as the evaluate stage writes them, then the gate stage's command."""
     (clone / "metrics").mkdir(exist_ok=True)
-    (clone / "metrics/eval.json").write_text(json.dumps({"regionmed": {METRIC: {"value": r_at_5}},
-                                                         "baseline": {METRIC: {"value": 0.05}}}))
-    return subprocess.run([sys.executable, "-m", "regionmed", "gate", "--params", "params.yaml"], cwd=clone,
-                          capture_output=True, text=True, timeout=300)
+    (clone / "metrics/eval.json").write_text(
+        json.dumps({"regionmed": {METRIC: {"value": r_at_5}}, "baseline": {METRIC: {"value": 0.05}}})
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "regionmed", "gate", "--params", "params.yaml"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture
@@ -64,8 +72,15 @@ def test_a_second_clone_sees_the_first_ones_champion_and_refuses_a_worse_candida
     assert gate(first, 0.30).returncode == 0  # no champion yet: the floor only
     params = load_params(first / "params.yaml")
     # what the package stage records, then what the team does with outputs: commit and push
-    write_champion(first / params.gate.champion_file, model_tag="regionmed:aaa", bento_tag="regionmed_service:bbb",
-                   metrics={METRIC: 0.30}, packaged_at="2026-12-04T00:00:00Z", git_rev="abc", bentoml_home=".state/bentoml")
+    write_champion(
+        first / params.gate.champion_file,
+        model_tag="regionmed:aaa",
+        bento_tag="regionmed_service:bbb",
+        metrics={METRIC: 0.30},
+        packaged_at="2026-12-04T00:00:00Z",
+        git_rev="abc",
+        bentoml_home=".state/bentoml",
+    )
     git("add", "-A", cwd=first)
     git("commit", "-qm", "package: new champion", cwd=first)
     git("push", "-q", "origin", "HEAD", cwd=first)

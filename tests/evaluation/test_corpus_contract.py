@@ -23,9 +23,17 @@ def rows():
     out = []
     for i in range(240):
         ph = generate_phantom(i, 0, 32, p)
-        t = describe(ph, np.random.default_rng([0, i, 1]), p.negatives_per_report, p.absent_presence_questions)
-        out.append({"image_id": f"syn-{i}", "labels": t.labels, "regions": [r.to_dict() for r in t.regions],
-                    "qa": [q.to_dict() for q in t.qa]})
+        t = describe(
+            ph, np.random.default_rng([0, i, 1]), p.negatives_per_report, p.absent_presence_questions
+        )
+        out.append(
+            {
+                "image_id": f"syn-{i}",
+                "labels": t.labels,
+                "regions": [r.to_dict() for r in t.regions],
+                "qa": [q.to_dict() for q in t.qa],
+            }
+        )
     return out
 
 
@@ -54,17 +62,23 @@ def test_text_prior_beats_chance_and_laterality_oracle(rows):
     items = [r for row in test for r in row["regions"]]
     boxes = np.array([r["bbox"] for r in items])
     grid = (8, 8)
-    prior = text_prior_pointing([r["phrase"] for r in items], boxes, regions, grid,
-                                labels=[r["label"] for r in items])
+    prior = text_prior_pointing(
+        [r["phrase"] for r in items], boxes, regions, grid, labels=[r["label"] for r in items]
+    )
     chance = uniform_chance_pointing(boxes, grid)
     assert prior["lenient"].mean() > chance["lenient"].mean()
     assert {"words", "organ", "label"} <= set(prior["source"].tolist())
     # a perfect model: the true phrase peaks on its box, the swapped one on the mirrored box
     sided = [r for r in items if has_laterality(r["phrase"]) and swap_laterality(r["phrase"]) != r["phrase"]]
     b = np.array([r["bbox"] for r in sided])
-    heat = lambda bx: np.stack([np.pad(np.ones((1, 1)), ((int(y * 8), 7 - int(y * 8)), (int(x * 8), 7 - int(x * 8))))
-                                for x, y in zip(np.minimum((bx[:, 0] + bx[:, 2]) / 2, 0.999),
-                                                np.minimum((bx[:, 1] + bx[:, 3]) / 2, 0.999))])
+    heat = lambda bx: np.stack(
+        [
+            np.pad(np.ones((1, 1)), ((int(y * 8), 7 - int(y * 8)), (int(x * 8), 7 - int(x * 8))))
+            for x, y in zip(
+                np.minimum((bx[:, 0] + bx[:, 2]) / 2, 0.999), np.minimum((bx[:, 1] + bx[:, 3]) / 2, 0.999)
+            )
+        ]
+    )
     mirrored = b.copy()
     mirrored[:, [0, 2]] = 1 - b[:, [2, 0]]
     out = laterality_accuracy(heat(b), heat(mirrored), b)

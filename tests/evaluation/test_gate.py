@@ -34,12 +34,18 @@ def test_champion_margin_float_and_dict():
     d = decide({"auroc": 0.805, "recall@1": 0.1}, floors, champion=champ, champion_margin={"auroc": -0.01})
     assert kinds(d, passed=False) == [("auroc", "champion")]
     assert ("recall@1", "champion") not in kinds(d)
-    assert decide({"auroc": 0.81, "recall@1": 0.1}, floors, champion=champ, champion_margin={"auroc": -0.01}).passed
+    assert decide(
+        {"auroc": 0.81, "recall@1": 0.1}, floors, champion=champ, champion_margin={"auroc": -0.01}
+    ).passed
 
 
 def test_champion_without_the_metric_is_noted_not_failed():
-    d = decide({"auroc": 0.9, "new_metric": 0.5}, {"auroc": 0.5, "new_metric": 0.1},
-               champion={"auroc": 0.8}, champion_margin=0.0)
+    d = decide(
+        {"auroc": 0.9, "new_metric": 0.5},
+        {"auroc": 0.5, "new_metric": 0.1},
+        champion={"auroc": 0.8},
+        champion_margin=0.0,
+    )
     assert d.passed
     note = next(c.note for c in d.comparisons if c.metric == "new_metric" and c.kind == "champion")
     assert "champion has no value" in note
@@ -56,8 +62,14 @@ def test_baseline_must_be_strictly_beaten():
 
 
 def test_missing_or_nan_metric_fails_without_keyerror():
-    d = decide({"auroc": float("nan")}, {"auroc": 0.5, "recall@1": 0.1}, champion={"recall@1": 0.2},
-               champion_margin=0.0, baseline={"recall@1": 0.1}, must_beat_baseline=["recall@1"])
+    d = decide(
+        {"auroc": float("nan")},
+        {"auroc": 0.5, "recall@1": 0.1},
+        champion={"recall@1": 0.2},
+        champion_margin=0.0,
+        baseline={"recall@1": 0.1},
+        must_beat_baseline=["recall@1"],
+    )
     assert not d.passed
     fails = {(c.metric, c.kind): c.note for c in d.failures}
     assert fails[("recall@1", "floor")] == "missing in candidate"
@@ -70,12 +82,21 @@ def test_missing_or_nan_metric_fails_without_keyerror():
 def test_direction_lower_is_better():
     assert default_direction("i2t/median_rank") == "lower" and default_direction("i2t/recall@1") == "higher"
     # floor of a lower-is-better metric is a ceiling; champion margin allows champion + margin
-    d = decide({"i2t/median_rank": 4.0}, {"i2t/median_rank": 5.0}, champion={"i2t/median_rank": 3.0},
-               champion_margin=0.5)
+    d = decide(
+        {"i2t/median_rank": 4.0},
+        {"i2t/median_rank": 5.0},
+        champion={"i2t/median_rank": 3.0},
+        champion_margin=0.5,
+    )
     assert kinds(d, passed=False) == [("i2t/median_rank", "champion")]
     assert [c.threshold for c in d.comparisons] == [5.0, 3.5]
-    d = decide({"latency": 2.0}, {}, baseline={"latency": 3.0}, must_beat_baseline=["latency"],
-               directions={"latency": "lower"})
+    d = decide(
+        {"latency": 2.0},
+        {},
+        baseline={"latency": 3.0},
+        must_beat_baseline=["latency"],
+        directions={"latency": "lower"},
+    )
     assert d.passed
     # an explicit direction overrides the name rule
     assert not decide({"rank": 4.0}, {"rank": 5.0}, directions={"rank": "higher"}).passed
@@ -93,6 +114,14 @@ def test_decision_serialises_and_tables():
 
 
 def test_flatten_metrics_keeps_numbers_only():
-    nested = {"zs": {"auroc": {"nodule": 0.9, "mass": np.float64(0.8)}, "skipped": ["x"], "n": 3,
-                     "mode": "argmax", "arr": np.zeros(3)}, "ok": True}
+    nested = {
+        "zs": {
+            "auroc": {"nodule": 0.9, "mass": np.float64(0.8)},
+            "skipped": ["x"],
+            "n": 3,
+            "mode": "argmax",
+            "arr": np.zeros(3),
+        },
+        "ok": True,
+    }
     assert flatten_metrics(nested) == {"zs/auroc/nodule": 0.9, "zs/auroc/mass": 0.8, "zs/n": 3.0, "ok": 1.0}

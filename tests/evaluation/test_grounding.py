@@ -26,14 +26,16 @@ def one_hot(grid, cells):
 
 def test_pointing_game_lenient_vs_strict():
     grid = (4, 4)  # cells of 0.25
-    boxes = np.array([
-        [0.30, 0.30, 0.45, 0.45],  # centre (0.375, 0.375) in cell (1, 1); peak there: both hit
-        [0.20, 0.20, 0.45, 0.45],  # centre in (1, 1); peak (0, 0) overlaps the box's corner: lenient only
-        [0.30, 0.30, 0.45, 0.45],  # peak (0, 0) does not reach the box: neither
-        [0.25, 0.25, 0.50, 0.50],  # peak (0, 0) only touches the box at a corner: no area, no hit
-        [0.00, 0.00, 1.00, 1.00],  # centre (0.5, 0.5) belongs to cell (2, 2) (half-open cells)
-        [0.00, 0.00, 1.00, 1.00],
-    ])
+    boxes = np.array(
+        [
+            [0.30, 0.30, 0.45, 0.45],  # centre (0.375, 0.375) in cell (1, 1); peak there: both hit
+            [0.20, 0.20, 0.45, 0.45],  # centre in (1, 1); peak (0, 0) overlaps the box's corner: lenient only
+            [0.30, 0.30, 0.45, 0.45],  # peak (0, 0) does not reach the box: neither
+            [0.25, 0.25, 0.50, 0.50],  # peak (0, 0) only touches the box at a corner: no area, no hit
+            [0.00, 0.00, 1.00, 1.00],  # centre (0.5, 0.5) belongs to cell (2, 2) (half-open cells)
+            [0.00, 0.00, 1.00, 1.00],
+        ]
+    )
     heat = one_hot(grid, [(1, 1), (0, 0), (0, 0), (0, 0), (2, 2), (1, 1)])
     out = pointing_game(heat, boxes)
     assert out["lenient"].tolist() == [True, True, False, False, True, True]
@@ -52,7 +54,9 @@ def test_pointing_peak_ties_go_to_first_cell_and_accepts_torch():
 
 def test_box_iou_hand_cases_and_rates():
     pred = np.array([[0, 0, 0.5, 0.5], [0, 0, 0.5, 0.5], [0, 0, 1, 1], [0.2, 0.2, 0.2, 0.2], [0, 0, 0.5, 1]])
-    true = np.array([[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1], [0.25, 0.25, 0.75, 0.75], [0.2, 0.2, 0.2, 0.2], [0, 0, 1, 1]])
+    true = np.array(
+        [[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1], [0.25, 0.25, 0.75, 0.75], [0.2, 0.2, 0.2, 0.2], [0, 0, 1, 1]]
+    )
     np.testing.assert_allclose(box_iou(pred, true), [1.0, 0.0, 0.25, 0.0, 0.5])
     r = iou_hit_rates(pred, true)
     assert r["iou>0.3"] == pytest.approx(2 / 5) and r["iou>0.5"] == pytest.approx(1 / 5)
@@ -61,12 +65,19 @@ def test_box_iou_hand_cases_and_rates():
 
 def test_laterality_definition():
     grid = (2, 4)  # cell centres x = 0.125, 0.375, 0.625, 0.875
-    boxes = np.array([
-        [0.1, 0.1, 0.3, 0.3],  # patient right (image left); true peak left, swapped peak right: flipped
-        [0.1, 0.1, 0.3, 0.3],  # swapped phrase still points left: fails
-        [0.7, 0.1, 0.9, 0.3],  # image right; true peak on the wrong side, swapped peak left: swapped ok, not flipped
-        [0.45, 0.1, 0.55, 0.3],  # on the midline: not scored
-    ])
+    boxes = np.array(
+        [
+            [0.1, 0.1, 0.3, 0.3],  # patient right (image left); true peak left, swapped peak right: flipped
+            [0.1, 0.1, 0.3, 0.3],  # swapped phrase still points left: fails
+            [
+                0.7,
+                0.1,
+                0.9,
+                0.3,
+            ],  # image right; true peak on the wrong side, swapped peak left: swapped ok, not flipped
+            [0.45, 0.1, 0.55, 0.3],  # on the midline: not scored
+        ]
+    )
     true_heat = one_hot(grid, [(0, 0), (0, 1), (0, 0), (0, 0)])
     swap_heat = one_hot(grid, [(1, 3), (0, 1), (0, 1), (0, 3)])
     out = laterality_accuracy(true_heat, swap_heat, boxes)
@@ -90,41 +101,73 @@ def test_uniform_chance_matches_monte_carlo_and_enumeration():
     # exact: a peak at every cell in turn
     cells = [(i, j) for i in range(grid[0]) for j in range(grid[1])]
     heat = one_hot(grid, cells)
-    exact = np.array([pointing_game(heat, np.repeat(b[None], len(cells), 0))["lenient"].mean() for b in boxes])
+    exact = np.array(
+        [pointing_game(heat, np.repeat(b[None], len(cells), 0))["lenient"].mean() for b in boxes]
+    )
     np.testing.assert_allclose(chance["lenient"], exact)
     assert chance["lenient"][0] == pytest.approx(1 * 2 / 35)
     # Monte Carlo: random cells, 4000 draws per box
     n = 4000
     picks = rng.integers(0, len(cells), size=(len(boxes), n))
-    mc = np.array([pointing_game(heat[picks[k]], np.repeat(boxes[k][None], n, 0))["lenient"].mean()
-                   for k in range(len(boxes))])
+    mc = np.array(
+        [
+            pointing_game(heat[picks[k]], np.repeat(boxes[k][None], n, 0))["lenient"].mean()
+            for k in range(len(boxes))
+        ]
+    )
     assert np.abs(mc - chance["lenient"]).max() < 0.04
-    strict_mc = np.array([pointing_game(heat[picks[k]], np.repeat(boxes[k][None], n, 0))["strict"].mean()
-                          for k in range(len(boxes))])
+    strict_mc = np.array(
+        [
+            pointing_game(heat[picks[k]], np.repeat(boxes[k][None], n, 0))["strict"].mean()
+            for k in range(len(boxes))
+        ]
+    )
     assert np.abs(strict_mc - chance["strict"]).max() < 0.02 and chance["strict"][0] == pytest.approx(1 / 35)
 
 
 TRAIN = [
-    {"bbox": [0.55, 0.50, 0.75, 0.74], "label": "left kidney", "kind": "anatomy", "phrase": "the left kidney"},
+    {
+        "bbox": [0.55, 0.50, 0.75, 0.74],
+        "label": "left kidney",
+        "kind": "anatomy",
+        "phrase": "the left kidney",
+    },
     {"bbox": [0.15, 0.20, 0.45, 0.60], "label": "liver", "kind": "anatomy", "phrase": "the liver"},
     {"bbox": [0.17, 0.24, 0.47, 0.64], "label": "liver", "kind": "anatomy", "phrase": "the liver"},
-    {"bbox": [0.30, 0.50, 0.80, 0.80], "label": "cardiomegaly", "kind": "finding", "phrase": "mild cardiomegaly"},
-    {"bbox": [0.40, 0.50, 0.70, 0.80], "label": "cardiomegaly", "kind": "finding", "phrase": "marked cardiomegaly"},
-    {"bbox": [0.10, 0.10, 0.20, 0.20], "label": "nodule", "kind": "finding",
-     "phrase": "a small nodule in the right upper zone"},
+    {
+        "bbox": [0.30, 0.50, 0.80, 0.80],
+        "label": "cardiomegaly",
+        "kind": "finding",
+        "phrase": "mild cardiomegaly",
+    },
+    {
+        "bbox": [0.40, 0.50, 0.70, 0.80],
+        "label": "cardiomegaly",
+        "kind": "finding",
+        "phrase": "marked cardiomegaly",
+    },
+    {
+        "bbox": [0.10, 0.10, 0.20, 0.20],
+        "label": "nodule",
+        "kind": "finding",
+        "phrase": "a small nodule in the right upper zone",
+    },
 ]
 
 
-@pytest.mark.parametrize("phrase, label, box, source", [
-    ("a small nodule in the right upper zone", None, [0.0, 0.0, 0.5, 1 / 3], "words"),
-    ("a large mass in the left lower zone", None, [0.5, 2 / 3, 1.0, 1.0], "words"),
-    ("a small kidney cyst in the left kidney", None, [0.55, 0.50, 0.75, 0.74], "organ"),
-    ("a subtle liver lesion in the right lobe of the liver", None, [0.16, 0.22, 0.31, 0.62], "organ"),
-    ("the left kidney", None, [0.55, 0.50, 0.75, 0.74], "organ"),
-    ("mild cardiomegaly", None, [0.35, 0.50, 0.75, 0.80], "label"),
-    ("an enlarged heart", "cardiomegaly", [0.35, 0.50, 0.75, 0.80], "label"),
-    ("something odd", None, [0.8 / 3, 1.1 / 3, 1.7 / 3, 1.8 / 3], "all"),
-])
+@pytest.mark.parametrize(
+    "phrase, label, box, source",
+    [
+        ("a small nodule in the right upper zone", None, [0.0, 0.0, 0.5, 1 / 3], "words"),
+        ("a large mass in the left lower zone", None, [0.5, 2 / 3, 1.0, 1.0], "words"),
+        ("a small kidney cyst in the left kidney", None, [0.55, 0.50, 0.75, 0.74], "organ"),
+        ("a subtle liver lesion in the right lobe of the liver", None, [0.16, 0.22, 0.31, 0.62], "organ"),
+        ("the left kidney", None, [0.55, 0.50, 0.75, 0.74], "organ"),
+        ("mild cardiomegaly", None, [0.35, 0.50, 0.75, 0.80], "label"),
+        ("an enlarged heart", "cardiomegaly", [0.35, 0.50, 0.75, 0.80], "label"),
+        ("something odd", None, [0.8 / 3, 1.1 / 3, 1.7 / 3, 1.8 / 3], "all"),
+    ],
+)
 def test_text_prior_rules(phrase, label, box, source):
     got, src = text_prior_box(phrase, train_box_means(TRAIN), label)
     np.testing.assert_allclose(got, box, atol=1e-9)
@@ -164,6 +207,8 @@ def test_a_phrase_naming_two_regions_is_hit_on_either_for_model_prior_and_chance
     assert grouped["strict"].tolist() == [True, True, False, False]
     chance = uniform_chance_pointing(boxes, grid, alternatives)
     single = uniform_chance_pointing(boxes, grid)
-    np.testing.assert_allclose(chance["lenient"][[0, 1]], single["lenient"][0] + single["lenient"][1])  # disjoint
+    np.testing.assert_allclose(
+        chance["lenient"][[0, 1]], single["lenient"][0] + single["lenient"][1]
+    )  # disjoint
     np.testing.assert_allclose(chance["strict"], [2 / 16, 2 / 16, 1 / 16, 1 / 16])
     np.testing.assert_allclose(chance["lenient"][2:], single["lenient"][2:])

@@ -57,8 +57,18 @@ def test_swap_type_on_corpus_hard_negatives():
         ("nodule", "small", Location("the {side} {zone} zone", "right", "upper", "chest"), ["mass"]),
         ("cardiomegaly", "subtle", None, ["nodule"]),
         ("kidney cyst", "large", Location("the {side} kidney", "left", None, "abdomen"), ["liver lesion"]),
-        ("liver lesion", "subtle", Location("the {side} lobe of the liver", "right", None, "abdomen"), ["kidney cyst"]),
-        ("hemorrhage", "small", Location("the {side} {zone} lobe", "left", "occipital", "head"), ["brain lesion"]),
+        (
+            "liver lesion",
+            "subtle",
+            Location("the {side} lobe of the liver", "right", None, "abdomen"),
+            ["kidney cyst"],
+        ),
+        (
+            "hemorrhage",
+            "small",
+            Location("the {side} {zone} lobe", "left", "occipital", "head"),
+            ["brain lesion"],
+        ),
     ]
     for finding, size, loc, others in cases:
         true = region_phrase(finding, size, loc)
@@ -68,19 +78,34 @@ def test_swap_type_on_corpus_hard_negatives():
         assert kinds == expected, (true, negs, kinds)
     assert swap_type("the right lung", "the left lung") == "laterality"
     assert swap_type("the right lung", "the heart") == "finding"
-    assert swap_type("a small nodule in the right upper zone", "a small nodule in the right lower zone") == "location"
-    assert swap_type("a small nodule in the right upper zone", "a large mass in the right upper zone") == "other"
+    assert (
+        swap_type("a small nodule in the right upper zone", "a small nodule in the right lower zone")
+        == "location"
+    )
+    assert (
+        swap_type("a small nodule in the right upper zone", "a large mass in the right upper zone") == "other"
+    )
     assert swap_type("a nodule", "a nodule") == "other"
 
 
 QA = [
-    {"image_id": "1", "qa": [{"question": "What imaging modality is this?", "answer": "x-ray", "type": "modality"},
-                             {"question": "How many findings are there?", "answer": "10", "type": "count"},
-                             {"question": "Is there a mass?", "answer": "no", "type": "presence"}]},
-    {"image_id": "2", "qa": [{"question": "What imaging modality is this?", "answer": "ct", "type": "modality"},
-                             {"question": "How many findings are there?", "answer": "2", "type": "count"},
-                             {"question": "Is there a mass?", "answer": "no", "type": "presence"},
-                             {"question": "On which side is the mass?", "answer": "left", "type": "location"}]},
+    {
+        "image_id": "1",
+        "qa": [
+            {"question": "What imaging modality is this?", "answer": "x-ray", "type": "modality"},
+            {"question": "How many findings are there?", "answer": "10", "type": "count"},
+            {"question": "Is there a mass?", "answer": "no", "type": "presence"},
+        ],
+    },
+    {
+        "image_id": "2",
+        "qa": [
+            {"question": "What imaging modality is this?", "answer": "ct", "type": "modality"},
+            {"question": "How many findings are there?", "answer": "2", "type": "count"},
+            {"question": "Is there a mass?", "answer": "no", "type": "presence"},
+            {"question": "On which side is the mass?", "answer": "left", "type": "location"},
+        ],
+    },
 ]
 
 
@@ -88,7 +113,12 @@ def test_answer_sets_flatten_majority_statements():
     flat = flatten_qa(QA)
     assert len(flat) == 7 and flat[0]["image_id"] == "1"
     sets = closed_answer_sets(flat)
-    assert sets == {"count": ["2", "10"], "location": ["left"], "modality": ["ct", "x-ray"], "presence": ["no"]}
+    assert sets == {
+        "count": ["2", "10"],
+        "location": ["left"],
+        "modality": ["ct", "x-ray"],
+        "presence": ["no"],
+    }
     assert majority_answers(flat)["presence"] == "no" and majority_answers(flat)["modality"] == "ct"
     assert qa_statements("Is there a mass?", ["yes", "no"]) == ["Is there a mass? yes", "Is there a mass? no"]
 
@@ -112,8 +142,14 @@ def test_answer_head_learns_a_separable_rule_and_accuracy_per_type():
     const = train_answer_head(x[:3], ["x-ray"] * 3)
     assert const.predict(x[:2]).tolist() == ["x-ray", "x-ray"]
     acc = vqa_accuracy(["yes", "no", "2"], ["yes", "yes", "2"], ["presence", "presence", "count"])
-    assert acc == {"accuracy": pytest.approx(2 / 3), "n": 3, "accuracy/count": 1.0, "n/count": 1,
-                   "accuracy/presence": 0.5, "n/presence": 2}
+    assert acc == {
+        "accuracy": pytest.approx(2 / 3),
+        "n": 3,
+        "accuracy/count": 1.0,
+        "n/count": 1,
+        "accuracy/presence": 0.5,
+        "n/presence": 2,
+    }
     f = qa_features(x[:4], x[4:8], "concat")
     assert f.shape == (4, 10) and qa_features(x[:4], None).shape == (4, 5)
     assert qa_features(x[:4], x[4:8], "product").shape == (4, 10)

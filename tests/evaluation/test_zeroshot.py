@@ -43,11 +43,23 @@ def bag_of_words(texts: list[str]) -> np.ndarray:
 
 def test_prompt_file_is_complete_and_formats():
     p = load_prompts()
-    for key in ("templates", "normal_templates", "modality_templates", "presence_templates",
-                "absence_templates", "vqa_statement_templates"):
+    for key in (
+        "templates",
+        "normal_templates",
+        "modality_templates",
+        "presence_templates",
+        "absence_templates",
+        "vqa_statement_templates",
+    ):
         assert len(p[key]) >= 1, key
     assert len(p["templates"]) >= 3 and p["normal_class"] == "no finding"
-    for key in ("templates", "normal_templates", "modality_templates", "presence_templates", "absence_templates"):
+    for key in (
+        "templates",
+        "normal_templates",
+        "modality_templates",
+        "presence_templates",
+        "absence_templates",
+    ):
         for t in p[key]:
             t.format(label="x", article="a", modality="m")  # no unknown placeholders
     load_prompts()["templates"].clear()
@@ -91,7 +103,9 @@ def test_zero_shot_scores_are_scaled_cosines():
     rng = np.random.default_rng(0)
     img, cls = rng.normal(size=(5, 8)), rng.normal(size=(3, 8))
     s = zero_shot_scores(img, cls, logit_scale=50.0)
-    cos = (img / np.linalg.norm(img, axis=1, keepdims=True)) @ (cls / np.linalg.norm(cls, axis=1, keepdims=True)).T
+    cos = (img / np.linalg.norm(img, axis=1, keepdims=True)) @ (
+        cls / np.linalg.norm(cls, axis=1, keepdims=True)
+    ).T
     np.testing.assert_allclose(s, 50 * cos, rtol=1e-5)
 
 
@@ -133,15 +147,18 @@ def test_macro_auroc_gets_a_bootstrap_interval_over_images():
     good = targets + rng.normal(0, 0.6, targets.shape)
     poor = targets + rng.normal(0, 2.0, targets.shape)
     rows_good, rows_poor = np.c_[good, targets], np.c_[poor, targets]
-    assert macro_auroc_of(rows_good) == pytest.approx(multilabel_metrics(good, targets, list("abcd"))["macro_auroc"])
+    assert macro_auroc_of(rows_good) == pytest.approx(
+        multilabel_metrics(good, targets, list("abcd"))["macro_auroc"]
+    )
     ci = bootstrap_ci(rows_good, np.arange(300), n_boot=300, statistic=macro_auroc_of)
     assert ci.low < ci.estimate < ci.high and ci.high - ci.low < 0.1
     diff = paired_difference_ci(rows_good, rows_poor, np.arange(300), n_boot=300, statistic=macro_auroc_of)
     assert diff.estimate == pytest.approx(macro_auroc_of(rows_good) - macro_auroc_of(rows_poor))
     assert diff.low > 0.1
     # a class with no positives in the rows is left out, as in multilabel_metrics
-    assert macro_auroc_of(np.c_[good[:, :2], np.zeros((300, 1)), targets[:, :2], np.zeros((300, 1))]) == \
-        pytest.approx(macro_auroc_of(np.c_[good[:, :2], targets[:, :2]]))
+    assert macro_auroc_of(
+        np.c_[good[:, :2], np.zeros((300, 1)), targets[:, :2], np.zeros((300, 1))]
+    ) == pytest.approx(macro_auroc_of(np.c_[good[:, :2], targets[:, :2]]))
 
 
 def test_multilabel_top_k_and_threshold_modes():
@@ -166,9 +183,18 @@ def test_by_size_bucket_against_loop_oracle():
         regions = []
         for label in ("nodule", "mass"):
             if rng.random() < 0.4:
-                regions.append({"label": label, "kind": "finding", "size": str(rng.choice(["subtle", "small", "large"])),
-                                "bbox": [0, 0, 1, 1], "phrase": label})
-        regions.append({"label": "heart", "kind": "anatomy", "size": None, "bbox": [0, 0, 1, 1], "phrase": "the heart"})
+                regions.append(
+                    {
+                        "label": label,
+                        "kind": "finding",
+                        "size": str(rng.choice(["subtle", "small", "large"])),
+                        "bbox": [0, 0, 1, 1],
+                        "phrase": label,
+                    }
+                )
+        regions.append(
+            {"label": "heart", "kind": "anatomy", "size": None, "bbox": [0, 0, 1, 1], "phrase": "the heart"}
+        )
         rows.append({"image_id": str(i), "regions": regions})
     targets = np.array([[any(r["label"] == c for r in row["regions"]) for c in classes[:2]] for row in rows])
     targets = np.c_[targets, ~targets.any(axis=1)]
@@ -177,7 +203,11 @@ def test_by_size_bucket_against_loop_oracle():
     out = by_size_bucket(scores, targets, sizes, classes)
     for b in ("subtle", "small", "large"):
         for j, c in enumerate(classes):
-            pos = [i for i, row in enumerate(rows) if any(r["label"] == c and r["size"] == b for r in row["regions"])]
+            pos = [
+                i
+                for i, row in enumerate(rows)
+                if any(r["label"] == c and r["size"] == b for r in row["regions"])
+            ]
             neg = [i for i in range(n) if not targets[i, j]]
             want = auroc(np.r_[scores[pos, j], scores[neg, j]], np.r_[np.ones(len(pos)), np.zeros(len(neg))])
             got = out[b]["auroc"][c]
@@ -201,8 +231,19 @@ def test_presence_vs_absence_and_negation_similarity():
     sim = negation_similarity(pos, neg)
     assert sim.shape == (2,) and (sim < 0.999).all()
     # an encoder that ignores negation words scores similarity 1
-    deaf = lambda texts: bag_of_words([" ".join(w for w in t.split() if w not in {"no", "there", "is", "evidence", "of", "a", "an", "present", "seen"}) for t in texts])
-    np.testing.assert_allclose(negation_similarity(*presence_absence_embeddings(deaf, classes)), 1.0, rtol=1e-5)
+    deaf = lambda texts: bag_of_words(
+        [
+            " ".join(
+                w
+                for w in t.split()
+                if w not in {"no", "there", "is", "evidence", "of", "a", "an", "present", "seen"}
+            )
+            for t in texts
+        ]
+    )
+    np.testing.assert_allclose(
+        negation_similarity(*presence_absence_embeddings(deaf, classes)), 1.0, rtol=1e-5
+    )
 
 
 def test_axis_labels_classify_along_each_axis_with_their_own_prompt_text():
@@ -215,7 +256,9 @@ def test_axis_labels_classify_along_each_axis_with_their_own_prompt_text():
     prompts = build_prompts(["plane:axial", "modality:ct"])
     assert prompts["plane:axial"][0] == "an axial image" and "this is a CT scan" in prompts["modality:ct"]
     assert label_axes(["plane:axial", "nodule", "modality:mri", "plane:coronal"]) == {
-        "modality": ["modality:mri"], "plane": ["plane:axial", "plane:coronal"]}
+        "modality": ["modality:mri"],
+        "plane": ["plane:axial", "plane:coronal"],
+    }
     assert label_text("modality:ct") == "a CT scan"
     assert label_text("body_part:pelvis") == "an image, body part pelvis"  # outside the table: a plain text
 
@@ -231,15 +274,22 @@ def test_axis_labels_classify_along_each_axis_with_their_own_prompt_text():
                     out[i, k] += w in t.replace(".", " ").split()
             return out / np.linalg.norm(out, axis=1, keepdims=True)
 
-    test = pd.DataFrame({"image_id": ["a", "b", "c"], "modality": ["ct", "mri", "ct"],
-                         "labels": [["modality:ct", "plane:axial"], ["modality:mri", "plane:coronal"], ["modality:ct"]],
-                         "regions": [[], [], []]})
+    test = pd.DataFrame(
+        {
+            "image_id": ["a", "b", "c"],
+            "modality": ["ct", "mri", "ct"],
+            "labels": [["modality:ct", "plane:axial"], ["modality:mri", "plane:coronal"], ["modality:ct"]],
+            "regions": [[], [], []],
+        }
+    )
     images = np.zeros((3, 8))
-    images[0, [0, 2]] = 1   # axial CT: right on both axes
-    images[1, [0, 3]] = 1   # coronal MRI seen as axial: wrong plane
-    images[2, [2]] = 1      # CT without a plane label
+    images[0, [0, 2]] = 1  # axial CT: right on both axes
+    images[1, [0, 3]] = 1  # coronal MRI seen as axial: wrong plane
+    images[2, [2]] = 1  # CT without a plane label
     ev = ModelEvaluation()
-    score_zero_shot(ev, Words(), test, images / np.linalg.norm(images, axis=1, keepdims=True), test["image_id"].to_numpy())
+    score_zero_shot(
+        ev, Words(), test, images / np.linalg.norm(images, axis=1, keepdims=True), test["image_id"].to_numpy()
+    )
     np.testing.assert_array_equal(ev.items["zeroshot/axis_modality_accuracy"].values, [1, 1, 1])
     np.testing.assert_array_equal(ev.items["zeroshot/axis_plane_accuracy"].values, [1, 0, np.nan])
     assert ev.point["zeroshot/axis_plane_chance"] == 0.5

@@ -26,15 +26,23 @@ from test_pipeline_e2e import REDUCED
 pytestmark = pytest.mark.slow
 
 # the reduced pipeline's test split has ~50 images: fewer rows needed, thresholds for that size
-MONITOR_SMALL = {"monitor": {"min_rows": 40, "embedding_methods": {"model": 0.8, "mmd": 0.05},
-                             "descriptor_threshold": 0.5, "zero_shot_threshold": 0.4},
-                 "flows": {"retrain": {"retries": 5, "retry_delay_s": 2}}}
+MONITOR_SMALL = {
+    "monitor": {
+        "min_rows": 40,
+        "embedding_methods": {"model": 0.8, "mmd": 0.05},
+        "descriptor_threshold": 0.5,
+        "zero_shot_threshold": 0.4,
+    },
+    "flows": {"retrain": {"retries": 5, "retry_delay_s": 2}},
+}
 
 
 def permissive_gate() -> dict:
     """Every floor of params.yaml at -1 (REDUCED lists the floors it knew of; a floor added to params.yaml
     since would fail a 6-step model): the gate then checks only that the metrics exist."""
-    floors = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["gate"]["floors"]
+    floors = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["gate"][
+        "floors"
+    ]
     return {"gate": {"floors": dict.fromkeys(floors, -1.0)}}
 
 
@@ -52,7 +60,13 @@ def harness(tmp_path_factory):
 
     state = tmp_path_factory.mktemp("flow_state")
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("PREFECT_HOME", "BENTOML_HOME", "HF_HOME", "TORCHINDUCTOR_CACHE_DIR", "DVC_SITE_CACHE_DIR"):
+        for var in (
+            "PREFECT_HOME",
+            "BENTOML_HOME",
+            "HF_HOME",
+            "TORCHINDUCTOR_CACHE_DIR",
+            "DVC_SITE_CACHE_DIR",
+        ):
             mp.setenv(var, str(state / var.lower()))
         mp.setenv("OMP_NUM_THREADS", "1")  # the stages' subprocesses share a small CPU
         with prefect_test_harness(server_startup_timeout=180):
@@ -70,7 +84,9 @@ def pipeline(tmp_path_factory, harness):
     """A clean copy, and the retrain flow run once on it."""
     from flows.retrain import retrain
 
-    repo = clean_copy(tmp_path_factory.mktemp("flows") / "repo", _merge(_merge(REDUCED, permissive_gate()), MONITOR_SMALL))
+    repo = clean_copy(
+        tmp_path_factory.mktemp("flows") / "repo", _merge(_merge(REDUCED, permissive_gate()), MONITOR_SMALL)
+    )
     start = time.perf_counter()
     state = retrain(root=str(repo), return_state=True)
     return {"repo": repo, "state": state, "seconds": time.perf_counter() - start}
@@ -97,16 +113,20 @@ def child_flow_runs(parent_id) -> list:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     with client() as c:
-        return c.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(
-            any_=[parent_id])))
+        return c.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+        )
 
 
 def artifact(key: str, flow_run_id) -> str:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     with client() as c:
-        arts = c.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]),
-                                                               flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        arts = c.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+            )
+        )
     assert arts, f"no artifact {key} for flow run {flow_run_id}"
     return arts[-1].data
 
@@ -119,8 +139,11 @@ def logs(flow_run_id, page: int = 200) -> list[str]:
     out, offset = [], 0
     with client() as c:
         while True:
-            batch = c.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-                                limit=page, offset=offset)
+            batch = c.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                limit=page,
+                offset=offset,
+            )
             out += [e.message for e in batch]
             if len(batch) < page:
                 return out
@@ -150,8 +173,14 @@ def write_window(repo: Path, shift: bool) -> int:
         desc["mean"] = (desc["mean"] * 2).clip(0, 1)
     w = EmbeddingLogWriter(log_dir)
     for e, d in zip(emb, desc.to_dict("records")):
-        w.log(endpoint="encode_image", model_version=ref.model_versions[0], request="0123456789abcdef", kind="image",
-              embeddings=e[None], descriptors=[{k: d[k] for k in ("width", "height", "mean", "std")}])
+        w.log(
+            endpoint="encode_image",
+            model_version=ref.model_versions[0],
+            request="0123456789abcdef",
+            kind="image",
+            embeddings=e[None],
+            descriptors=[{k: d[k] for k in ("width", "height", "mean", "std")}],
+        )
     w.close()
     return len(emb)
 
@@ -161,20 +190,37 @@ def test_retrain_runs_every_stage_through_dvc_and_produces_a_bento(pipeline):
     assert state.is_completed(), state.message
     summary = state.result()
     stages = [r["stage"] for r in summary["stages"]]
-    assert stages == ["build_corpus", "annotate_regions", "validate_corpus", "tokenizer", "pretrain_global", "pretrain_region",
-                      "pretrain_joint", "pretrain_baseline", "evaluate", "gate", "package", "monitor_reference"]
+    assert stages == [
+        "build_corpus",
+        "annotate_regions",
+        "validate_corpus",
+        "tokenizer",
+        "pretrain_global",
+        "pretrain_region",
+        "pretrain_joint",
+        "pretrain_baseline",
+        "evaluate",
+        "gate",
+        "package",
+        "monitor_reference",
+    ]
     assert all(r["ran"] for r in summary["stages"])  # a clean copy: every stage ran
     bento = json.loads((repo / "metrics/package.json").read_text())["bento_tag"]
     assert summary["package"]["bento_tag"] == bento and bento.startswith("regionmed_service:")
     name, version = bento.split(":")
     home = Path(summary["package"]["bentoml_home"])
-    assert home == Path(os.environ["BENTOML_HOME"]) and (home / "bentos" / name / version / "bento.yaml").is_file()
+    assert (
+        home == Path(os.environ["BENTOML_HOME"])
+        and (home / "bentos" / name / version / "bento.yaml").is_file()
+    )
     assert summary["gate"]["passed"] is True and "retrieval/i2t_R@5" in summary["metrics"]
     run_id = state.state_details.flow_run_id
     runs = task_runs(run_id)
     assert set(stages) <= set(runs)
     md = artifact("retrain-summary", run_id)
-    assert "# Retrain: completed" in md and bento in md and "## Gate: passed" in md and "retrieval/i2t_R@5" in md
+    assert (
+        "# Retrain: completed" in md and bento in md and "## Gate: passed" in md and "retrieval/i2t_R@5" in md
+    )
     # each stage's output is in the Prefect log, and no report text is
     lines = logs(run_id)
     assert any("Running stage 'pretrain_joint'" in x for x in lines)
@@ -251,7 +297,9 @@ def test_monitor_with_injected_drift_starts_the_served_retrain_deployment(pipeli
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     write_window(repo, shift=True)
     runner = Runner(name="test-runner", query_seconds=1, limit=1)
-    deployment_id = runner.add_deployment(deployments(repo)[0])  # the retrain deployment `python -m flows.serve` serves
+    deployment_id = runner.add_deployment(
+        deployments(repo)[0]
+    )  # the retrain deployment `python -m flows.serve` serves
     with client() as c:  # the runner's poll (auto picks a deployment only when something polls it)
         c.get_scheduled_flow_runs_for_deployments([deployment_id])
         for _ in range(50):

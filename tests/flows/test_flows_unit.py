@@ -20,8 +20,20 @@ from flows._dvc import (
 from flows.retrain import render_summary, stage_task
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PIPELINE = ["build_corpus", "annotate_regions", "validate_corpus", "tokenizer", "pretrain_global", "pretrain_region", "pretrain_joint",
-            "pretrain_baseline", "evaluate", "gate", "package", "monitor_reference"]
+PIPELINE = [
+    "build_corpus",
+    "annotate_regions",
+    "validate_corpus",
+    "tokenizer",
+    "pretrain_global",
+    "pretrain_region",
+    "pretrain_joint",
+    "pretrain_baseline",
+    "evaluate",
+    "gate",
+    "package",
+    "monitor_reference",
+]
 
 
 def test_the_retrain_flow_runs_every_stage_but_monitor_in_dvcs_order():
@@ -58,57 +70,143 @@ def test_only_transient_stage_failures_are_retried():
 
 def test_failures_are_classified_from_dvcs_output_and_the_stage_outputs(tmp_path):
     (tmp_path / "params.yaml").write_text("{}")
-    locked = classify_failure(tmp_path, "tokenizer", 255, [("ERROR: Unable to acquire lock. Most likely another DVC "
-                                                           "process is running or was terminated abruptly.")], "params.yaml")
+    locked = classify_failure(
+        tmp_path,
+        "tokenizer",
+        255,
+        [
+            (
+                "ERROR: Unable to acquire lock. Most likely another DVC "
+                "process is running or was terminated abruptly."
+            )
+        ],
+        "params.yaml",
+    )
     assert locked.transient and "lock" in str(locked)
-    killed = classify_failure(tmp_path, "pretrain_joint", 255, [("ERROR: failed to reproduce 'pretrain_joint': failed to "
-                                                                "run: python -m regionmed train ..., exited with -9")],
-                              "params.yaml")
+    killed = classify_failure(
+        tmp_path,
+        "pretrain_joint",
+        255,
+        [
+            (
+                "ERROR: failed to reproduce 'pretrain_joint': failed to "
+                "run: python -m regionmed train ..., exited with -9"
+            )
+        ],
+        "params.yaml",
+    )
     assert killed.transient and "killed" in str(killed)
-    bug = classify_failure(tmp_path, "evaluate", 255, ["Traceback ...", "ValueError: boom",
-                                                       ("ERROR: failed to reproduce 'evaluate': failed to run: ..., "
-                                                       "exited with 1")], "params.yaml")
+    bug = classify_failure(
+        tmp_path,
+        "evaluate",
+        255,
+        [
+            "Traceback ...",
+            "ValueError: boom",
+            ("ERROR: failed to reproduce 'evaluate': failed to run: ..., exited with 1"),
+        ],
+        "params.yaml",
+    )
     assert not bug.transient and type(bug) is StageFailed and "exited with 1" in str(bug)
     # verdicts come from the stages' own outputs
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/validation.json").write_text(json.dumps(
-        {"success": False, "n_failed_critical": 2,
-         "failed_critical": ["corpus_summary.min_images[n_images]", "labels.coverage"],
-         "checks": [{"id": "corpus_summary.min_images[n_images]", "observed": "4000 vs need >= 100000"}]}))
+    (tmp_path / "metrics/validation.json").write_text(
+        json.dumps(
+            {
+                "success": False,
+                "n_failed_critical": 2,
+                "failed_critical": ["corpus_summary.min_images[n_images]", "labels.coverage"],
+                "checks": [
+                    {"id": "corpus_summary.min_images[n_images]", "observed": "4000 vs need >= 100000"}
+                ],
+            }
+        )
+    )
     v = classify_failure(tmp_path, "validate_corpus", 255, ["ERROR: failed to reproduce"], "params.yaml")
     assert isinstance(v, ValidationFailed) and not v.transient
-    assert ("2 critical expectation(s) failed (corpus_summary.min_images[n_images]: observed 4000 vs need >= 100000; "
-            "labels.coverage)") in str(v)
-    (tmp_path / "metrics/gate.json").write_text(json.dumps({"passed": False, "n_failed": 1, "comparisons": [
-        {"metric": "hardneg/accuracy", "kind": "floor", "value": 0.5, "threshold": 0.7, "passed": False},
-        {"metric": "retrieval/i2t_R@5", "kind": "floor", "value": 0.4, "threshold": 0.2, "passed": True}]}))
+    assert (
+        "2 critical expectation(s) failed (corpus_summary.min_images[n_images]: observed 4000 vs need >= 100000; "
+        "labels.coverage)"
+    ) in str(v)
+    (tmp_path / "metrics/gate.json").write_text(
+        json.dumps(
+            {
+                "passed": False,
+                "n_failed": 1,
+                "comparisons": [
+                    {
+                        "metric": "hardneg/accuracy",
+                        "kind": "floor",
+                        "value": 0.5,
+                        "threshold": 0.7,
+                        "passed": False,
+                    },
+                    {
+                        "metric": "retrieval/i2t_R@5",
+                        "kind": "floor",
+                        "value": 0.4,
+                        "threshold": 0.2,
+                        "passed": True,
+                    },
+                ],
+            }
+        )
+    )
     g = classify_failure(tmp_path, "gate", 255, [], "params.yaml")
     assert isinstance(g, GateFailed) and "hardneg/accuracy (floor: 0.5 vs 0.7)" in str(g)
     assert "retrieval" not in str(g)
     # gate.require_champion without a readable champion record: no comparison, the gate's own message
-    (tmp_path / "metrics/gate.json").write_text(json.dumps({"passed": False, "n_failed": 1, "comparisons": [],
-                                                            "error": "gate.require_champion is true, but ..."}))
+    (tmp_path / "metrics/gate.json").write_text(
+        json.dumps(
+            {
+                "passed": False,
+                "n_failed": 1,
+                "comparisons": [],
+                "error": "gate.require_champion is true, but ...",
+            }
+        )
+    )
     g = classify_failure(tmp_path, "gate", 255, [], "params.yaml")
     assert isinstance(g, GateFailed) and "gate failed: gate.require_champion is true, but ..." in str(g)
 
 
 def test_validation_examples_never_reach_the_prefect_log():
-    line = "  CRITICAL text.length (critical): report length: observed 3 of 480; e.g. ['No acute findings...']"
+    line = (
+        "  CRITICAL text.length (critical): report length: observed 3 of 480; e.g. ['No acute findings...']"
+    )
     assert "No acute" not in redact(line) and "examples omitted" in redact(line)
     assert len(redact("x" * 10_000)) < 2100
 
 
 def test_the_summary_markdown_names_the_failed_stage_metrics_gate_and_bento():
-    s = {"status": "completed", "failed_stage": None, "message": None,
-         "stages": [{"stage": "build_corpus", "ran": False, "seconds": 1.2}, {"stage": "gate", "ran": True, "seconds": 3.0}],
-         "metrics": {"retrieval/i2t_R@5": {"regionmed": 0.25, "baseline": 0.2}},
-         "gate": {"passed": True, "n_failed": 0, "failed": []},
-         "package": {"model_tag": "regionmed:abc", "bento_tag": "regionmed_service:def", "bentoml_home": "/x"}}
+    s = {
+        "status": "completed",
+        "failed_stage": None,
+        "message": None,
+        "stages": [
+            {"stage": "build_corpus", "ran": False, "seconds": 1.2},
+            {"stage": "gate", "ran": True, "seconds": 3.0},
+        ],
+        "metrics": {"retrieval/i2t_R@5": {"regionmed": 0.25, "baseline": 0.2}},
+        "gate": {"passed": True, "n_failed": 0, "failed": []},
+        "package": {"model_tag": "regionmed:abc", "bento_tag": "regionmed_service:def", "bentoml_home": "/x"},
+    }
     md = render_summary(s)
-    assert "| build_corpus | unchanged (DVC cache) | 1.2 |" in md and "| retrieval/i2t_R@5 | 0.2500 | 0.2000 |" in md
+    assert (
+        "| build_corpus | unchanged (DVC cache) | 1.2 |" in md
+        and "| retrieval/i2t_R@5 | 0.2500 | 0.2000 |" in md
+    )
     assert "## Gate: passed" in md and "`regionmed_service:def`" in md
-    failed = render_summary({**s, "status": "failed", "failed_stage": "gate", "message": "gate failed: x",
-                             "gate": {"passed": False, "n_failed": 1, "failed": ["x"]}, "package": {}})
+    failed = render_summary(
+        {
+            **s,
+            "status": "failed",
+            "failed_stage": "gate",
+            "message": "gate failed: x",
+            "gate": {"passed": False, "n_failed": 1, "failed": ["x"]},
+            "package": {},
+        }
+    )
     assert "**Stopped at `gate`**: gate failed: x" in failed and "FAILED (1 checks: x)" in failed
 
 
@@ -152,7 +250,10 @@ def test_prefect_yaml_declares_both_flows_with_the_params_schedules():
     model = PrefectYamlModel.model_validate(doc)  # Prefect's own schema of prefect.yaml
     deps = {d.name: d for d in model.deployments}
     assert set(deps) == {"retrain", "monitor"}
-    for name, flow_obj, cron in (("retrain", retrain, cfg.retrain.cron), ("monitor", monitor, cfg.monitor.cron)):
+    for name, flow_obj, cron in (
+        ("retrain", retrain, cfg.retrain.cron),
+        ("monitor", monitor, cfg.monitor.cron),
+    ):
         d = deps[name]
         path, attr = d.entrypoint.split(":")
         assert (REPO_ROOT / path).is_file() and attr == flow_obj.fn.__name__ and flow_obj.name == name
@@ -172,8 +273,9 @@ def test_self_training_sets_the_localizer_line_and_keeps_the_rest_of_params_yaml
 
     assert Params.model_validate(yaml.safe_load(changed)).annotate.localizer == "self"
     assert changed.count("\n") == text.count("\n")
-    assert [a for a, b in zip(text.splitlines(), changed.splitlines()) if a != b] == \
-        [line for line in text.splitlines() if line.strip().startswith("localizer:")][:1]
+    assert [a for a, b in zip(text.splitlines(), changed.splitlines()) if a != b] == [
+        line for line in text.splitlines() if line.strip().startswith("localizer:")
+    ][:1]
     with pytest.raises(ValueError, match="annotate.localizer"):
         set_localizer("seed: 0\n", "self")
 
@@ -192,8 +294,9 @@ def test_a_verdict_is_logged_without_its_traceback_an_unexpected_error_with_it()
         try:
             raise exc
         except Exception:
-            return logging.LogRecord("prefect.task_runs", logging.ERROR, __file__, 1, "failed: %r", (exc,),
-                                     sys.exc_info())
+            return logging.LogRecord(
+                "prefect.task_runs", logging.ERROR, __file__, 1, "failed: %r", (exc,), sys.exc_info()
+            )
 
     verdict = record(GateFailed("gate", "gate failed: x (floor: 0.5 vs 0.7)"))
     assert VerdictTracebacks().filter(verdict) and verdict.exc_info is None

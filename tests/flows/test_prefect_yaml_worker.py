@@ -28,12 +28,21 @@ def server(tmp_path_factory):
     """``prefect server start --host 127.0.0.1`` on a free port, its own PREFECT_HOME, telemetry off."""
     home = tmp_path_factory.mktemp("prefect_server")
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+    }
     env.pop("REGIONMED_ROOT", None)
     log = open(home / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -43,7 +52,9 @@ def server(tmp_path_factory):
                         break
             except OSError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, (home / "server.log").read_text()[-3000:]
+            assert proc.poll() is None and time.monotonic() < deadline, (home / "server.log").read_text()[
+                -3000:
+            ]
             time.sleep(1)
         yield env
     finally:
@@ -56,8 +67,14 @@ def server(tmp_path_factory):
 
 
 def prefect(*args: str, env: dict, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "prefect", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def start_run(env: dict, deployment: str) -> str:
@@ -79,7 +96,9 @@ def run_state(env: dict, flow_run_id: str):
 
 def test_deploy_all_then_a_worker_runs_the_monitor_in_the_checkout_named_by_regionmed_root(server, tmp_path):
     repo = clean_copy(tmp_path / "repo")
-    make_reference(Population(seed=0)).save(repo / "models/monitor_reference")  # what monitor_reference writes
+    make_reference(Population(seed=0)).save(
+        repo / "models/monitor_reference"
+    )  # what monitor_reference writes
     elsewhere = tmp_path / "worker_cwd"
     elsewhere.mkdir()
     created = prefect("work-pool", "create", "regionmed", "--type", "process", env=server, cwd=repo)
@@ -90,8 +109,18 @@ def test_deploy_all_then_a_worker_runs_the_monitor_in_the_checkout_named_by_regi
 
     def run_once(worker_env: dict) -> tuple[str, str]:
         run_id = start_run(server, "monitor/monitor")
-        worker = prefect("worker", "start", "--pool", "regionmed", "--work-queue", "monitoring", "--run-once",
-                         env=worker_env, cwd=elsewhere, timeout=600)
+        worker = prefect(
+            "worker",
+            "start",
+            "--pool",
+            "regionmed",
+            "--work-queue",
+            "monitoring",
+            "--run-once",
+            env=worker_env,
+            cwd=elsewhere,
+            timeout=600,
+        )
         return run_id, worker.stdout + worker.stderr
 
     # REGIONMED_ROOT unset on the worker: the run stops in its pull step, saying what to set
@@ -100,7 +129,9 @@ def test_deploy_all_then_a_worker_runs_the_monitor_in_the_checkout_named_by_regi
     assert not state.is_completed() and (state.is_failed() or state.is_crashed()), state
     said = " ".join(out.split())
     assert "REGIONMED_ROOT must name the repository checkout (the folder with dvc.yaml)" in said, out[-3000:]
-    assert "No such file or directory: ''" not in out and "/opt/regionmed" not in out  # chdir('') as shipped before
+    assert (
+        "No such file or directory: ''" not in out and "/opt/regionmed" not in out
+    )  # chdir('') as shipped before
 
     # set: the flow runs in the checkout (a worker started from another folder) and completes
     run_id, out = run_once({**server, "REGIONMED_ROOT": str(repo)})

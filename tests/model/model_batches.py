@@ -24,18 +24,20 @@ def phantom_samples(n: int, size: int = 64, seed: int = 0, start: int = 0) -> li
         phantom = generate_phantom(i, seed, size, params)
         text = describe(phantom, np.random.default_rng([seed, i, 1]), 2, 1)
         regions = sorted(text.regions, key=lambda r: r.kind != "finding")  # findings first
-        samples.append({
-            "pixels": torch.from_numpy(phantom.pixels.astype(np.float32) / 255.0)[None],
-            "texts": {lv: getattr(text, lv) for lv in TEXT_LEVELS},
-            "boxes": torch.tensor([r.bbox for r in regions], dtype=torch.float32).reshape(-1, 4),
-            "phrases": [r.phrase for r in regions],
-            "hard_negatives": [list(r.hard_negatives) for r in regions],
-            "region_kind": [r.kind for r in regions],
-            "region_size": [r.size or "" for r in regions],
-            "labels": list(text.labels),
-            "modality": phantom.modality.name,
-            "image_id": f"syn-{i:06d}",
-        })
+        samples.append(
+            {
+                "pixels": torch.from_numpy(phantom.pixels.astype(np.float32) / 255.0)[None],
+                "texts": {lv: getattr(text, lv) for lv in TEXT_LEVELS},
+                "boxes": torch.tensor([r.bbox for r in regions], dtype=torch.float32).reshape(-1, 4),
+                "phrases": [r.phrase for r in regions],
+                "hard_negatives": [list(r.hard_negatives) for r in regions],
+                "region_kind": [r.kind for r in regions],
+                "region_size": [r.size or "" for r in regions],
+                "labels": list(text.labels),
+                "modality": phantom.modality.name,
+                "image_id": f"syn-{i:06d}",
+            }
+        )
     return samples
 
 

@@ -79,7 +79,9 @@ def test_region_phrase_loss_matches_oracle_with_duplicates_and_padding():
     ids = torch.tensor([10, 11, 10, 12, 11, 10, 13])
     for i in range(n):  # identical phrase ids carry identical embeddings, as from the text tower
         phrase[i] = phrase[int((ids == ids[i]).nonzero()[0])]
-    hard_mask = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 0]]).bool()
+    hard_mask = torch.tensor(
+        [[1, 1, 0], [1, 0, 0], [0, 0, 0], [1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 0]]
+    ).bool()
     scale = torch.tensor(12.0, dtype=torch.float64)
     got = region_phrase_loss(region, phrase, hard, hard_mask, scale, ids)
     torch.testing.assert_close(got, region_oracle(region, phrase, hard, hard_mask, scale, ids))
@@ -99,23 +101,41 @@ def test_region_phrase_loss_gradient_matches_oracle():
 def test_region_phrase_loss_perfect_alignment_is_near_zero_and_empty_is_zero():
     phrase = torch.eye(4, dtype=torch.float64)
     hard = -phrase[:, None, :]
-    loss = region_phrase_loss(phrase.clone(), phrase, hard, torch.ones(4, 1, dtype=torch.bool),
-                              torch.tensor(100.0, dtype=torch.float64), torch.arange(4))
+    loss = region_phrase_loss(
+        phrase.clone(),
+        phrase,
+        hard,
+        torch.ones(4, 1, dtype=torch.bool),
+        torch.tensor(100.0, dtype=torch.float64),
+        torch.arange(4),
+    )
     assert loss < 1e-6
     empty = torch.zeros(0, 4)
-    assert region_phrase_loss(empty, empty, torch.zeros(0, 1, 4), torch.zeros(0, 1, dtype=torch.bool),
-                              torch.tensor(1.0)) == 0
+    assert (
+        region_phrase_loss(
+            empty, empty, torch.zeros(0, 1, 4), torch.zeros(0, 1, dtype=torch.bool), torch.tensor(1.0)
+        )
+        == 0
+    )
 
 
 def test_hierarchical_loss_pairs_levels_with_the_right_image_embedding():
     b, n, d = 4, 5, 8
     outputs = {
-        "image_global": _unit(b, d, seed=11), "image": _unit(b, d, seed=12),
-        "text": {lv: _unit(b, d, seed=20 + i) for i, lv in
-                 enumerate(("report", "modality_text", "anatomy_text", "finding_text"))},
-        "text_ids": {lv: torch.arange(b) for lv in ("report", "modality_text", "anatomy_text", "finding_text")},
-        "region": _unit(n, d, seed=13), "phrase": _unit(n, d, seed=14), "phrase_ids": torch.arange(n),
-        "hard_negative": _unit(n, 2, d, seed=15), "hard_negative_mask": torch.ones(n, 2, dtype=torch.bool),
+        "image_global": _unit(b, d, seed=11),
+        "image": _unit(b, d, seed=12),
+        "text": {
+            lv: _unit(b, d, seed=20 + i)
+            for i, lv in enumerate(("report", "modality_text", "anatomy_text", "finding_text"))
+        },
+        "text_ids": {
+            lv: torch.arange(b) for lv in ("report", "modality_text", "anatomy_text", "finding_text")
+        },
+        "region": _unit(n, d, seed=13),
+        "phrase": _unit(n, d, seed=14),
+        "phrase_ids": torch.arange(n),
+        "hard_negative": _unit(n, 2, d, seed=15),
+        "hard_negative_mask": torch.ones(n, 2, dtype=torch.bool),
         "logit_scale": torch.tensor(1 / 0.07, dtype=torch.float64),
     }
     weights = {"global": 1.0, "modality": 0.25, "anatomy": 0.5, "finding": 0.75, "region": 2.0}
@@ -139,10 +159,14 @@ def test_hierarchical_loss_pairs_levels_with_the_right_image_embedding():
 
 def test_cell_overlap_targets_draw_the_box_on_the_grid():
     cells = cell_boxes(4, 4)  # quarter cells, row-major
-    boxes = torch.tensor([[0.25, 0.0, 0.5, 0.25],      # exactly cell (0, 1)
-                          [0.0, 0.5, 0.5, 0.75],       # cells (2, 0) and (2, 1), equal shares
-                          [0.55, 0.70, 0.70, 0.90],    # column 2: rows 2 and 3 hold 0.05 and 0.15 of its height
-                          [0.6, 0.6, 0.6, 0.6]])       # degenerate: all on the centre cell (2, 2)
+    boxes = torch.tensor(
+        [
+            [0.25, 0.0, 0.5, 0.25],  # exactly cell (0, 1)
+            [0.0, 0.5, 0.5, 0.75],  # cells (2, 0) and (2, 1), equal shares
+            [0.55, 0.70, 0.70, 0.90],  # column 2: rows 2 and 3 hold 0.05 and 0.15 of its height
+            [0.6, 0.6, 0.6, 0.6],
+        ]
+    )  # degenerate: all on the centre cell (2, 2)
     t = cell_overlap_targets(boxes, cells)
     torch.testing.assert_close(t.sum(1), torch.ones(4))
     assert t[0, 1] == 1
@@ -174,35 +198,70 @@ def test_phrase_grounding_loss_matches_oracle_and_learns_the_right_cell():
     cells = _unit(b, g, d, seed=31).requires_grad_(True)
     phrase = _unit(n, d, seed=32)
     region_batch = torch.tensor([0, 0, 1, 2, 2])
-    boxes = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.5, 0.9, 0.9], [0.4, 0.4, 0.6, 0.6],
-                          [0.0, 0.0, 1.0, 1.0], [0.7, 0.1, 0.95, 0.3]], dtype=torch.float64)
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 0.2, 0.2],
+            [0.1, 0.5, 0.9, 0.9],
+            [0.4, 0.4, 0.6, 0.6],
+            [0.0, 0.0, 1.0, 1.0],
+            [0.7, 0.1, 0.95, 0.3],
+        ],
+        dtype=torch.float64,
+    )
     scale = torch.tensor(5.0, dtype=torch.float64)
     loss = phrase_grounding_loss(phrase, cells, region_batch, boxes, cell_boxes(3, 3).double(), scale)
     oracle = grounding_oracle(phrase, cells, region_batch, boxes, (3, 3), scale)
     torch.testing.assert_close(loss, oracle)
     (grad,) = torch.autograd.grad(loss, cells)
-    (oracle_grad,) = torch.autograd.grad(grounding_oracle(phrase, cells, region_batch, boxes, (3, 3), scale), cells)
+    (oracle_grad,) = torch.autograd.grad(
+        grounding_oracle(phrase, cells, region_batch, boxes, (3, 3), scale), cells
+    )
     torch.testing.assert_close(grad, oracle_grad)
     # a phrase whose embedding is its cell's and no other's: near-zero loss; the wrong cell: large
     onehot = torch.eye(9, dtype=torch.float64)[None]
-    right = phrase_grounding_loss(onehot[0, [4]], onehot, torch.tensor([0]), boxes[[2]], cell_boxes(3, 3).double(),
-                                  torch.tensor(50.0, dtype=torch.float64))
-    wrong = phrase_grounding_loss(onehot[0, [0]], onehot, torch.tensor([0]), boxes[[2]], cell_boxes(3, 3).double(),
-                                  torch.tensor(50.0, dtype=torch.float64))
+    right = phrase_grounding_loss(
+        onehot[0, [4]],
+        onehot,
+        torch.tensor([0]),
+        boxes[[2]],
+        cell_boxes(3, 3).double(),
+        torch.tensor(50.0, dtype=torch.float64),
+    )
+    wrong = phrase_grounding_loss(
+        onehot[0, [0]],
+        onehot,
+        torch.tensor([0]),
+        boxes[[2]],
+        cell_boxes(3, 3).double(),
+        torch.tensor(50.0, dtype=torch.float64),
+    )
     assert right < 1e-6 and wrong > 40
 
 
 def test_hierarchical_loss_grounding_needs_cell_embeddings():
     n, d = 2, 4
-    outputs = {"phrase": _unit(n, d, seed=1), "region_batch": torch.tensor([0, 1]), "logit_scale": torch.tensor(2.0),
-               "region_boxes": torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]])}
+    outputs = {
+        "phrase": _unit(n, d, seed=1),
+        "region_batch": torch.tensor([0, 1]),
+        "logit_scale": torch.tensor(2.0),
+        "region_boxes": torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
+    }
     with pytest.raises(KeyError, match="cell embeddings"):
         hierarchical_loss(outputs, {"grounding": 1.0}, ClipLoss())
     outputs |= {"cell_region": _unit(2, 4, d, seed=2), "cell_boxes": cell_boxes(2, 2)}
     total, parts = hierarchical_loss(outputs, {"grounding": 0.5}, ClipLoss())
     torch.testing.assert_close(total, 0.5 * parts["grounding"])
-    torch.testing.assert_close(parts["grounding"], grounding_oracle(
-        outputs["phrase"], outputs["cell_region"], outputs["region_batch"], outputs["region_boxes"], (2, 2), 2.0))
+    torch.testing.assert_close(
+        parts["grounding"],
+        grounding_oracle(
+            outputs["phrase"],
+            outputs["cell_region"],
+            outputs["region_batch"],
+            outputs["region_boxes"],
+            (2, 2),
+            2.0,
+        ),
+    )
 
 
 def test_negation_loss_matches_oracle_and_ignores_images_without_a_contradiction():
@@ -224,7 +283,9 @@ def test_negation_loss_matches_oracle_and_ignores_images_without_a_contradiction
     torch.testing.assert_close(loss, expected / b)
     # aligned pairs: a contradiction that reads like the image's own text costs more than its opposite
     every = torch.ones(b, dtype=torch.bool)
-    assert negation_loss(text, text, text, every, scale) > negation_loss(text, text, -text, every, scale) + 0.5
+    assert (
+        negation_loss(text, text, text, every, scale) > negation_loss(text, text, -text, every, scale) + 0.5
+    )
 
 
 def test_phrase_grounding_loss_with_extra_queries_targets_the_mean_of_the_named_boxes():
@@ -233,11 +294,17 @@ def test_phrase_grounding_loss_with_extra_queries_targets_the_mean_of_the_named_
     cells = _unit(2, 9, 6, seed=41).requires_grad_(True)
     phrase = _unit(4, 6, seed=42)
     region_batch = torch.tensor([0, 0, 1])
-    boxes = torch.tensor([[0.0, 0.0, 0.3, 0.3], [0.7, 0.7, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]], dtype=torch.float64)
+    boxes = torch.tensor(
+        [[0.0, 0.0, 0.3, 0.3], [0.7, 0.7, 1.0, 1.0], [0.4, 0.4, 0.6, 0.6]], dtype=torch.float64
+    )
     query_region = torch.tensor([0, 1, 2, 0])
-    group = torch.tensor([[True, False, False], [False, True, False], [False, False, True], [True, True, False]])
+    group = torch.tensor(
+        [[True, False, False], [False, True, False], [False, False, True], [True, True, False]]
+    )
     scale = torch.tensor(4.0, dtype=torch.float64)
-    loss = phrase_grounding_loss(phrase, cells, region_batch, boxes, cell_boxes(3, 3).double(), scale, group, query_region)
+    loss = phrase_grounding_loss(
+        phrase, cells, region_batch, boxes, cell_boxes(3, 3).double(), scale, group, query_region
+    )
     # oracle: the target of query 3 is half cell 0 (top left) and half cell 8 (bottom right) of image 0
     logp = [torch.log_softmax(scale * cells[region_batch[query_region[i]]] @ phrase[i], 0) for i in range(4)]
     oracle = -(logp[0][0] + logp[1][8] + logp[2][4] + 0.5 * logp[3][0] + 0.5 * logp[3][8]) / 4
@@ -245,6 +312,7 @@ def test_phrase_grounding_loss_with_extra_queries_targets_the_mean_of_the_named_
     (grad,) = torch.autograd.grad(loss, cells)
     (oracle_grad,) = torch.autograd.grad(oracle, cells)
     torch.testing.assert_close(grad, oracle_grad)
-    plain = phrase_grounding_loss(phrase[:3], cells, region_batch, boxes, cell_boxes(3, 3).double(), scale,
-                                  group[:3], query_region[:3])
+    plain = phrase_grounding_loss(
+        phrase[:3], cells, region_batch, boxes, cell_boxes(3, 3).double(), scale, group[:3], query_region[:3]
+    )
     torch.testing.assert_close(plain, grounding_oracle(phrase[:3], cells, region_batch, boxes, (3, 3), scale))

@@ -34,10 +34,14 @@ def global_batch():
     phrase_ids = torch.tensor([1, 2, 1, 3, 2, 4, 1])  # duplicates within and across ranks
     table = unit(5, D)
     return {
-        "image": unit(WORLD * PER_RANK, D), "text": unit(WORLD * PER_RANK, D),
+        "image": unit(WORLD * PER_RANK, D),
+        "text": unit(WORLD * PER_RANK, D),
         "text_ids": torch.tensor([0, 1, 2, 1, 4, 5]),  # a text shared across the two ranks
-        "region": unit(n, D), "phrase": table[phrase_ids], "phrase_ids": phrase_ids,
-        "hard": unit(n, K, D), "hard_mask": torch.tensor([[1, 1], [1, 0], [0, 0], [1, 1], [1, 0], [1, 1], [0, 1]]).bool(),
+        "region": unit(n, D),
+        "phrase": table[phrase_ids],
+        "phrase_ids": phrase_ids,
+        "hard": unit(n, K, D),
+        "hard_mask": torch.tensor([[1, 1], [1, 0], [0, 0], [1, 1], [1, 0], [1, 1], [0, 1]]).bool(),
         "scale": torch.tensor(1 / 0.07, dtype=torch.float64),
     }
 
@@ -56,10 +60,25 @@ def clip_step(batch, sl, local_loss, gather_with_grad, rank, world):
 def region_step(batch, sl, rank, world):
     region, phrase, hard = (_leaf(batch[k][sl]) for k in ("region", "phrase", "hard"))
     scale = _leaf(batch["scale"])
-    loss = region_phrase_loss(region, phrase, hard, batch["hard_mask"][sl], scale, batch["phrase_ids"][sl],
-                              rank, world, gather_with_grad=True)
+    loss = region_phrase_loss(
+        region,
+        phrase,
+        hard,
+        batch["hard_mask"][sl],
+        scale,
+        batch["phrase_ids"][sl],
+        rank,
+        world,
+        gather_with_grad=True,
+    )
     loss.backward()
-    return {"loss": loss.detach(), "region": region.grad, "phrase": phrase.grad, "hard": hard.grad, "scale": scale.grad}
+    return {
+        "loss": loss.detach(),
+        "region": region.grad,
+        "phrase": phrase.grad,
+        "hard": hard.grad,
+        "scale": scale.grad,
+    }
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
@@ -68,7 +87,10 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         batch = global_batch()
         pairs = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
         regions = slice(sum(REGIONS[:rank]), sum(REGIONS[: rank + 1]))
-        results = {name: clip_step(batch, pairs, local, gwg, rank, WORLD) for name, (local, gwg) in CLIP_CASES.items()}
+        results = {
+            name: clip_step(batch, pairs, local, gwg, rank, WORLD)
+            for name, (local, gwg) in CLIP_CASES.items()
+        }
         results["region"] = region_step(batch, regions, rank, WORLD)
         flat = {f"{case}.{k}": v.numpy() for case, res in results.items() for k, v in res.items()}
         np.savez(os.path.join(out_dir, f"rank{rank}.npz"), **flat)

@@ -40,17 +40,23 @@ def test_grounding_loss_weights_follow_the_region_each_query_was_made_from():
     boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0], [0.25, 0.0, 0.75, 0.5]])
     batch, cb, scale = torch.tensor([0, 0, 1]), cell_boxes(4, 4), torch.tensor(5.0)
     plain = phrase_grounding_loss(phrase, cells, batch, boxes, cb, scale)
-    torch.testing.assert_close(phrase_grounding_loss(phrase, cells, batch, boxes, cb, scale, weight=torch.ones(3)), plain)
+    torch.testing.assert_close(
+        phrase_grounding_loss(phrase, cells, batch, boxes, cb, scale, weight=torch.ones(3)), plain
+    )
     # a zero-weight region contributes nothing: the mean over three queries of the other two terms
     only_first_two = phrase_grounding_loss(phrase[:2], cells, batch[:2], boxes[:2], cb, scale) * 2 / 3
     torch.testing.assert_close(
         phrase_grounding_loss(phrase, cells, batch, boxes, cb, scale, weight=torch.tensor([1.0, 1.0, 0.0])),
-        only_first_two)
+        only_first_two,
+    )
     # with queries (a location-free query made from region 2), the query takes region 2's weight
     query_region = torch.tensor([0, 1, 2, 2])
     queries = torch.cat([phrase, phrase[2:]])
     group = torch.eye(3, dtype=torch.bool)[query_region]
-    weighted = phrase_grounding_loss(queries, cells, batch, boxes, cb, scale, group, query_region,
-                                     weight=torch.tensor([1.0, 1.0, 0.0]))
-    unweighted_first_two = phrase_grounding_loss(queries[:2], cells, batch, boxes, cb, scale, group[:2], query_region[:2])
+    weighted = phrase_grounding_loss(
+        queries, cells, batch, boxes, cb, scale, group, query_region, weight=torch.tensor([1.0, 1.0, 0.0])
+    )
+    unweighted_first_two = phrase_grounding_loss(
+        queries[:2], cells, batch, boxes, cb, scale, group[:2], query_region[:2]
+    )
     torch.testing.assert_close(weighted, unweighted_first_two * 2 / 4)

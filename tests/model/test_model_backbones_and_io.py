@@ -24,19 +24,39 @@ def backbones(tmp_path_factory):
     """A tiny RGB ViT (native 32 px, with a pooler) and a tiny BERT, saved like hub checkpoints."""
     root = tmp_path_factory.mktemp("hub")
     torch.manual_seed(1)
-    vit = ViTModel(ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=48, num_hidden_layers=2,
-                             num_attention_heads=2, intermediate_size=96))
+    vit = ViTModel(
+        ViTConfig(
+            image_size=32,
+            patch_size=8,
+            num_channels=3,
+            hidden_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=96,
+        )
+    )
     vit.save_pretrained(str(root / "vit"))
-    bert = BertModel(BertConfig(vocab_size=len(TOKENIZER), hidden_size=40, num_hidden_layers=2,
-                                num_attention_heads=2, intermediate_size=80, max_position_embeddings=64))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(TOKENIZER),
+            hidden_size=40,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=80,
+            max_position_embeddings=64,
+        )
+    )
     bert.save_pretrained(str(root / "bert"))
     return root, vit.eval(), bert.eval()
 
 
 def _pretrained_config(root) -> ModelConfig:
-    return ModelConfig(vision=VisionConfig(backbone=str(root / "vit"), image_size=64, channels=1),
-                       text=TextConfig(backbone=str(root / "bert")), embed_dim=16,
-                       roi={"fusion_heads": 2})
+    return ModelConfig(
+        vision=VisionConfig(backbone=str(root / "vit"), image_size=64, channels=1),
+        text=TextConfig(backbone=str(root / "bert")),
+        embed_dim=16,
+        roi={"fusion_heads": 2},
+    )
 
 
 def test_pretrained_backbones_load_their_weights(backbones):
@@ -44,8 +64,10 @@ def test_pretrained_backbones_load_their_weights(backbones):
     model = RegionCLIP(_pretrained_config(root), vocab_size=len(TOKENIZER)).eval()
     enc = model.image_encoder
     assert enc.backbone.pooler is None and enc.hidden == 48
-    torch.testing.assert_close(enc.backbone.embeddings.patch_embeddings.projection.weight,
-                               vit.embeddings.patch_embeddings.projection.weight)
+    torch.testing.assert_close(
+        enc.backbone.embeddings.patch_embeddings.projection.weight,
+        vit.embeddings.patch_embeddings.projection.weight,
+    )
     # grayscale at 64 px into an RGB backbone trained at 32 px: channels repeated, positions resampled
     gray = torch.rand(2, 1, 64, 64)
     global_feat, grid = enc(gray)
@@ -53,8 +75,9 @@ def test_pretrained_backbones_load_their_weights(backbones):
     expected = vit(pixel_values=gray.expand(-1, 3, -1, -1), interpolate_pos_encoding=True).last_hidden_state
     torch.testing.assert_close(global_feat, expected[:, 0])
     ids = TOKENIZER(["no effusion"], return_tensors="pt")
-    torch.testing.assert_close(model.text_encoder(ids["input_ids"], ids["attention_mask"]),
-                               bert(**ids).last_hidden_state[:, 0])
+    torch.testing.assert_close(
+        model.text_encoder(ids["input_ids"], ids["attention_mask"]), bert(**ids).last_hidden_state[:, 0]
+    )
 
 
 def test_export_then_load_gives_identical_embeddings(tmp_path):
@@ -63,8 +86,13 @@ def test_export_then_load_gives_identical_embeddings(tmp_path):
     model = RegionCLIP(config, vocab_size=len(TOKENIZER)).eval()
     out = export_model(model, TOKENIZER, config, tmp_path / "m", {"phase": "joint", "steps": 3})
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert {"model.safetensors", "config.json", "hf/vision/config.json", "hf/text/config.json",
-            "tokenizer/tokenizer.json"} <= files
+    assert {
+        "model.safetensors",
+        "config.json",
+        "hf/vision/config.json",
+        "hf/text/config.json",
+        "tokenizer/tokenizer.json",
+    } <= files
     assert not any(f.endswith((".bin", ".pt", ".pkl", ".ckpt")) for f in files)  # no pickles
     doc = json.loads((out / "config.json").read_text())
     assert doc["meta"] == {"phase": "joint", "steps": 3} and doc["global_only"] is False
@@ -74,9 +102,12 @@ def test_export_then_load_gives_identical_embeddings(tmp_path):
     assert torch.equal(batch["report"]["input_ids"], collate(SAMPLES, TOKENIZER)["report"]["input_ids"])
     pixels, boxes = batch["pixels"], [s["boxes"] for s in SAMPLES]
     with torch.no_grad():
-        for fn, args in (("encode_image", (pixels,)), ("encode_image_global", (pixels,)),
-                         ("encode_text", (batch["report"]["input_ids"], batch["report"]["attention_mask"])),
-                         ("encode_regions", (pixels, boxes))):
+        for fn, args in (
+            ("encode_image", (pixels,)),
+            ("encode_image_global", (pixels,)),
+            ("encode_text", (batch["report"]["input_ids"], batch["report"]["attention_mask"])),
+            ("encode_regions", (pixels, boxes)),
+        ):
             assert torch.equal(getattr(model, fn)(*args), getattr(loaded, fn)(*args)), fn
     assert not loaded.training
 

@@ -73,7 +73,9 @@ def test_tiny_regionclip_learns_retrieval_and_hard_negatives():
             won = (neg @ regions[i] < phrases[i] @ regions[i]).float().tolist()
             wins += won
             finding_wins += won if kinds[i] == "finding" else []
-    print(f"R@5 {recall:.3f} (chance {chance:.3f}); hard negatives beaten {np.mean(wins):.3f} "
-          f"(findings {np.mean(finding_wins):.3f}, {len(wins)} comparisons)")
+    print(
+        f"R@5 {recall:.3f} (chance {chance:.3f}); hard negatives beaten {np.mean(wins):.3f} "
+        f"(findings {np.mean(finding_wins):.3f}, {len(wins)} comparisons)"
+    )
     assert np.mean(wins) >= HARDNEG_MIN, f"true phrase beat hard negatives in {np.mean(wins):.3f}"
     assert np.mean(finding_wins) >= HARDNEG_FINDINGS_MIN, f"findings: {np.mean(finding_wins):.3f}"

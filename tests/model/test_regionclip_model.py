@@ -36,7 +36,11 @@ def test_forward_gives_every_feature_the_losses_need(batch):
     assert out["image"].shape == out["image_global"].shape == (b, 32)
     assert set(out["text"]) == {"report", "modality_text", "anatomy_text", "finding_text"}
     assert out["region"].shape == out["phrase"].shape == (n, 32)
-    assert out["hard_negative"].shape[:2] == out["hard_negative_mask"].shape == batch["hard_negative_index"].shape
+    assert (
+        out["hard_negative"].shape[:2]
+        == out["hard_negative_mask"].shape
+        == batch["hard_negative_index"].shape
+    )
     for key in ("image", "image_global", "region", "phrase"):
         assert _unit_rows(out[key])
     assert not torch.allclose(out["image"], out["image_global"])  # the region path changes it
@@ -64,7 +68,7 @@ def test_forward_embeds_every_cell_for_the_grounding_loss(batch, cells_as_propos
     phrase = out["phrase"][:2]
     for k in range(2):
         image = int(out["region_batch"][k])
-        heat, _ = model.ground(batch["pixels"][image: image + 1], phrase[k: k + 1])
+        heat, _ = model.ground(batch["pixels"][image : image + 1], phrase[k : k + 1])
         torch.testing.assert_close(heat.flatten(), out["cell_region"][image] @ phrase[k], atol=1e-5, rtol=0)
     plain = model(batch)
     assert "cell_region" not in plain
@@ -77,7 +81,9 @@ def test_encode_methods_agree_with_forward(batch, roi):
     model = _model(**roi)
     out = model(batch)
     torch.testing.assert_close(model.encode_image(batch["pixels"]), out["image"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(model.encode_image_global(batch["pixels"]), out["image_global"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        model.encode_image_global(batch["pixels"]), out["image_global"], atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(model.encode_text(**batch["report"]), out["text"]["report"], atol=1e-5, rtol=0)
     regions = model.encode_regions(batch["pixels"], [s["boxes"] for s in SAMPLES])
     torch.testing.assert_close(regions, out["region"], atol=1e-5, rtol=0)
@@ -88,10 +94,15 @@ def test_text_dedup_does_not_change_embeddings():
     texts = ["the left lung", "no effusion", "the left lung", "effusion", "no effusion"]
     enc = TOKENIZER(texts, padding=True, return_tensors="pt")
     alone = torch.cat([model._encode_text_raw(**TOKENIZER([t], return_tensors="pt")) for t in texts])
-    torch.testing.assert_close(model.encode_text(enc["input_ids"], enc["attention_mask"]), alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        model.encode_text(enc["input_ids"], enc["attention_mask"]), alone, atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(encode_text_list(model, TOKENIZER, texts), alone, atol=1e-5, rtol=0)
     calls = []
-    encode_unique(lambda i, m: calls.append(len(i)) or torch.zeros(len(i), 1), [(enc["input_ids"], enc["attention_mask"])] * 2)
+    encode_unique(
+        lambda i, m: calls.append(len(i)) or torch.zeros(len(i), 1),
+        [(enc["input_ids"], enc["attention_mask"])] * 2,
+    )
     assert sum(calls) == 3  # three distinct texts
     assert model.encode_text(enc["input_ids"][:0], enc["attention_mask"][:0]).shape == (0, 32)
     assert not torch.allclose(alone[1], alone[3])  # "no effusion" is not "effusion"
@@ -114,10 +125,20 @@ def _loop_hash(ids, mask):
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 6), st.integers(1, 70), st.data())
 def test_text_ids_match_the_token_by_token_hash(rows, length, data):
-    ids = torch.tensor(data.draw(st.lists(st.lists(st.integers(0, 2 ** 20), min_size=length, max_size=length),
-                                          min_size=rows, max_size=rows)))
-    mask = torch.tensor(data.draw(st.lists(st.lists(st.booleans(), min_size=length, max_size=length),
-                                           min_size=rows, max_size=rows))).long()
+    ids = torch.tensor(
+        data.draw(
+            st.lists(
+                st.lists(st.integers(0, 2**20), min_size=length, max_size=length),
+                min_size=rows,
+                max_size=rows,
+            )
+        )
+    )
+    mask = torch.tensor(
+        data.draw(
+            st.lists(st.lists(st.booleans(), min_size=length, max_size=length), min_size=rows, max_size=rows)
+        )
+    ).long()
     assert torch.equal(token_ids_hash(ids, mask), _loop_hash(ids, mask))
 
 
@@ -167,7 +188,9 @@ def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
     phrase = narrow.encode_text(**{k: v[:1] for k, v in batch["finding_text"].items()})
     heat, _ = narrow.ground(batch["pixels"][:1], phrase)
     cell = torch.tensor([[3 / 8, 2 / 8, 4 / 8, 3 / 8]])
-    assert torch.isclose(heat[0, 2, 3], narrow.encode_regions(batch["pixels"][:1], [cell])[0] @ phrase[0], atol=1e-5)
+    assert torch.isclose(
+        heat[0, 2, 3], narrow.encode_regions(batch["pixels"][:1], [cell])[0] @ phrase[0], atol=1e-5
+    )
 
 
 def test_direct_cells_skip_the_cross_attention_and_annotated_boxes_do_not(batch):
@@ -184,13 +207,23 @@ def test_direct_cells_skip_the_cross_attention_and_annotated_boxes_do_not(batch)
     assert not torch.allclose(after["region"], before["region"], atol=1e-3)
     phrase = after["phrase"][:1]
     image = int(after["region_batch"][0])
-    heat, box = model.ground(batch["pixels"][image: image + 1], phrase)
+    heat, box = model.ground(batch["pixels"][image : image + 1], phrase)
     torch.testing.assert_close(heat.flatten(), after["cell_region"][image] @ phrase[0], atol=1e-5, rtol=0)
     # the box is a candidate scored by the whole path: no candidate outscores it there
-    picked = model.encode_regions(batch["pixels"][image: image + 1], [box])
-    whole = model.encode_regions(batch["pixels"][image: image + 1],
-                                 [torch.cat([box, torch.tensor([[c / 8, r / 8, (c + 1) / 8, (r + 1) / 8]
-                                                                for r in range(8) for c in range(8)])])])
+    picked = model.encode_regions(batch["pixels"][image : image + 1], [box])
+    whole = model.encode_regions(
+        batch["pixels"][image : image + 1],
+        [
+            torch.cat(
+                [
+                    box,
+                    torch.tensor(
+                        [[c / 8, r / 8, (c + 1) / 8, (r + 1) / 8] for r in range(8) for c in range(8)]
+                    ),
+                ]
+            )
+        ],
+    )
     scores = whole @ phrase[0]
     assert torch.isclose(picked[0] @ phrase[0], scores[0], atol=1e-5) and scores[0] >= scores[1:].max() - 1e-5
     backward = model(batch, ground_cells=True)

@@ -29,8 +29,9 @@ def _bilinear(grid: np.ndarray, fx: float, fy: float) -> np.ndarray:
     x0, y0 = math.floor(px), math.floor(py)
     x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
     lx, ly = px - x0, py - y0
-    return ((1 - ly) * ((1 - lx) * grid[:, y0, x0] + lx * grid[:, y0, x1])
-            + ly * ((1 - lx) * grid[:, y1, x0] + lx * grid[:, y1, x1]))
+    return (1 - ly) * ((1 - lx) * grid[:, y0, x0] + lx * grid[:, y0, x1]) + ly * (
+        (1 - lx) * grid[:, y1, x0] + lx * grid[:, y1, x1]
+    )
 
 
 def roi_align_oracle(grid: np.ndarray, boxes: np.ndarray, pool: int, sr: int) -> np.ndarray:
@@ -83,7 +84,9 @@ def test_shared_boxes_as_one_matrix_product_match_the_oracle(case):
     assert got.shape == (grid.shape[0], len(shared), grid.shape[1], pool, pool)
     for b in range(grid.shape[0]):
         per_image = np.concatenate([np.full((len(shared), 1), b), shared], axis=1)
-        np.testing.assert_allclose(got[b], roi_align_oracle(grid, per_image, pool, sr), rtol=1e-5, atol=1e-5)  # float32 matmul vs a float64 oracle
+        np.testing.assert_allclose(
+            got[b], roi_align_oracle(grid, per_image, pool, sr), rtol=1e-5, atol=1e-5
+        )  # float32 matmul vs a float64 oracle
 
 
 def test_whole_image_box_at_grid_resolution_returns_the_grid():
@@ -112,7 +115,7 @@ def test_proposals_tile_the_image():
     boxes = grid_proposals([2, 3, 4])
     assert boxes.shape == (29, 4)
     for start, n in ((0, 2), (4, 3), (13, 4)):
-        tile = boxes[start:start + n * n]
+        tile = boxes[start : start + n * n]
         area = ((tile[:, 2] - tile[:, 0]) * (tile[:, 3] - tile[:, 1])).sum()
         assert torch.isclose(area, torch.tensor(1.0))
     assert torch.equal(proposal_boxes("grid", [2, 3, 4]), boxes)
@@ -143,8 +146,12 @@ def test_region_tokens_are_roi_align_as_one_matrix_product(case, shared):
     else:  # one box per image, each from its own image
         rows = np.concatenate([np.arange(bsz)[:, None], np.resize(boxes[:, 1:], (bsz, 4))], axis=1)
         got = roi_pool_tokens(tokens, torch.from_numpy(rows[:, None, 1:]), (gh, gw), pool, sr)
-        per_image = [rows[b:b + 1] for b in range(bsz)]
+        per_image = [rows[b : b + 1] for b in range(bsz)]
     assert got.shape == (bsz, len(per_image[0]), pool * pool * c)
     for b in range(bsz):
-        want = roi_align_oracle(grid, per_image[b], pool, sr).transpose(0, 2, 3, 1).reshape(len(per_image[b]), -1)
+        want = (
+            roi_align_oracle(grid, per_image[b], pool, sr)
+            .transpose(0, 2, 3, 1)
+            .reshape(len(per_image[b]), -1)
+        )
         np.testing.assert_allclose(got[b].numpy(), want, rtol=1e-10, atol=1e-10)

@@ -29,7 +29,9 @@ def test_round_trip_through_autotokenizer(tmp_path, monkeypatch):
 def test_same_texts_give_the_same_vocabulary(tmp_path):
     train_wordpiece_tokenizer(TEXTS, 300, tmp_path / "a")
     train_wordpiece_tokenizer(TEXTS, 300, tmp_path / "b")
-    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (
+        tmp_path / "b" / "tokenizer.json"
+    ).read_bytes()
 
 
 def test_vocabulary_is_capped_and_unknown_words_split_not_lost():

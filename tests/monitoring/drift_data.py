@@ -44,9 +44,17 @@ class Population:
         lab = self.rng.integers(0, 3, n) if modality is None else np.full(n, modality)
         emb = unit(self.centers[lab] + self.rng.normal(size=(n, DIM)))
         mean = np.clip(self.rng.normal(0.3, 0.05, n) * contrast, 0, 1)
-        desc = pd.DataFrame({"width": 128, "height": 128, "channels": 1, "format": "png",
-                             "bytes": self.rng.integers(3000, 4000, n), "mean": mean,
-                             "std": np.clip(self.rng.normal(0.2, 0.02, n) * contrast, 0, 1)})
+        desc = pd.DataFrame(
+            {
+                "width": 128,
+                "height": 128,
+                "channels": 1,
+                "format": "png",
+                "bytes": self.rng.integers(3000, 4000, n),
+                "mean": mean,
+                "std": np.clip(self.rng.normal(0.2, 0.02, n) * contrast, 0, 1),
+            }
+        )
         return emb, desc
 
     def texts(self, n: int):
@@ -58,22 +66,52 @@ class Population:
 def make_reference(pop: Population, n: int = N_REF) -> Reference:
     img, img_desc = pop.images(n)
     txt, txt_desc = pop.texts(n)
-    return Reference({"image": img, "text": txt}, {"image": img_desc, "text": txt_desc}, [MODEL, "dir-abc"],
-                     {"finding": ["a", "b", "c"], "modality": ["m0", "m1", "m2"]},
-                     {"finding": unit(pop.centers), "modality": unit(pop.centers[[1, 2, 0]])}, "test")
+    return Reference(
+        {"image": img, "text": txt},
+        {"image": img_desc, "text": txt_desc},
+        [MODEL, "dir-abc"],
+        {"finding": ["a", "b", "c"], "modality": ["m0", "m1", "m2"]},
+        {"finding": unit(pop.centers), "modality": unit(pop.centers[[1, 2, 0]])},
+        "test",
+    )
 
 
-def write_log(log_dir, emb: np.ndarray, desc: pd.DataFrame | None, *, kind: str = "image",
-              endpoint: str = "encode_image", model: str = MODEL, clock: Clock | None = None,
-              seconds_apart: float = 1.0) -> Clock:
+def write_log(
+    log_dir,
+    emb: np.ndarray,
+    desc: pd.DataFrame | None,
+    *,
+    kind: str = "image",
+    endpoint: str = "encode_image",
+    model: str = MODEL,
+    clock: Clock | None = None,
+    seconds_apart: float = 1.0,
+) -> Clock:
     """One record per row, ``seconds_apart`` apart on the writer's clock; returns the clock."""
     clock = clock or Clock()
     w = EmbeddingLogWriter(log_dir, clock=clock)
     rows = desc.to_dict("records") if desc is not None else [{}] * len(emb)
-    keep = {"width", "height", "channels", "format", "bytes", "mean", "std", "n_chars", "n_tokens", "truncated"}
+    keep = {
+        "width",
+        "height",
+        "channels",
+        "format",
+        "bytes",
+        "mean",
+        "std",
+        "n_chars",
+        "n_tokens",
+        "truncated",
+    }
     for e, d in zip(emb, rows):
-        w.log(endpoint=endpoint, model_version=model, request="0123456789abcdef", kind=kind, embeddings=e[None],
-              descriptors=[{k: (v.item() if hasattr(v, "item") else v) for k, v in d.items() if k in keep}])
+        w.log(
+            endpoint=endpoint,
+            model_version=model,
+            request="0123456789abcdef",
+            kind=kind,
+            embeddings=e[None],
+            descriptors=[{k: (v.item() if hasattr(v, "item") else v) for k, v in d.items() if k in keep}],
+        )
         clock.t += seconds_apart
     w.close()
     return clock

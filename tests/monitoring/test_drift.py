@@ -25,8 +25,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def monitor(params, tmp: Path, reference: Reference, **kwargs) -> dict:
-    return run_monitor(params, log_dir=tmp / "log", reference=reference, report_dir=tmp / "report",
-                       summary_file=tmp / "drift.json", log=lambda *_: None, **kwargs)
+    return run_monitor(
+        params,
+        log_dir=tmp / "log",
+        reference=reference,
+        report_dir=tmp / "report",
+        summary_file=tmp / "drift.json",
+        log=lambda *_: None,
+        **kwargs,
+    )
 
 
 def checks(summary: dict) -> dict[str, dict]:
@@ -40,8 +47,14 @@ def identical(tmp_path_factory, reference):
 
     tmp = tmp_path_factory.mktemp("identical")
     clock = write_log(tmp / "log", reference.embeddings["image"], reference.descriptors["image"])
-    write_log(tmp / "log", reference.embeddings["text"], reference.descriptors["text"], kind="text",
-              endpoint="encode_text", clock=clock)
+    write_log(
+        tmp / "log",
+        reference.embeddings["text"],
+        reference.descriptors["text"],
+        kind="text",
+        endpoint="encode_text",
+        clock=clock,
+    )
     params = Params.model_validate({"monitor": {"min_rows": 200, "sample_rows": 1000, "plot_rows": 300}})
     return tmp, monitor(params, tmp, reference)
 
@@ -66,10 +79,19 @@ def test_identical_reference_and_current_is_no_drift(identical, reference):
     c = checks(s)
     for kind in ("image", "text"):  # at least two embedding methods, both run
         assert c[f"{kind}/embeddings/model"]["score"] <= 0.6 and c[f"{kind}/embeddings/mmd"]["score"] < 0.005
-    assert {"image/descriptor/width", "image/descriptor/mean", "image/descriptor/std", "text/descriptor/n_tokens",
-            "image/zero_shot/finding", "image/zero_shot/modality"} <= set(c)
+    assert {
+        "image/descriptor/width",
+        "image/descriptor/mean",
+        "image/descriptor/std",
+        "text/descriptor/n_tokens",
+        "image/zero_shot/finding",
+        "image/zero_shot/modality",
+    } <= set(c)
     assert all(ch["status"] == "no_drift" and ch["drift"] is False for ch in s["checks"])
-    assert s["current"]["rows"] == {"image": 600, "text": 600} and s["reference"]["rows"] == {"image": 600, "text": 600}
+    assert s["current"]["rows"] == {"image": 600, "text": 600} and s["reference"]["rows"] == {
+        "image": 600,
+        "text": 600,
+    }
 
 
 def test_a_fresh_sample_of_the_same_distribution_is_no_drift(tmp_path, reference, params):
@@ -85,8 +107,14 @@ def test_another_modality_with_changed_contrast_is_drift(shifted):
     _, s = shifted
     assert s["status"] == "drift" and s["drift"] is True
     c = checks(s)
-    for name in ("image/embeddings/model", "image/embeddings/mmd", "image/descriptor/mean", "image/descriptor/std",
-                 "image/zero_shot/finding", "image/zero_shot/modality"):
+    for name in (
+        "image/embeddings/model",
+        "image/embeddings/mmd",
+        "image/descriptor/mean",
+        "image/descriptor/std",
+        "image/zero_shot/finding",
+        "image/zero_shot/modality",
+    ):
         assert c[name]["drift"] is True, (name, c[name])
     assert c["image/embeddings/model"]["score"] > 0.8
     assert c["image/descriptor/width"]["drift"] is False  # sizes did not change
@@ -98,7 +126,10 @@ def test_the_json_summary_and_the_html_reports(shifted):
     tmp, s = shifted
     on_disk = json.loads((tmp / "drift.json").read_text())
     assert on_disk["status"] == "drift" and on_disk["checks"] == s["checks"]
-    assert set(on_disk["window"]) == {"start", "end", "hours", "anchor"} and on_disk["window"]["anchor"] == "latest"
+    assert (
+        set(on_disk["window"]) == {"start", "end", "hours", "anchor"}
+        and on_disk["window"]["anchor"] == "latest"
+    )
     assert on_disk["current"]["rows_in_window"] == {"image": 400, "text": 400}
     assert on_disk["rows_used"]["image"] == {"reference": 600, "current": 400}
     for ch in on_disk["checks"]:
@@ -149,7 +180,9 @@ def test_the_window_ends_at_the_newest_record_and_leaves_older_rows_out(tmp_path
     assert s["window"]["end"].startswith("2026-11-28T09:41:30") and s["window"]["hours"] == 24
     # an explicit window over the old rows only
     s = monitor(params, tmp_path, reference, since="2026-11-26T00:00:00", until="2026-11-27T00:00:00")
-    assert s["current"]["rows"]["image"] == 300 and s["status"] == "drift" and s["window"]["anchor"] == "given"
+    assert (
+        s["current"]["rows"]["image"] == 300 and s["status"] == "drift" and s["window"]["anchor"] == "given"
+    )
 
 
 def test_the_window_holds_every_record_up_to_its_end_across_rotations(tmp_path):
@@ -163,8 +196,13 @@ def test_the_window_holds_every_record_up_to_its_end_across_rotations(tmp_path):
     clock = Stepping()
     w = EmbeddingLogWriter(tmp_path / "log", rotate_seconds=2.0, clock=clock)
     for e in Population(seed=5).images(40)[0]:
-        w.log(endpoint="encode_image", model_version=MODEL, request="0123456789abcdef", kind="image",
-              embeddings=e[None])
+        w.log(
+            endpoint="encode_image",
+            model_version=MODEL,
+            request="0123456789abcdef",
+            kind="image",
+            embeddings=e[None],
+        )
     w.close()
     names = [p.name.split("-")[1] for p in log_files(tmp_path / "log")]
     starts = [pd.Timestamp(datetime.strptime(n, "%Y%m%dT%H%M%S%fZ"), tz="UTC") for n in names]
@@ -229,10 +267,17 @@ def test_cli_exits_0_with_not_enough_data_and_3_on_drift_when_asked(tmp_path, re
     from regionmed.cli import app
 
     reference.save(tmp_path / "ref")
-    params = {"monitor": {"reference_dir": str(tmp_path / "ref"), "report_dir": str(tmp_path / "rep"),
-                          "summary_file": str(tmp_path / "drift.json"), "kinds": ["image"], "min_rows": 100,
-                          "plot_rows": 200},
-              "serving": {"embedding_log": {"dir": str(tmp_path / "log")}}}
+    params = {
+        "monitor": {
+            "reference_dir": str(tmp_path / "ref"),
+            "report_dir": str(tmp_path / "rep"),
+            "summary_file": str(tmp_path / "drift.json"),
+            "kinds": ["image"],
+            "min_rows": 100,
+            "plot_rows": 200,
+        },
+        "serving": {"embedding_log": {"dir": str(tmp_path / "log")}},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     runner = CliRunner()
     r = runner.invoke(app, ["monitor", "--params", str(tmp_path / "params.yaml"), "--fail-on-drift"])
@@ -245,4 +290,6 @@ def test_cli_exits_0_with_not_enough_data_and_3_on_drift_when_asked(tmp_path, re
     r = runner.invoke(app, ["monitor", "--params", str(tmp_path / "params.yaml"), "--fail-on-drift"])
     assert r.exit_code == 3
     r = runner.invoke(app, ["monitor", "--params", str(tmp_path / "params.yaml"), "--until", "2020-01-01"])
-    assert r.exit_code == 0 and json.loads((tmp_path / "drift.json").read_text())["status"] == "not_enough_data"
+    assert (
+        r.exit_code == 0 and json.loads((tmp_path / "drift.json").read_text())["status"] == "not_enough_data"
+    )

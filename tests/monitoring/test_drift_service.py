@@ -47,25 +47,51 @@ def served(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("drift_service")
     tiny = build_tiny(root / "tiny", n_images=1000)
-    params = Params.model_validate({
-        "corpus": {"out_dir": str(tiny["corpus"])},
-        "annotate": {"out_dir": str(tiny["corpus"])},
-        "serving": {"model_dir": str(tiny["model"]), "index_dir": str(tiny["index"]), "torch_threads": 1,
-                    "embedding_log": {"dir": str(root / "log")}},
-        "monitor": {"min_rows": 100, "reference_dir": str(root / "reference")},
-    })
+    params = Params.model_validate(
+        {
+            "corpus": {"out_dir": str(tiny["corpus"])},
+            "annotate": {"out_dir": str(tiny["corpus"])},
+            "serving": {
+                "model_dir": str(tiny["model"]),
+                "index_dir": str(tiny["index"]),
+                "torch_threads": 1,
+                "embedding_log": {"dir": str(root / "log")},
+            },
+            "monitor": {"min_rows": 100, "reference_dir": str(root / "reference")},
+        }
+    )
     run_reference_stage(params, log=lambda *_: None)
     (root / "params.yaml").write_text(yaml.safe_dump({"serving": params.serving.model_dump()}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONMED_")}
     env.update(QUIET_ENV)
-    env.update({"PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "REGIONMED_PARAMS": str(root / "params.yaml"),
-                "REGIONMED_MODEL_DIR": str(tiny["model"]), "REGIONMED_INDEX_DIR": str(tiny["index"]),
-                "BENTOML_HOME": str(root / "bentoml")})
+    env.update(
+        {
+            "PYTHONPATH": str(REPO_ROOT),
+            "OMP_NUM_THREADS": "1",
+            "REGIONMED_PARAMS": str(root / "params.yaml"),
+            "REGIONMED_MODEL_DIR": str(tiny["model"]),
+            "REGIONMED_INDEX_DIR": str(tiny["index"]),
+            "BENTOML_HOME": str(root / "bentoml"),
+        }
+    )
     port = free_port()
     with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "regionmed.serving.service:RegionMedService",
-                                 "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "regionmed.serving.service:RegionMedService",
+                "--port",
+                str(port),
+            ],
+            cwd=root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             url, start = f"http://127.0.0.1:{port}", time.perf_counter()
             while True:
@@ -109,7 +135,10 @@ def png(arr: np.ndarray) -> bytes:
 def send(url: str, images: list[np.ndarray], per_call: int = 8) -> None:
     with httpx.Client(base_url=url, timeout=httpx.Timeout(120.0, connect=5.0)) as c:
         for i in range(0, len(images), per_call):
-            files = [("images", (f"im{j}.png", png(a), "image/png")) for j, a in enumerate(images[i:i + per_call])]
+            files = [
+                ("images", (f"im{j}.png", png(a), "image/png"))
+                for j, a in enumerate(images[i : i + per_call])
+            ]
             r = c.post("/encode_image", files=files)
             assert r.status_code == 200, r.text
 
@@ -132,15 +161,23 @@ def test_same_images_no_drift_contrast_or_modality_change_drift_through_the_real
     send(served["url"], contrast)
     t2 = mark()
     one = [a for a, m in zip(images, modalities) if m == "brain_mri"]
-    one = (one * (1 + len(images) // len(one)))[:len(images)]  # as many rows, one modality
+    one = (one * (1 + len(images) // len(one)))[: len(images)]  # as many rows, one modality
     send(served["url"], one)
 
     def window(name, since, until):
-        return run_monitor(params, since=since, until=until, report_dir=root / name, summary_file=root / f"{name}.json",
-                           log=lambda *_: None)
+        return run_monitor(
+            params,
+            since=since,
+            until=until,
+            report_dir=root / name,
+            summary_file=root / f"{name}.json",
+            log=lambda *_: None,
+        )
 
     same = window("same", None, t1)
-    assert same["current"]["rows"]["image"] == len(images) and same["current"]["rows_other_model"]["image"] == 0
+    assert (
+        same["current"]["rows"]["image"] == len(images) and same["current"]["rows_other_model"]["image"] == 0
+    )
     assert same["status"] == "no_drift", same["drifted_checks"]
     checks = {c["name"]: c for c in same["checks"]}
     assert checks["image/descriptor/mean"]["score"] < 0.01 and checks["image/embeddings/mmd"]["score"] < 0.005
@@ -166,4 +203,8 @@ def test_same_images_no_drift_contrast_or_modality_change_drift_through_the_real
         for t in texts:
             assert t[:40].encode() not in blob, path
     for name, s in (("same", same), ("contrast x2", shifted), ("one modality", modality)):
-        print(name, s["status"], {c["name"].split("/", 1)[1]: c["score"] for c in s["checks"] if c["kind"] == "image"})
+        print(
+            name,
+            s["status"],
+            {c["name"].split("/", 1)[1]: c["score"] for c in s["checks"] if c["kind"] == "image"},
+        )

@@ -61,4 +61,6 @@ def test_recorded_paths_are_relative_to_the_repository_when_inside_it(tmp_path):
     repo = tmp_path / "repo"
     (repo / ".state/bentoml").mkdir(parents=True)
     assert repo_relative(repo / ".state/bentoml", repo) == ".state/bentoml"
-    assert repo_relative(tmp_path / "elsewhere", repo) == str(tmp_path / "elsewhere")  # a configured outside store
+    assert repo_relative(tmp_path / "elsewhere", repo) == str(
+        tmp_path / "elsewhere"
+    )  # a configured outside store

@@ -45,7 +45,9 @@ def service_cls(tiny):
     os.environ.pop("REGIONMED_API_KEY", None)
     from regionmed.serving import service
 
-    assert service.SETTINGS.max_texts_per_call == TEST_SERVING["max_texts_per_call"], "service imported too early"
+    assert service.SETTINGS.max_texts_per_call == TEST_SERVING["max_texts_per_call"], (
+        "service imported too early"
+    )
     return service.RegionMedService
 
 

@@ -23,14 +23,21 @@ def free_port() -> int:
 class Server:
     """``bentoml serve ...`` in its own process group on a free loopback port; stopped by ``stop()``."""
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log_file: Path, port: int | None = None):
+    def __init__(
+        self, args: list[str], env: dict[str, str], cwd: Path, log_file: Path, port: int | None = None
+    ):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_file = log_file
         self._log = open(log_file, "wb")  # noqa: SIM115  (closed in stop())
-        self.proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", *args, "--port", str(self.port)],
-                                     cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", *args, "--port", str(self.port)],
+            cwd=cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_ready(self, timeout: float = SERVER_START_TIMEOUT_S) -> float:
         from regionmed.serving.container import wait_until_ready
@@ -99,10 +106,16 @@ def served_repo(tiny: dict, serving_root: Path, name: str, params: Path | None =
     """A started ``bentoml serve`` of the repo's service on the tiny model (``params``: another params
     file than the tiny one); its embedding log is ``serving_root / f"log-{name}"``. A generator for a
     fixture: yields the ready server, stops it when resumed."""
-    env = server_env(REGIONMED_PARAMS=str(params or tiny["params"]), REGIONMED_MODEL_DIR=str(tiny["model"]),
-                     REGIONMED_INDEX_DIR=str(tiny["index"]), BENTOML_HOME=os.environ["BENTOML_HOME"],
-                     REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / f"log-{name}"))
-    server = Server(["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / f"{name}-server.log")
+    env = server_env(
+        REGIONMED_PARAMS=str(params or tiny["params"]),
+        REGIONMED_MODEL_DIR=str(tiny["model"]),
+        REGIONMED_INDEX_DIR=str(tiny["index"]),
+        BENTOML_HOME=os.environ["BENTOML_HOME"],
+        REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / f"log-{name}"),
+    )
+    server = Server(
+        ["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / f"{name}-server.log"
+    )
     try:
         server.wait_ready()
         yield server

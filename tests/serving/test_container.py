@@ -82,10 +82,17 @@ def running(docker, image, serving_root):
 
 
 def test_the_image_runs_as_a_user_without_compilers_and_carries_the_model(docker, image):
-    script = ("id -u; for t in gcc cc g++ make git; do command -v $t && echo FOUND $t; done; "
-              "ls /home/bentoml/bento/models/regionmed")
-    proc = subprocess.run([docker, "run", "--rm", "--entrypoint", "sh", image, "-c", script],
-                          capture_output=True, text=True, timeout=120, check=True)
+    script = (
+        "id -u; for t in gcc cc g++ make git; do command -v $t && echo FOUND $t; done; "
+        "ls /home/bentoml/bento/models/regionmed"
+    )
+    proc = subprocess.run(
+        [docker, "run", "--rm", "--entrypoint", "sh", image, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     lines = proc.stdout.split()
     assert lines[0] == "1034", "the server runs as BentoML's non-root user"
     assert "FOUND" not in lines, proc.stdout
@@ -96,7 +103,10 @@ def test_every_api_answers_from_the_container(running, container_bento):
     answers = call_every_api(running.url, AUTH)
     check_answers(answers, dim=16)
     meta = answers["metadata"].json()
-    assert meta["model"]["origin"] == "bento" and meta["model"]["version"] == container_bento["record"]["model_tag"]
+    assert (
+        meta["model"]["origin"] == "bento"
+        and meta["model"]["version"] == container_bento["record"]["model_tag"]
+    )
     assert meta["api_key_required"] is True
 
 
@@ -110,34 +120,65 @@ def test_the_api_key_is_refused_without_and_accepted_with(running):
     assert httpx.get(f"{running.url}/readyz", timeout=TIMEOUT).status_code == 200
     refused = httpx.post(f"{running.url}/metadata", json={}, timeout=TIMEOUT)
     assert refused.status_code == 401 and "API key" in refused.json()["error"]
-    wrong = httpx.post(f"{running.url}/encode_text", json={"texts": ["a"]}, headers={"X-API-Key": "nope"}, timeout=TIMEOUT)
+    wrong = httpx.post(
+        f"{running.url}/encode_text", json={"texts": ["a"]}, headers={"X-API-Key": "nope"}, timeout=TIMEOUT
+    )
     assert wrong.status_code == 401
-    assert httpx.post(f"{running.url}/encode_text", json={"texts": ["a"]}, headers={"X-API-Key": KEY},
-                      timeout=TIMEOUT).status_code == 200
+    assert (
+        httpx.post(
+            f"{running.url}/encode_text", json={"texts": ["a"]}, headers={"X-API-Key": KEY}, timeout=TIMEOUT
+        ).status_code
+        == 200
+    )
 
 
-def test_the_embedding_log_lands_in_the_mounted_folder_and_monitor_reads_it(running, container_bento, tiny,
-                                                                            serving_root, tmp_path):
+def test_the_embedding_log_lands_in_the_mounted_folder_and_monitor_reads_it(
+    running, container_bento, tiny, serving_root, tmp_path
+):
     from regionmed.monitoring.embedding_log import read_log
 
     call_every_api(running.url, AUTH)
     log_dir = serving_root / "log-container"
     df = read_log(log_dir)
-    assert {"encode_image", "encode_text", "zero_shot", "ground", "encode_regions", "retrieve"} <= set(df["endpoint"])
+    assert {"encode_image", "encode_text", "zero_shot", "ground", "encode_regions", "retrieve"} <= set(
+        df["endpoint"]
+    )
     assert (df["model_version"] == container_bento["record"]["model_tag"]).all()
     params = tmp_path / "params.yaml"
-    params.write_text(json.dumps({
-        "corpus": {"out_dir": str(tiny["corpus"])},
-        "annotate": {"out_dir": str(tiny["corpus"])},  # the stages after annotate_regions read this corpus
-        "serving": {"model_dir": str(tiny["model"]), "index_dir": container_bento["params"].serving.index_dir,
-                    "embedding_log": {"dir": str(log_dir)}},
-        "monitor": {"reference_dir": str(tmp_path / "reference"), "report_dir": str(tmp_path / "drift"),
-                    "summary_file": str(tmp_path / "drift.json"), "window_end": "now"},
-    }))
-    for command in ("monitor-reference", "monitor"):  # the reference of the packaged model, then the drift check
-        proc = subprocess.run([sys.executable, "-m", "regionmed", command, "--params", str(params)],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False,
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    params.write_text(
+        json.dumps(
+            {
+                "corpus": {"out_dir": str(tiny["corpus"])},
+                "annotate": {
+                    "out_dir": str(tiny["corpus"])
+                },  # the stages after annotate_regions read this corpus
+                "serving": {
+                    "model_dir": str(tiny["model"]),
+                    "index_dir": container_bento["params"].serving.index_dir,
+                    "embedding_log": {"dir": str(log_dir)},
+                },
+                "monitor": {
+                    "reference_dir": str(tmp_path / "reference"),
+                    "report_dir": str(tmp_path / "drift"),
+                    "summary_file": str(tmp_path / "drift.json"),
+                    "window_end": "now",
+                },
+            }
+        )
+    )
+    for command in (
+        "monitor-reference",
+        "monitor",
+    ):  # the reference of the packaged model, then the drift check
+        proc = subprocess.run(
+            [sys.executable, "-m", "regionmed", command, "--params", str(params)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "drift.json").read_text())
     images = int((df["kind"] == "image").sum())

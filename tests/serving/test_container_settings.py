@@ -16,7 +16,9 @@ WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 def test_the_bentofile_defaults_are_the_params_defaults(tmp_path):
     # bentofile.yaml is also built by hand (`bentoml build`): it must say what serving.container says
     repo = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
-    written = yaml.safe_load(bentofile_for(ContainerParams(), REPO_ROOT / "bentofile.yaml", tmp_path, tmp_path).read_text())
+    written = yaml.safe_load(
+        bentofile_for(ContainerParams(), REPO_ROOT / "bentofile.yaml", tmp_path, tmp_path).read_text()
+    )
     assert written == repo
     assert repo["docker"]["base_image"] == ContainerParams().base_image == "python:3.11-slim"
     assert repo["python"]["extra_index_url"] == [ContainerParams().torch_index_url]
@@ -27,7 +29,9 @@ def test_offline_takes_the_local_base_image_and_the_local_torch_wheel(tmp_path):
     wheels.mkdir()
     (wheels / WHEEL).write_bytes(b"not really a wheel")
     (wheels / "torch-2.12.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"another version")
-    settings = ContainerParams(offline=True, offline_torch_wheels=str(wheels), offline_base_image="local/base:1")
+    settings = ContainerParams(
+        offline=True, offline_torch_wheels=str(wheels), offline_base_image="local/base:1"
+    )
     root = tmp_path / "repo"
     root.mkdir()
     doc = yaml.safe_load(bentofile_for(settings, REPO_ROOT / "bentofile.yaml", tmp_path, root).read_text())

@@ -30,11 +30,20 @@ def test_the_page_and_every_asset_it_names_are_served_and_nothing_comes_from_ano
     assert client.get("/ui", follow_redirects=False).status_code in (307, 308)
 
 
-@pytest.mark.parametrize(("method", "path", "opened"), [
-    ("GET", "/ui/", True), ("GET", "/ui/demo.js", True), ("HEAD", "/ui", True), ("GET", "/healthz", True),
-    ("POST", "/ui/", False), ("GET", "/uix", False), ("GET", "/ui-other/x", False), ("GET", "/metadata", False),
-    ("POST", "/zero_shot", False),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "opened"),
+    [
+        ("GET", "/ui/", True),
+        ("GET", "/ui/demo.js", True),
+        ("HEAD", "/ui", True),
+        ("GET", "/healthz", True),
+        ("POST", "/ui/", False),
+        ("GET", "/uix", False),
+        ("GET", "/ui-other/x", False),
+        ("GET", "/metadata", False),
+        ("POST", "/zero_shot", False),
+    ],
+)
 def test_only_the_page_s_static_files_and_health_need_no_key(monkeypatch, method, path, opened):
     import asyncio
 
@@ -72,8 +81,15 @@ def test_preview_is_the_letterboxed_model_input_and_keeps_nothing(client, servic
     shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(out["image"].split(",", 1)[1]))))
     expected, fit = letterbox(np.asarray(Image.open(io.BytesIO(data))), out["size"])
     assert shown.shape == (out["size"], out["size"]) and np.abs(shown.astype(int) - expected).max() <= 1
-    assert out["fit"] == {"width": 80, "height": 60, "size": out["size"], "scale_x": fit.scale_x,
-                          "scale_y": fit.scale_y, "pad_x": fit.pad_x, "pad_y": fit.pad_y}
+    assert out["fit"] == {
+        "width": 80,
+        "height": 60,
+        "size": out["size"],
+        "scale_x": fit.scale_x,
+        "scale_y": fit.scale_y,
+        "pad_x": fit.pad_x,
+        "pad_y": fit.pad_y,
+    }
     assert (out["width"], out["height"], out["format"]) == (80, 60, "png")
     dcm = client.post("/preview", files=[upload("s.dcm", dicom_bytes(48, 40))]).json()
     assert dcm["format"] == "dicom" and dcm["fit"]["height"] == 40
@@ -89,10 +105,24 @@ def test_metadata_gives_the_label_vocabulary_and_the_last_drift_verdict(client, 
     meta = client.post("/metadata", json={}).json()
     assert meta["labels"] == vocabulary and len(vocabulary) >= 3
     assert meta["drift"] is None and meta["demo_page"] == "/ui/"
-    summary.write_text(json.dumps({"status": "drift", "drift": True, "drifted_checks": ["text/embeddings/mmd"],
-                                   "message": "drift", "window": {}, "current": {"rows": 5}}))
+    summary.write_text(
+        json.dumps(
+            {
+                "status": "drift",
+                "drift": True,
+                "drifted_checks": ["text/embeddings/mmd"],
+                "message": "drift",
+                "window": {},
+                "current": {"rows": 5},
+            }
+        )
+    )
     drift = client.post("/metadata", json={}).json()["drift"]  # read per call: no restart after a monitor run
-    assert drift["status"] == "drift" and drift["drifted_checks"] == ["text/embeddings/mmd"] and "current" not in drift
+    assert (
+        drift["status"] == "drift"
+        and drift["drifted_checks"] == ["text/embeddings/mmd"]
+        and "current" not in drift
+    )
 
 
 def test_drift_status_of_a_missing_or_broken_summary(tmp_path, monkeypatch):
@@ -103,29 +133,34 @@ def test_drift_status_of_a_missing_or_broken_summary(tmp_path, monkeypatch):
 
 
 def test_ground_says_which_location_words_its_box_contradicts(client):
-    r = client.post("/ground", files=[upload("a.png", png_bytes())], data={"phrase": "a mass in the left lower zone"})
+    r = client.post(
+        "/ground", files=[upload("a.png", png_bytes())], data={"phrase": "a mass in the left lower zone"}
+    )
     check = r.json()["location_check"]
     assert [w["word"] for w in check["words"]] == ["left", "lower"]
     assert check == check_location_words("a mass in the left lower zone", r.json()["box"])
 
 
-@pytest.mark.parametrize(("phrase", "box", "disagreeing"), [
-    # the patient's right is the image's left (x < 0.5)
-    ("nodule in the right upper zone", [0.1, 0.05, 0.3, 0.25], []),
-    ("nodule in the right upper zone", [0.7, 0.05, 0.9, 0.25], ["right"]),
-    ("nodule in the Right upper zone", [0.7, 0.7, 0.9, 0.9], ["Right", "upper"]),
-    ("effusion at the left base, lower zone", [0.6, 0.7, 0.9, 0.95], []),
-    ("mass in the left mid zone", [0.45, 0.4, 0.55, 0.6], []),  # a midline box contradicts no side
-    ("mass in the middle", [0.1, 0.8, 0.3, 0.95], ["middle"]),
-    ("bright spot", [0.0, 0.0, 1.0, 1.0], []),
-    ("leftover uppercase", [0.0, 0.0, 0.2, 0.2], []),  # whole words only
-])
+@pytest.mark.parametrize(
+    ("phrase", "box", "disagreeing"),
+    [
+        # the patient's right is the image's left (x < 0.5)
+        ("nodule in the right upper zone", [0.1, 0.05, 0.3, 0.25], []),
+        ("nodule in the right upper zone", [0.7, 0.05, 0.9, 0.25], ["right"]),
+        ("nodule in the Right upper zone", [0.7, 0.7, 0.9, 0.9], ["Right", "upper"]),
+        ("effusion at the left base, lower zone", [0.6, 0.7, 0.9, 0.95], []),
+        ("mass in the left mid zone", [0.45, 0.4, 0.55, 0.6], []),  # a midline box contradicts no side
+        ("mass in the middle", [0.1, 0.8, 0.3, 0.95], ["middle"]),
+        ("bright spot", [0.0, 0.0, 1.0, 1.0], []),
+        ("leftover uppercase", [0.0, 0.0, 0.2, 0.2], []),  # whole words only
+    ],
+)
 def test_location_words_against_the_box(phrase, box, disagreeing):
     check = check_location_words(phrase, box)
     assert [w["word"] for w in check["words"] if not w["agrees"]] == disagreeing
     assert check["disagrees"] == bool(disagreeing)
     for w in check["words"]:
-        assert phrase[w["start"]:w["end"]] == w["word"]
+        assert phrase[w["start"] : w["end"]] == w["word"]
 
 
 def test_the_bento_carries_the_page(packaged):
@@ -142,8 +177,20 @@ def test_preview_writes_nothing_to_the_embedding_log(client, tiny):
     from regionmed.monitoring.embedding_log import hash_request_id, read_log
 
     quiet, logged = uuid.uuid4().hex, uuid.uuid4().hex
-    assert client.post("/preview", headers={"X-Request-ID": quiet}, files=[upload("a.png", png_bytes())]).status_code == 200
-    assert client.post("/ground", headers={"X-Request-ID": logged}, files=[upload("a.png", png_bytes())],
-                       data={"phrase": "left lung"}).status_code == 200  # the control: ground logs its phrase
+    assert (
+        client.post(
+            "/preview", headers={"X-Request-ID": quiet}, files=[upload("a.png", png_bytes())]
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            "/ground",
+            headers={"X-Request-ID": logged},
+            files=[upload("a.png", png_bytes())],
+            data={"phrase": "left lung"},
+        ).status_code
+        == 200
+    )  # the control: ground logs its phrase
     requests = set(read_log(tiny["log"])["request"])
     assert hash_request_id(logged) in requests and hash_request_id(quiet) not in requests

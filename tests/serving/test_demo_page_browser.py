@@ -21,8 +21,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(missing() is not None, rea
 KEY = "demo-page-key-42"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-DRIFT = {"status": "drift", "drift": True, "drifted_checks": ["image/embeddings/mmd"],
-         "message": "drift in 1 of 4 checks: image/embeddings/mmd", "window": {"hours": 24.0}}
+DRIFT = {
+    "status": "drift",
+    "drift": True,
+    "drifted_checks": ["image/embeddings/mmd"],
+    "message": "drift in 1 of 4 checks: image/embeddings/mmd",
+    "window": {"hours": 24.0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +36,12 @@ def demo_server(packaged, serving_root):
 
     drift_file = serving_root / "demo-drift.json"
     drift_file.write_text(json.dumps(DRIFT))
-    env = server_env(BENTOML_HOME=os.environ["BENTOML_HOME"], REGIONMED_API_KEY=KEY,
-                     REGIONMED_DRIFT_SUMMARY=str(drift_file), REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-demo"))
+    env = server_env(
+        BENTOML_HOME=os.environ["BENTOML_HOME"],
+        REGIONMED_API_KEY=KEY,
+        REGIONMED_DRIFT_SUMMARY=str(drift_file),
+        REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-demo"),
+    )
     server = Server([packaged["record"]["bento_tag"]], env, serving_root, serving_root / "demo-server.log")
     try:
         server.wait_ready()
@@ -84,7 +93,11 @@ def upload(driver, path, data: bytes | None = None, until: str | None = None):
 
 
 def textarea_lines(driver, element_id: str) -> list[str]:
-    return [s.strip() for s in driver.find_element("id", element_id).get_attribute("value").splitlines() if s.strip()]
+    return [
+        s.strip()
+        for s in driver.find_element("id", element_id).get_attribute("value").splitlines()
+        if s.strip()
+    ]
 
 
 def api(server, route: str, **kwargs) -> dict:
@@ -96,7 +109,8 @@ def api(server, route: str, **kwargs) -> dict:
 def bars(driver) -> dict[str, float]:
     return driver.execute_script(
         "return Object.fromEntries([...document.querySelectorAll('#zs-bars li')].map("
-        "li => [li.dataset.label, Number(li.dataset.prob)]))")
+        "li => [li.dataset.label, Number(li.dataset.prob)]))"
+    )
 
 
 def test_without_the_key_the_page_asks_for_it_and_with_it_shows_the_model(chromium, demo_server, shots):
@@ -118,40 +132,64 @@ def test_without_the_key_the_page_asks_for_it_and_with_it_shows_the_model(chromi
     assert meta["model"]["version"] in card and meta["model"]["version"].startswith("regionmed:")
     assert "gate: passed" in card and "retrieval/i2t_R@5" in card and "0.500" in card  # the packaged metrics
     assert "drift: DRIFT" in card  # the monitor summary the server was given
-    options = chromium.execute_script("return [...document.getElementById('vocab').options].map(o => o.value)")
+    options = chromium.execute_script(
+        "return [...document.getElementById('vocab').options].map(o => o.value)"
+    )
     assert options == meta["labels"] and options
     chromium.save_screenshot(str(shots / "2-key-accepted.png"))
 
 
 def test_an_upload_shows_the_model_input_and_bars_equal_to_zero_shot(page, demo_server, shots, tmp_path):
-    image = upload(page, tmp_path / "scan.png", png_bytes(120, 90, seed=3),
-                   "return document.querySelectorAll('#zs-bars li').length > 0")
+    image = upload(
+        page,
+        tmp_path / "scan.png",
+        png_bytes(120, 90, seed=3),
+        "return document.querySelectorAll('#zs-bars li').length > 0",
+    )
     assert painted_pixels(page, "view") == 512 * 512  # the preview fills the square canvas
     labels = textarea_lines(page, "labels")
     shown = bars(page)
-    expected = api(demo_server, "zero_shot", files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
-                   data={"labels": json.dumps(labels)})
+    expected = api(
+        demo_server,
+        "zero_shot",
+        files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
+        data={"labels": json.dumps(labels)},
+    )
     assert set(shown) == set(expected["classes"]) == set(labels)
     for label, p in zip(expected["classes"], expected["probabilities"], strict=True):
         assert shown[label] == pytest.approx(p, abs=1e-9), label
-    texts = page.execute_script("return [...document.querySelectorAll('#zs-bars li .num')].map(e => e.textContent)")
+    texts = page.execute_script(
+        "return [...document.querySelectorAll('#zs-bars li .num')].map(e => e.textContent)"
+    )
     assert sorted(texts) == sorted(f"{p:.3f}" for p in expected["probabilities"])
     preview = api(demo_server, "preview", files=[("image", ("scan.png", image.read_bytes(), "image/png"))])
-    assert preview["fit"]["width"] == 120 and f"{preview['size']}×{preview['size']}" in page.find_element(
-        "id", "stage-caption").text
+    assert (
+        preview["fit"]["width"] == 120
+        and f"{preview['size']}×{preview['size']}" in page.find_element("id", "stage-caption").text
+    )
     page.save_screenshot(str(shots / "3-zero-shot.png"))
 
 
 def test_grounding_draws_the_heatmap_and_each_phrase_box_equal_to_ground(page, demo_server, shots, tmp_path):
-    image = upload(page, tmp_path / "scan.png", png_bytes(100, 100, seed=5),
-                   "return document.querySelectorAll('#ground-results li').length === 2")
+    image = upload(
+        page,
+        tmp_path / "scan.png",
+        png_bytes(100, 100, seed=5),
+        "return document.querySelectorAll('#ground-results li').length === 2",
+    )
     assert painted_pixels(page, "heat") == 512 * 512 and painted_pixels(page, "overlay") > 0
     phrases = textarea_lines(page, "phrases")
-    rows = page.execute_script("return [...document.querySelectorAll('#ground-results li')].map(li => "
-                               "[li.dataset.box, li.querySelectorAll('mark.disagree').length])")
+    rows = page.execute_script(
+        "return [...document.querySelectorAll('#ground-results li')].map(li => "
+        "[li.dataset.box, li.querySelectorAll('mark.disagree').length])"
+    )
     for phrase, (box_text, n_marked) in zip(phrases, rows, strict=True):
-        expected = api(demo_server, "ground", files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
-                       data={"phrase": phrase})
+        expected = api(
+            demo_server,
+            "ground",
+            files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
+            data={"phrase": phrase},
+        )
         assert [float(v) for v in box_text.split(",")] == pytest.approx(expected["box"], abs=1e-12), phrase
         assert n_marked == sum(not w["agrees"] for w in expected["location_check"]["words"]), phrase
     # the opacity slider sets the heatmap layer's opacity
@@ -164,36 +202,69 @@ def test_grounding_draws_the_heatmap_and_each_phrase_box_equal_to_ground(page, d
 def test_a_box_drawn_with_the_mouse_gives_the_closest_phrases(page, demo_server, shots, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    image = upload(page, tmp_path / "scan.png", png_bytes(64, 64, seed=7),  # the model's size: no letterbox
-                   "return document.querySelectorAll('#retrieve-results tbody tr').length > 0")
+    image = upload(
+        page,
+        tmp_path / "scan.png",
+        png_bytes(64, 64, seed=7),  # the model's size: no letterbox
+        "return document.querySelectorAll('#retrieve-results tbody tr').length > 0",
+    )
     overlay = page.find_element("id", "overlay")
     w = overlay.size["width"]
-    (ActionChains(page).move_to_element_with_offset(overlay, int(-w * 0.3), int(-w * 0.3)).click_and_hold()
-     .move_by_offset(int(w * 0.4), int(w * 0.4)).release().perform())
+    (
+        ActionChains(page)
+        .move_to_element_with_offset(overlay, int(-w * 0.3), int(-w * 0.3))
+        .click_and_hold()
+        .move_by_offset(int(w * 0.4), int(w * 0.4))
+        .release()
+        .perform()
+    )
     wait_for(page, "return document.querySelectorAll('#region-results li').length > 0")
-    box = [float(page.find_element("id", f"box-{k}").get_attribute("value")) for k in ("x0", "y0", "x1", "y1")]
+    box = [
+        float(page.find_element("id", f"box-{k}").get_attribute("value")) for k in ("x0", "y0", "x1", "y1")
+    ]
     assert box == pytest.approx([0.2, 0.2, 0.6, 0.6], abs=0.02)
     candidates = textarea_lines(page, "candidates")
-    region = api(demo_server, "encode_regions", files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
-                 data={"boxes": json.dumps([box])})["embeddings"][0]
-    texts = httpx.post(f"{demo_server.url}/encode_text", headers=AUTH, json={"texts": candidates}, timeout=TIMEOUT).json()
+    region = api(
+        demo_server,
+        "encode_regions",
+        files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
+        data={"boxes": json.dumps([box])},
+    )["embeddings"][0]
+    texts = httpx.post(
+        f"{demo_server.url}/encode_text", headers=AUTH, json={"texts": candidates}, timeout=TIMEOUT
+    ).json()
 
     def cosine(a, b):
-        return sum(x * y for x, y in zip(a, b, strict=True)) / (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
+        return (
+            sum(x * y for x, y in zip(a, b, strict=True))
+            / (sum(x * x for x in a) * sum(y * y for y in b)) ** 0.5
+        )
 
     expected = sorted(candidates, key=lambda t: -cosine(region, texts[candidates.index(t)]))[:5]
-    shown = page.execute_script("return [...document.querySelectorAll('#region-results li')].map(li => li.dataset.phrase)")
+    shown = page.execute_script(
+        "return [...document.querySelectorAll('#region-results li')].map(li => li.dataset.phrase)"
+    )
     assert shown == expected
     page.save_screenshot(str(shots / "5-region.png"))
 
 
 def test_retrieval_lists_the_top_k_of_retrieve(page, demo_server, tmp_path):
-    image = upload(page, tmp_path / "scan.png", png_bytes(90, 70, seed=11),
-                   "return document.querySelectorAll('#retrieve-results tbody tr').length > 0")
-    shown = page.execute_script("return [...document.querySelectorAll('#retrieve-results tbody tr')]"
-                                ".map(tr => tr.cells[1].textContent)")
-    expected = api(demo_server, "retrieve", files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
-                   data={"top_k": "5", "target": "report"})
+    image = upload(
+        page,
+        tmp_path / "scan.png",
+        png_bytes(90, 70, seed=11),
+        "return document.querySelectorAll('#retrieve-results tbody tr').length > 0",
+    )
+    shown = page.execute_script(
+        "return [...document.querySelectorAll('#retrieve-results tbody tr')]"
+        ".map(tr => tr.cells[1].textContent)"
+    )
+    expected = api(
+        demo_server,
+        "retrieve",
+        files=[("image", ("scan.png", image.read_bytes(), "image/png"))],
+        data={"top_k": "5", "target": "report"},
+    )
     assert shown == [r["id"] for r in expected["results"]]
 
 
@@ -203,7 +274,8 @@ def test_a_dropped_dicom_is_shown_windowed_and_classified(page):
         "const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
         "const dt = new DataTransfer(); dt.items.add(new File([bytes], 'study.dcm', {type: 'application/dicom'}));"
         "document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true}));",
-        __import__("base64").b64encode(data).decode())
+        __import__("base64").b64encode(data).decode(),
+    )
     wait_for(page, "return document.querySelectorAll('#zs-bars li').length > 0")
     assert page.find_element("id", "stage-caption").text.startswith("DICOM 96×64")
     assert "study.dcm" in page.find_element("id", "file-name").text
@@ -212,9 +284,15 @@ def test_a_dropped_dicom_is_shown_windowed_and_classified(page):
 def test_a_file_that_is_not_an_image_shows_the_service_message(page, demo_server, shots, tmp_path):
     notes = tmp_path / "notes.txt"
     upload(page, notes, b"this is not an image")
-    message = wait_for(page, "const m = document.getElementById('message'); return !m.hidden && m.textContent")
-    r = httpx.post(f"{demo_server.url}/preview", headers=AUTH, timeout=TIMEOUT,
-                   files=[("image", ("notes.txt", notes.read_bytes(), "text/plain"))])
+    message = wait_for(
+        page, "const m = document.getElementById('message'); return !m.hidden && m.textContent"
+    )
+    r = httpx.post(
+        f"{demo_server.url}/preview",
+        headers=AUTH,
+        timeout=TIMEOUT,
+        files=[("image", ("notes.txt", notes.read_bytes(), "text/plain"))],
+    )
     assert r.status_code == 400 and message == r.json()["error"] and "not a readable" in message
     assert page.find_elements("css selector", "#zs-bars li") == []
     page.save_screenshot(str(shots / "6-not-an-image.png"))
@@ -223,7 +301,8 @@ def test_a_file_that_is_not_an_image_shows_the_service_message(page, demo_server
 def test_every_control_is_labelled_and_the_page_fits_a_narrow_window(page, shots):
     unlabelled = page.execute_script(
         "return [...document.querySelectorAll('input, select, textarea, button')].filter(e => "
-        "!(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id)")
+        "!(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id)"
+    )
     assert unlabelled == []
     # Tab from the top reaches the file input, the drop zone and every form's button
     from selenium.webdriver.common.action_chains import ActionChains
@@ -234,12 +313,25 @@ def test_every_control_is_labelled_and_the_page_fits_a_narrow_window(page, shots
     for _ in range(60):
         ActionChains(page).send_keys(Keys.TAB).perform()  # key events: send_keys on a file input types a path
         reached.add(page.switch_to.active_element.get_attribute("id"))
-    assert {"drop-zone", "file", "labels", "zs-run", "phrases", "ground-run", "opacity", "box-x0", "region-run",
-            "top-k", "retrieve-run"} <= reached
+    assert {
+        "drop-zone",
+        "file",
+        "labels",
+        "zs-run",
+        "phrases",
+        "ground-run",
+        "opacity",
+        "box-x0",
+        "region-run",
+        "top-k",
+        "retrieve-run",
+    } <= reached
     for width, height in ((1280, 800), (390, 844)):
         set_viewport(page, width, height)
         assert page.execute_script("return document.documentElement.scrollWidth") <= width
-    columns = page.execute_script("return getComputedStyle(document.querySelector('main')).gridTemplateColumns")
+    columns = page.execute_script(
+        "return getComputedStyle(document.querySelector('main')).gridTemplateColumns"
+    )
     assert len(columns.split()) == 1  # one column on a narrow window
     page.save_screenshot(str(shots / "7-narrow.png"))
 
@@ -247,7 +339,13 @@ def test_every_control_is_labelled_and_the_page_fits_a_narrow_window(page, shots
 def test_a_file_over_the_upload_limit_shows_the_service_413_message(page, demo_server, tmp_path):
     limit = api(demo_server, "metadata", json={})["limits"]["max_upload_bytes"]  # the Bento's own params.yaml
     big = upload(page, tmp_path / "big.png", png_bytes(64, 64) + b"\0" * limit)
-    message = wait_for(page, "const m = document.getElementById('message'); return !m.hidden && m.textContent")
-    r = httpx.post(f"{demo_server.url}/preview", headers=AUTH, timeout=TIMEOUT,
-                   files=[("image", ("big.png", big.read_bytes(), "image/png"))])
+    message = wait_for(
+        page, "const m = document.getElementById('message'); return !m.hidden && m.textContent"
+    )
+    r = httpx.post(
+        f"{demo_server.url}/preview",
+        headers=AUTH,
+        timeout=TIMEOUT,
+        files=[("image", ("big.png", big.read_bytes(), "image/png"))],
+    )
     assert r.status_code == 413 and "over the limit" in message and message.startswith("request body of ")

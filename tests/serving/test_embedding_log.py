@@ -29,13 +29,25 @@ class Clock:
         return self.t
 
 
-def write(w: EmbeddingLogWriter, n: int = 1, endpoint: str = "encode_image", kind: str = "image", rid: str = "r"):
+def write(
+    w: EmbeddingLogWriter, n: int = 1, endpoint: str = "encode_image", kind: str = "image", rid: str = "r"
+):
     emb = np.random.default_rng(n).normal(size=(n, 8))
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    desc = [{"width": 10, "height": 12, "channels": 1, "format": "png", "bytes": 99, "mean": 0.5, "std": 0.1}] * n \
-        if kind == "image" else [{"n_chars": 5, "n_tokens": 3, "truncated": False}] * n
-    w.log(endpoint=endpoint, model_version="regionmed:v1", request=hash_request_id(rid), kind=kind,
-          embeddings=emb, descriptors=desc)
+    desc = (
+        [{"width": 10, "height": 12, "channels": 1, "format": "png", "bytes": 99, "mean": 0.5, "std": 0.1}]
+        * n
+        if kind == "image"
+        else [{"n_chars": 5, "n_tokens": 3, "truncated": False}] * n
+    )
+    w.log(
+        endpoint=endpoint,
+        model_version="regionmed:v1",
+        request=hash_request_id(rid),
+        kind=kind,
+        embeddings=emb,
+        descriptors=desc,
+    )
     return emb
 
 
@@ -102,18 +114,27 @@ def test_an_empty_or_missing_log_reads_as_an_empty_frame(tmp_path):
     assert len(df) == 0 and "embedding" in df.columns and embedding_matrix(df).shape == (0, 0)
 
 
-@pytest.mark.parametrize("bad", [
-    {"patient_name": "DOE^JOHN"},        # not a descriptor
-    {"text": "a pleural effusion"},       # raw text has no key to go in
-    {"format": "DOE^JOHN"},               # the one string descriptor is a closed set
-    {"width": "512"},                     # types are enforced
-    {"box": [0, 0, 1]},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"patient_name": "DOE^JOHN"},  # not a descriptor
+        {"text": "a pleural effusion"},  # raw text has no key to go in
+        {"format": "DOE^JOHN"},  # the one string descriptor is a closed set
+        {"width": "512"},  # types are enforced
+        {"box": [0, 0, 1]},
+    ],
+)
 def test_the_writer_refuses_anything_but_the_known_descriptors(tmp_path, bad):
     w = EmbeddingLogWriter(tmp_path, clock=Clock())
     with pytest.raises(ValueError):
-        w.log(endpoint="encode_image", model_version="m", request=hash_request_id("r"), kind="image",
-              embeddings=np.ones((1, 4)), descriptors=[bad])
+        w.log(
+            endpoint="encode_image",
+            model_version="m",
+            request=hash_request_id("r"),
+            kind="image",
+            embeddings=np.ones((1, 4)),
+            descriptors=[bad],
+        )
 
 
 def test_the_writer_refuses_unhashed_ids_and_free_text_names(tmp_path):
@@ -155,8 +176,10 @@ class SteppingClock:
 
 
 def _file_starts(directory) -> list[datetime]:
-    return [datetime.strptime(p.name.split("-")[1], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
-            for p in log_files(directory)]
+    return [
+        datetime.strptime(p.name.split("-")[1], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+        for p in log_files(directory)
+    ]
 
 
 def test_every_record_in_a_window_is_read_at_rotation_boundaries(tmp_path):
@@ -207,8 +230,10 @@ def test_no_record_is_older_than_its_file_even_when_the_clock_steps_back(tmp_pat
     write(w, 1, rid="d")
     w.close()
     for path, start in zip(log_files(tmp_path), _file_starts(tmp_path)):
-        stamps = [datetime.strptime(json.loads(line)["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-                  for line in path.read_text().splitlines()]
+        stamps = [
+            datetime.strptime(json.loads(line)["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            for line in path.read_text().splitlines()
+        ]
         assert stamps and min(stamps) >= start and stamps == sorted(stamps)
     assert len(read_log(tmp_path, until=datetime.fromtimestamp(T0 + 61, tz=UTC))) == 3
     assert len(read_log(tmp_path, since=datetime.fromtimestamp(T0 + 61, tz=UTC))) == 2

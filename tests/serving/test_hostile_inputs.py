@@ -65,9 +65,13 @@ def test_an_oriented_jpeg_is_served_as_a_viewer_shows_it(client, orientation):
     np.testing.assert_allclose(regions("a.jpg", jpeg), regions("a.png", _png(shown)), atol=1e-5)
     np.testing.assert_allclose(image("a.jpg", jpeg), image("a.png", _png(shown)), atol=1e-5)
     turned_wrong = image("b.png", _png(decoded_as_stored(jpeg)))
-    assert not np.allclose(image("a.jpg", jpeg), turned_wrong, atol=1e-3), "the check cannot tell the two apart"
+    assert not np.allclose(image("a.jpg", jpeg), turned_wrong, atol=1e-3), (
+        "the check cannot tell the two apart"
+    )
     g_jpeg = client.post("/ground", files=[upload("a.jpg", jpeg)], data={"phrase": "the left lung"}).json()
-    g_png = client.post("/ground", files=[upload("a.png", _png(shown))], data={"phrase": "the left lung"}).json()
+    g_png = client.post(
+        "/ground", files=[upload("a.png", _png(shown))], data={"phrase": "the left lung"}
+    ).json()
     np.testing.assert_allclose(g_jpeg["box"], g_png["box"], atol=1e-5)
 
 
@@ -101,11 +105,14 @@ def _flat_png(width: int, height: int, value: int) -> bytes:
 def test_a_request_over_its_pixel_budget_is_refused_before_decoding(client):
     side = int(TEST_SERVING["max_image_pixels"] ** 0.5)  # each image at the per-image limit
     n_fit = TEST_SERVING["max_request_pixels"] // (side * side)
-    ok = client.post("/encode_image", files=[upload(f"{i}.png", _flat_png(side, side, i), "images")
-                                             for i in range(n_fit)])
+    ok = client.post(
+        "/encode_image", files=[upload(f"{i}.png", _flat_png(side, side, i), "images") for i in range(n_fit)]
+    )
     assert ok.status_code == 200, ok.text
-    over = client.post("/encode_image", files=[upload(f"{i}.png", _flat_png(side, side, i), "images")
-                                               for i in range(n_fit + 1)])
+    over = client.post(
+        "/encode_image",
+        files=[upload(f"{i}.png", _flat_png(side, side, i), "images") for i in range(n_fit + 1)],
+    )
     assert over.status_code == 413, (over.status_code, over.text)
     assert "serving.max_request_pixels" in over.json()["error"], over.text
 
@@ -114,8 +121,9 @@ def test_big_images_are_reduced_while_decoding_and_logged_at_their_own_size(serv
     from regionmed.monitoring.embedding_log import read_log
 
     big = _flat_png(1000, 600, 90)
-    r = client.post("/encode_image", files=[upload("big.png", big, "images")],
-                    headers={"X-Request-ID": "reduce-check"})
+    r = client.post(
+        "/encode_image", files=[upload("big.png", big, "images")], headers={"X-Request-ID": "reduce-check"}
+    )
     assert r.status_code == 200, r.text
     time.sleep(0.5)
     df = read_log(serving_root / "log-hostile")

@@ -24,8 +24,12 @@ from tiny import TEST_SERVING, bad_requests, jpeg_bytes, png_bytes, upload
 
 MARKER = "ZqxPatientJaneDoe4711"
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-MARKED_HEADERS = {"User-Agent": f"agent-{MARKER}", "X-Patient-Note": MARKER, "Cookie": f"session={MARKER}",
-                  "Referer": f"http://{MARKER}.example/"}
+MARKED_HEADERS = {
+    "User-Agent": f"agent-{MARKER}",
+    "X-Patient-Note": MARKER,
+    "Cookie": f"session={MARKER}",
+    "Referer": f"http://{MARKER}.example/",
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +37,14 @@ def private_server(tiny, tmp_path_factory):
     root = tmp_path_factory.mktemp("private-server")
     for sub in ("cwd", "tmp", "bentoml", "log"):
         (root / sub).mkdir()
-    env = server_env(REGIONMED_PARAMS=str(tiny["params"]), REGIONMED_MODEL_DIR=str(tiny["model"]),
-                     REGIONMED_INDEX_DIR=str(tiny["index"]), REGIONMED_EMBEDDING_LOG_DIR=str(root / "log"),
-                     BENTOML_HOME=str(root / "bentoml"), TMPDIR=str(root / "tmp"))
+    env = server_env(
+        REGIONMED_PARAMS=str(tiny["params"]),
+        REGIONMED_MODEL_DIR=str(tiny["model"]),
+        REGIONMED_INDEX_DIR=str(tiny["index"]),
+        REGIONMED_EMBEDDING_LOG_DIR=str(root / "log"),
+        BENTOML_HOME=str(root / "bentoml"),
+        TMPDIR=str(root / "tmp"),
+    )
     server = Server(["regionmed.serving.service:RegionMedService"], env, root / "cwd", root / "server.log")
     server.root = root
     try:
@@ -80,7 +89,9 @@ def marked_bad_requests() -> dict[str, tuple[str, dict, int]]:
     for name, (route, kwargs, status, _words) in bad_requests(TEST_SERVING).items():
         kw = dict(kwargs)
         if "files" in kw:
-            kw["files"] = [(field, (f"{MARKER}-{fname}", data, ctype)) for field, (fname, data, ctype) in kw["files"]]
+            kw["files"] = [
+                (field, (f"{MARKER}-{fname}", data, ctype)) for field, (fname, data, ctype) in kw["files"]
+            ]
         if "data" in kw:
             kw["data"] = {**{k: _mark_form_value(v) for k, v in kw["data"].items()}, "note": MARKER}
         elif "files" in kw:
@@ -91,26 +102,58 @@ def marked_bad_requests() -> dict[str, tuple[str, dict, int]]:
             kw["content"] = kw["content"] + MARKER.encode()
         out[name] = (f"{route}?patient={MARKER}", kw, status)
     long_text = f"{MARKER} " + "x" * TEST_SERVING["max_text_chars"] + f" {MARKER}"
-    out.update({
-        "text too long, marker at both ends": ("/encode_text", {"json": {"texts": [long_text]}}, 400),
-        "invalid json quoting the marker": ("/encode_text", {"content": f'{{"texts": ["{MARKER}", '.encode(),
-                                                             "headers": {"content-type": "application/json"}}, 400),
-        "marker as the multipart boundary": ("/encode_text", {
-            "content": f"--{MARKER}\r\nnonsense {MARKER}".encode(),
-            "headers": {"content-type": f"multipart/form-data; boundary={MARKER}"}}, 400),
-        "phrase too long": ("/ground", {"files": [upload(f"{MARKER}.png", png_bytes())],
-                                        "data": {"phrase": long_text}}, 400),
-        "labels too long": ("/zero_shot", {"files": [upload(f"{MARKER}.png", png_bytes())],
-                                           "data": {"labels": json.dumps([long_text, "b"])}}, 400),
-        "prompts and labels": ("/zero_shot", {"files": [upload(f"{MARKER}.png", png_bytes())],
-                                              "data": {"labels": json.dumps([MARKER]), "prompts": json.dumps([MARKER])}},
-                               400),
-        "image with the marker in a text chunk, too many boxes": ("/encode_regions", {
-            "files": [upload(f"{MARKER}.png", png_with_text(MARKER))],
-            "data": {"boxes": json.dumps([[0, 0, 1, 1]] * (TEST_SERVING["max_boxes_per_call"] + 1))}}, 400),
-        "marker in the path": (f"/{MARKER}", {"json": {"texts": [MARKER]}}, 404),
-        "wrong type for top_k": ("/retrieve", {"json": {"text": MARKER, "top_k": MARKER}}, 400),
-    })
+    out.update(
+        {
+            "text too long, marker at both ends": ("/encode_text", {"json": {"texts": [long_text]}}, 400),
+            "invalid json quoting the marker": (
+                "/encode_text",
+                {
+                    "content": f'{{"texts": ["{MARKER}", '.encode(),
+                    "headers": {"content-type": "application/json"},
+                },
+                400,
+            ),
+            "marker as the multipart boundary": (
+                "/encode_text",
+                {
+                    "content": f"--{MARKER}\r\nnonsense {MARKER}".encode(),
+                    "headers": {"content-type": f"multipart/form-data; boundary={MARKER}"},
+                },
+                400,
+            ),
+            "phrase too long": (
+                "/ground",
+                {"files": [upload(f"{MARKER}.png", png_bytes())], "data": {"phrase": long_text}},
+                400,
+            ),
+            "labels too long": (
+                "/zero_shot",
+                {
+                    "files": [upload(f"{MARKER}.png", png_bytes())],
+                    "data": {"labels": json.dumps([long_text, "b"])},
+                },
+                400,
+            ),
+            "prompts and labels": (
+                "/zero_shot",
+                {
+                    "files": [upload(f"{MARKER}.png", png_bytes())],
+                    "data": {"labels": json.dumps([MARKER]), "prompts": json.dumps([MARKER])},
+                },
+                400,
+            ),
+            "image with the marker in a text chunk, too many boxes": (
+                "/encode_regions",
+                {
+                    "files": [upload(f"{MARKER}.png", png_with_text(MARKER))],
+                    "data": {"boxes": json.dumps([[0, 0, 1, 1]] * (TEST_SERVING["max_boxes_per_call"] + 1))},
+                },
+                400,
+            ),
+            "marker in the path": (f"/{MARKER}", {"json": {"texts": [MARKER]}}, 404),
+            "wrong type for top_k": ("/retrieve", {"json": {"text": MARKER, "top_k": MARKER}}, 400),
+        }
+    )
     return out
 
 
@@ -118,25 +161,45 @@ def accepted_requests() -> dict[str, tuple[str, dict]]:
     labels = json.dumps([f"{MARKER} effusion", "no finding"])
     return {
         "encode_text": ("/encode_text", {"json": {"texts": [f"{MARKER} has a small effusion"]}}),
-        "encode_image": ("/encode_image", {"files": [upload(f"{MARKER}.png", png_with_text(MARKER), "images"),
-                                                     upload(f"{MARKER}.jpg", jpeg_bytes(), "images", "image/jpeg")]}),
-        "zero_shot": ("/zero_shot", {"files": [upload(f"{MARKER}.png", png_bytes())], "data": {"labels": labels}}),
-        "ground": ("/ground", {"files": [upload(f"{MARKER}.png", png_bytes())], "data": {"phrase": f"{MARKER} lung"}}),
+        "encode_image": (
+            "/encode_image",
+            {
+                "files": [
+                    upload(f"{MARKER}.png", png_with_text(MARKER), "images"),
+                    upload(f"{MARKER}.jpg", jpeg_bytes(), "images", "image/jpeg"),
+                ]
+            },
+        ),
+        "zero_shot": (
+            "/zero_shot",
+            {"files": [upload(f"{MARKER}.png", png_bytes())], "data": {"labels": labels}},
+        ),
+        "ground": (
+            "/ground",
+            {"files": [upload(f"{MARKER}.png", png_bytes())], "data": {"phrase": f"{MARKER} lung"}},
+        ),
         "retrieve": ("/retrieve", {"json": {"text": f"{MARKER} kidney cyst", "top_k": 2}}),
     }
 
 
 def _post(client: httpx.Client, route: str, kwargs: dict, request_id: str) -> httpx.Response:
-    kwargs = {**kwargs, "headers": {**MARKED_HEADERS, "X-Request-ID": request_id, **kwargs.get("headers", {})}}
+    kwargs = {
+        **kwargs,
+        "headers": {**MARKED_HEADERS, "X-Request-ID": request_id, **kwargs.get("headers", {})},
+    }
     return client.post(route, **kwargs)
 
 
 def _disconnect_mid_body(port: int, request_id: str) -> None:
     """Declare a 5000-byte body, send part of it (with the marker), then hang up."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall((f"POST /encode_text?patient={MARKER} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: 5000\r\nX-Request-ID: {request_id}\r\n"
-                   f"X-Patient-Note: {MARKER}\r\n\r\n" + '{"texts": ["' + MARKER).encode())
+        s.sendall(
+            (
+                f"POST /encode_text?patient={MARKER} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: 5000\r\nX-Request-ID: {request_id}\r\n"
+                f"X-Patient-Note: {MARKER}\r\n\r\n" + '{"texts": ["' + MARKER
+            ).encode()
+        )
         time.sleep(0.5)
 
 
@@ -164,7 +227,9 @@ def test_no_request_data_in_anything_the_server_writes(private_server):
     private_server.stop()  # flushes and closes everything it wrote
 
     written = _every_byte_written(private_server)
-    assert any(p.suffix == ".jsonl" for p in written), "the embedding log was not written: nothing was checked"
+    assert any(p.suffix == ".jsonl" for p in written), (
+        "the embedding log was not written: nothing was checked"
+    )
     leaks = [str(p) for p, data in written.items() if MARKER.encode().lower() in data.lower()]
     assert not leaks, f"the marker reached {leaks}"
 
@@ -199,8 +264,9 @@ def test_a_server_fault_keeps_its_traceback_without_the_message():
     except RuntimeError:
         import sys
 
-        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application",
-                                   None, sys.exc_info())
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", None, sys.exc_info()
+        )
     assert RequestDataFilter().filter(record) is True
     text = logging.Formatter().format(record)
     assert MARKER not in text

@@ -17,8 +17,9 @@ from tiny import TEST_SERVING, png_bytes, upload
 def impatient_server(tiny, serving_root):
     """max_latency_ms 1: nearly every queued request is shed."""
     params = serving_root / "impatient-params.yaml"
-    params.write_text(yaml.safe_dump({"serving": {**TEST_SERVING, "batching": {"max_batch_size": 2,
-                                                                                "max_latency_ms": 1}}}))
+    params.write_text(
+        yaml.safe_dump({"serving": {**TEST_SERVING, "batching": {"max_batch_size": 2, "max_latency_ms": 1}}})
+    )
     yield from served_repo(tiny, serving_root, "impatient", params)
 
 
@@ -29,8 +30,11 @@ def test_shed_requests_get_a_503_that_says_overloaded(impatient_server):
     def call(i: int) -> None:
         with httpx.Client(base_url=impatient_server.url, timeout=60) as c:
             for _ in range(3):
-                r = c.post("/zero_shot", files=[upload("a.png", png_bytes(seed=i))],
-                           data={"labels": json.dumps(["pneumonia", "no finding"])})
+                r = c.post(
+                    "/zero_shot",
+                    files=[upload("a.png", png_bytes(seed=i))],
+                    data={"labels": json.dumps(["pneumonia", "no finding"])},
+                )
                 s = c.post("/encode_image", files=[upload("a.png", png_bytes(seed=i), "images")])
                 with lock:
                     answers.extend([r, s])

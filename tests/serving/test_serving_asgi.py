@@ -40,8 +40,12 @@ def test_health_and_metadata(client, tiny):
     meta = r.json()
     assert meta["model"]["version"].startswith("dir-") and meta["model"]["origin"] == "env-dir"
     assert meta["model"]["embed_dim"] == 16 and meta["model"]["image_size"] == 64
-    assert meta["index"] == {"split": "test", "n_images": meta["index"]["n_images"],
-                             "n_reports": meta["index"]["n_images"], "kinds": ["image", "report"]}
+    assert meta["index"] == {
+        "split": "test",
+        "n_images": meta["index"]["n_images"],
+        "n_reports": meta["index"]["n_images"],
+        "kinds": ["image", "report"],
+    }
     assert meta["limits"]["max_texts_per_call"] == LIMITS["max_texts_per_call"]
     assert meta["batching"] == LIMITS["batching"] and meta["api_key_required"] is False
 
@@ -63,7 +67,9 @@ def test_encode_image_png_jpeg_dicom_match_the_engine(client, engine, tiny):
     # MONOCHROME1 is inverted on the way in, so its embedding differs from the same pixels as MONOCHROME2
     assert not np.allclose(emb[2], emb[3])
     logged = rows_of(tiny["log"], rid)
-    assert len(logged) == 4 and set(logged["endpoint"]) == {"encode_image"} and set(logged["kind"]) == {"image"}
+    assert (
+        len(logged) == 4 and set(logged["endpoint"]) == {"encode_image"} and set(logged["kind"]) == {"image"}
+    )
     assert sorted(logged["format"]) == ["dicom", "dicom", "jpeg", "png"]
 
 
@@ -90,12 +96,16 @@ def test_zero_shot_with_labels_and_with_prompts(client, engine):
     _, probs = engine.zero_shot([engine.prepare(decode_upload(png_bytes(), 10**6))], labels)
     np.testing.assert_allclose(out["probabilities"], probs[0], atol=1e-5)
     prompts = ["a chest x-ray with a pleural effusion", "a normal chest x-ray"]
-    r = post(client, "/zero_shot", files=[upload("a.png", png_bytes())], data={"prompts": json.dumps(prompts)})
+    r = post(
+        client, "/zero_shot", files=[upload("a.png", png_bytes())], data={"prompts": json.dumps(prompts)}
+    )
     assert r.status_code == 200 and r.json()["classes"] == prompts and r.json()["mode"] == "prompts"
 
 
 def test_ground_returns_a_box_in_the_upload_a_score_and_a_heatmap(client):
-    r = post(client, "/ground", files=[upload("a.jpg", jpeg_bytes(120, 60))], data={"phrase": "the left lung"})
+    r = post(
+        client, "/ground", files=[upload("a.jpg", jpeg_bytes(120, 60))], data={"phrase": "the left lung"}
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     x0, y0, x1, y1 = out["box"]
@@ -107,7 +117,13 @@ def test_ground_returns_a_box_in_the_upload_a_score_and_a_heatmap(client):
 def test_encode_regions_one_embedding_per_box(client, tiny):
     boxes = [[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 1.0, 1.0]]
     rid = uuid.uuid4().hex
-    r = post(client, "/encode_regions", rid, files=[upload("a.dcm", dicom_bytes())], data={"boxes": json.dumps(boxes)})
+    r = post(
+        client,
+        "/encode_regions",
+        rid,
+        files=[upload("a.dcm", dicom_bytes())],
+        data={"boxes": json.dumps(boxes)},
+    )
     assert r.status_code == 200, r.text
     emb = np.array(r.json()["embeddings"])
     assert emb.shape == (2, 16)
@@ -171,7 +187,10 @@ def test_api_key_guards_every_endpoint_but_health(client, monkeypatch):
     assert client.post("/metadata", json={}, headers={"Authorization": "Bearer wrong"}).status_code == 401
     ok = client.post("/metadata", json={}, headers={"Authorization": "Bearer s3cret-key"})
     assert ok.status_code == 200 and ok.json()["api_key_required"] is True
-    assert client.post("/encode_text", json={"texts": ["a"]}, headers={"X-API-Key": "s3cret-key"}).status_code == 200
+    assert (
+        client.post("/encode_text", json={"texts": ["a"]}, headers={"X-API-Key": "s3cret-key"}).status_code
+        == 200
+    )
 
 
 def test_the_log_never_holds_raw_text_pixels_or_dicom_identifiers(client, tiny):
@@ -182,7 +201,10 @@ def test_the_log_never_holds_raw_text_pixels_or_dicom_identifiers(client, tiny):
     calls = [
         ("/encode_image", {"files": [upload(f"{secret}.dcm", dcm, "images")]}),
         ("/encode_text", {"json": {"texts": [f"report of {secret}"]}}),
-        ("/zero_shot", {"files": [upload(f"{secret}.dcm", dcm)], "data": {"labels": json.dumps([f"label {secret}"])}}),
+        (
+            "/zero_shot",
+            {"files": [upload(f"{secret}.dcm", dcm)], "data": {"labels": json.dumps([f"label {secret}"])}},
+        ),
         ("/ground", {"files": [upload(f"{secret}.dcm", dcm)], "data": {"phrase": f"phrase {secret}"}}),
         ("/encode_regions", {"files": [upload(f"{secret}.dcm", dcm)], "data": {"boxes": "[[0, 0, 1, 1]]"}}),
         ("/retrieve", {"json": {"text": f"query {secret}"}}),
@@ -195,8 +217,18 @@ def test_the_log_never_holds_raw_text_pixels_or_dicom_identifiers(client, tiny):
     assert len(logged) == len(calls)
     assert set(logged["endpoint"]) == {c[0].strip("/") for c in calls}
     raw = b"".join(p.read_bytes() for p in sorted(tiny["log"].glob("*.jsonl")))
-    needles = [secret, rid, *DICOM_IDENTIFIERS.values(), "Testperson", "MRN", "report of", "phrase", "query",
-               "label ", "DICM"]
+    needles = [
+        secret,
+        rid,
+        *DICOM_IDENTIFIERS.values(),
+        "Testperson",
+        "MRN",
+        "report of",
+        "phrase",
+        "query",
+        "label ",
+        "DICM",
+    ]
     for needle in needles:
         assert needle.encode() not in raw, needle
     from regionmed.monitoring.embedding_log import CORE_COLUMNS, DESCRIPTOR_KEYS
@@ -257,8 +289,9 @@ def test_a_folder_model_reports_the_repo_metrics_and_gate(tmp_path, monkeypatch,
     from regionmed.serving.settings import resolve_model
 
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/gate.json").write_text(_json.dumps(
-        {"passed": True, "n_failed": 0, "candidate_metrics": {"retrieval/i2t_R@5": 0.4}}))
+    (tmp_path / "metrics/gate.json").write_text(
+        _json.dumps({"passed": True, "n_failed": 0, "candidate_metrics": {"retrieval/i2t_R@5": 0.4}})
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REGIONMED_PARAMS", raising=False)
     monkeypatch.setenv("REGIONMED_MODEL_DIR", str(tiny["model"]))

@@ -25,10 +25,17 @@ TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 def repo_server(tiny, serving_root):
     import os
 
-    env = server_env(REGIONMED_PARAMS=str(tiny["params"]), REGIONMED_MODEL_DIR=str(tiny["model"]),
-                     REGIONMED_INDEX_DIR=str(tiny["index"]), REGIONMED_API_KEY=KEY,
-                     REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-repo"), BENTOML_HOME=os.environ["BENTOML_HOME"])
-    server = Server(["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / "repo-server.log")
+    env = server_env(
+        REGIONMED_PARAMS=str(tiny["params"]),
+        REGIONMED_MODEL_DIR=str(tiny["model"]),
+        REGIONMED_INDEX_DIR=str(tiny["index"]),
+        REGIONMED_API_KEY=KEY,
+        REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-repo"),
+        BENTOML_HOME=os.environ["BENTOML_HOME"],
+    )
+    server = Server(
+        ["regionmed.serving.service:RegionMedService"], env, REPO_ROOT, serving_root / "repo-server.log"
+    )
     try:
         server.startup_s = server.wait_ready()
         yield server
@@ -40,8 +47,9 @@ def repo_server(tiny, serving_root):
 def bento_server(packaged, serving_root):
     import os
 
-    env = server_env(BENTOML_HOME=os.environ["BENTOML_HOME"],
-                     REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-bento"))
+    env = server_env(
+        BENTOML_HOME=os.environ["BENTOML_HOME"], REGIONMED_EMBEDDING_LOG_DIR=str(serving_root / "log-bento")
+    )
     server = Server([packaged["record"]["bento_tag"]], env, serving_root, serving_root / "bento-server.log")
     try:
         server.startup_s = server.wait_ready()
@@ -54,16 +62,31 @@ def call_every_api(url: str, headers: dict) -> dict[str, httpx.Response]:
     with httpx.Client(base_url=url, headers=headers, timeout=TIMEOUT) as c:
         return {
             "metadata": c.post("/metadata", json={}),
-            "encode_image": c.post("/encode_image", files=[upload("a.png", png_bytes(), "images"),
-                                                           upload("b.dcm", dicom_bytes(), "images", "application/dicom")]),
+            "encode_image": c.post(
+                "/encode_image",
+                files=[
+                    upload("a.png", png_bytes(), "images"),
+                    upload("b.dcm", dicom_bytes(), "images", "application/dicom"),
+                ],
+            ),
             "encode_text": c.post("/encode_text", json={"texts": ["pleural effusion", "no finding"]}),
-            "zero_shot": c.post("/zero_shot", files=[upload("a.jpg", jpeg_bytes(), ctype="image/jpeg")],
-                                data={"labels": json.dumps(["pneumonia", "no finding"])}),
-            "ground": c.post("/ground", files=[upload("a.png", png_bytes())], data={"phrase": "the left lung"}),
-            "encode_regions": c.post("/encode_regions", files=[upload("a.png", png_bytes())],
-                                     data={"boxes": json.dumps([[0.1, 0.2, 0.6, 0.7]])}),
+            "zero_shot": c.post(
+                "/zero_shot",
+                files=[upload("a.jpg", jpeg_bytes(), ctype="image/jpeg")],
+                data={"labels": json.dumps(["pneumonia", "no finding"])},
+            ),
+            "ground": c.post(
+                "/ground", files=[upload("a.png", png_bytes())], data={"phrase": "the left lung"}
+            ),
+            "encode_regions": c.post(
+                "/encode_regions",
+                files=[upload("a.png", png_bytes())],
+                data={"boxes": json.dumps([[0.1, 0.2, 0.6, 0.7]])},
+            ),
             "retrieve": c.post("/retrieve", json={"text": "pleural effusion", "top_k": 3}),
-            "retrieve_image": c.post("/retrieve", files=[upload("a.png", png_bytes())], data={"target": "report"}),
+            "retrieve_image": c.post(
+                "/retrieve", files=[upload("a.png", png_bytes())], data={"target": "report"}
+            ),
         }
 
 
@@ -139,8 +162,12 @@ def test_repo_server_needs_the_key_except_for_health(repo_server):
     assert httpx.get(f"{repo_server.url}/livez", timeout=TIMEOUT).status_code == 200
     r = httpx.post(f"{repo_server.url}/metadata", json={}, timeout=TIMEOUT)
     assert r.status_code == 401 and "API key" in r.json()["error"]
-    assert httpx.post(f"{repo_server.url}/metadata", json={}, headers={"X-API-Key": KEY},
-                      timeout=TIMEOUT).status_code == 200
+    assert (
+        httpx.post(
+            f"{repo_server.url}/metadata", json={}, headers={"X-API-Key": KEY}, timeout=TIMEOUT
+        ).status_code
+        == 200
+    )
 
 
 def test_repo_server_logs_what_it_served(repo_server, serving_root):
@@ -148,7 +175,9 @@ def test_repo_server_logs_what_it_served(repo_server, serving_root):
 
     call_every_api(repo_server.url, AUTH)
     df = read_log(serving_root / "log-repo")
-    assert {"encode_image", "encode_text", "zero_shot", "ground", "encode_regions", "retrieve"} <= set(df["endpoint"])
+    assert {"encode_image", "encode_text", "zero_shot", "ground", "encode_regions", "retrieve"} <= set(
+        df["endpoint"]
+    )
     assert df["model_version"].str.startswith("dir-").all()
 
 
@@ -160,7 +189,9 @@ def test_the_built_bento_serves_the_packaged_model(bento_server, packaged):
     meta = answers["metadata"].json()
     assert meta["model"]["version"] == packaged["record"]["model_tag"] and meta["model"]["origin"] == "bento"
     assert meta["metrics"]["retrieval/i2t_R@5"] == 0.5 and meta["gate"]["passed"] is True
-    assert meta["limits"]["max_upload_bytes"] == ServingParams().max_upload_bytes  # the Bento's own params.yaml
+    assert (
+        meta["limits"]["max_upload_bytes"] == ServingParams().max_upload_bytes
+    )  # the Bento's own params.yaml
     assert answers["retrieve"].json()["index"]["model_version"] == packaged["record"]["model_tag"]
     check_bad_requests(bento_server.url, {}, ServingParams().model_dump())
     assert listening_addresses(bento_server.port) == {"0100007F"}

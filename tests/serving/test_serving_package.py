@@ -41,14 +41,23 @@ def test_package_saves_the_model_with_its_provenance(packaged, tiny):
     from regionmed.serving.package import resolve_bentoml_home
 
     record = packaged["record"]
-    assert record["model_tag"].startswith("regionmed:") and record["bento_tag"].startswith("regionmed_service:")
+    assert record["model_tag"].startswith("regionmed:") and record["bento_tag"].startswith(
+        "regionmed_service:"
+    )
     assert record["gate_passed"] is True and record["forced"] is False
     home = resolve_bentoml_home(packaged["params"])
     model = ModelStore(home / "models").get(record["model_tag"])
     meta, labels = model.info.metadata, model.info.labels
-    assert meta["metrics"] == {"retrieval/i2t_R@5": 0.5, "grounding/full/lenient": 0.7,
-                               "vs_prior/grounding/full/lenient_low": 0.01}
-    assert meta["gate"]["passed"] is True and len(meta["git_rev"]) == 40 and set(meta["dvc"]) == {"corpus", "weights"}
+    assert meta["metrics"] == {
+        "retrieval/i2t_R@5": 0.5,
+        "grounding/full/lenient": 0.7,
+        "vs_prior/grounding/full/lenient_low": 0.01,
+    }
+    assert (
+        meta["gate"]["passed"] is True
+        and len(meta["git_rev"]) == 40
+        and set(meta["dvc"]) == {"corpus", "weights"}
+    )
     assert labels["project"] == "regionmed" and labels["gate"] == "passed"
     root = Path(model.path)
     assert (root / "model/model.safetensors").is_file() and (root / "index/embeddings.npy").is_file()
@@ -62,10 +71,17 @@ def test_the_champion_is_what_the_gate_reads(packaged):
     from regionmed.evaluation.champion import read_champion
 
     champion = read_champion(packaged["params"].gate.champion_file)
-    assert champion["tag"] == packaged["record"]["model_tag"] and champion["bento"] == packaged["record"]["bento_tag"]
+    assert (
+        champion["tag"] == packaged["record"]["model_tag"]
+        and champion["bento"] == packaged["record"]["bento_tag"]
+    )
     worse = {"retrieval/i2t_R@5": 0.4, "grounding/full/lenient": 0.7}
-    decision = decide(candidate=worse, floors={"retrieval/i2t_R@5": 0.0, "grounding/full/lenient": 0.0},
-                      champion=champion["metrics"], champion_margin=0.02)
+    decision = decide(
+        candidate=worse,
+        floors={"retrieval/i2t_R@5": 0.0, "grounding/full/lenient": 0.0},
+        champion=champion["metrics"],
+        champion_margin=0.02,
+    )
     assert not decision.passed and [c.metric for c in decision.failures] == ["retrieval/i2t_R@5"]
 
 
@@ -84,7 +100,10 @@ def test_the_bento_carries_code_params_and_the_pinned_model(packaged):
     assert not any(p.name in ("data", "models", "tests", ".state") for p in src.iterdir())
     assert "torch==2.13.0" in (bento / "env/python/requirements.txt").read_text()
     # a v1 Bento (docker.dockerfile_template): the index options go to install.sh's pip arguments
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in (bento / "env/python/install.sh").read_text()
+    assert (
+        "--extra-index-url https://download.pytorch.org/whl/cpu"
+        in (bento / "env/python/install.sh").read_text()
+    )
 
 
 def test_containerize_would_build_the_right_image(packaged, monkeypatch):
@@ -94,7 +113,9 @@ def test_containerize_would_build_the_right_image(packaged, monkeypatch):
     from bentoml._internal.container import construct_containerfile
 
     monkeypatch.chdir("/")  # BentoML resolves the template inside its temporary context, relative to the cwd
-    with construct_containerfile(bentoml.bentos.get(packaged["record"]["bento_tag"]), enable_buildkit=True) as (_, df):
+    with construct_containerfile(
+        bentoml.bentos.get(packaged["record"]["bento_tag"]), enable_buildkit=True
+    ) as (_, df):
         dockerfile = Path(df).read_text()
     assert "FROM python:3.11-slim" in dockerfile
     assert "ENV BENTOML_HOST=$BENTOML_HOST" in dockerfile and "ARG BENTOML_HOST=0.0.0.0" in dockerfile
@@ -113,12 +134,19 @@ def test_package_refuses_a_failed_gate(packaged, tmp_path):
 
     gate = tmp_path / "gate.json"
     gate.write_text(json.dumps({"passed": False, "n_failed": 2}))
-    params = packaged["params"].model_copy(update={"gate": packaged["params"].gate.model_copy(
-        update={"decision_file": str(gate), "champion_file": str(tmp_path / "champion.json")})})
+    params = packaged["params"].model_copy(
+        update={
+            "gate": packaged["params"].gate.model_copy(
+                update={"decision_file": str(gate), "champion_file": str(tmp_path / "champion.json")}
+            )
+        }
+    )
     with pytest.raises(PackageError, match="did not pass"):
         package(params, root=REPO_ROOT, build=False)
     assert not (tmp_path / "champion.json").exists()
-    params = params.model_copy(update={"gate": params.gate.model_copy(update={"decision_file": str(tmp_path / "none")})})
+    params = params.model_copy(
+        update={"gate": params.gate.model_copy(update={"decision_file": str(tmp_path / "none")})}
+    )
     with pytest.raises(PackageError, match="run the gate"):
         package(params, root=REPO_ROOT, build=False)
 
@@ -137,8 +165,20 @@ def test_cli_package_exits_1_with_the_reason(tmp_path, monkeypatch):
 def test_dvc_hashes_come_from_the_lock_file(tmp_path):
     from regionmed.serving.package import dvc_hashes
 
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
-        "build_corpus": {"outs": [{"path": "data/corpus", "md5": "abc.dir"}]},
-        "pretrain_joint": {"outs": [{"path": "models/regionmed", "md5": "def.dir"}, {"path": "dvclive/joint"}]}}}))
-    found = dvc_hashes({"corpus": "data/corpus", "weights": "models/regionmed/", "other": "x"}, tmp_path / "dvc.lock")
+    (tmp_path / "dvc.lock").write_text(
+        yaml.safe_dump(
+            {
+                "schema": "2.0",
+                "stages": {
+                    "build_corpus": {"outs": [{"path": "data/corpus", "md5": "abc.dir"}]},
+                    "pretrain_joint": {
+                        "outs": [{"path": "models/regionmed", "md5": "def.dir"}, {"path": "dvclive/joint"}]
+                    },
+                },
+            }
+        )
+    )
+    found = dvc_hashes(
+        {"corpus": "data/corpus", "weights": "models/regionmed/", "other": "x"}, tmp_path / "dvc.lock"
+    )
     assert found == {"corpus": "abc.dir", "weights": "def.dir", "other": None}

@@ -66,23 +66,51 @@ def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
     repo_root = Path(__file__).resolve().parents[2]
 
     (project / "metrics").mkdir(parents=True, exist_ok=True)
-    candidate = {"retrieval/i2t_R@5": 0.5, "grounding/full/lenient": 0.7, "vs_prior/grounding/full/lenient_low": 0.01}
-    (project / "metrics/gate.json").write_text(json.dumps({"passed": True, "n_failed": 0, "comparisons": [],
-                                                           "champion": None, "candidate_metrics": candidate}))
-    params = Params.model_validate({
-        "corpus": {"out_dir": str(tiny["corpus"])},
-        "annotate": {"out_dir": str(tiny["corpus"])},
-        "evaluate": {"batch_size": 32},
-        "gate": {"decision_file": str(project / "metrics/gate.json"), "champion_file": str(project / ".state/champion.json")},
-        "serving": {"model_dir": str(tiny["model"]), "index_dir": str(project / "models/retrieval_index"),
-                    "bentofile": "bentofile.yaml", "metrics_file": str(project / "metrics/package.json"),
-                    "bentoml_home": os.environ["BENTOML_HOME"], **serving},
-    })
+    candidate = {
+        "retrieval/i2t_R@5": 0.5,
+        "grounding/full/lenient": 0.7,
+        "vs_prior/grounding/full/lenient_low": 0.01,
+    }
+    (project / "metrics/gate.json").write_text(
+        json.dumps(
+            {
+                "passed": True,
+                "n_failed": 0,
+                "comparisons": [],
+                "champion": None,
+                "candidate_metrics": candidate,
+            }
+        )
+    )
+    params = Params.model_validate(
+        {
+            "corpus": {"out_dir": str(tiny["corpus"])},
+            "annotate": {"out_dir": str(tiny["corpus"])},
+            "evaluate": {"batch_size": 32},
+            "gate": {
+                "decision_file": str(project / "metrics/gate.json"),
+                "champion_file": str(project / ".state/champion.json"),
+            },
+            "serving": {
+                "model_dir": str(tiny["model"]),
+                "index_dir": str(project / "models/retrieval_index"),
+                "bentofile": "bentofile.yaml",
+                "metrics_file": str(project / "metrics/package.json"),
+                "bentoml_home": os.environ["BENTOML_HOME"],
+                **serving,
+            },
+        }
+    )
     lines: list[str] = []
     start = time.perf_counter()
     record = package(params, root=repo_root, log=lines.append)
-    return {"record": record, "params": params, "project": project, "log": lines,
-            "seconds": time.perf_counter() - start}
+    return {
+        "record": record,
+        "params": params,
+        "project": project,
+        "log": lines,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def png_bytes(width: int = 80, height: int = 60, seed: int = 0, mode: str = "L") -> bytes:
@@ -105,13 +133,23 @@ def jpeg_bytes(width: int = 70, height: int = 90, seed: int = 1) -> bytes:
 
 
 # Identifiers planted in test DICOM headers: none may ever reach the embedding log.
-DICOM_IDENTIFIERS = {"PatientName": "Testperson^Secretname", "PatientID": "MRN-778899-SECRET",
-                     "PatientBirthDate": "19450317", "InstitutionName": "Hidden Valley Clinic",
-                     "AccessionNumber": "ACC55511177", "StudyDescription": "PRIVATE STUDY NOTE"}
+DICOM_IDENTIFIERS = {
+    "PatientName": "Testperson^Secretname",
+    "PatientID": "MRN-778899-SECRET",
+    "PatientBirthDate": "19450317",
+    "InstitutionName": "Hidden Valley Clinic",
+    "AccessionNumber": "ACC55511177",
+    "StudyDescription": "PRIVATE STUDY NOTE",
+}
 
 
-def dicom_bytes(width: int = 48, height: int = 40, monochrome1: bool = False, rows: int | None = None,
-                cols: int | None = None) -> bytes:
+def dicom_bytes(
+    width: int = 48,
+    height: int = 40,
+    monochrome1: bool = False,
+    rows: int | None = None,
+    cols: int | None = None,
+) -> bytes:
     """A small 16-bit DICOM with identifying header fields (``rows``/``cols`` override the header)."""
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
@@ -131,7 +169,7 @@ def dicom_bytes(width: int = 48, height: int = 40, monochrome1: bool = False, ro
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    arr = (np.arange(height * width, dtype=np.uint16).reshape(height, width) % 4096)
+    arr = np.arange(height * width, dtype=np.uint16).reshape(height, width) % 4096
     ds.PixelData = arr.tobytes()
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
@@ -150,46 +188,138 @@ def bad_requests(limits: dict) -> dict[str, tuple]:
     big_dicom = dicom_bytes(rows=side, cols=side)  # the header claims too many pixels; the data is tiny
     return {
         # name: (route, request kwargs, status, words the message must contain)
-        "garbage image": ("/encode_image", {"files": [upload("x.png", b"not an image at all", "images")]}, 400,
-                          "not a readable"),
+        "garbage image": (
+            "/encode_image",
+            {"files": [upload("x.png", b"not an image at all", "images")]},
+            400,
+            "not a readable",
+        ),
         "empty image": ("/encode_image", {"files": [upload("x.png", b"", "images")]}, 400, "empty"),
-        "truncated png": ("/encode_image", {"files": [upload("x.png", png_bytes()[:60], "images")]}, 400, "image"),
-        "decompression bomb": ("/encode_image", {"files": [upload("x.dcm", big_dicom, "images")]}, 400, "too large"),
-        "too many images": ("/encode_image", {"files": [upload(f"{i}.png", png_bytes(seed=i), "images")
-                                                        for i in range(limits["max_images_per_call"] + 1)]}, 400,
-                            "over the limit"),
+        "truncated png": (
+            "/encode_image",
+            {"files": [upload("x.png", png_bytes()[:60], "images")]},
+            400,
+            "image",
+        ),
+        "decompression bomb": (
+            "/encode_image",
+            {"files": [upload("x.dcm", big_dicom, "images")]},
+            400,
+            "too large",
+        ),
+        "too many images": (
+            "/encode_image",
+            {
+                "files": [
+                    upload(f"{i}.png", png_bytes(seed=i), "images")
+                    for i in range(limits["max_images_per_call"] + 1)
+                ]
+            },
+            400,
+            "over the limit",
+        ),
         "no images": ("/encode_image", {"json": {"images": []}}, 400, "no images"),
-        "image as a url": ("/encode_image", {"data": {"images": "http://127.0.0.1:1/x.png"}}, 400, "uploaded file"),
+        "image as a url": (
+            "/encode_image",
+            {"data": {"images": "http://127.0.0.1:1/x.png"}},
+            400,
+            "uploaded file",
+        ),
         "image as a path": ("/encode_image", {"json": {"images": ["/etc/passwd"]}}, 400, "file"),
-        "body too large": ("/encode_text", {"content": b"x" * (limits["max_upload_bytes"] + 1),
-                                            "headers": {"content-type": "application/json"}}, 413, "over the limit"),
-        "too many texts": ("/encode_text", {"json": {"texts": ["a"] * (limits["max_texts_per_call"] + 1)}}, 400,
-                           "over the limit"),
-        "text too long": ("/encode_text", {"json": {"texts": ["a" * (limits["max_text_chars"] + 1)]}}, 400, "characters"),
+        "body too large": (
+            "/encode_text",
+            {
+                "content": b"x" * (limits["max_upload_bytes"] + 1),
+                "headers": {"content-type": "application/json"},
+            },
+            413,
+            "over the limit",
+        ),
+        "too many texts": (
+            "/encode_text",
+            {"json": {"texts": ["a"] * (limits["max_texts_per_call"] + 1)}},
+            400,
+            "over the limit",
+        ),
+        "text too long": (
+            "/encode_text",
+            {"json": {"texts": ["a" * (limits["max_text_chars"] + 1)]}},
+            400,
+            "characters",
+        ),
         "empty text": ("/encode_text", {"json": {"texts": ["  "]}}, 400, "empty"),
         "texts not a list": ("/encode_text", {"json": {"texts": "a lung"}}, 400, "array"),
-        "malformed json": ("/encode_text", {"content": b"{oops", "headers": {"content-type": "application/json"}}, 400,
-                           "json"),
-        "malformed multipart": ("/encode_text", {"content": b"--b\r\nnonsense",
-                                                 "headers": {"content-type": "multipart/form-data; boundary=b"}}, 400, ""),
-        "zero-shot without labels": ("/zero_shot", {"files": [upload("a.png", png_bytes())]}, 400, "exactly one"),
-        "zero-shot duplicate labels": ("/zero_shot", {"files": [upload("a.png", png_bytes())],
-                                                      "data": {"labels": json.dumps(["a", "a"])}}, 400, "distinct"),
+        "malformed json": (
+            "/encode_text",
+            {"content": b"{oops", "headers": {"content-type": "application/json"}},
+            400,
+            "json",
+        ),
+        "malformed multipart": (
+            "/encode_text",
+            {"content": b"--b\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=b"}},
+            400,
+            "",
+        ),
+        "zero-shot without labels": (
+            "/zero_shot",
+            {"files": [upload("a.png", png_bytes())]},
+            400,
+            "exactly one",
+        ),
+        "zero-shot duplicate labels": (
+            "/zero_shot",
+            {"files": [upload("a.png", png_bytes())], "data": {"labels": json.dumps(["a", "a"])}},
+            400,
+            "distinct",
+        ),
         "zero-shot no image": ("/zero_shot", {"json": {"labels": ["a"]}}, 400, "image"),
         "ground without phrase": ("/ground", {"files": [upload("a.png", png_bytes())]}, 400, "phrase"),
-        "box out of range": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
-                                                 "data": {"boxes": json.dumps([[0.1, 0.1, 1.5, 0.5]])}}, 400, "0..1"),
-        "box inverted": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
-                                             "data": {"boxes": json.dumps([[0.5, 0.1, 0.2, 0.5]])}}, 400, "x0 < x1"),
-        "box with 3 numbers": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
-                                                   "data": {"boxes": json.dumps([[0.1, 0.1, 0.5]])}}, 400, "4"),
-        "too many boxes": ("/encode_regions", {"files": [upload("a.png", png_bytes())],
-                                               "data": {"boxes": json.dumps([[0, 0, 1, 1]] * (limits["max_boxes_per_call"] + 1))}},
-                           400, "over the limit"),
-        "retrieve both": ("/retrieve", {"files": [upload("a.png", png_bytes())], "data": {"text": "x"}}, 400, "exactly one"),
+        "box out of range": (
+            "/encode_regions",
+            {"files": [upload("a.png", png_bytes())], "data": {"boxes": json.dumps([[0.1, 0.1, 1.5, 0.5]])}},
+            400,
+            "0..1",
+        ),
+        "box inverted": (
+            "/encode_regions",
+            {"files": [upload("a.png", png_bytes())], "data": {"boxes": json.dumps([[0.5, 0.1, 0.2, 0.5]])}},
+            400,
+            "x0 < x1",
+        ),
+        "box with 3 numbers": (
+            "/encode_regions",
+            {"files": [upload("a.png", png_bytes())], "data": {"boxes": json.dumps([[0.1, 0.1, 0.5]])}},
+            400,
+            "4",
+        ),
+        "too many boxes": (
+            "/encode_regions",
+            {
+                "files": [upload("a.png", png_bytes())],
+                "data": {"boxes": json.dumps([[0, 0, 1, 1]] * (limits["max_boxes_per_call"] + 1))},
+            },
+            400,
+            "over the limit",
+        ),
+        "retrieve both": (
+            "/retrieve",
+            {"files": [upload("a.png", png_bytes())], "data": {"text": "x"}},
+            400,
+            "exactly one",
+        ),
         "retrieve neither": ("/retrieve", {"json": {}}, 400, "exactly one"),
-        "top_k too big": ("/retrieve", {"json": {"text": "x", "top_k": limits["max_top_k"] + 1}}, 400, "top_k"),
+        "top_k too big": (
+            "/retrieve",
+            {"json": {"text": "x", "top_k": limits["max_top_k"] + 1}},
+            400,
+            "top_k",
+        ),
         "unknown target": ("/retrieve", {"json": {"text": "x", "target": "video"}}, 400, "target"),
-        "pickle body": ("/encode_text", {"content": b"\x80\x04N.", "headers": {"content-type": "application/vnd.bentoml+pickle"}},
-                        415, ""),
+        "pickle body": (
+            "/encode_text",
+            {"content": b"\x80\x04N.", "headers": {"content-type": "application/vnd.bentoml+pickle"}},
+            415,
+            "",
+        ),
     }

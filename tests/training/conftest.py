@@ -8,14 +8,28 @@ from regionmed.params import Params
 
 TINY = {
     "corpus": {"image_size": 64, "synthetic": {"n_images": 480}},
-    "model": {"vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
-              "text": {"hidden": 64, "layers": 2, "heads": 2, "mlp": 128, "max_length": 64},
-              "roi": {"fusion_heads": 2}, "embed_dim": 64},
-    "train": {"batch_size": 32, "eval_batch_size": 64, "precision": "32-true", "val_every_n_steps": 50,
-              "checkpoint_every_n_steps": 10, "warmup_steps": 10},
-    "phases": {"global": {"steps": 120, "lr": 0.002, "global_only": True, "loss_weights": {"global": 1.0}},
-               "joint": {"steps": 120, "lr": 0.002,
-                         "loss_weights": {"global": 1.0, "region": 1.0, "grounding": 1.0, "modality": 0.2}}},
+    "model": {
+        "vision": {"image_size": 64, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
+        "text": {"hidden": 64, "layers": 2, "heads": 2, "mlp": 128, "max_length": 64},
+        "roi": {"fusion_heads": 2},
+        "embed_dim": 64,
+    },
+    "train": {
+        "batch_size": 32,
+        "eval_batch_size": 64,
+        "precision": "32-true",
+        "val_every_n_steps": 50,
+        "checkpoint_every_n_steps": 10,
+        "warmup_steps": 10,
+    },
+    "phases": {
+        "global": {"steps": 120, "lr": 0.002, "global_only": True, "loss_weights": {"global": 1.0}},
+        "joint": {
+            "steps": 120,
+            "lr": 0.002,
+            "loss_weights": {"global": 1.0, "region": 1.0, "grounding": 1.0, "modality": 0.2},
+        },
+    },
 }
 
 
@@ -28,8 +42,13 @@ def tiny_training(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("training")
     # the training stage reads the annotated corpus (annotate.out_dir); here the built one is used as it is
-    params = Params.model_validate({**TINY, "corpus": {**TINY["corpus"], "out_dir": str(root / "corpus")},
-                                    "annotate": {"out_dir": str(root / "corpus")}})
+    params = Params.model_validate(
+        {
+            **TINY,
+            "corpus": {**TINY["corpus"], "out_dir": str(root / "corpus")},
+            "annotate": {"out_dir": str(root / "corpus")},
+        }
+    )
     build_corpus(params, root / "corpus", progress=False)
     train_wordpiece_tokenizer(corpus_texts(root / "corpus"), 2000, root / "tokenizer")
     return params, root / "corpus", root / "tokenizer"

@@ -11,10 +11,12 @@ from regionmed.model.io import WEIGHTS_FILE
 from regionmed.params import Params
 from regionmed.training.train import run_fingerprint
 
-PHASES = {"global": {"steps": 10, "lr": 0.001, "global_only": True, "loss_weights": {"global": 1.0}},
-          "region": {"steps": 20, "lr": 0.0005, "freeze_image_layers": 2, "loss_weights": {"region": 1.0}},
-          "joint": {"steps": 30, "lr": 0.0003, "loss_weights": {"global": 1.0, "region": 2.0}},
-          "baseline": {"steps": None, "lr": 0.0005, "global_only": True, "loss_weights": {"global": 1.0}}}
+PHASES = {
+    "global": {"steps": 10, "lr": 0.001, "global_only": True, "loss_weights": {"global": 1.0}},
+    "region": {"steps": 20, "lr": 0.0005, "freeze_image_layers": 2, "loss_weights": {"region": 1.0}},
+    "joint": {"steps": 30, "lr": 0.0003, "loss_weights": {"global": 1.0, "region": 2.0}},
+    "baseline": {"steps": None, "lr": 0.0005, "global_only": True, "loss_weights": {"global": 1.0}},
+}
 
 
 @pytest.fixture
@@ -34,21 +36,25 @@ def run(tmp_path):
             for part in path:
                 node = node.setdefault(part, {})
             node[key] = value
-        return run_fingerprint(Params.model_validate(raw), phase, tmp_path / "corpus", tmp_path / "tokenizer",
-                               tmp_path / "init")
+        return run_fingerprint(
+            Params.model_validate(raw), phase, tmp_path / "corpus", tmp_path / "tokenizer", tmp_path / "init"
+        )
 
     return fingerprint, tmp_path
 
 
-@pytest.mark.parametrize("change", [
-    {"phases__region__lr": 0.001},
-    {"phases__region__loss_weights": {"region": 1.0, "grounding": 1.0}},
-    {"phases__region__freeze_image_layers": 0},
-    {"phases__region__steps": 21},
-    {"seed": 1},
-    {"train__batch_size": 16},
-    {"model__embed_dim": 64},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"phases__region__lr": 0.001},
+        {"phases__region__loss_weights": {"region": 1.0, "grounding": 1.0}},
+        {"phases__region__freeze_image_layers": 0},
+        {"phases__region__steps": 21},
+        {"seed": 1},
+        {"train__batch_size": 16},
+        {"model__embed_dim": 64},
+    ],
+)
 def test_what_defines_the_run_changes_the_fingerprint(run, change):
     fingerprint, _ = run
     assert fingerprint(**change) != fingerprint()
@@ -66,7 +72,9 @@ def test_the_baselines_budget_follows_the_progressive_phases(run):
     assert fingerprint("baseline", phases__joint__steps=31) != fingerprint("baseline")
 
 
-@pytest.mark.parametrize("path", ["corpus/" + MANIFEST_FILE, "tokenizer/tokenizer.json", "init/" + WEIGHTS_FILE])
+@pytest.mark.parametrize(
+    "path", ["corpus/" + MANIFEST_FILE, "tokenizer/tokenizer.json", "init/" + WEIGHTS_FILE]
+)
 def test_the_corpus_manifest_tokenizer_and_warm_start_weights_are_in_it(run, path):
     fingerprint, root = run
     before = fingerprint()

@@ -26,8 +26,15 @@ def test_global_then_joint_training_beats_chance(tiny_training, tmp_path):
     params, corpus, tokenizer = tiny_training
     first = train(params, "global", corpus, tokenizer, tmp_path / "global", state_dir=tmp_path / "state")
     assert first["steps"] == 120 and first["train/loss"] < np.log(params.train.batch_size)
-    summary = train(params, "joint", corpus, tokenizer, tmp_path / "joint", init_from=tmp_path / "global",
-                    state_dir=tmp_path / "state")
+    summary = train(
+        params,
+        "joint",
+        corpus,
+        tokenizer,
+        tmp_path / "joint",
+        init_from=tmp_path / "global",
+        state_dir=tmp_path / "state",
+    )
     assert summary["steps"] == 120
     assert not list((tmp_path / "state" / "joint").glob("**/*.ckpt")), "a finished run keeps no checkpoints"
 
@@ -36,7 +43,9 @@ def test_global_then_joint_training_beats_chance(tiny_training, tmp_path):
     val = read_manifest(corpus, "val")
     pixels = load_pixels(corpus, val, 1)
     images, reports = enc.images(pixels), enc.texts(list(val["report"]))
-    ranks = retrieval_ranks(images, reports, query_groups=list(val["report"]), gallery_groups=list(val["report"]))
+    ranks = retrieval_ranks(
+        images, reports, query_groups=list(val["report"]), gallery_groups=list(val["report"])
+    )
     chance_r5 = 5 / len(val)
     assert (ranks <= 5).mean() >= chance_r5 + RETRIEVAL_MARGIN, ((ranks <= 5).mean(), chance_r5)
 
@@ -46,8 +55,9 @@ def test_global_then_joint_training_beats_chance(tiny_training, tmp_path):
     assert accuracy >= 1 / len(modalities) + MODALITY_MARGIN, accuracy
 
     regions = finding_regions(val)
-    region_emb = enc.regions(pixels, regions["image_index"].to_numpy(),
-                             np.asarray(regions["bbox"].tolist(), dtype=np.float32))
+    region_emb = enc.regions(
+        pixels, regions["image_index"].to_numpy(), np.asarray(regions["bbox"].tolist(), dtype=np.float32)
+    )
     true = (region_emb * enc.texts(list(regions["phrase"]))).sum(1)
     wins, chance = [], []
     for k, negatives in enumerate(regions["hard_negatives"]):

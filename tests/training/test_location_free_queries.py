@@ -17,12 +17,23 @@ class _Tokenizer:  # the collator only needs padding-aware ids; texts are compar
 
 def _items():
     boxes = torch.tensor([[0.1, 0.1, 0.2, 0.2], [0.7, 0.7, 0.8, 0.8], [0.0, 0.0, 0.5, 1.0]])
-    phrases = ["a small nodule in the right upper zone", "a small nodule in the left lower zone", "the right lung"]
-    base = {"pixels": torch.zeros(1, 4, 4), "texts": {lv: "x" for lv in ("report", "modality_text", "anatomy_text",
-                                                                          "finding_text")},
-            "boxes": boxes, "phrases": phrases, "hard_negatives": [["n1"], ["n2"], ["the left lung"]],
-            "region_kind": ["finding", "finding", "anatomy"], "region_size": ["small", "small", ""],
-            "labels": ["nodule"], "modality": "chest_xray", "image_id": "a"}
+    phrases = [
+        "a small nodule in the right upper zone",
+        "a small nodule in the left lower zone",
+        "the right lung",
+    ]
+    base = {
+        "pixels": torch.zeros(1, 4, 4),
+        "texts": {lv: "x" for lv in ("report", "modality_text", "anatomy_text", "finding_text")},
+        "boxes": boxes,
+        "phrases": phrases,
+        "hard_negatives": [["n1"], ["n2"], ["the left lung"]],
+        "region_kind": ["finding", "finding", "anatomy"],
+        "region_size": ["small", "small", ""],
+        "labels": ["nodule"],
+        "modality": "chest_xray",
+        "image_id": "a",
+    }
     located = dict(base, image_id="b", location_free_queries=[])
     stripped = dict(base, location_free_queries=[0])
     return [stripped, located]
@@ -38,7 +49,9 @@ def test_collator_adds_location_free_queries_naming_every_region_they_describe()
     assert batch["ground_index"][3] not in batch["phrase_index"]  # a new text, tokenised once
     expected = torch.zeros(7, 6, dtype=torch.bool)
     expected[own, torch.arange(6)] = True
-    expected[3, [0, 1]] = True  # "a small nodule" names both small nodules of image 0, not the lung, not image 1's
+    expected[3, [0, 1]] = (
+        True  # "a small nodule" names both small nodules of image 0, not the lung, not image 1's
+    )
     assert torch.equal(batch["ground_group"], expected)
 
 
@@ -65,7 +78,9 @@ def test_dataset_drops_location_words_only_from_findings_at_the_configured_rate(
     assert 0.35 * share < rates[0.5] < 0.65 * share
     # deterministic per (seed, epoch, index)
     data = CorpusDataset(corpus, "train", 1, 6, AugmentConfig(location_free=0.5), seed=3)
-    assert [data[i]["location_free_queries"] for i in range(20)] == [data[i]["location_free_queries"] for i in range(20)]
+    assert [data[i]["location_free_queries"] for i in range(20)] == [
+        data[i]["location_free_queries"] for i in range(20)
+    ]
 
 
 def test_the_training_step_grounds_the_location_free_queries():
@@ -82,15 +97,26 @@ def test_the_training_step_grounds_the_location_free_queries():
     from regionmed.training.module import OptimConfig, RegionMedModule
 
     samples = phantom_samples(8, seed=5)
-    tokenizer = train_wordpiece_tokenizer(all_texts(samples) + [strip_location(p) for s in samples for p in s["phrases"]],
-                                          vocab_size=300)
+    tokenizer = train_wordpiece_tokenizer(
+        all_texts(samples) + [strip_location(p) for s in samples for p in s["phrases"]], vocab_size=300
+    )
     torch.manual_seed(0)
     model = RegionCLIP(tiny_config(), vocab_size=len(tokenizer))
     module = RegionMedModule(model, {"grounding": 1.0}, OptimConfig(1e-3, 0.0, 0, 10))
     located = Collator(tokenizer, 64)(samples)
-    stripped = Collator(tokenizer, 64)([dict(s, location_free_queries=[
-        k for k, (p, kind) in enumerate(zip(s["phrases"], s["region_kind"])) if kind == "finding" and strip_location(p) != p])
-        for s in samples])
+    stripped = Collator(tokenizer, 64)(
+        [
+            dict(
+                s,
+                location_free_queries=[
+                    k
+                    for k, (p, kind) in enumerate(zip(s["phrases"], s["region_kind"]))
+                    if kind == "finding" and strip_location(p) != p
+                ],
+            )
+            for s in samples
+        ]
+    )
     assert len(stripped["ground_index"]) > len(stripped["phrase_index"])
     kept = module._batch_for(stripped)
     assert {"ground_index", "ground_region", "ground_group"} <= set(kept)

@@ -23,13 +23,31 @@ LOSS_TOLERANCE = 0.35
 
 
 def _command(params_file, tokenizer, out, metrics, state, phase="global", init_from=None):
-    return [sys.executable, "-m", "regionmed", "train", "phase", phase, "--params", str(params_file),
-            "--tokenizer", str(tokenizer), "--out", str(out), "--metrics", str(metrics), "--state-dir", str(state),
-            *(["--init-from", str(init_from)] if init_from else [])]
+    return [
+        sys.executable,
+        "-m",
+        "regionmed",
+        "train",
+        "phase",
+        phase,
+        "--params",
+        str(params_file),
+        "--tokenizer",
+        str(tokenizer),
+        "--out",
+        str(out),
+        "--metrics",
+        str(metrics),
+        "--state-dir",
+        str(state),
+        *(["--init-from", str(init_from)] if init_from else []),
+    ]
 
 
 def _kill_after_first_checkpoint(cmd, state, env, phase="global") -> None:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if list(state.glob(f"{phase}/*/last.ckpt")):
@@ -52,19 +70,33 @@ def test_a_killed_phase_resumes_from_its_checkpoint_and_matches_an_uninterrupted
     params_file.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
-    reference = subprocess.run(_command(params_file, tokenizer, tmp_path / "ref", tmp_path / "ref.json", tmp_path / "s1"),
-                               env=env, capture_output=True, text=True, timeout=600)
+    reference = subprocess.run(
+        _command(params_file, tokenizer, tmp_path / "ref", tmp_path / "ref.json", tmp_path / "s1"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     state = tmp_path / "s2"
-    _kill_after_first_checkpoint(_command(params_file, tokenizer, tmp_path / "run", tmp_path / "run.json", state),
-                                 state, env)
+    _kill_after_first_checkpoint(
+        _command(params_file, tokenizer, tmp_path / "run", tmp_path / "run.json", state), state, env
+    )
     assert not (tmp_path / "run.json").exists()
 
-    resumed = subprocess.run(_command(params_file, tokenizer, tmp_path / "run", tmp_path / "run.json", state),
-                             env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _command(params_file, tokenizer, tmp_path / "run", tmp_path / "run.json", state),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    ref, run = json.loads((tmp_path / "ref.json").read_text()), json.loads((tmp_path / "run.json").read_text())
+    ref, run = (
+        json.loads((tmp_path / "ref.json").read_text()),
+        json.loads((tmp_path / "run.json").read_text()),
+    )
     assert run["resumed_from_step"] >= CHECKPOINT_EVERY and run["steps"] == STEPS
     assert abs(run["train/loss"] - ref["train/loss"]) < LOSS_TOLERANCE, (run["train/loss"], ref["train/loss"])
     assert not list(state.glob("global/*/*.ckpt")), "a finished run removes its checkpoints"
@@ -76,20 +108,29 @@ def test_an_interrupted_phase_whose_learning_rate_changed_starts_from_step_0(tin
     """The bug: the fingerprint left out phases.<phase>, so a run with a new lr resumed the old checkpoint."""
     params, _, tokenizer = tiny_training
     raw = params.model_dump(mode="json")
-    raw["phases"] = {"global": {**raw["phases"]["global"], "steps": 0},
-                     "region": {**raw["phases"]["joint"], "steps": STEPS, "lr": 0.002}}
+    raw["phases"] = {
+        "global": {**raw["phases"]["global"], "steps": 0},
+        "region": {**raw["phases"]["joint"], "steps": STEPS, "lr": 0.002},
+    }
     raw["train"]["checkpoint_every_n_steps"] = CHECKPOINT_EVERY
     raw["train"]["val_every_n_steps"] = STEPS
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     init = tmp_path / "global"  # a 0-step global phase: the initial weights, exported
-    warm = subprocess.run(_command(params_file, tokenizer, init, tmp_path / "g.json", tmp_path / "s"), env=env,
-                          capture_output=True, text=True, timeout=600)
+    warm = subprocess.run(
+        _command(params_file, tokenizer, init, tmp_path / "g.json", tmp_path / "s"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert warm.returncode == 0, warm.stderr[-3000:]
 
     state = tmp_path / "state"
-    region = _command(params_file, tokenizer, tmp_path / "region", tmp_path / "region.json", state, "region", init)
+    region = _command(
+        params_file, tokenizer, tmp_path / "region", tmp_path / "region.json", state, "region", init
+    )
     _kill_after_first_checkpoint(region, state, env, "region")
     (stale,) = [p.parent.name for p in state.glob("region/*/last.ckpt")]
     raw["phases"]["region"]["lr"] = 0.001

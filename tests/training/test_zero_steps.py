@@ -9,17 +9,39 @@ from regionmed.model.io import load_model
 from regionmed.training.train import train
 
 
-def test_zero_step_phases_pass_weights_through_and_still_write_their_declared_outputs(tiny_training, tmp_path):
+def test_zero_step_phases_pass_weights_through_and_still_write_their_declared_outputs(
+    tiny_training, tmp_path
+):
     params, corpus, tokenizer = tiny_training
-    skip = params.model_copy(update={"phases": {
-        **params.phases,
-        "global": params.phases["global"].model_copy(update={"steps": 0}),
-        "joint": params.phases["joint"].model_copy(update={"steps": 0})}})
-    first = train(skip, "global", corpus, tokenizer, tmp_path / "global", state_dir=tmp_path / "state",
-                  log_dir=tmp_path / "dvclive" / "global")
+    skip = params.model_copy(
+        update={
+            "phases": {
+                **params.phases,
+                "global": params.phases["global"].model_copy(update={"steps": 0}),
+                "joint": params.phases["joint"].model_copy(update={"steps": 0}),
+            }
+        }
+    )
+    first = train(
+        skip,
+        "global",
+        corpus,
+        tokenizer,
+        tmp_path / "global",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path / "dvclive" / "global",
+    )
     assert first["steps"] == 0 and (tmp_path / "dvclive" / "global").is_dir()  # dvc.yaml declares it
-    second = train(skip, "joint", corpus, tokenizer, tmp_path / "joint", init_from=tmp_path / "global",
-                   state_dir=tmp_path / "state", log_dir=tmp_path / "dvclive" / "joint")
+    second = train(
+        skip,
+        "joint",
+        corpus,
+        tokenizer,
+        tmp_path / "joint",
+        init_from=tmp_path / "global",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path / "dvclive" / "joint",
+    )
     assert second["steps"] == 0 and (tmp_path / "dvclive" / "joint").is_dir()
     source, _ = load_model(tmp_path / "global")
     passed, _ = load_model(tmp_path / "joint")

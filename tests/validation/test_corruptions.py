@@ -27,9 +27,17 @@ def test_the_small_valid_corpus_passes_every_expectation(good_corpus, val_params
     assert result.success, result.summary()
     assert failed(result, None) == set() and result.skipped == []
     assert len(result.checks) >= 45
-    assert {"manifest_images", "manifest_regions", "manifest_labels", "manifest_qa", "corpus_splits",
-            "corpus_patients", "corpus_label_coverage", "corpus_summary", "corpus_files"} <= {
-        c.suite for c in result.checks}
+    assert {
+        "manifest_images",
+        "manifest_regions",
+        "manifest_labels",
+        "manifest_qa",
+        "corpus_splits",
+        "corpus_patients",
+        "corpus_label_coverage",
+        "corpus_summary",
+        "corpus_files",
+    } <= {c.suite for c in result.checks}
 
 
 def test_box_outside_the_image(broken_copy, val_params):
@@ -80,7 +88,8 @@ def test_label_missing_in_test(broken_copy, val_params):
     def edit(df, _):
         test = df["split"] == "test"
         df.loc[test, "labels"] = df.loc[test, "labels"].map(
-            lambda labels: [x for x in labels if x != "nodule"] or ["no finding"])
+            lambda labels: [x for x in labels if x != "nodule"] or ["no finding"]
+        )
         return df
 
     result = validate_corpus(broken_copy(edit), val_params)
@@ -182,10 +191,13 @@ def test_a_failed_summary_bound_shows_the_observed_value_against_the_bound(good_
     n = json.loads((good_corpus / "build.json").read_text())["n_kept"]
     from regionmed.params import Params, deep_merge
 
-    params = Params.model_validate(deep_merge(val_params.model_dump(),
-                                               {"validation": {"thresholds": {"min_images": 100_000}}}))
+    params = Params.model_validate(
+        deep_merge(val_params.model_dump(), {"validation": {"thresholds": {"min_images": 100_000}}})
+    )
     result = validate_corpus(good_corpus, params)
     assert failed(result) == {"min_images"}
     line = next(c.one_line() for c in result.critical_failures)
-    assert line.startswith("corpus_summary.min_images[n_images] (critical): ")  # the id docs/monitoring.md shows
+    assert line.startswith(
+        "corpus_summary.min_images[n_images] (critical): "
+    )  # the id docs/monitoring.md shows
     assert f"observed {n} vs need >= 100000" in line, line

@@ -24,8 +24,9 @@ MEDPIX = Path(__file__).resolve().parents[3] / "shared" / "data" / "medpix2-samp
 
 def _import(source: str, importer: dict, out: Path, **validation) -> tuple[Params, Path]:
     params = small_params(**validation)
-    params = Params.model_validate(deep_merge(params.model_dump(), {"corpus": {"source": source,
-                                                                               "importer": importer}}))
+    params = Params.model_validate(
+        deep_merge(params.model_dump(), {"corpus": {"source": source, "importer": importer}})
+    )
     build_corpus(params, out, progress=False)
     return params, out
 
@@ -39,16 +40,34 @@ def exported(tmp_path, good_corpus):
 
 
 def _jsonl(data: Path, df, with_regions: bool = True, with_qa: bool = True) -> Path:
-    keys = ("patient_id", "split", "modality", "body_part", "report", "modality_text", "anatomy_text",
-            "finding_text", "labels")
+    keys = (
+        "patient_id",
+        "split",
+        "modality",
+        "body_part",
+        "report",
+        "modality_text",
+        "anatomy_text",
+        "finding_text",
+        "labels",
+    )
     path = data / "records.jsonl"
     with open(path, "w") as f:
         for row in df.to_dict("records"):
             rec = {"id": row["image_id"], "image": row["image_path"], **{k: row[k] for k in keys}}
             if with_regions:
-                rec["regions"] = [{"bbox": r["bbox"], "label": r["label"], "phrase": r["phrase"],
-                                   "hard_negatives": r["hard_negatives"], "kind": r["kind"], "size": r["size"],
-                                   "normalised": True} for r in row["regions"]]
+                rec["regions"] = [
+                    {
+                        "bbox": r["bbox"],
+                        "label": r["label"],
+                        "phrase": r["phrase"],
+                        "hard_negatives": r["hard_negatives"],
+                        "kind": r["kind"],
+                        "size": r["size"],
+                        "normalised": True,
+                    }
+                    for r in row["regions"]
+                ]
             if with_qa:
                 rec["qa"] = row["qa"]
             f.write(json.dumps(rec) + "\n")
@@ -78,8 +97,12 @@ def test_jsonl_import_without_regions_or_qa_passes_with_the_fitting_suites(expor
 def test_jsonl_import_with_a_configured_vocabulary_catches_an_unknown_modality(exported, tmp_path):
     data, df = exported
     df.loc[0, "modality"] = "pet_ct"
-    params, corpus = _import("jsonl", {"path": str(_jsonl(data, df))}, tmp_path / "corpus",
-                             vocabulary={"modalities": ["chest_xray", "brain_mri", "abdomen_ct"]})
+    params, corpus = _import(
+        "jsonl",
+        {"path": str(_jsonl(data, df))},
+        tmp_path / "corpus",
+        vocabulary={"modalities": ["chest_xray", "brain_mri", "abdomen_ct"]},
+    )
     result = validate_corpus(corpus, params)
     assert result.failed_checks("critical") == {"modality_vocabulary"}
 
@@ -94,19 +117,43 @@ def test_coco_import_passes(exported, tmp_path):
         images.append({"id": i, "file_name": row["image_path"], "width": size, "height": size})
         for r in row["regions"]:
             x0, y0, x1, y1 = (v * size for v in r["bbox"])
-            annotations.append({"id": len(annotations) + 1, "image_id": i, "category_id": cat_id[r["label"]],
-                                "bbox": [x0, y0, x1 - x0, y1 - y0]})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": i,
+                    "category_id": cat_id[r["label"]],
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                }
+            )
     ann = data / "annotations.json"
-    ann.write_text(json.dumps({"images": images, "annotations": annotations, "categories": [
-        {"id": cat_id[n], "name": n, "supercategory": "anatomy" if k == "anatomy" else "finding"}
-        for n, k in categories]}))
+    ann.write_text(
+        json.dumps(
+            {
+                "images": images,
+                "annotations": annotations,
+                "categories": [
+                    {"id": cat_id[n], "name": n, "supercategory": "anatomy" if k == "anatomy" else "finding"}
+                    for n, k in categories
+                ],
+            }
+        )
+    )
     captions = data / "captions.csv"
     with open(captions, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["file_name", "report", "patient_id", "split", "modality", "body_part", "labels"])
         for row in df.to_dict("records"):
-            w.writerow([row["image_path"], row["report"], row["patient_id"], row["split"], row["modality"],
-                        row["body_part"], ";".join(row["labels"])])
+            w.writerow(
+                [
+                    row["image_path"],
+                    row["report"],
+                    row["patient_id"],
+                    row["split"],
+                    row["modality"],
+                    row["body_part"],
+                    ";".join(row["labels"]),
+                ]
+            )
     params, corpus = _import("coco", {"path": str(ann), "captions_csv": str(captions)}, tmp_path / "corpus")
     result = validate_corpus(corpus, params)
     assert result.success, result.summary()

@@ -17,7 +17,7 @@ STUB_OUT = "stub_training_output"
 # A stand-in for training: it consumes the corpus only after validate_corpus has written its result.
 STUB_STAGE = {
     "cmd": f"{sys.executable} -c \"import pathlib; p = pathlib.Path('{STUB_OUT}'); p.mkdir(); "
-           "(p / 'model.txt').write_text('trained')\"",
+    "(p / 'model.txt').write_text('trained')\"",
     "deps": ["data/corpus", "metrics/validation.json"],
     "outs": [STUB_OUT],
 }
@@ -38,13 +38,31 @@ def test_cli_exits_nonzero_names_the_failure_and_writes_both_outputs(broken_copy
     corpus = broken_copy(edit)
     params = _params_file(tmp_path / "params.yaml", {})
     out = tmp_path / "out"
-    proc = run([sys.executable, "-m", "regionmed", "validate", "--params", str(params), "--corpus", str(corpus),
-                "--metrics", str(out / "v.json"), "--report", str(out / "v.html")], REPO, check=False)
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "regionmed",
+            "validate",
+            "--params",
+            str(params),
+            "--corpus",
+            str(corpus),
+            "--metrics",
+            str(out / "v.json"),
+            "--report",
+            str(out / "v.html"),
+        ],
+        REPO,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "FAILED" in proc.stderr and "corpus_patients.patient_single_split[n_splits]" in proc.stderr
     assert len(proc.stderr.splitlines()) <= 6  # a short summary, not a dump
     result = json.loads((out / "v.json").read_text())
-    assert result["success"] is False and result["failed_critical"] == ["corpus_patients.patient_single_split[n_splits]"]
+    assert result["success"] is False and result["failed_critical"] == [
+        "corpus_patients.patient_single_split[n_splits]"
+    ]
     page = (out / "v.html").read_text()
     assert "FAILED" in page and "patient_single_split" in page and "test,train" in page
     assert "<script" not in page and "http" not in page  # static and offline
@@ -56,9 +74,25 @@ def test_cli_passes_on_a_good_corpus_and_its_metrics_are_deterministic(good_corp
     from regionmed.validation.report import write_outputs
 
     params = _params_file(tmp_path / "params.yaml", {})
-    proc = run([sys.executable, "-m", "regionmed", "validate", "--params", str(params), "--corpus", str(good_corpus),
-                "--metrics", str(tmp_path / "v.json"), "--report", str(tmp_path / "v.html"),
-                "--timings", str(tmp_path / "t.json")], REPO)
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "regionmed",
+            "validate",
+            "--params",
+            str(params),
+            "--corpus",
+            str(good_corpus),
+            "--metrics",
+            str(tmp_path / "v.json"),
+            "--report",
+            str(tmp_path / "v.html"),
+            "--timings",
+            str(tmp_path / "t.json"),
+        ],
+        REPO,
+    )
     assert "validate_corpus passed" in proc.stderr
     assert json.loads((tmp_path / "v.json").read_text())["success"] is True
     assert json.loads((tmp_path / "t.json").read_text())["elapsed_s"] > 0
@@ -81,12 +115,21 @@ def test_every_stage_that_reads_the_corpus_waits_for_validation():
         deps = stages[name]["deps"]
         if "metrics/validation.json" in deps or name == "validate_corpus":
             return True
-        producers = [other for other, st in stages.items() if other not in seen and other != name
-                     and any(o in deps for o in st["outs"])]
-        return any(gated(p, (*seen, name)) for p in producers if p not in ("build_corpus", "annotate_regions"))
+        producers = [
+            other
+            for other, st in stages.items()
+            if other not in seen and other != name and any(o in deps for o in st["outs"])
+        ]
+        return any(
+            gated(p, (*seen, name)) for p in producers if p not in ("build_corpus", "annotate_regions")
+        )
 
-    readers = [n for n, st in stages.items() if n not in ("build_corpus", "annotate_regions", "validate_corpus")
-               and any(d.startswith("data/corpus") for d in st["deps"])]
+    readers = [
+        n
+        for n, st in stages.items()
+        if n not in ("build_corpus", "annotate_regions", "validate_corpus")
+        and any(d.startswith("data/corpus") for d in st["deps"])
+    ]
     assert [n for n in readers if not gated(n)] == []
 
 

@@ -14,8 +14,18 @@ from regionmed.validation.suites import known_checks, load_suites, resolve_profi
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / "expectations"
-FRAMES = {"schema", "images", "regions", "labels", "qa", "summary", "splits", "patients", "label_coverage",
-          "files"}
+FRAMES = {
+    "schema",
+    "images",
+    "regions",
+    "labels",
+    "qa",
+    "summary",
+    "splits",
+    "patients",
+    "label_coverage",
+    "files",
+}
 
 
 def test_every_suite_file_is_gx_suite_json_with_named_checks():

@@ -48,8 +48,9 @@ class ImporterConfigError(BuildError, ValueError):
     """
 
 
-def resolve_setting(value: str | None, setting: str, what: str, *, is_dir: bool = False,
-                    base: Path | None = None) -> Path:
+def resolve_setting(
+    value: str | None, setting: str, what: str, *, is_dir: bool = False, base: Path | None = None
+) -> Path:
     """A path from ``params.yaml`` (relative to the working directory, else ``base``) that must exist."""
     if value is None or not str(value).strip():
         raise ImporterConfigError(f"{setting} is not set: {what}")
@@ -58,7 +59,7 @@ def resolve_setting(value: str | None, setting: str, what: str, *, is_dir: bool 
     if not path.is_absolute() and base is not None:
         candidates.append(base / path)
     for candidate in candidates:
-        if (candidate.is_dir() if is_dir else candidate.is_file()):
+        if candidate.is_dir() if is_dir else candidate.is_file():
             return candidate.resolve()
     kind = "folder" if is_dir else "file"
     tried = " or ".join(repr(str(c)) for c in candidates)

@@ -19,15 +19,32 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from regionmed.corpus.importers._common import (Id, ImporterConfigError, RecordSource, _id_text, clean_text,
-                                                describe_validation_error, header_size, load_json_file,
-                                                resolve_setting, truncated)
+from regionmed.corpus.importers._common import (
+    Id,
+    ImporterConfigError,
+    RecordSource,
+    _id_text,
+    clean_text,
+    describe_validation_error,
+    header_size,
+    load_json_file,
+    resolve_setting,
+    truncated,
+)
 from regionmed.corpus.records import RawRegion, RecordError, Rejected, SourceRecord
 from regionmed.params import ImportParams
 
 CSV_REQUIRED = ("file_name", "report")
-CSV_OPTIONAL = ("patient_id", "split", "modality", "body_part", "labels", "modality_text", "anatomy_text",
-                "finding_text")
+CSV_OPTIONAL = (
+    "patient_id",
+    "split",
+    "modality",
+    "body_part",
+    "labels",
+    "modality_text",
+    "anatomy_text",
+    "finding_text",
+)
 LABEL_SEPARATOR = ";"
 ANATOMY_SUPERCATEGORY = "anatomy"
 
@@ -76,8 +93,12 @@ class CocoImporter(RecordSource):
     def __init__(self, params: ImportParams):
         self.path = resolve_setting(params.path, "corpus.importer.path", "the COCO annotations JSON file")
         # A relative captions CSV is looked up in the working directory, then next to the annotations.
-        self.captions = resolve_setting(params.captions_csv, "corpus.importer.captions_csv",
-                                        "the captions CSV (columns file_name, report, ...)", base=self.path.parent)
+        self.captions = resolve_setting(
+            params.captions_csv,
+            "corpus.importer.captions_csv",
+            "the captions CSV (columns file_name, report, ...)",
+            base=self.path.parent,
+        )
         super().__init__(params, self.path.parent)
 
     # -- reading the index files ------------------------------------------------------------------
@@ -85,13 +106,17 @@ class CocoImporter(RecordSource):
     def _load_coco(self) -> tuple[list, list, list]:
         data = load_json_file(self.path, "corpus.importer.path")
         if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-            raise ImporterConfigError(f"corpus.importer.path: {str(self.path)!r} is not a COCO annotations file "
-                                      "(expected an object with an 'images' list)")
+            raise ImporterConfigError(
+                f"corpus.importer.path: {str(self.path)!r} is not a COCO annotations file "
+                "(expected an object with an 'images' list)"
+            )
         parts = []
         for key in ("annotations", "categories"):
             value = data.get(key, [])
             if not isinstance(value, list):
-                raise ImporterConfigError(f"corpus.importer.path: {key!r} in {str(self.path)!r} must be a list")
+                raise ImporterConfigError(
+                    f"corpus.importer.path: {key!r} in {str(self.path)!r} must be a list"
+                )
             parts.append(value)
         return data["images"], parts[0], parts[1]
 
@@ -104,21 +129,35 @@ class CocoImporter(RecordSource):
                 if missing:
                     raise ImporterConfigError(
                         f"corpus.importer.captions_csv: {str(self.captions)!r} lacks column(s) {missing}; "
-                        f"it has {columns}")
+                        f"it has {columns}"
+                    )
                 rows = [{(k or "").strip(): v for k, v in row.items()} for row in reader]
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise ImporterConfigError(f"corpus.importer.captions_csv: cannot read {str(self.captions)!r} ({exc})") \
-                from None
+            raise ImporterConfigError(
+                f"corpus.importer.captions_csv: cannot read {str(self.captions)!r} ({exc})"
+            ) from None
         by_name: dict[str, dict[str, str]] = {}
         rejected = []
         for i, row in enumerate(rows, start=2):  # row 1 is the header
             name = _norm_name(row.get("file_name") or "")
             if not name:
-                rejected.append(Rejected(f"{self.captions.name}:{i}", "bad_record",
-                                         f"captions row {i}: field 'file_name' is empty", truncated(row)))
+                rejected.append(
+                    Rejected(
+                        f"{self.captions.name}:{i}",
+                        "bad_record",
+                        f"captions row {i}: field 'file_name' is empty",
+                        truncated(row),
+                    )
+                )
             elif name in by_name:
-                rejected.append(Rejected(f"{self.captions.name}:{i}", "duplicate_id",
-                                         f"captions row {i}: second row for file_name {name!r}", truncated(row)))
+                rejected.append(
+                    Rejected(
+                        f"{self.captions.name}:{i}",
+                        "duplicate_id",
+                        f"captions row {i}: second row for file_name {name!r}",
+                        truncated(row),
+                    )
+                )
             else:
                 by_name[name] = {**row, "_row": str(i)}
         return by_name, rejected
@@ -135,8 +174,9 @@ class CocoImporter(RecordSource):
             try:
                 cat = CocoCategory.model_validate(raw)
             except ValidationError as exc:
-                raise ImporterConfigError(describe_validation_error(
-                    exc, f"corpus.importer.path: categories[{i}]")) from None
+                raise ImporterConfigError(
+                    describe_validation_error(exc, f"corpus.importer.path: categories[{i}]")
+                ) from None
             categories[cat.id] = cat
 
         images: dict[str, CocoImage] = {}
@@ -145,13 +185,24 @@ class CocoImporter(RecordSource):
             try:
                 image = CocoImage.model_validate(raw)
             except ValidationError as exc:
-                rid = record_id_for(_norm_name(raw["file_name"])) if isinstance(raw, dict) and isinstance(
-                    raw.get("file_name"), str) and raw["file_name"].strip() else f"images[{i}]"
-                yield Rejected(rid, "bad_record", describe_validation_error(exc, f"images[{i}]"), truncated(raw))
+                rid = (
+                    record_id_for(_norm_name(raw["file_name"]))
+                    if isinstance(raw, dict)
+                    and isinstance(raw.get("file_name"), str)
+                    and raw["file_name"].strip()
+                    else f"images[{i}]"
+                )
+                yield Rejected(
+                    rid, "bad_record", describe_validation_error(exc, f"images[{i}]"), truncated(raw)
+                )
                 continue
             if image.id in images:
-                yield Rejected(record_id_for(image.file_name), "duplicate_id",
-                               f"images[{i}]: image id {image.id!r} used twice", truncated(raw))
+                yield Rejected(
+                    record_id_for(image.file_name),
+                    "duplicate_id",
+                    f"images[{i}]: image id {image.id!r} used twice",
+                    truncated(raw),
+                )
                 continue
             images[image.id] = image
             order.append(image.id)
@@ -159,7 +210,9 @@ class CocoImporter(RecordSource):
         regions: dict[str, list[RawRegion]] = defaultdict(list)
         broken: dict[str, str] = {}  # image id -> first reason its annotations are broken
         for i, raw in enumerate(raw_annotations):
-            where = f"annotations[{i}]" + (f" (id {raw.get('id')})" if isinstance(raw, dict) and "id" in raw else "")
+            where = f"annotations[{i}]" + (
+                f" (id {raw.get('id')})" if isinstance(raw, dict) and "id" in raw else ""
+            )
             try:
                 ann = CocoAnnotation.model_validate(raw)
             except ValidationError as exc:
@@ -171,15 +224,23 @@ class CocoImporter(RecordSource):
                     yield Rejected(f"annotation:{i}", "bad_record", reason, truncated(raw))
                 continue
             if ann.image_id not in images:
-                yield Rejected(f"annotation:{i}", "bad_record",
-                               f"{where}: image_id {ann.image_id!r} is not in 'images'", truncated(raw))
+                yield Rejected(
+                    f"annotation:{i}",
+                    "bad_record",
+                    f"{where}: image_id {ann.image_id!r} is not in 'images'",
+                    truncated(raw),
+                )
                 continue
             if ann.category_id not in categories:
-                broken.setdefault(ann.image_id, f"{where}: category_id {ann.category_id!r} is not in 'categories'")
+                broken.setdefault(
+                    ann.image_id, f"{where}: category_id {ann.category_id!r} is not in 'categories'"
+                )
                 continue
             cat = categories[ann.category_id]
             x, y, w, h = ann.bbox
-            kind = "anatomy" if (cat.supercategory or "").strip().lower() == ANATOMY_SUPERCATEGORY else "finding"
+            kind = (
+                "anatomy" if (cat.supercategory or "").strip().lower() == ANATOMY_SUPERCATEGORY else "finding"
+            )
             regions[ann.image_id].append(RawRegion((x, y, x + w, y + h), cat.name, kind=kind))
 
         for image_id in order:
@@ -192,9 +253,12 @@ class CocoImporter(RecordSource):
                 yield Rejected(record_id, "bad_record", broken[image_id], summary)
                 continue
             if row is None:
-                yield Rejected(record_id, "missing_text",
-                               f"image {image.file_name!r}: no row in the captions CSV {self.captions.name!r}",
-                               summary)
+                yield Rejected(
+                    record_id,
+                    "missing_text",
+                    f"image {image.file_name!r}: no row in the captions CSV {self.captions.name!r}",
+                    summary,
+                )
                 continue
             labels_text = row.get("labels") or ""
             record = SourceRecord(
@@ -216,9 +280,12 @@ class CocoImporter(RecordSource):
 
         for name, row in sorted(captions.items(), key=lambda kv: int(kv[1]["_row"])):
             row = {k: v for k, v in row.items() if k != "_row"} | {"row": row["_row"]}
-            yield Rejected(f"{self.captions.name}:{row['row']}", "unknown_image",
-                           f"captions row {row['row']}: file_name {name!r} is not in the COCO 'images' list",
-                           truncated(row))
+            yield Rejected(
+                f"{self.captions.name}:{row['row']}",
+                "unknown_image",
+                f"captions row {row['row']}: file_name {name!r} is not in the COCO 'images' list",
+                truncated(row),
+            )
 
     def materialise(self, task) -> SourceRecord:
         _, (record, width, height) = task
@@ -227,6 +294,9 @@ class CocoImporter(RecordSource):
             # silently shift every box, so the file must have the size the JSON states.
             size = header_size(self.root, record.image_file)
             if size is not None and size != (width, height):
-                raise RecordError("size_mismatch", f"image {record.image_file!r} is {size[0]}x{size[1]} but the "
-                                  f"COCO entry says {width}x{height}; its boxes would be misplaced")
+                raise RecordError(
+                    "size_mismatch",
+                    f"image {record.image_file!r} is {size[0]}x{size[1]} but the "
+                    f"COCO entry says {width}x{height}; its boxes would be misplaced",
+                )
         return record

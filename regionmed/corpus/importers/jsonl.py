@@ -16,8 +16,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from regionmed.corpus.importers._common import (Id, ImporterConfigError, RecordSource,
-                                                describe_validation_error, resolve_setting, truncated)
+from regionmed.corpus.importers._common import (
+    Id,
+    ImporterConfigError,
+    RecordSource,
+    describe_validation_error,
+    resolve_setting,
+    truncated,
+)
 from regionmed.corpus.records import RawRegion, Rejected, SourceRecord
 from regionmed.corpus.splits import normalise_split
 from regionmed.params import ImportParams
@@ -77,7 +83,9 @@ class JsonlImporter(RecordSource):
     name = "jsonl"
 
     def __init__(self, params: ImportParams):
-        self.path = resolve_setting(params.path, "corpus.importer.path", "the JSONL file (one record per line)")
+        self.path = resolve_setting(
+            params.path, "corpus.importer.path", "the JSONL file (one record per line)"
+        )
         super().__init__(params, self.path.parent)
 
     def tasks(self) -> Iterator[tuple[str, SourceRecord] | Rejected]:
@@ -87,7 +95,9 @@ class JsonlImporter(RecordSource):
                     if raw.strip():
                         yield self._parse(lineno, raw)
         except OSError as exc:
-            raise ImporterConfigError(f"corpus.importer.path: cannot read {str(self.path)!r} ({exc})") from None
+            raise ImporterConfigError(
+                f"corpus.importer.path: cannot read {str(self.path)!r} ({exc})"
+            ) from None
 
     def _parse(self, lineno: int, raw: bytes) -> tuple[str, SourceRecord] | Rejected:
         where = f"line {lineno}"
@@ -95,18 +105,32 @@ class JsonlImporter(RecordSource):
         try:
             text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError as exc:
-            return Rejected(fallback_id, "invalid_json", f"{where}: not UTF-8 text ({exc.reason})",
-                            {"line": lineno, "raw": truncated(raw.decode("utf-8", "replace"))})
+            return Rejected(
+                fallback_id,
+                "invalid_json",
+                f"{where}: not UTF-8 text ({exc.reason})",
+                {"line": lineno, "raw": truncated(raw.decode("utf-8", "replace"))},
+            )
         try:
             obj = json.loads(text.strip())
         except json.JSONDecodeError as exc:
-            return Rejected(fallback_id, "invalid_json", f"{where}: invalid JSON ({exc.msg}, column {exc.colno})",
-                            {"line": lineno, "raw": truncated(text.rstrip())})
+            return Rejected(
+                fallback_id,
+                "invalid_json",
+                f"{where}: invalid JSON ({exc.msg}, column {exc.colno})",
+                {"line": lineno, "raw": truncated(text.rstrip())},
+            )
         if not isinstance(obj, dict):
-            return Rejected(fallback_id, "invalid_json", f"{where}: expected a JSON object, got {type(obj).__name__}",
-                            {"line": lineno, "raw": truncated(obj)})
+            return Rejected(
+                fallback_id,
+                "invalid_json",
+                f"{where}: expected a JSON object, got {type(obj).__name__}",
+                {"line": lineno, "raw": truncated(obj)},
+            )
         record_id = obj.get("id")
-        record_id = str(record_id) if isinstance(record_id, (str, int)) and str(record_id).strip() else fallback_id
+        record_id = (
+            str(record_id) if isinstance(record_id, (str, int)) and str(record_id).strip() else fallback_id
+        )
         kept = {"line": lineno, "raw": truncated(obj)}
         try:
             line = RecordLine.model_validate(obj)
@@ -129,8 +153,18 @@ class JsonlImporter(RecordSource):
             anatomy_text=line.anatomy_text,
             finding_text=line.finding_text,
             labels=list(line.labels),
-            regions=[RawRegion(tuple(r.bbox), r.label, r.phrase, r.hard_negatives, r.kind, r.size,
-                               normalised=r.normalised) for r in line.regions],
+            regions=[
+                RawRegion(
+                    tuple(r.bbox),
+                    r.label,
+                    r.phrase,
+                    r.hard_negatives,
+                    r.kind,
+                    r.size,
+                    normalised=r.normalised,
+                )
+                for r in line.regions
+            ],
             qa=[q.model_dump() for q in line.qa],
         )
         return line.id, record

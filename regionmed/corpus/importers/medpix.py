@@ -71,8 +71,13 @@ BODY_PARTS = {
     "reproductive and urinary system": "genitourinary",
 }
 # Every class label this importer can write (their prompt texts: label_texts in regionmed/prompts/zeroshot.yaml).
-LABELS = tuple(sorted({f"modality:{m}" for m, _ in MODALITIES.values()} | {f"plane:{p}" for p in PLANES.values()}
-                      | {f"body_part:{b}" for b in BODY_PARTS.values()}))
+LABELS = tuple(
+    sorted(
+        {f"modality:{m}" for m, _ in MODALITIES.values()}
+        | {f"plane:{p}" for p in PLANES.values()}
+        | {f"body_part:{b}" for b in BODY_PARTS.values()}
+    )
+)
 REPORT_SECTIONS = (("History", "HISTORY"), ("Findings", "FINDINGS"), ("Case Diagnosis", "DIAGNOSIS"))
 
 
@@ -116,12 +121,18 @@ class MedPixImporter(RecordSource):
     name = "medpix"
 
     def __init__(self, params: ImportParams):
-        folder = resolve_setting(params.path, "corpus.importer.path",
-                                 f"the MedPix 2.0 folder (holding {DESCRIPTIONS_FILE} and {CASES_FILE})", is_dir=True)
+        folder = resolve_setting(
+            params.path,
+            "corpus.importer.path",
+            f"the MedPix 2.0 folder (holding {DESCRIPTIONS_FILE} and {CASES_FILE})",
+            is_dir=True,
+        )
         for required in (DESCRIPTIONS_FILE, CASES_FILE):
             if not (folder / required).is_file():
-                raise ImporterConfigError(f"corpus.importer.path = {params.path!r}: no {required} in {str(folder)!r}; "
-                                          "it should be the MedPix 2.0 folder")
+                raise ImporterConfigError(
+                    f"corpus.importer.path = {params.path!r}: no {required} in {str(folder)!r}; "
+                    "it should be the MedPix 2.0 folder"
+                )
         super().__init__(params, folder)
 
     def _splits(self) -> dict[str, str]:
@@ -177,8 +188,9 @@ class MedPixImporter(RecordSource):
         for i, raw in enumerate(descriptions):
             yield self._record(i, raw, cases, broken_cases, splits, files)
 
-    def _record(self, i: int, raw: Any, cases: dict, broken_cases: dict, splits: dict,
-                files: dict) -> tuple[str, SourceRecord] | Rejected:
+    def _record(
+        self, i: int, raw: Any, cases: dict, broken_cases: dict, splits: dict, files: dict
+    ) -> tuple[str, SourceRecord] | Rejected:
         where = f"{DESCRIPTIONS_FILE}[{i}]"
         fallback_id = raw["image"] if isinstance(raw, dict) and isinstance(raw.get("image"), str) else where
         try:
@@ -191,10 +203,15 @@ class MedPixImporter(RecordSource):
             return Rejected(entry.image, "missing_text", f"{where}: {why}", truncated(raw))
         report = _report(case)
         if not report:
-            return Rejected(entry.image, "missing_text",
-                            f"{where}: case {entry.U_id!r} has no History, Findings or Case Diagnosis", truncated(raw))
-        modality, modality_answer = MODALITIES.get(entry.Type.strip().upper(),
-                                                   (_slug(entry.Type), entry.Type.strip()))
+            return Rejected(
+                entry.image,
+                "missing_text",
+                f"{where}: case {entry.U_id!r} has no History, Findings or Case Diagnosis",
+                truncated(raw),
+            )
+        modality, modality_answer = MODALITIES.get(
+            entry.Type.strip().upper(), (_slug(entry.Type), entry.Type.strip())
+        )
         category = clean_text(entry.Location_Category)
         body_part = BODY_PARTS.get(category.lower(), _slug(category)) if category else "unknown"
         desc = entry.Description or ImageDescription()
