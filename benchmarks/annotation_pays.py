@@ -302,7 +302,9 @@ def arm_box_quality(out: Path, arms, params) -> dict:
             row = json.loads(line)
             hidden[row["image_id"]] = row["regions"]
         df = read_manifest(corpus, "train")
-        quality[arm] = box_quality(dict(zip(df["image_id"], df["regions"])), hidden, params.seed, grid=grid)
+        quality[arm] = box_quality(
+            dict(zip(df["image_id"], df["regions"], strict=True)), hidden, params.seed, grid=grid
+        )
     return quality
 
 

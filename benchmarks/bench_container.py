@@ -32,12 +32,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_serving import make_model, over_http
 
 from regionmed.env import configure_environment
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def package_model(work: Path, offline: bool) -> tuple[dict, object]:

@@ -16,7 +16,8 @@ and without the page, and what the page weighs.
   ``zero_shot`` fetch's own duration (Resource Timing), ``--round-trips`` times.
 - API latency: ``zero_shot`` (5 labels, one PNG) over httpx, sequential, ``--api-calls`` calls per
   server after 20 warm-up calls, the two servers (page mounted / not mounted) taking turns in 6
-  rounds (the order flipped each round); once with no browser running, once with the page open (idle) in Chromium.
+  rounds (the order flipped each round); once with no browser running, once with the page open (idle) in
+  Chromium.
 
 - The page's only code on an API request's path: the key middleware's open-prefix test, timed
   in-process (µs per request, best of 5 x 20000 calls, no-op app behind it).
@@ -41,8 +42,9 @@ from pathlib import Path
 import httpx
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "tests" / "serving")]
+# each goes in front: benchmarks/ ends up first, then tests/serving/, then the rest of the path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serving"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_serving import LABELS, make_model
 from browser import set_viewport, start_chromium, stop_chromium, wait_for
@@ -50,6 +52,8 @@ from servers import Server, server_env
 
 from regionmed.env import configure_environment
 from regionmed.serving.demo import DEMO_DIR
+
+REPO = Path(__file__).resolve().parents[1]
 
 WARMUP = 20
 

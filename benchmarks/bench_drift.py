@@ -202,8 +202,8 @@ def main() -> None:
     for r in results:
         if "check_s" in r:
             print(
-                f"| {r['case']} | {r['plot']} | {r['rows']:,} x {r['dim']} | {r['sample_rows']} | {r['pca']} | "
-                f"{r['check_s']} | {r['html_s']} | {', '.join(r['drifted']) or '-'} |"
+                f"| {r['case']} | {r['plot']} | {r['rows']:,} x {r['dim']} | {r['sample_rows']} | "
+                f"{r['pca']} | {r['check_s']} | {r['html_s']} | {', '.join(r['drifted']) or '-'} |"
             )
         else:
             print(

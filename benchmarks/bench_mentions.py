@@ -218,20 +218,23 @@ def main() -> None:
         ):
             s = sc[name]
             print(
-                f"  {name:<20} {s['value']:.4f}  95% CI [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]  ({s['k']}/{s['n']})"
+                f"  {name:<20} {s['value']:.4f}  95% CI [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]  "
+                f"({s['k']}/{s['n']})"
             )
     sp = result["speed"]
     print(
         f"speed (one core; wall / per CPU second): build {build_s:.2f} s; extract_many "
         f"{sp['batched_reports_per_s']:.0f} / {sp['batched_reports_per_cpu_s']:.0f} reports/s; one by one "
         f"{sp['single_reports_per_s']:.0f} / {sp['single_reports_per_cpu_s']:.0f} reports/s; 1 MB report "
-        f"{sp['one_mb_report_s']:.2f} / {sp['one_mb_report_cpu_s']:.2f} s ({sp['one_mb_report_mentions']} mentions)"
+        f"{sp['one_mb_report_s']:.2f} / {sp['one_mb_report_cpu_s']:.2f} s "
+        f"({sp['one_mb_report_mentions']} mentions)"
     )
     if (args.medpix / "Descriptions.json").is_file():
         result["medpix"] = mp = medpix_summary(extractor, args.medpix)
         print(
-            f"medpix: {mp['captions']} captions, {mp['captions_per_s']:.0f}/s; with a finding "
-            f"{mp['captions_with_a_finding']:.3f}; findings/caption {mp['finding_mentions_per_caption']:.2f}; "
+            f"medpix: {mp['captions']} captions, {mp['captions_per_s']:.0f}/s; "
+            f"with a finding {mp['captions_with_a_finding']:.3f}; "
+            f"findings/caption {mp['finding_mentions_per_caption']:.2f}; "
             f"negated {mp['negated_share']:.3f}; uncertain {mp['uncertain_share']:.3f}; "
             f"with side {mp['with_side_share']:.3f}"
         )

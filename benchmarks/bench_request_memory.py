@@ -24,6 +24,7 @@ Client and server share the machine's cores. Compare numbers within one machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -40,9 +41,10 @@ import numpy as np
 
 from regionmed.env import configure_environment
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_serving import make_model, start_server, stop_server
+
+REPO = Path(__file__).resolve().parents[1]
 
 SIDE = 4096
 SAMPLE_S = 0.05
@@ -99,10 +101,8 @@ def run_scenario(url: str, pid: int, images: list[bytes], concurrency: int) -> d
     while any(t.is_alive() for t in threads):
         peak = max(peak, tree_rss(pid))
         start = time.perf_counter()
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             httpx.get(f"{url}/readyz", timeout=5)
-        except httpx.HTTPError:
-            pass
         readyz.append(time.perf_counter() - start)
         time.sleep(SAMPLE_S)
     for t in threads:

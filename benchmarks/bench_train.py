@@ -1,8 +1,8 @@
 """Training step time: RegionMed (region path) vs the global-only baseline, same backbone and batch.
 
     python benchmarks/bench_train.py [--steps 6] [--rounds 3] [--batch 64] [--bf16-only] [--no-crop]
-        [--roi '{"cell_path": "direct"}'] [--fusion-dim 96] [--corpus data/corpus --tokenizer models/tokenizer]
-        [--device cuda --peak-tflops 989]
+        [--roi '{"cell_path": "direct"}'] [--fusion-dim 96] [--corpus data/corpus --tokenizer
+        models/tokenizer] [--device cuda --peak-tflops 989]
 
 Measures forward + backward + fused AdamW steps on a real batch of the corpus, in one process, for:
 baseline (global loss), baseline with the joint phase's text levels, RegionMed region phase (all
@@ -280,7 +280,8 @@ def main() -> None:
     )
     n_regions = len(batch["region_boxes"])
     print(
-        f"batch holds {n_regions} annotated regions, {len(batch['text_table']['input_ids'])} distinct region texts"
+        f"batch holds {n_regions} annotated regions, "
+        f"{len(batch['text_table']['input_ids'])} distinct region texts"
     )
     for bf16 in (True,) if args.bf16_only else (False, True):
         runs = []
@@ -302,7 +303,7 @@ def main() -> None:
             )
         # rounds in turn: a slow minute on this shared machine then hits every variant alike
         for _ in range(args.rounds):
-            for name, model, weights, levels, opt, times in runs:
+            for _name, model, weights, levels, opt, times in runs:
                 times += _time_steps(model, opt, batch, weights, levels, args.steps, bf16, device)
         ms = {name: statistics.median(times) * 1000 for name, *_, times in runs}
         base, text_base = ms[variants[0][0]], ms[variants[1][0]]
@@ -313,7 +314,8 @@ def main() -> None:
             achieved = flops / ms[name] / 1e9  # TFLOP/s
             mfu = f"  MFU {achieved / args.peak_tflops:6.1%}" if args.peak_tflops else ""
             print(
-                f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  {ms[name]:7.1f} ms/step  "
+                f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  "
+                f"{ms[name]:7.1f} ms/step  "
                 f"{batch_size / ms[name] * 1000:6.0f} pairs/s  {ms[name] / base:5.2f}x baseline{vs_text}  "
                 f"{flops / 1e9:6.1f} GFLOP/step  {achieved:6.3f} TFLOP/s{mfu}",
                 flush=True,
@@ -324,7 +326,8 @@ def main() -> None:
             )
             for part, part_ms in _parts(region_model, batch, args.steps * args.rounds, device).items():
                 print(
-                    f"bf16  part: {part:<54} {part_ms:7.1f} ms fwd+bwd  {part_ms / base:5.2f} of a baseline step",
+                    f"bf16  part: {part:<54} {part_ms:7.1f} ms fwd+bwd  "
+                    f"{part_ms / base:5.2f} of a baseline step",
                     flush=True,
                 )
 

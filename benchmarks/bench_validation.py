@@ -187,7 +187,8 @@ def main() -> None:
     t = result["timings_s"]
     print(
         f"\n{args.rows} rows ({result['stats']['n_regions']} regions, {result['stats']['n_qa']} QA pairs), "
-        f"no images: validate CLI {seconds:.1f} s (in-process {t['elapsed_s']:.1f} s: frames {t['frames']:.1f} s, "
+        f"no images: validate CLI {seconds:.1f} s "
+        f"(in-process {t['elapsed_s']:.1f} s: frames {t['frames']:.1f} s, "
         f"GX import {t['gx_import_wait'] + t['gx_import']:.1f} s); success={result['success']}"
     )
     print(

@@ -128,8 +128,9 @@ def run_stage(
     timeout_s: float | None = None,
     force: bool = False,
 ) -> StageRun:
-    """``dvc repro --single-item <stage>`` in ``root``, each output line to ``log``; raises :class:`StageFailed`.
-    ``force``: run it even when DVC sees nothing changed (an input outside DVC changed, e.g. the annotator model)."""
+    """``dvc repro --single-item <stage>`` in ``root``, each output line to ``log``; raises
+    :class:`StageFailed`. ``force``: run it even when DVC sees nothing changed (an input outside DVC changed,
+    e.g. the annotator model)."""
     root = Path(root)
     cmd = [sys.executable, "-m", "dvc", "repro", "--single-item", *(["--force"] if force else []), stage]
     log(f"$ {' '.join(cmd[2:])}   (in {root})")
@@ -205,7 +206,7 @@ def _verdict(root: Path, stage: str, params_file: str) -> StageFailed | None:
 
     try:
         params = load_params(root / params_file)
-    except Exception:  # noqa: BLE001  (a broken params file is reported as the stage's own failure)
+    except Exception:  # a broken params file is reported as the stage's own failure
         return None
     if stage == "validate_corpus":
         path = root / params.validation.metrics_file
@@ -262,6 +263,6 @@ def is_transient(task, task_run, state) -> bool:
         state.result()
     except StageFailed as exc:
         return exc.transient
-    except BaseException:  # noqa: BLE001
+    except BaseException:
         return False
     return False

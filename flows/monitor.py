@@ -50,7 +50,8 @@ def drift_check(
     window_hours: float | None = None,
     log_dir: str | None = None,
 ) -> dict[str, Any]:
-    """``regionmed monitor`` into ``out_dir`` (read-only on the log, so safe to retry); returns its summary."""
+    """``regionmed monitor`` into ``out_dir`` (read-only on the log, so safe to retry); returns its
+    summary."""
     logger = get_run_logger()
     out = Path(out_dir)
     cmd = [
@@ -89,7 +90,9 @@ def drift_check(
 
 
 def render_report(summary: dict[str, Any], html_path: str) -> str:
-    fmt = lambda v: "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    def fmt(v):
+        return "-" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+
     w, cur = summary["window"], summary["current"]
     lines = [
         f"# Drift: {summary['status'].replace('_', ' ')}",
@@ -106,7 +109,8 @@ def render_report(summary: dict[str, Any], html_path: str) -> str:
     for kind, n_ref in summary["reference"]["rows"].items():
         used = summary.get("rows_used", {}).get(kind, {}).get("current", "-")
         lines.append(
-            f"| {kind} | {n_ref} | {cur['rows_in_window'].get(kind, 0)} | {cur['rows'].get(kind, 0)} | {used} |"
+            f"| {kind} | {n_ref} | {cur['rows_in_window'].get(kind, 0)} | "
+            f"{cur['rows'].get(kind, 0)} | {used} |"
         )
     lines += ["", "| check | method | score | threshold | drift |", "|---|---|---|---|---|"]
     for c in summary["checks"]:
@@ -124,10 +128,11 @@ def monitor(
     log_dir: str | None = None,
     trigger: str | None = None,
 ) -> dict[str, Any]:
-    """Drift report on the window ending ``until`` (``now``; ``None``: ``monitor.window_end``); retrain on drift."""
+    """Drift report on the window ending ``until`` (``now``; ``None``: ``monitor.window_end``); retrain on
+    drift."""
     from regionmed.monitoring.retention import prune_reports
-    from regionmed.paths import repo_relative
     from regionmed.params import load_params
+    from regionmed.paths import repo_relative
 
     root_path = Path(root).resolve()
     params = load_params(root_path / params_file)

@@ -144,7 +144,9 @@ def collect_summary(
 
 
 def render_summary(s: dict[str, Any]) -> str:
-    fmt = lambda v: "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+    def fmt(v):
+        return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
     lines = [f"# Retrain: {s['status']}", ""]
     if s["failed_stage"]:
         lines += [f"**Stopped at `{s['failed_stage']}`**: {s['message']}", ""]

@@ -61,7 +61,8 @@ def is_polled(deployment: Any, now: datetime | None = None) -> tuple[bool, str]:
 
 
 def trigger_retrain(mode: str, deployment: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Start a retrain run as ``mode`` says (module docstring); returns how, why, and the run's id and state."""
+    """Start a retrain run as ``mode`` says (module docstring); returns how, why, and the run's id and
+    state."""
     logger = get_run_logger()
     if mode == "none":
         logger.warning("drift found; flows.monitor.trigger is 'none': no retraining started")

@@ -1,4 +1,5 @@
-"""Small array helpers shared by the evaluation and prompt modules (numpy only; torch tensors are accepted)."""
+"""Small array helpers shared by the evaluation and prompt modules (numpy only; torch tensors are
+accepted)."""
 
 from __future__ import annotations
 

@@ -46,6 +46,10 @@ from regionmed.params_pipeline import (  # noqa: F401  (the sections, importable
 )
 from regionmed.strict import TRACE_ENV, StrictModel, record_reads
 
+# RUF012 (noqa'd on the fields below) is wrong here: these are pydantic fields (StrictModel is a
+# BaseModel; ruff only recognises a direct BaseModel base), and pydantic copies a mutable default
+# for each instance, so no state is shared. A ClassVar would make them stop being fields.
+
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
@@ -62,7 +66,7 @@ class Params(StrictModel):
     monitor: MonitorParams = MonitorParams()
     flows: FlowParams = FlowParams()
     # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
-    phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}
+    phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}  # noqa: RUF012
 
     @property
     def stage_corpus(self) -> str:

@@ -9,6 +9,10 @@ from pydantic import Field
 
 from regionmed.strict import StrictModel
 
+# RUF012 (noqa'd on the fields below) is wrong here: these are pydantic fields (StrictModel is a
+# BaseModel; ruff only recognises a direct BaseModel base), and pydantic copies a mutable default
+# for each instance, so no state is shared. A ClassVar would make them stop being fields.
+
 
 class ServingBatching(StrictModel):
     """BentoML adaptive batching of the encoders."""
@@ -81,13 +85,13 @@ class ServingParams(StrictModel):
 class MonitorDescriptors(StrictModel):
     """Embedding-log descriptors compared with the reference, per kind."""
 
-    image: list[Literal["width", "height", "mean", "std", "bytes", "channels"]] = [
+    image: list[Literal["width", "height", "mean", "std", "bytes", "channels"]] = [  # noqa: RUF012
         "width",
         "height",
         "mean",
         "std",
     ]
-    text: list[Literal["n_tokens", "n_chars"]] = ["n_tokens"]
+    text: list[Literal["n_tokens", "n_chars"]] = ["n_tokens"]  # noqa: RUF012
 
 
 class MonitorParams(StrictModel):
@@ -98,14 +102,14 @@ class MonitorParams(StrictModel):
     summary_file: str = "metrics/drift.json"
     window_hours: float = Field(24.0, gt=0)
     window_end: Literal["latest", "now"] = "latest"
-    kinds: list[Literal["image", "text"]] = ["image", "text"]
+    kinds: list[Literal["image", "text"]] = ["image", "text"]  # noqa: RUF012
     min_rows: int = Field(300, ge=2)
     sample_rows: int = Field(2000, ge=10)
     pca_components: int | None = Field(32, ge=2)
     plot: Literal["pca", "tsne"] = "pca"
     plot_rows: int = Field(1000, ge=10)
     match_model_version: bool = True
-    embedding_methods: dict[Literal["model", "mmd", "distance", "ratio"], float] = {
+    embedding_methods: dict[Literal["model", "mmd", "distance", "ratio"], float] = {  # noqa: RUF012
         "model": 0.65,
         "mmd": 0.015,
     }
@@ -119,10 +123,10 @@ class MonitorParams(StrictModel):
 
 class RetrainFlowParams(StrictModel):
     cron: str = "0 3 * * 0"
-    exclude_stages: list[str] = ["monitor"]
+    exclude_stages: list[str] = ["monitor"]  # noqa: RUF012
     retries: int = Field(2, ge=0)
     retry_delay_s: float = Field(60.0, ge=0)
-    no_retry_stages: list[str] = ["validate_corpus", "gate", "package"]
+    no_retry_stages: list[str] = ["validate_corpus", "gate", "package"]  # noqa: RUF012
 
 
 class ReportRetention(StrictModel):

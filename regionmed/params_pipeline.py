@@ -1,4 +1,5 @@
-"""params.yaml sections of the pipeline's stages, corpus to gate (read through :func:`regionmed.params.load_params`)."""
+"""params.yaml sections of the pipeline's stages, corpus to gate (read through
+:func:`regionmed.params.load_params`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from regionmed.strict import StrictModel
+
+# RUF012 (noqa'd on the fields below) is wrong here: these are pydantic fields (StrictModel is a
+# BaseModel; ruff only recognises a direct BaseModel base), and pydantic copies a mutable default
+# for each instance, so no state is shared. A ClassVar would make them stop being fields.
 
 
 class SplitFractions(StrictModel):
@@ -26,7 +31,7 @@ class SyntheticParams(StrictModel):
     """Knobs of the procedural phantom generator (the anatomy atlas itself is data in code)."""
 
     n_images: int = Field(4000, ge=1)
-    modalities: list[Literal["chest_xray", "brain_mri", "abdomen_ct"]] = [
+    modalities: list[Literal["chest_xray", "brain_mri", "abdomen_ct"]] = [  # noqa: RUF012
         "chest_xray",
         "brain_mri",
         "abdomen_ct",
@@ -34,7 +39,7 @@ class SyntheticParams(StrictModel):
     images_per_patient_max: int = Field(3, ge=1)
     max_findings: int = Field(3, ge=0)
     p_no_finding: float = Field(0.2, ge=0, le=1)
-    size_weights: dict[Literal["subtle", "small", "large"], float] = {
+    size_weights: dict[Literal["subtle", "small", "large"], float] = {  # noqa: RUF012
         "subtle": 0.35,
         "small": 0.35,
         "large": 0.30,
@@ -92,10 +97,10 @@ class AnnotateParams(StrictModel):
 
     out_dir: str = "data/corpus_annotated"  # the annotated corpus every later stage reads
     localizer: Literal["none", "prior", "self", "detector"] = "prior"
-    splits: list[Literal["train", "val", "test"]] = [
+    splits: list[Literal["train", "val", "test"]] = [  # noqa: RUF012
         "train"
     ]  # never test: its boxes are the evaluation's truth
-    kinds: list[Literal["finding", "anatomy"]] = ["finding", "anatomy"]
+    kinds: list[Literal["finding", "anatomy"]] = ["finding", "anatomy"]  # noqa: RUF012
     keep_uncertain: bool = False  # "possible nodule": placed only when true
     min_confidence: float = Field(0.0, ge=0, le=1)  # boxes scored under this are dropped (counted)
     prior_confidence: float = Field(0.2, ge=0, le=1)  # the prior never looked at the image
@@ -104,12 +109,12 @@ class AnnotateParams(StrictModel):
     )  # experiments: train images whose given regions are hidden
     max_report_chars: int = Field(20000, ge=1)  # longer reports are read up to here (counted)
     self_model_dir: str = ".state/annotator"  # the `self` localizer's trained RegionMed model
-    self_levels: list[float] = [
+    self_levels: list[float] = [  # noqa: RUF012
         0.25,
         0.5,
         0.75,
     ]  # heatmap levels whose connected area around the peak is a candidate
-    self_tilings: list[int] = [2, 3, 4]  # n x n tilings added to the candidates
+    self_tilings: list[int] = [2, 3, 4]  # n x n tilings added to the candidates  # noqa: RUF012
     # region_score: the candidate the model's region path scores best; heatmap: the connected area around
     # the heatmap's peak at the middle self_level (no region-path scoring); sized: a box centred where the
     # heatmap peaks (sub-cell), as large as the given train boxes of the phrase's label and size word
@@ -176,7 +181,8 @@ Expected = Literal["auto", "required", "optional"]
 
 
 class ValidationVocabulary(StrictModel):
-    """Known values of a corpus; ``None`` = the source's own vocabulary (synthetic: the atlas), else unchecked."""
+    """Known values of a corpus; ``None`` = the source's own vocabulary (synthetic: the atlas), else
+    unchecked."""
 
     modalities: list[str] | None = None
     labels: list[str] | None = None
@@ -208,10 +214,10 @@ class ValidationParams(StrictModel):
     regions: Expected = "auto"  # auto: required for synthetic and coco corpora, else optional
     qa: Expected = "auto"  # auto: required for synthetic and medpix corpora, else optional
     file_check_fraction: float = Field(1.0, ge=0, le=1)  # share of image files re-hashed (seeded sample)
-    coverage_splits: list[Literal["train", "val", "test"]] = ["train", "test"]
+    coverage_splits: list[Literal["train", "val", "test"]] = ["train", "test"]  # noqa: RUF012
     max_examples: int = Field(10, ge=1)
     default_severity: Severity = "critical"
-    severity: dict[str, Severity] = {}  # per check name (the `check` in each expectation's meta)
+    severity: dict[str, Severity] = {}  # per check name (the `check` in each expectation's meta)  # noqa: RUF012
     thresholds: ValidationThresholds = ValidationThresholds()
     vocabulary: ValidationVocabulary = ValidationVocabulary()
 
@@ -223,7 +229,7 @@ class EvaluateParams(StrictModel):
     candidate: str = "models/regionmed"
     baseline: str = "models/baseline"
     batch_size: int = Field(64, ge=1)
-    retrieval_ks: list[int] = [1, 5, 10]
+    retrieval_ks: list[int] = [1, 5, 10]  # noqa: RUF012
     vqa_method: Literal["head", "similarity"] = "head"
     train_sample: int = Field(2000, ge=1)  # train images for the text prior and the VQA head
     n_boot: int = Field(1000, ge=10)
@@ -237,11 +243,13 @@ class EvaluateParams(StrictModel):
 class GateParams(StrictModel):
     """The ``gate`` stage: floors, champion/challenger margin, and must-beat-baseline metrics."""
 
-    floors: dict[str, float] = {}
-    # one margin for every floor and must-beat-baseline metric, or a margin per metric (exactly those compared)
+    floors: dict[str, float] = {}  # noqa: RUF012
+    # one margin for every floor and must-beat-baseline metric, or a margin per metric (exactly those
+    # compared)
     champion_margin: float | dict[str, float] = 0.02
-    must_beat_baseline: list[str] = []
-    # the model in production, committed with the repository so every clone and worker sees it (docs/champion.md)
+    must_beat_baseline: list[str] = []  # noqa: RUF012
+    # the model in production, committed with the repository so every clone and worker sees it
+    # (docs/champion.md)
     champion_file: str = "deploy/champion.json"
     require_champion: bool = False  # true: the gate fails (closed) when it cannot read the champion record
     decision_file: str = "metrics/gate.json"

@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_make_and_python_set_the_same_telemetry_switches_from_one_file():
-    assert QUIET_ENV == read_env_file(QUIET_ENV_FILE) and QUIET_ENV["DO_NOT_TRACK"] == "1"
+    assert read_env_file(QUIET_ENV_FILE) == QUIET_ENV and QUIET_ENV["DO_NOT_TRACK"] == "1"
     printed = subprocess.run(
         ["make", "-s", "-f", "-", "show"],
         cwd=REPO_ROOT,

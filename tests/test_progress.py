@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import ClassVar
 
 from regionmed.progress import LOG_EVERY_PERCENT, progress
 
@@ -34,7 +35,7 @@ def test_training_logs_a_line_every_few_percent_of_the_steps(capsys):
     from regionmed.training.train import LogProgress
 
     class Trainer:
-        callback_metrics = {"train/loss": 1.5}
+        callback_metrics: ClassVar[dict[str, float]] = {"train/loss": 1.5}
         global_step = 0
 
     callback, trainer = LogProgress(200), Trainer()

@@ -44,7 +44,8 @@ ANNOTATION_RECORD = "annotation.json"
 
 
 def hide_regions(df: pd.DataFrame, fraction: float, seed: int) -> dict[str, list[dict]]:
-    """Empty the regions of ``fraction`` of the train images that have any (in place); returns them by image id."""
+    """Empty the regions of ``fraction`` of the train images that have any (in place); returns them by image
+    id."""
     if fraction <= 0:
         return {}
     boxed = df.index[(df["split"] == "train") & (df["regions"].map(len) > 0)].to_numpy()
@@ -73,7 +74,7 @@ def annotate_frame(
     findings_by_modality = _findings_by_modality(df)
     size_words = getattr(getattr(getattr(extractor, "vocabulary", None), "location", None), "sizes", {}) or {}
     queries, owners = [], []
-    for i, found in zip(todo, mentions):
+    for i, found in zip(todo, mentions, strict=True):
         counts.add_mentions(found)
         wanted = [
             m for m in found if not m.negated and (a.keep_uncertain or not m.uncertain) and m.kind in a.kinds
@@ -103,7 +104,7 @@ def annotate_frame(
             owners.append(i)
     placed = localizer.locate([q for q, _ in queries]) if queries else []
     added: dict[int, list[dict]] = {}
-    for i, (query, region), p in zip(owners, queries, placed):
+    for i, (_query, region), p in zip(owners, queries, placed, strict=True):
         if p is None:
             counts.unplaced += 1
             continue
@@ -133,9 +134,10 @@ def _clean_report(text, max_chars: int, counts: AnnotationCounts) -> str:
 
 
 def _findings_by_modality(df: pd.DataFrame) -> dict[str, list[str]]:
-    """Finding labels seen per modality in given regions (the candidates for a swapped-finding hard negative)."""
+    """Finding labels seen per modality in given regions (the candidates for a swapped-finding hard
+    negative)."""
     out: dict[str, set[str]] = {}
-    for modality, regions in zip(df["modality"], df["regions"]):
+    for modality, regions in zip(df["modality"], df["regions"], strict=True):
         out.setdefault(modality, set()).update(r["label"] for r in regions if r["kind"] == "finding")
     return {m: sorted(v) for m, v in out.items()}
 
@@ -173,7 +175,8 @@ def write_corpus(
 def annotate_corpus(
     corpus_dir: Path, out_dir: Path, a: AnnotateParams, seed: int, localizer: Localizer, extractor
 ) -> tuple[pd.DataFrame, dict[str, list[dict]], AnnotationCounts]:
-    """Read, hide (experiments), annotate and write; returns the annotated manifest, the hidden truth and the counts."""
+    """Read, hide (experiments), annotate and write; returns the annotated manifest, the hidden truth and the
+    counts."""
     start = time.perf_counter()
     df = read_manifest(corpus_dir)
     hidden = hide_regions(df, a.hide_given_fraction, seed)

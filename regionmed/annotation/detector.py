@@ -102,7 +102,7 @@ class DetectorLocalizer:
             kwargs["text_threshold"] = self.settings.box_threshold
         results = self.processor.post_process_grounded_object_detection(outputs, **kwargs)
         placed: list[Placed | None] = []
-        for image, res in zip(images, results):
+        for image, res in zip(images, results, strict=True):
             # the best-scoring box with any area inside the image (a detection may fall outside it)
             order = res["scores"].argsort(descending=True).tolist()
             best = next((k for k in order if clip_box(res["boxes"][k].tolist()) is not None), None)

@@ -91,7 +91,7 @@ def score_mentions(truths: Sequence[Sequence[TrueFinding]], mentions: Sequence[S
         ),
         0,
     )
-    for truth, found in zip(truths, mentions):
+    for truth, found in zip(truths, mentions, strict=True):
         findings = [m for m in found if m.kind == "finding"]
         positives = [m for m in findings if not m.negated]
         c["true"] += len(truth)

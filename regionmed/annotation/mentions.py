@@ -85,7 +85,7 @@ class MentionExtractor:
                 texts.append(piece)
         out: list[list[Mention]] = [[] for _ in range(n)]
         sentences_before = [0] * n
-        for owner, doc in zip(owners, self.nlp.pipe(texts, batch_size=batch_size)):
+        for owner, doc in zip(owners, self.nlp.pipe(texts, batch_size=batch_size), strict=True):
             mentions, sentences = self._doc_mentions(doc, sentences_before[owner])
             out[owner] += mentions
             sentences_before[owner] += sentences
@@ -135,7 +135,7 @@ class MentionExtractor:
             if ent.label_ == FINDING:  # anatomy in a finding's own phrase: "no left adrenal mass"
                 located_in_finding |= {a.start for a in ents if start <= a.start and a.end <= loc_end}
         out = []
-        for ent, (start, loc_start, loc_end) in zip(ents, spans):
+        for ent, (start, loc_start, loc_end) in zip(ents, spans, strict=True):
             before = words[start : ent.start]
             side, zone = self._side_and_zone(before + words[loc_start:loc_end])
             is_finding = ent.label_ == FINDING

@@ -49,7 +49,8 @@ class PendingRegion:
 
 
 def clean_phrase(text: str) -> str:
-    """Whitespace collapsed, end punctuation off, a sentence-initial capital lowered ("A small" → "a small", "CT" kept)."""
+    """Whitespace collapsed, end punctuation off, a sentence-initial capital lowered ("A small" → "a small",
+    "CT" kept)."""
     text = " ".join(text.split()).strip(" .,;:")
     if len(text) > 1 and text[0].isupper() and not text[1].isupper():
         text = text[0].lower() + text[1:]
@@ -90,7 +91,10 @@ def region_for(mention, other_findings: list[str], size_words: dict[str, str]) -
 def most_specific(mentions: list) -> list:
     """Drop a mention when a kept one of the same label and kind says everything it says and more
     ("left liver lesion" in the impression after "a small liver lesion in the left lobe")."""
-    attrs = lambda m: {k: getattr(m, k) for k in ("side", "zone", "size") if getattr(m, k)}
+
+    def attrs(m):
+        return {k: getattr(m, k) for k in ("side", "zone", "size") if getattr(m, k)}
+
     kept: list = []
     for m in sorted(mentions, key=lambda m: -len(attrs(m))):
         if any(

@@ -136,7 +136,8 @@ def centre_allowed(boxes: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def mass_inside(heat: np.ndarray, box: Sequence[float], scale: float) -> float:
-    """Share of ``softmax(scale * heat)`` over the cells that falls in ``box`` (cells partly in count pro rata)."""
+    """Share of ``softmax(scale * heat)`` over the cells that falls in ``box`` (cells partly in count pro
+    rata)."""
     gh, gw = heat.shape
     e = np.nan_to_num(np.exp(scale * (heat - np.nanmax(heat))))  # NaN: a cell ruled out
     p = e / e.sum()
@@ -167,7 +168,8 @@ class SelfLocalizer:
         self.model, self.tokenizer = load_model(model_dir)
         if self.model.global_only:
             raise ValueError(
-                f"annotate.self_model_dir {model_dir}: a global-only model has no region path to place phrases"
+                f"annotate.self_model_dir {model_dir}: "
+                "a global-only model has no region path to place phrases"
             )
         self.channels, self.batch_size, self.levels = channels, batch_size, tuple(levels)
         if select == "sized" and sizes is None:
@@ -201,7 +203,7 @@ class SelfLocalizer:
             if q.kind != "anatomy" or self.organs is None or q.label in self.organs
         ]
         out: list[Placed | None] = [None] * len(queries)
-        for i, placed in zip(keep, self._locate([queries[i] for i in keep])):
+        for i, placed in zip(keep, self._locate([queries[i] for i in keep]), strict=True):
             out[i] = placed
         return out
 
@@ -243,7 +245,7 @@ class SelfLocalizer:
             region = self.model.encode_regions(pixels, cands).float()
             per = [len(c) for c in cands]
             scores = region.split(per) if region.numel() else [torch.zeros(0)] * len(chunk)
-            for k, (c, s) in enumerate(zip(cands, scores)):
+            for k, (c, s) in enumerate(zip(cands, scores, strict=True)):
                 score = s @ emb[k].float()
                 if allowed[k] is not None:  # candidates centred where the location words rule out lose
                     open_ = torch.from_numpy(centre_allowed(c.numpy(), allowed[k]))

@@ -81,7 +81,7 @@ def run_annotation(
     df, hidden, counts = annotate_corpus(corpus_dir, out_dir, a, params.seed, localizer, MentionExtractor())
     summary = counts.to_dict()
     if hidden:
-        by_image = dict(zip(df["image_id"], df["regions"]))
+        by_image = dict(zip(df["image_id"], df["regions"], strict=True))
         vision = params.model.vision  # the patch grid the grounding loss and the evaluation score at
         summary["box_quality"] = box_quality(
             by_image, hidden, params.seed, grid=vision.image_size // vision.patch_size
@@ -96,8 +96,8 @@ def run_annotation(
     Path(a.summary_file).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     preview_annotations(df, out_dir, Path(a.preview_file), a.preview_images, params.seed)
     log(
-        f"annotate_regions ({localizer.name}): {counts.images_annotated} of {counts.images_considered} images "
-        f"without regions annotated, {sum(counts.kept_by_label.values())} regions kept, "
+        f"annotate_regions ({localizer.name}): {counts.images_annotated} of {counts.images_considered} "
+        f"images without regions annotated, {sum(counts.kept_by_label.values())} regions kept, "
         f"{counts.below_threshold} below min_confidence, in {summary['seconds_total']} s"
     )
     return summary

@@ -1,8 +1,8 @@
 """The finding and anatomy vocabulary of report reading, loaded from YAML and turned into spaCy patterns.
 
-The data lives in ``regionmed/prompts/report_vocabulary.yaml`` (beside the zero-shot prompts) (its header explains the
-format); this module validates it and builds the entity ruler's token patterns and the NegEx termsets
-from it, so that no term or cue is written in code.
+The data lives in ``regionmed/prompts/report_vocabulary.yaml`` (beside the zero-shot prompts) (its header
+explains the format); this module validates it and builds the entity ruler's token patterns and the NegEx
+termsets from it, so that no term or cue is written in code.
 """
 
 from __future__ import annotations

@@ -140,7 +140,12 @@ def build_corpus(
         tasks.append(task)
 
     n_input = len(tasks) + len(rejected)
-    bar = dict(total=len(tasks), desc=f"build {source.name}", unit="img", enabled=progress is not False)
+    bar = {
+        "total": len(tasks),
+        "desc": f"build {source.name}",
+        "unit": "img",
+        "enabled": progress is not False,
+    }
     if c.workers > 1:
         with mp.get_context("spawn").Pool(c.workers, _init_worker, (source, ctx)) as pool:
             results = list(show_progress(pool.imap(_run_task, tasks, chunksize=c.chunk_size), **bar))

@@ -144,7 +144,7 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             return int(ds.get("Columns", 0)), int(ds.get("Rows", 0))
         with Image.open(io.BytesIO(data), formats=PIL_FORMATS) as img:
             return displayed_size(img)
-    except Exception:  # noqa: BLE001  (unreadable: decode_image reports it with its reason)
+    except Exception:  # unreadable: decode_image reports it with its reason
         return None
 
 
@@ -152,7 +152,7 @@ def _orientation(img: Image.Image) -> int:
     """The EXIF orientation tag (1 = as stored); 1 for a missing or broken EXIF block."""
     try:
         value = img.getexif().get(EXIF_ORIENTATION, 1)
-    except Exception:  # noqa: BLE001  (a broken EXIF block: keep the stored orientation)
+    except Exception:  # a broken EXIF block: keep the stored orientation
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -230,7 +230,7 @@ def letterbox(arr: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     scale = size / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     resized = np.asarray(Image.fromarray(arr).resize((new_w, new_h), Image.Resampling.BILINEAR))
-    out = np.zeros((size, size) + arr.shape[2:], dtype=np.uint8)
+    out = np.zeros((size, size, *arr.shape[2:]), dtype=np.uint8)
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     out[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
     # Per-axis scales: rounding makes them differ slightly from ``scale``.

@@ -32,7 +32,20 @@ DEFAULT_ZONES = ("upper", "middle", "lower")
 DEFAULT_TEMPLATE = "the {side} {zone} {body_part}"
 # Words that say where, removed from what is left of a phrase after its "in the ..." part.
 SIDE_AND_ZONE_WORDS = frozenset(
-    "right left bilateral upper middle mid lower central midline frontal parietal occipital".split()
+    [
+        "right",
+        "left",
+        "bilateral",
+        "upper",
+        "middle",
+        "mid",
+        "lower",
+        "central",
+        "midline",
+        "frontal",
+        "parietal",
+        "occipital",
+    ]
 )
 
 
@@ -51,7 +64,7 @@ class Location:
             self.template.format(side=side, zone=self.zone or "", body_part=self.body_part).split()
         )
 
-    def swapped_side(self) -> "Location | None":
+    def swapped_side(self) -> Location | None:
         if self.side not in SIDES:
             return None
         return replace(self, side=SIDES[1 - SIDES.index(self.side)])
@@ -130,7 +143,8 @@ def swap_laterality(text: str) -> str:
 
 
 def strip_location(phrase: str) -> str:
-    """The location-free version of a phrase: ``"a small nodule in the right upper zone"`` → ``"a small nodule"``."""
+    """The location-free version of a phrase: ``"a small nodule in the right upper zone"`` →
+    ``"a small nodule"``."""
     text = re.split(r"\s+(?:in|of|at)\s+the\s+", phrase, maxsplit=1)[0]
     words = [w for w in text.split() if w.lower() not in SIDE_AND_ZONE_WORDS]
     return " ".join(words) if words else phrase

@@ -19,8 +19,8 @@ from regionmed.corpus.images import (
 )
 from regionmed.corpus.phrases import hard_negatives, location_from_box, region_phrase, swap_laterality
 from regionmed.corpus.records import RawRegion, RecordError, SourceRecord
-from regionmed.corpus.splits import normalise_patient_id, normalise_split
 from regionmed.corpus.schema import IMAGES_DIR, QA, SIZE_BUCKETS, ManifestRow, Region
+from regionmed.corpus.splits import normalise_patient_id, normalise_split
 
 # Boxes may overshoot the image edge by rounding in the source's tooling; beyond this they are wrong.
 BOX_EDGE_TOLERANCE_PX = 1.0
@@ -47,10 +47,7 @@ def image_id_for(record_id: str) -> str:
 def process_record(record: SourceRecord, ctx: ProcessContext) -> ManifestRow:
     """Normalise a record; the split is assigned later (it needs every record of the patient)."""
     report = _required_text(record.report, "report", ctx)
-    if record.pixels is not None:
-        pixels = record.pixels
-    else:
-        pixels = _load(record, ctx)
+    pixels = record.pixels if record.pixels is not None else _load(record, ctx)
     h, w = pixels.shape[:2]
     pixels = set_channels(pixels, ctx.channels)
     if (h, w) != (ctx.image_size, ctx.image_size):

@@ -56,7 +56,7 @@ def describe(
     finding_types = [f.label for f in modality.findings]
     true_phrases = [region_phrase(f.finding.label, f.size, f.location) for f in phantom.findings]
     regions: list[Region] = []
-    for placed, phrase in zip(phantom.findings, true_phrases):
+    for placed, phrase in zip(phantom.findings, true_phrases, strict=True):
         # Rotate the candidate list so the swapped finding varies, deterministically per image.
         k = int(rng.integers(len(finding_types)))
         others = finding_types[k:] + finding_types[:k]

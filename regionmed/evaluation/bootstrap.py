@@ -155,7 +155,10 @@ def paired_difference_ci(
         est, stats, n_groups = _resampled(d, codes[keep], n_boot, seed, "mean")
     else:
         both = np.stack([a[keep], b[keep]], axis=1)
-        diff = lambda x: statistic(x[:, 0]) - statistic(x[:, 1])
+
+        def diff(x):
+            return statistic(x[:, 0]) - statistic(x[:, 1])
+
         est, stats, n_groups = _resampled(both, codes[keep], n_boot, seed, diff)
     lo, hi = _interval(est, stats, alpha)
     valid = stats[~np.isnan(stats)]

@@ -29,8 +29,8 @@ def read_champion(path: str | Path, *, required: bool = False) -> dict[str, Any]
     not a champion record is always an error: a damaged record must not silently drop the comparison."""
     p = Path(path)
     hint = (
-        f"pull the repository (the record is committed with it), or set gate.require_champion: false "
-        f"for the very first model"
+        "pull the repository (the record is committed with it), or set gate.require_champion: false "
+        "for the very first model"
     )
     if not p.is_file():
         if required:

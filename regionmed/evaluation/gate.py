@@ -66,10 +66,16 @@ class GateDecision:
     def table(self, only_failed: bool = True) -> str:
         """A plain-text table of the failed checks (or of all of them)."""
         rows = self.failures if only_failed else self.comparisons
-        head = f"gate: {'PASSED' if self.passed else 'FAILED'} ({len(self.failures)} of {len(self.comparisons)} checks failed)"
+        head = (
+            f"gate: {'PASSED' if self.passed else 'FAILED'} "
+            f"({len(self.failures)} of {len(self.comparisons)} checks failed)"
+        )
         if not rows:
             return head
-        fmt = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
+        def fmt(v):
+            return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
+
         cells = [("metric", "check", "value", "need", "ok", "note")]
         for c in rows:
             op = ">=" if c.direction == "higher" else "<="
@@ -78,7 +84,7 @@ class GateDecision:
             need = "-" if c.threshold is None else f"{op} {fmt(c.threshold)}"
             cells.append((c.metric, c.kind, fmt(c.value), need, "yes" if c.passed else "NO", c.note))
         widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return "\n".join([head, *lines])
 

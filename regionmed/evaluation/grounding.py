@@ -53,9 +53,9 @@ def peak_cells(heatmaps: Any) -> tuple[np.ndarray, np.ndarray]:
 def same_phrase_alternatives(image_index: Sequence[int], phrases: Sequence[str]) -> list[list[int]]:
     """Per phrase, the *other* rows of the same image with the identical phrase (usually none)."""
     rows: dict[tuple, list[int]] = {}
-    for k, key in enumerate(zip(image_index, phrases)):
+    for k, key in enumerate(zip(image_index, phrases, strict=True)):
         rows.setdefault(key, []).append(k)
-    return [[j for j in rows[key] if j != k] for k, key in enumerate(zip(image_index, phrases))]
+    return [[j for j in rows[key] if j != k] for k, key in enumerate(zip(image_index, phrases, strict=True))]
 
 
 def _hits_any(
@@ -94,7 +94,10 @@ def box_iou(pred_boxes: Any, true_boxes: Any) -> np.ndarray:
     iw = np.clip(np.minimum(p[:, 2], t[:, 2]) - np.maximum(p[:, 0], t[:, 0]), 0, None)
     ih = np.clip(np.minimum(p[:, 3], t[:, 3]) - np.maximum(p[:, 1], t[:, 1]), 0, None)
     inter = iw * ih
-    area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+    def area(b):
+        return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
     union = area(p) + area(t) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
@@ -131,7 +134,10 @@ def laterality_accuracy(
     boxes = _boxes(true_boxes)
     side = np.sign((boxes[:, 0] + boxes[:, 2]) / 2 - 0.5)
     scored = np.abs((boxes[:, 0] + boxes[:, 2]) / 2 - 0.5) >= midline_band
-    peak_side = lambda h: np.sign((peak_cells(h)[1] + 0.5) / gw - 0.5)
+
+    def peak_side(h):
+        return np.sign((peak_cells(h)[1] + 0.5) / gw - 0.5)
+
     st, ss = peak_side(ht), peak_side(hs)
     per = {"swapped_opposite": (ss == -side) & (ss != 0), "true_same_side": (st == side) & (st != 0)}
     per["flipped"] = per["swapped_opposite"] & per["true_same_side"]
@@ -190,7 +196,7 @@ def text_prior_pointing(
     """
     means = train_box_means(train_regions)
     labels = list(labels) if labels is not None else [None] * len(phrases)
-    found = [text_prior_box(p, means, lab, mode) for p, lab in zip(phrases, labels)]
+    found = [text_prior_box(p, means, lab, mode) for p, lab in zip(phrases, labels, strict=True)]
     boxes = np.array([b for b, _ in found], float).reshape(-1, 4)
     gh, gw = grid
     rows = cell_index((boxes[:, 1] + boxes[:, 3]) / 2, gh)

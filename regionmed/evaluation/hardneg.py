@@ -76,8 +76,13 @@ def swap_type(true_phrase: str, negative_phrase: str) -> str:
     if t != n and _swap_sides(t) == n:
         return "laterality"
     (tw, tl), (nw, nl) = _parts(t), _parts(n)
-    sizes = lambda ws: tuple(_SIZE_WORDS[w] for w in ws if w in _SIZE_WORDS)
-    rest = lambda ws: tuple(w for w in ws if w not in _SIZE_WORDS)
+
+    def sizes(ws):
+        return tuple(_SIZE_WORDS[w] for w in ws if w in _SIZE_WORDS)
+
+    def rest(ws):
+        return tuple(w for w in ws if w not in _SIZE_WORDS)
+
     if tl == nl and tw != nw:
         if rest(tw) == rest(nw):
             return "size"
@@ -131,7 +136,7 @@ def hard_negative_discrimination(
     if types is not None:
         t = np.asarray(types, dtype=object)
         out["by_type"], out["n_by_type"] = {}, {}
-        for name in sorted({x for x in t[m].tolist()}):
+        for name in sorted(set(t[m].tolist())):
             sel = m & (t == name)
             out["by_type"][name] = float(beats[sel].mean())
             out["n_by_type"][name] = int(sel.sum())

@@ -161,7 +161,7 @@ def score_zero_shot(ev, enc, test, image_emb, ids) -> None:
     prob = presence_vs_absence(image_emb, present, absent, scale)
     size_of = size_matrix(rows, findings)
     modality_findings = {
-        m: {c for labels, mm in zip(test["labels"], test["modality"]) if mm == m for c in labels}
+        m: {c for labels, mm in zip(test["labels"], test["modality"], strict=True) if mm == m for c in labels}
         for m in modalities
     }
     values, groups, buckets = [], [], []
@@ -265,7 +265,7 @@ def _vqa(ev, enc, test, test_emb, train, train_emb, method: str, seed: int) -> N
     row_of = {iid: i for i, iid in enumerate(test["image_id"])}
     train_row = {iid: i for i, iid in enumerate(train["image_id"])}
     questions = sorted({q["question"] for q in test_qa + train_qa})
-    q_emb = dict(zip(questions, enc.texts(questions)))
+    q_emb = dict(zip(questions, enc.texts(questions), strict=True))
     correct, groups, types = [], [], []
     for qtype in sorted({q["type"] for q in test_qa}):
         tr = [q for q in train_qa if q["type"] == qtype]
@@ -287,7 +287,7 @@ def _vqa(ev, enc, test, test_emb, train, train_emb, method: str, seed: int) -> N
             for q in te:
                 statements = enc.texts([f"{q['question']} {a}" for a in answers])
                 predicted.append(answers[int((statements @ test_emb[row_of[q["image_id"]]]).argmax())])
-        for q, p in zip(te, predicted):
+        for q, p in zip(te, predicted, strict=True):
             correct.append(float(p == q["answer"]))
             groups.append(q["image_id"])
             types.append(qtype)

@@ -107,7 +107,7 @@ def multilabel_metrics(
         "n_classes_scored": len(per) - len(skipped),
         "n_skipped": len(skipped),
         "skipped": skipped,
-        "n_positives": {c: int(n) for c, n in zip(classnames, npos)},
+        "n_positives": {c: int(n) for c, n in zip(classnames, npos, strict=True)},
         "accuracy_mode": mode,
         "accuracy": acc,
         "per_class_accuracy": per_acc,

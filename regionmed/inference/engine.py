@@ -2,9 +2,9 @@
 
 The service (``regionmed/serving``), the package stage (the retrieval index), the drift reference
 and the benchmark's in-process baseline all call this class, so HTTP and in-process numbers measure
-the same work. Uploads are decoded and prepared in :mod:`regionmed.inference.uploads`. Every torch call and every tokenizer call holds one lock: a fast
-tokenizer is not safe to call from two threads, and on a small CPU one model call at a time with
-all cores is faster than two that fight over them.
+the same work. Uploads are decoded and prepared in :mod:`regionmed.inference.uploads`. Every torch call and
+every tokenizer call holds one lock: a fast tokenizer is not safe to call from two threads, and on a small CPU
+one model call at a time with all cores is faster than two that fight over them.
 """
 
 from __future__ import annotations
@@ -116,13 +116,14 @@ class Engine:
         counts = self.token_counts(texts)
         return [
             {"n_chars": len(t), "n_tokens": n, "truncated": n > self.max_length}
-            for t, n in zip(texts, counts)
+            for t, n in zip(texts, counts, strict=True)
         ]
 
     # ---- zero-shot -------------------------------------------------------------------------------
     def class_embeddings(self, classes: Sequence[str], use_templates: bool = True) -> np.ndarray:
         """``[C, D]``: per label the prompt-ensembled embedding (templates from
-        ``regionmed/prompts/zeroshot.yaml``), or with ``use_templates=False`` each string embedded as it is (a prompt)."""
+        ``regionmed/prompts/zeroshot.yaml``), or with ``use_templates=False`` each string embedded as it is (a
+        prompt)."""
         hit = self.cached_class_embeddings(classes, use_templates)
         if hit is not None:
             return hit
@@ -207,7 +208,8 @@ class Engine:
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error, not a fallback."""
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without a GPU is an error, not a
+    fallback."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():

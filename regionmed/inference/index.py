@@ -104,7 +104,8 @@ class RetrievalIndex:
 def build_index(
     engine, corpus_dir: str | Path, split: str, batch_size: int = 64, limit: int | None = None
 ) -> RetrievalIndex:
-    """Embed every image of ``split`` and its report with ``engine`` (a :class:`~regionmed.inference.engine.Engine`)."""
+    """Embed every image of ``split`` and its report with ``engine`` (a
+    :class:`~regionmed.inference.engine.Engine`)."""
     from regionmed.corpus.images import read_png
     from regionmed.corpus.schema import read_manifest
     from regionmed.inference.uploads import DecodedImage

@@ -92,7 +92,7 @@ def decode_upload(
         arr = decode_image(data, max_pixels, dicom_window, reduce_to)
     except ImageError:
         raise
-    except Exception as exc:  # noqa: BLE001  a decoder bug must still be a 4xx about this file, never a 500
+    except Exception as exc:  # a decoder bug must still be a 4xx about this file, never a 500
         raise ImageError(f"unreadable image ({type(exc).__name__})") from None
     if arr.ndim not in (2, 3) or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"unsupported image shape {arr.shape}")

@@ -22,7 +22,8 @@ def _unwrap_vision(model: nn.Module) -> nn.Module:
 
 
 class ImageEncoder(nn.Module):
-    """Pixels ``[B, C, H, W]`` (already normalised) → ``(global [B, hidden], patch grid [B, hidden, gh, gw])``.
+    """Pixels ``[B, C, H, W]`` (already normalised) →
+    ``(global [B, hidden], patch grid [B, hidden, gh, gw])``.
 
     The global feature is the CLS token after the backbone's final layer norm. Tokens between CLS
     and the patches (distillation or register tokens) are dropped from the grid.

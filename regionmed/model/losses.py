@@ -193,7 +193,8 @@ def negation_loss(
 
 def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """The box drawn on the patch grid: ``boxes [N, 4]``, ``cells [G, 4]`` → ``[N, G]``, each row the
-    share of the box's area that falls in each cell (sums to 1; a degenerate box puts all on its centre cell)."""
+    share of the box's area that falls in each cell (sums to 1; a degenerate box puts all on its centre
+    cell)."""
     iw = (
         torch.minimum(boxes[:, None, 2], cells[None, :, 2])
         - torch.maximum(boxes[:, None, 0], cells[None, :, 0])
@@ -272,8 +273,9 @@ def hierarchical_loss(
 
     Coarse text goes with the coarse embedding: modality and anatomy text with the global image
     embedding, finding text and the report with the region-aware one, (``region``) each region
-    with its phrase, and (``grounding``) each phrase with the patch cells of its box. Only levels with a non-zero weight are computed; returns ``(total, parts)``.
-    ``outputs["region_weight"] [N]`` (optional) scales the region and grounding terms per region.
+    with its phrase, and (``grounding``) each phrase with the patch cells of its box. Only levels with a
+    non-zero weight are computed; returns ``(total, parts)``. ``outputs["region_weight"] [N]`` (optional)
+    scales the region and grounding terms per region.
     """
     parts: dict[str, torch.Tensor] = {}
     scale = outputs["logit_scale"]

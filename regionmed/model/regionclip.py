@@ -223,9 +223,10 @@ class RegionCLIP(nn.Module):
         if use_regions:
             token_batches.append((batch["text_table"]["input_ids"], batch["text_table"]["attention_mask"]))
         encoded = encode_unique(self._encode_text_raw, token_batches, self.pad_token_id)
+        # with regions, encoded and token_batches end with the text table: strict=False stops at the levels
         out = {
-            "text": dict(zip(levels, encoded)),
-            "text_ids": {lv: token_ids_hash(*tb) for lv, tb in zip(levels, token_batches)},
+            "text": dict(zip(levels, encoded, strict=False)),
+            "text_ids": {lv: token_ids_hash(*tb) for lv, tb in zip(levels, token_batches, strict=False)},
             "logit_scale": self.scale(),
         }
         if "negation_mask" in batch:

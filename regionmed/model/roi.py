@@ -2,10 +2,10 @@
 
 RoIAlign here: boxes are normalised ``[x0, y0, x1, y1]`` (fractions of the image), each box is cut
 into ``pool x pool`` bins, each bin is the mean of ``sampling_ratio x sampling_ratio`` bilinear
-samples at evenly spaced points inside it (computed as separable weights and matrix products). The grid's cell ``j`` covers ``[j/W, (j+1)/W)`` and its
-value sits at the cell centre (``align_corners=False``); a sample within half a cell of the border
-takes the border value (coordinates are clamped, as in torchvision's ``aligned=True``), so a box
-touching the border is not darkened by zero padding.
+samples at evenly spaced points inside it (computed as separable weights and matrix products). The grid's cell
+``j`` covers ``[j/W, (j+1)/W)`` and its value sits at the cell centre (``align_corners=False``); a sample
+within half a cell of the border takes the border value (coordinates are clamped, as in torchvision's
+``aligned=True``), so a box touching the border is not darkened by zero padding.
 """
 
 from __future__ import annotations
@@ -273,8 +273,10 @@ class RoiProcessor(nn.Module):
         attend = [True] * len(tokens) if attend is None else attend
         if len(attend) != len(tokens):
             raise ValueError(f"attend has {len(attend)} flags for {len(tokens)} box sets")
-        out: list[torch.Tensor | None] = [None if a else self.out_norm(t) for t, a in zip(tokens, attend)]
-        attending = [t for t, a in zip(tokens, attend) if a]
+        out: list[torch.Tensor | None] = [
+            None if a else self.out_norm(t) for t, a in zip(tokens, attend, strict=True)
+        ]
+        attending = [t for t, a in zip(tokens, attend, strict=True) if a]
         if attending:
             sizes = [t.shape[1] for t in attending]
             token = torch.cat(attending, dim=1)  # [B, R_all, C]

@@ -32,7 +32,7 @@ def token_ids_hash(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tor
     rank = keep.long().cumsum(1) - 1
     exponent = (keep.sum(1, keepdim=True) - 1 - rank).clamp(min=0)
     parts = []
-    for prime, base in zip(_PRIMES, _BASES):
+    for prime, base in zip(_PRIMES, _BASES, strict=True):
         powers = torch.tensor(_powers(base, prime, ids.shape[1]), dtype=torch.long, device=ids.device)
         terms = torch.where(keep, (ids % prime) * powers[exponent] % prime, 0)
         parts.append(terms.sum(1) % prime)

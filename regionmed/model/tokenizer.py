@@ -74,7 +74,7 @@ def learn_wordpiece_vocab(
     freq = [word_counts[w] for w in words]
     symbols = [[w[0]] + [PREFIX + c for c in w[1:]] for w in words]
     char_count: Counter = Counter()
-    for w, f in zip(words, freq):
+    for w, f in zip(words, freq, strict=True):
         for c in w:
             char_count[c] += f
     # every character in both forms, so any word made of known characters can be spelled out

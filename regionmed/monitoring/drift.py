@@ -249,7 +249,7 @@ def check_kind(kind: str, reference: Reference, current: pd.DataFrame, settings,
         if isinstance(t.get("metric_config"), dict)
     }
     active = [c for c in checks if c.status != "no_data"]
-    for check, metric in zip(active, doc["metrics"]):
+    for check, metric in zip(active, doc["metrics"], strict=False):
         value = metric.get("value")
         check.score = float(value) if isinstance(value, (int, float)) else float("nan")
         if check.group == "embeddings" or metric["id"] not in failed:
@@ -286,17 +286,16 @@ def summarise(
         )
         other = sum(current.rows_other_model.values())
         if other:
+            in_window = {m for d in current.models.values() for m in d}
             message += (
                 f"; {other} rows in the window are from another model ("
-                f"{', '.join(sorted({m for d in current.models.values() for m in d} - set(reference.model_versions)))}"
+                f"{', '.join(sorted(in_window - set(reference.model_versions)))}"
                 "): rebuild the reference for the model being served"
             )
     elif drifted:
         status = STATUS_DRIFT
-        message = (
-            f"drift in {len(drifted)} of {sum(c.status in (STATUS_DRIFT, STATUS_OK) for c in checks)} checks: "
-            + ", ".join(drifted)
-        )
+        n_scored = sum(c.status in (STATUS_DRIFT, STATUS_OK) for c in checks)
+        message = f"drift in {len(drifted)} of {n_scored} checks: " + ", ".join(drifted)
     else:
         status = STATUS_OK
         message = f"no drift in {sum(c.status == STATUS_OK for c in checks)} checks ({', '.join(checked)})"

@@ -38,10 +38,17 @@ def write_reports(results: list[KindResult], summary: dict[str, Any], report_dir
 
 
 def render_index(summary: dict[str, Any], links: dict[str, str]) -> str:
-    e = lambda v: html.escape(str(v))
+    def e(v):
+        return html.escape(str(v))
+
     w, cur, ref = summary["window"], summary["current"], summary["reference"]
-    fmt = lambda v: "-" if v is None else f"{v:.4g}"
-    yes_no = lambda d: "yes" if d else ("no" if d is False else "-")
+
+    def fmt(v):
+        return "-" if v is None else f"{v:.4g}"
+
+    def yes_no(d):
+        return "yes" if d else ("no" if d is False else "-")
+
     rows = "".join(
         f"<tr class='{e(c['status'])}'><td>{e(c['name'])}</td><td>{e(c['method'])}</td>"
         f"<td>{fmt(c['score'])}</td><td>{e(c['threshold'])}</td>"
@@ -56,19 +63,23 @@ def render_index(summary: dict[str, Any], links: dict[str, str]) -> str:
     )
     reports = (
         "".join(
-            f"<li><a href='{e(f)}'>{e(k)} embeddings, descriptors{' and zero-shot shares' if k == 'image' else ''}"
-            f" (Evidently)</a></li>"
+            f"<li><a href='{e(f)}'>{e(k)} embeddings, descriptors"
+            f"{' and zero-shot shares' if k == 'image' else ''} (Evidently)</a></li>"
             for k, f in links.items()
         )
         or "<li>none (no kind had enough rows)</li>"
     )
-    return f"""<!doctype html><html><head><meta charset='utf-8'><title>RegionMed drift: {e(summary["status"])}</title>
+    # a backslash at a line's end joins it to the next (over-long lines, the page's text unchanged)
+    return f"""<!doctype html><html><head><meta charset='utf-8'>\
+<title>RegionMed drift: {e(summary["status"])}</title>
 <style>{_STYLE}</style></head><body>
 <h1>RegionMed drift report</h1>
-<div class='banner {e(summary["status"])}'><b>{e(summary["status"].replace("_", " "))}</b>: {e(summary["message"])}</div>
+<div class='banner {e(summary["status"])}'><b>{e(summary["status"].replace("_", " "))}</b>: \
+{e(summary["message"])}</div>
 <p>Window: {e(w["start"])} to {e(w["end"])} ({e(w["hours"])} h, end: {e(w["anchor"])}). Reference: split
 {e(ref["split"])} of model {e(", ".join(ref["model_versions"]))}. Log: {e(cur["log_dir"])}.
-At least {summary["min_rows"]} current rows per kind; at most {summary["sample_rows"]} rows per side are compared.</p>
+At least {summary["min_rows"]} current rows per kind; at most {summary["sample_rows"]} rows per side are \
+compared.</p>
 <h2>Rows</h2><table><tr><th>kind</th><th>reference</th><th>in window</th><th>of the reference's model</th>
 <th>other models</th><th>compared</th></tr>{counts}</table>
 <h2>Checks</h2><table><tr><th>check</th><th>method</th><th>score</th><th>threshold</th><th>drift</th><th>status</th></tr>

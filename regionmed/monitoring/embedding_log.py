@@ -39,6 +39,7 @@ skipped and counted in ``df.attrs["skipped_lines"]``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -190,7 +191,7 @@ class EmbeddingLogWriter:
         # Each line's JSON is built here, outside the lock, without its ``ts``; the time is read and
         # prefixed under the lock (see the module docstring: a record is never older than its file).
         bodies = []
-        for row, desc in zip(np.round(emb.astype(np.float64), 6), descriptors):
+        for row, desc in zip(np.round(emb.astype(np.float64), 6), descriptors, strict=True):
             record = {
                 "endpoint": endpoint,
                 "model_version": model_version,
@@ -241,10 +242,8 @@ class EmbeddingLogWriter:
             return
         files = log_files(self.directory)
         for old in files[: max(0, len(files) - self.keep_files)]:
-            try:
+            with contextlib.suppress(OSError):
                 old.unlink()
-            except OSError:
-                pass
 
     def flush(self) -> None:
         with self._lock:

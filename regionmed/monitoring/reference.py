@@ -131,7 +131,8 @@ class Reference:
 
 
 def predicted_labels(embeddings: np.ndarray, class_embeddings: np.ndarray, names: list[str]) -> np.ndarray:
-    """The zero-shot prediction per row: the class with the highest cosine (argmax, as the service's ``top``)."""
+    """The zero-shot prediction per row: the class with the highest cosine (argmax, as the service's
+    ``top``)."""
     if len(embeddings) == 0:
         return np.array([], dtype=object)
     scores = np.asarray(embeddings, dtype=np.float32) @ np.asarray(class_embeddings, dtype=np.float32).T

@@ -2,8 +2,9 @@
 model, its index and the manifest) and the stage's thin wrapper :func:`run_reference_stage`.
 
 Reads the packaged model (``serving.model_dir``), its retrieval index (``serving.index_dir``) and the
-index split's manifest rows (``annotate.out_dir``, the annotated corpus); writes ``monitor.reference_dir`` and creates the
-(empty) embedding log folder (``serving.embedding_log.dir``), which the ``monitor`` stage depends on.
+index split's manifest rows (``annotate.out_dir``, the annotated corpus); writes ``monitor.reference_dir`` and
+creates the (empty) embedding log folder (``serving.embedding_log.dir``), which the ``monitor`` stage depends
+on.
 """
 
 from __future__ import annotations

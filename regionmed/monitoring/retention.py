@@ -63,7 +63,8 @@ def prune_reports(
     now: datetime | None = None,
     protect: str | Path | None = None,
 ) -> Pruned:
-    """Apply the retention rules (module docstring) to ``report_root``; ``protect``: a folder never touched."""
+    """Apply the retention rules (module docstring) to ``report_root``; ``protect``: a folder never
+    touched."""
     root = Path(report_root)
     now = now or datetime.now(UTC)
     out = Pruned()

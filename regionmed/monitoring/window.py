@@ -62,7 +62,9 @@ class Window:
     anchor: str  # latest | now | given
 
     def to_dict(self) -> dict[str, Any]:
-        iso = lambda t: None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        def iso(t):
+            return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
         return {"start": iso(self.start), "end": iso(self.end), "hours": self.hours, "anchor": self.anchor}
 
 

@@ -7,6 +7,7 @@ so their image encodes are batched here: a model thread of its own, greedy batch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
@@ -88,11 +89,11 @@ class ImageBatcher:
             try:
                 prepared = [self.engine.prepare(item) for _, item, _, _ in jobs]
                 embeddings = self.engine.encode_images(prepared)
-            except Exception as exc:  # noqa: BLE001  (handed to each request, as BentoML's dispatcher does)
+            except Exception as exc:  # handed to each request, as BentoML's dispatcher does
                 for _, _, loop, future in jobs:
                     _resolve(loop, future, error=exc)
                 continue
-            for (_, _, loop, future), emb, prep in zip(jobs, embeddings, prepared):
+            for (_, _, loop, future), emb, prep in zip(jobs, embeddings, prepared, strict=True):
                 _resolve(loop, future, result=(emb, prep))
 
 
@@ -112,7 +113,5 @@ def _resolve(
         else:
             future.set_result(result)
 
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
         loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop is closed: nobody is waiting
-        pass

@@ -101,9 +101,9 @@ def _upload_bytes(obj: Any) -> bytes:
         elif isinstance(obj, (bytes, bytearray, memoryview)):
             data = bytes(obj)
         else:
+            # a ValueError, not a TypeError: pydantic makes a ValueError a 400; a TypeError would be a 500
             raise ValueError(
-                f"an image must be an uploaded file (a multipart/form-data part), not "  # noqa: TRY004  (pydantic makes a ValueError a 400; a TypeError would be a 500)
-                f"{type(obj).__name__}"
+                f"an image must be an uploaded file (a multipart/form-data part), not {type(obj).__name__}"
             )
     except OSError as exc:
         raise ValueError(f"the upload could not be read ({type(exc).__name__})") from None
@@ -118,12 +118,12 @@ def _upload(obj: Any) -> DecodedImage:
     Over HTTP the multipart parser has decoded it already, off the event loop (``decode_off_loop``);
     here only what it found wrong becomes the field's error."""
     if isinstance(obj, UploadFailure):
-        raise ValueError(obj.message)  # noqa: TRY004  (pydantic makes a ValueError a 400 naming the field)
+        raise ValueError(obj.message)  # pydantic makes a ValueError a 400 naming the field
     if isinstance(obj, DecodedImage):
         return obj  # decoded by the parser, or an in-process ``.local`` call
     decoded = _decode(_upload_bytes(obj))
     if isinstance(decoded, UploadFailure):
-        raise ValueError(decoded.message)  # noqa: TRY004  (as above)
+        raise ValueError(decoded.message)  # (as above)
     decoded.request = current_request_id()
     return decoded
 
@@ -251,7 +251,7 @@ def _harden_multipart() -> None:
                 return await super().parse_request(request, cls)
             except (ValidationError, bentoml.exceptions.BentoMLException):
                 raise
-            except Exception as exc:  # noqa: BLE001  (anything else the parser raises is the body's fault)
+            except Exception as exc:  # anything else the parser raises is the body's fault
                 raise BadInput(f"malformed multipart/form-data body ({type(exc).__name__})") from None
             finally:
                 _request_pixels.reset(budget)

@@ -7,10 +7,10 @@ Serve from the repo (``models/regionmed`` after ``dvc repro``, or ``$REGIONMED_M
 or a built Bento (``bentoml serve regionmed_service:latest``); docs/serving.md has the calls.
 
 APIs (all POST, JSON or multipart): ``encode_image`` and ``encode_text`` (adaptive batching),
-``zero_shot``, ``ground``, ``encode_regions``, ``retrieve``, ``preview``, ``metadata``; health: GET ``/livez``,
-``/readyz``; the demo page: GET ``/ui/`` (``demo.py``). Every input is checked before any work: a bad request is a 4xx whose body says what
-was wrong (pydantic's ``detail`` for a malformed field, ``error`` otherwise), never a 500; the
-request types and their checks are in ``requests.py``.
+``zero_shot``, ``ground``, ``encode_regions``, ``retrieve``, ``preview``, ``metadata``; health: GET
+``/livez``, ``/readyz``; the demo page: GET ``/ui/`` (``demo.py``). Every input is checked before any work: a
+bad request is a 4xx whose body says what was wrong (pydantic's ``detail`` for a malformed field, ``error``
+otherwise), never a 500; the request types and their checks are in ``requests.py``.
 
 How the checks sit in BentoML's request path: uploads and texts are validated by pydantic
 validators while the request is parsed, i.e. per request and *before* adaptive batching, so one

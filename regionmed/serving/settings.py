@@ -2,7 +2,8 @@
 
 Settings are the ``serving:`` section of ``params.yaml`` (the file in ``$REGIONMED_PARAMS``, else
 ``params.yaml`` in the working directory; a Bento carries its own copy), read through the one
-params loader (:func:`regionmed.params.load_params`) once when the service module is imported: BentoML fixes batch sizes and latencies when the class is decorated.
+params loader (:func:`regionmed.params.load_params`) once when the service module is imported: BentoML fixes
+batch sizes and latencies when the class is decorated.
 
 The model, first match wins:
 
@@ -88,7 +89,8 @@ def resolve_model(settings: ServingParams) -> ModelSource:
     except LookupError:
         raise LookupError(
             f"no model to serve: set {ENV_MODEL_DIR} (a model folder) or {ENV_MODEL_TAG} (a store tag); "
-            f"{settings.model_dir} does not exist and the store at $BENTOML_HOME has no {settings.model_name!r}"
+            f"{settings.model_dir} does not exist and the store at $BENTOML_HOME has no "
+            f"{settings.model_name!r}"
         ) from None
 
 

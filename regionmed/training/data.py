@@ -96,7 +96,7 @@ class CorpusDataset(Dataset):
         if self.augment.max_shift > 0 or self.augment.intensity > 0:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             pixels, boxes, keep = _augment(pixels, boxes, self.augment, rng)
-            regions = [r for r, k in zip(regions, keep) if k]
+            regions = [r for r, k in zip(regions, keep, strict=True) if k]
             boxes = boxes[keep]
         return {
             "location_free_queries": self._location_free_queries(
@@ -144,7 +144,7 @@ class CorpusDataset(Dataset):
 def _augment(pixels: torch.Tensor, boxes: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator):
     """Shift the image (zero fill) and its boxes together; jitter contrast and brightness."""
     size = pixels.shape[-1]
-    max_px = int(round(cfg.max_shift * size))
+    max_px = round(cfg.max_shift * size)
     dx, dy = (int(v) for v in rng.integers(-max_px, max_px + 1, size=2)) if max_px else (0, 0)
     if dx or dy:
         shifted = torch.zeros_like(pixels)
@@ -159,7 +159,10 @@ def _augment(pixels: torch.Tensor, boxes: torch.Tensor, cfg: AugmentConfig, rng:
         pixels = (pixels * gain + bias).clamp(0, 1)
     moved = boxes + torch.tensor([dx, dy, dx, dy], dtype=torch.float32) / size
     clipped = moved.clamp(0, 1)
-    area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
+
+    def area(b):
+        return (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+
     keep = area(clipped) >= MIN_KEPT_AREA * area(boxes).clamp(min=1e-12)
     return pixels, clipped, keep
 
@@ -200,13 +203,16 @@ class Collator:
         ground_index, ground_region, ground_names = [], [], []
         for b, it in enumerate(items):
             first = len(phrase_index)
-            for phrase, negatives, box in zip(it["phrases"], it["hard_negatives"], it["boxes"]):
+            for phrase, negatives, box in zip(it["phrases"], it["hard_negatives"], it["boxes"], strict=True):
                 phrase_index.append(table.setdefault(phrase, len(table)))
                 negative_rows.append([table.setdefault(n, len(table)) for n in negatives])
                 region_batch.append(b)
                 boxes.append(box)
             phrases, kinds = it["phrases"], it["region_kind"]
-            stripped = [strip_location(p) if kind == "finding" else None for p, kind in zip(phrases, kinds)]
+            stripped = [
+                strip_location(p) if kind == "finding" else None
+                for p, kind in zip(phrases, kinds, strict=True)
+            ]
             queries = [
                 (k, phrases[k], [j for j, p in enumerate(phrases) if p == phrases[k]])
                 for k in range(len(phrases))

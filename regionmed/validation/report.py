@@ -76,8 +76,9 @@ def render_html(result: ValidationResult) -> str:
             f"{len(result.warnings)} warning(s), {len(result.skipped)} skipped.</p>"
         ),
         (
-            f"<p>Corpus <code>{html.escape(result.corpus_dir)}</code>, source <code>{html.escape(result.source)}"
-            f"</code>; regions required: {result.regions_required}; QA required: {result.qa_required}; "
+            f"<p>Corpus <code>{html.escape(result.corpus_dir)}</code>, "
+            f"source <code>{html.escape(result.source)}</code>; "
+            f"regions required: {result.regions_required}; QA required: {result.qa_required}; "
             f"{result.elapsed_s:.1f} s.</p>"
         ),
         "<h2>Corpus figures</h2><table>"

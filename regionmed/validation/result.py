@@ -74,7 +74,8 @@ class ValidationResult:
         head = (
             f"validate_corpus {'passed' if self.success else 'FAILED'}: {len(self.checks)} expectations on "
             f"{self.stats.get('n_images')} images ({self.source}); {len(self.critical_failures)} critical "
-            f"failure(s), {len(self.warnings)} warning(s), {len(self.skipped)} skipped; {self.elapsed_s:.1f} s"
+            f"failure(s), {len(self.warnings)} warning(s), {len(self.skipped)} skipped; "
+            f"{self.elapsed_s:.1f} s"
         )
         lines = [head]
         lines += [f"  CRITICAL {c.one_line()}" for c in self.critical_failures]

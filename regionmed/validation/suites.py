@@ -58,7 +58,7 @@ def source_vocabulary(params: Params, source: str) -> dict[str, list[str] | None
     findings = sorted({f.label for m in mods for f in m.findings})
     return {
         "modalities": [m.name for m in mods],
-        "labels": findings + [NO_FINDING],
+        "labels": [*findings, NO_FINDING],
         "finding_labels": findings,
         "anatomy_labels": sorted({o.name for m in mods for o in m.body if o.annotate}),
     }

@@ -137,7 +137,10 @@ def _unexpected(res: dict[str, Any], kwargs: dict[str, Any]) -> str:
     values = res.get("partial_unexpected_list") or []
     if res.get("element_count") == 1 and len(values) == 1 and isinstance(values[0], (int, float)):
         return f"{values[0]:g} vs {need}" if need else f"{values[0]:g}"
-    seen = f"{res['unexpected_count']} of {res.get('element_count')} unexpected ({res.get('unexpected_percent') or 0:.3g}%)"
+    seen = (
+        f"{res['unexpected_count']} of {res.get('element_count')} unexpected "
+        f"({res.get('unexpected_percent') or 0:.3g}%)"
+    )
     return f"{seen}, {need}" if need else seen
 
 

@@ -52,10 +52,12 @@ def test_annotated_corpus_keeps_the_contract_and_adds_only_to_hidden_train_image
     regions = [r for rs in after["regions"] for r in rs]
     assert {r["origin"] for r in regions} <= set(REGION_ORIGINS)
     annotated_ids = {
-        i for i, rs in zip(after["image_id"], after["regions"]) if any(r["origin"] == "annotated" for r in rs)
+        i
+        for i, rs in zip(after["image_id"], after["regions"], strict=True)
+        if any(r["origin"] == "annotated" for r in rs)
     }
     assert annotated_ids and annotated_ids <= hidden  # only images whose boxes were hidden, never test/val
-    for image_id, rs in zip(after["image_id"], after["regions"]):
+    for image_id, rs in zip(after["image_id"], after["regions"], strict=True):
         if image_id not in hidden:  # untouched images keep their given regions exactly
             assert rs == before.loc[before["image_id"] == image_id, "regions"].iloc[0]
     for r in regions:
@@ -87,7 +89,7 @@ def test_summary_counts_and_box_quality_against_the_hidden_truth(hidden_prior):
 
 def test_negated_findings_never_become_regions(hidden_prior):
     _, _, _, after = hidden_prior
-    for report, rs in zip(after["report"], after["regions"]):
+    for report, rs in zip(after["report"], after["regions"], strict=True):
         for r in rs:
             if r["origin"] == "annotated" and r["kind"] == "finding":
                 assert f"no {r['label']}" not in report.lower(), (r["label"], "was negated in the report")
@@ -125,7 +127,7 @@ def _corpus_with_reports(src: Path, dest: Path, reports: list[str]) -> Path:
     shutil.copytree(src, dest)
     df = pq.read_table(dest / MANIFEST_FILE).to_pandas()
     rows = df.index[df["split"] == "train"][: len(reports)]
-    for i, text in zip(rows, reports):
+    for i, text in zip(rows, reports, strict=True):
         df.at[i, "report"] = text
         df.at[i, "regions"] = []
     pq.write_table(
@@ -198,7 +200,7 @@ def test_training_batches_weigh_annotated_regions_by_the_setting(hidden_prior):
     ]
     weights = [w for it in items for w in it["region_weight"]]
     assert len(weights) == len(origins) and "annotated" in origins and "given" in origins
-    for origin, w in zip(origins, weights):
+    for origin, w in zip(origins, weights, strict=True):
         assert w == (1.0 if origin == "given" else 0.3 * params.annotate.prior_confidence)
 
     class _Tok:  # the collator only needs a tokenizer's call shape here

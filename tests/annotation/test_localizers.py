@@ -99,7 +99,8 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
     _valid(loc.locate(_queries(tiny["corpus"], 6)), 6)
     by_heat = SelfLocalizer(tiny["model"], channels=1, batch_size=4, select="heatmap")
     _valid(by_heat.locate(_queries(tiny["corpus"], 6)), 6)
-    # sized: the box has exactly the train size of the phrase's label and size word (unless clipped at an edge)
+    # sized: the box has exactly the train size of the phrase's label and size word (unless clipped at an
+    # edge)
     sizes = {("finding", "nodule", "small"): (0.1, 0.05), ("finding", "nodule", None): (0.3, 0.3)}
     sized = SelfLocalizer(tiny["model"], channels=1, batch_size=4, select="sized", sizes=sizes)
     queries = [Query(q.image_path, q.phrase, q.label, q.kind, "small") for q in _queries(tiny["corpus"], 6)]

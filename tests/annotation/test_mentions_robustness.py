@@ -59,7 +59,7 @@ def test_a_line_break_inside_a_sentence_does_not_split_a_negation(extractor):
     assert (
         report.rfind("\n", 0, limit) > report.rfind(". ", 0, limit) and report.index("effusion") > limit - 5
     )
-    found = [m for m in extractor.extract(report)]
+    found = list(extractor.extract(report))
     assert [(m.label, m.negated) for m in found] == [("pleural effusion", True)]
 
 

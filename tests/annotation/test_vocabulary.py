@@ -49,19 +49,19 @@ def test_a_custom_vocabulary_is_used(tmp_path):
 
 
 def test_a_missing_vocabulary_file_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
         load_vocabulary(tmp_path / "nope.yaml")
 
 
 def test_a_malformed_vocabulary_names_the_field(tmp_path):
     text = DEFAULT_VOCABULARY.read_text().replace("  nodule: [nodule,", "  nodule: [7,", 1)
     (tmp_path / "v.yaml").write_text(text)
-    with pytest.raises(ValueError, match="findings.nodule"):
+    with pytest.raises(ValueError, match=r"findings\.nodule"):
         load_vocabulary(tmp_path / "v.yaml")
     (tmp_path / "r.yaml").write_text(
         DEFAULT_VOCABULARY.read_text().replace("cyst: {kidney: kidney cyst}", "cyst: {kidney: renal stone}")
     )
-    with pytest.raises(ValueError, match="refine.cyst.kidney"):
+    with pytest.raises(ValueError, match=r"refine\.cyst\.kidney"):
         load_vocabulary(tmp_path / "r.yaml")
     (tmp_path / "w.yaml").write_text("findings: {}\n")
     with pytest.raises(ValueError, match="anatomy"):

@@ -10,9 +10,9 @@ import pytest
 from hostile_images import header_bomb_png, other_format
 
 from regionmed.corpus.images import ImageError, decode_image
+from regionmed.corpus.schema import BUILD_SUMMARY_FILE, REJECTED_FILE
 
 MAX_REJECTED_CHARS = 2000  # docs/import-format.md, section 6
-from regionmed.corpus.schema import BUILD_SUMMARY_FILE, REJECTED_FILE
 
 
 def _rec(record_id: str, image: str, **fields) -> dict:

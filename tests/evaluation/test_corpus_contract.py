@@ -71,14 +71,19 @@ def test_text_prior_beats_chance_and_laterality_oracle(rows):
     # a perfect model: the true phrase peaks on its box, the swapped one on the mirrored box
     sided = [r for r in items if has_laterality(r["phrase"]) and swap_laterality(r["phrase"]) != r["phrase"]]
     b = np.array([r["bbox"] for r in sided])
-    heat = lambda bx: np.stack(
-        [
-            np.pad(np.ones((1, 1)), ((int(y * 8), 7 - int(y * 8)), (int(x * 8), 7 - int(x * 8))))
-            for x, y in zip(
-                np.minimum((bx[:, 0] + bx[:, 2]) / 2, 0.999), np.minimum((bx[:, 1] + bx[:, 3]) / 2, 0.999)
-            )
-        ]
-    )
+
+    def heat(bx):
+        return np.stack(
+            [
+                np.pad(np.ones((1, 1)), ((int(y * 8), 7 - int(y * 8)), (int(x * 8), 7 - int(x * 8))))
+                for x, y in zip(
+                    np.minimum((bx[:, 0] + bx[:, 2]) / 2, 0.999),
+                    np.minimum((bx[:, 1] + bx[:, 3]) / 2, 0.999),
+                    strict=True,
+                )
+            ]
+        )
+
     mirrored = b.copy()
     mirrored[:, [0, 2]] = 1 - b[:, [2, 0]]
     out = laterality_accuracy(heat(b), heat(mirrored), b)

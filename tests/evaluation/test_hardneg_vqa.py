@@ -28,7 +28,10 @@ def test_hard_negative_discrimination_matches_loop_oracle():
     mask[0] = False  # a region without negatives
     types = rng.choice(["laterality", "size", "finding"], size=(n, m))
     out = hard_negative_discrimination(region, phrase, negs, mask, types)
-    cos = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+
+    def cos(a, b):
+        return a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+
     want, pairs = [], {}
     for i in range(n):
         t = cos(region[i], phrase[i])

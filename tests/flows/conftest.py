@@ -13,6 +13,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-import flows
+# E402: the real package must be on the path (only when it is not yet) before this import
+import flows  # noqa: E402
 
 assert flows.__file__ and Path(flows.__file__).parent == REPO_ROOT / "flows", flows

@@ -172,7 +172,7 @@ def write_window(repo: Path, shift: bool) -> int:
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
         desc["mean"] = (desc["mean"] * 2).clip(0, 1)
     w = EmbeddingLogWriter(log_dir)
-    for e, d in zip(emb, desc.to_dict("records")):
+    for e, d in zip(emb, desc.to_dict("records"), strict=True):
         w.log(
             endpoint="encode_image",
             model_version=ref.model_versions[0],

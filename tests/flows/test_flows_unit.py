@@ -125,8 +125,8 @@ def test_failures_are_classified_from_dvcs_output_and_the_stage_outputs(tmp_path
     v = classify_failure(tmp_path, "validate_corpus", 255, ["ERROR: failed to reproduce"], "params.yaml")
     assert isinstance(v, ValidationFailed) and not v.transient
     assert (
-        "2 critical expectation(s) failed (corpus_summary.min_images[n_images]: observed 4000 vs need >= 100000; "
-        "labels.coverage)"
+        "2 critical expectation(s) failed "
+        "(corpus_summary.min_images[n_images]: observed 4000 vs need >= 100000; labels.coverage)"
     ) in str(v)
     (tmp_path / "metrics/gate.json").write_text(
         json.dumps(
@@ -273,10 +273,10 @@ def test_self_training_sets_the_localizer_line_and_keeps_the_rest_of_params_yaml
 
     assert Params.model_validate(yaml.safe_load(changed)).annotate.localizer == "self"
     assert changed.count("\n") == text.count("\n")
-    assert [a for a, b in zip(text.splitlines(), changed.splitlines()) if a != b] == [
+    assert [a for a, b in zip(text.splitlines(), changed.splitlines(), strict=True) if a != b] == [
         line for line in text.splitlines() if line.strip().startswith("localizer:")
     ][:1]
-    with pytest.raises(ValueError, match="annotate.localizer"):
+    with pytest.raises(ValueError, match=r"annotate\.localizer"):
         set_localizer("seed: 0\n", "self")
 
 

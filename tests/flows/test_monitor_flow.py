@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring"))
-from drift_data import Clock, Population, make_reference, write_log  # noqa: E402
+from drift_data import Clock, Population, make_reference, write_log
 
 pytestmark = pytest.mark.slow  # a temporary Prefect API, Evidently twice, a retrain subflow: ~1-2 min
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,8 @@ def _same_prefect_home(harness, monkeypatch):
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, harness):
-    """params.yaml (small thresholds), a one-stage DVC pipeline, a reference and a drifted last hour of log."""
+    """params.yaml (small thresholds), a one-stage DVC pipeline, a reference and a drifted last hour of
+    log."""
     from regionmed.params import deep_merge
 
     root = tmp_path_factory.mktemp("monitor_repo")
@@ -220,4 +221,4 @@ def test_a_failed_gate_ends_the_retrain_with_its_message_and_no_traceback_in_the
     )
     lines = flow_logs(state.state_details.flow_run_id)
     assert any("Task run failed with exception: GateFailed(" in m for m in lines), lines
-    assert not any("Traceback" in m for m in lines), [m for m in lines if "Traceback" in m][0]
+    assert not any("Traceback" in m for m in lines), next(m for m in lines if "Traceback" in m)

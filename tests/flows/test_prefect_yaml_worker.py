@@ -1,5 +1,5 @@
-"""``prefect.yaml`` as shipped, for real: ``prefect server start`` on loopback, ``prefect deploy --all`` from a
-clean copy of the repository, and a process worker (``prefect worker start --run-once``) that runs the
+"""``prefect.yaml`` as shipped, for real: ``prefect server start`` on loopback, ``prefect deploy --all`` from
+a clean copy of the repository, and a process worker (``prefect worker start --run-once``) that runs the
 monitor deployment: with ``REGIONMED_ROOT`` unset the run stops in its pull step with the message that
 says what to set; with it set, from another folder, the flow runs in the checkout and completes.
 """
@@ -17,8 +17,8 @@ import pytest
 from pipeline_copy import clean_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring"))
-from drift_data import Population, make_reference  # noqa: E402
-from serving.servers import free_port  # noqa: E402
+from drift_data import Population, make_reference
+from serving.servers import free_port
 
 pytestmark = pytest.mark.slow  # a Prefect server, a deploy, two flow runs in workers: ~2-3 min
 
@@ -36,34 +36,33 @@ def server(tmp_path_factory):
         "DO_NOT_TRACK": "1",
     }
     env.pop("REGIONMED_ROOT", None)
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (home / "server.log").read_text()[
-                -3000:
-            ]
-            time.sleep(1)
-        yield env
-    finally:
-        proc.terminate()
+    with open(home / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.monotonic() + 180
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, (home / "server.log").read_text()[
+                    -3000:
+                ]
+                time.sleep(1)
+            yield env
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def prefect(*args: str, env: dict, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:

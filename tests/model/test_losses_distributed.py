@@ -29,7 +29,10 @@ CLIP_CASES = {"global_grad": (False, True), "local_grad": (True, True), "global_
 
 def global_batch():
     g = torch.Generator().manual_seed(123)
-    unit = lambda *s: F.normalize(torch.randn(*s, generator=g, dtype=torch.float64), dim=-1)
+
+    def unit(*s):
+        return F.normalize(torch.randn(*s, generator=g, dtype=torch.float64), dim=-1)
+
     n = sum(REGIONS)
     phrase_ids = torch.tensor([1, 2, 1, 3, 2, 4, 1])  # duplicates within and across ranks
     table = unit(5, D)

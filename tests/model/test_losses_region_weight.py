@@ -13,7 +13,10 @@ from regionmed.model.roi import cell_boxes
 
 def _region_inputs(n=6, k=2, d=8, seed=0):
     g = torch.Generator().manual_seed(seed)
-    unit = lambda *s: F.normalize(torch.randn(*s, generator=g), dim=-1)
+
+    def unit(*s):
+        return F.normalize(torch.randn(*s, generator=g), dim=-1)
+
     return unit(n, d), unit(n, d), unit(n, k, d), torch.ones(n, k, dtype=torch.bool), torch.tensor(10.0)
 
 

@@ -111,11 +111,11 @@ def test_text_dedup_does_not_change_embeddings():
 def _loop_hash(ids, mask):
     """The hash written as its definition, one token at a time (the oracle)."""
     out = []
-    for row, keep in zip((ids.long() + 1).tolist(), mask.bool().tolist()):
+    for row, keep in zip((ids.long() + 1).tolist(), mask.bool().tolist(), strict=True):
         parts = []
         for prime, base in ((2_147_483_647, 1_000_003), (2_147_483_629, 999_983)):
             h = 0
-            for token, k in zip(row, keep):
+            for token, k in zip(row, keep, strict=True):
                 h = (h * base + token) % prime if k else h
             parts.append(h)
         out.append(parts[0] * 2_147_483_629 + parts[1])
@@ -176,7 +176,10 @@ def test_ground_scores_cells_and_picks_a_box(batch, proposals):
 def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
     wide, narrow = _model(), _model(fusion_dim=32)
     assert narrow.roi.width == 32 and wide.roi.width == 64  # tiny_config's vision width
-    count = lambda m: sum(p.numel() for n, p in m.named_parameters() if n.startswith(REGION_NAMES))
+
+    def count(m):
+        return sum(p.numel() for n, p in m.named_parameters() if n.startswith(REGION_NAMES))
+
     assert count(narrow) < count(wide) / 2
     out = narrow(batch, ground_cells=True)
     n = len(batch["region_boxes"])

@@ -103,7 +103,7 @@ def write_log(
         "n_tokens",
         "truncated",
     }
-    for e, d in zip(emb, rows):
+    for e, d in zip(emb, rows, strict=True):
         w.log(
             endpoint=endpoint,
             model_version=model,

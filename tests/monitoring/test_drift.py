@@ -138,7 +138,7 @@ def test_the_json_summary_and_the_html_reports(shifted):
     assert "<b>drift</b>" in index and "image.html" in index and "text.html" in index
     for kind in ("image", "text"):
         page = (tmp / f"report/{kind}.html").read_text()
-        assert page.startswith("<") and "Drift in embeddings" in page or "embeddings" in page
+        assert (page.startswith("<") and "Drift in embeddings" in page) or "embeddings" in page
     assert s["reports"]["image"].endswith("image.html")
 
 
@@ -240,7 +240,7 @@ def test_the_evidently_internals_the_plot_switch_relies_on_exist_and_are_restore
     before = ed.SAMPLE_CONSTANT, ed.TSNE
     with embedding_plot("pca", 123):
         assert ed.SAMPLE_CONSTANT == 123 and ed.TSNE is not before[1]
-    assert (ed.SAMPLE_CONSTANT, ed.TSNE) == before
+    assert before == (ed.SAMPLE_CONSTANT, ed.TSNE)
     with embedding_plot("tsne", 50):
         assert ed.TSNE is before[1]
 

@@ -160,7 +160,7 @@ def test_same_images_no_drift_contrast_or_modality_change_drift_through_the_real
     contrast = [np.clip((a.astype(np.float32) - 128) * 2.0 + 128, 0, 255).astype(np.uint8) for a in images]
     send(served["url"], contrast)
     t2 = mark()
-    one = [a for a, m in zip(images, modalities) if m == "brain_mri"]
+    one = [a for a, m in zip(images, modalities, strict=True) if m == "brain_mri"]
     one = (one * (1 + len(images) // len(one)))[: len(images)]  # as many rows, one modality
     send(served["url"], one)
 

@@ -87,7 +87,8 @@ def painted_pixels(driver, canvas_id: str) -> int:
 
 
 def set_viewport(driver, width: int, height: int) -> None:
-    """The page's viewport exactly ``width`` x ``height`` CSS pixels (the window's size includes its frame)."""
+    """The page's viewport exactly ``width`` x ``height`` CSS pixels (the window's size includes its
+    frame)."""
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
         {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},

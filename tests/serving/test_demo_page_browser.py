@@ -272,8 +272,10 @@ def test_a_dropped_dicom_is_shown_windowed_and_classified(page):
     data = dicom_bytes(96, 64)
     page.execute_script(
         "const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));"
-        "const dt = new DataTransfer(); dt.items.add(new File([bytes], 'study.dcm', {type: 'application/dicom'}));"
-        "document.getElementById('drop-zone').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true}));",
+        "const dt = new DataTransfer();"
+        " dt.items.add(new File([bytes], 'study.dcm', {type: 'application/dicom'}));"
+        "document.getElementById('drop-zone')"
+        ".dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true}));",
         __import__("base64").b64encode(data).decode(),
     )
     wait_for(page, "return document.querySelectorAll('#zs-bars li').length > 0")
@@ -301,7 +303,8 @@ def test_a_file_that_is_not_an_image_shows_the_service_message(page, demo_server
 def test_every_control_is_labelled_and_the_page_fits_a_narrow_window(page, shots):
     unlabelled = page.execute_script(
         "return [...document.querySelectorAll('input, select, textarea, button')].filter(e => "
-        "!(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim()).map(e => e.id)"
+        "!(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())"
+        ".map(e => e.id)"
     )
     assert unlabelled == []
     # Tab from the top reaches the file input, the drop zone and every form's button

@@ -205,16 +205,16 @@ def test_every_record_in_a_window_is_read_at_rotation_boundaries(tmp_path):
             keep &= everything["ts"] >= since
         if until is not None:
             keep &= everything["ts"] < until
-        return sorted(zip(everything["ts"][keep], everything["request"][keep]))
+        return sorted(zip(everything["ts"][keep], everything["request"][keep], strict=True))
 
     def got(since, until):
         df = read_log(tmp_path, since=since, until=until)
-        return sorted(zip(df["ts"], df["request"]))
+        return sorted(zip(df["ts"], df["request"], strict=True))
 
     for edge in edges:
         assert got(None, edge) == expected(None, edge), f"until={edge}"
         assert got(edge, None) == expected(edge, None), f"since={edge}"
-    for since, until in zip(edges, edges[3:]):
+    for since, until in zip(edges, edges[3:], strict=False):
         assert got(since, until) == expected(since, until), f"[{since}, {until})"
 
 
@@ -229,7 +229,7 @@ def test_no_record_is_older_than_its_file_even_when_the_clock_steps_back(tmp_pat
     clock.t = T0 + 30  # back again, in the new file
     write(w, 1, rid="d")
     w.close()
-    for path, start in zip(log_files(tmp_path), _file_starts(tmp_path)):
+    for path, start in zip(log_files(tmp_path), _file_starts(tmp_path), strict=True):
         stamps = [
             datetime.strptime(json.loads(line)["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
             for line in path.read_text().splitlines()

@@ -177,8 +177,9 @@ def test_mixed_load_no_5xx_no_lost_records_bounded_memory(load_server, serving_r
     statuses, wrong, expected, rss, failures = asyncio.run(drive(load_server.url, load_server))
     total = sum(statuses.values())
     print(
-        f"\nload: {total} requests in {LOAD_SECONDS:.0f} s ({total / LOAD_SECONDS:.1f}/s), statuses {dict(statuses)}, "
-        f"{expected} embeddings served, RSS {rss[0][1] / 2**20:.0f} -> {max(r for _, r in rss) / 2**20:.0f} MiB"
+        f"\nload: {total} requests in {LOAD_SECONDS:.0f} s ({total / LOAD_SECONDS:.1f}/s), "
+        f"statuses {dict(statuses)}, {expected} embeddings served, "
+        f"RSS {rss[0][1] / 2**20:.0f} -> {max(r for _, r in rss) / 2**20:.0f} MiB"
     )
     assert not failures or not [f for f in failures if "Error" in f], failures
     assert not [s for s in statuses if s >= 500], (statuses, failures)

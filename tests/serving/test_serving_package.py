@@ -67,8 +67,8 @@ def test_package_saves_the_model_with_its_provenance(packaged, tiny):
 
 
 def test_the_champion_is_what_the_gate_reads(packaged):
-    from regionmed.evaluation.gate import decide
     from regionmed.evaluation.champion import read_champion
+    from regionmed.evaluation.gate import decide
 
     champion = read_champion(packaged["params"].gate.champion_file)
     assert (

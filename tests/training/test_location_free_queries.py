@@ -1,4 +1,5 @@
-"""Location-free grounding queries: the augmentation that asks the image, not the words, where a finding is."""
+"""Location-free grounding queries: the augmentation that asks the image, not the words, where a finding
+is."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _items():
     ]
     base = {
         "pixels": torch.zeros(1, 4, 4),
-        "texts": {lv: "x" for lv in ("report", "modality_text", "anatomy_text", "finding_text")},
+        "texts": dict.fromkeys(("report", "modality_text", "anatomy_text", "finding_text"), "x"),
         "boxes": boxes,
         "phrases": phrases,
         "hard_negatives": [["n1"], ["n2"], ["the left lung"]],
@@ -64,7 +65,7 @@ def test_dataset_drops_location_words_only_from_findings_at_the_configured_rate(
         for i in range(len(data)):
             item = data[i]
             chosen = set(item["location_free_queries"])
-            for k, (phrase, kind) in enumerate(zip(item["phrases"], item["region_kind"])):
+            for k, (phrase, kind) in enumerate(zip(item["phrases"], item["region_kind"], strict=True)):
                 has_location = kind == "finding" and strip_location(phrase) != phrase
                 assert has_location or k not in chosen  # anatomy and "mild cardiomegaly" never
                 total += 1
@@ -110,7 +111,7 @@ def test_the_training_step_grounds_the_location_free_queries():
                 s,
                 location_free_queries=[
                     k
-                    for k, (p, kind) in enumerate(zip(s["phrases"], s["region_kind"]))
+                    for k, (p, kind) in enumerate(zip(s["phrases"], s["region_kind"], strict=True))
                     if kind == "finding" and strip_location(p) != p
                 ],
             )

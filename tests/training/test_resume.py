@@ -61,7 +61,7 @@ def _kill_after_first_checkpoint(cmd, state, env, phase="global") -> None:
 
 @pytest.mark.slow
 def test_a_killed_phase_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(tiny_training, tmp_path):
-    params, corpus, tokenizer = tiny_training
+    params, _corpus, tokenizer = tiny_training
     raw = params.model_dump(mode="json")
     raw["phases"] = {"global": {**raw["phases"]["global"], "steps": STEPS}}
     raw["train"]["checkpoint_every_n_steps"] = CHECKPOINT_EVERY

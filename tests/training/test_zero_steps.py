@@ -55,7 +55,7 @@ def test_zero_step_phases_pass_weights_through_and_still_write_their_declared_ou
 def test_each_image_gets_a_sentence_its_findings_contradict(tiny_training):
     from regionmed.training.data import CorpusDataset
 
-    params, corpus, _ = tiny_training
+    _params, corpus, _ = tiny_training
     data = CorpusDataset(corpus, "train", 1, 6)
     seen = {"deny": 0, "assert": 0}
     for i in range(len(data)):

@@ -1,4 +1,5 @@
-"""The stage around validate_corpus: the CLI's exit code and outputs, and `dvc repro` stopping on a bad corpus."""
+"""The stage around validate_corpus: the CLI's exit code and outputs, and `dvc repro` stopping on a bad
+corpus."""
 
 from __future__ import annotations
 

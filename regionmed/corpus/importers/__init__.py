@@ -26,7 +26,8 @@ def importer_vocabulary(name: str) -> dict[str, list[str]]:
 
 
 def make_importer(name: str, params: ImportParams):
-    """The build source for ``corpus.source: <name>``; raises :class:`ImporterConfigError` naming the setting."""
+    """The build source for ``corpus.source: <name>``; raises :class:`ImporterConfigError` naming the
+    setting."""
     if name == "jsonl":
         from regionmed.corpus.importers.jsonl import JsonlImporter
 

@@ -155,5 +155,5 @@ def header_size(root: Path, image_file: str) -> tuple[int, int] | None:
 
             with Image.open(f, formats=PIL_FORMATS) as img:
                 return displayed_size(img)
-    except Exception:  # noqa: BLE001 - unreadable: the decode step reports it properly
+    except Exception:  # unreadable: the decode step reports it properly
         return None

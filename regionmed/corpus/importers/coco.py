@@ -86,7 +86,8 @@ def _norm_name(file_name: str) -> str:
 
 
 class CocoImporter(RecordSource):
-    """``corpus.source: coco``; ``importer.path``: the annotations JSON; ``importer.captions_csv``: the texts."""
+    """``corpus.source: coco``; ``importer.path``: the annotations JSON; ``importer.captions_csv``: the
+    texts."""
 
     name = "coco"
 

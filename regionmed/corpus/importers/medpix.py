@@ -70,7 +70,8 @@ BODY_PARTS = {
     "spine and muscles": "spine_muscles",
     "reproductive and urinary system": "genitourinary",
 }
-# Every class label this importer can write (their prompt texts: label_texts in regionmed/prompts/zeroshot.yaml).
+# Every class label this importer can write (their prompt texts: label_texts in
+# regionmed/prompts/zeroshot.yaml).
 LABELS = tuple(
     sorted(
         {f"modality:{m}" for m, _ in MODALITIES.values()}
