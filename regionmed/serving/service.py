@@ -15,7 +15,8 @@ otherwise), never a 500; the request types and their checks are in ``requests.py
 How the checks sit in BentoML's request path: uploads and texts are validated by pydantic
 validators while the request is parsed, i.e. per request and *before* adaptive batching, so one
 bad request in a batch cannot fail the others. The body-size limit and the API key are an ASGI
-middleware (``middleware.py``). ``zero_shot`` and ``retrieve`` batch their image encodes through
+middleware (``middleware.py``), wrapped by another that puts the security headers (CSP, no framing)
+on every answer (``security_headers.py``). ``zero_shot`` and ``retrieve`` batch their image encodes through
 an in-process batcher with its own model thread (:class:`ImageBatcher`; a public batchable API
 takes one argument, these take an image and texts).
 """
@@ -52,6 +53,7 @@ from regionmed.serving.requests import (  # the request types and their checks; 
     TextList,
     set_decode_side,
 )
+from regionmed.serving.security_headers import SecurityHeadersMiddleware
 from regionmed.serving.settings import ENV_LOG_DIR, ENV_LOG_SALT, resolve_model
 
 configure_environment()
@@ -362,6 +364,10 @@ ROUTES = [f"/{name}" for name in RegionMedService.apis] + ["/", "/docs.json", "/
 guard_metric_labels([*ROUTES, "/livez", "/readyz", "/healthz"])
 if SETTINGS.demo_page:
     RegionMedService.mount_asgi_app(demo_app(), path=DEMO_PATH, name="demo")
+# Added first, so it wraps the request guard: the guard's own 401/413 answers get the headers too.
+RegionMedService.add_asgi_middleware(
+    SecurityHeadersMiddleware, page_prefixes=(DEMO_PATH,) if SETTINGS.demo_page else ()
+)
 RegionMedService.add_asgi_middleware(
     RequestGuardMiddleware,
     max_body_bytes=SETTINGS.max_upload_bytes,
