@@ -2,9 +2,9 @@
 
     python -m flows.retrain [--root .] [--params params.yaml]
 
-Runs every stage of ``dvc.yaml`` (build_corpus → validate_corpus → tokenizer → pretrain_* →
-evaluate → gate → package → monitor_reference; ``flows.retrain.exclude_stages`` leaves out
-``monitor``) in DVC's order, one at a time, each as ``dvc repro --single-item <stage>``: DVC skips a
+Runs every stage of ``dvc.yaml`` (build_corpus → annotate_regions → validate_corpus → tokenizer →
+pretrain_* → evaluate → gate → package → monitor_reference; ``flows.retrain.exclude_stages`` leaves
+out ``monitor``) in DVC's order, one at a time, each as ``dvc repro --single-item <stage>``: DVC skips a
 stage whose deps, params and code are unchanged, so a rerun on the same inputs is cheap. Each
 stage's output streams into the task's Prefect log.
 

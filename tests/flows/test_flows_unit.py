@@ -45,6 +45,17 @@ def test_the_retrain_flow_runs_every_stage_but_monitor_in_dvcs_order():
         pipeline_stages(REPO_ROOT, ["no_such_stage"])
 
 
+def test_the_retrain_docstring_names_every_stage_in_order():
+    import fnmatch
+
+    import flows.retrain
+
+    chain = flows.retrain.__doc__.split("``dvc.yaml`` (", 1)[1].split(";", 1)[0]
+    named = [" ".join(name.split()) for name in chain.split("→")]
+    expanded = [stage for pattern in named for stage in PIPELINE if fnmatch.fnmatchcase(stage, pattern)]
+    assert expanded == PIPELINE, named
+
+
 def test_retries_only_for_retry_safe_stages():
     no_retry = ["validate_corpus", "gate", "package"]
     for stage in PIPELINE:
