@@ -40,6 +40,34 @@ class ContainerError(RuntimeError):
     """The image could not be built or the container did not come up, with the reason."""
 
 
+# How a name that could not be resolved shows in a build's output: Docker/BuildKit pulling the base
+# image ("dial tcp: lookup registry-1.docker.io ...: no such host"), uv or pip fetching a package
+# ("dns error", "failed to lookup address information", "Temporary failure in name resolution").
+NAME_NOT_RESOLVED = re.compile(
+    r"no such host|server misbehaving|temporary failure in name resolution|name or service not known"
+    r"|failed to lookup address information|dns error|could not resolve host|nodename nor servname",
+    re.IGNORECASE,
+)
+OFFLINE_HINT = (
+    "a host name could not be resolved: this machine cannot reach a registry or package index the build "
+    "needs. With serving.container.offline: false (the default) the build pulls serving.container."
+    "base_image from its registry and torch from serving.container.torch_index_url. To build without them, "
+    "set serving.container.offline: true (params.yaml, or `dvc exp run -S serving.container.offline=true`) "
+    "and re-package: the Bento is then built FROM serving.container.offline_base_image, made on this "
+    "machine by scripts/container_base.sh (`regionmed container --base`, as `make container` runs it), "
+    "with torch from the local wheel in serving.container.offline_torch_wheels; the other Python packages "
+    "still come from PyPI (docs/serving.md#container)"
+)
+
+
+def name_resolution_failure(output: str) -> str | None:
+    """The line of a failed build's output saying a host name could not be resolved, else None."""
+    for line in output.splitlines():
+        if NAME_NOT_RESOLVED.search(line):
+            return line.strip()[:400]
+    return None
+
+
 def _torch_pin(python: dict) -> str:
     for pkg in python.get("packages") or []:
         if m := re.fullmatch(r"torch==(\S+)", pkg):
@@ -181,6 +209,8 @@ def containerize(
             cmd, env=env, cwd="/", capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
         )
         seconds = time.perf_counter() - start
+    if proc.returncode != 0 and (unresolved := name_resolution_failure(f"{proc.stdout}\n{proc.stderr}")):
+        raise ContainerError(f"bentoml containerize {bento_tag} failed: {unresolved}\n{OFFLINE_HINT}")
     if proc.returncode != 0 or not image_exists(client, ref):
         raise ContainerError(
             f"bentoml containerize {bento_tag} failed ({proc.returncode}):\n"

@@ -53,3 +53,67 @@ def test_no_daemon_is_reported_with_a_reason(monkeypatch, tmp_path):
     monkeypatch.setenv("REGIONMED_DOCKER", str(tmp_path / "docker"))
     assert docker_client() == str(tmp_path / "docker")
     assert "docker info failed" in daemon_problem()
+
+
+# What `bentoml containerize` printed for the online Bento on a machine that resolves no registry name
+# (Debian's docker 20.10 + BuildKit, BentoML 1.4.40), cut to the lines around the failure.
+UNRESOLVED_BUILD = """\
+#3 [internal] load metadata for docker.io/library/python:3.11-slim
+#3 ERROR: failed to do request: Head "https://registry-1.docker.io/v2/library/python/manifests/3.11-slim": \
+dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host
+failed to solve with frontend dockerfile.v0: failed to create LLB definition: failed to do request
+ERROR:
+Encountered exception while trying to building image: Command '['docker', 'build']' returned \
+non-zero exit status 1.
+Traceback (most recent call last):
+  File "bentoml/_internal/container/base.py", line 189, in build
+bentoml.exceptions.BentoMLException: Command '['docker', 'build']' returned non-zero exit status 1.
+"""
+
+
+def containerize_printing(monkeypatch, tmp_path, stderr: str):
+    """``containerize`` with the ``bentoml containerize`` subprocess (where the build's network
+    failures surface) replaced by one that fails printing ``stderr``."""
+    import subprocess
+
+    from regionmed.serving import container
+
+    calls = []
+
+    def failed_build(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, stdout="INFO: Building image\n", stderr=stderr)
+
+    monkeypatch.setattr(container.subprocess, "run", failed_build)
+    with pytest.raises(ContainerError) as raised:
+        container.containerize("regionmed_service:abc", "regionmed-service", "/usr/bin/docker", tmp_path)
+    assert calls and calls[0][3] == "containerize"
+    return str(raised.value)
+
+
+def test_an_unresolvable_registry_names_the_offline_switch(monkeypatch, tmp_path):
+    message = containerize_printing(monkeypatch, tmp_path, UNRESOLVED_BUILD)
+    assert "lookup registry-1.docker.io" in message and "no such host" in message  # what failed
+    assert "serving.container.offline: true" in message and "re-package" in message  # what to do
+    assert "scripts/container_base.sh" in message and "offline_torch_wheels" in message  # what it does
+    assert "Traceback" not in message and "BentoMLException" not in message
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "error: Failed to fetch: `https://download.pytorch.org/whl/cpu/torch/` Caused by: dns error: "
+        "failed to lookup address information: Temporary failure in name resolution",
+        "WARNING: Retrying after connection broken by 'NameResolutionError(\"Failed to resolve "
+        "'pypi.org' ([Errno -2] Name or service not known)\")'",
+    ],
+)
+def test_an_index_that_cannot_be_resolved_names_the_offline_switch_too(monkeypatch, tmp_path, line):
+    message = containerize_printing(monkeypatch, tmp_path, f"#9 RUN install.sh\n{line}\nexit code: 1\n")
+    assert line[:60] in message and "serving.container.offline: true" in message
+
+
+def test_another_build_failure_keeps_its_output_and_no_offline_advice(monkeypatch, tmp_path):
+    message = containerize_printing(monkeypatch, tmp_path, "#5 ERROR: no space left on device\n")
+    assert "no space left on device" in message and "failed (1)" in message
+    assert "serving.container.offline" not in message
