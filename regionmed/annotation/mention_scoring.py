@@ -12,13 +12,24 @@ findings (label, side, zone, size) are known exactly; :func:`synthetic_truth` re
 - negation errors: non-negated mentions of a finding the image does not have (the report names it
   only in a pertinent negative), as a share of all finding mentions;
 - side, zone and size read correctly, over the matched pairs.
+
+Where no corpus writes the truth, a hand-written sentence set does (:func:`load_sentence_set`, e.g.
+``tests/annotation/cxr_sentences.yaml``): every finding mention each sentence should give, negated and
+uncertain ones included, and :func:`score_sentences` counts recall, precision and the side, zone,
+negation and uncertainty read right over the matched pairs. ``python -m
+regionmed.annotation.mention_scoring SET.yaml`` prints those scores per half of the set.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
 
 from regionmed.annotation.mentions import Mention
 
@@ -54,10 +65,11 @@ def _agreement(t: TrueFinding, m: Mention) -> int:
     return (t.side == m.side) + (t.zone == m.zone) + (t.size == m.size)
 
 
-def _match(truth: Sequence[TrueFinding], positives: Sequence[Mention]) -> list[tuple[TrueFinding, Mention]]:
+def _match(truth: Sequence, positives: Sequence[Mention], agreement: Callable = _agreement) -> list[tuple]:
+    """One-to-one pairs of the same label, the best-agreeing first."""
     pairs = sorted(
         (
-            (_agreement(t, m), ti, mi)
+            (agreement(t, m), ti, mi)
             for ti, t in enumerate(truth)
             for mi, m in enumerate(positives)
             if t.label == m.label
@@ -123,3 +135,111 @@ def score_mentions(truths: Sequence[Sequence[TrueFinding]], mentions: Sequence[S
     for name, (k, n) in rates.items():
         out[name] = {"value": k / n if n else math.nan, "ci95": wilson(k, n), "k": k, "n": n}
     return out
+
+
+@dataclass(frozen=True)
+class ExpectedMention:
+    """A finding mention a hand-written sentence should give."""
+
+    label: str
+    side: str | None = None
+    zone: str | None = None
+    negated: bool = False
+    uncertain: bool = False
+
+
+def load_sentence_set(path: Path | str) -> dict[str, list[tuple[str, list[ExpectedMention]]]]:
+    """A sentence set's halves: name -> (sentence, the finding mentions it should give)."""
+    data = yaml.safe_load(Path(path).read_text())
+    return {
+        half: [(row["text"], [ExpectedMention(**f) for f in row["findings"]]) for row in rows]
+        for half, rows in data.items()
+    }
+
+
+def _sentence_agreement(e: ExpectedMention, m: Mention) -> int:
+    return (e.side == m.side) + (e.zone == m.zone) + (e.negated == m.negated) + (e.uncertain == m.uncertain)
+
+
+def score_sentences(
+    expected: Sequence[Sequence[ExpectedMention]], mentions: Sequence[Sequence[Mention]]
+) -> dict:
+    """Recall and precision of finding mentions against the expected ones (negated and uncertain ones
+    included), and side, zone, negation and uncertainty accuracy over the matched pairs (95% Wilson)."""
+    if len(expected) != len(mentions):
+        raise ValueError(f"{len(expected)} sentences but {len(mentions)} mention lists")
+    c = dict.fromkeys(
+        ("expected", "found", "matched", "side_ok", "zone_ok", "negation_ok", "uncertain_ok"), 0
+    )
+    wrong = []
+    for index, (want, found) in enumerate(zip(expected, mentions, strict=True)):
+        findings = [m for m in found if m.kind == "finding"]
+        c["expected"] += len(want)
+        c["found"] += len(findings)
+        pairs = _match(want, findings, _sentence_agreement)
+        c["matched"] += len(pairs)
+        for e, m in pairs:
+            c["side_ok"] += e.side == m.side
+            c["zone_ok"] += e.zone == m.zone
+            c["negation_ok"] += e.negated == m.negated
+            c["uncertain_ok"] += e.uncertain == m.uncertain
+        exact = len(pairs) == len(want) == len(findings) and all(_sentence_agreement(*p) == 4 for p in pairs)
+        if not exact:
+            wrong.append(
+                {
+                    "sentence": index,
+                    "expected": [asdict(e) for e in want],
+                    "found": [_brief(m) for m in findings],
+                }
+            )
+    rates = {
+        "recall": (c["matched"], c["expected"]),
+        "precision": (c["matched"], c["found"]),
+        "side_accuracy": (c["side_ok"], c["matched"]),
+        "zone_accuracy": (c["zone_ok"], c["matched"]),
+        "negation_accuracy": (c["negation_ok"], c["matched"]),
+        "uncertainty_accuracy": (c["uncertain_ok"], c["matched"]),
+    }
+    out: dict = {"counts": c, "sentences_wrong": len(wrong), "wrong": wrong}
+    for name, (k, n) in rates.items():
+        out[name] = {"value": k / n if n else math.nan, "ci95": wilson(k, n), "k": k, "n": n}
+    return out
+
+
+def _brief(m: Mention) -> dict:
+    return {"label": m.label, "side": m.side, "zone": m.zone, "negated": m.negated, "uncertain": m.uncertain}
+
+
+def score_sentence_set(path: Path | str, extractor) -> dict[str, dict]:
+    """:func:`score_sentences` of each half of a sentence set; each entry of ``wrong`` (a sentence not read
+    exactly) carries its text."""
+    out = {}
+    for half, rows in load_sentence_set(path).items():
+        found = extractor.extract_many([text for text, _ in rows])
+        out[half] = score_sentences([want for _, want in rows], found)
+        for wrong in out[half]["wrong"]:
+            wrong["text"] = rows[wrong["sentence"]][0]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from regionmed.annotation.mentions import MentionExtractor
+
+    parser = argparse.ArgumentParser(description="Score the mention reader on a hand-written sentence set.")
+    parser.add_argument("sentence_set", type=Path, help="e.g. tests/annotation/cxr_sentences.yaml")
+    parser.add_argument("--halves", nargs="*", default=None, help="score only these halves (default: all)")
+    parser.add_argument("--show-wrong", action="store_true", help="also print the sentences read wrong")
+    args = parser.parse_args(argv)
+    scores = score_sentence_set(args.sentence_set, MentionExtractor())
+    for half, score in scores.items():
+        if args.halves is not None and half not in args.halves:
+            continue
+        figures = {k: round(v["value"], 3) for k, v in score.items() if isinstance(v, dict) and "value" in v}
+        print(json.dumps({"half": half, **figures, "sentences_wrong": score["sentences_wrong"]}))
+        if args.show_wrong:
+            for wrong in score["wrong"]:
+                print("  ", json.dumps(wrong))
+
+
+if __name__ == "__main__":
+    main()
