@@ -6,8 +6,8 @@
   Docker 23+ needs the buildx plugin for that; Debian's 20.10 client has it built in), and whether
   its daemon answers.
 * ``containerize``: the image of a Bento, through BentoML's docker backend.
-* ``Container``: ``docker run`` on ``127.0.0.1`` with the API key and the embedding-log folder,
-  wait for ``/readyz``, stop with SIGTERM.
+* ``Container``: ``docker run`` on ``127.0.0.1`` with the API key (in the variable
+  ``serving.api_key_env`` names) and the embedding-log folder, wait for ``/readyz``, stop with SIGTERM.
 """
 
 from __future__ import annotations
@@ -250,24 +250,34 @@ def wait_until_ready(url: str, timeout: float, alive=lambda: None) -> float:
 
 class Container:
     """``docker run`` of the image on ``127.0.0.1:port`` (``--init``: signals reach the server, zombies
-    are reaped), with ``REGIONMED_API_KEY`` and the embedding-log folder mounted at /logs."""
+    are reaped), with the embedding-log folder mounted at /logs and ``api_key`` in the variable
+    ``api_key_env``: the one the packaged service reads (``serving.api_key_env``), so a renamed
+    setting is the name the container gets."""
 
     def __init__(
         self,
         client: str,
         ref: str,
         port: int,
+        *,
         log_dir: Path | None = None,
         api_key: str | None = None,
+        api_key_env: str | None = None,
         env: dict[str, str] | None = None,
     ):
+        if api_key and not api_key_env:
+            raise ValueError("an api_key needs api_key_env, the variable the service reads it from")
         self.client, self.ref, self.port = client, ref, port
         self.name = f"regionmed-{secrets.token_hex(4)}"
         self.url = f"http://127.0.0.1:{port}"
-        self.log_dir, self.api_key, self.env = log_dir, api_key, dict(env or {})
+        self.log_dir, self.env = log_dir, dict(env or {})
+        self.api_key, self.api_key_env = api_key, api_key_env
         self.started_at: float | None = None
 
-    def start(self) -> None:
+    def run_command(self) -> tuple[list[str], dict[str, str]]:
+        """The ``docker run`` command and the variables it passes into the container: each is named
+        on the command line (``-e NAME``) and its value is taken from the client's environment, so
+        the key never appears in a process listing."""
         cmd = [
             self.client,
             "run",
@@ -280,14 +290,18 @@ class Container:
         ]
         env = dict(self.env)
         if self.api_key:
-            env["REGIONMED_API_KEY"] = self.api_key
+            env[self.api_key_env] = self.api_key
         if self.log_dir:
             cmd += ["-v", f"{prepare_log_dir(self.log_dir)}:{LOG_MOUNT}"]
             env[ENV_LOG_DIR] = LOG_MOUNT
         for key in env:
-            cmd += ["-e", key]  # values come from the environment below: never on the command line
+            cmd += ["-e", key]
+        return [*cmd, self.ref], env
+
+    def start(self) -> None:
+        cmd, env = self.run_command()
         self.started_at = time.perf_counter()
-        proc = _run([*cmd, self.ref], env={**os.environ, **env})
+        proc = _run(cmd, env={**os.environ, **env})
         if proc.returncode != 0:
             raise ContainerError(f"docker run {self.ref} failed: {proc.stderr.strip()}")
 

@@ -119,7 +119,8 @@ def container_path(
 
     key = new_api_key()
     log_dir = Path(log_dir or params.serving.embedding_log.dir)
-    container = Container(client, ref, port or free_port(), log_dir=log_dir, api_key=key)
+    key_env = params.serving.api_key_env  # the variable the packaged service reads the key from
+    container = Container(client, ref, port or free_port(), log_dir=log_dir, api_key=key, api_key_env=key_env)
     container.start()
     try:
         record["ready_seconds"] = container.wait_ready()
@@ -131,7 +132,7 @@ def container_path(
         log("API key: refused without it (401), answered with it (200)")
         if keep_running:
             record.update(name=container.name, url=container.url)
-            log(f"left running: REGIONMED_API_KEY={key}; stop with `{client} stop {container.name}`")
+            log(f"left running: {key_env}={key}; stop with `{client} stop {container.name}`")
             return record
         record["stop_seconds"], record["exit_code"] = container.stop()
         log(f"stopped by SIGTERM in {record['stop_seconds']:.1f} s (exit code {record['exit_code']})")

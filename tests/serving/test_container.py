@@ -68,10 +68,17 @@ def image(docker, container_bento):
 
 
 @pytest.fixture(scope="module")
-def running(docker, image, serving_root):
+def running(docker, image, serving_root, container_bento):
     from regionmed.serving.container import Container
 
-    container = Container(docker, image, free_port(), log_dir=serving_root / "log-container", api_key=KEY)
+    container = Container(
+        docker,
+        image,
+        free_port(),
+        log_dir=serving_root / "log-container",
+        api_key=KEY,
+        api_key_env=container_bento["params"].serving.api_key_env,  # the packaged service's setting
+    )
     container.start()
     try:
         container.ready_s = container.wait_ready()

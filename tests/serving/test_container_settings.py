@@ -117,3 +117,65 @@ def test_another_build_failure_keeps_its_output_and_no_offline_advice(monkeypatc
     message = containerize_printing(monkeypatch, tmp_path, "#5 ERROR: no space left on device\n")
     assert "no space left on device" in message and "failed (1)" in message
     assert "serving.container.offline" not in message
+
+
+def test_the_container_gets_the_key_in_the_variable_the_setting_names(tmp_path):
+    from regionmed.serving.container import Container
+    from regionmed.serving.settings import ENV_LOG_DIR
+
+    container = Container(
+        "docker", "img:1", 4321, log_dir=tmp_path / "log", api_key="k-123", api_key_env="CUSTOM_API_KEY"
+    )
+    cmd, env = container.run_command()
+    assert env == {"CUSTOM_API_KEY": "k-123", ENV_LOG_DIR: "/logs"}
+    passed = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "-e"]
+    assert sorted(passed) == sorted(env), "each variable named with -e"
+    assert "k-123" not in " ".join(cmd), "the key's value never on the command line"
+    assert cmd[-1] == "img:1" and "127.0.0.1:4321:3000" in cmd
+    with pytest.raises(ValueError, match="api_key_env"):
+        Container("docker", "img:1", 4321, api_key="k-123")
+
+
+def test_the_container_path_passes_serving_api_key_env(monkeypatch, tmp_path):
+    """``regionmed container`` with a renamed ``serving.api_key_env``: Docker stubbed out, the
+    container it starts and the line it leaves behind name the configured variable."""
+    from regionmed.params import load_params
+    from regionmed.serving import container_path
+
+    started = []
+
+    class RecordedContainer:
+        def __init__(self, *args, **kwargs):
+            self.kwargs, self.name, self.url = kwargs, "c1", "http://127.0.0.1:1"
+            started.append(self)
+
+        def start(self):
+            pass
+
+        def wait_ready(self):
+            return 0.0
+
+    for name, stub in {
+        "docker_client": lambda preferred: "docker",
+        "daemon_problem": lambda client: None,
+        "resolve_bentoml_home": lambda params, root: tmp_path,
+        "image_exists": lambda client, ref: True,
+        "image_size": lambda client, ref: 1,
+        "check_api_key": lambda url, key: None,
+        "Container": RecordedContainer,
+    }.items():
+        monkeypatch.setattr(container_path, name, stub)
+    params = load_params(REPO_ROOT / "params.yaml", {"serving": {"api_key_env": "CUSTOM_API_KEY"}})
+    lines = []
+    container_path.container_path(
+        params,
+        root=tmp_path,
+        build=False,
+        bento="svc:1",
+        log_dir=tmp_path / "log",
+        keep_running=True,
+        log=lines.append,
+    )
+    (container,) = started
+    assert container.kwargs["api_key_env"] == "CUSTOM_API_KEY" and container.kwargs["api_key"]
+    assert f"CUSTOM_API_KEY={container.kwargs['api_key']}" in lines[-1]
