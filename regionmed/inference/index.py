@@ -5,21 +5,34 @@ Layout of an index folder::
     index.json        {"format_version", "split", "model_version", "dim", "n_items", "created",
                        "items": [{"id", "kind", "modality", "labels"}, ...]}
     embeddings.npy    float32 [n_items, dim], L2-normalised, row i = items[i]
+    hnsw_<kind>.usearch  (optional) the HNSW graph of one kind, listed under "ann" in index.json
 
 Two kinds of item per image of the split: ``image`` (the image embedding) and ``report`` (the
 embedding of its report). Only ids, kinds, modalities, labels and embeddings are stored, never a
 report's text, a path or a patient id.
+
+Search is per kind. A kind with at least ``serving.ann.min_items`` items gets an HNSW graph when
+the index is built (``ann.py``), and is searched through it: the graph proposes ``top_k``
+candidates, their exact cosines are computed from ``embeddings.npy``, and the answer is ordered by
+score, ties by row, exactly as exact search orders it. A smaller kind, an index without graphs, or a
+graph that fails its checks on load (a warning in the log; ``ann_problem``) is searched exactly.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from regionmed.inference.ann import GRAPH_FILE, AnnIndexError, HnswSettings, KindGraph, describe
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
@@ -34,6 +47,9 @@ class RetrievalIndex:
     embeddings: np.ndarray
     split: str = ""
     model_version: str = ""
+    graphs: dict[str, KindGraph] = field(default_factory=dict)  # kind -> its HNSW graph
+    hnsw: HnswSettings | None = None  # how the graphs were built (None: no graph)
+    ann_problem: str | None = None  # why a saved graph was not used (the kind is searched exactly)
 
     def __post_init__(self) -> None:
         self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
@@ -44,6 +60,9 @@ class RetrievalIndex:
                 raise ValueError(f"an index item has keys {sorted(item)}, expected {list(ITEM_KEYS)}")
         kinds = np.array([it["kind"] for it in self.items])
         self._rows = {k: np.flatnonzero(kinds == k) for k in ITEM_KINDS}
+        # one matrix per kind, a view when its rows are contiguous (build_index writes them so): exact
+        # search then reads the (possibly memory-mapped) embeddings without copying them per query
+        self._matrix = {k: _rows_of(self.embeddings, rows) for k, rows in self._rows.items()}
 
     @property
     def dim(self) -> int:
@@ -52,6 +71,10 @@ class RetrievalIndex:
     def count(self, kind: str | None = None) -> int:
         return len(self.items) if kind is None else len(self._rows.get(kind, ()))
 
+    def search_mode(self, kind: str) -> str:
+        """``hnsw`` when ``kind`` is searched through its graph, else ``exact``."""
+        return "hnsw" if kind in self.graphs else "exact"
+
     def search(self, query: np.ndarray, k: int, kind: str = "image") -> list[dict]:
         """Top ``k`` items of ``kind`` by cosine with ``query`` ``[D]`` (best first, ties by row)."""
         rows = self._rows.get(kind)
@@ -59,16 +82,39 @@ class RetrievalIndex:
             raise ValueError(f"kind must be one of {ITEM_KINDS}")
         if len(rows) == 0 or k <= 0:
             return []
-        scores = self.embeddings[rows] @ np.asarray(query, dtype=np.float32).reshape(-1)
+        matrix, query = self._matrix[kind], np.asarray(query, dtype=np.float32).reshape(-1)
         k = min(k, len(rows))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        return [{**self.items[rows[i]], "score": float(scores[i])} for i in top]
+        graph = self.graphs.get(kind)
+        if graph is None:
+            scores = matrix @ query
+            top = np.argpartition(-scores, k - 1)[:k]
+            scores = scores[top]
+        else:  # the graph proposes, the embeddings score
+            top = graph.search(query, k)
+            top = top[(top >= 0) & (top < len(rows))]
+            scores = matrix[top] @ query
+        order = np.lexsort((top, -scores))
+        return [{**self.items[rows[top[i]]], "score": float(scores[i])} for i in order]
+
+    def build_ann(self, settings: HnswSettings) -> RetrievalIndex:
+        """An HNSW graph for each kind with at least ``settings.min_items`` items (none for the others)."""
+        self.graphs = {
+            kind: KindGraph.build(self._matrix[kind], settings)
+            for kind in ITEM_KINDS
+            if self.count(kind) >= max(settings.min_items, 1)
+        }
+        self.hnsw = settings if self.graphs else None
+        return self
 
     def save(self, out_dir: str | Path) -> Path:
+        """Write the folder; each file goes to a temporary name first and is then renamed, so a
+        server that has the old files memory-mapped keeps reading the old index."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        np.save(out / EMBEDDINGS_FILE, self.embeddings)
+        tmp = out / f".{EMBEDDINGS_FILE}.tmp"
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(self.embeddings))
+        os.replace(tmp, out / EMBEDDINGS_FILE)
         doc = {
             "format_version": FORMAT_VERSION,
             "split": self.split,
@@ -78,19 +124,54 @@ class RetrievalIndex:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "items": self.items,
         }
-        (out / INDEX_FILE).write_text(json.dumps(doc, indent=0, sort_keys=True) + "\n")
+        for stale in out.glob(GRAPH_FILE.format(kind="*")):
+            stale.unlink()
+        if self.graphs:
+            kinds = {kind: graph.save(out, kind) for kind, graph in self.graphs.items()}
+            doc["ann"] = {**describe(self.hnsw), "kinds": kinds}
+        tmp = out / f".{INDEX_FILE}.tmp"
+        tmp.write_text(json.dumps(doc, indent=0, sort_keys=True) + "\n")
+        os.replace(tmp, out / INDEX_FILE)
         return out
 
     @classmethod
-    def load(cls, path: str | Path) -> RetrievalIndex:
+    def load(
+        cls, path: str | Path, *, mmap: bool = False, expansion_search: int | None = None
+    ) -> RetrievalIndex:
+        """Read an index folder. ``mmap``: memory-map the embeddings (the graphs always are);
+        ``expansion_search``: the HNSW search breadth (None: the one it was built with)."""
         path = Path(path)
         doc = json.loads((path / INDEX_FILE).read_text())
         if doc.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{path}: index format_version {doc.get('format_version')!r}, expected {FORMAT_VERSION}"
             )
-        emb = np.load(path / EMBEDDINGS_FILE, allow_pickle=False)
-        return cls(doc["items"], emb, doc.get("split", ""), doc.get("model_version", ""))
+        emb = np.load(path / EMBEDDINGS_FILE, allow_pickle=False, mmap_mode="r" if mmap else None)
+        index = cls(doc["items"], emb, doc.get("split", ""), doc.get("model_version", ""))
+        if doc.get("ann"):
+            index._load_graphs(path, doc["ann"], expansion_search)
+        return index
+
+    def _load_graphs(self, path: Path, ann: dict, expansion_search: int | None) -> None:
+        try:
+            settings = HnswSettings(**{name: ann[name] for name in HnswSettings.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            self.ann_problem = f"{path}: index.json's ann record lacks {exc}"
+            logger.warning("retrieval index: %s; every kind is searched exactly", self.ann_problem)
+            return
+        ef = expansion_search or settings.expansion_search
+        problems = []
+        for kind, record in ann.get("kinds", {}).items():
+            try:
+                if kind not in self._matrix or record.get("count") != self.count(kind):
+                    n = self.count(kind)
+                    raise AnnIndexError(f"{path}: the {kind} graph has {record.get('count')} items, not {n}")
+                self.graphs[kind] = KindGraph.load(path, record, self._matrix[kind], ef)
+            except AnnIndexError as exc:
+                problems.append(str(exc))
+                logger.warning("retrieval index: %s; %s items are searched exactly instead", exc, kind)
+        self.hnsw = settings if self.graphs else None
+        self.ann_problem = "; ".join(problems) or None
 
     @staticmethod
     def exists(path: str | Path | None) -> bool:
@@ -102,10 +183,15 @@ class RetrievalIndex:
 
 
 def build_index(
-    engine, corpus_dir: str | Path, split: str, batch_size: int = 64, limit: int | None = None
+    engine,
+    corpus_dir: str | Path,
+    split: str,
+    batch_size: int = 64,
+    limit: int | None = None,
+    ann: HnswSettings | None = None,
 ) -> RetrievalIndex:
     """Embed every image of ``split`` and its report with ``engine`` (a
-    :class:`~regionmed.inference.engine.Engine`)."""
+    :class:`~regionmed.inference.engine.Engine`); with ``ann``, build the HNSW graphs too."""
     from regionmed.corpus.images import read_png
     from regionmed.corpus.schema import read_manifest
     from regionmed.inference.uploads import DecodedImage
@@ -128,7 +214,15 @@ def build_index(
     ]
     items = [{**m, "kind": "image"} for m in meta] + [{**m, "kind": "report"} for m in meta]
     emb = np.concatenate([np.concatenate(image_emb), np.concatenate(report_emb)])
-    return RetrievalIndex(items, emb, split, engine.version)
+    index = RetrievalIndex(items, emb, split, engine.version)
+    return index.build_ann(ann) if ann is not None else index
+
+
+def _rows_of(embeddings: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``embeddings[rows]``, as a view (no copy) when ``rows`` is a contiguous run."""
+    if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+        return embeddings[rows[0] : rows[-1] + 1]
+    return embeddings[rows]
 
 
 def _as_list(value) -> Sequence:
