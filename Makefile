@@ -8,7 +8,7 @@ include regionmed/quiet.env
 export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' regionmed/quiet.env)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install lock pipeline test test-fast test-browser browser-deps bench preview clean docker-host container test-container prefect-server flows-serve flows-deploy flows-worker
+.PHONY: help install lock pipeline lint test test-fast test-browser browser-deps bench preview clean docker-host container test-container prefect-server flows-serve flows-deploy flows-worker
 # pip itself is pinned too: its resolver and the lock's format move with it.
 PIP_VERSION := 26.3
 # Where torch's CPU wheel comes from. Here pip finds it on disk; with internet and no local wheel,
@@ -35,10 +35,16 @@ lock: install  ## re-resolve pyproject.toml into requirements/lock.txt and re-pi
 pipeline: install  ## run the whole pipeline (dvc repro) on the embedded synthetic default
 	$(BIN)/dvc repro
 
-test: install  ## run the test suite (what CI runs)
+# ruff's rules and line length: [tool.ruff] in pyproject.toml; the same two commands run as
+# pre-commit hooks (.pre-commit-config.yaml, docs/development.md)
+lint: install  ## ruff check + ruff format --check (make test runs it first)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install lint  ## lint, then the test suite (what CI runs)
 	$(BIN)/pytest
 
-test-fast: install  ## the tests without the slow end-to-end ones
+test-fast: install lint  ## lint, then the tests without the slow end-to-end ones
 	$(BIN)/pytest -m "not slow"
 
 # Debian's Chromium and its WebDriver for the demo page's browser tests (the tests skip without them).
