@@ -11,6 +11,8 @@ evaluated on the same test split (retrieval, zero-shot, VQA) with paired bootstr
 
     nice -n 10 python benchmarks/annotate_medpix.py --out .state/medpix_annotate [--train]
         [--global-steps 200 --region-steps 150 --joint-steps 450]
+
+The figures go to ``--results`` (default benchmarks/results/annotate_medpix.json).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 from pathlib import Path
 
 from regionmed.env import configure_environment
+from regionmed.publish.record import Record, results_option
 
 configure_environment()
 
@@ -39,7 +42,10 @@ def main() -> None:
     )
     ap.add_argument("--region-steps", type=int, default=None)
     ap.add_argument("--joint-steps", type=int, default=None)
+    results_option(ap, "annotate_medpix")
     args = ap.parse_args()
+    record = Record("annotate_medpix")
+    figures: dict = {"annotation": {}}
     if not args.data.is_dir():
         raise SystemExit(f"no MedPix sample at {args.data}")
 
@@ -76,28 +82,30 @@ def main() -> None:
             )
         )
         summary = run_annotation(params, corpus_dir=source)
-        print(
-            json.dumps(
-                {
-                    k: summary[k]
-                    for k in (
-                        "localizer",
-                        "images_considered",
-                        "images_with_mentions",
-                        "images_annotated",
-                        "mentions",
-                        "mentions_per_image",
-                        "negated_share",
-                        "uncertain_share",
-                        "cases",
-                        "seconds_total",
-                    )
-                }
+        shown = {
+            k: summary[k]
+            for k in (
+                "localizer",
+                "images_considered",
+                "images_with_mentions",
+                "images_annotated",
+                "mentions",
+                "mentions_per_image",
+                "negated_share",
+                "uncertain_share",
+                "cases",
+                "seconds_total",
             )
-        )
+        }
+        print(json.dumps(shown))
         print(json.dumps(summary["regions_kept"]))
+        figures["annotation"][localizer] = {
+            **shown,
+            "regions_kept": summary["regions_kept"][localizer]["total"],
+        }
     if args.train:
-        before_after(base, source, args.out, args.n_boot)
+        figures["evaluation"] = before_after(base, source, args.out, args.n_boot)
+    record.write(figures, args.results)
 
 
 METRICS = (
@@ -109,7 +117,7 @@ METRICS = (
 )
 
 
-def before_after(base: dict, source: Path, out: Path, n_boot: int) -> None:
+def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
     import torch
     from annotation_pays import evaluate_arms
 
@@ -153,6 +161,7 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> None:
         json.dumps({"training": log, "evaluation": table}, indent=1, default=str)
     )
     print(json.dumps(table, indent=1, default=str))
+    return table
 
 
 if __name__ == "__main__":

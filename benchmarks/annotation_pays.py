@@ -16,7 +16,9 @@ Arms (same total steps, same tokenizer, same global phase, same test split):
   D   the global-only baseline
 Box quality of each localizer against the hidden truth comes from its metrics/annotation.json.
 Every model is evaluated once on the test split (evaluation.suite); paired 95% bootstrap
-differences come from the evaluation's own summarise(). Writes a JSON and a Markdown table.
+differences come from the evaluation's own summarise(). Writes ``evaluation.json`` in ``--out`` and
+the same figures to ``--results`` (default benchmarks/results/annotation_pays.json), which
+docs/experiments.md renders.
 
     nice -n 10 python benchmarks/annotation_pays.py --out .state/annotation_pays \
         --region-steps 150 --joint-steps 450
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 from regionmed.env import configure_environment
+from regionmed.publish.record import Record, results_option
 
 configure_environment()
 
@@ -53,6 +56,20 @@ SMALL = {
 }
 PAIRS = (("Bp", "A"), ("Bs", "A"), ("Bz", "A"), ("C", "A"), ("A", "D"), ("Bz", "Bs"), ("C", "Bz"))
 ARMS = ("A", "Bp", "Bs", "Bz", "C", "D")
+# what each arm is, written into the results file beside its figures
+ARM_NAMES = {
+    "A": "boxes on 10%",
+    "Bp": "A + prior regions",
+    "Bs": "A + self regions (region score, one round)",
+    "Bz": "A + self regions (sized, one round)",
+    "Bz2": "a second round (Bz's model annotates)",
+    "Bzw": "Bz's regions at weight W x confidence",
+    "Bzc": "Bz's round keeping confidence ≥ C",
+    "Bzl": "A + self regions bounded by location words (one round)",
+    "Bzl2": "a second round (Bzl's model annotates)",
+    "C": "boxes on all",
+    "D": "global-only",
+}
 
 
 def params_for(base: dict, out: Path, **annotate):
@@ -117,7 +134,9 @@ def main() -> None:
         default="Bs,Bz",
         help="which one-round self arms to train, comma-separated (Bs, Bz; Bz2 needs Bz)",
     )
+    results_option(ap, "annotation_pays")
     args = ap.parse_args()
+    record = Record("annotation_pays")
 
     import torch
     import yaml
@@ -281,6 +300,9 @@ def main() -> None:
     log["evaluation"] = table
     (out / "evaluation.json").write_text(json.dumps(table, indent=1, default=str))
     lap("evaluate")
+    arm_names = {arm: ARM_NAMES[arm] for arm in arms}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "params", "results")}
+    record.write({"settings": settings, "arms": arm_names, **table}, args.results)
 
 
 def arm_box_quality(out: Path, arms, params) -> dict:

@@ -7,6 +7,8 @@ against the hidden truth (pointing, cell pointing, IoU > 0.3) is printed beside 
 
     nice -n 10 python benchmarks/bench_annotate.py --self-model .state/annotation_pays_default/A/model \
         --self-shifts 1 2
+
+The figures go to ``--results`` (default benchmarks/results/annotate_stage.json).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from regionmed.env import configure_environment
+from regionmed.publish.record import Record, results_option
 
 configure_environment()
 
@@ -31,7 +34,9 @@ def main() -> None:
     ap.add_argument(
         "--self-shifts", type=int, nargs="+", default=[1], help="annotate.self_shifts values to time"
     )
+    results_option(ap, "annotate_stage")
     args = ap.parse_args()
+    record = Record("annotate_stage")
 
     import yaml
 
@@ -95,6 +100,7 @@ def main() -> None:
             }
         )
     )
+    record.write({"rows": rows}, args.results)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 and `encode_image` throughput through the container vs `bentoml serve` of the same Bento on the host.
 
     python benchmarks/bench_container.py [--seconds 20] [--concurrency 32] [--rounds 2] [--offline | --online]
-                                         [--skip-cold] [--out bench_container.json]
+                                         [--skip-cold] [--results PATH]
 
 - Model: untrained, with the architecture of params.yaml's ``model:`` section (the compute of a trained
   one), packaged by the package stage (``package()``) with its retrieval index into a scratch store.
@@ -17,6 +17,8 @@ and `encode_image` throughput through the container vs `bentoml serve` of the sa
   the load generator; compare within one run.
 - ``--offline``: the local base image and the local torch wheel (serving.container.offline); default:
   offline when serving.container.offline_torch_wheels holds torch's wheel.
+
+The figures go to ``--results`` (default benchmarks/results/container.json).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_serving import make_model, over_http
 
 from regionmed.env import configure_environment
+from regionmed.publish.record import Record, results_option
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -97,8 +99,9 @@ def main() -> None:
     ap.add_argument(
         "--skip-cold", action="store_true", help="do not prune the build cache (no cold build time)"
     )
-    ap.add_argument("--out", type=Path, default=None)
+    results_option(ap, "container", "--out")
     args = ap.parse_args()
+    results_record = Record("container")
     configure_environment()
     import signal
 
@@ -119,7 +122,6 @@ def main() -> None:
     )
     client = docker_client()
     result: dict = {
-        "machine": f"{platform.node()} ({os.cpu_count()} cores)",
         "offline": offline,
         "concurrency": args.concurrency,
         "seconds": args.seconds,
@@ -183,11 +185,11 @@ def main() -> None:
             result[f"{name}_images_per_s"] = statistics.mean(r["images_per_s"] for r in rs)
             result[f"{name}_p50_ms"] = statistics.median(r["p50_ms"] for r in rs)
             result[f"{name}_errors"] = sum(r["errors"] for r in rs)
+            result[f"{name}_rounds_images_per_s"] = [round(r["images_per_s"], 1) for r in rs]
         result["container_over_host"] = result["container_images_per_s"] / result["host_images_per_s"]
         subprocess.run([client, "rmi", ref], capture_output=True, check=False)
     print(json.dumps(result, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1) + "\n")
+    results_record.write(result, args.results)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ with ``--medpix DIR``, the MedPix 2.0 import of that folder instead (e.g. ../sha
 
     python benchmarks/bench_corpus.py [--sizes 4000 40000] [--workers 1 2] [--medpix DIR]
 
-Prints one line per run; compare within one run (the machine is shared and noisy).
+Prints one line per run; compare within one run (the machine is shared and noisy). Writes the
+figures to benchmarks/results/corpus_build.json (``--results``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from regionmed.corpus.build import build_corpus
 from regionmed.env import configure_environment
 from regionmed.params import load_params
+from regionmed.publish.record import Record, results_option
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +35,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[default_n, 10 * default_n])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--medpix", type=Path, default=None, help="time the MedPix import of this folder")
+    results_option(parser, "corpus_build")
     args = parser.parse_args()
+    record = Record("corpus_build")
+    rows = []
     source = {"source": "medpix", "importer": {"path": str(args.medpix)}} if args.medpix else {}
     sizes = [None] if args.medpix else args.sizes
     print(
@@ -53,10 +58,21 @@ def main() -> None:
             shutil.rmtree(out)
             rate = summary.n_kept / seconds
             single = single or rate
+            rows.append(
+                {
+                    "images": summary.n_input,
+                    "workers": workers,
+                    "seconds": round(seconds, 1),
+                    "images_per_s": round(rate),
+                    "speedup": round(rate / single, 2),
+                }
+            )
             print(
                 f"{summary.n_input:>8} {workers:>7} {seconds:>8.1f} {rate:>9.0f} {rate / single:>7.2f}x",
                 flush=True,
             )
+    source = "medpix" if args.medpix else "synthetic"
+    record.write({"source": source, "image_size": base.corpus.image_size, "rows": rows}, args.results)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 and without the page, and what the page weighs.
 
     python benchmarks/bench_demo_page.py [--model-dir models/regionmed] [--loads 15] [--round-trips 30]
-                                         [--api-calls 120] [--screenshot docs/demo-page.png] [--out x.json]
+                                         [--api-calls 120] [--screenshot docs/demo-page.png] [--results PATH]
 
 - Model: ``--model-dir`` (after ``dvc repro``), else an untrained model of ``params.yaml``'s
   architecture (the same compute) on a tokenizer of a small synthetic corpus (``bench_serving.make_model``);
@@ -22,7 +22,8 @@ and without the page, and what the page weighs.
 - The page's only code on an API request's path: the key middleware's open-prefix test, timed
   in-process (µs per request, best of 5 x 20000 calls, no-op app behind it).
 
-Client, browser and server share the machine's cores; compare figures of one run.
+Client, browser and server share the machine's cores; compare figures of one run. The figures go
+to ``--results`` (default benchmarks/results/demo_page.json).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from browser import set_viewport, start_chromium, stop_chromium, wait_for
 from servers import Server, server_env
 
 from regionmed.env import configure_environment
+from regionmed.publish.record import Record, results_option
 from regionmed.serving.demo import DEMO_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -207,8 +209,9 @@ def main() -> None:
     ap.add_argument("--round-trips", type=int, default=30)
     ap.add_argument("--api-calls", type=int, default=120)
     ap.add_argument("--screenshot", default=None, help="save the page after a full run through it (PNG)")
-    ap.add_argument("--out", default=None)
+    results_option(ap, "demo_page", "--out")
     args = ap.parse_args()
+    record = Record("demo_page")
     configure_environment()
     from regionmed.serving.engine import Engine
     from regionmed.serving.index import build_index
@@ -265,8 +268,19 @@ def main() -> None:
             bare.stop()
     results["load_average_after"] = os.getloadavg()
     report(results)
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+    table = [{"measure": name, **s} for name, s in measures(results)]
+    record.write({**results, "rows": table}, args.results)
+
+
+def measures(r: dict) -> list[tuple[str, dict]]:
+    return [
+        ("page load: first contentful paint", r["page_load"]["first_contentful_paint"]),
+        ("page load: load event (all assets, scripts run)", r["page_load"]["load_event"]),
+        ("page: Classify click → bars drawn", r["page_zero_shot"]["click_to_bars"]),
+        ("page: zero_shot fetch (Resource Timing)", r["page_zero_shot"]["zero_shot_fetch"]),
+        *((f"API zero_shot, {name}, no browser", s) for name, s in r["api_no_browser"].items()),
+        *((f"API zero_shot, {name}, the page open in Chromium", s) for name, s in r["api_page_open"].items()),
+    ]
 
 
 def report(r: dict) -> None:
@@ -282,15 +296,7 @@ def report(r: dict) -> None:
         + "\n"
     )
     print("| measure | n | p50 ms | p95 ms | max ms |\n|---|---:|---:|---:|---:|")
-    rows = [
-        ("page load: first contentful paint", r["page_load"]["first_contentful_paint"]),
-        ("page load: load event (all assets, scripts run)", r["page_load"]["load_event"]),
-        ("page: Classify click → bars drawn", r["page_zero_shot"]["click_to_bars"]),
-        ("page: zero_shot fetch (Resource Timing)", r["page_zero_shot"]["zero_shot_fetch"]),
-        *((f"API zero_shot, {name}, no browser", s) for name, s in r["api_no_browser"].items()),
-        *((f"API zero_shot, {name}, the page open in Chromium", s) for name, s in r["api_page_open"].items()),
-    ]
-    for name, s in rows:
+    for name, s in measures(r):
         print(f"| {name} | {s['n']} | {s['p50_ms']:.1f} | {s['p95_ms']:.1f} | {s['max_ms']:.1f} |")
 
 

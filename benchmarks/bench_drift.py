@@ -12,7 +12,8 @@ descriptors, two zero-shot label shares), the HTML written. Wall time, one proce
 the service's writer first): reading the window is then part of the time.
 ``--tsne``: also with Evidently's own t-SNE plot (``monitor.plot: tsne``) instead of the 2-D PCA.
 
-Prints a Markdown table and JSON lines. The machine is shared and noisy: compare within one run.
+Prints a Markdown table and JSON lines, and writes the rows to benchmarks/results/drift.json
+(``--results``). The machine is shared and noisy: compare within one run.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import pandas as pd
 from regionmed.monitoring.drift import check_kind, run_monitor, write_reports
 from regionmed.monitoring.reference import Reference
 from regionmed.params import load_params
+from regionmed.publish.record import Record, results_option
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +78,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--log", action="store_true")
     ap.add_argument("--tsne", action="store_true")
+    results_option(ap, "drift")
     args = ap.parse_args()
+    record = Record("drift")
     params = load_params(ROOT / "params.yaml")
     m = params.monitor
     rng = np.random.default_rng(0)
@@ -210,6 +214,8 @@ def main() -> None:
                 f"| {r['case']} | pca | {r['rows']:,} x {r['dim']} (log {r['log_mb']} MB, written in "
                 f"{r['write_s']} s) | | | run_monitor {r['run_monitor_s']} | | {r['status']} |"
             )
+    figures = {"omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "repeats": args.repeats, "rows": results}
+    record.write(figures, args.results)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Mention extraction: accuracy where the truth is known, and speed on one core.
 
-    python benchmarks/bench_mentions.py [--n-images 4000] [--json out.json] [--medpix PATH]
+    python benchmarks/bench_mentions.py [--n-images 4000] [--results out.json] [--medpix PATH]
 
 1. Accuracy: the synthetic default corpus's reports (the same phantoms and words as
    `python -m regionmed corpus build` with params.yaml), scored against the findings each report was
@@ -11,6 +11,8 @@
    at a time, the time to build the extractor, and one 1 MB report.
 3. With the MedPix 2.0 sample (skipped when absent): finding mentions per caption, negated and
    uncertain shares, the most frequent labels (no truth there: descriptive only).
+
+The figures go to ``--results`` (default benchmarks/results/mentions.json).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from regionmed.corpus.reports import describe
 from regionmed.corpus.synthetic import generate_phantom
 from regionmed.corpus.synthetic_source import TEXT_STREAM
 from regionmed.params import load_params
+from regionmed.publish.record import Record, results_option
 
 REPO = Path(__file__).resolve().parents[1]
 MEDPIX = REPO.parent / "shared" / "data" / "medpix2-sample"
@@ -181,10 +184,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n-images", type=int, default=None, help="default: params.yaml's corpus size")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    results_option(parser, "mentions", "--json")
     parser.add_argument("--medpix", type=Path, default=MEDPIX)
     parser.add_argument("--all-cores", action="store_true", help="do not pin the process to one core")
     args = parser.parse_args()
+    record = Record("mentions")
     if not args.all_cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     print(
@@ -241,8 +245,7 @@ def main() -> None:
         print(f"  top labels: {mp['top_labels']}")
     else:
         print(f"medpix: skipped ({args.medpix} not found)")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    record.write(result, args.results)
 
 
 if __name__ == "__main__":

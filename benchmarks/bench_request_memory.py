@@ -1,7 +1,7 @@
 """Memory and health latency of a served worker under worst-case image requests.
 
     python benchmarks/bench_request_memory.py [--model-dir models/regionmed] [--concurrency 3]
-                                              [--out bench_request_memory.json]
+                                              [--results benchmarks/results/request_memory.json]
 
 A real ``bentoml serve`` of ``regionmed.serving.service:RegionMedService`` (this checkout's code and
 ``params.yaml``; model as in ``bench_serving.py``: ``--model-dir`` or an untrained model of the
@@ -18,7 +18,8 @@ Scenarios (all inside the documented per-call limits: ``max_images_per_call`` 32
 - ``4 x 4096^2 PNG``: 4 of them (64 M pixels, the default ``max_request_pixels``);
 - ``4 x 4096^2 JPEG``: 4 RGB JPEGs of that size.
 
-Client and server share the machine's cores. Compare numbers within one machine.
+Client and server share the machine's cores. Compare numbers within one machine. The figures go to
+``--results`` (default benchmarks/results/request_memory.json).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import httpx
 import numpy as np
 
 from regionmed.env import configure_environment
+from regionmed.publish.record import Record, results_option
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_serving import make_model, start_server, stop_server
@@ -129,8 +131,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model-dir", default=None)
     ap.add_argument("--concurrency", type=int, default=3)
-    ap.add_argument("--out", default=None)
+    results_option(ap, "request_memory", "--out")
     args = ap.parse_args()
+    record = Record("request_memory")
 
     png = [big_image("PNG", s) for s in range(4)]
     jpeg = [big_image("JPEG", s) for s in range(4)]
@@ -187,8 +190,8 @@ def main() -> None:
             f"| {name} ({r['request_mb']} MB) | {r['statuses']} | {r['rss_peak_mb']} | "
             f"{r['rss_before_mb']} / {r['rss_after_mb']} | {r['readyz_p50_ms']} / {r['readyz_max_ms']} |"
         )
-    if args.out:
-        Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    scenarios = [{"scenario": name, **r} for name, r in results.items()]
+    record.write({"concurrency": args.concurrency, "idle": idle, "scenarios": scenarios}, args.results)
 
 
 def _small_png() -> bytes:

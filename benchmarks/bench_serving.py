@@ -1,7 +1,7 @@
 """Serving throughput and latency: `encode_image` and `zero_shot` over HTTP vs the same model in-process.
 
     python benchmarks/bench_serving.py [--model-dir models/regionmed] [--seconds 15] [--concurrency 1 8 32]
-                                       [--out bench_serving.json]
+                                       [--results benchmarks/results/serving.json]
 
 - Model: ``--model-dir`` (e.g. ``models/regionmed`` after ``dvc repro``); by default an untrained
   model with the architecture of ``params.yaml``'s ``model:`` section (the same compute as a
@@ -17,7 +17,8 @@
   letterbox, encode; for zero-shot also the probabilities) in batches of ``C`` images, so that
   "concurrency C over HTTP" faces "batch size C in-process"; latency is per batch call.
 
-Client and server share the machine's cores. Prints a Markdown table; compare within one run.
+Client and server share the machine's cores. Prints a Markdown table and writes the figures to
+``--results`` (default benchmarks/results/serving.json); compare within one run.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 import yaml
 
 from regionmed.env import configure_environment
+from regionmed.publish.record import Record, results_option
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["pleural effusion", "pneumonia", "cardiomegaly", "brain lesion", "no finding"]
@@ -294,8 +296,9 @@ def main() -> None:
         default=1,
         help="encode_image only: images per request (in-process batch = concurrency x this)",
     )
-    ap.add_argument("--out", default=None, help="also write the results as JSON")
+    results_option(ap, "serving", "--out")
     args = ap.parse_args()
+    record = Record("serving")
     configure_environment()
     serving = yaml.safe_load((REPO / "params.yaml").read_text()).get("serving", {})
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
@@ -354,8 +357,7 @@ def main() -> None:
             f"{h['p99_ms']:.1f} | {p['images_per_s']:.1f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | "
             f"{cell['ratio']:.2f}x |"
         )
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+    record.write(results, args.results)
 
 
 if __name__ == "__main__":

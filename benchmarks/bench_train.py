@@ -15,7 +15,8 @@ corpus and tokenizer (`dvc repro tokenizer`), or builds a small one.
 Each row also gives the model FLOPs of one step (forward + backward, counted by torch's
 FlopCounterMode: matmuls and attention, not element-wise ops or the optimizer) and the achieved
 TFLOP/s; with ``--peak-tflops`` (the device's dense peak at that precision) the MFU. On a GPU
-(``--device cuda``) steps are timed between ``cuda.synchronize`` calls.
+(``--device cuda``) steps are timed between ``cuda.synchronize`` calls. The figures go to
+benchmarks/results/training_step.json (``--results``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from regionmed.model.config import ModelConfig
 from regionmed.model.losses import ClipLoss, hierarchical_loss
 from regionmed.model.regionclip import RegionCLIP
 from regionmed.params import load_params
+from regionmed.publish.record import Record, results_option
 from regionmed.training.data import AugmentConfig, CorpusDataModule
 from regionmed.training.freeze import freeze_bottom_layers
 from regionmed.training.module import attention_kernels
@@ -214,7 +216,10 @@ def main() -> None:
         action="store_true",
         help="also time the pieces of a RegionMed step alone (bf16): towers, region texts, ROI",
     )
+    results_option(parser, "training_step")
     args = parser.parse_args()
+    record = Record("training_step")
+    figures: dict = {"batch": None, "rows": [], "parts": []}
     params = load_params(REPO / "params.yaml", {"model": args.model} if args.model else None)
     batch_size = args.batch or params.train.batch_size
     corpus, tokenizer_dir = _corpus_and_tokenizer(args, params)
@@ -279,6 +284,15 @@ def main() -> None:
         f"steps per variant, the variants taking turns (median of all timed steps)"
     )
     n_regions = len(batch["region_boxes"])
+    figures.update(
+        batch=batch_size,
+        steps=args.steps,
+        rounds=args.rounds,
+        regions=n_regions,
+        region_texts=len(batch["text_table"]["input_ids"]),
+        device=args.device,
+        threads=torch.get_num_threads(),
+    )
     print(
         f"batch holds {n_regions} annotated regions, "
         f"{len(batch['text_table']['input_ids'])} distinct region texts"
@@ -313,6 +327,20 @@ def main() -> None:
             flops = _step_flops(model, batch, weights, levels, bf16, device)
             achieved = flops / ms[name] / 1e9  # TFLOP/s
             mfu = f"  MFU {achieved / args.peak_tflops:6.1%}" if args.peak_tflops else ""
+            figures["rows"].append(
+                {
+                    "precision": "bf16" if bf16 else "fp32",
+                    "model": name,
+                    "params_m": round(params_m, 2),
+                    "ms": round(ms[name], 1),
+                    "pairs_per_s": round(batch_size / ms[name] * 1000),
+                    "vs_baseline": round(ms[name] / base, 2),
+                    "vs_text_levels": round(ms[name] / text_base, 2) if "joint" in name else None,
+                    "gflop": round(flops / 1e9, 1),
+                    "tflops": round(achieved, 3),
+                    "mfu": round(achieved / args.peak_tflops, 3) if args.peak_tflops else None,
+                }
+            )
             print(
                 f"{'bf16' if bf16 else 'fp32':>4}  {name:<60} {params_m:5.2f}M params  "
                 f"{ms[name]:7.1f} ms/step  "
@@ -325,11 +353,14 @@ def main() -> None:
                 model for name, model, *_ in runs if name.startswith("RegionMed region phase")
             )
             for part, part_ms in _parts(region_model, batch, args.steps * args.rounds, device).items():
+                share = round(part_ms / base, 2)
+                figures["parts"].append({"part": part, "ms": round(part_ms, 1), "share": share})
                 print(
                     f"bf16  part: {part:<54} {part_ms:7.1f} ms fwd+bwd  "
                     f"{part_ms / base:5.2f} of a baseline step",
                     flush=True,
                 )
+    record.write(figures, args.results)
 
 
 if __name__ == "__main__":

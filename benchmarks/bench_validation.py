@@ -15,7 +15,8 @@
    (``dvc repro build_corpus`` then ``dvc repro validate_corpus``): what each stage adds to
    ``dvc repro``, DVC's own work included (caching the corpus's 4000 files, checking deps).
 
-Prints a Markdown table. The machine is shared and noisy: compare within one run.
+Prints a Markdown table and writes the figures to benchmarks/results/validation.json
+(``--results``). The machine is shared and noisy: compare within one run.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import yaml
 from regionmed.corpus.schema import BUILD_SUMMARY_FILE, MANIFEST_FILE, REJECTED_FILE
 from regionmed.env import configure_environment
 from regionmed.params import deep_merge
+from regionmed.publish.record import Record, results_option
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,12 +115,13 @@ def replicate(corpus: Path, out: Path, rows: int) -> None:
     )
 
 
-def dvc_pairs(work: Path, repeats: int) -> None:
+def dvc_pairs(work: Path, repeats: int) -> list[dict]:
     sys.path.insert(0, str(REPO / "tests"))
     from pipeline_copy import clean_copy, run
 
     print("\n| dvc run | dvc repro build_corpus s | dvc repro validate_corpus s | validate / build |")
     print("|---|---:|---:|---:|")
+    rows = []
     for i in range(repeats):
         repo = clean_copy(work / f"dvc_repo_{i}")
         start = time.perf_counter()
@@ -128,6 +131,9 @@ def dvc_pairs(work: Path, repeats: int) -> None:
         run(["dvc", "repro", "validate_corpus"], repo)
         val_s = time.perf_counter() - start
         print(f"| {i + 1} | {build_s:.1f} | {val_s:.1f} | {val_s / build_s:.1%} |", flush=True)
+        rows.append({"run": i + 1, "build_s": round(build_s, 1), "validate_s": round(val_s, 1)})
+        rows[-1]["ratio"] = round(val_s / build_s, 3)
+    return rows
 
 
 def main() -> None:
@@ -139,7 +145,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-default", action="store_true")
     parser.add_argument("--dvc", action="store_true", help="also time the two stages under `dvc repro`")
+    results_option(parser, "validation")
     args = parser.parse_args()
+    record = Record("validation")
+    figures: dict = {"pairs": []}
     work = Path(tempfile.mkdtemp(prefix="bench_validation_"))
     corpus = work / "corpus"
     params = params_file(work, {"corpus": {"out_dir": str(corpus)}})
@@ -162,6 +171,20 @@ def main() -> None:
         build_inner = float(re.search(r" in ([0-9.]+) s ", proc.stderr).group(1))  # the CLI's own figure
         ratios.append(val_s / build_s)
         inner.append(t["elapsed_s"] / build_inner)
+        figures["pairs"].append(
+            {
+                "pair": i + 1,
+                "build_cli_s": round(build_s, 1),
+                "validate_cli_s": round(val_s, 2),
+                "cli_ratio": round(val_s / build_s, 3),
+                "build_s": round(build_inner, 1),
+                "validate_s": round(t["elapsed_s"], 2),
+                "ratio": round(t["elapsed_s"] / build_inner, 3),
+                "frames_s": round(t["frames"], 2),
+                "gx_import_s": round(t["gx_import_wait"] + t["gx_import"], 2),
+                "suites_s": round(suites, 2),
+            }
+        )
         print(
             f"| default {i + 1} | {build_s:.1f} | {val_s:.2f} | {val_s / build_s:.1%} | {build_inner:.1f} | "
             f"{t['elapsed_s']:.2f} | {t['elapsed_s'] / build_inner:.1%} | {t['frames']:.2f} | "
@@ -174,9 +197,12 @@ def main() -> None:
             f"{statistics.median(inner):.1%} over {len(ratios)} pairs; "
             f"files re-hashed: {result['stats']['n_files_checked']}"
         )
+        figures["median_cli_ratio"] = round(statistics.median(ratios), 3)
+        figures["median_ratio"] = round(statistics.median(inner), 3)
+        figures["files_checked"] = result["stats"]["n_files_checked"]
 
     if args.dvc:
-        dvc_pairs(work, args.repeats)
+        figures["dvc"] = dvc_pairs(work, args.repeats)
 
     big = work / f"corpus_{args.rows}"
     replicate(corpus, big, args.rows)
@@ -199,6 +225,18 @@ def main() -> None:
             if k.startswith("suite:")
         )[:400]
     )
+    figures["rows"] = {
+        "rows": args.rows,
+        "regions": result["stats"]["n_regions"],
+        "qa": result["stats"]["n_qa"],
+        "validate_cli_s": round(seconds, 1),
+        "validate_s": round(t["elapsed_s"], 1),
+        "frames_s": round(t["frames"], 1),
+        "gx_import_s": round(t["gx_import_wait"] + t["gx_import"], 1),
+        "suites_s": {k[6:]: round(v, 2) for k, v in t.items() if k.startswith("suite:")},
+        "success": result["success"],
+    }
+    record.write(figures, args.results)
 
 
 if __name__ == "__main__":

@@ -359,5 +359,28 @@ def monitor_cmd(
         raise typer.Exit(3)
 
 
+@app.command("docs")
+def docs_cmd(
+    write: bool = typer.Option(False, "--write", help="Rewrite the stale blocks (default: only check)."),
+    root: Path = typer.Option(Path("."), help="The repository root."),
+) -> None:
+    """Render the numbers in the docs' marked blocks (<!-- numbers:NAME -->) from metrics/*.json and
+    benchmarks/results/*.json. Exit 1 when a block is stale (with --write: rewritten, exit 0), 2 when a
+    block names an unknown block or source."""
+    from regionmed.publish.blocks import BLOCKS
+    from regionmed.publish.render import publish
+
+    problems = publish(root, BLOCKS, write=write)
+    for problem in problems:
+        console.print(str(problem), markup=False, highlight=False)
+    if any(p.kind == "error" for p in problems):
+        raise typer.Exit(2)
+    stale = [p for p in problems if p.kind == "stale"]
+    if stale and not write:
+        console.print("stale blocks: run `python -m regionmed docs --write` (make docs)")
+        raise typer.Exit(1)
+    console.print(f"{len(stale)} block(s) rewritten" if write else "every block is current")
+
+
 if __name__ == "__main__":
     app()

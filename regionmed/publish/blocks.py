@@ -1,0 +1,14 @@
+"""Every block the docs may hold: name → sources + template (see :mod:`regionmed.publish.render`).
+
+A name in a doc that is not here, or a block whose source file is missing, fails the check; so does
+a block whose text differs from what its sources render (``python -m regionmed docs --check``).
+"""
+
+from __future__ import annotations
+
+from regionmed.publish.annotation_blocks import ANNOTATION_BLOCKS
+from regionmed.publish.bench_blocks import BENCH_BLOCKS
+from regionmed.publish.experiment_blocks import EXPERIMENT_BLOCKS
+
+BLOCKS = {**EXPERIMENT_BLOCKS, **ANNOTATION_BLOCKS, **BENCH_BLOCKS}
+assert len(BLOCKS) == len(EXPERIMENT_BLOCKS) + len(ANNOTATION_BLOCKS) + len(BENCH_BLOCKS), "a name twice"
