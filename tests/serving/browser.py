@@ -51,10 +51,33 @@ def start_chromium(width: int = 1280, height: int = 800):
     options.binary_location = shutil.which("chromium") or CHROMIUM
     for flag in (*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages: csp_violations()
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or CHROMEDRIVER), options=options)
     driver.set_window_size(width, height)
     driver.regionmed_profile = profile
+    # before any script of any page or frame: record every Content-Security-Policy violation
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
     return driver
+
+
+CSP_RECORDER = (
+    "window.__cspViolations = [];"
+    "document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push("
+    "`${e.effectiveDirective} blocked ${e.blockedURI || '?'} at ${e.sourceFile || '?'}:${e.lineNumber}`));"
+)
+
+
+def csp_violations(driver) -> list[str]:
+    """The CSP violations since the last call: those the current document's listener recorded, and
+    the console's CSP messages (the browser log is read, and so emptied, by this call)."""
+    recorded = driver.execute_script("return window.__cspViolations || []")
+    driver.execute_script("window.__cspViolations = []")
+    console = [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"] or "X-Frame-Options" in entry["message"]
+    ]
+    return [*recorded, *console]
 
 
 def stop_chromium(driver) -> None:

@@ -3,7 +3,9 @@
 The Bento is the one the ``package`` stage's code builds (the ``packaged`` fixture runs
 ``regionmed.serving.package.package`` on the tiny model), served with an API key and a drift
 summary. Every number the page shows is compared with the API's answer for the same bytes.
-Screenshots of each state go to the session's temp folder (``demo_screenshots/``).
+Screenshots of each state go to the session's temp folder (``demo_screenshots/``). The page runs
+under the service's Content-Security-Policy, and no test may see it refuse anything
+(``no_csp_violation``); framing is tested in ``test_demo_page_framing_browser.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ import json
 
 import httpx
 import pytest
-from browser import missing, painted_pixels, set_viewport, start_chromium, stop_chromium, wait_for
+from browser import (
+    csp_violations,
+    missing,
+    painted_pixels,
+    set_viewport,
+    start_chromium,
+    stop_chromium,
+    wait_for,
+)
 from servers import Server, server_env
 from tiny import dicom_bytes, png_bytes
 
@@ -62,6 +72,15 @@ def chromium():
         yield driver
     finally:
         stop_chromium(driver)
+
+
+@pytest.fixture(autouse=True)
+def no_csp_violation(chromium):
+    """Every test runs the page under the service's Content-Security-Policy: nothing it does may be
+    refused (the listener's records and the console's CSP messages; browser.csp_violations)."""
+    csp_violations(chromium)  # what came before this test
+    yield
+    assert csp_violations(chromium) == []
 
 
 @pytest.fixture
