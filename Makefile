@@ -8,7 +8,7 @@ include regionmed/quiet.env
 export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' regionmed/quiet.env)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install lock pipeline lint test test-fast test-browser browser-deps bench preview clean docker-host container test-container prefect-server flows-serve flows-deploy flows-worker
+.PHONY: help install lock pipeline lint test test-fast test-browser browser-deps bench docs preview clean docker-host container test-container prefect-server flows-serve flows-deploy flows-worker
 # pip itself is pinned too: its resolver and the lock's format move with it.
 PIP_VERSION := 26.3
 # Where torch's CPU wheel comes from. Here pip finds it on disk; with internet and no local wheel,
@@ -57,8 +57,29 @@ browser-deps:  ## install headless Chromium + chromedriver (Debian packages) for
 test-browser: install browser-deps  ## the demo page's tests in headless Chromium (against bentoml serve)
 	$(BIN)/pytest -m browser
 
-bench: install  ## run the benchmarks (figures go to BENCHMARKS.md by hand)
+# Every benchmark whose table BENCHMARKS.md shows, with the arguments that produced it; each writes
+# benchmarks/results/<name>.json and `make docs` renders the tables (tests/test_docs_numbers.py checks
+# that this list and the results files' commands agree). What it needs: BENCHMARKS.md, top.
+BENCH_VITS := '{"vision": {"hidden": 384, "layers": 12, "heads": 6, "mlp": 1536}, "roi": {"fusion_heads": 6}}'
+BENCH_RESULTS := benchmarks/results
+bench: install  ## rerun every benchmark BENCHMARKS.md reports (about an hour; needs dvc repro first), then make docs
 	$(BIN)/python benchmarks/bench_corpus.py
+	$(BIN)/python benchmarks/bench_validation.py --repeats 3 --dvc
+	$(BIN)/python benchmarks/bench_train.py --steps 6 --rounds 3 --parts
+	$(BIN)/python benchmarks/bench_train.py --model $(BENCH_VITS) --bf16-only --no-crop --steps 4 --parts --results $(BENCH_RESULTS)/training_step_vits.json
+	$(BIN)/python benchmarks/bench_bootstrap.py
+	$(BIN)/python benchmarks/bench_serving.py --seconds 15
+	$(BIN)/python benchmarks/bench_serving.py --seconds 15 --concurrency 4 1 --endpoints encode_image --images-per-request 8 --results $(BENCH_RESULTS)/serving_multi_image.json
+	$(BIN)/python benchmarks/bench_request_memory.py
+	$(BIN)/python benchmarks/bench_demo_page.py --model-dir models/region --not-packaged --screenshot docs/demo-page.png
+	$(BIN)/python benchmarks/bench_container.py
+	$(BIN)/python benchmarks/bench_drift.py --repeats 2 --log --tsne
+	$(BIN)/python benchmarks/bench_mentions.py
+	$(BIN)/python benchmarks/bench_annotate.py --self-model .state/annotation_pays_default/A/model --self-shifts 1 2
+	$(MAKE) docs
+
+docs: install  ## render every number in README.md, docs/ and BENCHMARKS.md from metrics/ and benchmarks/results/
+	$(BIN)/python -m regionmed docs --write
 
 preview: install  ## draw a PNG grid of the corpus with boxes and phrases
 	$(BIN)/python -m regionmed corpus preview --out reports/corpus_preview.png

@@ -230,6 +230,13 @@ BENCH_BLOCKS = {
         "of 10 minutes on 2 cores",
         derive=_stages,
     ),
+    "bench-stages-history": Block(
+        (f"{R}/training_stages.json",),
+        "{stages_text}: {figures/total_s:.0f} s in all",
+        derive=lambda d: {
+            "stages_text": ", ".join(f"{s['stage']} {s['seconds']:.1f} s" for s in d["figures"]["stages"])
+        },
+    ),
     "bench-bootstrap": Block(
         (f"{R}/bootstrap.json",),
         "{run}\n\n{figures/groups:,} groups of {figures/items_per_group} items, {figures/n_boot:,} "

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MARKER = re.compile(r"<!-- numbers:([\w.-]+) -->(.*?)<!-- /numbers -->", re.DOTALL)
+# a block ends at the first end marker, and never spans another block's start
+MARKER = re.compile(r"<!-- numbers:([\w.-]+) -->((?:(?!<!-- numbers:).)*?)<!-- /numbers -->", re.DOTALL)
 OPEN = re.compile(r"<!-- numbers:([\w.-]+) -->")
 METRIC_SPEC = re.compile(r"(\+?)(ci|v)(\d?)$")
 MINUS = "−"
