@@ -17,6 +17,7 @@ PAYS = "benchmarks/results/annotation_pays.json"
 PAYS_SMALL = "benchmarks/results/annotation_pays_small.json"
 MEDPIX = "benchmarks/results/annotate_medpix.json"
 STAGE = "benchmarks/results/annotate_stage.json"
+MENTIONS = "benchmarks/results/mentions.json"
 ARM_ORDER = ("A", "Bp", "Bs", "Bz", "Bz2", "Bzw", "Bzc", "Bzl", "Bzl2", "C", "D")
 PAIR = re.compile(r"^([A-Za-z0-9]+)-([A-Za-z0-9]+)$")
 ARM_METRICS = (
@@ -166,7 +167,39 @@ MEDPIX_RESULT = paths(
     A="figures/annotation/prior",
 )
 
+MENTIONS_SUMMARY = paths(
+    "on the {S/counts/reports:,} synthetic default reports, whose text is written from the true findings, "
+    "recall is {S/recall:ci4}, precision {S/precision:ci4}, side, zone and size {S/side_accuracy:v4}, "
+    "{S/zone_accuracy:v4} and {S/size_accuracy:v4}, and the share of negation errors "
+    "{S/negation_error_rate:ci4}; "
+    "a paraphrased copy of the same findings (synonyms, lobe abbreviations, other size words, negation "
+    "after the finding) gives recall {P/recall:ci4} and precision {P/precision:ci4}{medpix}. Speed on one "
+    "core: {F/speed/batched_reports_per_cpu_s:,.0f} reports per CPU second, a 1 MB report in "
+    "{F/speed/one_mb_report_cpu_s:.1f} CPU seconds",
+    S="figures/synthetic",
+    P="figures/paraphrased",
+    F="figures",
+)
+
+
+def _mentions_medpix(data: dict) -> dict:
+    mp = data["figures"].get("medpix")
+    if not mp:
+        return {"medpix": ""}
+    return {
+        "medpix": f". On the {mp['captions']:,} MedPix 2.0 captions (no truth) "
+        f"{mp['captions_with_a_finding']:.0%} name at least one finding, {mp['negated_share']:.0%} of "
+        f"finding mentions are negated and {mp['uncertain_share']:.0%} uncertain"
+    }
+
+
 ANNOTATION_BLOCKS = {
+    "mentions-summary": Block((MENTIONS,), MENTIONS_SUMMARY, derive=_mentions_medpix),
+    "container-image-size": Block(
+        ("benchmarks/results/container.json",),
+        "{image_mb:,.0f} MB",
+        derive=lambda d: {"image_mb": d["figures"]["image_bytes"] / 1e6},
+    ),
     "annotation-pays-run": Block((PAYS,), "{run}"),
     "annotation-box-quality": Block((PAYS,), QUALITY_HEAD + "\n{quality_rows}", derive=_tables),
     "annotation-arms": Block((PAYS,), ARMS_HEAD + "\n{value_rows}", derive=_tables),
