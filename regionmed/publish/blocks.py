@@ -9,6 +9,8 @@ from __future__ import annotations
 from regionmed.publish.annotation_blocks import ANNOTATION_BLOCKS
 from regionmed.publish.bench_blocks import BENCH_BLOCKS
 from regionmed.publish.experiment_blocks import EXPERIMENT_BLOCKS
+from regionmed.publish.service_blocks import SERVICE_BLOCKS
 
-BLOCKS = {**EXPERIMENT_BLOCKS, **ANNOTATION_BLOCKS, **BENCH_BLOCKS}
-assert len(BLOCKS) == len(EXPERIMENT_BLOCKS) + len(ANNOTATION_BLOCKS) + len(BENCH_BLOCKS), "a name twice"
+TABLES = (EXPERIMENT_BLOCKS, ANNOTATION_BLOCKS, BENCH_BLOCKS, SERVICE_BLOCKS)
+BLOCKS = {name: block for table in TABLES for name, block in table.items()}
+assert len(BLOCKS) == sum(map(len, TABLES)), "a block name in two tables"
