@@ -72,7 +72,8 @@ def main() -> None:
                 flush=True,
             )
     source = "medpix" if args.medpix else "synthetic"
-    record.write({"source": source, "image_size": base.corpus.image_size, "rows": rows}, args.results)
+    figures = {"source": source, "image_size": base.corpus.image_size, "default_images": default_n}
+    record.write({**figures, "rows": rows}, args.results)
 
 
 if __name__ == "__main__":

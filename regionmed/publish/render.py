@@ -149,6 +149,8 @@ def provenance(doc: Mapping) -> str:
     commit = f"{doc['commit']} ({doc['commit_note']})" if doc.get("commit_note") else doc["commit"]
     date = doc["date"].replace("T", " ").replace("Z", " UTC")
     line = f"`{doc['command']}` — {date}, commit {commit}; {machine}"
+    if doc.get("load_average"):
+        line += "; load average {:.1f} → {:.1f}".format(*doc["load_average"])
     if doc.get("conditions"):
         line += f"; {doc['conditions']}"
     notes = doc.get("notes", "")
