@@ -166,3 +166,13 @@ def test_make_bench_runs_the_benchmarks_whose_tables_benchmarks_md_shows():
         for c in _make_bench_commands()
     )
     assert ran == expected
+
+
+def test_each_benchmark_the_docs_cite_writes_a_results_file():
+    cited = {
+        name
+        for path in [REPO / "BENCHMARKS.md", *doc_files(REPO)]
+        for name in re.findall(r"benchmarks/(\w+)\.py", path.read_text(encoding="utf-8"))
+    }
+    silent = [n for n in sorted(cited) if "Record(" not in (REPO / f"benchmarks/{n}.py").read_text()]
+    assert silent == [], "write the figures with regionmed.publish.record.Record"
