@@ -68,7 +68,7 @@ def test_a_verdict_follows_the_interval(tmp_path):
 
 
 def test_unknown_block_missing_source_and_unclosed_marker_are_errors(tmp_path):
-    blocks = {**BLOCKS, "from-nowhere": Block(("benchmarks/results/no_such_file.json",), "{x}")}
+    blocks = {**BLOCKS, "from-nowhere": Block(("no_such_file.json",), "{x}")}
     text = (
         "<!-- numbers:no-such-block -->x<!-- /numbers -->\n"
         "<!-- numbers:from-nowhere -->y<!-- /numbers -->\n"
@@ -79,7 +79,7 @@ def test_unknown_block_missing_source_and_unclosed_marker_are_errors(tmp_path):
     found = {(p.block, p.kind, p.detail.split(":")[0]) for p in problems}
     assert found == {
         ("no-such-block", "error", "unknown block"),
-        ("from-nowhere", "error", "source benchmarks/results/no_such_file.json does not exist"),
+        ("from-nowhere", "error", "source no_such_file.json does not exist"),
         ("readme-eval", "error", "no end"),
     }
 
@@ -120,15 +120,15 @@ def test_each_results_file_says_where_its_figures_come_from(path):
 
 def test_a_record_writes_machine_date_commit_and_command(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        "sys.argv", [str(REPO / "benchmarks/bench_x.py"), "--steps", "2", "--model", '{"a": 1}']
+        "sys.argv", [str(REPO / "benchmarks/bench_corpus.py"), "--steps", "2", "--model", '{"a": 1}']
     )
     path = Record("bench_x").write({"rows": [1]}, tmp_path / "bench_x.json")
     doc = json.loads(path.read_text())
-    assert doc["command"] == "python benchmarks/bench_x.py --steps 2 --model '{\"a\": 1}'"
+    assert doc["command"] == "python benchmarks/bench_corpus.py --steps 2 --model '{\"a\": 1}'"
     assert doc["machine"]["cores"] and re.fullmatch(r"[0-9a-f]{7,}(\+changes)?|unknown", doc["commit"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\dZ", doc["date"]) and doc["figures"] == {"rows": [1]}
     assert render(Block(("bench_x.json",), "{run}"), tmp_path).startswith(
-        "`python benchmarks/bench_x.py --steps 2"
+        "`python benchmarks/bench_corpus.py --steps 2"
     )
 
 

@@ -92,7 +92,7 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as typed from the repository root: ``python benchmarks/x.py --flag value``."""
+    """The command as typed from the repository root: ``python benchmarks/bench_corpus.py --sizes 4000``."""
     argv = list(sys.argv if argv is None else argv)
     script = Path(argv[0]).resolve() if argv else Path("?")
     shown = script.relative_to(REPO_ROOT).as_posix() if script.is_relative_to(REPO_ROOT) else argv[0]
