@@ -71,7 +71,11 @@ def _drift(data: dict) -> dict:
         for r in checks
         if r.get("scores") and r.get("plot") == "pca"
     ]
-    return {"checks": checks, "log_text": log_text, "scores": "; ".join(scores)}
+    return {
+        "checks": checks,
+        "log_text": log_text,
+        "scores": f" Scores ({'; '.join(scores)})." if scores else "",
+    }
 
 
 SERVICE_BLOCKS = {
@@ -131,7 +135,7 @@ SERVICE_BLOCKS = {
     "bench-drift": Block(
         (f"{R}/drift.json",),
         "{run}\n\n| case | plot | rows per side | sampled | PCA | checks (s) | HTML (s) | drifted |\n"
-        "|---|---|---|---:|---:|---:|---:|---|\n{ROWS}\n\n{log_text} Scores ({scores}).",
+        "|---|---|---|---:|---:|---:|---:|---|\n{ROWS}\n\n{log_text}{scores}",
         rows="checks",
         row="| {case} | {plot} | {rows:,} x {dim} | {sample_rows:,} | {pca} | {check_s:.2f} | {html_s:.2f} | "
         "{drifted_text} |",
