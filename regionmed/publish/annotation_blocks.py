@@ -168,7 +168,7 @@ MEDPIX_RESULT = paths(
 )
 
 MENTIONS_SUMMARY = paths(
-    "on the {S/counts/reports:,} synthetic default reports, whose text is written from the true findings, "
+    "on the {F/speed/reports:,} synthetic default reports, whose text is written from the true findings, "
     "recall is {S/recall:ci4}, precision {S/precision:ci4}, side, zone and size {S/side_accuracy:v4}, "
     "{S/zone_accuracy:v4} and {S/size_accuracy:v4}, and the share of negation errors "
     "{S/negation_error_rate:ci4}; "

@@ -184,7 +184,7 @@ BENCH_BLOCKS = {
         (f"{R}/mentions.json",),
         "{run}\n\nAgainst the findings each report was written from (95% Wilson intervals):\n\n| reports | "
         "recall | precision | negation errors (share of finding mentions) | side | zone | size |\n"
-        "|---|---:|---:|---:|---:|---:|---:|\n| synthetic default ({figures/synthetic/counts/reports:,}; "
+        "|---|---:|---:|---:|---:|---:|---:|\n| synthetic default ({figures/speed/reports:,}; "
         "{figures/synthetic/counts/true:,} findings; {figures/synthetic/counts/mentions:,} finding mentions) "
         + MENTION_ROW.replace("{S/", "{figures/synthetic/")
         + "\n| the same findings paraphrased ({figures/paraphrased/counts/mentions:,} finding mentions) "
