@@ -143,6 +143,7 @@ def main() -> None:
 
     from regionmed.annotation.stage import run_annotation
     from regionmed.corpus.build import build_corpus
+    from regionmed.corpus.schema import read_manifest
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import deep_merge
     from regionmed.training.data import corpus_texts
@@ -302,7 +303,11 @@ def main() -> None:
     lap("evaluate")
     arm_names = {arm: ARM_NAMES[arm] for arm in arms}
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "params", "results")}
-    record.write({"settings": settings, "arms": arm_names, **table}, args.results)
+    split = {
+        f"{name}_images": len(read_manifest(out / "C" / "corpus", name))
+        for name in ("train", params.evaluate.split)
+    }
+    record.write({"settings": settings, "split": split, "arms": arm_names, **table}, args.results)
 
 
 def arm_box_quality(out: Path, arms, params) -> dict:
