@@ -104,7 +104,7 @@ def main() -> None:
             "regions_kept": summary["regions_kept"][localizer]["total"],
         }
     if args.train:
-        figures["evaluation"] = before_after(base, source, args.out, args.n_boot)
+        figures.update(before_after(base, source, args.out, args.n_boot))
     record.write(figures, args.results)
 
 
@@ -118,6 +118,7 @@ METRICS = (
 
 
 def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
+    """Train before/after prior annotation; the evaluation table and what the annotation added."""
     import torch
     from annotation_pays import evaluate_arms
 
@@ -130,7 +131,7 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
     torch.set_num_threads(1)
     params = Params.model_validate(base)
     after = out / "train_prior"
-    run_annotation(
+    annotated = run_annotation(
         Params.model_validate(
             deep_merge(
                 base,
@@ -161,7 +162,11 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
         json.dumps({"training": log, "evaluation": table}, indent=1, default=str)
     )
     print(json.dumps(table, indent=1, default=str))
-    return table
+    kept = annotated["regions_kept"]["prior"]["total"]
+    return {
+        "train_split": {"images_annotated": annotated["images_annotated"], "regions": kept},
+        "evaluation": table,
+    }
 
 
 if __name__ == "__main__":
