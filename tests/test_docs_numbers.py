@@ -176,3 +176,18 @@ def test_each_benchmark_the_docs_cite_writes_a_results_file():
     }
     silent = [n for n in sorted(cited) if "Record(" not in (REPO / f"benchmarks/{n}.py").read_text()]
     assert silent == [], "write the figures with regionmed.publish.record.Record"
+
+
+def test_the_cli_exits_1_when_stale_2_on_an_unknown_block_and_0_once_written(tmp_path):
+    from typer.testing import CliRunner
+
+    from regionmed.cli import app
+
+    _copy(tmp_path, "metrics/eval.json")
+    (tmp_path / "README.md").write_text("In short, <!-- numbers:readme-eval -->old<!-- /numbers -->.\n")
+    run = CliRunner().invoke
+    assert run(app, ["docs", "--root", str(tmp_path)]).exit_code == 1
+    assert run(app, ["docs", "--root", str(tmp_path), "--write"]).exit_code == 0
+    assert run(app, ["docs", "--root", str(tmp_path)]).exit_code == 0
+    (tmp_path / "BENCHMARKS.md").write_text("<!-- numbers:no-such-block --><!-- /numbers -->\n")
+    assert run(app, ["docs", "--root", str(tmp_path), "--write"]).exit_code == 2
