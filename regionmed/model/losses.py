@@ -20,6 +20,7 @@ import torch.distributed.nn  # the differentiable all_gather; torch.distributed 
 import torch.nn.functional as F
 from torch import nn
 
+from regionmed.model.outputs import RegionCLIPOutput
 from regionmed.model.roi import pack_by_image
 
 NEG_INF = -1e4  # masked logits; finite so a fully masked row cannot turn into NaN
@@ -258,7 +259,7 @@ def phrase_grounding_loss(
     return per_query.mean()
 
 
-HIERARCHY = {  # text level -> the image embedding it is aligned with
+HIERARCHY = {  # text level -> the image embedding (a RegionCLIPOutput field) it is aligned with
     "modality": ("modality_text", "image_global"),
     "anatomy": ("anatomy_text", "image_global"),
     "finding": ("finding_text", "image"),
@@ -267,75 +268,83 @@ HIERARCHY = {  # text level -> the image embedding it is aligned with
 
 
 def hierarchical_loss(
-    outputs: dict, weights: dict[str, float], clip_loss: ClipLoss, region_loss_kwargs: dict | None = None
+    outputs: RegionCLIPOutput,
+    weights: dict[str, float],
+    clip_loss: ClipLoss,
+    region_loss_kwargs: dict | None = None,
+    region_weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of the level losses over a :meth:`RegionCLIP.forward` output.
 
     Coarse text goes with the coarse embedding: modality and anatomy text with the global image
     embedding, finding text and the report with the region-aware one, (``region``) each region
     with its phrase, and (``grounding``) each phrase with the patch cells of its box. Only levels with a
-    non-zero weight are computed; returns ``(total, parts)``. ``outputs["region_weight"] [N]`` (optional)
-    scales the region and grounding terms per region.
+    non-zero weight are computed; returns ``(total, parts)``. ``region_weight [N]`` (optional, from the
+    batch) scales the region and grounding terms per region.
     """
     parts: dict[str, torch.Tensor] = {}
-    scale = outputs["logit_scale"]
+    scale = outputs.logit_scale
     for name, weight in weights.items():
         if weight == 0:
             continue
         if name == "region":
-            if "region" not in outputs:
+            if not outputs.has_regions:
                 raise KeyError("region loss asked for, but the outputs hold no regions (global_only?)")
             parts[name] = region_phrase_loss(
-                outputs["region"],
-                outputs["phrase"],
-                outputs["hard_negative"],
-                outputs["hard_negative_mask"],
+                outputs.region,
+                outputs.phrase,
+                outputs.hard_negative,
+                outputs.hard_negative_mask,
                 scale,
-                outputs["phrase_ids"],
+                outputs.phrase_ids,
                 clip_loss.rank,
                 clip_loss.world_size,
                 clip_loss.gather_with_grad,
-                weight=outputs.get("region_weight"),
+                weight=region_weight,
                 **(region_loss_kwargs or {}),
             )
             continue
         if name == "negation":
+            if outputs.negation_mask is None:
+                raise KeyError("negation loss asked for, but the batch held no negation_mask")
             parts[name] = negation_loss(
-                outputs["image"],
-                outputs["text"]["finding_text"],
-                outputs["text"]["negation_text"],
-                outputs["negation_mask"],
+                outputs.image,
+                outputs.text["finding_text"],
+                outputs.text["negation_text"],
+                outputs.negation_mask,
                 scale,
-                outputs["text_ids"]["finding_text"],
+                outputs.text_ids["finding_text"],
                 clip_loss.rank,
                 clip_loss.world_size,
                 clip_loss.gather_with_grad,
             )
             continue
         if name == "grounding":
-            if "cell_region" not in outputs:
+            if not outputs.has_cells:
                 raise KeyError(
                     "grounding loss asked for, but the outputs hold no cell embeddings "
                     "(forward(..., ground_cells=True) on a model with the region path)"
                 )
             parts[name] = phrase_grounding_loss(
-                outputs.get("ground_phrase", outputs["phrase"]),
-                outputs["cell_region"],
-                outputs["region_batch"],
-                outputs["region_boxes"],
-                outputs["cell_boxes"],
+                outputs.phrase if outputs.ground_phrase is None else outputs.ground_phrase,
+                outputs.cell_region,
+                outputs.region_batch,
+                outputs.region_boxes,
+                outputs.cell_boxes,
                 scale,
-                outputs.get("ground_group"),
-                outputs.get("ground_region"),
-                weight=outputs.get("region_weight"),
+                outputs.ground_group,
+                outputs.ground_region,
+                weight=region_weight,
             )
             continue
         if name not in HIERARCHY:
             raise KeyError(
                 f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding', 'negation'])}"
             )
-        level, image_key = HIERARCHY[name]
-        parts[name] = clip_loss(outputs[image_key], outputs["text"][level], scale, outputs["text_ids"][level])
+        level, image_field = HIERARCHY[name]
+        parts[name] = clip_loss(
+            getattr(outputs, image_field), outputs.text[level], scale, outputs.text_ids[level]
+        )
     if not parts:
         raise ValueError("every loss weight is zero")
     total = sum(weights[k] * v for k, v in parts.items())

@@ -26,6 +26,7 @@ from transformers import PretrainedConfig
 
 from regionmed.model.config import TEXT_LEVELS, ModelConfig
 from regionmed.model.encoders import ImageEncoder, TextEncoder
+from regionmed.model.outputs import Grounding, RegionCLIPOutput
 from regionmed.model.roi import (
     RoiProcessor,
     cell_boxes,
@@ -132,8 +133,8 @@ class RegionCLIP(nn.Module):
         return F.normalize(self.region_proj(feats[mask]), dim=-1)
 
     @torch.no_grad()
-    def ground(self, pixels: torch.Tensor, text_emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Where in each image is its phrase? → ``(heatmap [B, gh, gw], box [B, 4])``.
+    def ground(self, pixels: torch.Tensor, text_emb: torch.Tensor) -> Grounding:
+        """Where in each image is its phrase? → :class:`Grounding` ``(heatmap [B, gh, gw], box [B, 4])``.
 
         The heatmap: every patch cell scored as a region by the cell path the grounding loss trained
         (``roi.cell_path``: through the whole region head, or its token before the cross-attention),
@@ -150,7 +151,7 @@ class RegionCLIP(nn.Module):
         if self.global_only:
             tokens = F.normalize(self.image_proj(grid.flatten(2).transpose(1, 2)), dim=-1)
             heat = torch.einsum("bgd,bd->bg", tokens, text_emb)
-            return heat.reshape(bsz, gh, gw), cells[heat.argmax(1)]
+            return Grounding(heat.reshape(bsz, gh, gw), cells[heat.argmax(1)])
 
         def score(boxes: torch.Tensor) -> torch.Tensor:  # [B, P, 4] -> [B, P]
             return torch.einsum(
@@ -174,7 +175,7 @@ class RegionCLIP(nn.Module):
             scores.append(score(peaks))
         all_boxes, all_scores = torch.cat(candidates, dim=1), torch.cat(scores, dim=1)
         best = all_scores.argmax(1)
-        return heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best]
+        return Grounding(heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best])
 
     def _score_boxes(
         self, normed, global_feat, grid, box_sets: list[torch.Tensor], attend: list[bool] | None = None
@@ -199,21 +200,18 @@ class RegionCLIP(nn.Module):
     # ---- training ------------------------------------------------------------------------------
     def forward(
         self, batch: dict, text_levels: tuple[str, ...] | None = None, ground_cells: bool = False
-    ) -> dict:
+    ) -> RegionCLIPOutput:
         """Everything the losses need, from a collated batch (see ``regionmed.training.data``).
 
         ``batch``: ``pixels``; per text level ``{"input_ids", "attention_mask"}``; for regions
         ``region_boxes [N, 4]``, ``region_batch [N]``, ``phrase_index [N]`` and
-        ``hard_negative_index [N, K]`` (-1 = padding) into the distinct texts ``text_table``.
+        ``hard_negative_index [N, K]`` (-1 = padding) into the distinct texts ``text_table``;
+        optional ``negation_mask [B]`` and grounding queries ``ground_index [M]`` (into
+        ``text_table``), ``ground_region [M]`` (the region each was made from) and
+        ``ground_group [M, N]`` (the regions each names).
         ``text_levels``: which levels to encode (default: all present), e.g. only ``("report",)``.
         ``ground_cells``: also embed every patch cell of every image as a region (for the grounding
-        loss): ``cell_region [B, G, D]``, ``cell_boxes [G, 4]``, ``region_boxes [N, 4]``.
-        Returns normalised embeddings: ``image_global``, ``image`` (region-aware), ``text`` and
-        ``text_ids`` (dicts by level), and with regions ``region``, ``region_batch``, ``phrase``,
-        ``phrase_ids``, ``hard_negative [N, K, D]``, ``hard_negative_mask [N, K]``; ``logit_scale``.
-        Optional grounding queries ``ground_index [M]`` (into ``text_table``), ``ground_region [M]``
-        (the region each was made from) and ``ground_group [M, N]`` (the regions each names) →
-        ``ground_phrase``, ``ground_region``, ``ground_group``.
+        loss). :class:`RegionCLIPOutput` says which fields each case sets, and their shapes.
         """
         pixels = batch["pixels"]
         bsz = pixels.shape[0]
@@ -224,18 +222,16 @@ class RegionCLIP(nn.Module):
             token_batches.append((batch["text_table"]["input_ids"], batch["text_table"]["attention_mask"]))
         encoded = encode_unique(self._encode_text_raw, token_batches, self.pad_token_id)
         # with regions, encoded and token_batches end with the text table: strict=False stops at the levels
-        out = {
+        shared = {
             "text": dict(zip(levels, encoded, strict=False)),
             "text_ids": {lv: token_ids_hash(*tb) for lv, tb in zip(levels, token_batches, strict=False)},
             "logit_scale": self.scale(),
+            "negation_mask": batch.get("negation_mask"),
         }
-        if "negation_mask" in batch:
-            out["negation_mask"] = batch["negation_mask"]
         normed, global_feat, grid = self._features(pixels)
-        out["image_global"] = F.normalize(self.image_proj(global_feat), dim=-1)
+        shared["image_global"] = F.normalize(self.image_proj(global_feat), dim=-1)
         if self.global_only:
-            out["image"] = out["image_global"]
-            return out
+            return RegionCLIPOutput(image=shared["image_global"], **shared)
         proposals = self._proposals(pixels.device)
         cells = cell_boxes(*grid.shape[-2:], device=pixels.device)
         # with grid_sizes == [patch grid], the proposals are the cells: embed them once
@@ -254,30 +250,29 @@ class RegionCLIP(nn.Module):
         feats = self._region_feats(
             normed, global_feat, grid, box_sets, attend
         )  # one attention pass for every set
-        out["image"] = F.normalize(self.image_proj(self.roi.image_feature(global_feat, feats[0])), dim=-1)
-        if ground_cells:
+        image = F.normalize(self.image_proj(self.roi.image_feature(global_feat, feats[0])), dim=-1)
+        if not use_regions:
+            return RegionCLIPOutput(image=image, **shared)
+        regions = {}
+        if ground_cells:  # before the regions, as ever: the order autograd sums region_proj's gradient in
             cell_feats = feats[0] if cells_are_proposals else feats[1]
-            out.update(
-                cell_region=F.normalize(self.region_proj(cell_feats), dim=-1),
-                cell_boxes=cells,
-                region_boxes=batch["region_boxes"],
-            )
-        if use_regions:
-            given_feats = feats[-1][batch["region_batch"], given_slot]  # back to one row per region
-            table, table_ids = encoded[-1], token_ids_hash(*token_batches[-1])
-            hard_index = batch["hard_negative_index"]
-            out.update(
-                region=F.normalize(self.region_proj(given_feats), dim=-1),
-                region_batch=batch["region_batch"],
-                phrase=table[batch["phrase_index"]],
-                phrase_ids=table_ids[batch["phrase_index"]],
-                hard_negative=table[hard_index.clamp(min=0)],
-                hard_negative_mask=hard_index >= 0,
-            )
-            if "ground_index" in batch:  # grounding queries beyond the phrases (location-free ones)
-                out.update(
-                    ground_phrase=table[batch["ground_index"]],
-                    ground_region=batch["ground_region"],
-                    ground_group=batch["ground_group"],
-                )
-        return out
+            regions |= {"cell_region": F.normalize(self.region_proj(cell_feats), dim=-1), "cell_boxes": cells}
+        given_feats = feats[-1][batch["region_batch"], given_slot]  # back to one row per region
+        table, table_ids = encoded[-1], token_ids_hash(*token_batches[-1])
+        hard_index = batch["hard_negative_index"]
+        regions |= {
+            "region": F.normalize(self.region_proj(given_feats), dim=-1),
+            "region_batch": batch["region_batch"],
+            "region_boxes": batch["region_boxes"],
+            "phrase": table[batch["phrase_index"]],
+            "phrase_ids": table_ids[batch["phrase_index"]],
+            "hard_negative": table[hard_index.clamp(min=0)],
+            "hard_negative_mask": hard_index >= 0,
+        }
+        if "ground_index" in batch:  # grounding queries beyond the phrases (location-free ones)
+            regions |= {
+                "ground_phrase": table[batch["ground_index"]],
+                "ground_region": batch["ground_region"],
+                "ground_group": batch["ground_group"],
+            }
+        return RegionCLIPOutput(image=image, **shared, **regions)

@@ -83,14 +83,17 @@ class RegionMedModule(L.LightningModule):
                 text_levels=self.text_levels,
                 ground_cells="grounding" in self.loss_weights,
             )
-        if "region_weight" in batch and "region" in outputs:
-            outputs["region_weight"] = batch["region_weight"].to(outputs["region"].device)
-        total, parts = hierarchical_loss(outputs, self.loss_weights, self.clip_loss)
+        region_weight = None
+        if "region_weight" in batch and outputs.has_regions:
+            region_weight = batch["region_weight"].to(outputs.region.device)
+        total, parts = hierarchical_loss(
+            outputs, self.loss_weights, self.clip_loss, region_weight=region_weight
+        )
         bsz = batch["pixels"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bsz)
         for name, value in parts.items():
             self.log(f"train/loss_{name}", value, batch_size=bsz)
-        self.log("train/temperature", 1 / outputs["logit_scale"].detach(), batch_size=bsz)
+        self.log("train/temperature", 1 / outputs.logit_scale.detach(), batch_size=bsz)
         return total
 
     # ---- validation ------------------------------------------------------------------------------
@@ -106,21 +109,21 @@ class RegionMedModule(L.LightningModule):
                 for k in ("region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table")
             }
         out = self.model(val_batch, text_levels=("report",), ground_cells=with_regions)
-        self._val["image"].append(out["image"].float().cpu())
-        self._val["report"].append(out["text"]["report"].float().cpu())
+        self._val["image"].append(out.image.float().cpu())
+        self._val["report"].append(out.text["report"].float().cpu())
         self._val["report_text"] += batch["report_text"]  # identical reports are all positives
-        if with_regions and "region" in out and len(out["region"]):
-            true = (out["region"] * out["phrase"]).sum(-1)
-            neg = torch.einsum("nd,nkd->nk", out["region"], out["hard_negative"]).masked_fill(
-                ~out["hard_negative_mask"], -math.inf
+        if out.has_regions and len(out.region):
+            true = (out.region * out.phrase).sum(-1)
+            neg = torch.einsum("nd,nkd->nk", out.region, out.hard_negative).masked_fill(
+                ~out.hard_negative_mask, -math.inf
             )
-            has_neg = out["hard_negative_mask"].any(1)
+            has_neg = out.hard_negative_mask.any(1)
             hits = (true[:, None] > neg).all(1)[has_neg]
             self._val["hardneg_hit"].append(hits.float().cpu())
             finding = torch.tensor([k == "finding" for k in batch["region_kind"]], dtype=torch.bool)
             if finding.any():
-                scores = torch.einsum("nd,ngd->ng", out["phrase"], out["cell_region"][out["region_batch"]])
-                overlap = cell_overlap_targets(out["region_boxes"].float(), out["cell_boxes"].float())
+                scores = torch.einsum("nd,ngd->ng", out.phrase, out.cell_region[out.region_batch])
+                overlap = cell_overlap_targets(out.region_boxes.float(), out.cell_boxes.float())
                 peak_in_box = overlap.gather(1, scores.argmax(1, keepdim=True)).squeeze(1) > 0
                 self._val["pointing_hit"].append(peak_in_box[finding].float().cpu())
 

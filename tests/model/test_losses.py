@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -15,6 +16,7 @@ from regionmed.model.losses import (
     phrase_grounding_loss,
     region_phrase_loss,
 )
+from regionmed.model.outputs import RegionCLIPOutput
 from regionmed.model.roi import cell_boxes
 
 
@@ -121,32 +123,30 @@ def test_region_phrase_loss_perfect_alignment_is_near_zero_and_empty_is_zero():
 
 def test_hierarchical_loss_pairs_levels_with_the_right_image_embedding():
     b, n, d = 4, 5, 8
-    outputs = {
-        "image_global": _unit(b, d, seed=11),
-        "image": _unit(b, d, seed=12),
-        "text": {
+    outputs = RegionCLIPOutput(
+        image_global=_unit(b, d, seed=11),
+        image=_unit(b, d, seed=12),
+        text={
             lv: _unit(b, d, seed=20 + i)
             for i, lv in enumerate(("report", "modality_text", "anatomy_text", "finding_text"))
         },
-        "text_ids": {
-            lv: torch.arange(b) for lv in ("report", "modality_text", "anatomy_text", "finding_text")
-        },
-        "region": _unit(n, d, seed=13),
-        "phrase": _unit(n, d, seed=14),
-        "phrase_ids": torch.arange(n),
-        "hard_negative": _unit(n, 2, d, seed=15),
-        "hard_negative_mask": torch.ones(n, 2, dtype=torch.bool),
-        "logit_scale": torch.tensor(1 / 0.07, dtype=torch.float64),
-    }
+        text_ids={lv: torch.arange(b) for lv in ("report", "modality_text", "anatomy_text", "finding_text")},
+        region=_unit(n, d, seed=13),
+        phrase=_unit(n, d, seed=14),
+        phrase_ids=torch.arange(n),
+        hard_negative=_unit(n, 2, d, seed=15),
+        hard_negative_mask=torch.ones(n, 2, dtype=torch.bool),
+        logit_scale=torch.tensor(1 / 0.07, dtype=torch.float64),
+    )
     weights = {"global": 1.0, "modality": 0.25, "anatomy": 0.5, "finding": 0.75, "region": 2.0}
     clip = ClipLoss()
     total, parts = hierarchical_loss(outputs, weights, clip)
-    s, t = outputs["logit_scale"], outputs["text"]
+    s, t = outputs.logit_scale, outputs.text
     expected = {
-        "global": clip_oracle(outputs["image"], t["report"], s),
-        "modality": clip_oracle(outputs["image_global"], t["modality_text"], s),
-        "anatomy": clip_oracle(outputs["image_global"], t["anatomy_text"], s),
-        "finding": clip_oracle(outputs["image"], t["finding_text"], s),
+        "global": clip_oracle(outputs.image, t["report"], s),
+        "modality": clip_oracle(outputs.image_global, t["modality_text"], s),
+        "anatomy": clip_oracle(outputs.image_global, t["anatomy_text"], s),
+        "finding": clip_oracle(outputs.image, t["finding_text"], s),
     }
     for name, value in expected.items():
         torch.testing.assert_close(parts[name], value)
@@ -154,7 +154,7 @@ def test_hierarchical_loss_pairs_levels_with_the_right_image_embedding():
     _, only = hierarchical_loss(outputs, {"global": 1.0, "region": 0.0}, clip)
     assert set(only) == {"global"}
     with pytest.raises(KeyError):
-        hierarchical_loss({k: v for k, v in outputs.items() if k != "region"}, {"region": 1.0}, clip)
+        hierarchical_loss(dataclasses.replace(outputs, region=None), {"region": 1.0}, clip)
 
 
 def test_cell_overlap_targets_draw_the_box_on_the_grid():
@@ -240,24 +240,28 @@ def test_phrase_grounding_loss_matches_oracle_and_learns_the_right_cell():
 
 def test_hierarchical_loss_grounding_needs_cell_embeddings():
     n, d = 2, 4
-    outputs = {
-        "phrase": _unit(n, d, seed=1),
-        "region_batch": torch.tensor([0, 1]),
-        "logit_scale": torch.tensor(2.0),
-        "region_boxes": torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
-    }
+    outputs = RegionCLIPOutput(
+        image_global=_unit(2, d, seed=3),
+        image=_unit(2, d, seed=4),
+        text={},
+        text_ids={},
+        phrase=_unit(n, d, seed=1),
+        region_batch=torch.tensor([0, 1]),
+        logit_scale=torch.tensor(2.0),
+        region_boxes=torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.5, 0.5, 1.0, 1.0]]),
+    )
     with pytest.raises(KeyError, match="cell embeddings"):
         hierarchical_loss(outputs, {"grounding": 1.0}, ClipLoss())
-    outputs |= {"cell_region": _unit(2, 4, d, seed=2), "cell_boxes": cell_boxes(2, 2)}
+    outputs = dataclasses.replace(outputs, cell_region=_unit(2, 4, d, seed=2), cell_boxes=cell_boxes(2, 2))
     total, parts = hierarchical_loss(outputs, {"grounding": 0.5}, ClipLoss())
     torch.testing.assert_close(total, 0.5 * parts["grounding"])
     torch.testing.assert_close(
         parts["grounding"],
         grounding_oracle(
-            outputs["phrase"],
-            outputs["cell_region"],
-            outputs["region_batch"],
-            outputs["region_boxes"],
+            outputs.phrase,
+            outputs.cell_region,
+            outputs.region_batch,
+            outputs.region_boxes,
             (2, 2),
             2.0,
         ),

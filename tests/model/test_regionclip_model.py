@@ -33,24 +33,20 @@ def _unit_rows(x):
 def test_forward_gives_every_feature_the_losses_need(batch):
     out = _model()(batch)
     b, n = len(SAMPLES), len(batch["region_boxes"])
-    assert out["image"].shape == out["image_global"].shape == (b, 32)
-    assert set(out["text"]) == {"report", "modality_text", "anatomy_text", "finding_text"}
-    assert out["region"].shape == out["phrase"].shape == (n, 32)
-    assert (
-        out["hard_negative"].shape[:2]
-        == out["hard_negative_mask"].shape
-        == batch["hard_negative_index"].shape
-    )
-    for key in ("image", "image_global", "region", "phrase"):
-        assert _unit_rows(out[key])
-    assert not torch.allclose(out["image"], out["image_global"])  # the region path changes it
+    assert out.image.shape == out.image_global.shape == (b, 32)
+    assert set(out.text) == {"report", "modality_text", "anatomy_text", "finding_text"}
+    assert out.region.shape == out.phrase.shape == (n, 32)
+    assert out.hard_negative.shape[:2] == out.hard_negative_mask.shape == batch["hard_negative_index"].shape
+    for emb in (out.image, out.image_global, out.region, out.phrase):
+        assert _unit_rows(emb)
+    assert not torch.allclose(out.image, out.image_global)  # the region path changes it
     # phrase ids: equal exactly for equal phrase texts
     phrases = [p for s in SAMPLES for p in s["phrases"]]
-    ids = out["phrase_ids"].tolist()
+    ids = out.phrase_ids.tolist()
     for i in range(n):
         for j in range(n):
             assert (ids[i] == ids[j]) == (phrases[i] == phrases[j])
-    assert torch.isclose(out["logit_scale"], torch.tensor(1 / 0.07))
+    assert torch.isclose(out.logit_scale, torch.tensor(1 / 0.07))
 
 
 @pytest.mark.parametrize("cell_path", ["fusion", "direct"])
@@ -63,30 +59,30 @@ def test_forward_embeds_every_cell_for_the_grounding_loss(batch, cells_as_propos
     assert gh == 8
     out = model(batch, ground_cells=True)
     b, n = len(SAMPLES), len(batch["region_boxes"])
-    assert out["cell_region"].shape == (b, gh * gh, 32) and out["cell_boxes"].shape == (gh * gh, 4)
-    assert out["region_boxes"].shape == (n, 4) and _unit_rows(out["cell_region"].reshape(-1, 32))
-    phrase = out["phrase"][:2]
+    assert out.cell_region.shape == (b, gh * gh, 32) and out.cell_boxes.shape == (gh * gh, 4)
+    assert out.region_boxes.shape == (n, 4) and _unit_rows(out.cell_region.reshape(-1, 32))
+    phrase = out.phrase[:2]
     for k in range(2):
-        image = int(out["region_batch"][k])
+        image = int(out.region_batch[k])
         heat, _ = model.ground(batch["pixels"][image : image + 1], phrase[k : k + 1])
-        torch.testing.assert_close(heat.flatten(), out["cell_region"][image] @ phrase[k], atol=1e-5, rtol=0)
+        torch.testing.assert_close(heat.flatten(), out.cell_region[image] @ phrase[k], atol=1e-5, rtol=0)
     plain = model(batch)
-    assert "cell_region" not in plain
-    torch.testing.assert_close(plain["region"], out["region"], atol=1e-5, rtol=0)
-    torch.testing.assert_close(plain["image"], out["image"], atol=1e-5, rtol=0)
+    assert plain.cell_region is None and plain.cell_boxes is None
+    torch.testing.assert_close(plain.region, out.region, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain.image, out.image, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("roi", [{}, {"cell_path": "direct", "grid_sizes": [8]}])
 def test_encode_methods_agree_with_forward(batch, roi):
     model = _model(**roi)
     out = model(batch)
-    torch.testing.assert_close(model.encode_image(batch["pixels"]), out["image"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.encode_image(batch["pixels"]), out.image, atol=1e-5, rtol=0)
     torch.testing.assert_close(
-        model.encode_image_global(batch["pixels"]), out["image_global"], atol=1e-5, rtol=0
+        model.encode_image_global(batch["pixels"]), out.image_global, atol=1e-5, rtol=0
     )
-    torch.testing.assert_close(model.encode_text(**batch["report"]), out["text"]["report"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.encode_text(**batch["report"]), out.text["report"], atol=1e-5, rtol=0)
     regions = model.encode_regions(batch["pixels"], [s["boxes"] for s in SAMPLES])
-    torch.testing.assert_close(regions, out["region"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(regions, out.region, atol=1e-5, rtol=0)
 
 
 def test_text_dedup_does_not_change_embeddings():
@@ -162,7 +158,7 @@ def test_text_ids_ignore_padding():
 
 @pytest.mark.parametrize("proposals", ["grid", "similarity"])
 def test_ground_scores_cells_and_picks_a_box(batch, proposals):
-    model = _model(proposals=proposals)
+    model = _model(proposals=proposals, cell_path="fusion")  # the heatmap through the whole region head
     phrase = model.encode_text(**{k: v[:2] for k, v in batch["finding_text"].items()})
     heat, box = model.ground(batch["pixels"][:2], phrase)
     assert heat.shape == (2, 8, 8) and box.shape == (2, 4)
@@ -174,7 +170,7 @@ def test_ground_scores_cells_and_picks_a_box(batch, proposals):
 
 
 def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
-    wide, narrow = _model(), _model(fusion_dim=32)
+    wide, narrow = _model(cell_path="fusion"), _model(cell_path="fusion", fusion_dim=32)
     assert narrow.roi.width == 32 and wide.roi.width == 64  # tiny_config's vision width
 
     def count(m):
@@ -183,8 +179,8 @@ def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
     assert count(narrow) < count(wide) / 2
     out = narrow(batch, ground_cells=True)
     n = len(batch["region_boxes"])
-    assert out["region"].shape == (n, 32) and out["cell_region"].shape == (len(SAMPLES), 64, 32)
-    assert _unit_rows(out["region"]) and _unit_rows(out["image"])
+    assert out.region.shape == (n, 32) and out.cell_region.shape == (len(SAMPLES), 64, 32)
+    assert _unit_rows(out.region) and _unit_rows(out.image)
     loss, _ = hierarchical_loss(out, {"global": 1.0, "region": 1.0, "grounding": 1.0}, ClipLoss())
     loss.backward()
     assert narrow.roi.feature_in.weight.grad.abs().sum() > 0  # the fusion's input projection learns
@@ -205,13 +201,13 @@ def test_direct_cells_skip_the_cross_attention_and_annotated_boxes_do_not(batch)
     with torch.no_grad():
         model.roi.cross_attn.out_proj.weight.mul_(3.0)
     after = model(batch, ground_cells=True)
-    torch.testing.assert_close(after["cell_region"], before["cell_region"], atol=1e-6, rtol=0)
-    torch.testing.assert_close(after["image"], before["image"], atol=1e-6, rtol=0)  # pooled from the cells
-    assert not torch.allclose(after["region"], before["region"], atol=1e-3)
-    phrase = after["phrase"][:1]
-    image = int(after["region_batch"][0])
+    torch.testing.assert_close(after.cell_region, before.cell_region, atol=1e-6, rtol=0)
+    torch.testing.assert_close(after.image, before.image, atol=1e-6, rtol=0)  # pooled from the cells
+    assert not torch.allclose(after.region, before.region, atol=1e-3)
+    phrase = after.phrase[:1]
+    image = int(after.region_batch[0])
     heat, box = model.ground(batch["pixels"][image : image + 1], phrase)
-    torch.testing.assert_close(heat.flatten(), after["cell_region"][image] @ phrase[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(heat.flatten(), after.cell_region[image] @ phrase[0], atol=1e-5, rtol=0)
     # the box is a candidate scored by the whole path: no candidate outscores it there
     picked = model.encode_regions(batch["pixels"][image : image + 1], [box])
     whole = model.encode_regions(
@@ -273,12 +269,12 @@ def test_global_only_has_no_region_path(batch):
     # every parameter of the baseline learns from the global loss alone: no dead weights
     base.train()
     out = base(batch, text_levels=("report",))
-    assert "region" not in out and out["image"] is out["image_global"]
+    assert out.region is None and out.image is out.image_global
     loss, _ = hierarchical_loss(out, {"global": 1.0}, ClipLoss())
     loss.backward()
     dead = [n for n, p in base.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not dead
-    heat, box = base.ground(batch["pixels"][:1], out["text"]["report"][:1].detach())
+    heat, box = base.ground(batch["pixels"][:1], out.text["report"][:1].detach())
     assert heat.shape == (1, 8, 8) and box.shape == (1, 4)
     with pytest.raises(RuntimeError):
         base.encode_regions(batch["pixels"], [s["boxes"] for s in SAMPLES])
