@@ -1,4 +1,4 @@
-"""The ground floor: RegionCLIP in plain PyTorch (encoders, RoI path, losses, save/load).
+"""The ground floor: RegionCLIP in plain PyTorch (encoders, RoI path, typed outputs, losses, save/load).
 
 Knows nothing of Lightning, DVC or params.yaml; everything here is testable alone. Names are
 imported lazily, so that reading a config (``regionmed.model.config``) does not load torch and
@@ -19,6 +19,8 @@ _EXPORTS = {
     "gather_features": "losses",
     "hierarchical_loss": "losses",
     "region_phrase_loss": "losses",
+    "Grounding": "outputs",
+    "RegionCLIPOutput": "outputs",
     "RegionCLIP": "regionclip",
     "proposal_boxes": "roi",
     "roi_align": "roi",
@@ -28,8 +30,10 @@ _EXPORTS = {
 }
 __all__ = [
     "ClipLoss",
+    "Grounding",
     "ModelConfig",
     "RegionCLIP",
+    "RegionCLIPOutput",
     "RoiConfig",
     "TextConfig",
     "VisionConfig",
