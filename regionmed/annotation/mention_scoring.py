@@ -1,7 +1,8 @@
 """How well mentions match the findings a report was written from (where that truth is known).
 
 The synthetic corpus writes each report from its phantom's placed findings, so each image's true
-findings (label, side, zone, size) are known exactly; :func:`synthetic_truth` reads them.
+findings (label, side, zone, size) are known exactly; :func:`synthetic_truth` reads them, its zone
+word in the reader's canonical form (the abdomen's "mid" is the "middle" zone).
 :func:`score_mentions` then counts, over a corpus:
 
 - recall: true findings matched one-to-one by a non-negated finding mention of the same label
@@ -27,11 +28,13 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 from regionmed.annotation.mentions import Mention
+from regionmed.annotation.vocabulary import load_vocabulary
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,18 @@ class TrueFinding:
     size: str | None
 
 
+@lru_cache(maxsize=1)
+def _canonical_zones() -> dict[str, str]:
+    return load_vocabulary().location.zones
+
+
 def synthetic_truth(phantom) -> list[TrueFinding]:
     """The findings a synthetic phantom's report was written from."""
     out = []
     for f in phantom.findings:
         loc = f.location
-        out.append(TrueFinding(f.finding.label, loc.side if loc else None, loc.zone if loc else None, f.size))
+        zone = _canonical_zones().get(loc.zone, loc.zone) if loc and loc.zone else None
+        out.append(TrueFinding(f.finding.label, loc.side if loc else None, zone, f.size))
     return out
 
 
@@ -222,15 +231,43 @@ def score_sentence_set(path: Path | str, extractor) -> dict[str, dict]:
     return out
 
 
+def mention_statistics(mentions: Sequence[Sequence[Mention]]) -> dict:
+    """Descriptive figures of the finding mentions of a corpus without truth: per report, with a side,
+    with a zone, and how many are one side of a finding that names both sides."""
+    findings = [m for found in mentions for m in found if m.kind == "finding"]
+    n = max(len(findings), 1)
+    return {
+        "reports": len(mentions),
+        "finding_mentions": len(findings),
+        "per_report": round(len(findings) / max(len(mentions), 1), 3),
+        "negated_share": round(sum(m.negated for m in findings) / n, 3),
+        "with_side_share": round(sum(m.side is not None for m in findings) / n, 3),
+        "with_zone_share": round(sum(m.zone is not None for m in findings) / n, 3),
+        "bilateral_split": sum(m.bilateral for m in findings),
+    }
+
+
+def read_records(path: Path | str) -> list[str]:
+    """The reports of a JSONL corpus in the generic import format (docs/import-format.md)."""
+    with open(path, encoding="utf-8") as fh:
+        return [str(json.loads(line).get("report") or "") for line in fh if line.strip()]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from regionmed.annotation.mentions import MentionExtractor
 
     parser = argparse.ArgumentParser(description="Score the mention reader on a hand-written sentence set.")
-    parser.add_argument("sentence_set", type=Path, help="e.g. tests/annotation/cxr_sentences.yaml")
+    parser.add_argument("sentence_set", type=Path, nargs="?", help="e.g. tests/annotation/cxr_sentences.yaml")
     parser.add_argument("--halves", nargs="*", default=None, help="score only these halves (default: all)")
     parser.add_argument("--show-wrong", action="store_true", help="also print the sentences read wrong")
+    parser.add_argument(
+        "--records", type=Path, default=None, help="also: mention statistics of a JSONL corpus"
+    )
     args = parser.parse_args(argv)
-    scores = score_sentence_set(args.sentence_set, MentionExtractor())
+    extractor = MentionExtractor()
+    if args.records is not None:
+        print(json.dumps(mention_statistics(extractor.extract_many(read_records(args.records)))))
+    scores = score_sentence_set(args.sentence_set, extractor) if args.sentence_set else {}
     for half, score in scores.items():
         if args.halves is not None and half not in args.halves:
             continue

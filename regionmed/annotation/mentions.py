@@ -7,7 +7,10 @@ uncertainty cues. No statistical model is loaded, so nothing is downloaded and r
 functions of the text and the vocabulary.
 
 A mention's phrase is its match, the modifiers right before it ("a small", "left") and its location
-phrase right after it ("in the left upper zone"); its side, zone and size are read from those words.
+phrase right after it ("in the left upper zone"); its side, zone and size are read from those words
+(:mod:`regionmed.annotation.location_reading`). A mention whose words name both sides ("bilateral
+effusions", "bibasal atelectasis", "in the RUL and LLL") is given once per side, each with its zone,
+so that each becomes a region in one lung.
 Anatomy named inside a finding's phrase ("no nodule in the *left lung*", "no *left adrenal* mass") is
 never negated or uncertain: the structure is there even when the finding is not.
 """
@@ -19,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from regionmed.annotation.location_reading import read_places
 from regionmed.annotation.vocabulary import ANATOMY, FINDING, Vocabulary, load_vocabulary
 
 # Reports are read in pieces of at most this many characters, cut after a sentence: NegEx scans every
@@ -32,12 +36,14 @@ class Mention:
     text: str  # the phrase as written in the report, e.g. "a small nodule in the left upper zone"
     label: str  # canonical label from the vocabulary, e.g. "nodule"
     kind: str  # "finding" | "anatomy"
-    side: str | None  # "right" | "left" | None (patient's side, as written; "bilateral" -> None)
-    zone: str | None  # canonical zone word ("upper", "middle", "lower", "frontal", ...) or None
+    side: str | None  # "right" | "left" | None (patient's side, as written; both sides: one mention each)
+    zone: str | None  # canonical zone ("upper", "middle", "lower", "frontal", ...), a span
+    # ("middle to lower") or None
     size: str | None  # size bucket "subtle" | "small" | "large" (from "tiny", "mild", "marked", ...) or None
     negated: bool
     uncertain: bool  # "possible", "cannot exclude", "may represent", "?"...
     sentence: int  # index of the sentence within the report
+    bilateral: bool = False  # one of the mentions (one per side) of words that name both sides
 
 
 class MentionExtractor:
@@ -50,6 +56,9 @@ class MentionExtractor:
 
         self.vocabulary: Vocabulary = load_vocabulary(vocabulary)
         nlp = spacy.blank("en")
+        for word in _slashed_words(self.vocabulary):  # "b/l" is one word, not "b" "/" "l" (left)
+            for form in {word, word.upper(), word.capitalize()}:
+                nlp.tokenizer.add_special_case(form, [{"ORTH": form}])
         nlp.add_pipe("sentencizer")
         ruler = nlp.add_pipe("entity_ruler", config={"overwrite_ents": True, "phrase_matcher_attr": "LOWER"})
         ruler.add_patterns(self.vocabulary.patterns())
@@ -66,6 +75,7 @@ class MentionExtractor:
         )
         self.nlp = nlp
         self._leading = self.vocabulary.location.leading()
+        self._places = self.vocabulary.location.places()
 
     def extract(self, report: str) -> list[Mention]:
         return self.extract_many([report])[0]
@@ -115,21 +125,12 @@ class MentionExtractor:
 
     def _sentence_mentions(self, ents, sent_start, sent_end, index, words, breaks, numbers, taken):
         loc = self.vocabulary.location
-        finding_starts = [e.start for e in ents if e.label_ == FINDING]
+        starts = [self._phrase_start(ent, sent_start, words, breaks, numbers, taken, ents) for ent in ents]
+        # a location phrase ends where the next finding's phrase begins ("... and left lower zone mass")
+        finding_starts = [(e.start, s) for e, s in zip(ents, starts, strict=True) if e.label_ == FINDING]
         spans, located_in_finding = [], set()
-        anatomy_ending_at = {e.end: e.start for e in ents if e.label_ == ANATOMY}
-        for ent in ents:
-            start = ent.start
-            while start > sent_start:
-                if ent.label_ == FINDING and start in anatomy_ending_at:  # "a left adrenal mass"
-                    start = anatomy_ending_at[start]
-                elif (words[start - 1] in self._leading or numbers[start - 1]) and start - 1 not in taken:
-                    start -= 1
-                elif (side_at := self._side_word_before(start, sent_start, words, breaks, taken)) is not None:
-                    start = side_at  # "left basal ganglia hemorrhage": unknown words after a side word
-                else:
-                    break
-            limit = min((f for f in finding_starts if f >= ent.end), default=sent_end)
+        for ent, start in zip(ents, starts, strict=True):
+            limit = min((max(s, ent.end) for f, s in finding_starts if f >= ent.end), default=sent_end)
             loc_start, loc_end = self._location(ent.end, limit, words, breaks)
             spans.append((start, loc_start, loc_end))
             if ent.label_ == FINDING:  # anatomy in a finding's own phrase: "no left adrenal mass"
@@ -137,12 +138,13 @@ class MentionExtractor:
         out = []
         for ent, (start, loc_start, loc_end) in zip(ents, spans, strict=True):
             before = words[start : ent.start]
-            side, zone = self._side_and_zone(before + words[loc_start:loc_end])
             is_finding = ent.label_ == FINDING
+            read = [*range(start, ent.start), *range(loc_start, loc_end)]
+            if is_finding and before and before[-1] in loc.determiners:  # "both nodules": no side
+                read.remove(ent.start - 1)
+            places = read_places([words[i] for i in read], [i in taken for i in read], loc)
             label = ent.ent_id_
-            if not is_finding and side and label in self.vocabulary.paired:
-                label = f"{side} {label}"
-            elif is_finding and label in self.vocabulary.refine:  # "a cyst in the left kidney"
+            if is_finding and label in self.vocabulary.refine:  # "a cyst in the left kidney"
                 organs = [
                     a.ent_id_ for a in ents if a.label_ == ANATOMY and start <= a.start and a.end <= loc_end
                 ]
@@ -150,20 +152,47 @@ class MentionExtractor:
                     (self.vocabulary.refine[label][o] for o in organs if o in self.vocabulary.refine[label]),
                     label,
                 )
-            out.append(
-                Mention(
-                    text=ent.doc[start : max(loc_end, ent.end)].text,
-                    label=label,
-                    kind="finding" if is_finding else "anatomy",
-                    side=side,
-                    zone=zone,
-                    size=next((loc.sizes[w] for w in before if w in loc.sizes), None),
-                    negated=bool(ent._.negex) and not (not is_finding and ent.start in located_in_finding),
-                    uncertain=is_finding and bool(ent._.uncertain),
-                    sentence=index,
+            for place in places:
+                paired = not is_finding and place.side and label in self.vocabulary.paired
+                out.append(
+                    Mention(
+                        text=ent.doc[start : max(loc_end, ent.end)].text,
+                        label=f"{place.side} {label}" if paired else label,
+                        kind="finding" if is_finding else "anatomy",
+                        side=place.side,
+                        zone=place.zone,
+                        size=next((loc.sizes[w] for w in before if w in loc.sizes), None),
+                        negated=bool(ent._.negex)
+                        and not (not is_finding and ent.start in located_in_finding),
+                        uncertain=is_finding and bool(ent._.uncertain),
+                        sentence=index,
+                        bilateral=len(places) > 1,
+                    )
                 )
-            )
         return out
+
+    def _phrase_start(self, ent, sent_start, words, breaks, numbers, taken, ents) -> int:
+        """Where a match's phrase begins: its leading modifiers, sides and zones ("a small left basal")."""
+        loc = self.vocabulary.location
+        anatomy_ending_at = {e.end: e.start for e in ents if e.label_ == ANATOMY}
+        start = ent.start
+        while start > sent_start:
+            if ent.label_ == FINDING and start in anatomy_ending_at:  # "a left adrenal mass"
+                start = anatomy_ending_at[start]
+            elif (words[start - 1] in self._leading or numbers[start - 1]) and start - 1 not in taken:
+                start -= 1
+            elif (
+                words[start - 1] in loc.joins  # "right and left lower zone consolidation"
+                and start - 2 >= sent_start
+                and words[start - 2] in self._places
+                and not {start - 1, start - 2} & taken
+            ):
+                start -= 2
+            elif (side_at := self._side_word_before(start, sent_start, words, breaks, taken)) is not None:
+                start = side_at  # "left basal ganglia hemorrhage": unknown words after a side word
+            else:
+                break
+        return start
 
     def _side_word_before(self, start, sent_start, words, breaks, taken) -> int | None:
         """Position of a side word at most ``location.side_lookback`` words before ``start``, with only
@@ -177,35 +206,38 @@ class MentionExtractor:
         return None
 
     def _location(self, i: int, limit: int, words: list[str], breaks: list[bool]) -> tuple[int, int]:
-        """Token range of the location phrase after a match ending at ``i`` ("in the left upper zone")."""
+        """Token range of the location phrase after a match ending at ``i`` ("in the left upper zone",
+        "bilaterally"); a join word goes on when a location word or preposition follows it ("in the RUL
+        and LLL", "in the mid and lower zones"), and ``location.max_words`` counts from there."""
         loc = self.vocabulary.location
         after = i
         while i < limit and words[i] in loc.bridges:
             i += 1
-        if i >= limit or words[i] not in loc.prepositions:
+        if i >= limit or not (words[i] in loc.prepositions or words[i] in self._places):
             return after, after
         start, end = i, i + 1
-        while end < limit and end - start < loc.max_words and not breaks[end] and words[end] not in loc.stops:
+        group_start = start  # max_words counts from the last join
+        while end < limit and end - group_start < loc.max_words and not breaks[end]:
+            word = words[end]
+            joined = word in loc.joins and end + 1 < limit and not breaks[end + 1]
+            if joined and (words[end + 1] in self._places or words[end + 1] in loc.prepositions):
+                end += 1
+                group_start = end
+            elif word in loc.stops:
+                break
             end += 1
         return start, end
 
-    def _side_and_zone(self, words: list[str]) -> tuple[str | None, str | None]:
-        loc = self.vocabulary.location
-        sides, zone, bilateral = [], None, False
-        for w in words:
-            if w in loc.abbreviations:
-                side, abbreviated_zone = loc.abbreviations[w]
-                sides.append(side)
-                zone = zone or abbreviated_zone
-            elif w in loc.sides:
-                if loc.sides[w] is None:
-                    bilateral = True
-                else:
-                    sides.append(loc.sides[w])
-            elif w in loc.zones and zone is None:
-                zone = loc.zones[w]
-        side = sides[0] if sides and not bilateral and len(set(sides)) == 1 else None
-        return side, zone
+
+def _slashed_words(vocabulary: Vocabulary) -> set[str]:
+    """Location words and cues written as one word with a slash ("b/l", "r/o"), kept whole when tokenized."""
+    cues = [
+        c
+        for termset in (vocabulary.negation, vocabulary.uncertainty)
+        for cues in termset.values()
+        for c in cues
+    ]
+    return {w for w in [*vocabulary.location.places(), *cues] if "/" in w and " " not in w and w != "/"}
 
 
 def _chunks(text: str, limit: int) -> Iterator[str]:

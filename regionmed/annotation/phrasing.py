@@ -1,7 +1,13 @@
 """A mention → the region it becomes: label, phrase and hard negatives.
 
 The phrase is the mention as written ("a small liver lesion in the left lobe of the liver"), so
-the localizer reads every location word the report gave and training sees the report's wording.
+the localizer reads every location word the report gave and training sees the report's wording,
+as long as the shared text prior (:func:`regionmed.corpus.location_prior.phrase_location`, what the
+``prior`` and ``self`` localizers and the evaluation read) finds the same side and zone in those words
+as the mention reader did. Otherwise (words the prior does not know, "right basal consolidation",
+"LUL mass"; one side of a bilateral mention, "bibasal atelectasis") the phrase names the mention's place
+in the project's words: "a consolidation in the right lower zone", "an atelectasis in the left lower
+zone", "a pleural effusion on the right", "the left lung".
 Hard negatives differ from it in exactly one attribute, as for given regions
 (:func:`regionmed.corpus.phrases.hard_negatives`): the other side (left/right swapped), the other
 size (its size word replaced by one of the swapped bucket) and another finding of the modality
@@ -14,12 +20,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from regionmed.corpus.location_prior import phrase_location, zone_rows
 from regionmed.corpus.phrases import (
+    DEFAULT_ZONES,
     SIDES,
     SIZE_SWAP,
     SIZE_WORDS,
     SIZE_WORDS_BY_FINDING,
     has_laterality,
+    region_phrase,
     swap_laterality,
 )
 from regionmed.corpus.schema import Region
@@ -66,9 +75,37 @@ def _swap_word(text: str, old: str, new: str) -> str | None:
     )
 
 
+ALL_ROWS = (0, len(DEFAULT_ZONES) - 1)  # a zone span over every third says no more than no zone
+LUNG_WORDS = re.compile(r"\b(lungs?|hemithorax|hemithoraces)\b", re.IGNORECASE)
+
+
+def _rows(rows: tuple[int, int] | None) -> tuple[int, int] | None:
+    return None if rows == ALL_ROWS else rows
+
+
+def placed_phrase(mention) -> str:
+    """The mention's place in the project's words (the synthetic corpus's phrasing): "a small
+    consolidation in the right lower zone", "an opacity in the left middle to lower zones", "the right
+    lung"; a side without a zone: "in the right lung" when the words name the lung, else "on the right"."""
+    side, zone = mention.side, mention.zone
+    if mention.kind != "finding":
+        return f"the {mention.label}"
+    head = region_phrase(mention.label, mention.size if mention.size in SIZE_WORDS else None, None)
+    if zone and _rows(zone_rows(zone)) is not None:
+        chest = all(w in DEFAULT_ZONES for w in zone.split() if w != "to")
+        noun = ("zones" if " to " in zone else "zone") if chest else "region"  # "occipital region"
+        return f"{head} in the {' '.join(w for w in (side, zone, noun) if w)}"
+    if side:
+        return f"{head} in the {side} lung" if LUNG_WORDS.search(mention.text) else f"{head} on the {side}"
+    return head
+
+
 def region_for(mention, other_findings: list[str], size_words: dict[str, str]) -> PendingRegion:
     """The region a (non-negated) mention describes. ``size_words``: report word → size bucket."""
     phrase = clean_phrase(mention.text) or mention.label
+    side, rows = phrase_location(phrase)
+    if (side, _rows(rows)) != (mention.side, _rows(zone_rows(mention.zone or ""))):
+        phrase = placed_phrase(mention)
     candidates: list[str | None] = []
     if has_laterality(phrase):
         candidates.append(swap_laterality(phrase))

@@ -30,15 +30,18 @@ LOCATION_KEYS = (
     "max_words",
     "side_lookback",
 )
+# optional location keys (a vocabulary written before they existed still loads): see the YAML
+OPTIONAL_LOCATION_KEYS = ("zone_order", "both_unless_sided", "all_zones_unless_zoned", "joins", "determiners")
+BOTH = "both"  # the side of a word that names both sides ("bilateral"); null in the YAML means the same
 
 
 @dataclass(frozen=True)
 class LocationWords:
     """Lower-cased words read around a mention (see the YAML's ``location`` section)."""
 
-    sides: dict[str, str | None]
+    sides: dict[str, str]  # word -> "right" | "left" | "both"
     zones: dict[str, str]
-    abbreviations: dict[str, tuple[str, str]]
+    abbreviations: dict[str, tuple[str, str]]  # word -> (side or "both", zone)
     sizes: dict[str, str]
     modifiers: frozenset[str]
     prepositions: frozenset[str]
@@ -46,10 +49,25 @@ class LocationWords:
     stops: frozenset[str]
     max_words: int
     side_lookback: int
+    zone_order: tuple[str, ...] = ()  # zones that form spans, top to bottom ("mid and lower zones")
+    both_unless_sided: frozenset[str] = frozenset()  # "bases", "perihilar": both sides unless one is named
+    all_zones_unless_zoned: frozenset[str] = frozenset()  # "diffuse", "throughout": all zones unless named
+    joins: frozenset[str] = frozenset()  # "and", "to": join two location words ("right and left")
+    determiners: frozenset[str] = frozenset()  # "both" right before a finding: "both nodules", no side
+
+    def places(self) -> frozenset[str]:
+        """Words that say where: sides, zones, side-and-zone words, plural and diffuse location words."""
+        return (
+            frozenset(self.sides)
+            | frozenset(self.zones)
+            | frozenset(self.abbreviations)
+            | self.both_unless_sided
+            | self.all_zones_unless_zoned
+        )
 
     def leading(self) -> frozenset[str]:
         """Words a mention's phrase may start with, before its match."""
-        return frozenset(self.sides) | frozenset(self.zones) | frozenset(self.sizes) | self.modifiers
+        return self.places() | frozenset(self.sizes) | self.modifiers
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,14 @@ def _words(items, field: str) -> list[str]:
     return [w.strip().lower() for w in items]
 
 
+def _side(value, field: str) -> str:
+    """A side word's side: right, left or both (null = both, as vocabularies before "both" wrote it)."""
+    side = BOTH if value is None else str(value).lower()
+    if side not in ("right", "left", BOTH):
+        raise ValueError(f"vocabulary: {field} must be right, left, both or null, got {value!r}")
+    return side
+
+
 def _termset(base: dict[str, list[str]], add: dict, remove: dict, field: str) -> dict[str, list[str]]:
     out = {k: list(base.get(k, [])) for k in NEGEX_KEYS}
     for key, words in (add or {}).items():
@@ -143,9 +169,12 @@ def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
         if missing:
             raise KeyError(f"location.{missing[0]}")
         location = LocationWords(
-            sides={str(k).lower(): v for k, v in loc["sides"].items()},
+            sides={str(k).lower(): _side(v, f"location.sides.{k}") for k, v in loc["sides"].items()},
             zones={str(k).lower(): str(v) for k, v in loc["zones"].items()},
-            abbreviations={str(k).lower(): (str(v[0]), str(v[1])) for k, v in loc["abbreviations"].items()},
+            abbreviations={
+                str(k).lower(): (_side(v[0], f"location.abbreviations.{k}"), str(v[1]))
+                for k, v in loc["abbreviations"].items()
+            },
             sizes={str(k).lower(): str(v) for k, v in loc["sizes"].items()},
             modifiers=frozenset(_words(loc["modifiers"], "location.modifiers")),
             prepositions=frozenset(_words(loc["prepositions"], "location.prepositions")),
@@ -153,7 +182,16 @@ def load_vocabulary(path: Path | str | None = None) -> Vocabulary:
             stops=frozenset(_words(loc["stops"], "location.stops")),
             max_words=int(loc["max_words"]),
             side_lookback=int(loc["side_lookback"]),
+            zone_order=tuple(_words(loc.get("zone_order", []), "location.zone_order")),
+            **{
+                key: frozenset(_words(loc.get(key, []), f"location.{key}"))
+                for key in OPTIONAL_LOCATION_KEYS
+                if key != "zone_order"
+            },
         )
+        unknown = [z for z in location.zone_order if z not in location.zones.values()]
+        if unknown:
+            raise KeyError(f"location.zone_order: {unknown[0]!r} is no zone of location.zones")
         neg = data.get("negation", {})
         negation = _termset(
             termset("en_clinical").get_patterns(), neg.get("add"), neg.get("remove"), "negation"

@@ -49,6 +49,21 @@ def _longest_match(text: str, names: Iterable[str]) -> str | None:
     return max(hits, key=len) if hits else None
 
 
+def zone_rows(text: str) -> tuple[int, int] | None:
+    """The first and last vertical third the zone words of ``text`` name ("mid and lower" -> (1, 2))."""
+    rows = [ZONE_INDEX[w] for w in re.findall(r"[a-z]+", text.lower()) if w in ZONE_INDEX]
+    return (min(rows), max(rows)) if rows else None
+
+
+def phrase_location(phrase: str) -> tuple[str | None, tuple[int, int] | None]:
+    """The side (the first of right/left its words name) and the zone rows that :func:`text_prior_box`
+    reads from a phrase: from its location part after "in the", else from all of it."""
+    text = phrase.lower()
+    where = _location_text(text) or text
+    words = set(re.findall(r"[a-z]+", where))
+    return next((s for s in ("right", "left") if s in words), None), zone_rows(where)
+
+
 def text_prior_box(
     phrase: str, means: Mapping[str, Mapping[str, np.ndarray]], label: str | None = None, mode: str = "rules"
 ) -> tuple[np.ndarray, str]:
@@ -58,8 +73,9 @@ def text_prior_box(
     phrase (the whole phrase for anatomy phrases such as "the left kidney"), else the whole image;
     a side word picks the frame's half (patient right = image left) unless the organ's own name
     carries that side, and a zone word (upper/middle/lower, frontal/parietal/occipital) its vertical
-    third. A phrase with none of these gets its finding label's mean train box (``label`` or the
-    longest train label in the phrase), else the mean of all train findings, else the whole image.
+    third (several zone words: from the first third they name to the last, "mid and lower zones").
+    A phrase with none of these gets its finding label's mean train box (``label`` or the longest
+    train label in the phrase), else the mean of all train findings, else the whole image.
     ``mode="empirical"``: the mean train box of findings with the same location text, falling back
     to the rules.
     """
@@ -71,8 +87,8 @@ def text_prior_box(
     organ = _longest_match(where, means["organ"])
     words = set(re.findall(r"[a-z]+", where))
     side = next((s for s in ("right", "left") if s in words and not (organ and s in organ.split())), None)
-    zone = next((ZONE_INDEX[w] for w in re.findall(r"[a-z]+", where) if w in ZONE_INDEX), None)
-    if organ is None and side is None and zone is None:
+    zones = zone_rows(where)
+    if organ is None and side is None and zones is None:
         lab = label if label in means["label"] else _longest_match(text, means["label"])
         if lab is not None:
             return np.asarray(means["label"][lab], float), "label"
@@ -83,9 +99,9 @@ def text_prior_box(
     if side is not None:
         xm = (x0 + x1) / 2
         x0, x1 = (x0, xm) if side == "right" else (xm, x1)
-    if zone is not None:
+    if zones is not None:
         h = (y1 - y0) / 3
-        y0, y1 = y0 + zone * h, y0 + (zone + 1) * h
+        y0, y1 = y0 + zones[0] * h, y0 + (zones[1] + 1) * h
     return np.array([x0, y0, x1, y1], float), "organ" if organ else "words"
 
 

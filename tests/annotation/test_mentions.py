@@ -88,7 +88,6 @@ def test_a_plain_finding_is_certain(extractor):
     [
         ("A small nodule in the left upper zone.", "left", "upper"),
         ("Right-sided pleural effusion.", "right", None),
-        ("Bilateral pleural effusions.", None, None),
         ("Nodule in the LUL.", "left", "upper"),
         ("Left lower zone consolidation.", "left", "lower"),
         ("A small left parietal region hematoma.", "left", "parietal"),
@@ -103,7 +102,7 @@ def test_a_plain_finding_is_certain(extractor):
             "left",
             "upper",
         ),
-        ("Multiple left lingular segment masses.", "left", None),
+        ("Multiple left lingular segment masses.", "left", "middle"),
         ("Axial T1W MRI appearance of left basal ganglia hemorrhage.", "left", None),
         ("T2W coronal image demonstrates right paraspinal mass spanning levels T8-T10.", "right", None),
         ("The right lung is clear and a mass is seen.", None, None),
@@ -112,6 +111,69 @@ def test_a_plain_finding_is_certain(extractor):
 def test_side_and_zone_come_from_the_phrase(extractor, report, side, zone):
     m = only(extractor.extract(report))[0]
     assert (m.side, m.zone) == (side, zone)
+
+
+@pytest.mark.parametrize(
+    "report, places",
+    [
+        ("Bilateral pleural effusions.", [("right", None), ("left", None)]),
+        ("Bibasal atelectasis.", [("right", "lower"), ("left", "lower")]),
+        ("Nodules in both upper zones.", [("right", "upper"), ("left", "upper")]),
+        ("Consolidation in the RUL and LLL.", [("right", "upper"), ("left", "lower")]),
+        ("Right and left lower zone opacities.", [("right", "lower"), ("left", "lower")]),
+        ("Effusions on the right and left.", [("right", None), ("left", None)]),
+        ("Opacities at the bases.", [("right", "lower"), ("left", "lower")]),
+        ("Opacities at the right base.", [("right", "lower")]),
+        ("Diffuse opacities.", [("right", "upper to lower"), ("left", "upper to lower")]),
+        ("Opacity in the right mid and lower zones.", [("right", "middle to lower")]),
+        ("B/L consolidation.", [("right", None), ("left", None)]),
+    ],
+)
+def test_a_finding_on_both_sides_is_one_mention_per_side(extractor, report, places):
+    found = only(extractor.extract(report))
+    assert [(m.side, m.zone) for m in found] == places
+    assert all(m.bilateral == (len(places) > 1) for m in found)
+    assert len({m.text for m in found}) == 1  # the words as written, once per side
+
+
+@pytest.mark.parametrize(
+    "report, side, zone",
+    [
+        ("Right basal consolidation.", "right", "lower"),
+        ("Consolidation in the lingula.", "left", "middle"),
+        ("Retrocardiac opacity.", "left", "lower"),
+        ("Left apical pneumothorax.", "left", "upper"),
+        ("Opacity in the R mid zone.", "right", "middle"),
+        ("A mass at the left hilum.", "left", "middle"),
+        ("Consolidation throughout the left lung.", "left", "upper to lower"),
+        ("Nodule projected over the right upper zone.", "right", "upper"),
+        ("Left mid to lower zone shadowing.", "left", "middle to lower"),
+        ("Both nodules in the right upper lobe are stable.", "right", "upper"),
+    ],
+)
+def test_chest_location_words(extractor, report, side, zone):
+    (m,) = only(extractor.extract(report))
+    assert (m.side, m.zone) == (side, zone)
+
+
+def test_a_zone_word_inside_another_match_is_not_a_zone(extractor):
+    (m,) = only(extractor.extract("Left basal ganglia hemorrhage."))
+    assert (m.side, m.zone) == ("left", None)
+
+
+def test_both_lungs_as_anatomy_are_the_right_and_the_left_lung(extractor):
+    lungs = only(extractor.extract("Both lungs are clear."), "anatomy")
+    assert [m.label for m in lungs] == ["right lung", "left lung"]
+    assert [m.label for m in only(extractor.extract("The lungs are clear."), "anatomy")] == ["lung"]
+
+
+def test_a_question_mark_after_a_comma_asks_about_what_follows(extractor):
+    (m,) = only(extractor.extract("Opacity at the right base, ?aspiration."))
+    assert (m.uncertain, m.side, m.zone) == (False, "right", "lower")
+    (m,) = only(extractor.extract("Right basal consolidation?"))
+    assert m.uncertain
+    (m,) = only(extractor.extract("R/O pneumonia."))
+    assert (m.uncertain, m.side) == (True, None)  # "r/o" is rule out, not the right side
 
 
 @pytest.mark.parametrize(

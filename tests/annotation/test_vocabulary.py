@@ -79,3 +79,32 @@ def test_the_vocabulary_is_packaged_in_the_wheel_and_the_bento():
     package_data = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     inside = DEFAULT_VOCABULARY.relative_to(repo / "regionmed").as_posix()
     assert any(fnmatch.fnmatch(inside, pattern) for pattern in package_data["regionmed"]), package_data
+
+
+def test_a_vocabulary_without_the_newer_location_keys_still_loads(tmp_path):
+    """Files written before "both", zone spans and joins: null still names both sides, the rest is off."""
+    data = yaml.safe_load(DEFAULT_VOCABULARY.read_text())
+    for key in ("zone_order", "both_unless_sided", "all_zones_unless_zoned", "joins", "determiners"):
+        del data["location"][key]
+    data["location"]["sides"] = {"right": "right", "left": "left", "bilateral": None}
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(data))
+    extractor = MentionExtractor(tmp_path / "old.yaml")
+    assert extractor.vocabulary.location.sides["bilateral"] == "both"
+    found = extractor.extract("Bilateral pleural effusions. Opacity in the mid and lower zones.")
+    assert [(m.side, m.zone) for m in found] == [("right", None), ("left", None), (None, "middle")]
+
+
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("sides: {right: right,", "sides: {right: up,", r"location\.sides\.right"),
+        ("zone_order: [upper, middle, lower]", "zone_order: [upper, central]", r"location\.zone_order"),
+        ("abbreviations: {rul: [right, upper]", "abbreviations: {rul: [top, upper]", "abbreviations"),
+    ],
+)
+def test_a_malformed_location_word_names_the_field(tmp_path, old, new, field):
+    text = DEFAULT_VOCABULARY.read_text()
+    assert old in text
+    (tmp_path / "v.yaml").write_text(text.replace(old, new, 1))
+    with pytest.raises(ValueError, match=field):
+        load_vocabulary(tmp_path / "v.yaml")
