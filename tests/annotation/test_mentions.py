@@ -172,8 +172,8 @@ def test_a_question_mark_after_a_comma_asks_about_what_follows(extractor):
     assert (m.uncertain, m.side, m.zone) == (False, "right", "lower")
     (m,) = only(extractor.extract("Right basal consolidation?"))
     assert m.uncertain
-    (m,) = only(extractor.extract("R/O pneumonia."))
-    assert (m.uncertain, m.side) == (True, None)  # "r/o" is rule out, not the right side
+    (m,) = only(extractor.extract("R/O pneumonia."))  # "r/o" is rule out (NegEx: a negation), not "right"
+    assert (m.negated, m.uncertain, m.side) == (True, False, None)
 
 
 @pytest.mark.parametrize(
