@@ -44,13 +44,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def package_model(work: Path, offline: bool) -> tuple[dict, object]:
-    from regionmed.params import Params
+    from regionmed.params import load_params
     from regionmed.serving.package import package
 
     (work / "metrics").mkdir(parents=True, exist_ok=True)
     (work / "metrics/eval.json").write_text(json.dumps({"regionmed": {}}))
     (work / "metrics/gate.json").write_text(json.dumps({"passed": True, "n_failed": 0}))
-    params = Params.model_validate(
+    params = load_params(
+        REPO / "params.yaml",
         {
             "corpus": {"out_dir": str(work / "corpus")},
             "evaluate": {"metrics_file": str(work / "metrics/eval.json")},
@@ -65,7 +66,7 @@ def package_model(work: Path, offline: bool) -> tuple[dict, object]:
                 "bentoml_home": str(work / "bentoml"),
                 "container": {"offline": offline},
             },
-        }
+        },
     )
     return package(params, root=REPO, log=lambda *_: None), params
 
@@ -105,7 +106,7 @@ def main() -> None:
     configure_environment()
     import signal
 
-    from regionmed.params import ContainerParams
+    from regionmed.params import load_params
     from regionmed.serving.container import (
         Container,
         containerize,
@@ -118,7 +119,11 @@ def main() -> None:
     offline = (
         args.offline
         if args.offline is not None
-        else any(Path(ContainerParams().offline_torch_wheels).glob("torch-*cp311*.whl"))
+        else any(
+            Path(load_params(REPO / "params.yaml").serving.container.offline_torch_wheels).glob(
+                "torch-*cp311*.whl"
+            )
+        )
     )
     client = docker_client()
     result: dict = {

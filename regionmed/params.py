@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from regionmed.model.config import ModelConfig
 from regionmed.params_operations import (  # noqa: F401  (the sections, importable from here too)
@@ -46,27 +46,23 @@ from regionmed.params_pipeline import (  # noqa: F401  (the sections, importable
 )
 from regionmed.strict import TRACE_ENV, StrictModel, record_reads
 
-# RUF012 (noqa'd on the fields below) is wrong here: these are pydantic fields (StrictModel is a
-# BaseModel; ruff only recognises a direct BaseModel base), and pydantic copies a mutable default
-# for each instance, so no state is shared. A ClassVar would make them stop being fields.
-
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 
 class Params(StrictModel):
-    seed: int = 0
-    corpus: CorpusParams = CorpusParams()
-    annotate: AnnotateParams = AnnotateParams()
-    validation: ValidationParams = ValidationParams()
-    model: ModelConfig = ModelConfig()
-    train: TrainParams = TrainParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    gate: GateParams = GateParams()
-    serving: ServingParams = ServingParams()
-    monitor: MonitorParams = MonitorParams()
-    flows: FlowParams = FlowParams()
+    seed: int
+    corpus: CorpusParams
+    annotate: AnnotateParams
+    validation: ValidationParams
+    model: ModelConfig
+    train: TrainParams
+    evaluate: EvaluateParams
+    gate: GateParams
+    serving: ServingParams
+    monitor: MonitorParams
+    flows: FlowParams
     # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
-    phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams] = {}  # noqa: RUF012
+    phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams]
 
     @property
     def stage_corpus(self) -> str:
@@ -91,7 +87,7 @@ class ParamsError(ValueError):
 def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None = None) -> Params:
     """Read ``params.yaml`` into typed, validated :class:`Params`; :class:`ParamsError` if it cannot.
 
-    ``overrides`` is a nested dict merged over the file (used by tests and benchmarks).
+    ``overrides`` is a nested dict merged over the file (:func:`merge_overrides`; tests and benchmarks).
     """
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
@@ -109,7 +105,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None =
     if not isinstance(raw, dict):
         raise ParamsError(f"params file {path} must hold a mapping of sections, not {type(raw).__name__}")
     if overrides:
-        raw = deep_merge(raw, overrides)
+        raw = merge_overrides(Params, raw, overrides)
     try:
         params = Params.model_validate(raw)
     except ValidationError as exc:
@@ -126,10 +122,46 @@ def describe_params_error(exc: ValidationError, path: str | Path, max_errors: in
     lines = [f"params file {path}: {exc.error_count()} invalid setting(s)"]
     for err in exc.errors(include_url=False)[:max_errors]:
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        if err["type"] == "missing":  # its input is the whole section around it: not worth printing
+            lines.append(f"  {key}: {err['msg']} (not in the file)")
+            continue
         given = repr(err.get("input"))
         given = given if len(given) <= 80 else given[:77] + "..."
         lines.append(f"  {key}: {err['msg']} (got {given})")
     return "\n".join(lines)
+
+
+def merge_overrides(model: type[BaseModel], base: dict, overrides: dict) -> dict:
+    """``overrides`` merged over ``base`` (raw settings of ``model``) the way a setting is meant: a section
+    (a settings model such as ``train``, or an entry of a dict of them such as ``phases.global``) is
+    merged key by key; any other value, a dict-valued setting included (``gate.floors``,
+    ``phases.joint.loss_weights``), is replaced whole. A new dict."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        field = model.model_fields.get(key)
+        kind, section = _section_of(field.annotation) if field is not None else (None, None)
+        if kind is None or not isinstance(value, dict) or not isinstance(merged.get(key), dict):
+            merged[key] = value
+        elif kind == "model":
+            merged[key] = merge_overrides(section, merged[key], value)
+        else:  # a dict of sections: each entry merged, new entries added
+            entries = dict(merged[key])
+            for name, entry in value.items():
+                mergeable = isinstance(entry, dict) and isinstance(entries.get(name), dict)
+                entries[name] = merge_overrides(section, entries[name], entry) if mergeable else entry
+            merged[key] = entries
+    return merged
+
+
+def _section_of(annotation) -> tuple[str | None, type[BaseModel] | None]:
+    """``("model", M)``: a settings model field; ``("dict", M)``: a dict of them; else ``(None, None)``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "model", annotation
+    if get_origin(annotation) is dict:
+        value = get_args(annotation)[1]
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return "dict", value
+    return None, None
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

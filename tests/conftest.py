@@ -17,9 +17,9 @@ MEDPIX_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "medpix2-sample"
 @pytest.fixture(scope="session")
 def tiny_params():
     """Params for a small synthetic corpus (fast, still every modality and finding)."""
-    from regionmed.params import Params
+    from helpers.params import default_params
 
-    return Params.model_validate({"corpus": {"image_size": 64, "synthetic": {"n_images": 240}}})
+    return default_params({"corpus": {"image_size": 64, "synthetic": {"n_images": 240}}})
 
 
 @pytest.fixture(scope="session")

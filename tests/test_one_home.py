@@ -6,10 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers.params import default_section
 
 from regionmed.corpus.importers import ImporterConfigError, make_importer
 from regionmed.env import QUIET_ENV, QUIET_ENV_FILE, read_env_file
-from regionmed.params import IMPORTERS, CorpusParams, ImportParams
+from regionmed.params import IMPORTERS, CorpusParams
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ def test_make_and_python_set_the_same_telemetry_switches_from_one_file():
 def test_every_importer_named_in_params_exists(name):
     assert name in CorpusParams.model_fields["source"].annotation.__args__
     with pytest.raises(ImporterConfigError) as err:
-        make_importer(name, ImportParams())  # no path set: the importer itself says so
+        make_importer(name, default_section("corpus.importer"))  # no path set: the importer itself says so
     assert "no such importer" not in str(err.value)
 
 

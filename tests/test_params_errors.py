@@ -9,16 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.params import write_params
 
 from regionmed.params import ParamsError, load_params
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-BAD = "corpus:\n  image_size: big\n  split: {train: 2}\nserving: {port: -1}\n"
+BAD = {"corpus": {"image_size": "big", "split": {"train": 2}}, "serving": {"port": -1}}
 
 
 def test_the_loader_names_each_bad_key_and_what_it_expected(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(BAD)
+    path = write_params(tmp_path / "params.yaml", BAD)
     with pytest.raises(ParamsError) as info:
         load_params(path)
     message = str(info.value)
@@ -33,7 +33,9 @@ def test_the_loader_names_each_bad_key_and_what_it_expected(tmp_path):
 )
 def test_the_cli_prints_the_message_and_exits_2(tmp_path, content, words):
     path = tmp_path / "params.yaml"
-    if content is not None:
+    if isinstance(content, dict):
+        write_params(path, content)
+    elif content is not None:
         path.write_text(content)
     run = subprocess.run(
         [

@@ -21,10 +21,11 @@ NEEDS_BOXES_OR_QA = ("grounding/", "hardneg/", "vqa/", "vs_prior/")
 def _boxless_records(tmp_path, data_dir) -> int:
     """A captioned-image JSONL (id, image, report, patient, split, modality, body part, labels; no
     regions, no QA) from the images and reports of a small synthetic corpus."""
-    from regionmed.corpus.build import build_corpus
-    from regionmed.params import Params
+    from helpers.params import default_params
 
-    params = Params.model_validate(
+    from regionmed.corpus.build import build_corpus
+
+    params = default_params(
         {"corpus": {"image_size": 64, "synthetic": {"n_images": 480}, "out_dir": str(tmp_path / "synthetic")}}
     )
     build_corpus(params, tmp_path / "synthetic", progress=False)

@@ -3,6 +3,8 @@
 These are the ``model:`` block of ``params.yaml`` (read there by the params loader) and the
 ``model`` entry of an exported model's ``config.json``; keep the field names stable, since an
 exported model is rebuilt from them. ``extra="forbid"`` turns a typo into an error naming the key.
+No field has a default: the values live in ``params.yaml`` (one home), and a ``config.json`` written
+before a field existed is completed by the legacy table in :mod:`regionmed.model.io`.
 """
 
 from __future__ import annotations
@@ -27,18 +29,18 @@ class VisionConfig(StrictModel):
     ``channels`` (the channels of those images; grayscale is repeated when the backbone wants RGB).
     """
 
-    backbone: str | None = None
-    image_size: int = Field(128, ge=8)
-    patch_size: int = Field(16, ge=1)
-    channels: Literal[1, 3] = 1
-    hidden: int = Field(192, ge=8)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(3, ge=1)
-    mlp: int = Field(768, ge=8)
+    backbone: str | None
+    image_size: int = Field(ge=8)
+    patch_size: int = Field(ge=1)
+    channels: Literal[1, 3]
+    hidden: int = Field(ge=8)
+    layers: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    mlp: int = Field(ge=8)
     # The model takes pixels in 0..1 and normalises them itself, so serving and training agree.
     # A pretrained backbone usually wants its own statistics (e.g. ImageNet's); set them here.
-    pixel_mean: float = 0.5
-    pixel_std: float = Field(0.25, gt=0)
+    pixel_mean: float
+    pixel_std: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _divisible(self) -> VisionConfig:
@@ -60,16 +62,16 @@ class TextConfig(StrictModel):
     A pretrained text backbone comes with its own tokenizer, which must then be used instead.
     """
 
-    backbone: str | None = None
-    hidden: int = Field(192, ge=8)
-    layers: int = Field(4, ge=1)
-    heads: int = Field(3, ge=1)
-    mlp: int = Field(768, ge=8)
-    max_length: int = Field(64, ge=4)
-    vocab_size: int = Field(4000, ge=16)
+    backbone: str | None
+    hidden: int = Field(ge=8)
+    layers: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    mlp: int = Field(ge=8)
+    max_length: int = Field(ge=4)
+    vocab_size: int = Field(ge=16)
     # BERT's own default is 0.1; attention dropout forces the slow "math" attention kernel on CPU
     # (about a sixth of a tiny model's step), and a contrastive batch is regularisation enough.
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(ge=0, lt=1)
 
     @model_validator(mode="after")
     def _divisible(self) -> TextConfig:
@@ -102,16 +104,15 @@ class RoiConfig(StrictModel):
       is known): the grid boxes plus boxes centred on the best-matching patch cells.
     """
 
-    pool_size: int = Field(2, ge=1)
-    sampling_ratio: int = Field(2, ge=1)
-    crop_branch: bool = False
-    crop_size: int = Field(64, ge=8)
-    fusion_heads: int = Field(4, ge=1)
-    fusion_dim: int | None = Field(None, ge=8)
-    # "fusion" when absent: models exported before this field existed were trained that way
-    cell_path: Literal["fusion", "direct"] = "fusion"
-    proposals: Literal["grid", "similarity"] = "grid"
-    grid_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4], min_length=1)
+    pool_size: int = Field(ge=1)
+    sampling_ratio: int = Field(ge=1)
+    crop_branch: bool
+    crop_size: int = Field(ge=8)
+    fusion_heads: int = Field(ge=1)
+    fusion_dim: int | None = Field(ge=8)
+    cell_path: Literal["fusion", "direct"]
+    proposals: Literal["grid", "similarity"]
+    grid_sizes: list[int] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _positive_grid(self) -> RoiConfig:
@@ -124,12 +125,12 @@ class ModelConfig(StrictModel):
     """The whole model. ``embed_dim``: the shared embedding space; ``init_temperature``: the InfoNCE
     temperature at initialisation (the logit scale ``1/T`` is learned, capped at 100)."""
 
-    vision: VisionConfig = Field(default_factory=VisionConfig)
-    text: TextConfig = Field(default_factory=TextConfig)
-    roi: RoiConfig = Field(default_factory=RoiConfig)
-    embed_dim: int = Field(128, ge=2)
-    init_temperature: float = Field(0.07, gt=0.01, le=1.0)
-    gradient_checkpointing: bool = False
+    vision: VisionConfig
+    text: TextConfig
+    roi: RoiConfig
+    embed_dim: int = Field(ge=2)
+    init_temperature: float = Field(gt=0.01, le=1.0)
+    gradient_checkpointing: bool
 
     @model_validator(mode="after")
     def _fusion_heads_divide(self) -> ModelConfig:

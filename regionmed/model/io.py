@@ -3,8 +3,8 @@
 Layout of an exported model folder::
 
     model.safetensors      weights (tied tensors stored once; the aliases in its metadata)
-    config.json            {"format_version", "model": ModelConfig, "global_only", "vocab_size",
-                            "pad_token_id", "meta": {...}}
+    config.json            {"format_version", "model": ModelConfig (every field), "global_only",
+                            "vocab_size", "pad_token_id", "meta": {...}}
     hf/vision/config.json  the image tower's architecture (Hugging Face config)
     hf/text/config.json    the text tower's architecture
     tokenizer/             the tokenizer (``save_pretrained``)
@@ -87,14 +87,42 @@ def export_model(
     return out
 
 
+# Fields added to ModelConfig after format 1 was first written, with the value a model exported before
+# the field existed was built and trained with (the code of that time; git history of model/config.py).
+# ModelConfig has no defaults (params.yaml is their one home), so an older config.json is completed
+# from here, never from the settings classes; a field missing from both is an error naming it.
+LEGACY_MODEL_FIELDS: dict[tuple[str, ...], object] = {
+    ("text", "dropout"): 0.1,  # b444ab4: before it, the text tower was BERT with its own dropout 0.1
+    ("roi", "fusion_dim"): None,  # 3f84e8a: before it, the fusion ran at the image encoder's width
+    ("roi", "cell_path"): "fusion",  # 73774cb: before it, every patch cell took the whole region path
+}
+
+
+def complete_legacy_config(model: dict) -> tuple[dict, list[str]]:
+    """``model`` (a config.json's ``model`` entry) with the fields it lacks from
+    :data:`LEGACY_MODEL_FIELDS`, and the dotted names of those filled in."""
+    completed = json.loads(json.dumps(model))
+    filled = []
+    for keys, value in LEGACY_MODEL_FIELDS.items():
+        section = completed
+        for key in keys[:-1]:
+            section = section.setdefault(key, {})
+        if keys[-1] not in section:
+            section[keys[-1]] = value
+            filled.append(".".join(keys))
+    return completed, filled
+
+
 def read_config(path: str | Path) -> tuple[ModelConfig, dict]:
-    """The ModelConfig of an exported model, and the whole ``config.json`` document."""
+    """The ModelConfig of an exported model, and the whole ``config.json`` document (fields a model
+    exported before they existed lacks are filled from :data:`LEGACY_MODEL_FIELDS`)."""
     document = json.loads((Path(path) / CONFIG_FILE).read_text())
     if document.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: format_version {document.get('format_version')!r}, expected {FORMAT_VERSION}"
         )
-    return ModelConfig.model_validate(document["model"]), document
+    model, _ = complete_legacy_config(document["model"])
+    return ModelConfig.model_validate(model), document
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):

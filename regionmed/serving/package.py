@@ -8,7 +8,8 @@ Steps (each one a function, so tests can run them alone):
 3. save the exported model and the index into the BentoML model store (``$BENTOML_HOME``:
    ``serving.bentoml_home``, else the environment's, else ``.state/bentoml``) as
    ``<serving.model_name>:<version>`` with labels and metadata (metrics, gate decision, git
-   revision, DVC hashes of the corpus and the weights);
+   revision, DVC hashes of the corpus and the weights) and the params it was packaged with
+   (``params.yaml``: the service serving it reads its settings from there);
 4. build a Bento from ``bentofile.yaml`` with ``serving.container`` applied (base image, torch
    source: ``container.bentofile_for``), ``bentoml build`` in a subprocess so the store location is
    exactly the one chosen here;
@@ -36,7 +37,12 @@ from regionmed.evaluation.champion import write_champion
 from regionmed.params import Params
 from regionmed.paths import repo_relative
 from regionmed.serving.container import bentofile_for
-from regionmed.serving.settings import STORE_INDEX_SUBDIR, STORE_INFO_FILE, STORE_MODEL_SUBDIR
+from regionmed.serving.settings import (
+    STORE_INDEX_SUBDIR,
+    STORE_INFO_FILE,
+    STORE_MODEL_SUBDIR,
+    STORE_PARAMS_FILE,
+)
 
 DEFAULT_BENTOML_HOME = ".state/bentoml"
 BENTO_BUILD_TIMEOUT_S = 600
@@ -100,9 +106,16 @@ def _without_none(obj):
 
 
 def save_to_store(
-    model_dir: Path, index, home: Path, name: str, labels: dict[str, str], metadata: dict[str, Any]
+    model_dir: Path,
+    index,
+    home: Path,
+    name: str,
+    labels: dict[str, str],
+    metadata: dict[str, Any],
+    params_text: str,
 ) -> str:
-    """Copy the model folder and the index into a new store model; returns its tag."""
+    """Copy the model folder and the index into a new store model, with the params it was packaged with
+    (``params_text``: the service reads them when it serves this model); returns its tag."""
     import bentoml
     from bentoml._internal.models import ModelStore
 
@@ -115,7 +128,13 @@ def save_to_store(
         (Path(model.path) / STORE_INFO_FILE).write_text(
             json.dumps({"tag": tag, **metadata}, indent=1, sort_keys=True)
         )
+        (Path(model.path) / STORE_PARAMS_FILE).write_text(params_text)
     return tag
+
+
+def params_document(params: Params) -> str:
+    """Every setting of ``params`` as a complete params file (what the store model carries)."""
+    return yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False)
 
 
 def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = None) -> str:
@@ -231,7 +250,7 @@ def package(
         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     metrics = metadata["metrics"]
-    tag = save_to_store(model_dir, index, home, s.model_name, labels, metadata)
+    tag = save_to_store(model_dir, index, home, s.model_name, labels, metadata, params_document(params))
     log(f"saved {tag} into {home / 'models'}")
     index.save(s.index_dir)
 

@@ -1,9 +1,16 @@
 """Where the service reads its settings and finds its model.
 
-Settings are the ``serving:`` section of ``params.yaml`` (the file in ``$REGIONMED_PARAMS``, else
-``params.yaml`` in the working directory; a Bento carries its own copy), read through the one
-params loader (:func:`regionmed.params.load_params`) once when the service module is imported: BentoML fixes
-batch sizes and latencies when the class is decorated.
+Settings are the ``serving:`` section of a params file, read through the one params loader
+(:func:`regionmed.params.load_params`) once when the service module is imported (BentoML fixes batch
+sizes and latencies when the class is decorated). The file, first match wins (never a silent fallback
+to defaults: the settings models have none):
+
+1. ``$REGIONMED_PARAMS``;
+2. the params the model to serve was packaged with (``params.yaml`` in its store folder, written by
+   the ``package`` stage): the model of ``$REGIONMED_MODEL_TAG``, else the model a Bento was built with;
+3. ``params.yaml`` in the working directory (the repository; a Bento's own copy when it is served);
+
+and when none exists the service stops with an error naming what it tried.
 
 The model, first match wins:
 
@@ -39,22 +46,58 @@ MODEL_ALIAS = "regionmed-model"  # the alias bentofile.yaml gives the packaged m
 STORE_MODEL_SUBDIR = "model"  # inside a store model's folder: the exported model...
 STORE_INDEX_SUBDIR = "index"  # ...and the retrieval index
 STORE_INFO_FILE = "package.json"  # the packaging record (metrics, gate, hashes), also in the model's metadata
+STORE_PARAMS_FILE = "params.yaml"  # the params the model was packaged with
+WORKDIR_PARAMS_FILE = "params.yaml"
+
+
+def service_params_file() -> Path:
+    """The params file the service reads (module docstring); ``FileNotFoundError`` naming what was
+    tried when there is none."""
+    explicit = os.environ.get(ENV_PARAMS)
+    if explicit:
+        if not Path(explicit).is_file():
+            raise FileNotFoundError(f"params file {explicit} (from ${ENV_PARAMS}) does not exist")
+        return Path(explicit)
+    tried = []
+    if not os.environ.get(ENV_MODEL_DIR):  # a model folder carries no params: only a store model does
+        env_tag = os.environ.get(ENV_MODEL_TAG)
+        for tag, what in ((env_tag, f"${ENV_MODEL_TAG}={env_tag}"), (MODEL_ALIAS, "the Bento's model")):
+            if not tag:
+                continue
+            folder = _store_model_folder(tag)
+            if folder is not None and (folder / STORE_PARAMS_FILE).is_file():
+                return folder / STORE_PARAMS_FILE
+            tried.append(f"the params packaged with {what} ({'none' if folder is None else folder})")
+            if tag is env_tag:
+                break  # the model to serve is that one: the Bento's does not speak for it
+    workdir = Path(WORKDIR_PARAMS_FILE)
+    if workdir.is_file():
+        return workdir
+    tried.append(f"{workdir.resolve()}")
+    raise FileNotFoundError(
+        f"no params file for the service: ${ENV_PARAMS} is not set; tried {'; '.join(tried)}"
+    )
 
 
 def service_params(path: str | Path | None = None) -> Params:
-    """The params file the service reads (module docstring); the defaults when there is none."""
-    explicit = path or os.environ.get(ENV_PARAMS)
-    p = Path(explicit or "params.yaml")
-    if not p.is_file():
-        if explicit:
-            raise FileNotFoundError(f"params file {p} (from {ENV_PARAMS}) does not exist")
-        return Params()
-    return load_params(p)
+    """The params the service reads: ``path``, else :func:`service_params_file`."""
+    return load_params(path or service_params_file())
 
 
 def load_serving_params(path: str | Path | None = None) -> ServingParams:
-    """The ``serving:`` section of the params file (defaults when there is no file)."""
+    """The ``serving:`` section of the service's params (:func:`service_params`)."""
     return service_params(path).serving
+
+
+def _store_model_folder(tag: str) -> Path | None:
+    """The folder of store model ``tag`` (an alias inside a Bento), or None when there is none."""
+    import bentoml
+    from bentoml.exceptions import BentoMLException, NotFound
+
+    try:
+        return Path(bentoml.models.get(tag).path)
+    except (NotFound, BentoMLException, ValueError):
+        return None
 
 
 @dataclass
@@ -107,7 +150,7 @@ def _repo_info() -> dict[str, Any]:
     try:
         gate_file = Path(service_params().gate.decision_file)
         gate = json.loads(gate_file.read_text()) if gate_file.is_file() else None
-    except (OSError, ValueError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # no params file (FileNotFoundError), or a bad one
         return {}
     if not isinstance(gate, dict):
         return {}

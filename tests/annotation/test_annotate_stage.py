@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from helpers.params import default_params
 
 from regionmed.annotation.annotate import HIDDEN_FILE
 from regionmed.annotation.stage import run_annotation
@@ -17,7 +18,7 @@ from regionmed.params import Params
 
 
 def _params(tmp: Path, corpus: Path, **annotate) -> Params:
-    return Params.model_validate(
+    return default_params(
         {
             "corpus": {"image_size": 64, "out_dir": str(corpus)},
             "annotate": {

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.params import default_params, default_section
 from tiny_detectors import save_tiny_owlv2, save_tiny_sam
 
 from regionmed.annotation.localizers import NoLocalizer, PriorLocalizer, Query
@@ -23,7 +24,6 @@ from regionmed.annotation.self_localizer import (
 )
 from regionmed.annotation.stage import AnnotateError, make_localizer, run_annotation
 from regionmed.corpus.schema import read_manifest
-from regionmed.params import DetectorParams, Params
 
 
 def _queries(corpus: Path, n: int = 5) -> list[Query]:
@@ -113,7 +113,7 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
     with pytest.raises(ValueError, match="sized"):
         SelfLocalizer(tiny["model"], channels=1, select="sized")
     # through the stage: the sizes come from the corpus's given train boxes
-    params = Params.model_validate(
+    params = default_params(
         {"annotate": {"localizer": "self", "self_model_dir": str(tiny["model"]), "self_select": "sized"}}
     )
     staged = make_localizer(params, tiny["corpus"])
@@ -143,7 +143,7 @@ def test_location_words_bound_where_the_self_localizer_looks(tmp_path_factory):
     from regionmed.corpus.location_prior import text_prior_box, train_box_means
 
     tiny = build_tiny(tmp_path_factory.mktemp("self_loc_words"))
-    params = Params.model_validate(
+    params = default_params(
         {
             "annotate": {
                 "localizer": "self",
@@ -266,10 +266,10 @@ def test_tiny_random_owlv2_and_sam_through_the_auto_classes(tiny_detector, tiny_
     from regionmed.annotation.detector import DetectorLocalizer
 
     owl, sam = tiny_detector
-    _valid(DetectorLocalizer(DetectorParams(model=str(owl)), 1).locate(_queries(tiny_corpus, 3)), 3)
-    _valid(
-        DetectorLocalizer(DetectorParams(model=str(owl), sam=str(sam)), 1).locate(_queries(tiny_corpus, 2)), 2
-    )
+    detector = default_section("annotate.detector", model=str(owl))
+    _valid(DetectorLocalizer(detector, 1).locate(_queries(tiny_corpus, 3)), 3)
+    with_sam = default_section("annotate.detector", model=str(owl), sam=str(sam))
+    _valid(DetectorLocalizer(with_sam, 1).locate(_queries(tiny_corpus, 2)), 2)
 
 
 @pytest.mark.parametrize(
@@ -286,7 +286,7 @@ def test_a_missing_or_wrong_detector_stops_before_any_work_naming_the_setting(
 ):
     owl, sam = tiny_detector
     named = {k: {"SAM": str(sam), "OWL": str(owl)}.get(v, v) for k, v in detector.items()}
-    params = Params.model_validate(
+    params = default_params(
         {
             "corpus": {"out_dir": str(tiny_corpus), "image_size": 64},
             "annotate": {
@@ -303,8 +303,6 @@ def test_a_missing_or_wrong_detector_stops_before_any_work_naming_the_setting(
 
 
 def test_self_without_a_model_folder_names_the_setting(tiny_corpus, tmp_path):
-    params = Params.model_validate(
-        {"annotate": {"localizer": "self", "self_model_dir": str(tmp_path / "none")}}
-    )
+    params = default_params({"annotate": {"localizer": "self", "self_model_dir": str(tmp_path / "none")}})
     with pytest.raises(AnnotateError, match=r"annotate\.self_model_dir"):
         make_localizer(params, tiny_corpus)

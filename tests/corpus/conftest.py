@@ -130,9 +130,10 @@ class ImportKit:
 
         Returns the summary, the manifest and the rejected records.
         """
+        from helpers.params import default_params
+
         from regionmed.corpus.build import build_corpus
         from regionmed.corpus.schema import read_manifest
-        from regionmed.params import Params
 
         out = out or self.root.parent / "corpus"
         importer = {"path": str(path), **corpus.pop("importer", {})}
@@ -145,12 +146,9 @@ class ImportKit:
             "importer": importer,
             **corpus,
         }
-        raw = {"corpus": corpus}
-        if "model" in Params.model_fields:  # the model's input size must match the corpus's
-            raw["model"] = {
-                "vision": {"image_size": corpus["image_size"], "channels": corpus.get("channels", 1)}
-            }
-        params = Params.model_validate(raw)
+        # the model's input size must match the corpus's
+        model = {"vision": {"image_size": corpus["image_size"], "channels": corpus.get("channels", 1)}}
+        params = default_params({"corpus": corpus, "model": model})
         summary = build_corpus(params, out, progress=False)
         return summary, read_manifest(out), read_rejected(out)
 

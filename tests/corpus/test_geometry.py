@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from helpers.params import default_section
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regionmed.corpus.images import letterbox
 from regionmed.corpus.splits import assign_splits, hashed_split
-from regionmed.params import SplitFractions
 
 
 @settings(max_examples=60, deadline=None)
@@ -41,7 +41,7 @@ def test_a_box_marks_the_same_pixels_after_letterbox(w, h, size, fx, fy):
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.text(min_size=1, max_size=8), min_size=5, max_size=60, unique=True), st.integers(0, 5))
 def test_splits_are_stable_when_records_are_added(patients, seed):
-    fractions = SplitFractions()
+    fractions = default_section("corpus.split")
     first = {p: hashed_split(p, seed, fractions) for p in patients[: len(patients) // 2]}
     records = {f"r{i}": p for i, p in enumerate(patients)}
     after = assign_splits(records, {}, seed, fractions)
@@ -53,5 +53,5 @@ def test_splits_are_stable_when_records_are_added(patients, seed):
 def test_a_given_split_is_kept_per_patient():
     records = {"a1": "A", "a2": "A", "b1": "B"}
     given = {"a1": "test", "a2": "train", "b1": "val"}
-    out = assign_splits(records, given, 0, SplitFractions())
+    out = assign_splits(records, given, 0, default_section("corpus.split"))
     assert out == {"a1": "test", "a2": "test", "b1": "val"}

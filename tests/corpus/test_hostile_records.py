@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.params import write_params
 from hostile_images import header_bomb_png, other_format
 
 from regionmed.corpus.images import ImageError, decode_image
@@ -66,14 +67,12 @@ def test_the_cli_warns_about_split_conflicts(kit, tmp_path):
             _rec("b", "1.png", patient_id="P9", split="test"),
         ]
     )
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        json.dumps(
-            {
-                "corpus": {"source": "jsonl", "image_size": 64, "importer": {"path": str(path)}},
-                "model": {"vision": {"image_size": 64, "channels": 1}},
-            }
-        )
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "corpus": {"source": "jsonl", "image_size": 64, "importer": {"path": str(path)}},
+            "model": {"vision": {"image_size": 64, "channels": 1}},
+        },
     )
     result = CliRunner().invoke(
         app, ["corpus", "build", "--params", str(params), "--out", str(tmp_path / "c"), "--no-progress"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from helpers.params import default_section
 
 from regionmed.corpus.importers import ImporterConfigError, make_importer
-from regionmed.params import ImportParams
 
 COLUMNS = ["file_name", "report", "patient_id", "split", "modality", "body_part", "labels"]
 
@@ -146,11 +146,13 @@ def test_captions_csv_next_to_the_annotations_and_patient_splits(kit, monkeypatc
 def test_coco_settings_are_checked(kit):
     ann = kit.json("ann.json", _coco([], []))
     with pytest.raises(ImporterConfigError, match=r"corpus\.importer\.captions_csv is not set"):
-        make_importer("coco", ImportParams(path=str(ann)))
+        make_importer("coco", default_section("corpus.importer", path=str(ann)))
     caps = kit.csv("caps.csv", [], ["file_name", "text"])
     with pytest.raises(ImporterConfigError, match=r"captions_csv: .* lacks column\(s\) \['report'\]"):
-        list(make_importer("coco", ImportParams(path=str(ann), captions_csv=str(caps))).tasks())
+        settings = default_section("corpus.importer", path=str(ann), captions_csv=str(caps))
+        list(make_importer("coco", settings).tasks())
     bad = kit.json("bad.json", {"annotations": []})
     caps = kit.csv("caps2.csv", [], ["file_name", "report"])
     with pytest.raises(ImporterConfigError, match="not a COCO annotations file"):
-        list(make_importer("coco", ImportParams(path=str(bad), captions_csv=str(caps))).tasks())
+        settings = default_section("corpus.importer", path=str(bad), captions_csv=str(caps))
+        list(make_importer("coco", settings).tasks())

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.params import default_section
 from PIL import Image
 
 from regionmed.corpus.build import BuildError
 from regionmed.corpus.importers import ImporterConfigError, make_importer
 from regionmed.corpus.importers.jsonl import write_jsonl
 from regionmed.corpus.phrases import side_of
-from regionmed.params import ImportParams
 
 # A 200 x 100 image letterboxed to 64: scale 0.32, 64 x 32 pixels, 16 rows of padding above.
 LEFT_BOX_PX = [20, 10, 60, 50]  # image-left = the patient's right
@@ -209,9 +209,9 @@ def test_write_jsonl_validates(tmp_path):
 
 def test_missing_settings_name_the_parameter(tmp_path):
     with pytest.raises(ImporterConfigError, match=r"corpus\.importer\.path is not set"):
-        make_importer("jsonl", ImportParams())
+        make_importer("jsonl", default_section("corpus.importer"))
     with pytest.raises(ImporterConfigError, match=r"corpus\.importer\.path = .*no such file"):
-        make_importer("jsonl", ImportParams(path=str(tmp_path / "nope.jsonl")))
+        make_importer("jsonl", default_section("corpus.importer", path=str(tmp_path / "nope.jsonl")))
     with pytest.raises(ImporterConfigError, match=r"corpus\.source = 'csv'"):
-        make_importer("csv", ImportParams(path="x"))
+        make_importer("csv", default_section("corpus.importer", path="x"))
     assert issubclass(ImporterConfigError, BuildError)  # the CLI prints it as a failed build

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.params import default_section
 
 from regionmed.corpus.importers import ImporterConfigError, make_importer
 from regionmed.corpus.importers.medpix import LABELS
-from regionmed.params import ImportParams
 from regionmed.prompts.templates import label_axes, load_prompts
 
 MEDPIX_SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "medpix2-sample"
@@ -199,9 +199,9 @@ def test_every_label_has_a_prompt_text():
 
 def test_medpix_settings_are_checked(tmp_path):
     with pytest.raises(ImporterConfigError, match=r"corpus\.importer\.path is not set"):
-        make_importer("medpix", ImportParams())
+        make_importer("medpix", default_section("corpus.importer"))
     with pytest.raises(ImporterConfigError, match=r"no Descriptions\.json"):
-        make_importer("medpix", ImportParams(path=str(tmp_path)))
+        make_importer("medpix", default_section("corpus.importer", path=str(tmp_path)))
 
 
 @pytest.mark.medpix

@@ -146,9 +146,9 @@ def test_location_free_and_swapped_phrases():
 
 def test_subtle_findings_are_small_and_faint(tmp_path):
     """Subtle findings must be the hard case: smaller boxes than large ones."""
-    from regionmed.params import Params
+    from helpers.params import default_params
 
-    params = Params.model_validate({"corpus": {"synthetic": {"n_images": 150}}})
+    params = default_params({"corpus": {"synthetic": {"n_images": 150}}})
     build_corpus(params, tmp_path / "c", progress=False)
     df = read_manifest(tmp_path / "c")
     areas: dict[str, list[float]] = {"subtle": [], "large": []}

@@ -15,11 +15,12 @@ from regionmed.evaluation.zeroshot import label_matrix, size_matrix
 
 @pytest.fixture(scope="module")
 def rows():
+    from helpers.params import default_section
+
     from regionmed.corpus.reports import describe
     from regionmed.corpus.synthetic import generate_phantom
-    from regionmed.params import SyntheticParams
 
-    p = SyntheticParams()
+    p = default_section("corpus.synthetic")
     out = []
     for i in range(240):
         ph = generate_phantom(i, 0, 32, p)

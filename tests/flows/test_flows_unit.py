@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.params import write_params
 
 from flows._dvc import (
     GateFailed,
@@ -80,7 +81,7 @@ def test_only_transient_stage_failures_are_retried():
 
 
 def test_failures_are_classified_from_dvcs_output_and_the_stage_outputs(tmp_path):
-    (tmp_path / "params.yaml").write_text("{}")
+    write_params(tmp_path / "params.yaml")  # the repository's: its metrics files relative to tmp_path
     locked = classify_failure(
         tmp_path,
         "tokenizer",

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from helpers.params import default_section, tiny_model_config
 
 from regionmed.corpus.reports import describe
 from regionmed.corpus.synthetic import generate_phantom
-from regionmed.model.config import ModelConfig, RoiConfig, TextConfig, VisionConfig
-from regionmed.params import SyntheticParams
+from regionmed.model.config import ModelConfig
 from regionmed.training.data import TEXT_LEVELS, Collator
 
 
 def phantom_samples(n: int, size: int = 64, seed: int = 0, start: int = 0) -> list[dict]:
-    params = SyntheticParams()
+    params = default_section("corpus.synthetic")
     samples = []
     for i in range(start, start + n):
         phantom = generate_phantom(i, seed, size, params)
@@ -54,10 +54,10 @@ def collate(samples: list[dict], tokenizer, max_length: int = 64) -> dict:
 
 
 def tiny_config(**roi) -> ModelConfig:
-    """A model small enough to train for a hundred steps in seconds on two CPU cores."""
-    return ModelConfig(
-        vision=VisionConfig(image_size=64, patch_size=8, hidden=64, layers=2, heads=2, mlp=128),
-        text=TextConfig(hidden=64, layers=2, heads=2, mlp=128, max_length=64),
-        roi=RoiConfig(fusion_heads=2, **roi),
+    """params.yaml's model, small enough to train for a hundred steps in seconds on two CPU cores."""
+    return tiny_model_config(
+        vision={"image_size": 64, "patch_size": 8, "hidden": 64, "layers": 2, "heads": 2, "mlp": 128},
+        text={"hidden": 64, "layers": 2, "heads": 2, "mlp": 128, "max_length": 64},
+        roi={"fusion_heads": 2, **roi},
         embed_dim=32,
     )

@@ -7,12 +7,13 @@ import shutil
 
 import pytest
 import torch
+from helpers.params import tiny_model_config
 from model_batches import all_texts, collate, phantom_samples, tiny_config
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 
 from regionmed.model import RegionCLIP, export_model, load_model, train_wordpiece_tokenizer
-from regionmed.model.config import ModelConfig, TextConfig, VisionConfig
+from regionmed.model.config import ModelConfig
 from regionmed.model.io import split_shared
 
 SAMPLES = phantom_samples(4)
@@ -51,9 +52,9 @@ def backbones(tmp_path_factory):
 
 
 def _pretrained_config(root) -> ModelConfig:
-    return ModelConfig(
-        vision=VisionConfig(backbone=str(root / "vit"), image_size=64, channels=1),
-        text=TextConfig(backbone=str(root / "bert")),
+    return tiny_model_config(
+        vision={"backbone": str(root / "vit"), "image_size": 64, "channels": 1},
+        text={"backbone": str(root / "bert")},
         embed_dim=16,
         roi={"fusion_heads": 2},
     )

@@ -20,7 +20,7 @@ def reference(population) -> Reference:
 
 @pytest.fixture
 def params():
-    from regionmed.params import Params
+    from helpers.params import default_params
 
     # the module's default thresholds, fewer rows needed; two plot rows settings keep it fast
-    return Params.model_validate({"monitor": {"min_rows": 200, "sample_rows": 1000, "plot_rows": 300}})
+    return default_params({"monitor": {"min_rows": 200, "sample_rows": 1000, "plot_rows": 300}})

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from drift_data import MODEL, Clock, Population, make_reference, write_log
+from helpers.params import write_params
 
 from regionmed.monitoring.drift import Window, embedding_plot, load_current, resolve_window, run_monitor
 from regionmed.monitoring.embedding_log import EmbeddingLogWriter, log_files
@@ -43,7 +43,7 @@ def checks(summary: dict) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def identical(tmp_path_factory, reference):
     """The reference's own rows as the window (images and texts)."""
-    from regionmed.params import Params
+    from helpers.params import default_params
 
     tmp = tmp_path_factory.mktemp("identical")
     clock = write_log(tmp / "log", reference.embeddings["image"], reference.descriptors["image"])
@@ -55,21 +55,21 @@ def identical(tmp_path_factory, reference):
         endpoint="encode_text",
         clock=clock,
     )
-    params = Params.model_validate({"monitor": {"min_rows": 200, "sample_rows": 1000, "plot_rows": 300}})
+    params = default_params({"monitor": {"min_rows": 200, "sample_rows": 1000, "plot_rows": 300}})
     return tmp, monitor(params, tmp, reference)
 
 
 @pytest.fixture(scope="module")
 def shifted(tmp_path_factory, reference):
     """Images of one 'modality' only, with 1.6x contrast; texts as usual."""
-    from regionmed.params import Params
+    from helpers.params import default_params
 
     tmp = tmp_path_factory.mktemp("shifted")
     pop = Population(seed=7)
     emb, desc = pop.images(400, modality=0, contrast=1.6)
     clock = write_log(tmp / "log", emb, desc)
     write_log(tmp / "log", *pop.texts(400), kind="text", endpoint="encode_text", clock=clock)
-    params = Params.model_validate({"monitor": {"min_rows": 200, "sample_rows": 1000, "plot_rows": 300}})
+    params = default_params({"monitor": {"min_rows": 200, "sample_rows": 1000, "plot_rows": 300}})
     return tmp, monitor(params, tmp, reference)
 
 
@@ -278,7 +278,7 @@ def test_cli_exits_0_with_not_enough_data_and_3_on_drift_when_asked(tmp_path, re
         },
         "serving": {"embedding_log": {"dir": str(tmp_path / "log")}},
     }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_params(tmp_path / "params.yaml", params)
     runner = CliRunner()
     r = runner.invoke(app, ["monitor", "--params", str(tmp_path / "params.yaml"), "--fail-on-drift"])
     assert r.exit_code == 0, r.output

@@ -23,7 +23,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -39,15 +38,15 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """Tiny model + corpus + index + drift reference; a real server logging into ``log/``."""
+    from helpers.params import default_params, write_params
     from serving.tiny import build_tiny
 
     from regionmed.env import QUIET_ENV
     from regionmed.monitoring.reference_stage import run_reference_stage
-    from regionmed.params import Params
 
     root = tmp_path_factory.mktemp("drift_service")
     tiny = build_tiny(root / "tiny", n_images=1000)
-    params = Params.model_validate(
+    params = default_params(
         {
             "corpus": {"out_dir": str(tiny["corpus"])},
             "annotate": {"out_dir": str(tiny["corpus"])},
@@ -61,7 +60,7 @@ def served(tmp_path_factory):
         }
     )
     run_reference_stage(params, log=lambda *_: None)
-    (root / "params.yaml").write_text(yaml.safe_dump({"serving": params.serving.model_dump()}))
+    write_params(root / "params.yaml", {"serving": params.serving.model_dump(mode="json")})
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONMED_")}
     env.update(QUIET_ENV)
     env.update(

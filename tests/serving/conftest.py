@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
+from helpers.params import write_params
 from tiny import TEST_SERVING, build_tiny, package_tiny
 
 
@@ -29,8 +29,7 @@ def tiny(serving_root) -> dict[str, Path]:
     """corpus/, model/, index/, params.yaml (small limits) and log/ of a tiny untrained model."""
     paths = build_tiny(serving_root / "tiny")
     params = {"serving": {**TEST_SERVING, "embedding_log": {"dir": str(serving_root / "log")}}}
-    paths["params"] = serving_root / "params.yaml"
-    paths["params"].write_text(yaml.safe_dump(params))
+    paths["params"] = write_params(serving_root / "params.yaml", params)
     paths["log"] = serving_root / "log"
     return paths
 

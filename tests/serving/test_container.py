@@ -29,12 +29,12 @@ TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 
 def offline_build() -> bool:
-    from regionmed.params import ContainerParams
+    from helpers.params import default_section
 
     wanted = os.environ.get("REGIONMED_CONTAINER_OFFLINE")
     if wanted in ("0", "1"):
         return wanted == "1"
-    return any(Path(ContainerParams().offline_torch_wheels).glob("torch-*cp311*.whl"))
+    return any(Path(default_section("serving.container").offline_torch_wheels).glob("torch-*cp311*.whl"))
 
 
 @pytest.fixture(scope="module")
@@ -118,9 +118,10 @@ def test_every_api_answers_from_the_container(running, container_bento):
 
 
 def test_bad_uploads_get_their_4xx(running):
-    from regionmed.params import ServingParams
+    from helpers.params import default_section
 
-    check_bad_requests(running.url, AUTH, ServingParams().model_dump())  # the Bento's own params.yaml limits
+    # the limits of the params the model was packaged with (the repository's)
+    check_bad_requests(running.url, AUTH, default_section("serving").model_dump())
 
 
 def test_the_api_key_is_refused_without_and_accepted_with(running):

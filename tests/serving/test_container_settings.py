@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from helpers.params import default_section
 from servers import REPO_ROOT
 
-from regionmed.params import ContainerParams
 from regionmed.serving.container import ContainerError, bentofile_for, daemon_problem, docker_client
 
 WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -16,12 +16,13 @@ WHEEL = "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 def test_the_bentofile_defaults_are_the_params_defaults(tmp_path):
     # bentofile.yaml is also built by hand (`bentoml build`): it must say what serving.container says
     repo = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
+    container = default_section("serving.container")
     written = yaml.safe_load(
-        bentofile_for(ContainerParams(), REPO_ROOT / "bentofile.yaml", tmp_path, tmp_path).read_text()
+        bentofile_for(container, REPO_ROOT / "bentofile.yaml", tmp_path, tmp_path).read_text()
     )
     assert written == repo
-    assert repo["docker"]["base_image"] == ContainerParams().base_image == "python:3.11-slim"
-    assert repo["python"]["extra_index_url"] == [ContainerParams().torch_index_url]
+    assert repo["docker"]["base_image"] == container.base_image == "python:3.11-slim"
+    assert repo["python"]["extra_index_url"] == [container.torch_index_url]
 
 
 def test_offline_takes_the_local_base_image_and_the_local_torch_wheel(tmp_path):
@@ -29,8 +30,8 @@ def test_offline_takes_the_local_base_image_and_the_local_torch_wheel(tmp_path):
     wheels.mkdir()
     (wheels / WHEEL).write_bytes(b"not really a wheel")
     (wheels / "torch-2.12.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"another version")
-    settings = ContainerParams(
-        offline=True, offline_torch_wheels=str(wheels), offline_base_image="local/base:1"
+    settings = default_section(
+        "serving.container", offline=True, offline_torch_wheels=str(wheels), offline_base_image="local/base:1"
     )
     root = tmp_path / "repo"
     root.mkdir()
@@ -44,7 +45,7 @@ def test_offline_takes_the_local_base_image_and_the_local_torch_wheel(tmp_path):
 
 
 def test_offline_without_the_wheel_says_which_folder(tmp_path):
-    settings = ContainerParams(offline=True, offline_torch_wheels=str(tmp_path))
+    settings = default_section("serving.container", offline=True, offline_torch_wheels=str(tmp_path))
     with pytest.raises(ContainerError, match=f"{tmp_path} has no torch-2.13.0 cp311 wheel"):
         bentofile_for(settings, REPO_ROOT / "bentofile.yaml", tmp_path, tmp_path)
 

@@ -8,7 +8,7 @@ import threading
 
 import httpx
 import pytest
-import yaml
+from helpers.params import write_params
 from servers import served_repo
 from tiny import TEST_SERVING, png_bytes, upload
 
@@ -17,8 +17,8 @@ from tiny import TEST_SERVING, png_bytes, upload
 def impatient_server(tiny, serving_root):
     """max_latency_ms 1: nearly every queued request is shed."""
     params = serving_root / "impatient-params.yaml"
-    params.write_text(
-        yaml.safe_dump({"serving": {**TEST_SERVING, "batching": {"max_batch_size": 2, "max_latency_ms": 1}}})
+    write_params(
+        params, {"serving": {**TEST_SERVING, "batching": {"max_batch_size": 2, "max_latency_ms": 1}}}
     )
     yield from served_repo(tiny, serving_root, "impatient", params)
 

@@ -285,9 +285,11 @@ def test_device_choice():
 def test_a_folder_model_reports_the_repo_metrics_and_gate(tmp_path, monkeypatch, tiny):
     import json as _json
 
-    from regionmed.params import ServingParams
+    from helpers.params import default_section, write_params
+
     from regionmed.serving.settings import resolve_model
 
+    write_params(tmp_path / "params.yaml")  # the repository's params: gate.decision_file metrics/gate.json
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics/gate.json").write_text(
         _json.dumps({"passed": True, "n_failed": 0, "candidate_metrics": {"retrieval/i2t_R@5": 0.4}})
@@ -295,6 +297,6 @@ def test_a_folder_model_reports_the_repo_metrics_and_gate(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REGIONMED_PARAMS", raising=False)
     monkeypatch.setenv("REGIONMED_MODEL_DIR", str(tiny["model"]))
-    source = resolve_model(ServingParams())
+    source = resolve_model(default_section("serving"))
     assert source.origin == "env-dir" and source.version is None
     assert source.info == {"metrics": {"retrieval/i2t_R@5": 0.4}, "gate": {"passed": True, "n_failed": 0}}

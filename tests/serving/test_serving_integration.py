@@ -182,16 +182,15 @@ def test_repo_server_logs_what_it_served(repo_server, serving_root):
 
 
 def test_the_built_bento_serves_the_packaged_model(bento_server, packaged):
-    from regionmed.params import ServingParams
+    from helpers.params import default_section
 
     answers = call_every_api(bento_server.url, {})
     check_answers(answers, dim=16)
     meta = answers["metadata"].json()
     assert meta["model"]["version"] == packaged["record"]["model_tag"] and meta["model"]["origin"] == "bento"
     assert meta["metrics"]["retrieval/i2t_R@5"] == 0.5 and meta["gate"]["passed"] is True
-    assert (
-        meta["limits"]["max_upload_bytes"] == ServingParams().max_upload_bytes
-    )  # the Bento's own params.yaml
+    serving = default_section("serving")  # the params the model was packaged with (the repository's)
+    assert meta["limits"]["max_upload_bytes"] == serving.max_upload_bytes
     assert answers["retrieve"].json()["index"]["model_version"] == packaged["record"]["model_tag"]
-    check_bad_requests(bento_server.url, {}, ServingParams().model_dump())
+    check_bad_requests(bento_server.url, {}, serving.model_dump())
     assert listening_addresses(bento_server.port) == {"0100007F"}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.params import write_params
 from servers import REPO_ROOT
 
 BENTOFILE = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
@@ -64,6 +65,25 @@ def test_package_saves_the_model_with_its_provenance(packaged, tiny):
     assert json.loads((root / "index/index.json").read_text())["model_version"] == record["model_tag"]
     assert (Path(packaged["params"].serving.index_dir) / "index.json").is_file()  # the repo copy (a DVC out)
     assert json.loads(Path(packaged["params"].serving.metrics_file).read_text()) == record
+
+
+def test_the_store_model_carries_the_params_it_was_packaged_with(packaged, monkeypatch, tmp_path):
+    from bentoml._internal.models import ModelStore
+
+    from regionmed.params import load_params
+    from regionmed.serving import settings
+    from regionmed.serving.package import resolve_bentoml_home
+
+    tag = packaged["record"]["model_tag"]
+    folder = Path(ModelStore(resolve_bentoml_home(packaged["params"]) / "models").get(tag).path)
+    stored = folder / settings.STORE_PARAMS_FILE
+    assert load_params(stored) == packaged["params"]
+    # served outside the repository by its tag, the model brings its own settings
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(settings.ENV_PARAMS, raising=False)
+    monkeypatch.delenv(settings.ENV_MODEL_DIR, raising=False)
+    monkeypatch.setenv(settings.ENV_MODEL_TAG, tag)
+    assert settings.service_params_file() == stored
 
 
 def test_the_champion_is_what_the_gate_reads(packaged):
@@ -157,7 +177,7 @@ def test_cli_package_exits_1_with_the_reason(tmp_path, monkeypatch):
     from regionmed.cli import app
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"gate": {"decision_file": "nowhere.json"}}))
+    write_params(tmp_path / "params.yaml", {"gate": {"decision_file": "nowhere.json"}})
     result = CliRunner().invoke(app, ["package", "--params", "params.yaml", "--no-build"])
     assert result.exit_code == 1 and "run the gate stage first" in result.output
 

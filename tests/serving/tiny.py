@@ -31,22 +31,21 @@ TEST_SERVING = {
 def build_tiny(root: Path, n_images: int = 120) -> dict[str, Path]:
     """corpus/, model/ (exported), index/ under ``root``; returns their paths."""
     import torch
+    from helpers.params import default_params, tiny_model_config
 
     from regionmed.corpus.build import build_corpus
     from regionmed.inference.engine import Engine
     from regionmed.inference.index import build_index
-    from regionmed.model.config import ModelConfig
     from regionmed.model.io import export_model
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.params import Params
     from regionmed.training.data import corpus_texts
 
     root = Path(root)
-    params = Params.model_validate({"corpus": {"image_size": 64, "synthetic": {"n_images": n_images}}})
+    params = default_params({"corpus": {"image_size": 64, "synthetic": {"n_images": n_images}}})
     build_corpus(params, root / "corpus", progress=False)
     tokenizer = train_wordpiece_tokenizer(corpus_texts(root / "corpus"), 300)
-    config = ModelConfig.model_validate(TINY_MODEL)
+    config = tiny_model_config(**TINY_MODEL)
     torch.manual_seed(0)
     model = RegionCLIP(config, vocab_size=len(tokenizer))
     export_model(model, tokenizer, config, root / "model", {"phase": "test"})
@@ -60,7 +59,8 @@ def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
     import os
     import time
 
-    from regionmed.params import Params
+    from helpers.params import default_params
+
     from regionmed.serving.package import package
 
     repo_root = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
             }
         )
     )
-    params = Params.model_validate(
+    params = default_params(
         {
             "corpus": {"out_dir": str(tiny["corpus"])},
             "annotate": {"out_dir": str(tiny["corpus"])},

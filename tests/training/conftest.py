@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from regionmed.params import Params
+from helpers.params import default_params
 
 TINY = {
     "corpus": {"image_size": 64, "synthetic": {"n_images": 480}},
@@ -42,7 +41,7 @@ def tiny_training(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("training")
     # the training stage reads the annotated corpus (annotate.out_dir); here the built one is used as it is
-    params = Params.model_validate(
+    params = default_params(
         {
             **TINY,
             "corpus": {**TINY["corpus"], "out_dir": str(root / "corpus")},

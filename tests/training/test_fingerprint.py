@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
+from helpers.params import default_params
 
 from regionmed.corpus.schema import MANIFEST_FILE
 from regionmed.model.io import WEIGHTS_FILE
-from regionmed.params import Params
 from regionmed.training.train import run_fingerprint
 
 PHASES = {
@@ -37,7 +37,7 @@ def run(tmp_path):
                 node = node.setdefault(part, {})
             node[key] = value
         return run_fingerprint(
-            Params.model_validate(raw), phase, tmp_path / "corpus", tmp_path / "tokenizer", tmp_path / "init"
+            default_params(raw), phase, tmp_path / "corpus", tmp_path / "tokenizer", tmp_path / "init"
         )
 
     return fingerprint, tmp_path

@@ -189,9 +189,11 @@ def test_missing_column_is_reported_not_raised(broken_copy, val_params):
 
 def test_a_failed_summary_bound_shows_the_observed_value_against_the_bound(good_corpus, val_params):
     n = json.loads((good_corpus / "build.json").read_text())["n_kept"]
-    from regionmed.params import Params, deep_merge
+    from helpers.params import default_params
 
-    params = Params.model_validate(
+    from regionmed.params import deep_merge
+
+    params = default_params(
         deep_merge(val_params.model_dump(), {"validation": {"thresholds": {"min_images": 100_000}}})
     )
     result = validate_corpus(good_corpus, params)

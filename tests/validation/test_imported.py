@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers.params import default_params
 from validation_corpus import small_params
 
 from regionmed.corpus.build import build_corpus
@@ -24,7 +25,7 @@ MEDPIX = Path(__file__).resolve().parents[3] / "shared" / "data" / "medpix2-samp
 
 def _import(source: str, importer: dict, out: Path, **validation) -> tuple[Params, Path]:
     params = small_params(**validation)
-    params = Params.model_validate(
+    params = default_params(
         deep_merge(params.model_dump(), {"corpus": {"source": source, "importer": importer}})
     )
     build_corpus(params, out, progress=False)
@@ -163,7 +164,7 @@ def test_coco_import_passes(exported, tmp_path):
 @pytest.mark.medpix
 @pytest.mark.skipif(not MEDPIX.is_dir(), reason="needs ../shared/data/medpix2-sample")
 def test_medpix_sample_passes_with_its_own_vocabulary(tmp_path):
-    params = Params.model_validate({"corpus": {"source": "medpix", "importer": {"path": str(MEDPIX)}}})
+    params = default_params({"corpus": {"source": "medpix", "importer": {"path": str(MEDPIX)}}})
     build_corpus(params, tmp_path / "corpus", progress=False)
     result = validate_corpus(tmp_path / "corpus", params)
     assert result.success, result.summary()

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers.params import default_params
+
 from regionmed.params import Params
 
 # 300 images is about the smallest size where every label of the atlas lands in test (seed 0); the
-# threshold that depends on corpus size is relaxed accordingly, everything else is the default (the
+# threshold that depends on corpus size is relaxed accordingly, everything else is params.yaml's (the
 # image size too: other params, e.g. the model's, must agree with corpus.image_size).
 SMALL = {"corpus": {"synthetic": {"n_images": 300}}, "validation": {"thresholds": {"min_label_count": 1}}}
 
@@ -17,7 +19,7 @@ SMALL = {"corpus": {"synthetic": {"n_images": 300}}, "validation": {"thresholds"
 def small_params(**validation) -> Params:
     from regionmed.params import deep_merge
 
-    return Params.model_validate(deep_merge(SMALL, {"validation": validation}))
+    return default_params(deep_merge(SMALL, {"validation": validation}))
 
 
 def edit_build_summary(corpus: Path, **changes) -> None:
