@@ -9,7 +9,7 @@ and without the page, and what the page weighs.
   a retrieval index of that corpus's test split; images: the corpus's PNGs.
 - Servers: two real ``bentoml serve regionmed.serving.service:RegionMedService`` on free loopback
   ports with this checkout's ``params.yaml``, one with ``serving.demo_page: true``, one with ``false``.
-- Browser: headless Debian Chromium through Selenium (``tests/serving/browser.py``), cache off, a
+- Browser: headless Debian Chromium through Selenium (``tests/helpers/browser.py``), cache off, a
   1280x800 viewport. Page load: Navigation Timing of ``/ui/`` (first contentful paint and the load
   event, i.e. every asset fetched and the scripts run), ``--loads`` fresh loads. Zero-shot round
   trip: "Classify" clicked → the bars replaced, measured in the page (``performance.now``), and the
@@ -43,13 +43,13 @@ from pathlib import Path
 import httpx
 import yaml
 
-# each goes in front: benchmarks/ ends up first, then tests/serving/, then the rest of the path
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "serving"))
+# each goes in front: benchmarks/ ends up first, then tests/ (its helpers package), then the rest
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from bench_serving import LABELS, make_model
-from browser import set_viewport, start_chromium, stop_chromium, wait_for
-from servers import Server, server_env
+from helpers.browser import set_viewport, start_chromium, stop_chromium, wait_for
+from helpers.servers import Server, server_env
 
 from regionmed.env import configure_environment
 from regionmed.publish.record import Record, results_option

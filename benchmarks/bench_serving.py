@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import yaml
 
 from regionmed.env import configure_environment
 from regionmed.publish.record import Record, results_option
+from regionmed.serving.container import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ["pleural effusion", "pneumonia", "cardiomegaly", "brain lesion", "no finding"]
@@ -110,12 +110,6 @@ def in_process(model_dir: Path, images: list[bytes], batch: int, seconds: float,
 
 
 # ---- over HTTP ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(model_dir: Path, work: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {

@@ -117,7 +117,7 @@ def replicate(corpus: Path, out: Path, rows: int) -> None:
 
 def dvc_pairs(work: Path, repeats: int) -> list[dict]:
     sys.path.insert(0, str(REPO / "tests"))
-    from pipeline_copy import clean_copy, run
+    from helpers.pipeline_copy import clean_copy, run
 
     print("\n| dvc run | dvc repro build_corpus s | dvc repro validate_corpus s | validate / build |")
     print("|---|---:|---:|---:|")

@@ -1,6 +1,6 @@
 """dvc.yaml declares exactly what each stage reads, so `dvc repro` reruns exactly what changed.
 
-Code: every file of a stage's static import closure (tests/stage_closure.py) is a declared dep, and
+Code: every file of a stage's static import closure (tests/helpers/stage_closure.py) is a declared dep, and
 every declared ``regionmed/`` dep is in the closure (a folder only when all of it is). Params: a
 stage run with ``$REGIONMED_PARAMS_TRACE`` records the keys it read (regionmed/strict.py); the
 end-to-end test (tests/test_pipeline_e2e.py) checks those against ``params:`` with
@@ -15,7 +15,14 @@ import subprocess
 import sys
 
 import pytest
-from stage_closure import PACKAGE, REPO_ROOT, code_files, resolved_stages, stage_code, undeclared_reads
+from helpers.stage_closure import (
+    PACKAGE,
+    REPO_ROOT,
+    code_files,
+    resolved_stages,
+    stage_code,
+    undeclared_reads,
+)
 
 STAGES = resolved_stages()
 TRAINING = {"pretrain_global", "pretrain_region", "pretrain_joint", "pretrain_baseline"}

@@ -10,8 +10,8 @@ import json
 import sys
 
 import pytest
-from pipeline_copy import clean_copy, run
-from test_pipeline_e2e import REDUCED
+from helpers.pipeline_copy import clean_copy, run
+from helpers.reduced_pipeline import REDUCED
 
 from regionmed.corpus.schema import read_manifest
 from regionmed.params import load_params

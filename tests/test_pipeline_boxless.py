@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 import yaml
-from pipeline_copy import clean_copy, run
-from test_pipeline_e2e import REDUCED
+from helpers.pipeline_copy import clean_copy, run
+from helpers.reduced_pipeline import REDUCED
 
 from regionmed.corpus.schema import read_manifest
 

@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -229,6 +230,13 @@ def prepare_log_dir(path: Path) -> Path:
     else:
         path.chmod(0o777)  # the container's uid 1034 is not ours: let it write
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now (the OS picks it; bound and released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until_ready(url: str, timeout: float, alive=lambda: None) -> float:

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,13 @@ from regionmed.serving.container import (
     containerize,
     daemon_problem,
     docker_client,
+    free_port,
     image_exists,
     image_size,
     new_api_key,
     run_base_script,
 )
 from regionmed.serving.package import resolve_bentoml_home
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def packaged_bento(params: Params) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.params import default_params, default_section
-from tiny_detectors import save_tiny_owlv2, save_tiny_sam
+from helpers.tiny_detectors import save_tiny_owlv2, save_tiny_sam
 
 from regionmed.annotation.localizers import NoLocalizer, PriorLocalizer, Query
 from regionmed.annotation.self_localizer import (
@@ -89,10 +89,7 @@ def test_tilings_and_confidence_mass():
 
 
 def test_self_localizer_with_an_exported_model(tmp_path_factory):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-    from tiny import build_tiny
+    from helpers.tiny_service import build_tiny
 
     tiny = build_tiny(tmp_path_factory.mktemp("self_loc"))
     loc = SelfLocalizer(tiny["model"], channels=1, batch_size=4, tilings=(2, 3))
@@ -135,10 +132,7 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
 
 
 def test_location_words_bound_where_the_self_localizer_looks(tmp_path_factory):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serving"))
-    from tiny import build_tiny
+    from helpers.tiny_service import build_tiny
 
     from regionmed.corpus.location_prior import text_prior_box, train_box_means
 

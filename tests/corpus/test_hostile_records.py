@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers.hostile_images import header_bomb_png, other_format
 from helpers.params import write_params
-from hostile_images import header_bomb_png, other_format
 
 from regionmed.corpus.images import ImageError, decode_image
 from regionmed.corpus.schema import BUILD_SUMMARY_FILE, REJECTED_FILE

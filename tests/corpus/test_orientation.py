@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hostile_images import bright_box, decoded_as_stored, displayed, oriented_jpeg, stored_pixels
+from helpers.hostile_images import bright_box, decoded_as_stored, displayed, oriented_jpeg, stored_pixels
 from PIL import Image
 
 from regionmed.corpus.images import decode_image

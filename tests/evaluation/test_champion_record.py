@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_copy import GIT_ENV
+from helpers.pipeline_copy import GIT_ENV
 
 from regionmed.evaluation.champion import ChampionUnavailable, read_champion, write_champion
 

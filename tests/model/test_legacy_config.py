@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
+from helpers.model_batches import all_texts, phantom_samples
 from helpers.params import tiny_model_config
-from model_batches import all_texts, phantom_samples
 from pydantic import ValidationError
 
 from regionmed.model import RegionCLIP, export_model, load_model, train_wordpiece_tokenizer

@@ -9,7 +9,6 @@ gradient of its rows (DDP's gradient averaging then reproduces the single-proces
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from regionmed.model.losses import ClipLoss, region_phrase_loss
+from regionmed.serving.container import free_port
 
 WORLD = 2
 PER_RANK = 3  # image-text pairs per rank (equal: all_gather needs equal sizes)
@@ -101,17 +101,11 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")
     os.environ["MASTER_ADDR"] = "127.0.0.1"
-    mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out)), nprocs=WORLD, join=True)
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(WORLD)]
 
 

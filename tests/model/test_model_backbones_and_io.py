@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 import torch
+from helpers.model_batches import all_texts, collate, phantom_samples, tiny_config
 from helpers.params import tiny_model_config
-from model_batches import all_texts, collate, phantom_samples, tiny_config
 from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, ViTConfig, ViTModel
 

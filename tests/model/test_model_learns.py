@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 import torch
-from model_batches import all_texts, collate, phantom_samples, tiny_config
+from helpers.model_batches import all_texts, collate, phantom_samples, tiny_config
 
 from regionmed.model import ClipLoss, RegionCLIP, hierarchical_loss, train_wordpiece_tokenizer
 from regionmed.model.text import encode_text_list

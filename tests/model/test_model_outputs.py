@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from model_batches import all_texts, collate, phantom_samples, tiny_config
+from helpers.model_batches import all_texts, collate, phantom_samples, tiny_config
 
 from regionmed.model import ClipLoss, RegionCLIP, hierarchical_loss, train_wordpiece_tokenizer
 from regionmed.model.outputs import Grounding, RegionCLIPOutput

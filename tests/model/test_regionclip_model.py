@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.model_batches import all_texts, collate, phantom_samples, tiny_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from model_batches import all_texts, collate, phantom_samples, tiny_config
 
 from regionmed.model import ClipLoss, RegionCLIP, hierarchical_loss, train_wordpiece_tokenizer
 from regionmed.model.text import encode_text_list, encode_unique, length_buckets, token_ids_hash

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from model_batches import all_texts, phantom_samples
+from helpers.model_batches import all_texts, phantom_samples
 from transformers import AutoTokenizer
 
 from regionmed.model.tokenizer import SPECIAL_TOKENS, train_wordpiece_tokenizer

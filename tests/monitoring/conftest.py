@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from drift_data import Population, make_reference
+from helpers.drift_data import Population, make_reference
 
 from regionmed.monitoring.reference import Reference
 

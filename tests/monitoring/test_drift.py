@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from drift_data import MODEL, Clock, Population, make_reference, write_log
+from helpers.drift_data import MODEL, Clock, Population, make_reference, write_log
 from helpers.params import write_params
 
 from regionmed.monitoring.drift import Window, embedding_plot, load_current, resolve_window, run_monitor
@@ -246,7 +246,7 @@ def test_the_evidently_internals_the_plot_switch_relies_on_exist_and_are_restore
 
 
 def test_params_dvc_stage_and_cli_agree(tmp_path):
-    from stage_closure import resolved_stages
+    from helpers.stage_closure import resolved_stages
 
     from regionmed.params import load_params
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from regionmed.serving.container import free_port
+
 pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 240  # a cold `bentoml serve` imports torch + transformers on a shared CPU
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

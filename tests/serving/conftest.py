@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers.params import write_params
-from tiny import TEST_SERVING, build_tiny, package_tiny
+from helpers.tiny_service import TEST_SERVING, build_tiny, package_tiny
 
 
 @pytest.fixture(scope="session")

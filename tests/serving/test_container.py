@@ -18,9 +18,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import REPO_ROOT, free_port
-from test_serving_integration import call_every_api, check_answers, check_bad_requests
-from tiny import package_tiny
+from helpers.api_calls import call_every_api, check_answers, check_bad_requests
+from helpers.servers import REPO_ROOT
+from helpers.tiny_service import package_tiny
+
+from regionmed.serving.container import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 KEY = "container-key-0123"

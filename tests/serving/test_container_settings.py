@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 from helpers.params import default_section
-from servers import REPO_ROOT
+from helpers.servers import REPO_ROOT
 
 from regionmed.serving.container import ContainerError, bentofile_for, daemon_problem, docker_client
 

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 import pytest
-from tiny import dicom_bytes, png_bytes, upload
+from helpers.tiny_service import dicom_bytes, png_bytes, upload
 
 from regionmed.serving.demo import DEMO_DIR, drift_status
 from regionmed.serving.location_check import check_location_words

@@ -14,7 +14,7 @@ import json
 
 import httpx
 import pytest
-from browser import (
+from helpers.browser import (
     csp_violations,
     missing,
     painted_pixels,
@@ -23,8 +23,8 @@ from browser import (
     stop_chromium,
     wait_for,
 )
-from servers import Server, server_env
-from tiny import dicom_bytes, png_bytes
+from helpers.servers import Server, server_env
+from helpers.tiny_service import dicom_bytes, png_bytes
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(missing() is not None, reason=str(missing()))]
 

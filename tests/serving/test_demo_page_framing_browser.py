@@ -14,8 +14,8 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from browser import csp_violations, missing, start_chromium, stop_chromium, wait_for
-from servers import served_repo
+from helpers.browser import csp_violations, missing, start_chromium, stop_chromium, wait_for
+from helpers.servers import served_repo
 
 from regionmed.serving.demo import DEMO_DIR
 

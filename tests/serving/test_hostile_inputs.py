@@ -11,7 +11,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from hostile_images import (
+from helpers.hostile_images import (
     bright_box,
     decoded_as_stored,
     displayed,
@@ -20,9 +20,9 @@ from hostile_images import (
     other_format,
     stored_pixels,
 )
+from helpers.servers import served_repo
+from helpers.tiny_service import TEST_SERVING, png_bytes, upload
 from PIL import Image
-from servers import served_repo
-from tiny import TEST_SERVING, png_bytes, upload
 
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 

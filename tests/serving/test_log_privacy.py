@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import Server, server_env
-from tiny import TEST_SERVING, bad_requests, jpeg_bytes, png_bytes, upload
+from helpers.servers import Server, server_env
+from helpers.tiny_service import TEST_SERVING, bad_requests, jpeg_bytes, png_bytes, upload
 
 MARKER = "ZqxPatientJaneDoe4711"
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)

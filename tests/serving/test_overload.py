@@ -9,8 +9,8 @@ import threading
 import httpx
 import pytest
 from helpers.params import write_params
-from servers import served_repo
-from tiny import TEST_SERVING, png_bytes, upload
+from helpers.servers import served_repo
+from helpers.tiny_service import TEST_SERVING, png_bytes, upload
 
 
 @pytest.fixture(scope="module")

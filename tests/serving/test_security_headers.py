@@ -4,7 +4,7 @@ static files, the APIs, health, BentoML's docs page, and the error answers (401,
 from __future__ import annotations
 
 import pytest
-from tiny import TEST_SERVING, png_bytes, upload
+from helpers.tiny_service import TEST_SERVING, png_bytes, upload
 
 from regionmed.serving.security_headers import API_CSP, DOCS_CSP, PAGE_CSP, SecurityHeadersMiddleware
 

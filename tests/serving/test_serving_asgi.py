@@ -8,7 +8,15 @@ import uuid
 
 import numpy as np
 import pytest
-from tiny import DICOM_IDENTIFIERS, TEST_SERVING, bad_requests, dicom_bytes, jpeg_bytes, png_bytes, upload
+from helpers.tiny_service import (
+    DICOM_IDENTIFIERS,
+    TEST_SERVING,
+    bad_requests,
+    dicom_bytes,
+    jpeg_bytes,
+    png_bytes,
+    upload,
+)
 
 LIMITS = TEST_SERVING
 

@@ -17,8 +17,8 @@ from collections import Counter
 
 import httpx
 import pytest
-from servers import REPO_ROOT, Server, server_env
-from tiny import TEST_SERVING, dicom_bytes, jpeg_bytes, png_bytes, upload
+from helpers.servers import REPO_ROOT, Server, server_env
+from helpers.tiny_service import TEST_SERVING, dicom_bytes, jpeg_bytes, png_bytes, upload
 
 LOAD_SECONDS = 60.0
 MAX_REQUESTS = 20_000

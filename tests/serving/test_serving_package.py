@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.params import write_params
-from servers import REPO_ROOT
+from helpers.servers import REPO_ROOT
 
 BENTOFILE = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
 

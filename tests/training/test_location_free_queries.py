@@ -86,11 +86,7 @@ def test_dataset_drops_location_words_only_from_findings_at_the_configured_rate(
 
 def test_the_training_step_grounds_the_location_free_queries():
     """The module must hand ``ground_index``/``ground_group`` to the model (a filter once dropped them)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
-    from model_batches import all_texts, phantom_samples, tiny_config
+    from helpers.model_batches import all_texts, phantom_samples, tiny_config
 
     from regionmed.model.losses import ClipLoss, hierarchical_loss
     from regionmed.model.regionclip import RegionCLIP

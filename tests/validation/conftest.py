@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from validation_corpus import small_params
+from helpers.validation_corpus import small_params
 
 from regionmed.corpus.schema import MANIFEST_FILE, MANIFEST_SCHEMA, read_manifest
 from regionmed.params import Params

@@ -3,7 +3,7 @@ the share of annotated images as a warning."""
 
 from __future__ import annotations
 
-from validation_corpus import small_params
+from helpers.validation_corpus import small_params
 
 from regionmed.validation import validate_corpus
 

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from helpers.validation_corpus import edit_build_summary
 from PIL import Image
-from validation_corpus import edit_build_summary
 
 from regionmed.corpus.images import sha256_bytes
 from regionmed.validation import validate_corpus

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.params import default_params
-from validation_corpus import small_params
+from helpers.validation_corpus import small_params
 
 from regionmed.corpus.build import build_corpus
 from regionmed.corpus.schema import read_manifest

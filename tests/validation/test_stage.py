@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from pipeline_copy import clean_copy, run
-from validation_corpus import SMALL
+from helpers.pipeline_copy import clean_copy, run
+from helpers.validation_corpus import SMALL
 
 from regionmed.params import deep_merge
 
@@ -106,7 +106,7 @@ def test_cli_passes_on_a_good_corpus_and_its_metrics_are_deterministic(good_corp
 
 def test_every_stage_that_reads_the_corpus_waits_for_validation():
     """Training must depend on validate_corpus's result, or `dvc repro` could train before it runs."""
-    from stage_closure import resolved_stages
+    from helpers.stage_closure import resolved_stages
 
     stages = resolved_stages()
     validate = stages["validate_corpus"]

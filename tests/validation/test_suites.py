@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from validation_corpus import small_params
+from helpers.validation_corpus import small_params
 
 from regionmed.params import load_params
 from regionmed.validation import validate_corpus

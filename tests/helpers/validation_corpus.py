@@ -1,5 +1,4 @@
-"""Helpers of the validation tests, importable by name (``from conftest import`` can pick another
-folder's conftest when several test folders run in one session)."""
+"""The validation tests' small corpus settings, and a build summary edited in place."""
 
 from __future__ import annotations
 
@@ -7,7 +6,6 @@ import json
 from pathlib import Path
 
 from helpers.params import default_params
-
 from regionmed.params import Params
 
 # 300 images is about the smallest size where every label of the atlas lands in test (seed 0); the

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring"))
-from drift_data import Clock, Population, make_reference, write_log
+from helpers.drift_data import Clock, Population, make_reference, write_log
 
 pytestmark = pytest.mark.slow  # a temporary Prefect API, Evidently twice, a retrain subflow: ~1-2 min
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_copy import clean_copy
-from test_pipeline_e2e import REDUCED
+from helpers.pipeline_copy import clean_copy
+from helpers.reduced_pipeline import REDUCED
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from helpers.params import default_section, tiny_model_config
 
+from helpers.params import default_section, tiny_model_config
 from regionmed.corpus.reports import describe
 from regionmed.corpus.synthetic import generate_phantom
 from regionmed.model.config import ModelConfig

@@ -1,8 +1,4 @@
-"""Test data of the drift tests: a synthetic reference (three 'modalities' as clusters) and a log writer.
-
-(A module of its own, not conftest.py: several test folders have a conftest, and ``from conftest
-import ...`` would get whichever was imported last.)
-"""
+"""Test data of the drift tests: a synthetic reference (three 'modalities' as clusters) and a log writer."""
 
 from __future__ import annotations
 

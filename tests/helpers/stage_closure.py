@@ -21,7 +21,7 @@ import shlex
 from functools import cache
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "regionmed"
 ENTRY_POINT = {"regionmed/cli.py", "regionmed/__main__.py", "regionmed/env.py", "regionmed/quiet.env"}
 

@@ -31,8 +31,8 @@ TEST_SERVING = {
 def build_tiny(root: Path, n_images: int = 120) -> dict[str, Path]:
     """corpus/, model/ (exported), index/ under ``root``; returns their paths."""
     import torch
-    from helpers.params import default_params, tiny_model_config
 
+    from helpers.params import default_params, tiny_model_config
     from regionmed.corpus.build import build_corpus
     from regionmed.inference.engine import Engine
     from regionmed.inference.index import build_index
@@ -60,7 +60,6 @@ def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
     import time
 
     from helpers.params import default_params
-
     from regionmed.serving.package import package
 
     repo_root = Path(__file__).resolve().parents[2]

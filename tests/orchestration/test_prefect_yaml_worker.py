@@ -14,11 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from pipeline_copy import clean_copy
+from helpers.drift_data import Population, make_reference
+from helpers.pipeline_copy import clean_copy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring"))
-from drift_data import Population, make_reference
-from serving.servers import free_port
+from regionmed.serving.container import free_port
 
 pytestmark = pytest.mark.slow  # a Prefect server, a deploy, two flow runs in workers: ~2-3 min
 

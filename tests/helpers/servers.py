@@ -1,23 +1,17 @@
-"""Real ``bentoml serve`` processes for the serving tests, importable by name (``from servers import``;
-``from conftest import`` could resolve to another folder's conftest)."""
+"""Real ``bentoml serve`` processes for the serving, monitoring and browser tests."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from regionmed.serving.container import free_port
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVER_START_TIMEOUT_S = 180  # a cold `bentoml serve` imports torch + transformers; the machine is shared
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
