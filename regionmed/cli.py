@@ -16,7 +16,7 @@ class _App(typer.Typer):
     """The CLI: a params file that cannot be used is its message and exit status 2, not a traceback."""
 
     def __call__(self, *args, **kwargs):
-        from regionmed.params import ParamsError
+        from regionmed.params_loader import ParamsError
 
         try:
             return super().__call__(*args, **kwargs)
@@ -49,9 +49,9 @@ def corpus_build(
     import time
 
     from regionmed.corpus.build import BuildError, build_corpus
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
 
-    params = load_params(params_file)
+    params = load_pipeline_params(params_file)
     start = time.perf_counter()
     try:
         summary = build_corpus(params, out, progress=False if no_progress else None)
@@ -82,9 +82,9 @@ def corpus_preview(
 ) -> None:
     """Write a PNG grid of sample images with their region boxes and phrases."""
     from regionmed.corpus.inspect import preview_grid
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
 
-    corpus = corpus or load_params().corpus.out_dir
+    corpus = corpus or load_pipeline_params().corpus.out_dir
     console.print(f"wrote {preview_grid(corpus, out, n=n, split=split, show_anatomy=anatomy)}")
 
 
@@ -94,9 +94,9 @@ def corpus_stats_cmd(
 ) -> None:
     """Print counts per modality, label and split, and the region size distribution."""
     from regionmed.corpus.inspect import corpus_stats
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
 
-    corpus = corpus or load_params().corpus.out_dir
+    corpus = corpus or load_pipeline_params().corpus.out_dir
     out = Console()
     for title, table in corpus_stats(corpus).items():
         out.rule(title)
@@ -107,10 +107,10 @@ def corpus_stats_cmd(
 def annotate_cmd(params_file: Path = ParamsOption) -> None:
     """DVC stage annotate_regions: regions from the reports of images that have none (annotate.*)."""
     from regionmed.annotation.stage import AnnotateError, run_annotation
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
 
     try:
-        run_annotation(load_params(params_file), log=console.print)
+        run_annotation(load_pipeline_params(params_file), log=console.print)
     except (AnnotateError, FileNotFoundError) as exc:
         console.print(f"[red]annotate_regions could not run:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -129,11 +129,11 @@ def validate(
     ),
 ) -> None:
     """DVC stage validate_corpus: run the expectation suites; exit 1 when a critical expectation fails."""
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
     from regionmed.validation import validate_corpus
     from regionmed.validation.report import write_outputs
 
-    params = load_params(params_file)
+    params = load_pipeline_params(params_file)
     v = params.validation
     try:
         result = validate_corpus(corpus or params.stage_corpus, params)
@@ -160,10 +160,10 @@ def train_tokenizer(
 ) -> None:
     """DVC stage tokenizer: a WordPiece tokenizer trained on the train split's texts."""
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
     from regionmed.training.data import corpus_texts
 
-    params = load_params(params_file)
+    params = load_pipeline_params(params_file)
     if params.model.text.backbone is not None:
         from transformers import AutoTokenizer
 
@@ -193,10 +193,10 @@ def train_phase(
     """DVC stages pretrain_*: train one phase and export the model (resumes an interrupted run)."""
     import json
 
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
     from regionmed.training.train import train
 
-    params = load_params(params_file)
+    params = load_pipeline_params(params_file)
     if phase not in params.phases:
         console.print(f"[red]params has no phases.{phase}[/red]")
         raise typer.Exit(2)
@@ -211,9 +211,9 @@ def evaluate(params_file: Path = ParamsOption) -> None:
     """DVC stage evaluate: candidate and baseline on the test split, with bootstrap intervals."""
     from regionmed.evaluation.headline import KEY_METRICS
     from regionmed.evaluation.stage import run_evaluation
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
 
-    summary = run_evaluation(load_params(params_file))
+    summary = run_evaluation(load_pipeline_params(params_file))
     for metric in KEY_METRICS:
         both = " vs ".join(
             f"{m} {summary[m].get(metric, {}).get('value')}" for m in ("regionmed", "baseline")
@@ -227,10 +227,10 @@ def gate(params_file: Path = ParamsOption) -> None:
     """DVC stage gate: floors, champion/challenger and baseline checks; exit 1 when any fails."""
     from regionmed.evaluation.champion import ChampionUnavailable
     from regionmed.evaluation.gate_stage import run_gate
-    from regionmed.params import load_params
+    from regionmed.params_pipeline import load_pipeline_params
 
     try:
-        decision = run_gate(load_params(params_file))
+        decision = run_gate(load_pipeline_params(params_file))
     except ChampionUnavailable as exc:
         console.print(f"[red]gate failed:[/red] {exc}")
         raise typer.Exit(1) from None

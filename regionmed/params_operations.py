@@ -1,12 +1,16 @@
-"""params.yaml sections of operations: serving, monitoring and the Prefect flows (read through
-:func:`regionmed.params.load_params`)."""
+"""Operations' settings: the params.yaml sections of serving, monitoring and the Prefect flows, and
+their root :class:`OperationsParams` (read with :func:`load_operations_params`;
+regionmed/params_loader.py). No pipeline stage before ``package`` imports this module.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from regionmed.params_loader import DEFAULT_PARAMS_FILE, load_root
 from regionmed.strict import StrictModel
 
 
@@ -37,6 +41,16 @@ class ContainerParams(StrictModel):
     offline_torch_wheels: str  # folder with torch's CPU wheel, copied into the Bento
     image: str  # the image's name; the tag is the Bento's version
     docker: str | None  # the docker client; None: the first on PATH that can build with BuildKit
+
+
+class AnnParams(StrictModel):
+    """The retrieval index's HNSW graphs (``regionmed/inference/ann.py``; docs/scaling.md#retrieval)."""
+
+    min_items: int = Field(ge=1)  # a kind (image/report) with fewer items is searched exactly: no graph
+    connectivity: int = Field(ge=2)  # HNSW's M, links per node (fixed when built)
+    expansion_add: int = Field(ge=1)  # efConstruction, search breadth while building
+    expansion_search: int = Field(ge=1)  # ef, search breadth per query (the service's, used at load)
+    build_threads: int = Field(ge=1)  # 1: the same graph every build; more: faster, builds may differ
 
 
 class ServingParams(StrictModel):
@@ -72,6 +86,7 @@ class ServingParams(StrictModel):
     batching: ServingBatching
     embedding_log: EmbeddingLogParams
     container: ContainerParams
+    ann: AnnParams
 
 
 class MonitorDescriptors(StrictModel):

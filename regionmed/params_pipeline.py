@@ -1,12 +1,19 @@
-"""params.yaml sections of the pipeline's stages, corpus to gate (read through
-:func:`regionmed.params.load_params`)."""
+"""The pipeline's settings: the params.yaml sections of the stages corpus to gate, and their root
+:class:`PipelineParams` (read with :func:`load_pipeline_params`; regionmed/params_loader.py).
+
+The stages before ``package`` read only this root, so their code (and their DVC deps) holds none of
+the operations' settings (regionmed/params_operations.py): a change there reruns none of them.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from regionmed.model.config import ModelConfig
+from regionmed.params_loader import DEFAULT_PARAMS_FILE, load_root
 from regionmed.strict import StrictModel
 
 
@@ -231,3 +238,39 @@ class GateParams(StrictModel):
     champion_file: str
     require_champion: bool  # true: the gate fails (closed) when it cannot read the champion record
     decision_file: str
+
+
+class PipelineParams(StrictModel):
+    """The pipeline's root: the sections of ``SECTIONS["pipeline"]`` (regionmed/params_loader.py)."""
+
+    seed: int
+    corpus: CorpusParams
+    annotate: AnnotateParams
+    validation: ValidationParams
+    model: ModelConfig
+    train: TrainParams
+    # One entry per progressive phase (one DVC stage each); see regionmed/training/train.py.
+    phases: dict[Literal["global", "region", "joint", "baseline"], PhaseParams]
+    evaluate: EvaluateParams
+    gate: GateParams
+
+    @property
+    def stage_corpus(self) -> str:
+        """The corpus every stage after annotate_regions reads: the annotated one."""
+        return self.annotate.out_dir
+
+    def check_model_fits_corpus(self) -> None:
+        """Training needs the model's input size to be the corpus's image size (checked when it starts)."""
+        v, c = self.model.vision, self.corpus
+        if v.image_size != c.image_size or v.channels != c.channels:
+            raise ValueError(
+                f"model.vision (image_size {v.image_size}, channels {v.channels}) must match the corpus "
+                f"(image_size {c.image_size}, channels {c.channels})"
+            )
+
+
+def load_pipeline_params(
+    path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None = None
+) -> PipelineParams:
+    """The pipeline's sections of ``path`` (:func:`regionmed.params_loader.load_root`)."""
+    return load_root(PipelineParams, path, overrides)

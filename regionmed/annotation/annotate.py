@@ -37,7 +37,7 @@ from regionmed.corpus.schema import (
     regions_of,
     write_manifest,
 )
-from regionmed.params import AnnotateParams
+from regionmed.params_pipeline import AnnotateParams
 
 HIDDEN_FILE = "hidden_regions.jsonl"
 ANNOTATION_RECORD = "annotation.json"

@@ -16,14 +16,14 @@ from regionmed.annotation.quality import box_quality
 from regionmed.annotation.summary import preview_annotations
 from regionmed.corpus.location_prior import train_box_means
 from regionmed.corpus.schema import read_manifest
-from regionmed.params import Params
+from regionmed.params_pipeline import PipelineParams
 
 
 class AnnotateError(ValueError):
     """A setting of the annotate section that cannot work (the message names it)."""
 
 
-def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
+def make_localizer(params: PipelineParams, corpus_dir: Path) -> Localizer:
     a = params.annotate
     if a.localizer == "none":
         return NoLocalizer()
@@ -68,7 +68,7 @@ def make_localizer(params: Params, corpus_dir: Path) -> Localizer:
 
 
 def run_annotation(
-    params: Params, corpus_dir: Path | None = None, out_dir: Path | None = None, log=print
+    params: PipelineParams, corpus_dir: Path | None = None, out_dir: Path | None = None, log=print
 ) -> dict:
     """Annotate ``corpus.out_dir`` into ``annotate.out_dir``; write the summary and the preview."""
     from regionmed.annotation.mentions import MentionExtractor

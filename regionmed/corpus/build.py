@@ -25,7 +25,7 @@ from regionmed.corpus.schema import (
     write_manifest,
 )
 from regionmed.corpus.splits import assign_splits, split_conflicts
-from regionmed.params import CorpusParams, Params
+from regionmed.params_pipeline import CorpusParams, PipelineParams
 from regionmed.progress import progress as show_progress
 
 MAX_LISTED_CONFLICTS = 100
@@ -53,7 +53,7 @@ class BuildSummary:
         return {**self.__dict__, "reject_fraction": round(self.reject_fraction, 6)}
 
 
-def make_source(params: Params):
+def make_source(params: PipelineParams):
     """The source named in ``params.corpus.source``."""
     c = params.corpus
     if c.source == "synthetic":
@@ -112,7 +112,7 @@ def task_record(task) -> dict[str, Any]:
 
 
 def build_corpus(
-    params: Params, out_dir: str | Path | None = None, progress: bool | None = None, source=None
+    params: PipelineParams, out_dir: str | Path | None = None, progress: bool | None = None, source=None
 ) -> BuildSummary:
     c = params.corpus
     out = Path(out_dir or c.out_dir)

@@ -15,7 +15,7 @@ import hashlib
 from collections import defaultdict
 
 from regionmed.corpus.schema import SPLITS
-from regionmed.params import SplitFractions
+from regionmed.params_pipeline import SplitFractions
 
 SPLIT_ALIASES = {
     "train": "train",

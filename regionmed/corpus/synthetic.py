@@ -16,7 +16,7 @@ import numpy as np
 
 from regionmed.corpus.atlas import MODALITIES, FindingType, Modality, Organ
 from regionmed.corpus.phrases import LOCATION_TEMPLATES, VERTICAL_ZONES, Location, zone_of
-from regionmed.params import SyntheticParams
+from regionmed.params_pipeline import SyntheticParams
 
 # Values of soft masks above this count as inside a shape when boxes are taken.
 MASK_THRESHOLD = 0.5

@@ -9,7 +9,7 @@ import numpy as np
 from regionmed.corpus.records import RawRegion, SourceRecord
 from regionmed.corpus.reports import describe
 from regionmed.corpus.synthetic import generate_phantom
-from regionmed.params import SyntheticParams
+from regionmed.params_pipeline import SyntheticParams
 
 # A separate random stream for the words, so changing templates never moves a pixel.
 TEXT_STREAM = 1

@@ -13,10 +13,10 @@ from pathlib import Path
 from regionmed.evaluation.champion import ChampionUnavailable, read_champion
 from regionmed.evaluation.gate import GateDecision, decide
 from regionmed.evaluation.summary import gate_view
-from regionmed.params import Params
+from regionmed.params_pipeline import PipelineParams
 
 
-def run_gate(params: Params) -> GateDecision:
+def run_gate(params: PipelineParams) -> GateDecision:
     """The decision, also written to ``gate.decision_file``. When ``gate.require_champion`` is set and the
     champion record cannot be read, the decision file says so (not passed, ``error``: nothing can be
     packaged from it) and ``ChampionUnavailable`` is raised."""

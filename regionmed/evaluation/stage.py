@@ -27,12 +27,12 @@ from regionmed.evaluation.report import (
 from regionmed.evaluation.suite import ModelEvaluation, evaluate_model
 from regionmed.evaluation.summary import summarise
 from regionmed.model.io import load_model
-from regionmed.params import Params
+from regionmed.params_pipeline import PipelineParams
 
 MODELS = ("regionmed", "baseline")
 
 
-def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict:
+def run_evaluation(params: PipelineParams, corpus_dir: str | Path | None = None) -> dict:
     """The stage: read the split and both models, score them (``evaluate_model``), summarise with
     intervals (:func:`~regionmed.evaluation.summary.summarise`, pure), write the outputs."""
     e = params.evaluate
@@ -67,7 +67,7 @@ def run_evaluation(params: Params, corpus_dir: str | Path | None = None) -> dict
 
 
 def _write_outputs(
-    params: Params, summary: dict, results: dict[str, ModelEvaluation], corpus_dir: Path, test
+    params: PipelineParams, summary: dict, results: dict[str, ModelEvaluation], corpus_dir: Path, test
 ) -> None:
     e = params.evaluate
     metrics_file, plots, report = Path(e.metrics_file), Path(e.plots_dir), Path(e.report_file)

@@ -226,12 +226,19 @@ def package(
     home.mkdir(parents=True, exist_ok=True)
     os.environ["BENTOML_HOME"] = str(home)  # for anything below that reads it
 
+    from regionmed.inference.ann import HnswSettings
     from regionmed.inference.engine import Engine
     from regionmed.inference.index import build_index
 
     engine = Engine.from_dir(model_dir)
     t0 = time.perf_counter()
-    index = build_index(engine, params.stage_corpus, s.index_split, batch_size=params.evaluate.batch_size)
+    index = build_index(
+        engine,
+        params.stage_corpus,
+        s.index_split,
+        batch_size=params.evaluate.batch_size,
+        ann=HnswSettings.from_params(s.ann),  # HNSW graphs for kinds of serving.ann.min_items items or more
+    )
     index_seconds = time.perf_counter() - t0
     log(
         f"index: {index.count('image')} images + {index.count('report')} reports of split {s.index_split} "

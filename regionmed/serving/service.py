@@ -89,7 +89,11 @@ class RegionMedService:
         source = resolve_model(SETTINGS)
         index = None
         if RetrievalIndex.exists(source.index_dir):
-            index = RetrievalIndex.load(source.index_dir)
+            # memory-mapped (a million vectors are not read per worker); HNSW graphs, when the index has
+            # them, searched with this service's breadth; a graph failing its checks → exact, with a warning
+            index = RetrievalIndex.load(
+                source.index_dir, mmap=True, expansion_search=SETTINGS.ann.expansion_search
+            )
         self.source = source
         self.engine = Engine.from_dir(
             source.path, version=source.version, info=source.info, index=index, device=SETTINGS.device
@@ -306,6 +310,7 @@ class RegionMedService:
             "index": {
                 "split": index.split,
                 "n_items": index.count(target),
+                "search": index.search_mode(target),  # hnsw (approximate: docs/scaling.md) or exact
                 "model_version": index.model_version,
             },
             "model_version": self.engine.version,

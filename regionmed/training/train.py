@@ -30,7 +30,7 @@ from regionmed.corpus.images import sha256_file
 from regionmed.corpus.schema import MANIFEST_FILE
 from regionmed.model.io import WEIGHTS_FILE, export_model, load_model
 from regionmed.model.regionclip import RegionCLIP
-from regionmed.params import Params, PhaseParams
+from regionmed.params_pipeline import PhaseParams, PipelineParams
 from regionmed.progress import LOG_EVERY_PERCENT, on_terminal
 from regionmed.training.data import AugmentConfig, CorpusDataModule, RegionWeighting
 from regionmed.training.freeze import freeze_bottom_layers
@@ -40,7 +40,7 @@ PHASE_ORDER = ("global", "region", "joint")
 CHECKPOINT_NAME = "last"
 
 
-def phase_steps(params: Params, phase: str) -> int:
+def phase_steps(params: PipelineParams, phase: str) -> int:
     """The baseline's ``steps: null`` means the three progressive phases together (a fair budget)."""
     spec = params.phases[phase]
     if spec.steps is None:
@@ -48,7 +48,7 @@ def phase_steps(params: Params, phase: str) -> int:
     return spec.steps
 
 
-def build_model(params: Params, tokenizer, spec: PhaseParams, init_from: Path | None) -> RegionCLIP:
+def build_model(params: PipelineParams, tokenizer, spec: PhaseParams, init_from: Path | None) -> RegionCLIP:
     """A fresh model for the phase; with ``init_from``, the shared weights of an exported model."""
     model = RegionCLIP(
         params.model,
@@ -68,7 +68,7 @@ def build_model(params: Params, tokenizer, spec: PhaseParams, init_from: Path | 
 
 
 def train(
-    params: Params,
+    params: PipelineParams,
     phase: str,
     corpus_dir: Path,
     tokenizer_dir: Path,
@@ -175,7 +175,7 @@ class LogProgress(L.Callback):
             )
 
 
-def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -> L.Trainer:
+def _trainer(params: PipelineParams, steps: int, ckpt_dir: Path, log_dir: Path | None) -> L.Trainer:
     t = params.train
     # last.ckpt every N steps: what an interrupted run resumes from
     callbacks = [
@@ -213,7 +213,7 @@ def _trainer(params: Params, steps: int, ckpt_dir: Path, log_dir: Path | None) -
 
 
 def run_fingerprint(
-    params: Params, phase: str, corpus_dir: Path, tokenizer_dir: Path, init_from: Path | None
+    params: PipelineParams, phase: str, corpus_dir: Path, tokenizer_dir: Path, init_from: Path | None
 ) -> str:
     """The identity of a training run: a checkpoint is resumed only by a run with the same one."""
     identity = {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from regionmed.corpus.schema import NO_FINDING
-from regionmed.params import Params
+from regionmed.params_pipeline import PipelineParams
 
 # Sources whose corpora must carry regions / QA when validation.regions / validation.qa is "auto".
 REGIONS_BY_SOURCE = {"synthetic": True, "coco": True}
@@ -45,7 +45,7 @@ class LoadedSuite:
     skipped: list[dict]
 
 
-def source_vocabulary(params: Params, source: str) -> dict[str, list[str] | None]:
+def source_vocabulary(params: PipelineParams, source: str) -> dict[str, list[str] | None]:
     """The known vocabulary of a source: the phantom atlas (synthetic), the importer's fixed classes
     (MedPix); none for JSONL and COCO, whose values are the user's (set them in validation.vocabulary)."""
     if source != "synthetic":
@@ -64,7 +64,7 @@ def source_vocabulary(params: Params, source: str) -> dict[str, list[str] | None
     }
 
 
-def resolve_profile(params: Params, source: str) -> Profile:
+def resolve_profile(params: PipelineParams, source: str) -> Profile:
     v = params.validation
     vocabulary = source_vocabulary(params, source)
     for key in VOCABULARY_KEYS:
@@ -112,7 +112,7 @@ def describe(expectation: dict) -> dict:
     }
 
 
-def load_suites(suites_dir: str | Path, params: Params, profile: Profile) -> list[LoadedSuite]:
+def load_suites(suites_dir: str | Path, params: PipelineParams, profile: Profile) -> list[LoadedSuite]:
     """Read every suite file, set each expectation's severity and drop what does not apply (listed)."""
     v = params.validation
     unknown = set(v.severity) - known_checks(suites_dir)

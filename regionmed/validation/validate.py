@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from regionmed.env import configure_environment
-from regionmed.params import Params
+from regionmed.params_pipeline import PipelineParams
 from regionmed.validation.frames import coverage_frame, read_frames
 from regionmed.validation.result import CheckResult, ValidationResult, _plain
 from regionmed.validation.suites import LoadedSuite, describe, load_suites, resolve_profile
 
 
 def validate_corpus(
-    corpus_dir: str | Path, params: Params, suites_dir: str | Path | None = None
+    corpus_dir: str | Path, params: PipelineParams, suites_dir: str | Path | None = None
 ) -> ValidationResult:
     """Validate a corpus folder against the suites; never raises for bad data, only for unusable input."""
     configure_environment()

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from regionmed.corpus.importers._common import ImporterConfigError
-from regionmed.params import IMPORTERS, ImportParams
+from regionmed.params_pipeline import IMPORTERS, ImportParams
 
 __all__ = ["IMPORTERS", "ImporterConfigError", "importer_vocabulary", "make_importer"]
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, ValidationError
 
 from regionmed.corpus.records import MAX_REJECTED_CHARS, BuildError, Rejected, SourceRecord
-from regionmed.params import ImportParams
+from regionmed.params_pipeline import ImportParams
 
 # Values that mean "nothing here" in hand-filled fields (MedPix uses "N/A").
 EMPTY_TEXT = frozenset({"", "n/a", "na", "none", "null", "nan", "-"})

@@ -32,7 +32,7 @@ from regionmed.corpus.importers._common import (
     truncated,
 )
 from regionmed.corpus.records import RawRegion, RecordError, Rejected, SourceRecord
-from regionmed.params import ImportParams
+from regionmed.params_pipeline import ImportParams
 
 CSV_REQUIRED = ("file_name", "report")
 CSV_OPTIONAL = (

@@ -26,7 +26,7 @@ from regionmed.corpus.importers._common import (
 )
 from regionmed.corpus.records import RawRegion, Rejected, SourceRecord
 from regionmed.corpus.splits import normalise_split
-from regionmed.params import ImportParams
+from regionmed.params_pipeline import ImportParams
 
 QA_TYPE_NAMES = ("presence", "location", "modality", "count", "other")
 

@@ -48,7 +48,7 @@ from regionmed.corpus.importers._common import (
     truncated,
 )
 from regionmed.corpus.records import Rejected, SourceRecord
-from regionmed.params import ImportParams
+from regionmed.params_pipeline import ImportParams
 
 DESCRIPTIONS_FILE = "Descriptions.json"
 CASES_FILE = "Case_topic.json"
