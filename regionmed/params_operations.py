@@ -150,3 +150,18 @@ class FlowParams(StrictModel):
     timezone: str
     retrain: RetrainFlowParams
     monitor: MonitorFlowParams
+
+
+class OperationsParams(StrictModel):
+    """Operations' root: the sections of ``SECTIONS["operations"]`` (regionmed/params_loader.py)."""
+
+    serving: ServingParams
+    monitor: MonitorParams
+    flows: FlowParams
+
+
+def load_operations_params(
+    path: str | Path = DEFAULT_PARAMS_FILE, overrides: dict | None = None
+) -> OperationsParams:
+    """Operations' sections of ``path`` (:func:`regionmed.params_loader.load_root`)."""
+    return load_root(OperationsParams, path, overrides)
