@@ -51,7 +51,7 @@ def main() -> None:
 
     import yaml
 
-    from regionmed.annotation.stage import run_annotation
+    from regionmed.annotation import stage as annotate_stage
     from regionmed.corpus.build import build_corpus
     from regionmed.params import Params, deep_merge
 
@@ -81,7 +81,7 @@ def main() -> None:
                 },
             )
         )
-        summary = run_annotation(params, corpus_dir=source)
+        summary = annotate_stage.run(params, corpus_dir=source).summary
         shown = {
             k: summary[k]
             for k in (
@@ -122,7 +122,7 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
     import torch
     from annotation_pays import evaluate_arms
 
-    from regionmed.annotation.stage import run_annotation
+    from regionmed.annotation import stage as annotate_stage
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import Params, deep_merge
     from regionmed.training.data import corpus_texts
@@ -131,7 +131,7 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
     torch.set_num_threads(1)
     params = Params.model_validate(base)
     after = out / "train_prior"
-    annotated = run_annotation(
+    annotated = annotate_stage.run(
         Params.model_validate(
             deep_merge(
                 base,
@@ -146,7 +146,7 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
             )
         ),
         corpus_dir=source,
-    )
+    ).summary
     tokenizer = out / "tokenizer"
     if not tokenizer.is_dir():
         train_wordpiece_tokenizer(corpus_texts(source), params.model.text.vocab_size, tokenizer)

@@ -141,7 +141,7 @@ def main() -> None:
     import torch
     import yaml
 
-    from regionmed.annotation.stage import run_annotation
+    from regionmed.annotation import stage as annotate_stage
     from regionmed.corpus.build import build_corpus
     from regionmed.corpus.schema import read_manifest
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
@@ -185,9 +185,9 @@ def main() -> None:
 
     def annotate(arm: str, **settings) -> None:
         if not (out / arm / "corpus" / "manifest.parquet").is_file():
-            log[f"annotation_{arm}"] = run_annotation(
+            log[f"annotation_{arm}"] = annotate_stage.run(
                 params_for(base, out / arm, **settings), corpus_dir=source
-            )
+            ).summary
             lap(f"annotate_{arm}")
 
     source = out / "source"

@@ -40,7 +40,7 @@ def main() -> None:
 
     import yaml
 
-    from regionmed.annotation.stage import run_annotation
+    from regionmed.annotation import stage as annotate_stage
     from regionmed.corpus.build import build_corpus
     from regionmed.params import Params, deep_merge
 
@@ -71,7 +71,7 @@ def main() -> None:
             )
         )
         start, cpu = time.perf_counter(), time.process_time()
-        summary = run_annotation(params, corpus_dir=source, log=lambda *_: None)
+        summary = annotate_stage.run(params, corpus_dir=source, log=lambda *_: None).summary
         rows.append(
             {
                 "localizer": localizer,

@@ -5,7 +5,8 @@ and `encode_image` throughput through the container vs `bentoml serve` of the sa
                                          [--skip-cold] [--results PATH]
 
 - Model: untrained, with the architecture of params.yaml's ``model:`` section (the compute of a trained
-  one), packaged by the package stage (``package()``) with its retrieval index into a scratch store.
+  one), packaged by the package stage (``regionmed.serving.stage.run``) with its retrieval index into a
+  scratch store.
 - Cold build: ``docker builder prune -af`` first (no layer and no uv download cache; the base image
   stays), then ``bentoml containerize``. Warm build: the model packaged again (a new Bento version, as
   after retraining: same packages) and containerized with the cache the cold build left.
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def package_model(work: Path, offline: bool) -> tuple[dict, object]:
     from regionmed.params import load_params
-    from regionmed.serving.package import package
+    from regionmed.serving import stage as package_stage
 
     (work / "metrics").mkdir(parents=True, exist_ok=True)
     (work / "metrics/eval.json").write_text(json.dumps({"regionmed": {}}))
@@ -68,7 +69,7 @@ def package_model(work: Path, offline: bool) -> tuple[dict, object]:
             },
         },
     )
-    return package(params, root=REPO, log=lambda *_: None), params
+    return package_stage.run(params, root=REPO, log=lambda *_: None).record, params
 
 
 def host_server(bento: str, home: Path, work: Path):

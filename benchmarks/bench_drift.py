@@ -8,8 +8,8 @@ with a contrast change) the image kind's checks are timed as the monitor runs th
 ``pca_components`` fitted on both samples, Evidently's Report (model + MMD embedding drift, four
 descriptors, two zero-shot label shares), the HTML written. Wall time, one process, in memory.
 
-``--log``: also the whole ``run_monitor`` on a 100k-record embedding log (JSON Lines written with
-the service's writer first): reading the window is then part of the time.
+``--log``: also the whole monitor stage (``regionmed.monitoring.stage.run``) on a 100k-record embedding
+log (JSON Lines written with the service's writer first): reading the window is then part of the time.
 ``--tsne``: also with Evidently's own t-SNE plot (``monitor.plot: tsne``) instead of the 2-D PCA.
 
 Prints a Markdown table and JSON lines, and writes the rows to benchmarks/results/drift.json
@@ -33,7 +33,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import pandas as pd
 
-from regionmed.monitoring.drift import check_kind, run_monitor, write_reports
+from regionmed.monitoring import stage as monitor_stage
+from regionmed.monitoring.drift import check_kind, write_reports
 from regionmed.monitoring.reference import Reference
 from regionmed.params import load_params
 from regionmed.publish.record import Record, results_option
@@ -177,14 +178,14 @@ def main() -> None:
             size = sum(p.stat().st_size for p in log_dir.iterdir())
             bench = params.model_copy(update={"monitor": m.model_copy(update={"kinds": ["image"]})})
             t = time.perf_counter()
-            s = run_monitor(
+            s = monitor_stage.run(
                 bench,
                 log_dir=log_dir,
                 reference=ref,
                 report_dir=Path(tmp) / "log_report",
                 summary_file=Path(tmp) / "drift.json",
                 log=lambda *_: None,
-            )
+            ).summary
             row = {
                 "case": "shifted, from a log",
                 "rows": args.rows,

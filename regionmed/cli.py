@@ -39,6 +39,11 @@ console = Console(stderr=True)
 ParamsOption = typer.Option(Path("params.yaml"), "--params", "-p", help="The params file (params.yaml).")
 
 
+def _log(line: str) -> None:
+    """A stage's progress and summary lines: plain text on stderr (stdout stays free for data)."""
+    typer.echo(line, err=True)
+
+
 @corpus_app.command("build")
 def corpus_build(
     params_file: Path = ParamsOption,
@@ -46,30 +51,17 @@ def corpus_build(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
 ) -> None:
     """DVC stage build_corpus: build the corpus named by corpus.source (synthetic by default)."""
-    import time
-
-    from regionmed.corpus.build import BuildError, build_corpus
+    from regionmed.corpus import stage
+    from regionmed.corpus.build import BuildError
     from regionmed.params_pipeline import load_pipeline_params
 
     params = load_pipeline_params(params_file)
-    start = time.perf_counter()
     try:
-        summary = build_corpus(params, out, progress=False if no_progress else None)
+        result = stage.run(params, out, progress=False if no_progress else None, log=_log)
     except BuildError as exc:
-        console.print(f"[red]build_corpus failed:[/red] {exc}")
+        _log(f"build_corpus failed: {exc}")
         raise typer.Exit(1) from None
-    elapsed = time.perf_counter() - start
-    console.print(
-        f"built {summary.source} corpus: kept {summary.n_kept}, rejected {summary.n_rejected} "
-        f"{summary.rejected_by_category or ''} in {elapsed:.1f} s "
-        f"({summary.n_input / max(elapsed, 1e-9):.0f} images/s); splits {summary.per_split}"
-    )
-    if summary.n_split_conflicts:
-        console.print(
-            f"[yellow]warning:[/yellow] {summary.n_split_conflicts} patients have records that ask for "
-            f"different splits; each patient's records all went to the split of its first record "
-            f"(by id). build.json lists them under split_conflicts."
-        )
+    _log(result.summary_line())
 
 
 @corpus_app.command("preview")
@@ -106,14 +98,16 @@ def corpus_stats_cmd(
 @app.command("annotate")
 def annotate_cmd(params_file: Path = ParamsOption) -> None:
     """DVC stage annotate_regions: regions from the reports of images that have none (annotate.*)."""
-    from regionmed.annotation.stage import AnnotateError, run_annotation
+    from regionmed.annotation import stage
+    from regionmed.annotation.stage import AnnotateError
     from regionmed.params_pipeline import load_pipeline_params
 
     try:
-        run_annotation(load_pipeline_params(params_file), log=console.print)
+        result = stage.run(load_pipeline_params(params_file), log=_log)
     except (AnnotateError, FileNotFoundError) as exc:
-        console.print(f"[red]annotate_regions could not run:[/red] {exc}")
+        _log(f"annotate_regions could not run: {exc}")
         raise typer.Exit(2) from None
+    _log(result.summary_line())
 
 
 @app.command("validate")
@@ -130,26 +124,21 @@ def validate(
 ) -> None:
     """DVC stage validate_corpus: run the expectation suites; exit 1 when a critical expectation fails."""
     from regionmed.params_pipeline import load_pipeline_params
-    from regionmed.validation import validate_corpus
-    from regionmed.validation.report import write_outputs
+    from regionmed.validation import stage
 
-    params = load_pipeline_params(params_file)
-    v = params.validation
     try:
-        result = validate_corpus(corpus or params.stage_corpus, params)
+        result = stage.run(load_pipeline_params(params_file), corpus, metrics, report, timings, log=_log)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        console.print(f"[red]validate_corpus could not run:[/red] {exc}")
+        _log(f"validate_corpus could not run: {exc}")
         raise typer.Exit(2) from None
-    write_outputs(result, metrics or v.metrics_file, report or v.report_file, timings)
-    typer.echo(result.summary(), err=True)
-    typer.echo(f"report: {report or v.report_file}; result: {metrics or v.metrics_file}", err=True)
+    _log(result.summary_line())
     # The stage ends here. Collecting GX's many objects at interpreter exit took ~1 s (measured, about a
     # third of a default validation); frozen objects are skipped by the final collections. Files are
     # written and atexit handlers still run.
     import gc
 
     gc.freeze()
-    if not result.success:
+    if not result.passed:
         raise typer.Exit(1)
 
 
@@ -159,22 +148,10 @@ def train_tokenizer(
     out: Path = typer.Option(..., help="Tokenizer folder to write (dvc.yaml: paths.tokenizer)."),
 ) -> None:
     """DVC stage tokenizer: a WordPiece tokenizer trained on the train split's texts."""
-    from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params_pipeline import load_pipeline_params
-    from regionmed.training.data import corpus_texts
+    from regionmed.training import tokenizer_stage
 
-    params = load_pipeline_params(params_file)
-    if params.model.text.backbone is not None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(params.model.text.backbone)
-        tokenizer.save_pretrained(str(out))
-        console.print(f"copied the tokenizer of {params.model.text.backbone} to {out}")
-        return
-    tokenizer = train_wordpiece_tokenizer(
-        corpus_texts(params.stage_corpus), params.model.text.vocab_size, out
-    )
-    console.print(f"trained a WordPiece tokenizer of {len(tokenizer)} pieces into {out}")
+    _log(tokenizer_stage.run(load_pipeline_params(params_file), out).summary_line())
 
 
 @train_app.command("phase")
@@ -191,51 +168,42 @@ def train_phase(
     log_dir: Path = typer.Option(None, help="DVCLive folder for the training curves."),
 ) -> None:
     """DVC stages pretrain_*: train one phase and export the model (resumes an interrupted run)."""
-    import json
-
     from regionmed.params_pipeline import load_pipeline_params
-    from regionmed.training.train import train
+    from regionmed.training import stage
 
-    params = load_pipeline_params(params_file)
-    if phase not in params.phases:
-        console.print(f"[red]params has no phases.{phase}[/red]")
-        raise typer.Exit(2)
-    summary = train(params, phase, Path(params.stage_corpus), tokenizer, out, init_from, state_dir, log_dir)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    console.print(f"phase {phase}: {summary}")
+    try:
+        result = stage.run(
+            load_pipeline_params(params_file), phase, tokenizer, out, metrics, init_from, state_dir, log_dir
+        )
+    except stage.UnknownPhase as exc:
+        _log(str(exc))
+        raise typer.Exit(2) from None
+    _log(result.summary_line())
 
 
 @app.command("evaluate")
 def evaluate(params_file: Path = ParamsOption) -> None:
     """DVC stage evaluate: candidate and baseline on the test split, with bootstrap intervals."""
-    from regionmed.evaluation.headline import KEY_METRICS
-    from regionmed.evaluation.stage import run_evaluation
+    from regionmed.evaluation import stage
     from regionmed.params_pipeline import load_pipeline_params
 
-    summary = run_evaluation(load_pipeline_params(params_file))
-    for metric in KEY_METRICS:
-        both = " vs ".join(
-            f"{m} {summary[m].get(metric, {}).get('value')}" for m in ("regionmed", "baseline")
-        )
-        console.print(f"{metric}: {both}")
-    console.print(f"evaluated {summary['n_images']} images in {summary['seconds']} s")
+    _log(stage.run(load_pipeline_params(params_file), log=_log).summary_line())
 
 
 @app.command("gate")
 def gate(params_file: Path = ParamsOption) -> None:
     """DVC stage gate: floors, champion/challenger and baseline checks; exit 1 when any fails."""
+    from regionmed.evaluation import gate_stage
     from regionmed.evaluation.champion import ChampionUnavailable
-    from regionmed.evaluation.gate_stage import run_gate
     from regionmed.params_pipeline import load_pipeline_params
 
     try:
-        decision = run_gate(load_pipeline_params(params_file))
+        result = gate_stage.run(load_pipeline_params(params_file), log=_log)
     except ChampionUnavailable as exc:
-        console.print(f"[red]gate failed:[/red] {exc}")
+        _log(f"gate failed: {exc}")
         raise typer.Exit(1) from None
-    typer.echo(decision.table(only_failed=decision.passed is False), err=True)
-    if not decision.passed:
+    _log(result.summary_line())
+    if not result.passed:
         raise typer.Exit(1)
 
 
@@ -251,34 +219,29 @@ def package_cmd(
 ) -> None:
     """DVC stage package: the gated model into the BentoML store, a Bento, and the new champion."""
     from regionmed.params import load_params
-    from regionmed.serving.package import PackageError, package
+    from regionmed.serving import stage
+    from regionmed.serving.package import PackageError
 
     try:
-        record = package(
-            load_params(params_file), force=force, build=False if no_build else None, log=console.print
-        )
+        result = stage.run(load_params(params_file), force=force, build=False if no_build else None, log=_log)
     except PackageError as exc:
-        console.print(f"[red]package failed:[/red] {exc}")
+        _log(f"package failed: {exc}")
         raise typer.Exit(1) from None
-    console.print(
-        f"packaged {record['model_tag']} (Bento {record['bento_tag']}) into {record['bentoml_home']} "
-        f"in {record['seconds']} s"
-    )
+    _log(result.summary_line())
 
 
 @app.command("monitor-reference")
 def monitor_reference_cmd(params_file: Path = ParamsOption) -> None:
     """DVC stage monitor_reference: the packaged model's drift reference (monitor.reference_dir)."""
-    from regionmed.monitoring.reference_stage import run_reference_stage
+    from regionmed.monitoring import reference_stage
     from regionmed.params import load_params
 
-    params = load_params(params_file)
     try:
-        run_reference_stage(params, log=console.print)
+        result = reference_stage.run(load_params(params_file), log=_log)
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]monitor_reference failed:[/red] {exc}")
+        _log(f"monitor_reference failed: {exc}")
         raise typer.Exit(1) from None
-    console.print(f"wrote {params.monitor.reference_dir}")
+    _log(result.summary_line())
 
 
 @app.command("container")
@@ -337,26 +300,28 @@ def monitor_cmd(
 ) -> None:
     """DVC stage monitor: drift of the served embeddings (a window of the embedding log) against the
     packaged model's test split; exit 0 whatever the finding (drift, no drift, not enough data)."""
-    from regionmed.monitoring.drift import run_monitor
+    from regionmed.monitoring import stage
     from regionmed.params import load_params
 
-    params = load_params(params_file)
     try:
-        result = run_monitor(
-            params,
+        result = stage.run(
+            load_params(params_file),
             log_dir=log_dir,
             since=since,
             until=until,
             window_hours=window_hours,
             report_dir=report_dir,
             summary_file=summary,
-            log=console.print,
+            fail_on_drift=fail_on_drift,
+            log=_log,
         )
+    except stage.DriftFound as exc:
+        _log(str(exc))
+        raise typer.Exit(3) from None
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]monitor could not run:[/red] {exc}")
+        _log(f"monitor could not run: {exc}")
         raise typer.Exit(2) from None
-    if fail_on_drift and result["drift"]:
-        raise typer.Exit(3)
+    _log(result.summary_line())
 
 
 @app.command("docs")

@@ -1,13 +1,16 @@
-"""The annotate_regions stage: settings checked, localizer built, corpus annotated, summary written.
+"""The ``annotate_regions`` stage: settings checked, localizer built, corpus annotated, summary written.
 
-Everything that can be wrong with the settings (a missing model folder, a model of the wrong type)
-is found by :func:`make_localizer` before a single report is read.
+The work is :func:`regionmed.annotation.annotate.annotate_corpus`; :func:`run` reads the built corpus,
+writes the annotated one, the summary (``annotate.summary_file``) and the preview. Everything that
+can be wrong with the settings (a missing model folder, a model of the wrong type) is found by
+:func:`make_localizer` before a single report is read.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from regionmed.annotation.annotate import annotate_corpus
@@ -67,9 +70,24 @@ def make_localizer(params: PipelineParams, corpus_dir: Path) -> Localizer:
     return DetectorLocalizer(a.detector, params.corpus.channels)
 
 
-def run_annotation(
+@dataclass(frozen=True)
+class AnnotationResult:
+    localizer: str
+    summary: dict  # what annotate.summary_file holds
+
+    def summary_line(self) -> str:
+        s = self.summary
+        kept = sum(kind["total"] for kind in s["regions_kept"].values())
+        return (
+            f"annotate_regions ({self.localizer}): {s['images_annotated']} of {s['images_considered']} "
+            f"images without regions annotated, {kept} regions kept, "
+            f"{s['cases']['below_threshold']} below min_confidence, in {s['seconds_total']} s"
+        )
+
+
+def run(
     params: PipelineParams, corpus_dir: Path | None = None, out_dir: Path | None = None, log=print
-) -> dict:
+) -> AnnotationResult:
     """Annotate ``corpus.out_dir`` into ``annotate.out_dir``; write the summary and the preview."""
     from regionmed.annotation.mentions import MentionExtractor
 
@@ -95,9 +113,4 @@ def run_annotation(
     Path(a.summary_file).parent.mkdir(parents=True, exist_ok=True)
     Path(a.summary_file).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     preview_annotations(df, out_dir, Path(a.preview_file), a.preview_images, params.seed)
-    log(
-        f"annotate_regions ({localizer.name}): {counts.images_annotated} of {counts.images_considered} "
-        f"images without regions annotated, {sum(counts.kept_by_label.values())} regions kept, "
-        f"{counts.below_threshold} below min_confidence, in {summary['seconds_total']} s"
-    )
-    return summary
+    return AnnotationResult(localizer.name, summary)

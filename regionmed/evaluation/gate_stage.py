@@ -1,5 +1,8 @@
 """The ``gate`` stage: a thin wrapper around :func:`regionmed.evaluation.gate.decide`.
 
+Reads ``evaluate.metrics_file`` and the champion record, writes the decision (``gate.decision_file``)
+and returns it; a failed check is the stage's verdict, not an error of its input.
+
 The champion is whatever ``package`` recorded last (``gate.champion_file``, committed with the
 repository: regionmed/evaluation/champion.py); with no champion only the floors and the baseline
 checks apply, unless ``gate.require_champion`` makes a missing record an error.
@@ -8,6 +11,7 @@ checks apply, unless ``gate.require_champion`` makes a missing record an error.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from regionmed.evaluation.champion import ChampionUnavailable, read_champion
@@ -16,10 +20,23 @@ from regionmed.evaluation.summary import gate_view
 from regionmed.params_pipeline import PipelineParams
 
 
-def run_gate(params: PipelineParams) -> GateDecision:
-    """The decision, also written to ``gate.decision_file``. When ``gate.require_champion`` is set and the
-    champion record cannot be read, the decision file says so (not passed, ``error``: nothing can be
-    packaged from it) and ``ChampionUnavailable`` is raised."""
+@dataclass(frozen=True)
+class GateResult:
+    decision: GateDecision
+
+    @property
+    def passed(self) -> bool:
+        return self.decision.passed
+
+    def summary_line(self) -> str:
+        return self.decision.table().splitlines()[0]  # "gate: PASSED (0 of 12 checks failed)"
+
+
+def run(params: PipelineParams, log=print) -> GateResult:
+    """The decision, also written to ``gate.decision_file``; its table logged (every check when it
+    passed, the failed ones when not). When ``gate.require_champion`` is set and the champion record
+    cannot be read, the decision file says so (not passed, ``error``: nothing can be packaged from it)
+    and ``ChampionUnavailable`` is raised."""
     g = params.gate
     summary = json.loads(Path(params.evaluate.metrics_file).read_text())
     try:
@@ -50,7 +67,9 @@ def run_gate(params: PipelineParams) -> GateDecision:
         "candidate_metrics": {k: v for k, v in gate_view(summary, "regionmed").items() if k in judged},
     }
     _write(g.decision_file, document)
-    return decision
+    for line in decision.table(only_failed=not decision.passed).splitlines()[1:]:
+        log(line)
+    return GateResult(decision)
 
 
 def _write(path: str, document: dict) -> None:

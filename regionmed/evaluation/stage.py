@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from regionmed.corpus.images import read_png
 from regionmed.corpus.schema import read_manifest
-from regionmed.evaluation.headline import HEADLINE
+from regionmed.evaluation.headline import HEADLINE, KEY_METRICS
 from regionmed.evaluation.inference import Encoder, load_pixels
 from regionmed.evaluation.report import (
     draw_heatmap_overlay,
@@ -32,9 +33,18 @@ from regionmed.params_pipeline import PipelineParams
 MODELS = ("regionmed", "baseline")
 
 
-def run_evaluation(params: PipelineParams, corpus_dir: str | Path | None = None) -> dict:
+@dataclass(frozen=True)
+class EvaluationResult:
+    summary: dict  # what evaluate.metrics_file holds
+
+    def summary_line(self) -> str:
+        return f"evaluated {self.summary['n_images']} images in {self.summary['seconds']} s"
+
+
+def run(params: PipelineParams, corpus_dir: str | Path | None = None, log=print) -> EvaluationResult:
     """The stage: read the split and both models, score them (``evaluate_model``), summarise with
-    intervals (:func:`~regionmed.evaluation.summary.summarise`, pure), write the outputs."""
+    intervals (:func:`~regionmed.evaluation.summary.summarise`, pure), write the outputs; log the key
+    metrics of both models."""
     e = params.evaluate
     corpus_dir = Path(corpus_dir or params.stage_corpus)
     test = read_manifest(corpus_dir, e.split)
@@ -63,7 +73,9 @@ def run_evaluation(params: PipelineParams, corpus_dir: str | Path | None = None)
     summary["n_images"] = len(test)
     summary["seconds"] = seconds
     _write_outputs(params, summary, results, corpus_dir, test)
-    return summary
+    for metric in KEY_METRICS:
+        log(f"{metric}: " + " vs ".join(f"{m} {summary[m].get(metric, {}).get('value')}" for m in MODELS))
+    return EvaluationResult(summary)
 
 
 def _write_outputs(

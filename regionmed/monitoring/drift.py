@@ -26,7 +26,8 @@ Evidently draws each embedding check's 2-D density with t-SNE on up to 2,500 row
 ``monitor.plot_rows`` sets the rows (docs/monitoring.md). Only the drawing changes, not a score.
 
 Too few current rows of every kind gives ``status: not_enough_data`` (``drift: false``): no alarm.
-Outputs: ``monitor.report_dir/index.html`` (the summary a person opens, written by
+The ``monitor`` stage (regionmed/monitoring/stage.py) runs the checks on a window and writes the
+outputs: ``monitor.report_dir/index.html`` (the summary a person opens, written by
 :mod:`regionmed.monitoring.drift_report`), ``image.html`` and ``text.html`` (Evidently's reports),
 and ``monitor.summary_file`` (JSON: drift yes/no per check, scores, thresholds, the window, row
 counts). Nothing in them is a pixel or a text: embeddings
@@ -36,10 +37,8 @@ counts). Nothing in them is a pixel or a text: embeddings
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -334,54 +333,6 @@ def summarise(
     }
 
 
-def run_monitor(
-    params,
-    *,
-    log_dir: str | Path | None = None,
-    since=None,
-    until=None,
-    window_hours: float | None = None,
-    reference: Reference | None = None,
-    reference_dir: str | Path | None = None,
-    report_dir: str | Path | None = None,
-    summary_file: str | Path | None = None,
-    log=print,
-) -> dict[str, Any]:
-    """Load the reference and the window, run the checks, write the HTML and the JSON; returns the summary."""
-    m = params.monitor
-    start = time.perf_counter()
-    log_dir = Path(log_dir or params.serving.embedding_log.dir)
-    reference_dir = Path(reference_dir or m.reference_dir)
-    report_dir = Path(report_dir or m.report_dir)
-    summary_file = Path(summary_file or m.summary_file)
-    if reference is None:
-        reference = Reference.load(reference_dir)
-    window = resolve_window(log_dir, window_hours or m.window_hours, m.window_end, since, until)
-    kinds = [k for k in m.kinds if reference.rows(k)]
-    current = load_current(
-        log_dir, window, kinds, reference.model_versions if m.match_model_version else None
-    )
-    log(
-        f"window {window.to_dict()['start']} .. {window.to_dict()['end']}: "
-        + ", ".join(
-            f"{k} {current.rows_in_window[k]} rows ({len(current.frames[k])} of the reference's model)"
-            for k in kinds
-        )
-    )
-    results = [check_kind(k, reference, current.frames[k], m, seed=params.seed) for k in kinds]
-    summary = summarise(
-        results, current, reference, m, reference_dir=str(reference_dir), log_dir=str(log_dir)
-    )
-    summary["reports"] = write_reports(results, summary, report_dir)
-    summary_file.parent.mkdir(parents=True, exist_ok=True)
-    summary_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    log(
-        f"{summary['message']} ({time.perf_counter() - start:.1f} s); report: {summary['reports']['index']}; "
-        f"summary: {summary_file}"
-    )
-    return summary
-
-
 __all__ = [
     "Check",
     "Current",
@@ -392,7 +343,6 @@ __all__ = [
     "latest_timestamp",
     "load_current",
     "resolve_window",
-    "run_monitor",
     "summarise",
     "write_reports",
 ]

@@ -1,5 +1,5 @@
 """The ``monitor_reference`` stage: :func:`build_reference` (the drift reference from the packaged
-model, its index and the manifest) and the stage's thin wrapper :func:`run_reference_stage`.
+model, its index and the manifest; a function of those, no files) and the stage's :func:`run`.
 
 Reads the packaged model (``serving.model_dir``), its retrieval index (``serving.index_dir``) and the
 index split's manifest rows (``annotate.out_dir``, the annotated corpus); writes ``monitor.reference_dir`` and
@@ -9,6 +9,7 @@ on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,18 @@ def build_reference(
     return ref
 
 
-def run_reference_stage(params: Params, log=print) -> Reference:
+@dataclass(frozen=True)
+class ReferenceResult:
+    reference: Reference
+    out: Path
+
+    def summary_line(self) -> str:
+        r = self.reference
+        return f"wrote the drift reference ({r.rows('image')} images, {r.rows('text')} reports) to {self.out}"
+
+
+def run(params: Params, log=print) -> ReferenceResult:
+    """Build the reference of the packaged model and save it to ``monitor.reference_dir``."""
     from regionmed.corpus.schema import read_manifest
     from regionmed.inference.engine import Engine
     from regionmed.inference.index import RetrievalIndex
@@ -100,4 +112,4 @@ def run_reference_stage(params: Params, log=print) -> Reference:
     )
     reference.save(params.monitor.reference_dir)
     Path(s.embedding_log.dir).mkdir(parents=True, exist_ok=True)  # must exist before the service first writes
-    return reference
+    return ReferenceResult(reference, Path(params.monitor.reference_dir))

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers.params import default_params
 
+from regionmed.annotation import stage
 from regionmed.annotation.annotate import HIDDEN_FILE
-from regionmed.annotation.stage import run_annotation
 from regionmed.corpus.schema import MANIFEST_FILE, MANIFEST_SCHEMA, REGION_ORIGINS, read_manifest
 from regionmed.params import Params
 
@@ -35,7 +35,7 @@ def _params(tmp: Path, corpus: Path, **annotate) -> Params:
 def hidden_prior(tiny_corpus, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hidden_prior")
     params = _params(tmp, tiny_corpus, localizer="prior", hide_given_fraction=0.9)
-    summary = run_annotation(params, log=lambda *_: None)
+    summary = stage.run(params, log=lambda *_: None).summary
     return params, summary, read_manifest(tiny_corpus), read_manifest(params.annotate.out_dir)
 
 
@@ -98,7 +98,7 @@ def test_negated_findings_never_become_regions(hidden_prior):
 
 def test_a_fully_boxed_corpus_gets_nothing_added(tiny_corpus, tmp_path):
     params = _params(tmp_path, tiny_corpus, localizer="prior")
-    summary = run_annotation(params, log=lambda *_: None)
+    summary = stage.run(params, log=lambda *_: None).summary
     assert summary["images_considered"] == 0 and summary["regions_kept"]["prior"]["total"] == 0
     before, after = read_manifest(tiny_corpus), read_manifest(params.annotate.out_dir)
     assert after["regions"].tolist() == before["regions"].tolist()
@@ -114,7 +114,7 @@ def test_min_confidence_drops_weak_boxes_and_counts_them(tiny_corpus, tmp_path):
         min_confidence=0.5,
         prior_confidence=0.2,
     )
-    summary = run_annotation(params, log=lambda *_: None)
+    summary = stage.run(params, log=lambda *_: None).summary
     assert summary["regions_kept"]["prior"]["total"] == 0 and summary["cases"]["below_threshold"] > 0
     assert not any(
         r["origin"] == "annotated" for rs in read_manifest(params.annotate.out_dir)["regions"] for r in rs
@@ -153,7 +153,7 @@ BAD_REPORTS = [
 def test_bad_reports_do_not_crash_invent_nothing_and_are_counted(tiny_corpus, tmp_path):
     corpus = _corpus_with_reports(tiny_corpus, tmp_path / "corpus", BAD_REPORTS)
     params = _params(tmp_path, corpus, localizer="prior", max_report_chars=100_000)
-    summary = run_annotation(params, log=lambda *_: None)
+    summary = stage.run(params, log=lambda *_: None).summary
     assert summary["images_considered"] == len(BAD_REPORTS)
     cases = summary["cases"]
     assert cases["empty_report"] == 2 and cases["truncated_report"] == 1

@@ -11,6 +11,7 @@ import pytest
 from helpers.params import default_params, default_section
 from helpers.tiny_detectors import save_tiny_owlv2, save_tiny_sam
 
+from regionmed.annotation import stage
 from regionmed.annotation.localizers import NoLocalizer, PriorLocalizer, Query
 from regionmed.annotation.self_localizer import (
     SelfLocalizer,
@@ -22,7 +23,7 @@ from regionmed.annotation.self_localizer import (
     tiling_boxes,
     train_box_sizes,
 )
-from regionmed.annotation.stage import AnnotateError, make_localizer, run_annotation
+from regionmed.annotation.stage import AnnotateError, make_localizer
 from regionmed.corpus.schema import read_manifest
 
 
@@ -292,7 +293,7 @@ def test_a_missing_or_wrong_detector_stops_before_any_work_naming_the_setting(
         }
     )
     with pytest.raises(AnnotateError, match=setting.replace(".", r"\.")):
-        run_annotation(params, log=lambda *_: None)
+        stage.run(params, log=lambda *_: None)
     assert not (tmp_path / "out").exists() and not (tmp_path / "a.json").exists()
 
 

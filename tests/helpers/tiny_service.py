@@ -55,12 +55,12 @@ def build_tiny(root: Path, n_images: int = 120) -> dict[str, Path]:
 
 
 def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
-    """``package()`` on the tiny model in a scratch project (``serving``: extra serving params)."""
+    """The package stage on the tiny model in a scratch project (``serving``: extra serving params)."""
     import os
     import time
 
     from helpers.params import default_params
-    from regionmed.serving.package import package
+    from regionmed.serving import stage
 
     repo_root = Path(__file__).resolve().parents[2]
 
@@ -102,7 +102,7 @@ def package_tiny(project: Path, tiny: dict[str, Path], **serving) -> dict:
     )
     lines: list[str] = []
     start = time.perf_counter()
-    record = package(params, root=repo_root, log=lines.append)
+    record = stage.run(params, root=repo_root, log=lines.append).record
     return {
         "record": record,
         "params": params,

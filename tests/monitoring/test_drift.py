@@ -17,7 +17,8 @@ import pytest
 from helpers.drift_data import MODEL, Clock, Population, make_reference, write_log
 from helpers.params import write_params
 
-from regionmed.monitoring.drift import Window, embedding_plot, load_current, resolve_window, run_monitor
+from regionmed.monitoring import stage
+from regionmed.monitoring.drift import Window, embedding_plot, load_current, resolve_window
 from regionmed.monitoring.embedding_log import EmbeddingLogWriter, log_files
 from regionmed.monitoring.reference import Reference
 
@@ -25,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def monitor(params, tmp: Path, reference: Reference, **kwargs) -> dict:
-    return run_monitor(
+    return stage.run(
         params,
         log_dir=tmp / "log",
         reference=reference,
@@ -33,7 +34,7 @@ def monitor(params, tmp: Path, reference: Reference, **kwargs) -> dict:
         summary_file=tmp / "drift.json",
         log=lambda *_: None,
         **kwargs,
-    )
+    ).summary
 
 
 def checks(summary: dict) -> dict[str, dict]:

@@ -37,7 +37,7 @@ def served(tmp_path_factory):
     from serving.tiny import build_tiny
 
     from regionmed.env import QUIET_ENV
-    from regionmed.monitoring.reference_stage import run_reference_stage
+    from regionmed.monitoring import reference_stage
 
     root = tmp_path_factory.mktemp("drift_service")
     tiny = build_tiny(root / "tiny", n_images=1000)
@@ -54,7 +54,7 @@ def served(tmp_path_factory):
             "monitor": {"min_rows": 100, "reference_dir": str(root / "reference")},
         }
     )
-    run_reference_stage(params, log=lambda *_: None)
+    reference_stage.run(params, log=lambda *_: None)
     write_params(root / "params.yaml", {"serving": params.serving.model_dump(mode="json")})
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONMED_")}
     env.update(QUIET_ENV)
@@ -145,7 +145,7 @@ def mark() -> pd.Timestamp:
 
 
 def test_same_images_no_drift_contrast_or_modality_change_drift_through_the_real_service(served):
-    from regionmed.monitoring.drift import run_monitor
+    from regionmed.monitoring import stage
 
     root, params = served["root"], served["params"]
     images, reports, modalities = test_images(served["tiny"]["corpus"])
@@ -159,14 +159,14 @@ def test_same_images_no_drift_contrast_or_modality_change_drift_through_the_real
     send(served["url"], one)
 
     def window(name, since, until):
-        return run_monitor(
+        return stage.run(
             params,
             since=since,
             until=until,
             report_dir=root / name,
             summary_file=root / f"{name}.json",
             log=lambda *_: None,
-        )
+        ).summary
 
     same = window("same", None, t1)
     assert (

@@ -150,7 +150,8 @@ def test_containerize_would_build_the_right_image(packaged, monkeypatch):
 
 
 def test_package_refuses_a_failed_gate(packaged, tmp_path):
-    from regionmed.serving.package import PackageError, package
+    from regionmed.serving import stage
+    from regionmed.serving.package import PackageError
 
     gate = tmp_path / "gate.json"
     gate.write_text(json.dumps({"passed": False, "n_failed": 2}))
@@ -162,13 +163,13 @@ def test_package_refuses_a_failed_gate(packaged, tmp_path):
         }
     )
     with pytest.raises(PackageError, match="did not pass"):
-        package(params, root=REPO_ROOT, build=False)
+        stage.run(params, root=REPO_ROOT, build=False)
     assert not (tmp_path / "champion.json").exists()
     params = params.model_copy(
         update={"gate": params.gate.model_copy(update={"decision_file": str(tmp_path / "none")})}
     )
     with pytest.raises(PackageError, match="run the gate"):
-        package(params, root=REPO_ROOT, build=False)
+        stage.run(params, root=REPO_ROOT, build=False)
 
 
 def test_cli_package_exits_1_with_the_reason(tmp_path, monkeypatch):
