@@ -1,7 +1,12 @@
-"""The one entry point. Each subcommand is the ``cmd`` of a DVC stage (see ``dvc.yaml``)."""
+"""The one entry point. Each stage subcommand is the ``cmd`` of a DVC stage (see ``dvc.yaml``) and a thin
+map onto its ``run``: parse the options, load the params root the stage reads, call ``run`` inside
+:func:`_stage` (the exit-code policy of regionmed/errors.py), print the result's summary line."""
 
 from __future__ import annotations
 
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -13,16 +18,17 @@ configure_environment()
 
 
 class _App(typer.Typer):
-    """The CLI: a params file that cannot be used is its message and exit status 2, not a traceback."""
+    """The CLI: outside a stage too, a params file that cannot be used (or another :class:`StageError`)
+    is its message and its exit status (regionmed/errors.py), not a traceback."""
 
     def __call__(self, *args, **kwargs):
-        from regionmed.params_loader import ParamsError
+        from regionmed.errors import StageError
 
         try:
             return super().__call__(*args, **kwargs)
-        except ParamsError as exc:
-            typer.echo(f"params error: {exc}", err=True)
-            raise SystemExit(2) from None
+        except StageError as exc:
+            typer.echo(f"{exc.kind}: {exc}", err=True)
+            raise SystemExit(exc.exit_code) from None
 
 
 app = _App(
@@ -44,6 +50,26 @@ def _log(line: str) -> None:
     typer.echo(line, err=True)
 
 
+@contextmanager
+def _stage(name: str) -> Iterator[None]:
+    """Run a stage's body under the one failure policy (regionmed/errors.py): a :class:`StageError`
+    (a params error included) is one message naming the stage and its exit status; anything else is a
+    bug or a broken tool: its traceback, then status 3."""
+    from regionmed.errors import EXIT_BROKE, StageError
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort):
+        raise
+    except StageError as exc:
+        _log(f"{name}: {exc.kind}: {exc}")
+        raise typer.Exit(exc.exit_code) from None
+    except Exception:
+        _log(traceback.format_exc().rstrip())
+        _log(f"{name}: broke (the traceback above)")
+        raise typer.Exit(EXIT_BROKE) from None
+
+
 @corpus_app.command("build")
 def corpus_build(
     params_file: Path = ParamsOption,
@@ -52,15 +78,12 @@ def corpus_build(
 ) -> None:
     """DVC stage build_corpus: build the corpus named by corpus.source (synthetic by default)."""
     from regionmed.corpus import stage
-    from regionmed.corpus.build import BuildError
     from regionmed.params_pipeline import load_pipeline_params
 
-    params = load_pipeline_params(params_file)
-    try:
-        result = stage.run(params, out, progress=False if no_progress else None, log=_log)
-    except BuildError as exc:
-        _log(f"build_corpus failed: {exc}")
-        raise typer.Exit(1) from None
+    with _stage("build_corpus"):
+        result = stage.run(
+            load_pipeline_params(params_file), out, progress=False if no_progress else None, log=_log
+        )
     _log(result.summary_line())
 
 
@@ -99,14 +122,10 @@ def corpus_stats_cmd(
 def annotate_cmd(params_file: Path = ParamsOption) -> None:
     """DVC stage annotate_regions: regions from the reports of images that have none (annotate.*)."""
     from regionmed.annotation import stage
-    from regionmed.annotation.stage import AnnotateError
     from regionmed.params_pipeline import load_pipeline_params
 
-    try:
+    with _stage("annotate_regions"):
         result = stage.run(load_pipeline_params(params_file), log=_log)
-    except (AnnotateError, FileNotFoundError) as exc:
-        _log(f"annotate_regions could not run: {exc}")
-        raise typer.Exit(2) from None
     _log(result.summary_line())
 
 
@@ -126,20 +145,15 @@ def validate(
     from regionmed.params_pipeline import load_pipeline_params
     from regionmed.validation import stage
 
-    try:
+    with _stage("validate_corpus"):
         result = stage.run(load_pipeline_params(params_file), corpus, metrics, report, timings, log=_log)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        _log(f"validate_corpus could not run: {exc}")
-        raise typer.Exit(2) from None
     _log(result.summary_line())
-    # The stage ends here. Collecting GX's many objects at interpreter exit took ~1 s (measured, about a
-    # third of a default validation); frozen objects are skipped by the final collections. Files are
+    # The process ends here. Collecting GX's many objects at interpreter exit took ~1 s (measured, about
+    # a third of a default validation); frozen objects are skipped by the final collections. Files are
     # written and atexit handlers still run.
     import gc
 
     gc.freeze()
-    if not result.passed:
-        raise typer.Exit(1)
 
 
 @train_app.command("tokenizer")
@@ -151,7 +165,9 @@ def train_tokenizer(
     from regionmed.params_pipeline import load_pipeline_params
     from regionmed.training import tokenizer_stage
 
-    _log(tokenizer_stage.run(load_pipeline_params(params_file), out).summary_line())
+    with _stage("tokenizer"):
+        result = tokenizer_stage.run(load_pipeline_params(params_file), out)
+    _log(result.summary_line())
 
 
 @train_app.command("phase")
@@ -171,13 +187,9 @@ def train_phase(
     from regionmed.params_pipeline import load_pipeline_params
     from regionmed.training import stage
 
-    try:
-        result = stage.run(
-            load_pipeline_params(params_file), phase, tokenizer, out, metrics, init_from, state_dir, log_dir
-        )
-    except stage.UnknownPhase as exc:
-        _log(str(exc))
-        raise typer.Exit(2) from None
+    with _stage(f"pretrain_{phase}"):
+        params = load_pipeline_params(params_file)
+        result = stage.run(params, phase, tokenizer, out, metrics, init_from, state_dir, log_dir)
     _log(result.summary_line())
 
 
@@ -187,24 +199,20 @@ def evaluate(params_file: Path = ParamsOption) -> None:
     from regionmed.evaluation import stage
     from regionmed.params_pipeline import load_pipeline_params
 
-    _log(stage.run(load_pipeline_params(params_file), log=_log).summary_line())
+    with _stage("evaluate"):
+        result = stage.run(load_pipeline_params(params_file), log=_log)
+    _log(result.summary_line())
 
 
 @app.command("gate")
 def gate(params_file: Path = ParamsOption) -> None:
     """DVC stage gate: floors, champion/challenger and baseline checks; exit 1 when any fails."""
     from regionmed.evaluation import gate_stage
-    from regionmed.evaluation.champion import ChampionUnavailable
     from regionmed.params_pipeline import load_pipeline_params
 
-    try:
+    with _stage("gate"):
         result = gate_stage.run(load_pipeline_params(params_file), log=_log)
-    except ChampionUnavailable as exc:
-        _log(f"gate failed: {exc}")
-        raise typer.Exit(1) from None
     _log(result.summary_line())
-    if not result.passed:
-        raise typer.Exit(1)
 
 
 @app.command("package")
@@ -220,13 +228,10 @@ def package_cmd(
     """DVC stage package: the gated model into the BentoML store, a Bento, and the new champion."""
     from regionmed.params import load_params
     from regionmed.serving import stage
-    from regionmed.serving.package import PackageError
 
-    try:
-        result = stage.run(load_params(params_file), force=force, build=False if no_build else None, log=_log)
-    except PackageError as exc:
-        _log(f"package failed: {exc}")
-        raise typer.Exit(1) from None
+    with _stage("package"):
+        params = load_params(params_file)
+        result = stage.run(params, force=force, build=False if no_build else None, log=_log)
     _log(result.summary_line())
 
 
@@ -236,11 +241,8 @@ def monitor_reference_cmd(params_file: Path = ParamsOption) -> None:
     from regionmed.monitoring import reference_stage
     from regionmed.params import load_params
 
-    try:
+    with _stage("monitor_reference"):
         result = reference_stage.run(load_params(params_file), log=_log)
-    except (FileNotFoundError, ValueError) as exc:
-        _log(f"monitor_reference failed: {exc}")
-        raise typer.Exit(1) from None
     _log(result.summary_line())
 
 
@@ -295,7 +297,7 @@ def monitor_cmd(
     report_dir: Path = typer.Option(None, help="HTML folder (default: monitor.report_dir)."),
     summary: Path = typer.Option(None, help="JSON summary (default: monitor.summary_file)."),
     fail_on_drift: bool = typer.Option(
-        False, "--fail-on-drift", help="Exit 3 when drift is found (for scripts)."
+        False, "--fail-on-drift", help="Exit 1 (a failed check) when drift is found (for scripts)."
     ),
 ) -> None:
     """DVC stage monitor: drift of the served embeddings (a window of the embedding log) against the
@@ -303,7 +305,7 @@ def monitor_cmd(
     from regionmed.monitoring import stage
     from regionmed.params import load_params
 
-    try:
+    with _stage("monitor"):
         result = stage.run(
             load_params(params_file),
             log_dir=log_dir,
@@ -315,12 +317,6 @@ def monitor_cmd(
             fail_on_drift=fail_on_drift,
             log=_log,
         )
-    except stage.DriftFound as exc:
-        _log(str(exc))
-        raise typer.Exit(3) from None
-    except (FileNotFoundError, ValueError) as exc:
-        _log(f"monitor could not run: {exc}")
-        raise typer.Exit(2) from None
     _log(result.summary_line())
 
 

@@ -21,6 +21,7 @@ from typing import TypeVar, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from regionmed.errors import BadInput
 from regionmed.strict import TRACE_ENV, record_reads
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
@@ -34,9 +35,11 @@ ALL_SECTIONS = frozenset(name for names in SECTIONS.values() for name in names)
 Root = TypeVar("Root", bound=BaseModel)
 
 
-class ParamsError(ValueError):
+class ParamsError(BadInput):
     """A params file that cannot be used; the message names the file, each bad key and what it
-    expected (the CLI prints it and exits 2, no traceback)."""
+    expected (bad input: the CLI prints it and exits 2, no traceback)."""
+
+    kind = "bad settings"
 
 
 def read_params_file(path: str | Path) -> dict:

@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from regionmed.errors import BadInput
 from regionmed.model.config import ModelConfig
 from regionmed.params_loader import DEFAULT_PARAMS_FILE, load_root
 from regionmed.strict import StrictModel
@@ -263,7 +264,7 @@ class PipelineParams(StrictModel):
         """Training needs the model's input size to be the corpus's image size (checked when it starts)."""
         v, c = self.model.vision, self.corpus
         if v.image_size != c.image_size or v.channels != c.channels:
-            raise ValueError(
+            raise BadInput(
                 f"model.vision (image_size {v.image_size}, channels {v.channels}) must match the corpus "
                 f"(image_size {c.image_size}, channels {c.channels})"
             )

@@ -18,11 +18,12 @@ from regionmed.annotation.localizers import Localizer, NoLocalizer, PriorLocaliz
 from regionmed.annotation.quality import box_quality
 from regionmed.annotation.summary import preview_annotations
 from regionmed.corpus.location_prior import train_box_means
-from regionmed.corpus.schema import read_manifest
+from regionmed.corpus.schema import MANIFEST_FILE, read_manifest
+from regionmed.errors import BadInput, require
 from regionmed.params_pipeline import PipelineParams
 
 
-class AnnotateError(ValueError):
+class AnnotateError(BadInput):
     """A setting of the annotate section that cannot work (the message names it)."""
 
 
@@ -93,6 +94,7 @@ def run(
 
     a = params.annotate
     corpus_dir = Path(corpus_dir or params.corpus.out_dir)
+    require(corpus_dir / MANIFEST_FILE, "the corpus manifest", "build_corpus")
     out_dir = Path(out_dir or a.out_dir)
     start = time.perf_counter()
     localizer = make_localizer(params, corpus_dir)

@@ -7,12 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from regionmed.errors import BadInput
+
 # Longest string kept of a rejected record in rejected.jsonl (a 1 MB report is cut to this).
 MAX_REJECTED_CHARS = 2000
 
 
-class BuildError(RuntimeError):
-    """The build cannot be used: too many records rejected, or an importer's settings are wrong."""
+class BuildError(BadInput):
+    """The build cannot be used: too many records rejected (the source data is bad), or an importer's
+    settings are wrong (exit status 2: regionmed/errors.py)."""
 
 
 class RecordError(ValueError):

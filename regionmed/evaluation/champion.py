@@ -17,11 +17,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from regionmed.errors import CheckFailed
+
 RECORD_KEYS = ("tag", "bento", "metrics")
 
 
-class ChampionUnavailable(RuntimeError):
-    """The gate needs a champion (``gate.require_champion``) and cannot read one."""
+class ChampionUnavailable(CheckFailed):
+    """The gate needs a champion (``gate.require_champion``) and cannot read one, or the record is
+    damaged: the gate fails closed (a failed check, exit status 1: regionmed/errors.py)."""
 
 
 def read_champion(path: str | Path, *, required: bool = False) -> dict[str, Any] | None:

@@ -1,7 +1,7 @@
 """The ``gate`` stage: a thin wrapper around :func:`regionmed.evaluation.gate.decide`.
 
 Reads ``evaluate.metrics_file`` and the champion record, writes the decision (``gate.decision_file``)
-and returns it; a failed check is the stage's verdict, not an error of its input.
+and returns it, or raises :class:`GateFailed` (a failed check, exit status 1) once it is written.
 
 The champion is whatever ``package`` recorded last (``gate.champion_file``, committed with the
 repository: regionmed/evaluation/champion.py); with no champion only the floors and the baseline
@@ -14,10 +14,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from regionmed.errors import CheckFailed, require
 from regionmed.evaluation.champion import ChampionUnavailable, read_champion
 from regionmed.evaluation.gate import GateDecision, decide
 from regionmed.evaluation.summary import gate_view
 from regionmed.params_pipeline import PipelineParams
+
+
+class GateFailed(CheckFailed):
+    """A floor, the champion comparison or a must-beat-baseline check failed: nothing is packaged."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,9 @@ def run(params: PipelineParams, log=print) -> GateResult:
     cannot be read, the decision file says so (not passed, ``error``: nothing can be packaged from it)
     and ``ChampionUnavailable`` is raised."""
     g = params.gate
-    summary = json.loads(Path(params.evaluate.metrics_file).read_text())
+    summary = json.loads(
+        require(params.evaluate.metrics_file, "the evaluation metrics", "evaluate").read_text()
+    )
     try:
         champion = read_champion(g.champion_file, required=g.require_champion)
     except ChampionUnavailable as exc:
@@ -69,7 +76,10 @@ def run(params: PipelineParams, log=print) -> GateResult:
     _write(g.decision_file, document)
     for line in decision.table(only_failed=not decision.passed).splitlines()[1:]:
         log(line)
-    return GateResult(decision)
+    result = GateResult(decision)
+    if not result.passed:
+        raise GateFailed(f"{result.summary_line()}; nothing is packaged (details: {g.decision_file})")
+    return result
 
 
 def _write(path: str, document: dict) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from regionmed.corpus.images import read_png
-from regionmed.corpus.schema import read_manifest
+from regionmed.corpus.schema import MANIFEST_FILE, read_manifest
+from regionmed.errors import require
 from regionmed.evaluation.headline import HEADLINE, KEY_METRICS
 from regionmed.evaluation.inference import Encoder, load_pixels
 from regionmed.evaluation.report import (
@@ -27,7 +28,7 @@ from regionmed.evaluation.report import (
 )
 from regionmed.evaluation.suite import ModelEvaluation, evaluate_model
 from regionmed.evaluation.summary import summarise
-from regionmed.model.io import load_model
+from regionmed.model.io import CONFIG_FILE, load_model
 from regionmed.params_pipeline import PipelineParams
 
 MODELS = ("regionmed", "baseline")
@@ -47,6 +48,9 @@ def run(params: PipelineParams, corpus_dir: str | Path | None = None, log=print)
     metrics of both models."""
     e = params.evaluate
     corpus_dir = Path(corpus_dir or params.stage_corpus)
+    require(corpus_dir / MANIFEST_FILE, "the annotated corpus manifest", "annotate_regions")
+    require(Path(e.candidate) / CONFIG_FILE, "the candidate model", "pretrain_joint")
+    require(Path(e.baseline) / CONFIG_FILE, "the baseline model", "pretrain_baseline")
     test = read_manifest(corpus_dir, e.split)
     train = read_manifest(corpus_dir, "train")
     if len(train) > e.train_sample:

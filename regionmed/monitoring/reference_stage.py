@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from regionmed.errors import BadInput, require
+from regionmed.model.io import CONFIG_FILE
 from regionmed.monitoring.reference import Reference
 from regionmed.params import Params
 
@@ -29,7 +31,7 @@ def build_reference(
     from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
 
     if index.dim != engine.embed_dim:
-        raise ValueError(
+        raise BadInput(
             f"the index has dim {index.dim}, the model {engine.embed_dim}: "
             "they are not from the same packaging"
         )
@@ -39,7 +41,7 @@ def build_reference(
     ids = [index.items[i]["id"] for i in rows["image"]]
     missing = [i for i in ids if i not in manifest.index]
     if missing:
-        raise ValueError(
+        raise BadInput(
             f"{len(missing)} images of the index are not in split {index.split!r} of {corpus_dir} "
             "(the corpus changed after packaging?)"
         )
@@ -100,7 +102,9 @@ def run(params: Params, log=print) -> ReferenceResult:
 
     s = params.serving
     if not RetrievalIndex.exists(s.index_dir):
-        raise FileNotFoundError(f"no retrieval index at {s.index_dir}: the package stage writes it")
+        raise BadInput(f"no retrieval index at {s.index_dir}: run the package stage first")
+    require(Path(s.model_dir) / CONFIG_FILE, "the packaged model", "pretrain_joint")
+    require(params.stage_corpus, "the annotated corpus", "annotate_regions")
     if s.torch_threads:
         import torch
 

@@ -2,7 +2,8 @@
 packaged model's reference (regionmed/monitoring/drift.py describes the checks and the outputs).
 
 Whatever it finds (drift, no drift, not enough data) is the stage's result, not a failure; with
-``fail_on_drift`` a drift is a failed check (for scripts).
+``fail_on_drift`` a drift is a failed check (:class:`DriftFound`, exit status 1: for scripts). A
+missing reference or an unusable window is bad input.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regionmed.errors import BadInput, CheckFailed
 from regionmed.monitoring.drift import check_kind, summarise, write_reports
 from regionmed.monitoring.reference import Reference
 from regionmed.monitoring.window import load_current, resolve_window
 
 
-class DriftFound(RuntimeError):
+class DriftFound(CheckFailed):
     """Drift was found and the caller asked to fail on it (``fail_on_drift``)."""
 
 
@@ -57,9 +59,12 @@ def run(
     reference_dir = Path(reference_dir or m.reference_dir)
     report_dir = Path(report_dir or m.report_dir)
     summary_file = Path(summary_file or m.summary_file)
-    if reference is None:
-        reference = Reference.load(reference_dir)
-    window = resolve_window(log_dir, window_hours or m.window_hours, m.window_end, since, until)
+    try:
+        if reference is None:
+            reference = Reference.load(reference_dir)
+        window = resolve_window(log_dir, window_hours or m.window_hours, m.window_end, since, until)
+    except (FileNotFoundError, ValueError) as exc:  # no reference (run monitor_reference), a bad --since
+        raise BadInput(str(exc)) from None
     kinds = [k for k in m.kinds if reference.rows(k)]
     current = load_current(
         log_dir, window, kinds, reference.model_versions if m.match_model_version else None

@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from regionmed.errors import BadInput, CheckFailed, StageBroke
 from regionmed.params import Params
 from regionmed.serving.settings import (
     STORE_INDEX_SUBDIR,
@@ -44,8 +45,16 @@ DEFAULT_BENTOML_HOME = ".state/bentoml"
 BENTO_BUILD_TIMEOUT_S = 600
 
 
-class PackageError(RuntimeError):
-    """Packaging refused or failed, with the reason."""
+class PackageError(BadInput):
+    """Packaging cannot start: an input is missing or unusable (exit status 2: regionmed/errors.py)."""
+
+
+class GateNotPassed(CheckFailed):
+    """The gate did not pass the model, and ``--force`` was not given: nothing is packaged."""
+
+
+class BentoBuildFailed(StageBroke):
+    """``bentoml build`` failed or gave no tag."""
 
 
 def resolve_bentoml_home(params: Params, root: str | Path = ".") -> Path:
@@ -150,9 +159,9 @@ def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = N
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise PackageError(f"bentoml build took over {BENTO_BUILD_TIMEOUT_S} s") from None
+        raise BentoBuildFailed(f"bentoml build took over {BENTO_BUILD_TIMEOUT_S} s") from None
     if proc.returncode != 0:
-        raise PackageError(
+        raise BentoBuildFailed(
             f"bentoml build failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         )
     for line in reversed(proc.stdout.strip().splitlines()):
@@ -161,7 +170,7 @@ def build_bento(bentofile: Path, home: Path, root: Path, version: str | None = N
             return line.removeprefix("__tag__:")
         if ":" in line and " " not in line:
             return line
-    raise PackageError(f"bentoml build printed no tag:\n{proc.stdout[-2000:]}")
+    raise BentoBuildFailed(f"bentoml build printed no tag:\n{proc.stdout[-2000:]}")
 
 
 def store_record(

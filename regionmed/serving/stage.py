@@ -21,6 +21,7 @@ from regionmed.params import Params
 from regionmed.paths import repo_relative
 from regionmed.serving.container import bentofile_for
 from regionmed.serving.package import (
+    GateNotPassed,
     PackageError,
     build_bento,
     dvc_hashes,
@@ -57,7 +58,7 @@ def run(
     s = params.serving
     gate = read_gate(params)
     if not gate.get("passed") and not force:
-        raise PackageError(
+        raise GateNotPassed(
             f"the gate did not pass ({gate.get('n_failed')} checks failed; {params.gate.decision_file}); "
             "nothing is packaged (--force packages anyway)"
         )

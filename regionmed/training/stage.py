@@ -11,13 +11,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from regionmed.corpus.schema import MANIFEST_FILE
+from regionmed.errors import BadInput, require
+from regionmed.model.io import CONFIG_FILE
 from regionmed.params_pipeline import PipelineParams
 from regionmed.training.train import train
 
 DEFAULT_STATE_DIR = Path(".state/checkpoints")  # resumable checkpoints, outside the stage's DVC outs
 
 
-class UnknownPhase(ValueError):
+class UnknownPhase(BadInput):
     """A phase that ``phases`` in params does not define."""
 
 
@@ -43,6 +46,11 @@ def run(
     """Train ``phase`` (warm-started from ``init_from``), export the model to ``out``, write ``metrics``."""
     if phase not in params.phases:
         raise UnknownPhase(f"params has no phases.{phase} (it defines {', '.join(params.phases)})")
+    require(Path(params.stage_corpus) / MANIFEST_FILE, "the annotated corpus manifest", "annotate_regions")
+    require(tokenizer, "the tokenizer folder", "tokenizer")
+    if init_from:
+        require(Path(init_from) / CONFIG_FILE, "the model to warm-start from", "previous phase's")
+    params.check_model_fits_corpus()
     summary = train(
         params,
         phase,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from regionmed.corpus.schema import MANIFEST_FILE
+from regionmed.errors import require
 from regionmed.model.tokenizer import train_wordpiece_tokenizer
 from regionmed.params_pipeline import PipelineParams
 from regionmed.training.data import corpus_texts
@@ -32,6 +34,7 @@ def run(params: PipelineParams, out: str | Path) -> TokenizerResult:
         tokenizer = AutoTokenizer.from_pretrained(backbone)
         tokenizer.save_pretrained(str(out))
         return TokenizerResult(out, len(tokenizer), backbone)
+    require(Path(params.stage_corpus) / MANIFEST_FILE, "the annotated corpus manifest", "annotate_regions")
     texts = corpus_texts(params.stage_corpus)
     tokenizer = train_wordpiece_tokenizer(texts, params.model.text.vocab_size, out)
     return TokenizerResult(out, len(tokenizer), None)

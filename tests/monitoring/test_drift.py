@@ -289,7 +289,7 @@ def test_cli_exits_0_with_not_enough_data_and_3_on_drift_when_asked(tmp_path, re
     r = runner.invoke(app, ["monitor", "--params", str(tmp_path / "params.yaml")])
     assert r.exit_code == 0 and json.loads((tmp_path / "drift.json").read_text())["status"] == "drift"
     r = runner.invoke(app, ["monitor", "--params", str(tmp_path / "params.yaml"), "--fail-on-drift"])
-    assert r.exit_code == 3
+    assert r.exit_code == 1 and "monitor: check failed: drift found" in r.output  # a failed check
     r = runner.invoke(app, ["monitor", "--params", str(tmp_path / "params.yaml"), "--until", "2020-01-01"])
     assert (
         r.exit_code == 0 and json.loads((tmp_path / "drift.json").read_text())["status"] == "not_enough_data"

@@ -151,7 +151,7 @@ def test_containerize_would_build_the_right_image(packaged, monkeypatch):
 
 def test_package_refuses_a_failed_gate(packaged, tmp_path):
     from regionmed.serving import stage
-    from regionmed.serving.package import PackageError
+    from regionmed.serving.package import GateNotPassed, PackageError
 
     gate = tmp_path / "gate.json"
     gate.write_text(json.dumps({"passed": False, "n_failed": 2}))
@@ -162,7 +162,7 @@ def test_package_refuses_a_failed_gate(packaged, tmp_path):
             )
         }
     )
-    with pytest.raises(PackageError, match="did not pass"):
+    with pytest.raises(GateNotPassed, match="did not pass"):
         stage.run(params, root=REPO_ROOT, build=False)
     assert not (tmp_path / "champion.json").exists()
     params = params.model_copy(
@@ -172,7 +172,7 @@ def test_package_refuses_a_failed_gate(packaged, tmp_path):
         stage.run(params, root=REPO_ROOT, build=False)
 
 
-def test_cli_package_exits_1_with_the_reason(tmp_path, monkeypatch):
+def test_cli_package_without_a_gate_decision_exits_2_with_the_reason(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from regionmed.cli import app
@@ -180,7 +180,8 @@ def test_cli_package_exits_1_with_the_reason(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_params(tmp_path / "params.yaml", {"gate": {"decision_file": "nowhere.json"}})
     result = CliRunner().invoke(app, ["package", "--params", "params.yaml", "--no-build"])
-    assert result.exit_code == 1 and "run the gate stage first" in result.output
+    assert result.exit_code == 2 and "package: bad input: no gate decision" in result.output
+    assert "run the gate stage first" in result.output
 
 
 def test_dvc_hashes_come_from_the_lock_file(tmp_path):

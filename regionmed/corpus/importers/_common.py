@@ -44,7 +44,7 @@ Id = Annotated[str, BeforeValidator(_id_text), AfterValidator(_non_blank)]
 class ImporterConfigError(BuildError, ValueError):
     """The import cannot start: a missing or wrong setting or file. The message names the setting.
 
-    A :class:`BuildError` so that ``regionmed corpus build`` prints it as a failed build, not a traceback.
+    A :class:`BuildError` (bad input): ``regionmed corpus build`` prints it and exits 2, no traceback.
     """
 
 
