@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers.api_calls import call_every_api, check_answers, check_bad_requests
+from helpers.params import write_params
 from helpers.servers import REPO_ROOT
 from helpers.tiny_service import package_tiny
 
@@ -154,27 +155,25 @@ def test_the_embedding_log_lands_in_the_mounted_folder_and_monitor_reads_it(
         df["endpoint"]
     )
     assert (df["model_version"] == container_bento["record"]["model_tag"]).all()
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        json.dumps(
-            {
-                "corpus": {"out_dir": str(tiny["corpus"])},
-                "annotate": {
-                    "out_dir": str(tiny["corpus"])
-                },  # the stages after annotate_regions read this corpus
-                "serving": {
-                    "model_dir": str(tiny["model"]),
-                    "index_dir": container_bento["params"].serving.index_dir,
-                    "embedding_log": {"dir": str(log_dir)},
-                },
-                "monitor": {
-                    "reference_dir": str(tmp_path / "reference"),
-                    "report_dir": str(tmp_path / "drift"),
-                    "summary_file": str(tmp_path / "drift.json"),
-                    "window_end": "now",
-                },
-            }
-        )
+    # a complete params file (the repository's) with this test's folders; the stages after
+    # annotate_regions read annotate.out_dir, here the tiny corpus as it is
+    params = write_params(
+        tmp_path / "params.yaml",
+        {
+            "corpus": {"out_dir": str(tiny["corpus"])},
+            "annotate": {"out_dir": str(tiny["corpus"])},
+            "serving": {
+                "model_dir": str(tiny["model"]),
+                "index_dir": container_bento["params"].serving.index_dir,
+                "embedding_log": {"dir": str(log_dir)},
+            },
+            "monitor": {
+                "reference_dir": str(tmp_path / "reference"),
+                "report_dir": str(tmp_path / "drift"),
+                "summary_file": str(tmp_path / "drift.json"),
+                "window_end": "now",
+            },
+        },
     )
     for command in (
         "monitor-reference",
