@@ -15,7 +15,9 @@
 - Latency: one query at a time through ``RetrievalIndex.search`` (the service's call: candidates,
   exact re-scoring, result dicts), p50/p99 in ms.
 - Memory: the folder's files; RSS of a fresh process that loads the index memory-mapped (as the
-  service does), after 1,000 HNSW queries, then after exact queries over the whole kind.
+  service does), after 1,000 HNSW queries, then (graphs dropped) after 20 exact queries, in MiB:
+  ``RssAnon`` is the process's own memory, ``RssFile`` the pages of mapped files it has read (page
+  cache, shared by the processes that map the same files, reclaimable).
 - ``--served``: a real ``bentoml serve`` of the service on 127.0.0.1 with a tiny untrained model of
   ``embed_dim`` = ``--dim`` and ``REGIONMED_INDEX_DIR`` at the synthetic index (with, then without
   its graphs), ``/retrieve`` by text one request at a time; the latency includes encoding the text.
@@ -103,7 +105,7 @@ import json, sys, numpy as np
 from regionmed.inference.index import RetrievalIndex
 def rss():
     fields = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
-    return {k: int(fields[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM")}
+    return {k: int(fields[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
 out = {"start_mib": rss()}
 index = RetrievalIndex.load(sys.argv[1], mmap=True, expansion_search=int(sys.argv[2]))
 out["after_load_mib"] = rss()

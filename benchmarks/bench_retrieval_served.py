@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -101,11 +100,9 @@ def process_tree_rss_mib(pid: int) -> float:
 
 def one_server(model: Path, index_dir: Path, params: Path, work: Path, requests: int, mode: str) -> dict:
     from regionmed.env import QUIET_ENV
-    from regionmed.serving.container import wait_until_ready
+    from regionmed.serving.container import free_port, wait_until_ready
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGIONMED_")}
     env.update(QUIET_ENV)
     env.update(
