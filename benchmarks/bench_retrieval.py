@@ -3,10 +3,11 @@
     python benchmarks/bench_retrieval.py [--sizes 100000 1000000] [--dim 256] [--queries 1000]
         [--connectivity 16] [--expansion-add 128] [--efs 16 32 64 128 256] [--build-threads 1]
         [--served] [--served-requests 300] [--work .state/bench_retrieval] [--results PATH]
+    python benchmarks/bench_retrieval.py --memory-only .state/bench_retrieval/index_1000000 --efs 256
 
 - Data: a Gaussian mixture on the sphere (real embeddings are clustered, not uniform): 1,000
   centres uniform on the unit sphere, cluster sizes drawn from a Dirichlet, each point the
-  L2-normalised centre plus Gaussian noise of norm ~N(0.6..1.2) (cosine with its centre ~0.65-0.85).
+  unit centre plus Gaussian noise of norm 0.6-1.2, L2-normalised (cosine with its centre ~0.65-0.85).
   Queries are more points of the same mixture, not in the index. All items are of kind ``image``.
 - Exact: :class:`RetrievalIndex` without graphs (one matrix-vector product per query); the ground
   truth top-10 of every query. HNSW: ``RetrievalIndex.build_ann`` (the code ``package`` runs), saved,
@@ -186,9 +187,18 @@ def main() -> None:
     ap.add_argument("--served", action="store_true", help="also through `bentoml serve` (2 servers per size)")
     ap.add_argument("--served-requests", type=int, default=300)
     ap.add_argument("--work", type=Path, default=REPO / ".state" / "bench_retrieval")
+    ap.add_argument(
+        "--memory-only",
+        type=Path,
+        metavar="INDEX_DIR",
+        help="only the memory probe of an index folder a run left in --work (at ef max(--efs)); prints it",
+    )
     results_option(ap, "bench_retrieval")
     args = ap.parse_args()
     configure_environment()
+    if args.memory_only:
+        print(json.dumps(memory(args.memory_only, max(args.efs), args.work / "queries.npy")))
+        return
     record = Record("bench_retrieval")
     args.work.mkdir(parents=True, exist_ok=True)
     rows = []
