@@ -343,5 +343,23 @@ def docs_cmd(
     console.print(f"{len(stale)} block(s) rewritten" if write else "every block is current")
 
 
+@app.command("dvc-deps")
+def dvc_deps_cmd(
+    check: bool = typer.Option(False, "--check", help="Only list the stages whose code deps differ."),
+    dvc_file: Path = typer.Option(Path("dvc.yaml"), help="The pipeline file."),
+) -> None:
+    """Write each stage's regionmed/ code deps in dvc.yaml from its command's imports (the rest of the
+    file is kept). With --check: exit 1 when a stage's declared code deps are not its imports."""
+    from regionmed.devtools.stage_deps import sync_dvc_yaml
+
+    stale = sync_dvc_yaml(dvc_file, write=not check)
+    for entry in stale:
+        console.print(str(entry), markup=False, highlight=False)
+    if stale and check:
+        console.print("stale code deps: run `python -m regionmed dvc-deps`")
+        raise typer.Exit(1)
+    console.print(f"{len(stale)} stage(s) rewritten" if stale else "every stage's code deps are current")
+
+
 if __name__ == "__main__":
     app()
