@@ -15,7 +15,7 @@ TESTS = Path(__file__).resolve().parent
 REPO_ROOT = TESTS.parent
 
 
-def test_files() -> list[Path]:
+def python_files_under_tests() -> list[Path]:
     return sorted(p for p in TESTS.rglob("*.py") if "__pycache__" not in p.parts)
 
 
@@ -32,7 +32,7 @@ def imported_modules(path: Path) -> set[str]:
 def test_shared_test_code_lives_in_the_helpers_package():
     loose = [
         str(p.relative_to(TESTS))
-        for p in test_files()
+        for p in python_files_under_tests()
         if p.parent.name != "helpers" and not p.name.startswith("test_") and p.name != "conftest.py"
     ]
     assert not loose, f"move these into tests/helpers/: {loose}"
@@ -42,7 +42,7 @@ def test_shared_test_code_lives_in_the_helpers_package():
 def test_tests_import_helpers_by_package_not_by_path():
     helpers = {p.stem for p in (TESTS / "helpers").glob("*.py")}
     bad = {}
-    for path in test_files():
+    for path in python_files_under_tests():
         text = path.read_text()
         found = [
             m for m in imported_modules(path) if m in helpers or m == "conftest" or m.startswith("test_")
