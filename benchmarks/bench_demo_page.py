@@ -213,8 +213,8 @@ def main() -> None:
     args = ap.parse_args()
     record = Record("demo_page")
     configure_environment()
-    from regionmed.serving.engine import Engine
-    from regionmed.serving.index import build_index
+    from regionmed.inference.engine import Engine
+    from regionmed.inference.index import build_index
 
     results: dict = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
