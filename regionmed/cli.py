@@ -53,8 +53,10 @@ def _log(line: str) -> None:
 @contextmanager
 def _stage(name: str) -> Iterator[None]:
     """Run a stage's body under the one failure policy (regionmed/errors.py): a :class:`StageError`
-    (a params error included) is one message naming the stage and its exit status; anything else is a
-    bug or a broken tool: its traceback, then status 3."""
+    (a params error included) is one message naming the stage and its exit status; a full disk is bad
+    input (the environment's) whoever raised it, named as :class:`~regionmed.atomic.NoSpace` names it;
+    anything else is a bug or a broken tool: its traceback, then status 3."""
+    from regionmed.atomic import as_no_space
     from regionmed.errors import EXIT_BROKE, StageError
 
     try:
@@ -64,7 +66,10 @@ def _stage(name: str) -> Iterator[None]:
     except StageError as exc:
         _log(f"{name}: {exc.kind}: {exc}")
         raise typer.Exit(exc.exit_code) from None
-    except Exception:
+    except Exception as exc:
+        if (full := as_no_space(exc)) is not None:
+            _log(f"{name}: {full.kind}: {full}")
+            raise typer.Exit(full.exit_code) from None
         _log(traceback.format_exc().rstrip())
         _log(f"{name}: broke (the traceback above)")
         raise typer.Exit(EXIT_BROKE) from None

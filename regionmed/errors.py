@@ -9,7 +9,9 @@ status  meaning
         no champion record, drift with ``monitor --fail-on-drift``
 2       bad input or settings (:class:`BadInput`, and a params file that cannot be used): a
         missing input file or folder (run the stage before), an unusable setting, an unknown
-        phase, records rejected beyond ``corpus.max_reject_fraction`` (the source data is bad)
+        phase, records rejected beyond ``corpus.max_reject_fraction`` (the source data is bad),
+        a full disk under an output (``NoSpace``, regionmed/atomic.py: the folder, the space
+        needed or written, the space free)
 3       the stage broke (:class:`StageBroke`): a tool it runs failed (``bentoml build``), or a bug
         (then with its traceback)
 ======  =====================================================================================
