@@ -26,6 +26,7 @@ import pandas as pd
 from regionmed.annotation.localizers import Localizer, Query
 from regionmed.annotation.phrasing import most_specific, region_for
 from regionmed.annotation.summary import AnnotationCounts
+from regionmed.atomic import atomic_dir
 from regionmed.corpus.schema import (
     BUILD_SUMMARY_FILE,
     IMAGES_DIR,
@@ -145,9 +146,15 @@ def _findings_by_modality(df: pd.DataFrame) -> dict[str, list[str]]:
 def write_corpus(
     df: pd.DataFrame, corpus_dir: Path, out_dir: Path, hidden: dict[str, list[dict]], record: dict
 ) -> None:
-    """The annotated corpus in the corpus contract: images copied, manifest rewritten, logs carried over."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    """The annotated corpus in the corpus contract: images copied, manifest rewritten, logs carried over.
+    Written whole or not at all (regionmed/atomic.py)."""
+    with atomic_dir(out_dir) as tmp:
+        _write_corpus_into(df, corpus_dir, tmp, hidden, record)
+
+
+def _write_corpus_into(
+    df: pd.DataFrame, corpus_dir: Path, out_dir: Path, hidden: dict[str, list[dict]], record: dict
+) -> None:
     shutil.copytree(corpus_dir / IMAGES_DIR, out_dir / IMAGES_DIR)
     for name in (REJECTED_FILE, BUILD_SUMMARY_FILE):
         if (corpus_dir / name).is_file():

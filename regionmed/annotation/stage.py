@@ -17,6 +17,7 @@ from regionmed.annotation.annotate import annotate_corpus
 from regionmed.annotation.localizers import Localizer, NoLocalizer, PriorLocalizer
 from regionmed.annotation.quality import box_quality
 from regionmed.annotation.summary import preview_annotations
+from regionmed.atomic import atomic_write_text
 from regionmed.corpus.location_prior import train_box_means
 from regionmed.corpus.schema import MANIFEST_FILE, read_manifest
 from regionmed.errors import BadInput, require
@@ -112,7 +113,6 @@ def run(
         else 0.0
     )
     summary["seconds_total"] = round(time.perf_counter() - start, 3)
-    Path(a.summary_file).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.summary_file).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(a.summary_file, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     preview_annotations(df, out_dir, Path(a.preview_file), a.preview_images, params.seed)
     return AnnotationResult(localizer.name, summary)

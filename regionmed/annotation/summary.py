@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from regionmed.atomic import atomic_file
+
 CONFIDENCE_BINS = np.linspace(0.0, 1.0, 11)
 GIVEN_COLOUR = (64, 200, 64)
 ANNOTATED_COLOUR = (255, 160, 0)
@@ -124,5 +126,6 @@ def preview_annotations(
             words.append(f"[A {r['confidence']:.2f}] {r['phrase']}" if mine else f"[G] {r['phrase']}")
         lines = textwrap.wrap("; ".join(words) or row["modality"], width=tile // 6)[:CAPTION_LINES]
         draw.multiline_text((x + 2, y + tile + 1), "\n".join(lines), fill=(230, 230, 230), spacing=2)
-    canvas.save(out_png)
+    with atomic_file(out_png) as tmp:
+        canvas.save(tmp, format="PNG")
     return out_png

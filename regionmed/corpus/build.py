@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from regionmed.atomic import atomic_dir
 from regionmed.corpus.process import ProcessContext, image_id_for, process_record
 from regionmed.corpus.records import BuildError, RecordError, Rejected, SourceRecord
 from regionmed.corpus.schema import (
@@ -114,12 +114,25 @@ def task_record(task) -> dict[str, Any]:
 def build_corpus(
     params: PipelineParams, out_dir: str | Path | None = None, progress: bool | None = None, source=None
 ) -> BuildSummary:
+    """Build the corpus into ``out_dir`` (``corpus.out_dir``), written whole or not at all: the folder is
+    written under a temporary name and renamed when complete (regionmed/atomic.py). Too many rejected
+    records is a :class:`BuildError`, raised once the corpus (its ``rejected.jsonl``) is in place."""
     c = params.corpus
     out = Path(out_dir or c.out_dir)
-    if out.exists():
-        shutil.rmtree(out)
+    with atomic_dir(out) as tmp:
+        summary = _build_into(params, tmp, progress, source or make_source(params))
+    if summary.reject_fraction > c.max_reject_fraction:
+        raise BuildError(
+            f"{summary.n_rejected} of {summary.n_input} records rejected "
+            f"({summary.reject_fraction:.1%} > max_reject_fraction {c.max_reject_fraction:.1%}): "
+            f"{summary.rejected_by_category}; see {out / REJECTED_FILE}"
+        )
+    return summary
+
+
+def _build_into(params: PipelineParams, out: Path, progress: bool | None, source) -> BuildSummary:
+    c = params.corpus
     (out / IMAGES_DIR).mkdir(parents=True)
-    source = source or make_source(params)
     ctx = _context(c, out, getattr(source, "root", None))
 
     rows: list[ManifestRow] = []
@@ -195,10 +208,4 @@ def build_corpus(
         split_conflicts=conflicts[:MAX_LISTED_CONFLICTS],
     )
     (out / BUILD_SUMMARY_FILE).write_text(json.dumps(summary.to_dict(), indent=2, sort_keys=True) + "\n")
-    if summary.reject_fraction > c.max_reject_fraction:
-        raise BuildError(
-            f"{summary.n_rejected} of {summary.n_input} records rejected "
-            f"({summary.reject_fraction:.1%} > max_reject_fraction {c.max_reject_fraction:.1%}): "
-            f"{summary.rejected_by_category}; see {out / REJECTED_FILE}"
-        )
     return summary

@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from regionmed.atomic import atomic_write_text
 from regionmed.errors import CheckFailed
 
 RECORD_KEYS = ("tag", "bento", "metrics")
@@ -74,7 +75,6 @@ def write_champion(
         "git_rev": git_rev,
         "bentoml_home": bentoml_home,
     }
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    # whole or not at all: the next gate reads it, and a torn record would refuse every candidate
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return record

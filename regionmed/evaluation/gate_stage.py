@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
+from regionmed.atomic import atomic_write_text
 from regionmed.errors import CheckFailed, require
 from regionmed.evaluation.champion import ChampionUnavailable, read_champion
 from regionmed.evaluation.gate import GateDecision, decide
@@ -83,6 +83,4 @@ def run(params: PipelineParams, log=print) -> GateResult:
 
 
 def _write(path: str, document: dict) -> None:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True) + "\n")

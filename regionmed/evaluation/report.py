@@ -7,6 +7,7 @@ or JSON (``{"<file stem>": [{...}, ...]}``), chosen by the output path's suffix.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from regionmed.arrays import as_numpy
+from regionmed.atomic import atomic_write_text
 
 COLUMNS = ("regionmed", "baseline", "difference")
 
@@ -74,7 +76,7 @@ def write_markdown_report(
         for g in gallery_paths:
             rel = os.path.relpath(Path(g), path.parent).replace(os.sep, "/")
             lines.append(f"![{Path(g).stem}]({rel})")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -129,14 +131,15 @@ def write_plot_rows(rows: Sequence[Mapping[str, Any]], out_path: str | Path) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     if out.suffix.lower() in (".csv", ".tsv"):
-        with out.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(
-                fh, fieldnames=fields, delimiter="\t" if out.suffix.lower() == ".tsv" else ","
-            )
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(
+            text, fieldnames=fields, delimiter="\t" if out.suffix.lower() == ".tsv" else ","
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(out, text.getvalue())
     else:
-        out.write_text(json.dumps({out.stem: list(rows)}, indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(out, json.dumps({out.stem: list(rows)}, indent=1) + "\n")
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from regionmed.atomic import atomic_dir, atomic_write_text
 from regionmed.corpus.images import read_png
 from regionmed.corpus.schema import MANIFEST_FILE, read_manifest
 from regionmed.errors import require
@@ -89,7 +90,7 @@ def _write_outputs(
     metrics_file, plots, report = Path(e.metrics_file), Path(e.plots_dir), Path(e.report_file)
     for p in (metrics_file.parent, plots, report.parent):
         p.mkdir(parents=True, exist_ok=True)
-    metrics_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(metrics_file, json.dumps(summary, indent=1, sort_keys=True) + "\n")
     recalls = {
         name: {k: summary[name][f"retrieval/i2t_R@{k}"]["value"] for k in e.retrieval_ks} for name in MODELS
     }
@@ -154,9 +155,15 @@ def write_gallery(results, corpus_dir: Path, test, out_dir: Path, n: int) -> lis
     """Heatmaps of the first ``n`` subtle-or-small findings (then any), for both models.
 
     The folder is a declared DVC output, so it is written even when there is nothing to draw
-    (a corpus without boxes, e.g. MedPix; or ``gallery_size: 0``), with a note saying why.
+    (a corpus without boxes, e.g. MedPix; or ``gallery_size: 0``), with a note saying why. It is
+    written whole or not at all (regionmed/atomic.py); the paths returned are those in ``out_dir``.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out_dir) as tmp:
+        drawn = _draw_gallery(results, corpus_dir, test, tmp, n)
+    return [out_dir / p.name for p in drawn]
+
+
+def _draw_gallery(results, corpus_dir: Path, test, out_dir: Path, n: int) -> list[Path]:
     ex = results["regionmed"].grounding_examples
     if not ex or n == 0:
         why = "evaluate.gallery_size is 0" if n == 0 else "the test split has no finding regions to ground"

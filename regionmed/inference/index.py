@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from regionmed.inference.ann import GRAPH_FILE, AnnIndexError, HnswSettings, KindGraph, describe
+from regionmed.atomic import atomic_dir
+from regionmed.inference.ann import AnnIndexError, HnswSettings, KindGraph, describe
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +107,16 @@ class RetrievalIndex:
         return self
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write the folder; each file goes to a temporary name first and is then renamed, so a
+        """Write the folder whole or not at all: written under a temporary name and renamed
+        (regionmed/atomic.py), so a reader never sees new embeddings beside an old ``index.json``, and a
         server that has the old files memory-mapped keeps reading the old index."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f".{EMBEDDINGS_FILE}.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic_dir(out_dir) as tmp:
+            self._save_into(tmp)
+        return Path(out_dir)
+
+    def _save_into(self, out: Path) -> None:
+        with open(out / EMBEDDINGS_FILE, "wb") as fh:
             np.save(fh, np.ascontiguousarray(self.embeddings))
-        os.replace(tmp, out / EMBEDDINGS_FILE)
         doc = {
             "format_version": FORMAT_VERSION,
             "split": self.split,
@@ -124,15 +126,10 @@ class RetrievalIndex:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "items": self.items,
         }
-        for stale in out.glob(GRAPH_FILE.format(kind="*")):
-            stale.unlink()
         if self.graphs:
             kinds = {kind: graph.save(out, kind) for kind, graph in self.graphs.items()}
             doc["ann"] = {**describe(self.hnsw), "kinds": kinds}
-        tmp = out / f".{INDEX_FILE}.tmp"
-        tmp.write_text(json.dumps(doc, indent=0, sort_keys=True) + "\n")
-        os.replace(tmp, out / INDEX_FILE)
-        return out
+        (out / INDEX_FILE).write_text(json.dumps(doc, indent=0, sort_keys=True) + "\n")
 
     @classmethod
     def load(

@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoTokenizer
 
+from regionmed.atomic import atomic_dir
 from regionmed.model.config import ModelConfig
 from regionmed.model.regionclip import RegionCLIP
 
@@ -63,9 +64,16 @@ def split_shared(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
 def export_model(
     model: RegionCLIP, tokenizer, config: ModelConfig, out_dir: str | Path, extra_meta: dict | None = None
 ) -> Path:
-    """Write ``model`` (with its tokenizer and config) into ``out_dir``; returns the folder."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``model`` (with its tokenizer and config) into ``out_dir``, whole or not at all (the folder is
+    written under a temporary name and renamed: regionmed/atomic.py); returns the folder."""
+    with atomic_dir(out_dir) as tmp:
+        _export_into(model, tokenizer, config, tmp, extra_meta)
+    return Path(out_dir)
+
+
+def _export_into(
+    model: RegionCLIP, tokenizer, config: ModelConfig, out: Path, extra_meta: dict | None
+) -> None:
     tensors, aliases = split_shared(model.state_dict())
     save_file(
         tensors,
@@ -84,7 +92,6 @@ def export_model(
         "meta": extra_meta or {},
     }
     (out / CONFIG_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
-    return out
 
 
 # Fields added to ModelConfig after format 1 was first written, with the value a model exported before

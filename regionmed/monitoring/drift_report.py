@@ -10,6 +10,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from regionmed.atomic import atomic_file, atomic_write_text
 from regionmed.monitoring.checks import KindResult
 
 REPORT_FILES = ("index.html", "image.html", "text.html")
@@ -21,7 +22,9 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;tex
 
 
 def write_reports(results: list[KindResult], summary: dict[str, Any], report_dir: Path) -> dict[str, str]:
-    """``index.html`` (the summary) and one Evidently report per checked kind; stale ones are removed."""
+    """``index.html`` (the summary) and one Evidently report per checked kind; stale ones are removed.
+    Each file is written whole or not at all, ``index.html`` last (regionmed/atomic.py): a report
+    folder with an ``index.html`` is complete. The folder may hold other files: they are kept."""
     report_dir.mkdir(parents=True, exist_ok=True)
     for name in REPORT_FILES:
         (report_dir / name).unlink(missing_ok=True)
@@ -29,10 +32,12 @@ def write_reports(results: list[KindResult], summary: dict[str, Any], report_dir
     for r in results:
         if r.snapshot is not None:
             path = report_dir / f"{r.kind}.html"
-            r.snapshot.save_html(str(path))
+            with atomic_file(path) as tmp:
+                r.snapshot.save_html(str(tmp))
             paths[r.kind] = str(path)
-    (report_dir / "index.html").write_text(
-        render_index(summary, {k: Path(v).name for k, v in paths.items() if k != "index"})
+    atomic_write_text(
+        report_dir / "index.html",
+        render_index(summary, {k: Path(v).name for k, v in paths.items() if k != "index"}),
     )
     return paths
 

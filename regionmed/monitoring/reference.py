@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from regionmed.atomic import atomic_dir
+
 FORMAT_VERSION = 1
 META_FILE = "reference.json"
 KINDS = ("image", "text")
@@ -78,8 +80,12 @@ class Reference:
         return len(self.embeddings.get(kind, ()))
 
     def save(self, out_dir: str | Path) -> Path:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write the folder whole or not at all (regionmed/atomic.py); returns it."""
+        with atomic_dir(out_dir) as tmp:
+            self._save_into(tmp)
+        return Path(out_dir)
+
+    def _save_into(self, out: Path) -> None:
         for kind in KINDS:
             if kind in self.embeddings:
                 np.save(out / f"{kind}_embeddings.npy", self.embeddings[kind])
@@ -98,7 +104,6 @@ class Reference:
             "descriptors": {k: list(self.descriptors[k].columns) for k in self.embeddings},
         }
         (out / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        return out
 
     @classmethod
     def load(cls, path: str | Path) -> Reference:

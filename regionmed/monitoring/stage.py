@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regionmed.atomic import atomic_write_text
 from regionmed.errors import BadInput, CheckFailed
 from regionmed.monitoring.drift import check_kind, summarise, write_reports
 from regionmed.monitoring.reference import Reference
@@ -81,8 +82,7 @@ def run(
         results, current, reference, m, reference_dir=str(reference_dir), log_dir=str(log_dir)
     )
     summary["reports"] = write_reports(results, summary, report_dir)
-    summary_file.parent.mkdir(parents=True, exist_ok=True)
-    summary_file.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(summary_file, json.dumps(summary, indent=1, sort_keys=True) + "\n")
     log(
         f"{summary['message']} ({time.perf_counter() - start:.1f} s); report: {summary['reports']['index']}; "
         f"summary: {summary_file}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from regionmed.atomic import atomic_write_text
 from regionmed.evaluation.champion import write_champion
 from regionmed.params import Params
 from regionmed.paths import repo_relative
@@ -134,7 +135,5 @@ def run(
         "index_items": len(index.items),
         "seconds": round(time.perf_counter() - start, 1),
     }
-    out = Path(s.metrics_file)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(s.metrics_file, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return PackageResult(record)

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from regionmed.atomic import atomic_write_text
 from regionmed.corpus.schema import MANIFEST_FILE
 from regionmed.errors import BadInput, require
 from regionmed.model.io import CONFIG_FILE
@@ -61,7 +62,5 @@ def run(
         Path(state_dir),
         Path(log_dir) if log_dir else None,
     )
-    metrics = Path(metrics)
-    metrics.parent.mkdir(parents=True, exist_ok=True)
-    metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(metrics, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return PhaseResult(phase, summary)

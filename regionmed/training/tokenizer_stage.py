@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from regionmed.atomic import atomic_dir
 from regionmed.corpus.schema import MANIFEST_FILE
 from regionmed.errors import require
 from regionmed.model.tokenizer import train_wordpiece_tokenizer
@@ -26,15 +27,17 @@ class TokenizerResult:
 
 
 def run(params: PipelineParams, out: str | Path) -> TokenizerResult:
-    """Write the tokenizer folder ``out`` (dvc.yaml: paths.tokenizer)."""
+    """Write the tokenizer folder ``out`` (dvc.yaml: paths.tokenizer), whole or not at all."""
     out, backbone = Path(out), params.model.text.backbone
     if backbone is not None:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(backbone)
-        tokenizer.save_pretrained(str(out))
+        with atomic_dir(out) as tmp:
+            tokenizer.save_pretrained(str(tmp))
         return TokenizerResult(out, len(tokenizer), backbone)
     require(Path(params.stage_corpus) / MANIFEST_FILE, "the annotated corpus manifest", "annotate_regions")
     texts = corpus_texts(params.stage_corpus)
-    tokenizer = train_wordpiece_tokenizer(texts, params.model.text.vocab_size, out)
+    with atomic_dir(out) as tmp:
+        tokenizer = train_wordpiece_tokenizer(texts, params.model.text.vocab_size, tmp)
     return TokenizerResult(out, len(tokenizer), None)

@@ -11,6 +11,7 @@ import html
 import json
 from pathlib import Path
 
+from regionmed.atomic import atomic_write_text
 from regionmed.validation.result import CheckResult, ValidationResult, _short
 
 STYLE = """
@@ -32,13 +33,12 @@ def write_outputs(
     report_file: str | Path,
     timings_file: str | Path | None = None,
 ) -> None:
-    """The metrics JSON (deterministic), the HTML page and, if asked, the run's timings as JSON."""
-    for path in filter(None, (metrics_file, report_file, timings_file)):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(metrics_file).write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
-    Path(report_file).write_text(render_html(result))
+    """The metrics JSON (deterministic), the HTML page and, if asked, the run's timings as JSON; each
+    written whole or not at all (regionmed/atomic.py)."""
+    atomic_write_text(metrics_file, json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(report_file, render_html(result))
     if timings_file:
-        Path(timings_file).write_text(json.dumps(result.timings_dict(), indent=2) + "\n")
+        atomic_write_text(timings_file, json.dumps(result.timings_dict(), indent=2) + "\n")
 
 
 def _status(c: CheckResult) -> tuple[str, str]:
