@@ -28,6 +28,10 @@ QA_TYPES = ("presence", "location", "modality", "count")
 NO_FINDING = "no finding"
 # Where a region came from: drawn with the source data, or added by the annotate_regions stage.
 REGION_ORIGINS = ("given", "annotated")
+# What placed an annotated region's box (docs/annotation.md); given regions have none. The location words
+# inside an anatomy box of this image (given with it, or found by the annotator model), inside the
+# corpus's mean anatomy box, or on the whole image; a model's heatmap; a detector.
+PLACEMENTS = ("image_anatomy", "annotator_anatomy", "corpus_anatomy", "words", "heatmap", "detector")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,7 @@ class Region:
     size: str | None = None  # one of SIZE_BUCKETS for findings, None for anatomy or unknown
     origin: str = "given"  # one of REGION_ORIGINS
     confidence: float = 1.0  # 0..1; 1 for given boxes, the localizer's score for annotated ones
+    placed_by: str | None = None  # one of PLACEMENTS for annotated regions, None for given ones
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -97,10 +102,11 @@ REGION_TYPE = pa.struct(
         ("size", pa.string()),
         ("origin", pa.string()),
         ("confidence", pa.float64()),
+        ("placed_by", pa.string()),
     ]
 )
 # Fields a corpus written before they existed lacks; read_manifest fills them with these.
-REGION_DEFAULTS = {"origin": "given", "confidence": 1.0}
+REGION_DEFAULTS = {"origin": "given", "confidence": 1.0, "placed_by": None}
 QA_TYPE = pa.struct([("question", pa.string()), ("answer", pa.string()), ("type", pa.string())])
 
 MANIFEST_SCHEMA = pa.schema(
@@ -180,6 +186,7 @@ def regions_of(row: pd.Series | dict) -> list[Region]:
             size=r["size"],
             origin=r.get("origin") or "given",
             confidence=float(r["confidence"] if r.get("confidence") is not None else 1.0),
+            placed_by=r.get("placed_by"),
         )
         for r in row["regions"]
     ]

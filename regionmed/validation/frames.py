@@ -132,6 +132,7 @@ def region_frame(table: pa.Table, image_ids: np.ndarray) -> pd.DataFrame:
                 "kind",
                 "origin",
                 "confidence",
+                "placed_by",
             ]
         )
     values, parents, within = exploded
@@ -144,7 +145,7 @@ def region_frame(table: pa.Table, image_ids: np.ndarray) -> pd.DataFrame:
     for i, name in enumerate(("x0", "y0", "x1", "y1")):
         df[name] = coords[:, i]
     df["area"] = (df["x1"] - df["x0"]).clip(lower=0) * (df["y1"] - df["y0"]).clip(lower=0)
-    for name in ("label", "kind", "size", "origin", "confidence"):
+    for name in ("label", "kind", "size", "origin", "confidence", "placed_by"):
         df[name] = values.field(name).to_pandas()
     df["label_chars"] = _chars(values.field("label"))
     df["phrase_chars"] = _chars(values.field("phrase"))

@@ -1,5 +1,5 @@
-"""The validation of regions the annotate_regions stage drew: origin values, confidence in 0..1, and
-the share of annotated images as a warning."""
+"""The validation of regions the annotate_regions stage drew: origin values, confidence in 0..1, what
+placed the box, and the share of annotated images as a warning."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ def test_unknown_origin_and_confidence_outside_0_1_fail_by_name(broken_copy, val
     assert result.failed_checks("critical") == {"region_origin", "region_confidence"}
 
 
+def test_an_unknown_placement_fails_by_name(broken_copy, val_params):
+    def edit(df, _):
+        df.at[1, "regions"][0].update(origin="annotated", confidence=0.3, placed_by="guess")
+        return df
+
+    result = validate_corpus(broken_copy(edit), val_params)
+    assert result.failed_checks("critical") == {"region_placed_by"}
+
+
 def test_a_corpus_mostly_annotated_by_the_engine_is_a_warning_not_a_stop(broken_copy):
     def edit(df, _):
         for i in df.index:
@@ -34,7 +43,7 @@ def test_a_corpus_mostly_annotated_by_the_engine_is_a_warning_not_a_stop(broken_
 
 def test_annotated_regions_within_bounds_pass(broken_copy, val_params):
     def edit(df, _):
-        df.at[1, "regions"][0]["origin"], df.at[1, "regions"][0]["confidence"] = "annotated", 0.25
+        df.at[1, "regions"][0].update(origin="annotated", confidence=0.25, placed_by="corpus_anatomy")
         return df
 
     result = validate_corpus(broken_copy(edit), val_params)
