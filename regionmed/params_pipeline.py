@@ -119,7 +119,7 @@ class AnnotateParams(StrictModel):
     preview_images: int = Field(ge=0)
 
 
-LossName = Literal["global", "region", "grounding", "negation", "modality", "anatomy", "finding"]
+LossName = Literal["global", "region", "grounding", "negation", "modality", "anatomy", "finding", "box"]
 
 
 class AugmentParams(StrictModel):
@@ -160,6 +160,9 @@ class TrainParams(StrictModel):
     # scales the region and grounding losses of annotated regions (origin "annotated"); given ones weigh 1
     annotated_region_weight: float = Field(ge=0)
     confidence_weighted: bool  # also multiply an annotated region's weight by its confidence
+    # the grounding loss's target: this share on the cell holding the box's centre, the rest spread over
+    # the cells by area (regionmed/model/losses.py cell_overlap_targets); 0 = by area alone
+    grounding_centre_weight: float = Field(ge=0, le=1)
     deterministic: bool
     augment: AugmentParams
 

@@ -80,6 +80,36 @@ class TextConfig(StrictModel):
         return self
 
 
+class BoxHeadConfig(StrictModel):
+    """The box head (:mod:`regionmed.model.box_head`): ``ground()``'s box drawn from a window of the image
+    around the heatmap's peak, finer than the patch grid.
+
+    - ``window``: the window's side, in patch cells, centred on the anchor point.
+    - ``crop_size``: the window's pixels are resampled to ``crop_size x crop_size`` (default 32 over a
+      48 px window: 1.5 px a sample) for the head's convolutions.
+    - ``channels``: width of the head's convolutions.
+    - ``anchor_jitter``: in training the anchor is the true box centre moved by up to this many cells
+      along each axis (uniform), the spread of the heatmap peak's distance to the centre that the head
+      learns to correct; at inference the anchor is the peak cell's centre. At most half the window.
+    """
+
+    window: float = Field(gt=0)
+    crop_size: int = Field(ge=8)
+    channels: int = Field(ge=4)
+    anchor_jitter: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _anchor_inside_window(self) -> BoxHeadConfig:
+        if self.crop_size % 4:
+            raise ValueError(f"box_head.crop_size {self.crop_size} is not a multiple of 4")
+        if self.anchor_jitter > self.window / 2:
+            raise ValueError(
+                f"box_head.anchor_jitter {self.anchor_jitter} exceeds half the window ({self.window / 2}):"
+                " the true centre would fall outside the window the head sees"
+            )
+        return self
+
+
 class RoiConfig(StrictModel):
     """The region path: RoIAlign over the patch grid, an optional crop branch, and fusion.
 
@@ -102,6 +132,8 @@ class RoiConfig(StrictModel):
     - ``proposals``: boxes used when none are given. ``grid``: a fixed multi-scale tiling of the image
       into ``n x n`` boxes for each ``n`` in ``grid_sizes``. ``similarity`` (grounding only, where a text
       is known): the grid boxes plus boxes centred on the best-matching patch cells.
+    - ``box_head``: ``ground()``'s box from the box head at the heatmap's peak (:class:`BoxHeadConfig`,
+      trained by the ``box`` loss); ``None``: no head, the best-scoring proposal is the box.
     """
 
     pool_size: int = Field(ge=1)
@@ -113,6 +145,7 @@ class RoiConfig(StrictModel):
     cell_path: Literal["fusion", "direct"]
     proposals: Literal["grid", "similarity"]
     grid_sizes: list[int] = Field(min_length=1)
+    box_head: BoxHeadConfig | None
 
     @model_validator(mode="after")
     def _positive_grid(self) -> RoiConfig:

@@ -102,6 +102,7 @@ LEGACY_MODEL_FIELDS: dict[tuple[str, ...], object] = {
     ("text", "dropout"): 0.1,  # b444ab4: before it, the text tower was BERT with its own dropout 0.1
     ("roi", "fusion_dim"): None,  # 3f84e8a: before it, the fusion ran at the image encoder's width
     ("roi", "cell_path"): "fusion",  # 73774cb: before it, every patch cell took the whole region path
+    ("roi", "box_head"): None,  # before it, ground()'s box was the best-scoring proposal (no box head)
 }
 
 

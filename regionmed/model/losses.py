@@ -20,6 +20,7 @@ import torch.distributed.nn  # the differentiable all_gather; torch.distributed 
 import torch.nn.functional as F
 from torch import nn
 
+from regionmed.model.box_head import box_regression_loss
 from regionmed.model.outputs import RegionCLIPOutput
 from regionmed.model.roi import pack_by_image
 
@@ -192,10 +193,14 @@ def negation_loss(
     return F.cross_entropy(torch.cat([logits, own[:, None]], dim=1), labels)
 
 
-def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+def cell_overlap_targets(
+    boxes: torch.Tensor, cells: torch.Tensor, centre_weight: float = 0.0
+) -> torch.Tensor:
     """The box drawn on the patch grid: ``boxes [N, 4]``, ``cells [G, 4]`` → ``[N, G]``, each row the
     share of the box's area that falls in each cell (sums to 1; a degenerate box puts all on its centre
-    cell)."""
+    cell). ``centre_weight`` w: each row is ``(1 - w) x`` those shares ``+ w x`` the cell holding the
+    box's centre, so for w >= 0.5 that cell is the row's peak (the cell strict pointing asks for), where
+    the shares alone tie every cell a large box covers whole."""
     iw = (
         torch.minimum(boxes[:, None, 2], cells[None, :, 2])
         - torch.maximum(boxes[:, None, 0], cells[None, :, 0])
@@ -214,7 +219,8 @@ def cell_overlap_targets(boxes: torch.Tensor, cells: torch.Tensor) -> torch.Tens
         & (centre[:, None, 1] <= cells[None, :, 3])
     ).to(inter.dtype)
     fallback = inside / inside.sum(1, keepdim=True).clamp(min=1)
-    return torch.where(total > 0, inter / total.clamp(min=1e-12), fallback)
+    shares = torch.where(total > 0, inter / total.clamp(min=1e-12), fallback)
+    return shares if centre_weight == 0 else (1 - centre_weight) * shares + centre_weight * fallback
 
 
 def phrase_grounding_loss(
@@ -227,6 +233,7 @@ def phrase_grounding_loss(
     group: torch.Tensor | None = None,
     query_region: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
+    centre_weight: float = 0.0,
 ) -> torch.Tensor:
     """Where does each phrase point? Cross-entropy from a phrase ``[N, D]`` over the patch cells of its
     own image ``cells [B, G, D]`` (region embeddings of each cell box), against the box drawn on the grid
@@ -241,6 +248,8 @@ def phrase_grounding_loss(
     names; a location-free "a small nodule" names both small nodules of its image). A query's target
     is the mean of its regions' targets. Default: query ``n`` is region ``n``'s phrase, naming it alone.
     ``weight`` (optional, per region ``[N]``) scales each query by the weight of the region it was made from.
+    ``centre_weight``: the share of each region's target on the cell holding its centre
+    (:func:`cell_overlap_targets`).
     """
     if phrase.shape[0] == 0:
         return cells.sum() * 0.0
@@ -249,7 +258,7 @@ def phrase_grounding_loss(
     # cells[images] ([N, G, D]) instead cost an index_put of that size in the backward
     packed, _, slot = pack_by_image(phrase, images, cells.shape[0])  # [B, M, D]
     logits = logit_scale * torch.bmm(packed, cells.transpose(1, 2).to(packed.dtype))[images, slot]
-    target = cell_overlap_targets(region_boxes.to(logits.dtype), cell_boxes.to(logits.dtype))
+    target = cell_overlap_targets(region_boxes.to(logits.dtype), cell_boxes.to(logits.dtype), centre_weight)
     if group is not None:
         weights = group.to(target.dtype)
         target = weights @ target / weights.sum(1, keepdim=True).clamp(min=1)
@@ -259,6 +268,7 @@ def phrase_grounding_loss(
     return per_query.mean()
 
 
+OTHER_LOSSES = ("region", "grounding", "negation", "box")  # the losses beyond the text levels
 HIERARCHY = {  # text level -> the image embedding (a RegionCLIPOutput field) it is aligned with
     "modality": ("modality_text", "image_global"),
     "anatomy": ("anatomy_text", "image_global"),
@@ -273,14 +283,17 @@ def hierarchical_loss(
     clip_loss: ClipLoss,
     region_loss_kwargs: dict | None = None,
     region_weight: torch.Tensor | None = None,
+    grounding_centre: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted sum of the level losses over a :meth:`RegionCLIP.forward` output.
 
     Coarse text goes with the coarse embedding: modality and anatomy text with the global image
     embedding, finding text and the report with the region-aware one, (``region``) each region
-    with its phrase, and (``grounding``) each phrase with the patch cells of its box. Only levels with a
-    non-zero weight are computed; returns ``(total, parts)``. ``region_weight [N]`` (optional, from the
-    batch) scales the region and grounding terms per region.
+    with its phrase, (``grounding``) each phrase with the patch cells of its box, and (``box``) the box
+    head's box of each region with the region's box (L1 + GIoU). Only levels with a non-zero weight
+    are computed; returns ``(total, parts)``. ``region_weight [N]`` (optional, from the batch) scales
+    the region, grounding and box terms per region; ``grounding_centre`` is the grounding target's
+    share on each box's centre cell (:func:`cell_overlap_targets`).
     """
     parts: dict[str, torch.Tensor] = {}
     scale = outputs.logit_scale
@@ -335,12 +348,22 @@ def hierarchical_loss(
                 outputs.ground_group,
                 outputs.ground_region,
                 weight=region_weight,
+                centre_weight=grounding_centre,
+            )
+            continue
+        if name == "box":
+            if outputs.box_pred is None:
+                raise KeyError(
+                    "box loss asked for, but the outputs hold no box predictions "
+                    "(a model with roi.box_head, and box_anchor_offset in the batch)"
+                )
+            gh, gw = outputs.patch_grid
+            parts[name] = box_regression_loss(
+                outputs.box_pred, outputs.region_boxes, (1 / gw, 1 / gh), region_weight
             )
             continue
         if name not in HIERARCHY:
-            raise KeyError(
-                f"unknown loss {name!r}; known: {sorted([*HIERARCHY, 'region', 'grounding', 'negation'])}"
-            )
+            raise KeyError(f"unknown loss {name!r}; known: {sorted([*HIERARCHY, *OTHER_LOSSES])}")
         level, image_field = HIERARCHY[name]
         parts[name] = clip_loss(
             getattr(outputs, image_field), outputs.text[level], scale, outputs.text_ids[level]

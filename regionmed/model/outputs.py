@@ -53,7 +53,8 @@ class RegionCLIPOutput(_NotADict):
     Always set: the image embeddings, the texts of the encoded levels and the logit scale. The
     region fields are ``None`` for a ``global_only`` model or a batch without ``region_boxes``; the
     cell fields unless ``forward(..., ground_cells=True)`` with regions; the grounding-query fields
-    unless, with regions, the batch also holds ``ground_index``.
+    unless, with regions, the batch also holds ``ground_index``; ``box_pred`` unless the model has a box
+    head and the batch holds ``box_anchor_offset``.
 
     Attributes:
         image_global: ``[B, D]`` the global (CLS) image embedding.
@@ -80,6 +81,10 @@ class RegionCLIPOutput(_NotADict):
         ground_phrase: ``[M, D]`` the grounding queries (every phrase plus location-free ones).
         ground_region: ``[M]`` int64, the region each query was made from.
         ground_group: ``[M, N]`` bool, the regions each query names.
+        box_pred: ``[N, 4]`` the box head's box of each annotated region, drawn from its training
+            anchor (not clipped to the image); the box loss compares it with ``region_boxes``.
+        patch_grid: ``[2]`` the patch grid ``(gh, gw)`` the regions were read from, a tuple of ints (its
+            cell is the box loss's unit); set with the region fields.
     """
 
     image_global: torch.Tensor
@@ -100,6 +105,8 @@ class RegionCLIPOutput(_NotADict):
     ground_phrase: torch.Tensor | None = None
     ground_region: torch.Tensor | None = None
     ground_group: torch.Tensor | None = None
+    box_pred: torch.Tensor | None = None
+    patch_grid: tuple[int, int] | None = None
 
     @property
     def has_regions(self) -> bool:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig
 
+from regionmed.model.box_head import BoxHead
 from regionmed.model.config import TEXT_LEVELS, ModelConfig
 from regionmed.model.encoders import ImageEncoder, TextEncoder
 from regionmed.model.outputs import Grounding, RegionCLIPOutput
@@ -62,6 +63,8 @@ class RegionCLIP(nn.Module):
         self.text_proj = nn.Linear(th, dim, bias=False)
         self.roi = None if global_only else RoiProcessor(config.roi, vh)
         self.region_proj = None if global_only else nn.Linear(self.roi.width, dim, bias=False)
+        box = config.roi.box_head
+        self.box_head = None if global_only or box is None else BoxHead(box, config.vision.channels, vh, dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.init_temperature)))
         # not persistent: they come from the config, which is saved beside the weights
         self.register_buffer("pixel_mean", torch.tensor(config.vision.pixel_mean), persistent=False)
@@ -139,10 +142,11 @@ class RegionCLIP(nn.Module):
         The heatmap: every patch cell scored as a region by the cell path the grounding loss trained
         (``roi.cell_path``: through the whole region head, or its token before the cross-attention),
         cosine with the phrase; raw patch tokens never met a phrase in training and point much worse.
-        The box is the best-scoring candidate among the cells, the multi-scale grid proposals and,
-        with ``proposals: similarity``, boxes centred on the heatmap's top cells, all scored by the
-        whole region path of :meth:`encode_regions`. ``global_only`` (no region head): the cells'
-        projected patch tokens, and the peak cell as the box.
+        The box: with ``roi.box_head``, the box head's box at the heatmap's peak cell (its centre is
+        the head's anchor; :mod:`regionmed.model.box_head`); without, the best-scoring candidate among
+        the cells, the multi-scale grid proposals and, with ``proposals: similarity``, boxes centred on
+        the heatmap's top cells, all scored by the whole region path of :meth:`encode_regions`.
+        ``global_only`` (no region head): the cells' projected patch tokens, and the peak cell as the box.
         """
         normed, global_feat, grid = self._features(pixels)
         bsz, _, gh, gw = grid.shape
@@ -152,6 +156,12 @@ class RegionCLIP(nn.Module):
             tokens = F.normalize(self.image_proj(grid.flatten(2).transpose(1, 2)), dim=-1)
             heat = torch.einsum("bgd,bd->bg", tokens, text_emb)
             return Grounding(heat.reshape(bsz, gh, gw), cells[heat.argmax(1)])
+        if self.box_head is not None:
+            heat = self._cell_heatmap(normed, global_feat, grid, cells, text_emb)
+            anchor = cells[heat.argmax(1)].reshape(bsz, 2, 2).mean(1)  # the peak cell's centre
+            index = torch.arange(bsz, device=pixels.device)
+            box = self.box_head(normed, grid, text_emb, index, anchor).clamp(0, 1)
+            return Grounding(heat.reshape(bsz, gh, gw), box.to(heat.dtype))
 
         def score(boxes: torch.Tensor) -> torch.Tensor:  # [B, P, 4] -> [B, P]
             return torch.einsum(
@@ -176,6 +186,20 @@ class RegionCLIP(nn.Module):
         all_boxes, all_scores = torch.cat(candidates, dim=1), torch.cat(scores, dim=1)
         best = all_scores.argmax(1)
         return Grounding(heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best])
+
+    def _train_boxes(self, normed, grid, batch: dict, phrase: torch.Tensor) -> torch.Tensor:
+        """The box head's box of each given region, from its jittered anchor (see :meth:`forward`)."""
+        gh, gw = grid.shape[-2:]
+        boxes = batch["region_boxes"].to(torch.float32)
+        cell = boxes.new_tensor([1 / gw, 1 / gh])
+        offset = batch["box_anchor_offset"].to(boxes)
+        anchor = (boxes[:, :2] + boxes[:, 2:]) / 2 + offset * cell * self.box_head.config.anchor_jitter
+        return self.box_head(normed, grid, phrase, batch["region_batch"], anchor)
+
+    def _cell_heatmap(self, normed, global_feat, grid, cells, text_emb) -> torch.Tensor:
+        """``[B, G]``: each patch cell, as a region through ``roi.cell_path``, cosine with the phrase."""
+        (feats,) = self._score_boxes(normed, global_feat, grid, [cells], [self._cells_attend()])
+        return torch.einsum("bpd,bd->bp", feats, text_emb)
 
     def _score_boxes(
         self, normed, global_feat, grid, box_sets: list[torch.Tensor], attend: list[bool] | None = None
@@ -208,7 +232,9 @@ class RegionCLIP(nn.Module):
         ``hard_negative_index [N, K]`` (-1 = padding) into the distinct texts ``text_table``;
         optional ``negation_mask [B]`` and grounding queries ``ground_index [M]`` (into
         ``text_table``), ``ground_region [M]`` (the region each was made from) and
-        ``ground_group [M, N]`` (the regions each names).
+        ``ground_group [M, N]`` (the regions each names); with a box head, ``box_anchor_offset [N, 2]``
+        (-1..1 per axis) places each region's training anchor at its box centre plus the offset times
+        ``roi.box_head.anchor_jitter`` cells, and the head draws each region's box from there.
         ``text_levels``: which levels to encode (default: all present), e.g. only ``("report",)``.
         ``ground_cells``: also embed every patch cell of every image as a region (for the grounding
         loss). :class:`RegionCLIPOutput` says which fields each case sets, and their shapes.
@@ -268,7 +294,10 @@ class RegionCLIP(nn.Module):
             "phrase_ids": table_ids[batch["phrase_index"]],
             "hard_negative": table[hard_index.clamp(min=0)],
             "hard_negative_mask": hard_index >= 0,
+            "patch_grid": tuple(grid.shape[-2:]),
         }
+        if self.box_head is not None and "box_anchor_offset" in batch:
+            regions |= {"box_pred": self._train_boxes(normed, grid, batch, regions["phrase"])}
         if "ground_index" in batch:  # grounding queries beyond the phrases (location-free ones)
             regions |= {
                 "ground_phrase": table[batch["ground_index"]],

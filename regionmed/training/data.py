@@ -110,6 +110,11 @@ class CorpusDataset(Dataset):
             "region_kind": [r["kind"] for r in regions],
             "region_size": [r["size"] or "" for r in regions],
             "region_weight": [self.weighting.weight(r) for r in regions],
+            # the box head's training anchor of each region: its box centre moved by this draw (-1..1
+            # per axis) times the head's anchor_jitter, in patch cells (regionmed/model/box_head.py)
+            "box_anchor_offset": torch.from_numpy(
+                np.random.default_rng([self.seed, self.epoch, i, 3]).uniform(-1, 1, (len(regions), 2))
+            ).float(),
             "labels": list(row["labels"]),
             "modality": row["modality"],
             "image_id": row["image_id"],
@@ -197,7 +202,7 @@ class Collator:
         batch["negation_text"] = self.tokenize([it.get("negation_text", "") for it in items])
         batch["negation_mask"] = torch.tensor([bool(it.get("negation_text")) for it in items])
         table: dict[str, int] = {}
-        phrase_index, negative_rows, region_batch, boxes = [], [], [], []
+        phrase_index, negative_rows, region_batch, boxes, anchor_offsets = [], [], [], [], []
         # grounding queries: every region's phrase, plus location-free ones; each names the regions
         # of its image it describes (the identical phrase; "a small nodule": every small nodule)
         ground_index, ground_region, ground_names = [], [], []
@@ -208,6 +213,7 @@ class Collator:
                 negative_rows.append([table.setdefault(n, len(table)) for n in negatives])
                 region_batch.append(b)
                 boxes.append(box)
+            anchor_offsets.append(it.get("box_anchor_offset", torch.zeros(len(it["phrases"]), 2)))
             phrases, kinds = it["phrases"], it["region_kind"]
             stripped = [
                 strip_location(p) if kind == "finding" else None
@@ -235,6 +241,7 @@ class Collator:
         batch.update(
             region_boxes=torch.stack(boxes) if boxes else torch.zeros(0, 4),
             region_batch=torch.tensor(region_batch, dtype=torch.long),
+            box_anchor_offset=torch.cat(anchor_offsets) if anchor_offsets else torch.zeros(0, 2),
             phrase_index=torch.tensor(phrase_index, dtype=torch.long),
             ground_index=torch.tensor(ground_index, dtype=torch.long),
             ground_region=torch.tensor(ground_region, dtype=torch.long),

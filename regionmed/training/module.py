@@ -44,12 +44,20 @@ class OptimConfig:
 
 
 class RegionMedModule(L.LightningModule):
-    def __init__(self, model: RegionCLIP, loss_weights: dict[str, float], optim: OptimConfig):
+    def __init__(
+        self,
+        model: RegionCLIP,
+        loss_weights: dict[str, float],
+        optim: OptimConfig,
+        grounding_centre: float = 0.0,
+    ):
         super().__init__()
-        self.model, self.optim = model, optim
+        self.model, self.optim, self.grounding_centre = model, optim, grounding_centre
         self.loss_weights = {k: v for k, v in loss_weights.items() if v}
-        if model.global_only and {"region", "grounding"} & set(self.loss_weights):
-            raise ValueError("a global_only model cannot train the region or grounding loss")
+        if model.global_only and {"region", "grounding", "box"} & set(self.loss_weights):
+            raise ValueError("a global_only model cannot train the region, grounding or box loss")
+        if "box" in self.loss_weights and model.box_head is None:
+            raise ValueError("the box loss needs a box head (model.roi.box_head)")
         # levels whose text must be encoded for the active losses (fewer texts = faster steps)
         self.text_levels = tuple(
             dict.fromkeys(lv for k in self.loss_weights for lv in TEXT_LEVELS_OF_LOSS.get(k, ()))
@@ -65,10 +73,12 @@ class RegionMedModule(L.LightningModule):
         keep = {"pixels", *self.text_levels}
         if "negation" in self.loss_weights:
             keep.add("negation_mask")
-        if {"region", "grounding"} & set(self.loss_weights):
+        if {"region", "grounding", "box"} & set(self.loss_weights):
             keep |= {"region_boxes", "region_batch", "phrase_index", "hard_negative_index", "text_table"}
         if "grounding" in self.loss_weights:
             keep |= {"ground_index", "ground_region", "ground_group"}
+        if "box" in self.loss_weights:
+            keep.add("box_anchor_offset")
         return {k: v for k, v in batch.items() if k in keep}
 
     def on_train_epoch_start(self) -> None:
@@ -87,7 +97,11 @@ class RegionMedModule(L.LightningModule):
         if "region_weight" in batch and outputs.has_regions:
             region_weight = batch["region_weight"].to(outputs.region.device)
         total, parts = hierarchical_loss(
-            outputs, self.loss_weights, self.clip_loss, region_weight=region_weight
+            outputs,
+            self.loss_weights,
+            self.clip_loss,
+            region_weight=region_weight,
+            grounding_centre=self.grounding_centre,
         )
         bsz = batch["pixels"].shape[0]
         self.log("train/loss", total, prog_bar=True, batch_size=bsz)

@@ -59,7 +59,7 @@ def build_model(params: PipelineParams, tokenizer, spec: PhaseParams, init_from:
     if init_from is not None:
         source, _ = load_model(init_from)
         missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-        region_only = ("roi.", "region_proj.")
+        region_only = ("roi.", "region_proj.", "box_head.")
         if unexpected or any(not k.startswith(region_only) for k in missing):
             raise ValueError(
                 f"{init_from} does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}"
@@ -121,6 +121,7 @@ def train(
                 t.gradient_clip_val,
                 fused=t.precision != "16-mixed",
             ),
+            grounding_centre=t.grounding_centre_weight,
         )
         ckpt_dir = _checkpoint_dir(
             state_dir, phase, run_fingerprint(params, phase, corpus_dir, tokenizer_dir, init_from)

@@ -53,6 +53,10 @@ def collate(samples: list[dict], tokenizer, max_length: int = 64) -> dict:
     return Collator(tokenizer, max_length)(samples)
 
 
+# a box head for tiny_config's models (params.yaml's default may have none): a 3-cell window at 16 x 16
+TINY_BOX_HEAD = {"window": 3.0, "crop_size": 16, "channels": 16, "anchor_jitter": 1.0}
+
+
 def tiny_config(**roi) -> ModelConfig:
     """params.yaml's model, small enough to train for a hundred steps in seconds on two CPU cores."""
     return tiny_model_config(

@@ -7,13 +7,13 @@ import json
 
 import pytest
 import torch
-from helpers.model_batches import all_texts, phantom_samples
+from helpers.model_batches import TINY_BOX_HEAD, all_texts, phantom_samples
 from helpers.params import tiny_model_config
 from pydantic import ValidationError
 
 from regionmed.model import RegionCLIP, export_model, load_model, train_wordpiece_tokenizer
 from regionmed.model.config import ModelConfig
-from regionmed.model.io import CONFIG_FILE, LEGACY_MODEL_FIELDS, read_config
+from regionmed.model.io import CONFIG_FILE, LEGACY_MODEL_FIELDS, WEIGHTS_FILE, read_config
 
 TOKENIZER = train_wordpiece_tokenizer(all_texts(phantom_samples(10)), 200)
 
@@ -23,7 +23,7 @@ def exported(tmp_path_factory):
     config = tiny_model_config(
         vision={"image_size": 32, "patch_size": 8, "hidden": 32, "layers": 1, "heads": 2, "mlp": 64},
         text={"hidden": 32, "layers": 1, "heads": 2, "mlp": 64, "max_length": 32},
-        roi={"fusion_heads": 2},
+        roi={"fusion_heads": 2, "box_head": TINY_BOX_HEAD},
         embed_dim=16,
     )
     torch.manual_seed(0)
@@ -56,14 +56,27 @@ def test_a_config_from_before_the_legacy_fields_loads_with_their_old_values(expo
             del model[section][name]
 
     _edit_config(old, drop_legacy)
+    _drop_weights(old, "box_head.")  # a model from before the box head has no weights of it
     legacy, _ = read_config(old)
     assert legacy.roi.cell_path == "fusion" and legacy.roi.fusion_dim is None and legacy.text.dropout == 0.1
+    assert legacy.roi.box_head is None
     # what the legacy table does not cover is the file's own: unchanged
-    assert legacy.model_dump(exclude={"roi": {"cell_path"}, "text": {"dropout"}}) == config.model_dump(
-        exclude={"roi": {"cell_path"}, "text": {"dropout"}}
-    )
+    changed = {"roi": {"cell_path", "box_head"}, "text": {"dropout"}}
+    assert legacy.model_dump(exclude=changed) == config.model_dump(exclude=changed)
     model, _ = load_model(old)
     assert model.config.roi.cell_path == "fusion"
+    assert model.box_head is None  # the weights of a model from before the box head hold none
+
+
+def _drop_weights(folder, prefix: str) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = str(folder / WEIGHTS_FILE)
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata()
+    kept = {k: v for k, v in load_file(path).items() if not k.startswith(prefix)}
+    save_file(kept, path, metadata=metadata)
 
 
 def test_a_field_missing_outside_the_legacy_table_is_an_error_naming_it(exported, tmp_path):

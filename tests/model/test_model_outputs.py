@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from helpers.model_batches import all_texts, collate, phantom_samples, tiny_config
+from helpers.model_batches import TINY_BOX_HEAD, all_texts, collate, phantom_samples, tiny_config
 
 from regionmed.model import ClipLoss, RegionCLIP, hierarchical_loss, train_wordpiece_tokenizer
 from regionmed.model.outputs import Grounding, RegionCLIPOutput
@@ -25,13 +25,15 @@ REGION = {
     "phrase_ids",
     "hard_negative",
     "hard_negative_mask",
+    "patch_grid",
 }
+BOX = {"box_pred"}  # a model with a box head, given the collator's box_anchor_offset
 CELLS = {"cell_region", "cell_boxes"}
 QUERIES = {"ground_phrase", "ground_region", "ground_group"}
 # both ways the cells are embedded: apart from the proposals (fusion path) and as the proposals
 ROI_SETTINGS = [
-    {"cell_path": "fusion", "grid_sizes": [2, 3, 4], "proposals": "grid"},
-    {"cell_path": "direct", "grid_sizes": [GRID], "proposals": "similarity"},
+    {"cell_path": "fusion", "grid_sizes": [2, 3, 4], "proposals": "grid", "box_head": TINY_BOX_HEAD},
+    {"cell_path": "direct", "grid_sizes": [GRID], "proposals": "similarity", "box_head": TINY_BOX_HEAD},
 ]
 
 
@@ -79,7 +81,8 @@ def test_region_mode_sets_the_region_fields_and_the_cells_only_when_asked(batch,
     b, n = len(SAMPLES), len(batch["region_boxes"])
     m, k = len(batch["ground_index"]), batch["hard_negative_index"].shape[1]
     plain = model(batch, text_levels=("report",))
-    assert _set_fields(plain) == ALWAYS | {"negation_mask"} | REGION | QUERIES
+    assert _set_fields(plain) == ALWAYS | {"negation_mask"} | REGION | QUERIES | BOX
+    assert plain.box_pred.shape == (n, 4) and plain.patch_grid == (GRID, GRID)
     assert plain.has_regions and not plain.has_cells and set(plain.text) == {"report"}
     assert plain.region.shape == plain.phrase.shape == (n, D) and plain.phrase_ids.shape == (n,)
     assert plain.hard_negative.shape == (n, k, D) and plain.hard_negative_mask.shape == (n, k)
@@ -104,7 +107,11 @@ def test_a_batch_without_regions_or_queries_leaves_those_fields_none(batch):
     no_queries = {
         k: v for k, v in batch.items() if k not in ("ground_index", "ground_region", "ground_group")
     }
-    assert _set_fields(model(no_queries)) == ALWAYS | {"negation_mask"} | REGION
+    assert _set_fields(model(no_queries)) == ALWAYS | {"negation_mask"} | REGION | BOX
+    no_anchors = {k: v for k, v in no_queries.items() if k != "box_anchor_offset"}
+    assert _set_fields(model(no_anchors)) == ALWAYS | {"negation_mask"} | REGION
+    no_head = _model(**{**ROI_SETTINGS[0], "box_head": None})
+    assert _set_fields(no_head(no_queries)) == _set_fields(model(no_anchors))
 
 
 def test_dict_access_fails_loudly_and_the_output_is_frozen(batch):

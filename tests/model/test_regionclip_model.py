@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.model_batches import all_texts, collate, phantom_samples, tiny_config
+from helpers.model_batches import TINY_BOX_HEAD, all_texts, collate, phantom_samples, tiny_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,7 +13,7 @@ from regionmed.model.text import encode_text_list, encode_unique, length_buckets
 
 SAMPLES = phantom_samples(6)
 TOKENIZER = train_wordpiece_tokenizer(all_texts(phantom_samples(40)), 400)
-REGION_NAMES = ("roi.", "region_proj.")
+REGION_NAMES = ("roi.", "region_proj.", "box_head.")
 
 
 def _model(global_only=False, seed=0, **roi):
@@ -174,7 +174,7 @@ def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
     assert narrow.roi.width == 32 and wide.roi.width == 64  # tiny_config's vision width
 
     def count(m):
-        return sum(p.numel() for n, p in m.named_parameters() if n.startswith(REGION_NAMES))
+        return sum(p.numel() for n, p in m.named_parameters() if n.startswith(("roi.", "region_proj.")))
 
     assert count(narrow) < count(wide) / 2
     out = narrow(batch, ground_cells=True)
@@ -195,8 +195,9 @@ def test_a_narrower_fusion_keeps_the_contract_with_fewer_parameters(batch):
 def test_direct_cells_skip_the_cross_attention_and_annotated_boxes_do_not(batch):
     """``cell_path: direct``: a cell's feature is its region token before the cross-attention, so
     changing the attention moves annotated regions but not cells; ``ground`` ranks box candidates
-    by the whole region path, and its heatmap is the direct cells the grounding loss trains."""
-    model = _model(cell_path="direct", grid_sizes=[8])
+    by the whole region path (without a box head), and its heatmap is the direct cells the grounding
+    loss trains."""
+    model = _model(cell_path="direct", grid_sizes=[8], box_head=None)
     before = model(batch, ground_cells=True)
     with torch.no_grad():
         model.roi.cross_attn.out_proj.weight.mul_(3.0)
@@ -258,7 +259,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(batch):
 
 
 def test_global_only_has_no_region_path(batch):
-    full, base = _model(), _model(global_only=True)
+    full, base = _model(box_head=TINY_BOX_HEAD), _model(global_only=True, box_head=TINY_BOX_HEAD)
     names = {n for n, _ in base.named_parameters()}
     assert not any(n.startswith(REGION_NAMES) for n in names)
     full_names = {n for n, _ in full.named_parameters()}
