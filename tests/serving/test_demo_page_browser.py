@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 
 import httpx
+import numpy as np
 import pytest
+import torch
 from helpers.browser import (
     csp_violations,
     missing,
@@ -211,11 +213,33 @@ def test_grounding_draws_the_heatmap_and_each_phrase_box_equal_to_ground(page, d
         )
         assert [float(v) for v in box_text.split(",")] == pytest.approx(expected["box"], abs=1e-12), phrase
         assert n_marked == sum(not w["agrees"] for w in expected["location_check"]["words"]), phrase
+    assert_heat_is_the_bilinear_heatmap(page)
     # the opacity slider sets the heatmap layer's opacity
     slider = page.find_element("id", "opacity")
     page.execute_script("arguments[0].value = 25; arguments[0].dispatchEvent(new Event('input'))", slider)
     assert page.execute_script("return document.getElementById('heat').style.opacity") == "0.25"
     page.save_screenshot(str(shots / "4-grounding.png"))
+
+
+def assert_heat_is_the_bilinear_heatmap(page) -> None:
+    """The heat canvas is the shown phrase's cell scores resized bilinearly (cell values at cell
+    centres, edges held: torch's align_corners=False) and coloured, smooth rather than in blocks."""
+    heatmap = np.array(page.execute_script("return state.ground[state.heat].heatmap"), dtype=np.float64)
+    pixels = np.array(
+        page.execute_script(
+            "const c = document.getElementById('heat');"
+            "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data);"
+        ),
+        dtype=np.float64,
+    ).reshape(512, 512, 4)
+    resized = torch.nn.functional.interpolate(
+        torch.from_numpy(heatmap)[None, None], size=(512, 512), mode="bilinear", align_corners=False
+    )[0, 0].numpy()
+    t = (resized - heatmap.min()) / ((heatmap.max() - heatmap.min()) or 1)
+    rgb = np.stack([np.minimum(1, 2 * t), 1 - np.abs(2 * t - 1), np.maximum(0, 1 - 2 * t)], axis=-1) * 255
+    assert np.abs(pixels[..., :3] - rgb).max() <= 1.5  # rounding only
+    row = pixels[256, :, :3]
+    assert len(np.unique(row, axis=0)) > 4 * heatmap.shape[1]  # far more shades than cells: no blocks
 
 
 def test_a_box_drawn_with_the_mouse_gives_the_closest_phrases(page, demo_server, shots, tmp_path):

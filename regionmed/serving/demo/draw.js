@@ -6,22 +6,36 @@ const COLOURS = ["#ff4d4d", "#3fa9f5", "#7ed957", "#ffb000", "#c77dff", "#00d1c1
 
 function clearCanvas(id) { const c = $(id); c.getContext("2d").clearRect(0, 0, c.width, c.height); }
 
+// One axis of a bilinear resize from n cells to N pixels: for each pixel, its two cells and the weight
+// of the second. A cell's value sits at its centre and the edges hold their cells' values (as torch's
+// interpolate with align_corners=False, and as the model's RoIAlign reads its grid).
+function bilinearAxis(n, N) {
+  return Array.from({ length: N }, (_, i) => {
+    const p = Math.min(n - 1, Math.max(0, ((i + 0.5) * n) / N - 0.5)), lo = Math.floor(p);
+    return [lo, Math.min(n - 1, lo + 1), p - lo];
+  });
+}
+
 function drawHeat() {
-  const canvas = $("heat"), c = canvas.getContext("2d");
-  c.clearRect(0, 0, canvas.width, canvas.height);
+  const canvas = $("heat"), c = canvas.getContext("2d"), W = canvas.width, H = canvas.height;
+  c.clearRect(0, 0, W, H);
   const r = state.ground[state.heat];
   if (!r) return;
   const [gh, gw] = r.grid, flat = r.heatmap.flat();
   const lo = Math.min(...flat), hi = Math.max(...flat), span_ = hi - lo || 1;
-  const small = document.createElement("canvas"); small.width = gw; small.height = gh;
-  const sc = small.getContext("2d"), img = sc.createImageData(gw, gh);
-  flat.forEach((v, i) => {
-    const t = (v - lo) / span_;  // blue → yellow → red, opaque: the slider sets the layer's opacity
-    img.data.set([Math.round(255 * Math.min(1, 2 * t)), Math.round(255 * (1 - Math.abs(2 * t - 1))), Math.round(255 * Math.max(0, 1 - 2 * t)), 255], 4 * i);
-  });
-  sc.putImageData(img, 0, 0);
-  c.imageSmoothingEnabled = false;
-  c.drawImage(small, 0, 0, canvas.width, canvas.height);
+  // the cell scores resized bilinearly to the canvas: a smooth map, not gh x gw blocks
+  const ys = bilinearAxis(gh, H), xs = bilinearAxis(gw, W), img = c.createImageData(W, H);
+  for (let y = 0; y < H; y++) {
+    const [y0, y1, fy] = ys[y];
+    for (let x = 0; x < W; x++) {
+      const [x0, x1, fx] = xs[x];
+      const top = flat[y0 * gw + x0] * (1 - fx) + flat[y0 * gw + x1] * fx;
+      const bottom = flat[y1 * gw + x0] * (1 - fx) + flat[y1 * gw + x1] * fx;
+      const t = (top * (1 - fy) + bottom * fy - lo) / span_;  // blue → yellow → red, opaque: the slider sets the layer's opacity
+      img.data.set([Math.round(255 * Math.min(1, 2 * t)), Math.round(255 * (1 - Math.abs(2 * t - 1))), Math.round(255 * Math.max(0, 1 - 2 * t)), 255], 4 * (y * W + x));
+    }
+  }
+  c.putImageData(img, 0, 0);
 }
 
 function drawOverlay() {
