@@ -2,10 +2,10 @@
 
     python -m flows.retrain [--root .] [--params params.yaml]
 
-Runs every stage of ``dvc.yaml`` (build_corpus → annotate_regions → validate_corpus → tokenizer →
-pretrain_* → evaluate → gate → package → monitor_reference; ``flows.retrain.exclude_stages`` leaves
-out ``monitor``) in DVC's order, one at a time, each as ``dvc repro --single-item <stage>``: DVC skips a
-stage whose deps, params and code are unchanged, so a rerun on the same inputs is cheap. Each
+Runs every stage of ``dvc.yaml`` (build_corpus → train_annotator → annotate_regions → validate_corpus →
+tokenizer → pretrain_* → evaluate → gate → package → monitor_reference; ``flows.retrain.exclude_stages``
+leaves out ``monitor``) in DVC's order, one at a time, each as ``dvc repro --single-item <stage>``: DVC
+skips a stage whose deps, params and code are unchanged, so a rerun on the same inputs is cheap. Each
 stage's output streams into the task's Prefect log.
 
 Retries (``flows.retrain.retries``) only for retry-safe stages and only for transient failures

@@ -161,6 +161,18 @@ def validate(
     gc.freeze()
 
 
+@train_app.command("annotator")
+def train_annotator_cmd(params_file: Path = ParamsOption) -> None:
+    """DVC stage train_annotator: with annotate.localizer auto, a RegionMed model trained on the corpus's
+    given boxes for annotate_regions to place the reports' findings with (when the corpus needs one)."""
+    from regionmed.annotation import annotator_stage
+    from regionmed.params_pipeline import load_pipeline_params
+
+    with _stage("train_annotator"):
+        result = annotator_stage.run(load_pipeline_params(params_file), log=_log)
+    _log(result.summary_line())
+
+
 @train_app.command("tokenizer")
 def train_tokenizer(
     params_file: Path = ParamsOption,

@@ -88,16 +88,33 @@ class DetectorParams(StrictModel):
     batch_size: int = Field(ge=1)
 
 
+class PriorConfidence(StrictModel):
+    """The confidence of a box the location words alone placed, by what framed the words
+    (regionmed/annotation/anatomy.py): the prior never looked at the image's pixels."""
+
+    image_anatomy: float = Field(ge=0, le=1)  # inside an anatomy box given with this image
+    corpus_anatomy: float = Field(ge=0, le=1)  # inside the corpus's mean box of the organ
+    words: float = Field(ge=0, le=1)  # halves and thirds of the whole image (no anatomy box anywhere)
+
+
 class AnnotateParams(StrictModel):
     """The annotate_regions stage (regionmed/annotation; docs/annotation.md)."""
 
     out_dir: str  # the annotated corpus every later stage reads
-    localizer: Literal["none", "prior", "self", "detector"]
+    # auto: nothing where the reports' findings are all boxed, the annotator (train_annotator) where one
+    # was trained, else nothing (regionmed/annotation/stage.py)
+    localizer: Literal["auto", "none", "prior", "self", "detector"]
     splits: list[Literal["train", "val", "test"]]  # never test: its boxes are the evaluation's truth
     kinds: list[Literal["finding", "anatomy"]]
     keep_uncertain: bool  # "possible nodule": placed only when true
     min_confidence: float = Field(ge=0, le=1)  # boxes scored under this are dropped (counted)
-    prior_confidence: float = Field(ge=0, le=1)  # the prior never looked at the image
+    prior_confidence: PriorConfidence
+    # the train_annotator stage (auto): its model folder, and the given-boxed train images it needs
+    annotator_dir: str
+    annotator_min_boxed: int = Field(ge=1)
+    # an organ the annotator placed in an image frames the words there only when its box overlaps the
+    # corpus's mean box of that organ by this IoU (else the mean does)
+    annotator_anatomy_min_iou: float = Field(ge=0, le=1)
     hide_given_fraction: float = Field(ge=0, le=1)  # experiments: train images whose given regions are hidden
     max_report_chars: int = Field(ge=1)  # longer reports are read up to here (counted)
     self_model_dir: str  # the `self` localizer's trained RegionMed model

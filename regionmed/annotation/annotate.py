@@ -1,11 +1,16 @@
 """The ``annotate_regions`` stage's pure function: a corpus in, an annotated corpus out.
 
-For every image of ``annotate.splits`` that has no region, the report's finding and anatomy
-mentions (:mod:`regionmed.annotation.mentions`) become queries; a localizer places each
-non-negated one, and boxes at or above ``annotate.min_confidence`` become regions with
-``origin="annotated"``, their localizer's ``confidence``, a phrase written like the given ones
-(:func:`regionmed.corpus.phrases.region_phrase`) and hard negatives derived the same way.
-Images that have regions are copied as they are, so on a fully boxed corpus nothing is added.
+For every image of ``annotate.splits`` that has no given finding region, the report's finding
+mentions (and, on an image without any region, its anatomy mentions: :mod:`regionmed.annotation.mentions`)
+become queries, each with the frames its location words name in this image's anatomy
+(:mod:`regionmed.annotation.anatomy`: the image's given anatomy boxes, else the organs the annotator
+model places in it, else the corpus's mean boxes). A localizer places each non-negated one; a finding
+box across both organs of the pair (both lungs) is cut down to one of them, unless the corpus's own
+boxes of that finding lie across both; boxes at or above ``annotate.min_confidence`` become regions
+with ``origin="annotated"``, their ``confidence`` and ``placed_by``, a phrase written like the given
+ones (:func:`regionmed.corpus.phrases.region_phrase`) and hard negatives derived the same way.
+Images with a given finding region are copied as they are, and given regions are never changed, so on
+a corpus whose reports' findings are all boxed (the synthetic default) nothing is added.
 
 ``annotate.hide_given_fraction`` (experiments): first hide the regions of that share of the train
 images that have any (seeded), keeping them in ``hidden_regions.jsonl`` beside the manifest so the
@@ -23,10 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from regionmed.annotation.localizers import Localizer, Query
+from regionmed.annotation.anatomy import CorpusAnatomy, Frame, keep_in_one_of_the_pair
+from regionmed.annotation.localizers import Localizer, Placed, Query
 from regionmed.annotation.phrasing import most_specific, region_for
 from regionmed.annotation.summary import AnnotationCounts
 from regionmed.atomic import atomic_dir
+from regionmed.corpus.location_prior import box_iou_one
 from regionmed.corpus.schema import (
     BUILD_SUMMARY_FILE,
     IMAGES_DIR,
@@ -58,6 +65,12 @@ def hide_regions(df: pd.DataFrame, fraction: float, seed: int) -> dict[str, list
     return hidden
 
 
+def to_annotate(regions: list[dict]) -> bool:
+    """An image gets its report's findings placed when it has no given finding region: no region at all
+    (then its anatomy too), or only anatomy, whose boxes then frame the findings."""
+    return not any(r["kind"] == "finding" for r in regions)
+
+
 def annotate_frame(
     df: pd.DataFrame,
     corpus_dir: Path,
@@ -68,58 +81,123 @@ def annotate_frame(
 ) -> pd.DataFrame:
     """The manifest with annotated regions added to the images that need them (a new frame)."""
     df = df.copy()
-    todo = df.index[df["split"].isin(a.splits) & (df["regions"].map(len) == 0)].to_numpy()
+    todo = df.index[df["split"].isin(a.splits) & df["regions"].map(to_annotate)].to_numpy()
     counts.images_considered = len(todo)
+    counts.images_with_given_anatomy = int(sum(bool(df.at[i, "regions"]) for i in todo))
     reports = [_clean_report(df.at[i, "report"], a.max_report_chars, counts) for i in todo]
     mentions = extractor.extract_many(reports) if reports else []
     findings_by_modality = _findings_by_modality(df)
     size_words = getattr(getattr(getattr(extractor, "vocabulary", None), "location", None), "sizes", {}) or {}
-    queries, owners = [], []
+    pending_by_image: dict[int, list] = {}
     for i, found in zip(todo, mentions, strict=True):
         counts.add_mentions(found)
+        # an image with given anatomy keeps it: only its findings are placed (inside that anatomy)
+        kinds = ["finding"] if df.at[i, "regions"] else a.kinds
         wanted = [
-            m for m in found if not m.negated and (a.keep_uncertain or not m.uncertain) and m.kind in a.kinds
+            m
+            for m in found
+            if not m.negated
+            and (a.keep_uncertain or not m.uncertain)
+            and m.kind in a.kinds
+            and m.kind in kinds
         ]
         if not found:
             counts.no_mentions += 1
         elif not wanted:
             counts.nothing_to_place += 1
-        row = df.loc[i]
         pending = {}
         for m in most_specific(wanted):
-            region = region_for(m, findings_by_modality.get(row["modality"], []), size_words)
+            region = region_for(m, findings_by_modality.get(df.at[i, "modality"], []), size_words)
             pending.setdefault(region.phrase, region)
-        for region in pending.values():
+        if pending:
             # as for given regions, a hard negative that is another true phrase of the image is none
-            region = replace(
-                region, hard_negatives=tuple(n for n in region.hard_negatives if n not in pending)
+            pending_by_image[i] = [
+                replace(r, hard_negatives=tuple(n for n in r.hard_negatives if n not in pending))
+                for r in pending.values()
+            ]
+    counts.images_to_place = len(pending_by_image)
+    corpus_anatomy = CorpusAnatomy(df[df["split"] == "train"])
+    learned = learned_organs(df, corpus_dir, pending_by_image, localizer, corpus_anatomy, a)
+    queries, owners = [], []
+    for i, regions in pending_by_image.items():
+        row = df.loc[i]
+        anatomy = corpus_anatomy.for_image(
+            row["modality"], row["regions"], {k: b for k, (b, _) in learned.get(i, {}).items()}
+        )
+        for region in regions:
+            if region.kind == "anatomy" and region.label not in anatomy.boxes:
+                counts.unplaced += 1  # an organ no box of the corpus draws: the words alone do not place it
+                continue
+            frames = anatomy.frames(region.phrase)
+            q = Query(
+                corpus_dir / row["image_path"], region.phrase, region.label, region.kind, region.size, frames
             )
-            queries.append(
-                (
-                    Query(
-                        corpus_dir / row["image_path"], region.phrase, region.label, region.kind, region.size
-                    ),
-                    region,
-                )
-            )
+            queries.append((q, region, anatomy))
             owners.append(i)
-    placed = localizer.locate([q for q, _ in queries]) if queries else []
+    placed = localizer.locate([q for q, _, _ in queries]) if queries else []
     added: dict[int, list[dict]] = {}
-    for i, (_query, region), p in zip(owners, queries, placed, strict=True):
+    for i, (q, region, anatomy), p in zip(owners, queries, placed, strict=True):
+        p = _learned_organ(q, learned.get(i, {})) or p
         if p is None:
             counts.unplaced += 1
             continue
+        bbox = p.bbox
+        if region.kind == "finding" and not corpus_anatomy.spans(region.label):
+            bbox = keep_in_one_of_the_pair(bbox, anatomy, q.frames)
+            counts.cut_to_one_organ += bbox != p.bbox
         counts.confidences.append(p.confidence)
         if p.confidence < a.min_confidence:
             counts.below_threshold += 1
             continue
-        kept = region.with_box(p.bbox, p.confidence)
+        kept = region.with_box(bbox, p.confidence, p.placed_by)
         counts.add_kept(localizer.name, kept)
         added.setdefault(i, []).append(kept.to_dict())
     for i, regions in added.items():
-        df.at[i, "regions"] = regions
+        df.at[i, "regions"] = [*df.at[i, "regions"], *regions]
     counts.images_annotated = len(added)
     return df
+
+
+def learned_organs(
+    df: pd.DataFrame,
+    corpus_dir: Path,
+    pending_by_image: dict[int, list],
+    localizer: Localizer,
+    corpus_anatomy: CorpusAnatomy,
+    a: AnnotateParams,
+) -> dict[int, dict[str, tuple[tuple[float, float, float, float], float]]]:
+    """The organs an image-reading localizer (``self``) places in each image that is to be annotated and
+    lacks them (image index → organ → (box, confidence)); a box is kept when it overlaps the corpus's
+    mean box of that organ by ``annotate.annotator_anatomy_min_iou`` (else the mean frames the words)."""
+    if not getattr(localizer, "places_organs", False):
+        return {}
+    queries, owners = [], []
+    for i in pending_by_image:
+        row = df.loc[i]
+        given = {r["label"] for r in row["regions"] if r["kind"] == "anatomy"}
+        for organ, mean in corpus_anatomy.organs(row["modality"]).items():
+            if organ not in given:
+                frame = Frame(mean, organ, mean, "corpus_anatomy")
+                queries.append(
+                    Query(corpus_dir / row["image_path"], f"the {organ}", organ, "anatomy", None, (frame,))
+                )
+                owners.append((i, organ, mean))
+    out: dict[int, dict] = {}
+    for (i, organ, mean), p in zip(owners, localizer.locate(queries) if queries else [], strict=True):
+        if p is not None and box_iou_one(p.bbox, mean) >= a.annotator_anatomy_min_iou:
+            out.setdefault(i, {})[organ] = (p.bbox, p.confidence)
+    return out
+
+
+def _learned_organ(q: Query, learned: dict) -> Placed | None:
+    """An anatomy phrase whose one frame is the organ the annotator placed in this image: that box (cut
+    by the phrase's zone words), at the annotator's confidence."""
+    if q.kind != "anatomy" or len(q.frames) != 1:
+        return None
+    (frame,) = q.frames
+    if frame.source != "annotator_anatomy" or frame.organ != q.label or frame.organ not in learned:
+        return None
+    return Placed(frame.zone, learned[frame.organ][1], "annotator_anatomy")
 
 
 def _clean_report(text, max_chars: int, counts: AnnotationCounts) -> str:
@@ -180,14 +258,20 @@ def _write_corpus_into(
 
 
 def annotate_corpus(
-    corpus_dir: Path, out_dir: Path, a: AnnotateParams, seed: int, localizer: Localizer, extractor
+    corpus_dir: Path,
+    out_dir: Path,
+    a: AnnotateParams,
+    seed: int,
+    localizer: Localizer,
+    extractor,
+    note: str = "",
 ) -> tuple[pd.DataFrame, dict[str, list[dict]], AnnotationCounts]:
     """Read, hide (experiments), annotate and write; returns the annotated manifest, the hidden truth and the
     counts."""
     start = time.perf_counter()
     df = read_manifest(corpus_dir)
     hidden = hide_regions(df, a.hide_given_fraction, seed)
-    counts = AnnotationCounts(localizer=localizer.name, images_hidden=len(hidden))
+    counts = AnnotationCounts(a.localizer, images_hidden=len(hidden), resolved=localizer.name, note=note)
     annotated = annotate_frame(df, corpus_dir, a, localizer, extractor, counts)
     counts.seconds = round(time.perf_counter() - start, 3)
     write_corpus(

@@ -113,7 +113,7 @@ class DetectorLocalizer:
             if self.sam is not None:
                 box, score = self._refine(image, box, score)
             clipped = clip_box(box)
-            placed.append(None if clipped is None else Placed(clipped, score))
+            placed.append(None if clipped is None else Placed(clipped, score, "detector"))
         return placed
 
     def _refine(self, image: Image.Image, box: list[float], score: float) -> tuple[list[float], float]:

@@ -44,7 +44,7 @@ class PendingRegion:
     size: str | None
     hard_negatives: tuple[str, ...]
 
-    def with_box(self, bbox: tuple[float, float, float, float], confidence: float) -> Region:
+    def with_box(self, bbox: tuple[float, float, float, float], confidence: float, placed_by: str) -> Region:
         return Region(
             bbox=tuple(bbox),
             label=self.label,
@@ -54,6 +54,7 @@ class PendingRegion:
             size=self.size,
             origin="annotated",
             confidence=round(float(confidence), 6),
+            placed_by=placed_by,
         )
 
 

@@ -16,6 +16,8 @@ and size word ("a small nodule"); a finding smaller than a patch cell cannot be 
 alone. Phrases whose label has no given train box fall back to ``region_score``. Confidence: the share of the
 phrase's softmax over the patch cells (the distribution the grounding loss trains) that lies in
 the box, so a box that holds where the model looks scores high and a wide guess scores what it covers.
+With ``location_words``, the query's frames (the part of this image's organ its location words name:
+regionmed/annotation/anatomy.py) bound where the heatmap is read; a phrase without one is read anywhere.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from scipy import ndimage
 
 from regionmed.annotation.localizers import Placed, Query, clip_box
 from regionmed.corpus.images import read_png, to_model_input
-from regionmed.corpus.location_prior import cell_hits, cell_index, text_prior_box
+from regionmed.corpus.location_prior import cell_hits, cell_index
 
 
 def grown_boxes(heat: np.ndarray, levels: Sequence[float]) -> np.ndarray:
@@ -149,6 +151,7 @@ def mass_inside(heat: np.ndarray, box: Sequence[float], scale: float) -> float:
 
 class SelfLocalizer:
     name = "self"
+    places_organs = True  # it can place the organs that frame the words in an image without their boxes
 
     def __init__(
         self,
@@ -160,7 +163,7 @@ class SelfLocalizer:
         select: str = "region_score",
         sizes: dict[tuple[str, str, str | None], tuple[float, float]] | None = None,
         organs: Iterable[str] | None = None,
-        location_means: dict[str, dict[str, np.ndarray]] | None = None,
+        location_words: bool = True,
         shifts: int = 1,
     ):
         from regionmed.model.io import load_model
@@ -181,19 +184,18 @@ class SelfLocalizer:
         # organs, and an organ the corpus never boxes (the whole brain of a brain MRI) is no region
         self.organs = None if organs is None else frozenset(organs)
         self.tiles = torch.from_numpy(tiling_boxes(tilings))
-        # the given train boxes' means (train_box_means): with them, the report's location words
-        # ("right upper zone") bound where the heatmap is searched, as the text-only prior reads them
-        self.location_means = location_means
+        # the report's location words ("right upper zone"), read as the part of this image's organ they
+        # name (the query's frames), bound where the heatmap is searched
+        self.location_words = location_words
         self.shifts = shifts
 
     def allowed_cells(self, q: Query, shape: tuple[int, int]) -> np.ndarray | None:
-        """The grid cells the phrase's location words leave open (None: no location word, any cell)."""
-        if self.location_means is None:
+        """The grid cells the phrase's frames touch (None: no frame or no bound, any cell)."""
+        if not self.location_words or not q.frames:
             return None
-        box, source = text_prior_box(q.phrase, self.location_means, q.label)
-        if source not in ("organ", "words"):
-            return None
-        cells = cells_touching(box, shape)
+        cells = np.zeros(shape, dtype=bool)
+        for frame in q.frames:
+            cells |= cells_touching(frame.zone, shape)
         return cells if cells.any() else None
 
     def locate(self, queries: Sequence[Query]) -> list[Placed | None]:
@@ -228,7 +230,9 @@ class SelfLocalizer:
                 for k in range(len(chunk)):
                     clipped = clip_box(grown_boxes(heat_np[k], (level,))[0])
                     out.append(
-                        None if clipped is None else Placed(clipped, mass_inside(heat_np[k], clipped, scale))
+                        None
+                        if clipped is None
+                        else Placed(clipped, mass_inside(heat_np[k], clipped, scale), "heatmap")
                     )
                 cache.clear()
                 continue
@@ -259,7 +263,9 @@ class SelfLocalizer:
                     best = [x - w / 2, y - h / 2, x + w / 2, y + h / 2]
                 clipped = clip_box(best)
                 out.append(
-                    None if clipped is None else Placed(clipped, mass_inside(heat_np[k], clipped, scale))
+                    None
+                    if clipped is None
+                    else Placed(clipped, mass_inside(heat_np[k], clipped, scale), "heatmap")
                 )
             cache.clear()
         return out

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regionmed.annotation.annotate import annotate_corpus
+from regionmed.annotation.annotator import ANNOTATOR_RECORD
 from regionmed.annotation.localizers import Localizer, NoLocalizer, PriorLocalizer
 from regionmed.annotation.quality import box_quality
 from regionmed.annotation.summary import preview_annotations
 from regionmed.atomic import atomic_write_text
-from regionmed.corpus.location_prior import train_box_means
 from regionmed.corpus.schema import MANIFEST_FILE, read_manifest
 from regionmed.errors import BadInput, require
 from regionmed.params_pipeline import PipelineParams
@@ -29,12 +29,18 @@ class AnnotateError(BadInput):
 
 
 def make_localizer(params: PipelineParams, corpus_dir: Path) -> Localizer:
+    """The localizer ``annotate.localizer`` names; ``auto``: the annotator the train_annotator stage trained
+    on this corpus (``annotate.annotator_dir``), else none (:func:`auto_note` says why)."""
     a = params.annotate
+    if a.localizer == "auto":
+        folder = Path(a.annotator_dir)
+        if (folder / "config.json").is_file():
+            return _self_localizer(params, corpus_dir, folder, "annotate.annotator_dir")
+        return NoLocalizer()
     if a.localizer == "none":
         return NoLocalizer()
     if a.localizer == "prior":
-        train = read_manifest(corpus_dir, "train")
-        return PriorLocalizer((r for rs in train["regions"] for r in rs), a.prior_confidence)
+        return PriorLocalizer(a.prior_confidence.model_dump())
     if a.localizer == "self":
         folder = Path(a.self_model_dir)
         if not (folder / "config.json").is_file():
@@ -42,27 +48,7 @@ def make_localizer(params: PipelineParams, corpus_dir: Path) -> Localizer:
                 f"annotate.self_model_dir: {folder} holds no exported RegionMed model "
                 "(train one on the boxed images first: docs/annotation.md, self-training)"
             )
-        from regionmed.annotation.self_localizer import SelfLocalizer, train_box_sizes
-
-        try:
-            given = [r for rs in read_manifest(corpus_dir, "train")["regions"] for r in rs]
-            sizes = train_box_sizes(given) if a.self_select == "sized" else None
-            organs = {r["label"] for r in given if r["kind"] == "anatomy"}
-            means = train_box_means(given) if a.self_location_words else None
-            return SelfLocalizer(
-                folder,
-                params.corpus.channels,
-                a.batch_size,
-                a.self_levels,
-                a.self_tilings,
-                a.self_select,
-                sizes,
-                organs,
-                means,
-                a.self_shifts,
-            )
-        except (ValueError, KeyError, OSError) as exc:
-            raise AnnotateError(f"annotate.self_model_dir: {folder}: {exc}") from None
+        return _self_localizer(params, corpus_dir, folder, "annotate.self_model_dir")
     from regionmed.annotation.detector import DetectorLocalizer, check_detector_settings
 
     try:
@@ -70,6 +56,41 @@ def make_localizer(params: PipelineParams, corpus_dir: Path) -> Localizer:
     except ValueError as exc:
         raise AnnotateError(str(exc)) from None
     return DetectorLocalizer(a.detector, params.corpus.channels)
+
+
+def _self_localizer(params: PipelineParams, corpus_dir: Path, folder: Path, setting: str) -> Localizer:
+    from regionmed.annotation.self_localizer import SelfLocalizer, train_box_sizes
+
+    a = params.annotate
+    try:
+        given = [r for rs in read_manifest(corpus_dir, "train")["regions"] for r in rs]
+        sizes = train_box_sizes(given) if a.self_select == "sized" else None
+        organs = {r["label"] for r in given if r["kind"] == "anatomy"}
+        return SelfLocalizer(
+            folder,
+            params.corpus.channels,
+            a.batch_size,
+            a.self_levels,
+            a.self_tilings,
+            a.self_select,
+            sizes,
+            organs,
+            a.self_location_words,
+            a.self_shifts,
+        )
+    except (ValueError, KeyError, OSError) as exc:
+        raise AnnotateError(f"{setting}: {folder}: {exc}") from None
+
+
+def auto_note(params: PipelineParams, localizer: Localizer) -> str:
+    """Why ``annotate.localizer: auto`` placed with ``localizer`` (the train_annotator stage's record)."""
+    folder = Path(params.annotate.annotator_dir)
+    if localizer.name == "self":
+        return f"the annotator trained on this corpus's given boxes ({folder})"
+    record = folder / ANNOTATOR_RECORD
+    if record.is_file():
+        return json.loads(record.read_text()).get("reason", "")
+    return f"no annotator in {folder} (the train_annotator stage writes it)"
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,15 @@ def run(
     out_dir = Path(out_dir or a.out_dir)
     start = time.perf_counter()
     localizer = make_localizer(params, corpus_dir)
-    df, hidden, counts = annotate_corpus(corpus_dir, out_dir, a, params.seed, localizer, MentionExtractor())
+    df, hidden, counts = annotate_corpus(
+        corpus_dir,
+        out_dir,
+        a,
+        params.seed,
+        localizer,
+        MentionExtractor(),
+        note=auto_note(params, localizer) if a.localizer == "auto" else "",
+    )
     summary = counts.to_dict()
     if hidden:
         by_image = dict(zip(df["image_id"], df["regions"], strict=True))

@@ -26,7 +26,9 @@ CAPTION_LINES = 4
 class AnnotationCounts:
     localizer: str
     images_hidden: int = 0
-    images_considered: int = 0  # images of annotate.splits without regions
+    images_considered: int = 0  # images of annotate.splits without a given finding region
+    images_with_given_anatomy: int = 0  # of those, images whose given anatomy frames their findings
+    images_to_place: int = 0  # of those, images with a mention to place
     images_annotated: int = 0
     images_with_mentions: int = 0
     mentions: int = 0
@@ -38,8 +40,12 @@ class AnnotationCounts:
     nothing_to_place: int = 0  # only negated / uncertain / excluded kinds
     unplaced: int = 0  # the localizer had no box
     below_threshold: int = 0  # a box under annotate.min_confidence
+    cut_to_one_organ: int = 0  # finding boxes across both organs of the pair, cut down to one
+    resolved: str = ""  # what annotate.localizer auto resolved to for this corpus ("" when not auto)
+    note: str = ""  # why auto resolved as it did
     kept_by_label: Counter = field(default_factory=Counter)
     kept_by_kind: Counter = field(default_factory=Counter)
+    kept_by_placement: Counter = field(default_factory=Counter)
     confidences: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -52,15 +58,20 @@ class AnnotationCounts:
     def add_kept(self, localizer: str, region) -> None:
         self.kept_by_label[region.label] += 1
         self.kept_by_kind[region.kind] += 1
+        self.kept_by_placement[region.placed_by] += 1
 
     def to_dict(self) -> dict:
         kept = sum(self.kept_by_label.values())
         hist, _ = np.histogram(self.confidences, bins=CONFIDENCE_BINS)
         return {
             "localizer": self.localizer,
+            "resolved": self.resolved or self.localizer,  # what placed the boxes (auto: its choice)
+            "note": self.note,
             "images_hidden": self.images_hidden,
             "images_considered": self.images_considered,
+            "images_with_given_anatomy": self.images_with_given_anatomy,
             "images_with_mentions": self.images_with_mentions,
+            "images_to_place": self.images_to_place,
             "images_annotated": self.images_annotated,
             "mentions": self.mentions,
             "mentions_per_image": round(self.mentions / self.images_considered, 4)
@@ -75,12 +86,14 @@ class AnnotationCounts:
                 "nothing_to_place": self.nothing_to_place,
                 "unplaced": self.unplaced,
                 "below_threshold": self.below_threshold,
+                "cut_to_one_organ": self.cut_to_one_organ,
             },
             "regions_kept": {
-                self.localizer: {
+                self.resolved or self.localizer: {
                     "total": kept,
                     "by_kind": dict(sorted(self.kept_by_kind.items())),
                     "by_label": dict(sorted(self.kept_by_label.items())),
+                    "by_placement": dict(sorted(self.kept_by_placement.items())),
                 }
             },
             "confidence_histogram": {

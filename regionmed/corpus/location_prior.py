@@ -83,11 +83,7 @@ def text_prior_box(
     loc = _location_text(text)
     if mode == "empirical" and loc in means["location"]:
         return np.asarray(means["location"][loc], float), "location"
-    where = loc or text
-    organ = _longest_match(where, means["organ"])
-    words = set(re.findall(r"[a-z]+", where))
-    side = next((s for s in ("right", "left") if s in words and not (organ and s in organ.split())), None)
-    zones = zone_rows(where)
+    organ, side, zones = read_location(phrase, means["organ"])
     if organ is None and side is None and zones is None:
         lab = label if label in means["label"] else _longest_match(text, means["label"])
         if lab is not None:
@@ -95,14 +91,36 @@ def text_prior_box(
         if "" in means["all"]:
             return np.asarray(means["all"][""], float), "all"
         return np.array([0.0, 0.0, 1.0, 1.0]), "image"
-    x0, y0, x1, y1 = means["organ"][organ] if organ else (0.0, 0.0, 1.0, 1.0)
+    frame = means["organ"][organ] if organ else (0.0, 0.0, 1.0, 1.0)
+    return cut_box(frame, side, zones), "organ" if organ else "words"
+
+
+def read_location(
+    phrase: str, organs: Iterable[str]
+) -> tuple[str | None, str | None, tuple[int, int] | None]:
+    """What a phrase's location words say, as :func:`text_prior_box` reads them: the longest of ``organs``
+    named in its location part (after "in the"; the whole phrase when it has none, "the left kidney"),
+    the side (the first of right/left named, unless it is part of that organ's own name) and the zone
+    rows (:func:`zone_rows`)."""
+    text = phrase.lower()
+    where = _location_text(text) or text
+    organ = _longest_match(where, organs)
+    words = set(re.findall(r"[a-z]+", where))
+    side = next((s for s in ("right", "left") if s in words and not (organ and s in organ.split())), None)
+    return organ, side, zone_rows(where)
+
+
+def cut_box(frame: Iterable[float], side: str | None, zones: tuple[int, int] | None) -> np.ndarray:
+    """The part of ``frame`` a side and zone rows name: the patient's right half is the image's left one;
+    zone rows are vertical thirds (first to last)."""
+    x0, y0, x1, y1 = (float(v) for v in frame)
     if side is not None:
         xm = (x0 + x1) / 2
         x0, x1 = (x0, xm) if side == "right" else (xm, x1)
     if zones is not None:
         h = (y1 - y0) / 3
         y0, y1 = y0 + zones[0] * h, y0 + (zones[1] + 1) * h
-    return np.array([x0, y0, x1, y1], float), "organ" if organ else "words"
+    return np.array([x0, y0, x1, y1], float)
 
 
 def box_iou_one(a, b) -> float:

@@ -65,8 +65,12 @@ def test_annotated_corpus_keeps_the_contract_and_adds_only_to_hidden_train_image
         x0, y0, x1, y1 = r["bbox"]
         assert 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 and 0 <= r["confidence"] <= 1
         if r["origin"] == "annotated":
-            assert r["confidence"] == params.annotate.prior_confidence
+            # the prior's confidence is its frame's: hidden images have no anatomy, the corpus mean frames
+            assert r["placed_by"] == "corpus_anatomy"
+            assert r["confidence"] == params.annotate.prior_confidence.corpus_anatomy
             assert r["phrase"] not in r["hard_negatives"]
+        else:
+            assert r["placed_by"] is None
     assert any(r["hard_negatives"] for r in regions if r["origin"] == "annotated" and r["kind"] == "finding")
 
 
@@ -96,10 +100,18 @@ def test_negated_findings_never_become_regions(hidden_prior):
                 assert f"no {r['label']}" not in report.lower(), (r["label"], "was negated in the report")
 
 
-def test_a_fully_boxed_corpus_gets_nothing_added(tiny_corpus, tmp_path):
-    params = _params(tmp_path, tiny_corpus, localizer="prior")
+@pytest.mark.parametrize("localizer", ["prior", "auto"])
+def test_a_fully_boxed_corpus_gets_nothing_added(tiny_corpus, tmp_path, localizer):
+    params = _params(tmp_path, tiny_corpus, localizer=localizer, annotator_dir=str(tmp_path / "annotator"))
     summary = stage.run(params, log=lambda *_: None).summary
-    assert summary["images_considered"] == 0 and summary["regions_kept"]["prior"]["total"] == 0
+    # the images without a finding box (no finding) have anatomy boxes and reports that name no finding
+    considered = read_manifest(tiny_corpus, "train")["regions"].map(
+        lambda rs: not any(r["kind"] == "finding" for r in rs)
+    )
+    assert summary["images_considered"] == summary["images_with_given_anatomy"] == considered.sum() > 0
+    assert summary["images_to_place"] == 0 and summary["cases"]["nothing_to_place"] == considered.sum()
+    resolved = "none" if localizer == "auto" else "prior"
+    assert summary["resolved"] == resolved and summary["regions_kept"][resolved]["total"] == 0
     before, after = read_manifest(tiny_corpus), read_manifest(params.annotate.out_dir)
     assert after["regions"].tolist() == before["regions"].tolist()
     assert all(r["origin"] == "given" and r["confidence"] == 1.0 for rs in after["regions"] for r in rs)
@@ -112,7 +124,7 @@ def test_min_confidence_drops_weak_boxes_and_counts_them(tiny_corpus, tmp_path):
         localizer="prior",
         hide_given_fraction=0.5,
         min_confidence=0.5,
-        prior_confidence=0.2,
+        prior_confidence={"image_anatomy": 0.6, "corpus_anatomy": 0.2, "words": 0.1},
     )
     summary = stage.run(params, log=lambda *_: None).summary
     assert summary["regions_kept"]["prior"]["total"] == 0 and summary["cases"]["below_threshold"] > 0
@@ -154,7 +166,8 @@ def test_bad_reports_do_not_crash_invent_nothing_and_are_counted(tiny_corpus, tm
     corpus = _corpus_with_reports(tiny_corpus, tmp_path / "corpus", BAD_REPORTS)
     params = _params(tmp_path, corpus, localizer="prior", max_report_chars=100_000)
     summary = stage.run(params, log=lambda *_: None).summary
-    assert summary["images_considered"] == len(BAD_REPORTS)
+    # the bad reports' images, and the no-finding images with anatomy boxes (reports naming no finding)
+    assert summary["images_considered"] - summary["images_with_given_anatomy"] == len(BAD_REPORTS)
     cases = summary["cases"]
     assert cases["empty_report"] == 2 and cases["truncated_report"] == 1
     assert cases["no_mentions"] >= 4  # empty, whitespace, normal, non-English (and the cut 1 MB one)
@@ -202,7 +215,7 @@ def test_training_batches_weigh_annotated_regions_by_the_setting(hidden_prior):
     weights = [w for it in items for w in it["region_weight"]]
     assert len(weights) == len(origins) and "annotated" in origins and "given" in origins
     for origin, w in zip(origins, weights, strict=True):
-        assert w == (1.0 if origin == "given" else 0.3 * params.annotate.prior_confidence)
+        assert w == (1.0 if origin == "given" else 0.3 * params.annotate.prior_confidence.corpus_anatomy)
 
     class _Tok:  # the collator only needs a tokenizer's call shape here
         def __call__(self, texts, **_):

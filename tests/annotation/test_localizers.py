@@ -4,6 +4,7 @@ path with tiny randomly initialised OWLv2 / SAM models (no pretrained weights: t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from helpers.params import default_params, default_section
 from helpers.tiny_detectors import save_tiny_owlv2, save_tiny_sam
 
 from regionmed.annotation import stage
+from regionmed.annotation.anatomy import CorpusAnatomy, ImageAnatomy
 from regionmed.annotation.localizers import NoLocalizer, PriorLocalizer, Query
 from regionmed.annotation.self_localizer import (
     SelfLocalizer,
@@ -47,24 +49,35 @@ def test_none_places_nothing(tiny_corpus):
     assert NoLocalizer().locate(_queries(tiny_corpus)) == [None] * 5
 
 
-def test_prior_reads_side_and_zone_words_and_never_looked_at_the_image(tiny_corpus):
-    train = read_manifest(tiny_corpus, "train")
-    prior = PriorLocalizer((r for rs in train["regions"] for r in rs), confidence=0.2)
-    placed = prior.locate(_queries(tiny_corpus))
+PRIOR_CONFIDENCE = {"image_anatomy": 0.5, "corpus_anatomy": 0.2, "words": 0.1}
+
+
+def _framed(corpus: Path, q: Query) -> Query:
+    """The query with the frames the stage gives it on an image without boxes: the corpus-mean chest."""
+    anatomy = CorpusAnatomy(read_manifest(corpus, "train")).for_image("chest_xray", [])
+    return replace(q, frames=anatomy.frames(q.phrase))
+
+
+def test_prior_places_the_words_inside_the_anatomy_and_never_looked_at_the_image(tiny_corpus):
+    prior = PriorLocalizer(PRIOR_CONFIDENCE)
+    placed = prior.locate([_framed(tiny_corpus, q) for q in _queries(tiny_corpus)])
     _valid(placed, 5)
-    assert (
-        len({p.bbox for p in placed}) == 1 and placed[0].confidence == 0.2
-    )  # words only: same box everywhere
-    _, _, x1, y1 = placed[0].bbox
-    assert x1 <= 0.5 + 1e-9 and y1 <= 1 / 3 + 1e-9  # patient right = image left; upper third of the image
-    assert prior.locate([Query(Path("x.png"), "the thyroid", "thyroid", "anatomy")]) == [
-        None
-    ]  # no such organ drawn
-    # a corpus without any box (MedPix): a phrase without location words has no prior box at all
-    empty = PriorLocalizer([], confidence=0.2)
-    assert empty.locate([Query(Path("x.png"), "a mass", "mass", "finding")]) == [None]
-    (box,) = empty.locate([Query(Path("x.png"), "a mass in the left upper zone", "mass", "finding")])
-    assert box.bbox[0] >= 0.5 and box.bbox[3] <= 1 / 3 + 1e-6  # the words alone still place it
+    assert len({p.bbox for p in placed}) == 1  # words and the corpus mean: the same box everywhere
+    assert placed[0].confidence == 0.2 and placed[0].placed_by == "corpus_anatomy"
+    # "right upper zone": the top third of the corpus's mean right lung (patient right = image left)
+    x0, y0, x1, y1 = CorpusAnatomy(read_manifest(tiny_corpus, "train")).means["chest_xray"]["right lung"]
+    assert placed[0].bbox == pytest.approx((x0, y0, x1, y0 + (y1 - y0) / 3), abs=1e-5)
+    assert x1 < 0.5
+    # no location word: no frame, no box; a zone without a side: a frame in each lung, and no box
+    assert prior.locate([_framed(tiny_corpus, Query(Path("x.png"), "a mass", "mass", "finding"))]) == [None]
+    both = _framed(tiny_corpus, Query(Path("x.png"), "an opacity in the lower zone", "opacity", "finding"))
+    assert [f.organ for f in both.frames] == ["right lung", "left lung"] and prior.locate([both]) == [None]
+    # no anatomy box of the modality anywhere (MedPix): the words cut the whole image, at the lowest level
+    bare = ImageAnatomy({}, None)
+    phrase = "a mass in the left upper zone"
+    (box,) = prior.locate([Query(Path("x.png"), phrase, "mass", "finding", None, bare.frames(phrase))])
+    assert box.bbox == pytest.approx((0.5, 0.0, 1.0, 1 / 3), abs=1e-5)
+    assert (box.placed_by, box.confidence) == ("words", 0.1)
 
 
 def test_grown_boxes_follow_the_connected_area_around_the_peak():
@@ -132,10 +145,8 @@ def test_self_localizer_with_an_exported_model(tmp_path_factory):
     assert mixed[0] is None and mixed[1] is not None and mixed[2] is not None
 
 
-def test_location_words_bound_where_the_self_localizer_looks(tmp_path_factory):
+def test_frames_bound_where_the_self_localizer_looks(tmp_path_factory):
     from helpers.tiny_service import build_tiny
-
-    from regionmed.corpus.location_prior import text_prior_box, train_box_means
 
     tiny = build_tiny(tmp_path_factory.mktemp("self_loc_words"))
     params = default_params(
@@ -149,33 +160,35 @@ def test_location_words_bound_where_the_self_localizer_looks(tmp_path_factory):
         }
     )
     loc = make_localizer(params, tiny["corpus"])
-    train = read_manifest(tiny["corpus"], "train")
-    means = train_box_means(r for rs in train["regions"] for r in rs)
-    assert loc.location_means is not None and set(loc.location_means["label"]) == set(means["label"])
-    # "right upper zone": the image's left half, its top third; every box is centred in a cell touching it
-    queries = _queries(tiny["corpus"], 6)
-    prior, _ = text_prior_box(queries[0].phrase, means, "nodule")
+    assert loc.location_words and loc.places_organs
+    # "right upper zone": the top third of the right lung; every box is centred in a cell touching it
+    queries = [_framed(tiny["corpus"], q) for q in _queries(tiny["corpus"], 6)]
     grid = _heatmap_shape(loc, queries[0])
-    open_cells = cells_touching(prior, grid)
+    open_cells = cells_touching(queries[0].frames[0].zone, grid)
+    assert 0 < open_cells.sum() <= open_cells.size / 4
     for select in ("sized", "region_score"):
         loc.select = select
         placed = loc.locate(queries)
         _valid(placed, 6)
+        assert {p.placed_by for p in placed} == {"heatmap"}
         centres = np.array([p.bbox for p in placed])
         assert centre_allowed(centres, open_cells).all(), select
-    # a phrase without location words may be placed anywhere
+    # a phrase without location words may be placed anywhere; a zone without a side, in either lung
     assert (
         loc.allowed_cells(Query(queries[0].image_path, "a small nodule", "nodule", "finding"), grid) is None
     )
-    assert (
-        make_localizer(
-            params.model_copy(
-                update={"annotate": params.annotate.model_copy(update={"self_location_words": False})}
-            ),
-            tiny["corpus"],
-        ).location_means
-        is None
+    both = _framed(
+        tiny["corpus"], Query(queries[0].image_path, "a nodule in the upper zone", "nodule", "finding")
     )
+    right, left = (cells_touching(f.zone, grid) for f in both.frames)
+    assert (loc.allowed_cells(both, grid) == (right | left)).all() and not (right & left).any()
+    unbound = make_localizer(
+        params.model_copy(
+            update={"annotate": params.annotate.model_copy(update={"self_location_words": False})}
+        ),
+        tiny["corpus"],
+    )
+    assert unbound.allowed_cells(queries[0], grid) is None
 
 
 def _heatmap_shape(loc, q) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from regionmed.annotation.anatomy import ImageAnatomy
 from regionmed.annotation.localizers import PriorLocalizer, Query
 from regionmed.annotation.phrasing import most_specific, region_for
 from regionmed.corpus.location_prior import phrase_location, text_prior_box, train_box_means
@@ -30,7 +31,12 @@ def regions(extractor, report):
 
 def placed(extractor, report):
     found = regions(extractor, report)
-    boxes = PriorLocalizer(TRAIN, 0.2).locate([Query(None, r.phrase, r.label, r.kind, r.size) for r in found])
+    anatomy = ImageAnatomy(
+        {"right lung": (RIGHT_LUNG, "image_anatomy"), "left lung": (LEFT_LUNG, "image_anatomy")},
+        ("right lung", "left lung"),
+    )
+    queries = [Query(None, r.phrase, r.label, r.kind, r.size, anatomy.frames(r.phrase)) for r in found]
+    boxes = PriorLocalizer({"image_anatomy": 0.5, "corpus_anatomy": 0.2, "words": 0.1}).locate(queries)
     return [(r.phrase, p.bbox) for r, p in zip(found, boxes, strict=True)]
 
 
@@ -106,6 +112,8 @@ def test_a_bilateral_finding_is_one_box_per_lung_none_across_the_midline(extract
     assert len(boxes) == 2, boxes
     (_, right), (_, left) = boxes
     assert right[2] <= 0.5 <= left[0], boxes  # patient's right on the image's left
+    # each inside its lung: none across the mediastinum
+    assert RIGHT_LUNG[0] <= right[0] and right[2] <= RIGHT_LUNG[2] and LEFT_LUNG[0] <= left[0], boxes
 
 
 def test_a_zone_span_gives_the_prior_box_over_both_thirds():

@@ -192,6 +192,7 @@ def test_retrain_runs_every_stage_through_dvc_and_produces_a_bento(pipeline):
     stages = [r["stage"] for r in summary["stages"]]
     assert stages == [
         "build_corpus",
+        "train_annotator",
         "annotate_regions",
         "validate_corpus",
         "tokenizer",

@@ -23,6 +23,7 @@ from flows.retrain import render_summary, stage_task
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = [
     "build_corpus",
+    "train_annotator",
     "annotate_regions",
     "validate_corpus",
     "tokenizer",

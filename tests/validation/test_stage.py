@@ -125,13 +125,18 @@ def test_every_stage_that_reads_the_corpus_waits_for_validation():
             gated(p, (*seen, name)) for p in producers if p not in ("build_corpus", "annotate_regions")
         )
 
+    # the annotation step comes before validation, which checks what it drew: annotate_regions and the
+    # annotator it places with (train_annotator's model is no output of the pipeline, only of that step)
+    annotation = ("train_annotator", "annotate_regions")
     readers = [
         n
         for n, st in stages.items()
-        if n not in ("build_corpus", "annotate_regions", "validate_corpus")
+        if n not in ("build_corpus", *annotation, "validate_corpus")
         and any(d.startswith("data/corpus") for d in st["deps"])
     ]
     assert [n for n in readers if not gated(n)] == []
+    annotator_readers = [n for n, st in stages.items() if "models/annotator" in st["deps"]]
+    assert annotator_readers == ["annotate_regions"]
 
 
 def test_dvc_repro_stops_at_validate_corpus_and_trains_nothing(tmp_path):
@@ -146,7 +151,12 @@ def test_dvc_repro_stops_at_validate_corpus_and_trains_nothing(tmp_path):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "validate_corpus" in output and "corpus_label_coverage.label_coverage[n_images]" in output
-    assert not (repo / STUB_OUT).exists() and not (repo / "models").exists()
+    assert not (repo / STUB_OUT).exists()
+    # nothing trained: models/ holds only train_annotator's record that this corpus needs no annotator
+    assert sorted(str(f.relative_to(repo)) for f in (repo / "models").rglob("*") if f.is_file()) == [
+        "models/annotator/annotator.json"
+    ]
+    assert json.loads((repo / "models/annotator/annotator.json").read_text())["trained"] is False
     assert json.loads((repo / "metrics/validation.json").read_text())["success"] is False
     assert (repo / "reports/validation.html").is_file()  # left in the workspace to read (not cached)
 

@@ -1,0 +1,106 @@
+"""The ``train_annotator`` stage: the self-training round's first pass, inside ``dvc repro``.
+
+With ``annotate.localizer: auto`` and a corpus that needs and allows an annotator
+(:func:`regionmed.annotation.annotator.plan_annotator`), it
+
+1. annotates the built corpus the image-free way (``prior``: the location words inside each image's
+   anatomy, docs/annotation.md) into a scratch folder, as the pipeline's first pass would;
+2. trains a tokenizer and the global, region and joint phases on it, with the pipeline's own
+   ``model``, ``train`` and ``phases`` settings;
+3. exports the joint model to ``annotate.annotator_dir``, where annotate_regions finds it and places
+   the reports' findings with it (``self``): the second pass.
+
+Otherwise ``annotate.annotator_dir`` holds only :data:`~regionmed.annotation.annotator.ANNOTATOR_RECORD`
+saying why not, which takes seconds (reading the reports' mentions): on the synthetic default, whose
+reports' findings are all boxed, the pipeline trains nothing more. A model in this folder comes from
+the same corpus and settings as the pipeline's, and lives inside DVC's outs (no cycle: it is trained
+before annotate_regions, on the corpus annotate_regions reads).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from regionmed.annotation.annotate import annotate_corpus
+from regionmed.annotation.annotator import ANNOTATOR_RECORD, AnnotatorPlan, plan_annotator
+from regionmed.annotation.localizers import PriorLocalizer
+from regionmed.corpus.schema import MANIFEST_FILE
+from regionmed.errors import require
+from regionmed.params_pipeline import PipelineParams
+
+# the scratch corpus, tokenizer and phase models (removed when the annotator is exported) and the
+# resumable checkpoints: outside DVC's outs, apart from the pipeline's own (.state/checkpoints)
+SCRATCH_DIR = Path(".state/annotator_training")
+PHASES = (("global", None), ("region", "global"), ("joint", "region"))
+
+
+@dataclass(frozen=True)
+class AnnotatorResult:
+    plan: AnnotatorPlan
+    out: Path
+    seconds: float
+
+    def summary_line(self) -> str:
+        done = "trained" if self.plan.train else "not trained"
+        return f"train_annotator: {done} ({self.plan.reason}) -> {self.out} in {self.seconds} s"
+
+
+def run(params: PipelineParams, scratch: Path = SCRATCH_DIR, log=print) -> AnnotatorResult:
+    """Decide, train when warranted, and write ``annotate.annotator_dir`` (module docstring)."""
+    from regionmed.annotation.mentions import MentionExtractor
+
+    corpus_dir = Path(params.corpus.out_dir)
+    require(corpus_dir / MANIFEST_FILE, "the corpus manifest", "build_corpus")
+    out = Path(params.annotate.annotator_dir)
+    start = time.perf_counter()
+    extractor = MentionExtractor()
+    plan = plan_annotator(params, corpus_dir, extractor)
+    log(f"train_annotator: {plan.reason}")
+    record = plan.to_dict()
+    if plan.train:
+        record["phases"] = _train(params, corpus_dir, out, Path(scratch), extractor, log)
+    elif out.exists():  # an annotator of an earlier corpus must not stay in use
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ANNOTATOR_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return AnnotatorResult(plan, out, round(time.perf_counter() - start, 1))
+
+
+def _train(params: PipelineParams, corpus_dir: Path, out: Path, scratch: Path, extractor, log) -> dict:
+    """Round one: the corpus annotated by the words inside each image's anatomy, then the three phases."""
+    from regionmed.model.tokenizer import train_wordpiece_tokenizer
+    from regionmed.training.data import corpus_texts
+    from regionmed.training.train import train
+
+    a = params.annotate
+    round_one = scratch / "corpus"
+    annotate_corpus(
+        corpus_dir, round_one, a, params.seed, PriorLocalizer(a.prior_confidence.model_dump()), extractor
+    )
+    tokenizer = scratch / "tokenizer"
+    backbone = params.model.text.backbone
+    if backbone is not None:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(backbone).save_pretrained(str(tokenizer))
+    else:
+        train_wordpiece_tokenizer(corpus_texts(round_one), params.model.text.vocab_size, tokenizer)
+    summaries = {}
+    for phase, previous in PHASES:
+        target = out if phase == "joint" else scratch / phase
+        log(f"train_annotator: phase {phase}")
+        summaries[phase] = train(
+            params,
+            phase,
+            round_one,
+            tokenizer,
+            target,
+            scratch / previous if previous else None,
+            scratch / "checkpoints",
+        )
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {k: {"steps": v.get("steps"), "seconds": v.get("seconds")} for k, v in summaries.items()}
