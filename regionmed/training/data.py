@@ -19,6 +19,7 @@ from regionmed.corpus.images import read_png, to_model_input
 from regionmed.corpus.phrases import strip_location
 from regionmed.corpus.schema import NO_FINDING, read_manifest
 from regionmed.model.config import TEXT_LEVELS
+from regionmed.training.resume import ResumableLoader
 
 # A region that loses more than this share of its area to an augmentation shift is dropped.
 MIN_KEPT_AREA = 0.5
@@ -292,11 +293,11 @@ class CorpusDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        # drop_last: a contrastive batch of 3 is a different task from one of 64
-        return DataLoader(
+        # drop_last: a contrastive batch of 3 is a different task from one of 64. Resumable: an interrupted
+        # phase goes on with the rest of the epoch in the same order (regionmed/training/resume.py).
+        return ResumableLoader(
             self.train_set,
             batch_size=self.batch_size,
-            shuffle=True,
             drop_last=True,
             collate_fn=self.collate,
             num_workers=self.num_workers,

@@ -81,6 +81,11 @@ class RegionMedModule(L.LightningModule):
             keep.add("box_anchor_offset")
         return {k: v for k, v in batch.items() if k in keep}
 
+    def on_train_start(self) -> None:
+        # a run resumed from a checkpoint goes on inside an epoch, for which Lightning does not call
+        # on_train_epoch_start: the dataset still needs that epoch's augmentation stream
+        self.on_train_epoch_start()
+
     def on_train_epoch_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "train_set"):

@@ -11,6 +11,9 @@ deletes before a rerun) under :func:`run_fingerprint`, a hash of everything that
 (the phase's own params, its step budget, seed, model and train params, the corpus manifest,
 the tokenizer and the warm-start weights); a rerun with the same fingerprint resumes from
 the last checkpoint, any other starts from step 0, and a finished run removes its checkpoints.
+A resumed run goes on exactly where the checkpoint was taken (the same batches in the same order,
+the same weights at the end as an uninterrupted run); a checkpoint that cannot be read is set aside
+and the phase starts over (regionmed/training/resume.py).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from regionmed.corpus.images import sha256_file
@@ -35,6 +37,7 @@ from regionmed.progress import LOG_EVERY_PERCENT, on_terminal
 from regionmed.training.data import AugmentConfig, CorpusDataModule, RegionWeighting
 from regionmed.training.freeze import freeze_bottom_layers
 from regionmed.training.module import OptimConfig, RegionMedModule, seed_everything
+from regionmed.training.resume import AtomicCheckpointIO, usable_checkpoint
 
 PHASE_ORDER = ("global", "region", "joint")
 CHECKPOINT_NAME = "last"
@@ -127,12 +130,13 @@ def train(
             state_dir, phase, run_fingerprint(params, phase, corpus_dir, tokenizer_dir, init_from)
         )
         trainer = _trainer(params, steps, ckpt_dir, log_dir)
-        resume = ckpt_dir / f"{CHECKPOINT_NAME}.ckpt"
-        summary["resumed_from_step"] = _resumed_step(resume)
+        resume, summary["resumed_from_step"] = usable_checkpoint(ckpt_dir / f"{CHECKPOINT_NAME}.ckpt", _say)
+        if resume is not None:
+            _say(f"resuming phase {phase} from step {summary['resumed_from_step']} ({resume})")
         trainer.fit(
             module,
             datamodule=datamodule,
-            ckpt_path=str(resume) if resume.exists() else None,
+            ckpt_path=str(resume) if resume is not None else None,
             weights_only=True,
         )
         summary.update({k: round(float(v), 6) for k, v in trainer.callback_metrics.items()})
@@ -204,6 +208,7 @@ def _trainer(params: PipelineParams, steps: int, ckpt_dir: Path, log_dir: Path |
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],  # a killed run leaves the last whole checkpoint, never a torn one
         logger=loggers or False,
         enable_progress_bar=bar,
         enable_model_summary=False,
@@ -241,8 +246,5 @@ def _checkpoint_dir(state_dir: Path, phase: str, fingerprint: str) -> Path:
     return phase_dir / fingerprint
 
 
-def _resumed_step(ckpt: Path) -> int:
-    if not ckpt.exists():
-        return 0
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    return int(state.get("global_step", 0))
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
