@@ -42,15 +42,12 @@ class NoSpace(BadInput):
     def __init__(self, folder: str | Path, needed: int | None = None, written: int | None = None):
         self.folder, self.needed, self.written = Path(folder), needed, written
         free = free_bytes(self.folder)
-        if needed is not None:
-            what = f"needed ~{_mb(needed)}"
-        elif written is not None:
-            what = f"wrote {_mb(written)} before it filled"
-        else:
-            what = "a write failed"
+        what = [f"needed ~{_mb(needed)}"] if needed is not None else []
+        what += [f"wrote {_mb(written)} before it filled"] if written is not None else []
         super().__init__(
-            f"no space left in {self.folder}: {what}, {_mb(free) if free is not None else 'unknown'} free "
-            "(free some space there or point the output elsewhere, then rerun; nothing partial was kept)"
+            f"no space left in {self.folder}: {', '.join(what) or 'a write failed'}; "
+            f"{_mb(free) if free is not None else 'unknown'} free now (free some space there or point the "
+            "output elsewhere, then rerun; nothing partial was kept)"
         )
 
 
@@ -164,9 +161,10 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
+        written = tmp.stat().st_size if tmp.is_file() else None
         tmp.unlink(missing_ok=True)
         if _failed_for_space(exc, path.parent):
-            raise NoSpace(path.parent) from exc
+            raise NoSpace(path.parent, written=written) from exc
         raise
 
 

@@ -91,7 +91,7 @@ def test_a_full_disk_is_no_space_naming_the_output_and_keeps_nothing(tmp_path):
         (tmp / "weights.safetensors").write_bytes(b"x" * 200_000)
         raise OSError(errno.ENOSPC, "No space left on device")
     message = str(caught.value)
-    assert message.startswith(f"no space left in {target}: wrote 200 kB before it filled, ")
+    assert message.startswith(f"no space left in {target}: wrote 200 kB before it filled; ")
     assert "free" in message and caught.value.exit_code == EXIT_BAD_INPUT
     assert not target.exists() and list(target.parent.iterdir()) == []
 
@@ -112,6 +112,6 @@ def test_a_write_that_needs_more_than_is_free_says_how_much(tmp_path, monkeypatc
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "replace", full)  # the last step of a write: the temporary file is written
-    with pytest.raises(NoSpace, match=r"^no space left in .*: needed ~3\.0 MB, .* free"):
+    with pytest.raises(NoSpace, match=r"^no space left in .*: needed ~3\.0 MB; .* free now"):
         atomic_write_bytes(tmp_path / "index.npy", b"0" * 3_000_000)
     assert list(tmp_path.iterdir()) == []

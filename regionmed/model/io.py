@@ -23,7 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoTokenizer
 
-from regionmed.atomic import atomic_dir
+from regionmed.atomic import NoSpace, atomic_dir
 from regionmed.model.config import ModelConfig
 from regionmed.model.regionclip import RegionCLIP
 
@@ -66,8 +66,12 @@ def export_model(
 ) -> Path:
     """Write ``model`` (with its tokenizer and config) into ``out_dir``, whole or not at all (the folder is
     written under a temporary name and renamed: regionmed/atomic.py); returns the folder."""
-    with atomic_dir(out_dir) as tmp:
-        _export_into(model, tokenizer, config, tmp, extra_meta)
+    try:
+        with atomic_dir(out_dir) as tmp:
+            _export_into(model, tokenizer, config, tmp, extra_meta)
+    except NoSpace as exc:  # the weights are most of it: say how much that is
+        weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        raise NoSpace(exc.folder, needed=weights, written=exc.written) from exc.__cause__
     return Path(out_dir)
 
 

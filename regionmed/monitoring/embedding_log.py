@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -53,6 +54,9 @@ from typing import Any
 
 import numpy as np
 
+from regionmed.atomic import append_whole, is_no_space
+
+logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 FILE_PREFIX = "embeddings-"
 FILE_SUFFIX = ".jsonl"
@@ -133,8 +137,11 @@ class _OpenFile:
 class EmbeddingLogWriter:
     """Append-only, rotating JSONL writer; thread-safe; one file per process at a time.
 
-    Each :meth:`log` call writes its lines and flushes them to the OS before returning, so a
-    record is in the file once the response that carried its embedding has been built.
+    Each :meth:`log` call writes its lines to the OS before returning, so a record is in the file
+    once the response that carried its embedding has been built. A write is all of its lines or
+    none: on a full disk the file is cut back to its last whole line, the rows are dropped and
+    counted (:attr:`rows_dropped`), one warning says logging paused, and the next write tries again
+    (a warning says when it resumed). The caller (the service) keeps serving either way.
     """
 
     def __init__(
@@ -156,6 +163,8 @@ class EmbeddingLogWriter:
         self._file: _OpenFile | None = None
         self._seq = 0
         self.records_written = 0
+        self.rows_dropped = 0  # rows not written because the disk was full (the log paused)
+        self.paused = False
 
     # ---- writing -------------------------------------------------------------------------------
     def log(
@@ -206,16 +215,38 @@ class EmbeddingLogWriter:
             return 0
         with self._lock:
             now = self._clock()
-            f = self._current(now)
-            t = max(now, f.opened, f.last)
+            try:
+                f = self._current(now)
+                t = max(now, f.opened, f.last)
+                head = f'{{"v":{SCHEMA_VERSION},"ts":"{_utc_iso(t)}",'
+                data = "".join(f"{head}{body}\n" for body in bodies).encode()
+                f.size = append_whole(f.handle, data, f.size)  # whole lines or nothing
+            except OSError as exc:
+                if not is_no_space(exc):
+                    raise
+                self._pause(len(bodies))
+                return 0
             f.last = t
-            head = f'{{"v":{SCHEMA_VERSION},"ts":"{_utc_iso(t)}",'
-            data = "".join(f"{head}{body}\n" for body in bodies).encode()
-            f.handle.write(data)
-            f.handle.flush()
-            f.size += len(data)
             self.records_written += len(bodies)
+            if self.paused:
+                self.paused = False
+                logger.warning(
+                    "embedding log: space is back in %s, logging resumed (%d rows were dropped in all)",
+                    self.directory,
+                    self.rows_dropped,
+                )
         return len(bodies)
+
+    def _pause(self, rows: int) -> None:
+        """The disk is full: drop these rows, say so once, keep serving; the next write tries again."""
+        self.rows_dropped += rows
+        if not self.paused:
+            self.paused = True
+            logger.warning(
+                "embedding log: no space left in %s, logging paused (the service keeps serving; "
+                "dropped rows are counted) until space is freed",
+                self.directory,
+            )
 
     def _current(self, now: float) -> _OpenFile:
         """The file to write at ``now`` (a new one when the open one is full or old); under the lock."""
@@ -234,7 +265,8 @@ class EmbeddingLogWriter:
                 if not path.exists():
                     break
             opened = start.timestamp()  # the name's time (in microseconds): a record at it has the same
-            self._file = f = _OpenFile(path, open(path, "ab"), opened, 0, opened)  # noqa: SIM115  (kept open)
+            handle = open(path, "ab", buffering=0)  # noqa: SIM115  (kept open; unbuffered: append_whole)
+            self._file = f = _OpenFile(path, handle, opened, 0, opened)
         return f
 
     def _prune(self) -> None:

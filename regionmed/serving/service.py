@@ -62,6 +62,12 @@ logger = logging.getLogger("regionmed.serving")
 
 SERVICE_NAME = "regionmed_service"
 BATCH = SETTINGS.batching
+# Rows the embedding log dropped while its disk was full (the log pauses, the service keeps serving);
+# on /metrics as regionmed_embedding_log_dropped_rows_total, beside BentoML's own request metrics.
+EMBEDDING_LOG_DROPPED = bentoml.metrics.Counter(
+    name="regionmed_embedding_log_dropped_rows",
+    documentation="Embedding-log rows not written because the log's disk was full (logging paused)",
+)
 
 
 def _api_key() -> str | None:
@@ -148,7 +154,7 @@ class RegionMedService:
         for i, r in enumerate(requests):
             order.setdefault(r, []).append(i)
         for request, rows in order.items():
-            self.embedding_log.log(
+            written = self.embedding_log.log(
                 endpoint=endpoint,
                 model_version=self.engine.version,
                 request=hash_request_id(request, self.log_salt),
@@ -156,6 +162,8 @@ class RegionMedService:
                 embeddings=embeddings[rows],
                 descriptors=[descriptors[i] for i in rows],
             )
+            if written < len(rows):  # the log's disk is full: it paused (and warned); the answer goes out
+                EMBEDDING_LOG_DROPPED.inc(len(rows) - written)
 
     # ---- APIs ------------------------------------------------------------------------------------
     @bentoml.api(batchable=True, max_batch_size=BATCH.max_batch_size, max_latency_ms=BATCH.max_latency_ms)
@@ -358,6 +366,13 @@ class RegionMedService:
                 )
             },
             "batching": BATCH.model_dump(),
+            "embedding_log": None
+            if self.embedding_log is None
+            else {
+                "paused": self.embedding_log.paused,  # its disk is full: rows are dropped and counted
+                "rows_written": self.embedding_log.records_written,
+                "rows_dropped": self.embedding_log.rows_dropped,
+            },
             "api_key_required": _api_key() is not None,
             "labels": label_vocabulary(index),
             "drift": drift_status(SETTINGS.drift_summary_file),
