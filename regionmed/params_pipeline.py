@@ -246,10 +246,23 @@ class EvaluateParams(StrictModel):
     report_file: str
 
 
+class RelativeFloors(StrictModel):
+    """Floors against references measured on the same test images (regionmed/evaluation/gate.py), which
+    mean the same on any corpus; a metric the test split cannot measure is skipped with a note."""
+
+    above_chance: list[str]  # grounding views: the 95% interval above the chance level
+    above_prior: list[str]  # grounding views: the paired interval of candidate - text prior above 0
+    not_below_baseline: list[str]  # the paired interval of candidate - global-only baseline reaches 0
+
+
 class GateParams(StrictModel):
     """The ``gate`` stage: floors, champion/challenger margin, and must-beat-baseline metrics."""
 
-    floors: dict[str, float]
+    floors: dict[str, float]  # absolute minimums: one corpus's targets
+    # the corpus sources (corpus.source) the absolute floors were set for: on another they are reported
+    # with a note, not enforced; null: every source
+    floors_sources: list[CorpusSource] | None
+    relative_floors: RelativeFloors
     # one margin for every floor and must-beat-baseline metric, or a margin per metric (exactly those
     # compared)
     champion_margin: float | dict[str, float]

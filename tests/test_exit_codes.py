@@ -93,7 +93,12 @@ def test_a_failed_gate_exits_1_and_writes_its_decision(tmp_path):
     eval_file.write_text(json.dumps({"regionmed": {"hardneg/accuracy": {"value": 0.5}}, "baseline": {}}))
     overrides = missing_inputs(tmp_path)
     overrides["evaluate"]["metrics_file"] = str(eval_file)
-    overrides["gate"].update(floors={"hardneg/accuracy": 0.9}, must_beat_baseline=[], champion_margin=0.02)
+    overrides["gate"].update(
+        floors={"hardneg/accuracy": 0.9},
+        must_beat_baseline=[],
+        champion_margin=0.02,
+        relative_floors={"above_chance": [], "above_prior": [], "not_below_baseline": []},
+    )
     result = invoke(["gate", "--params", str(write_params(tmp_path / "params.yaml", overrides))])
     assert result.exit_code == EXIT_CHECK_FAILED, result.output
     assert "gate: check failed: gate: FAILED (1 of 1 checks failed)" in result.output

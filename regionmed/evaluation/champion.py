@@ -65,8 +65,11 @@ def write_champion(
     packaged_at: str,
     git_rev: str,
     bentoml_home: str,
+    corpus: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the record of a newly packaged model (the ``package`` stage); returns it."""
+    """Write the record of a newly packaged model (the ``package`` stage); returns it. ``corpus``: the
+    corpus its metrics were measured on (the gate's ``corpus``), which the next gate compares only with
+    a candidate of the same corpus."""
     record = {
         "tag": model_tag,
         "bento": bento_tag,
@@ -74,6 +77,7 @@ def write_champion(
         "packaged_at": packaged_at,
         "git_rev": git_rev,
         "bentoml_home": bentoml_home,
+        **({"corpus": corpus} if corpus is not None else {}),
     }
     # whole or not at all: the next gate reads it, and a torn record would refuse every candidate
     atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")

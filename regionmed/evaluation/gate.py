@@ -11,17 +11,26 @@ Checks, each one a :class:`Comparison`:
   and ``must_beat_baseline``; with a dict, exactly its keys. A metric the champion lacks (an older
   champion) is recorded as passed with a note;
 * ``baseline``: for every metric in ``must_beat_baseline``, the candidate is strictly better than
-  the baseline (e.g. a global-only CLIP, or the text-only prior).
+  the baseline (e.g. a global-only CLIP, or the text-only prior);
+* relative floors (:mod:`regionmed.evaluation.gate_relative`): the candidate against references
+  measured on the same test images, so they mean the same on any corpus (chance, the text-only
+  prior, the global-only baseline); made there and handed to :func:`decide` as ``relative``.
+
+Absolute floors are a corpus's own targets: with ``floors_note`` (the stage: a corpus of another
+source than the floors were set for) each is recorded as passed with that note, not enforced.
 
 A metric the candidate lacks, or whose value is NaN, fails every check it appears in with a note
-saying so; a missing baseline value fails the baseline check (it cannot be verified). Direction:
+saying so; a missing baseline value fails the baseline check (it cannot be verified). A metric the
+test split cannot measure (``unmeasured``: the evaluation has it with no value, n = 0, e.g. grounding
+on a corpus without finding boxes) passes every check with a note saying it was skipped, except an
+enforced absolute floor: a floor set for this corpus presumes the corpus can measure it. Direction:
 ``directions[name]`` ("higher"/"lower"), else :func:`default_direction`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,7 +45,7 @@ def default_direction(metric: str) -> str:
 @dataclass(frozen=True)
 class Comparison:
     metric: str
-    kind: str  # floor | champion | baseline
+    kind: str  # floor | champion | baseline | above_chance | above_prior | not_below_baseline
     value: float | None
     threshold: float | None
     passed: bool
@@ -79,7 +88,7 @@ class GateDecision:
         cells = [("metric", "check", "value", "need", "ok", "note")]
         for c in rows:
             op = ">=" if c.direction == "higher" else "<="
-            if c.kind == "baseline":
+            if c.kind in ("baseline", "above_chance", "above_prior"):  # strictly better
                 op = op[0]
             need = "-" if c.threshold is None else f"{op} {fmt(c.threshold)}"
             cells.append((c.metric, c.kind, fmt(c.value), need, "yes" if c.passed else "NO", c.note))
@@ -89,7 +98,8 @@ class GateDecision:
         return "\n".join([head, *lines])
 
 
-def _value(metrics: Mapping[str, Any] | None, name: str) -> float | None:
+def value_of(metrics: Mapping[str, Any] | None, name: str) -> float | None:
+    """``metrics[name]`` as a float; None when absent, None or NaN."""
     if metrics is None or name not in metrics or metrics[name] is None:
         return None
     v = float(metrics[name])
@@ -100,6 +110,10 @@ def _better_or_equal(value: float, threshold: float, direction: str) -> bool:
     return value >= threshold if direction == "higher" else value <= threshold
 
 
+UNMEASURED_NOTE = "not measured on this test split (n = 0: nothing to measure it on); skipped"
+FLOOR_UNMEASURED_NOTE = "not measured on this test split, but gate.floors holds it for this corpus"
+
+
 def decide(
     candidate: Mapping[str, Any],
     floors: Mapping[str, float],
@@ -108,9 +122,13 @@ def decide(
     baseline: Mapping[str, Any] | None = None,
     must_beat_baseline: Sequence[str] = (),
     directions: Mapping[str, str] | None = None,
+    unmeasured: Collection[str] = (),
+    floors_note: str | None = None,
+    relative: Sequence[Comparison] = (),
 ) -> GateDecision:
-    """Check ``candidate`` against floors, the champion and the baseline (module doc); never raises
-    on a missing metric. ``passed`` is True only when every comparison passed."""
+    """Check ``candidate`` against floors, the champion and the baseline, plus the ``relative`` checks
+    already made (:func:`relative_checks`); never raises on a missing metric. ``passed`` is True only
+    when every comparison passed."""
     directions = directions or {}
     out: list[Comparison] = []
 
@@ -121,18 +139,22 @@ def decide(
         return d
 
     def missing(m: str, kind: str, threshold: float | None) -> Comparison:
+        if m in unmeasured:
+            return Comparison(m, kind, None, threshold, True, direction(m), UNMEASURED_NOTE)
         note = "missing in candidate" if m not in candidate else "candidate value is NaN/None"
         return Comparison(m, kind, None, threshold, False, direction(m), note)
 
     for m, floor in floors.items():
-        v = _value(candidate, m)
-        out.append(
-            missing(m, "floor", float(floor))
-            if v is None
-            else Comparison(
-                m, "floor", v, float(floor), _better_or_equal(v, float(floor), direction(m)), direction(m)
-            )
-        )
+        v = value_of(candidate, m)
+        if floors_note is not None:
+            out.append(Comparison(m, "floor", v, float(floor), True, direction(m), floors_note))
+        elif v is None and m in unmeasured:  # a floor set for this corpus presumes it can measure it
+            out.append(Comparison(m, "floor", None, float(floor), False, direction(m), FLOOR_UNMEASURED_NOTE))
+        elif v is None:
+            out.append(missing(m, "floor", float(floor)))
+        else:
+            ok = _better_or_equal(v, float(floor), direction(m))
+            out.append(Comparison(m, "floor", v, float(floor), ok, direction(m)))
 
     if champion is not None:
         names = (
@@ -142,13 +164,16 @@ def decide(
         )
         for m in names:
             margin = float(champion_margin[m] if isinstance(champion_margin, Mapping) else champion_margin)
-            c = _value(champion, m)
+            c = value_of(champion, m)
+            if m in unmeasured:
+                out.append(missing(m, "champion", c))
+                continue
             if c is None:
                 out.append(
                     Comparison(
                         m,
                         "champion",
-                        _value(candidate, m),
+                        value_of(candidate, m),
                         None,
                         True,
                         direction(m),
@@ -157,7 +182,7 @@ def decide(
                 )
                 continue
             thr = c - margin if direction(m) == "higher" else c + margin
-            v = _value(candidate, m)
+            v = value_of(candidate, m)
             out.append(
                 missing(m, "champion", thr)
                 if v is None
@@ -173,8 +198,8 @@ def decide(
             )
 
     for m in must_beat_baseline:
-        b = _value(baseline, m)
-        v = _value(candidate, m)
+        b = value_of(baseline, m)
+        v = value_of(candidate, m)
         if v is None:
             out.append(missing(m, "baseline", b))
         elif b is None:
@@ -182,6 +207,7 @@ def decide(
         else:
             ok = v > b if direction(m) == "higher" else v < b
             out.append(Comparison(m, "baseline", v, b, ok, direction(m)))
+    out.extend(relative)
     return GateDecision(all(c.passed for c in out), out)
 
 

@@ -125,6 +125,7 @@ def run(
         packaged_at=metadata["packaged_at"],
         git_rev=provenance["git_rev"],
         bentoml_home=store,
+        corpus=gate.get("corpus"),
     )
     record = {
         "model_tag": tag,

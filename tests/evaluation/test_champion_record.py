@@ -19,7 +19,12 @@ from regionmed.evaluation.champion import ChampionUnavailable, read_champion, wr
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 METRIC = "retrieval/i2t_R@5"
-GATE = {"floors": {METRIC: 0.1}, "must_beat_baseline": [], "champion_margin": {METRIC: 0.03}}
+GATE = {
+    "floors": {METRIC: 0.1},
+    "must_beat_baseline": [],
+    "champion_margin": {METRIC: 0.03},
+    "relative_floors": {"above_chance": [], "above_prior": [], "not_below_baseline": []},
+}
 
 
 def git(*args: str, cwd: Path) -> str:

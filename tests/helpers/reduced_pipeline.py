@@ -30,11 +30,13 @@ REDUCED = {
     },
     "evaluate": {"n_boot": 50, "gallery_size": 1, "train_sample": 200},
     # a 6-step model learns little: the gate checks only that the metrics exist
-    # (every default floor lowered to -1, which any metric in [0, 1] or difference in [-1, 1] passes)
+    # (every default floor lowered to -1, which any metric in [0, 1] or difference in [-1, 1] passes;
+    # no relative floor: such a model is not above chance or the text prior)
     "gate": {
         "floors": dict.fromkeys(
             yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["gate"]["floors"], -1.0
         ),
         "must_beat_baseline": [],
+        "relative_floors": {"above_chance": [], "above_prior": [], "not_below_baseline": []},
     },
 }
