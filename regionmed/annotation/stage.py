@@ -101,11 +101,15 @@ class AnnotationResult:
     def summary_line(self) -> str:
         s = self.summary
         kept = sum(kind["total"] for kind in s["regions_kept"].values())
-        return (
-            f"annotate_regions ({self.localizer}): {s['images_annotated']} of {s['images_considered']} "
-            f"images without regions annotated, {kept} regions kept, "
+        setting = (
+            s["localizer"] if s["localizer"] == self.localizer else f"{s['localizer']}: {self.localizer}"
+        )
+        line = (
+            f"annotate_regions ({setting}): {s['images_annotated']} of {s['images_considered']} "
+            f"images without a given finding box annotated, {kept} regions kept, "
             f"{s['cases']['below_threshold']} below min_confidence, in {s['seconds_total']} s"
         )
+        return f"{line} ({s['note']})" if s.get("note") else line
 
 
 def run(
