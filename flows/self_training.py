@@ -1,7 +1,8 @@
 """One self-training round of the region annotation engine (docs/annotation.md).
 
-After the pipeline has trained a model on the images that have boxes (``annotate.localizer`` none
-or prior), the round copies that model (``evaluate.candidate``) to ``annotate.self_model_dir``, sets
+After the pipeline has trained a model (any ``annotate.localizer``; the default ``auto`` has already
+run one round inside ``dvc repro``, the train_annotator stage, where the corpus needed one), the round
+copies that model (``evaluate.candidate``) to ``annotate.self_model_dir``, sets
 ``annotate.localizer: self`` in the params file, forces ``annotate_regions`` (its model is outside
 DVC's outs, so DVC cannot see it change) and reruns every later stage: train on the boxed part,
 annotate the rest, retrain. The retrain flow runs it with ``self_training_round=True``; by hand:
