@@ -115,13 +115,24 @@ def _pid_of(name: str) -> int | None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs: not gone, not a zombie (killed, not yet reaped), not a thread of
+    another process that took the number (Linux: /proc; elsewhere: kill 0)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
         return False
-    except PermissionError:  # someone else's process
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process
+            return True
         return True
-    return True
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return not fields.get("State", "").strip().startswith(("Z", "X")) and fields.get(
+        "Tgid", ""
+    ).strip() == str(pid)
 
 
 def remove_stale(path: str | Path) -> list[Path]:

@@ -108,10 +108,15 @@ class Watched:
         return at
 
     def kill(self) -> None:
+        """SIGKILL the group, then wait until every process of it is gone (reaped, as after a real crash:
+        a zombie still holds its pid, and DVC takes a lock holder's pid that exists as alive)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=60)
         self._reader.join(timeout=10)
+        deadline = time.monotonic() + 60
+        while group_members(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def wait(self, timeout: float) -> int:
         try:
@@ -121,6 +126,19 @@ class Watched:
             raise
         self._reader.join(timeout=10)
         return code
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes (zombies included) of process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid):
+            members.append(int(stat.parent.name))
+    return members
 
 
 def after(seconds: float, condition: Callable[[], bool]) -> Callable[[], bool]:
