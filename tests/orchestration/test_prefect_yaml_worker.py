@@ -6,18 +6,10 @@ says what to set; with it set, from another folder, the flow runs in the checkou
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 from helpers.drift_data import Population, make_reference
 from helpers.pipeline_copy import clean_copy
-
-from regionmed.serving.container import free_port
+from helpers.prefect_server import prefect, prefect_server, run_state, start_run
 
 pytestmark = pytest.mark.slow  # a Prefect server, a deploy, two flow runs in workers: ~2-3 min
 
@@ -25,71 +17,8 @@ pytestmark = pytest.mark.slow  # a Prefect server, a deploy, two flow runs in wo
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``prefect server start --host 127.0.0.1`` on a free port, its own PREFECT_HOME, telemetry off."""
-    home = tmp_path_factory.mktemp("prefect_server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-    }
-    env.pop("REGIONMED_ROOT", None)
-    with open(home / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, (home / "server.log").read_text()[
-                    -3000:
-                ]
-                time.sleep(1)
-            yield env
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def prefect(*args: str, env: dict, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "prefect", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def start_run(env: dict, deployment: str) -> str:
-    """A flow run of the deployment now (what `prefect deployment run` or the UI's Quick run does)."""
-    from prefect.deployments import run_deployment
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
-        return str(run_deployment(deployment, timeout=0).id)
-
-
-def run_state(env: dict, flow_run_id: str):
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}), get_client(sync_client=True) as c:
-        return c.read_flow_run(flow_run_id).state
+    with prefect_server(tmp_path_factory.mktemp("prefect_server")) as env:
+        yield env
 
 
 def test_deploy_all_then_a_worker_runs_the_monitor_in_the_checkout_named_by_regionmed_root(server, tmp_path):
