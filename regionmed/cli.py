@@ -277,8 +277,9 @@ def container_cmd(
     ),
     keep_running: bool = typer.Option(False, "--keep-running", help="Leave the container running."),
 ) -> None:
-    """Build the Bento's Docker image, run it on 127.0.0.1 with an API key and the embedding-log folder
-    mounted, wait for /readyz, check the key, stop it with SIGTERM (docs/serving.md#container)."""
+    """Build the Bento's Docker image, run it on 127.0.0.1 with an API key, the embedding-log folder
+    mounted and --restart unless-stopped (Docker brings it back after a crash or a daemon restart), wait
+    for /readyz, check the key, stop it with SIGTERM (docs/serving.md#container)."""
     import json
 
     from regionmed.params import load_params

@@ -33,6 +33,9 @@ ENV_DOCKER = "REGIONMED_DOCKER"  # overrides serving.container.docker
 BENTO_UID = 1034  # the non-root user BentoML's Dockerfile creates (bentoml)
 CONTAINER_PORT = 3000
 LOG_MOUNT = "/logs"
+# Docker starts the container again when its server dies and when the daemon restarts (a reboot, an
+# upgrade of dockerd), but not after `docker stop`: the service comes back without anyone there.
+RESTART_POLICY = "unless-stopped"
 BUILD_TIMEOUT_S = 3600
 WHEELS_STAGE = "build/container-wheels"  # under the build context, ignored by git
 
@@ -258,9 +261,9 @@ def wait_until_ready(url: str, timeout: float, alive=lambda: None) -> float:
 
 class Container:
     """``docker run`` of the image on ``127.0.0.1:port`` (``--init``: signals reach the server, zombies
-    are reaped), with the embedding-log folder mounted at /logs and ``api_key`` in the variable
-    ``api_key_env``: the one the packaged service reads (``serving.api_key_env``), so a renamed
-    setting is the name the container gets."""
+    are reaped; ``--restart unless-stopped``: :data:`RESTART_POLICY`), with the embedding-log folder
+    mounted at /logs and ``api_key`` in the variable ``api_key_env``: the one the packaged service reads
+    (``serving.api_key_env``), so a renamed setting is the name the container gets."""
 
     def __init__(
         self,
@@ -272,6 +275,7 @@ class Container:
         api_key: str | None = None,
         api_key_env: str | None = None,
         env: dict[str, str] | None = None,
+        restart: str = RESTART_POLICY,
     ):
         if api_key and not api_key_env:
             raise ValueError("an api_key needs api_key_env, the variable the service reads it from")
@@ -279,7 +283,7 @@ class Container:
         self.name = f"regionmed-{secrets.token_hex(4)}"
         self.url = f"http://127.0.0.1:{port}"
         self.log_dir, self.env = log_dir, dict(env or {})
-        self.api_key, self.api_key_env = api_key, api_key_env
+        self.api_key, self.api_key_env, self.restart = api_key, api_key_env, restart
         self.started_at: float | None = None
 
     def run_command(self) -> tuple[list[str], dict[str, str]]:
@@ -291,6 +295,8 @@ class Container:
             "run",
             "-d",
             "--init",
+            "--restart",
+            self.restart,
             "--name",
             self.name,
             "-p",
@@ -325,9 +331,15 @@ class Container:
         """Seconds from ``docker run`` until ``/readyz`` answers 200; raises with the container's log."""
 
         def alive() -> None:
-            if not self.state().get("Running", False):
+            state = self.state()
+            if not state.get("Running", False):
                 raise ContainerError(
-                    f"container {self.name} exited ({self.state().get('ExitCode')}):\n{self.logs()}"
+                    f"container {self.name} exited ({state.get('ExitCode')}):\n{self.logs()}"
+                )
+            if state.get("Restarting") or state.get("RestartCount"):  # the restart policy at work
+                raise ContainerError(
+                    f"container {self.name} exited and Docker restarted it ({state.get('RestartCount')} "
+                    f"times, --restart {self.restart}):\n{self.logs()}"
                 )
 
         try:
@@ -337,16 +349,13 @@ class Container:
         return time.perf_counter() - self.started_at
 
     def stop(self, timeout: float = 10) -> tuple[float, int | None]:
-        """SIGTERM; the seconds until the container exited and its exit code (None if it had to be killed)."""
+        """SIGTERM (``docker stop``: a stop the restart policy keeps, unlike a crash); the seconds until the
+        container exited and its exit code (None if it had to be killed after ``timeout``)."""
         start = time.perf_counter()
-        _run([self.client, "kill", "--signal", "TERM", self.name])
-        code = None
-        try:
-            proc = _run([self.client, "wait", self.name], timeout=timeout)
-            code = int(proc.stdout.strip()) if proc.returncode == 0 else None
-        except subprocess.TimeoutExpired:
-            _run([self.client, "kill", self.name])
-        return time.perf_counter() - start, code
+        _run([self.client, "stop", "--time", str(int(timeout)), self.name], timeout=timeout + 30)
+        seconds = time.perf_counter() - start
+        code = self.state().get("ExitCode")
+        return seconds, None if code is None or (code == 137 and seconds >= timeout) else int(code)
 
     def remove(self) -> None:
         _run([self.client, "rm", "-f", self.name])

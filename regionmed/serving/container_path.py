@@ -6,8 +6,9 @@
 3. its base image: when the Bento was built for ``serving.container.offline_base_image`` and that
    image is missing, ``--base`` makes it (scripts/container_base.sh), otherwise it stops and says so;
 4. ``bentoml containerize`` (image ``serving.container.image:<bento version>``), its size;
-5. ``docker run`` on 127.0.0.1 with an API key and the embedding-log folder mounted; wait for
-   ``/readyz``; ``metadata`` refused without the key and answered with it;
+5. ``docker run`` on 127.0.0.1 with an API key, the embedding-log folder mounted and the restart policy
+   ``unless-stopped`` (Docker starts it again after a crash or a daemon restart); wait for ``/readyz``;
+   ``metadata`` refused without the key and answered with it;
 6. SIGTERM, and how long the container took to exit (unless ``--keep-running``).
 """
 
@@ -21,6 +22,7 @@ import yaml
 
 from regionmed.params import Params
 from regionmed.serving.container import (
+    RESTART_POLICY,
     Container,
     ContainerError,
     containerize,
@@ -116,6 +118,11 @@ def container_path(
     key_env = params.serving.api_key_env  # the variable the packaged service reads the key from
     container = Container(client, ref, port or free_port(), log_dir=log_dir, api_key=key, api_key_env=key_env)
     container.start()
+    record["restart_policy"] = RESTART_POLICY
+    log(
+        f"docker run --restart {RESTART_POLICY}: Docker starts {container.name} again after a crash or a "
+        "restart of the daemon, not after `docker stop`"
+    )
     try:
         record["ready_seconds"] = container.wait_ready()
         log(

@@ -19,7 +19,7 @@ import time
 
 import pytest
 import yaml
-from helpers.faults import temporary_leftovers
+from helpers.faults import record_measure, temporary_leftovers
 from helpers.pipeline_copy import REPO_ROOT, clean_copy, run
 from helpers.prefect_server import prefect, prefect_server, run_state, start_run
 from helpers.reduced_pipeline import REDUCED
@@ -109,7 +109,8 @@ def test_a_worker_killed_mid_retrain_leaves_a_crashed_run_and_the_next_run_compl
     assert json.loads((repo / "deploy/champion.json").read_text()) == CHAMPION, (
         "the champion record is intact"
     )
-    print(
-        f"\nworker killed: run Crashed {crashed_after:.1f} s after; the next run completed "
-        f"{recovered_after:.1f} s after the kill"
+    record_measure(
+        "Prefect worker killed",
+        crashed_after_s=round(crashed_after, 1),
+        next_run_completed_after_s=round(recovered_after, 1),
     )

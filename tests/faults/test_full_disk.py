@@ -11,7 +11,7 @@ import re
 
 import pytest
 from helpers.drift_data import Population, make_reference, write_log
-from helpers.faults import fill_disk, small_disk, temporary_leftovers
+from helpers.faults import fill_disk, record_measure, small_disk, temporary_leftovers
 from helpers.params import write_params
 from typer.testing import CliRunner
 
@@ -41,6 +41,7 @@ def _said_no_space(output: str, stage: str, folder) -> re.Match:
     line = next((ln for ln in output.splitlines() if ln.startswith(f"{stage}: bad input: no space left")), "")
     found = NO_SPACE.search(line)
     assert found and found["folder"] == str(folder), output[-3000:]
+    record_measure(f"{stage}: its output's disk full", said=f"{found['what']}; {found['free']} free now")
     return found
 
 
@@ -127,6 +128,9 @@ def test_the_embedding_log_writes_whole_lines_pauses_on_a_full_disk_and_resumes(
     assert not log.paused and any("logging resumed" in r.getMessage() for r in caplog.records)
     log.close()
     assert len(read_log(disk / "log")) == sum(written) + 1
+    record_measure(
+        "embedding-log disk full (writer)", rows_written=sum(written), rows_dropped=log.rows_dropped
+    )
 
 
 def test_a_drift_report_that_does_not_fit_names_the_folder_and_leaves_no_report(tmp_path, disk):

@@ -13,11 +13,12 @@ same phase ends (weights tensor by tensor, metrics key by key).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.faults import Watched, after, temporary_leftovers
+from helpers.faults import Watched, after, record_measure, temporary_leftovers
 from helpers.pipeline_copy import clean_copy, env, run
 from helpers.reduced_pipeline import REDUCED
 from helpers.stage_closure import resolved_stages
@@ -132,7 +133,13 @@ def killed_everywhere(tmp_path_factory):
             "rwlock": (repo / ".dvc/tmp/rwlock").read_text() if (repo / ".dvc/tmp/rwlock").exists() else "",
         }
     last = Watched(["dvc", "repro"], repo, variables)
+    started = time.monotonic()
     assert last.wait(timeout=600) == 0, last.output()[-4000:]
+    record_measure(
+        "dvc repro killed in each stage",
+        killed_after_s={stage: k["seconds"] for stage, k in kills.items()},
+        last_rerun_s=round(time.monotonic() - started, 1),
+    )
     reruns.append(last.output())
     return repo, kills, reruns
 
@@ -176,3 +183,6 @@ def test_every_killed_phase_resumed_and_matches_an_uninterrupted_run(
         }, phase
         ours, theirs = load_file(repo / folder / WEIGHTS_FILE), load_file(tmp_path / phase / WEIGHTS_FILE)
         assert [k for k in theirs if not torch.equal(ours[k], theirs[k])] == [], phase
+        record_measure(
+            f"pretrain_{phase} killed", resumed_from_step=resumed["resumed_from_step"], steps=resumed["steps"]
+        )

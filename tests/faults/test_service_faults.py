@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers.faults import fill_disk, small_disk
+from helpers.faults import fill_disk, record_measure, small_disk
 from helpers.params import write_params
 from helpers.servers import served_repo
 from helpers.tiny_service import TEST_SERVING, build_tiny, png_bytes, upload
@@ -117,6 +117,12 @@ def test_a_full_log_disk_pauses_the_log_not_the_service_and_logging_resumes(serv
     logged = sum(int(rows.get(hash_request_id(rid), 0)) for rid in calls)
     assert {int(rows.get(hash_request_id(rid), 0)) for rid in calls} <= {0, 2}, "a call's rows go in together"
     assert logged + state["rows_dropped"] == 2 * len(calls), "every row is in the log or counted as dropped"
+    record_measure(
+        "embedding-log disk full (service)",
+        calls=len(calls),
+        rows_logged=logged,
+        rows_dropped=state["rows_dropped"],
+    )
 
 
 def _worker_pids(server) -> list[int]:
@@ -183,7 +189,11 @@ def test_a_killed_worker_is_restarted_and_only_requests_in_flight_fail(served):
     assert answered <= logged, "every answered request has its rows in the log"
     lost = {hash_request_id(r[0]) for r in results} - logged
     assert len(lost) <= len(in_flight), (len(lost), len(in_flight))
-    print(
-        f"worker restart: ready again {ready_at - killed_at:.1f} s after the kill; {len(results)} requests, "
-        f"{len(in_flight)} in flight at the kill, {len(failed)} failed, {len(lost)} without log rows"
+    record_measure(
+        "bentoml worker killed",
+        ready_again_after_s=round(ready_at - killed_at, 1),
+        requests=len(results),
+        in_flight=len(in_flight),
+        failed=len(failed),
+        without_log_rows=len(lost),
     )

@@ -4,6 +4,7 @@ appears or a line is printed, and the checks that no output is left half-written
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,17 @@ from pathlib import Path
 import pytest
 
 TMP_MARK = ".tmp-"  # regionmed/atomic.py's temporary names: <name>.tmp-<pid>, .<name>.tmp-<pid><suffix>
+# benchmarks/bench_faults.py sets it: each fault test appends what it measured (time to recover...) there
+MEASURES_ENV = "REGIONMED_FAULT_MEASURES"
+
+
+def record_measure(fault: str, **figures) -> None:
+    """Append ``{"fault": fault, **figures}`` as a JSON line to the file ``$REGIONMED_FAULT_MEASURES``
+    names (nothing when it is unset: a plain test run)."""
+    target = os.environ.get(MEASURES_ENV)
+    if target:
+        with open(target, "a") as fh:
+            fh.write(json.dumps({"fault": fault, **figures}, sort_keys=True) + "\n")
 
 
 @contextlib.contextmanager

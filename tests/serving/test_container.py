@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from helpers.api_calls import call_every_api, check_answers, check_bad_requests
+from helpers.faults import record_measure
 from helpers.params import write_params
 from helpers.servers import REPO_ROOT
 from helpers.tiny_service import package_tiny
@@ -198,7 +199,13 @@ def test_the_embedding_log_lands_in_the_mounted_folder_and_monitor_reads_it(
 def test_without_its_model_the_container_exits_and_says_why(docker, image):
     from regionmed.serving.container import Container, ContainerError
 
-    container = Container(docker, image, free_port(), env={"REGIONMED_MODEL_TAG": "regionmed:missing"})
+    container = Container(
+        docker,
+        image,
+        free_port(),
+        env={"REGIONMED_MODEL_TAG": "regionmed:missing"},
+        restart="no",  # once: with the restart policy Docker would start it again (and again)
+    )
     container.start()
     try:
         with pytest.raises(ContainerError, match="exited") as failed:
@@ -210,8 +217,54 @@ def test_without_its_model_the_container_exits_and_says_why(docker, image):
 
 
 def test_sigterm_stops_the_container_within_10_s(running):
-    # last in the module: the other tests share this container
+    # after the other tests of the shared container (the dockerd restart runs its own)
     seconds, exit_code = running.stop(timeout=10)
     assert exit_code is not None, f"still running {seconds:.1f} s after SIGTERM:\n{running.logs()}"
     assert seconds < 10 and exit_code == 0, (seconds, exit_code, running.logs())
     assert running.state().get("Running") is False
+
+
+@pytest.mark.faults
+@pytest.mark.timeout(600)
+def test_the_container_comes_back_by_itself_after_dockerd_restarts(
+    docker, image, serving_root, container_bento
+):
+    """dockerd stopped (SIGTERM, as a service manager or an upgrade does) and started again with
+    scripts/docker_host.sh: the container of the documented run command (--restart unless-stopped)
+    is running and ready again with no one starting it (docs/reliability.md)."""
+    import signal
+    import time
+
+    from regionmed.serving.container import Container, wait_until_ready
+
+    daemons = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
+    if len(daemons) != 1 or os.geteuid() != 0:
+        pytest.skip("restarting dockerd needs root and one dockerd started by scripts/docker_host.sh")
+    container = Container(
+        docker,
+        image,
+        free_port(),
+        log_dir=serving_root / "log-restart",
+        api_key=KEY,
+        api_key_env=container_bento["params"].serving.api_key_env,
+    )
+    container.start()
+    try:
+        container.wait_ready()
+        os.kill(int(daemons[0]), signal.SIGTERM)  # the daemon stops its containers, then itself
+        while Path(f"/proc/{daemons[0]}").exists():
+            time.sleep(0.2)
+        down_at = time.perf_counter()
+        started = subprocess.run(
+            ["bash", str(REPO_ROOT / "scripts/docker_host.sh")], capture_output=True, text=True, timeout=300
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        wait_until_ready(container.url, 240)  # nobody ran docker start: the restart policy did
+        back_s = time.perf_counter() - down_at
+        assert container.state().get("Running") is True
+        answer = httpx.post(f"{container.url}/metadata", json={}, headers=AUTH, timeout=TIMEOUT)
+        assert answer.status_code == 200
+        record_measure("dockerd restarted", ready_again_after_s=round(back_s, 1))
+    finally:
+        container.stop()
+        container.remove()

@@ -137,6 +137,13 @@ def test_the_container_gets_the_key_in_the_variable_the_setting_names(tmp_path):
         Container("docker", "img:1", 4321, api_key="k-123")
 
 
+def test_the_container_runs_with_a_restart_policy_that_outlives_a_daemon_restart():
+    from regionmed.serving.container import Container
+
+    cmd, _ = Container("docker", "img:1", 4321).run_command()
+    assert cmd[cmd.index("--restart") + 1] == "unless-stopped" and "--rm" not in cmd  # --rm forbids it
+
+
 def test_the_container_path_passes_serving_api_key_env(monkeypatch, tmp_path):
     """``regionmed container`` with a renamed ``serving.api_key_env``: Docker stubbed out, the
     container it starts and the line it leaves behind name the configured variable."""
