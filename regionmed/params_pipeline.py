@@ -112,9 +112,10 @@ class AnnotateParams(StrictModel):
     # the train_annotator stage (auto): its model folder, and the given-boxed train images it needs
     annotator_dir: str
     annotator_min_boxed: int = Field(ge=1)
-    # an organ the annotator placed in an image frames the words there only when its box overlaps the
-    # corpus's mean box of that organ by this IoU (else the mean does)
-    annotator_anatomy_min_iou: float = Field(ge=0, le=1)
+    # an organ the annotator places in an image without its box frames the words there only when, on up
+    # to this many val images with that organ's box, it overlaps the box more than the corpus mean does
+    # (regionmed/annotation/learned_anatomy.py); 0: the mean always frames them
+    annotator_anatomy_check: int = Field(ge=0)
     hide_given_fraction: float = Field(ge=0, le=1)  # experiments: train images whose given regions are hidden
     max_report_chars: int = Field(ge=1)  # longer reports are read up to here (counted)
     self_model_dir: str  # the `self` localizer's trained RegionMed model

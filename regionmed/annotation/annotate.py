@@ -1,16 +1,18 @@
 """The ``annotate_regions`` stage's pure function: a corpus in, an annotated corpus out.
 
 For every image of ``annotate.splits`` that has no given finding region, the report's finding
-mentions (and, on an image without any region, its anatomy mentions: :mod:`regionmed.annotation.mentions`)
-become queries, each with the frames its location words name in this image's anatomy
-(:mod:`regionmed.annotation.anatomy`: the image's given anatomy boxes, else the organs the annotator
-model places in it, else the corpus's mean boxes). A localizer places each non-negated one; a finding
-box across both organs of the pair (both lungs) is cut down to one of them, unless the corpus's own
-boxes of that finding lie across both; boxes at or above ``annotate.min_confidence`` become regions
-with ``origin="annotated"``, their ``confidence`` and ``placed_by``, a phrase written like the given
-ones (:func:`regionmed.corpus.phrases.region_phrase`) and hard negatives derived the same way.
-Images with a given finding region are copied as they are, and given regions are never changed, so on
-a corpus whose reports' findings are all boxed (the synthetic default) nothing is added.
+mentions (and, on an image without any region, its anatomy mentions:
+:mod:`regionmed.annotation.mentions`) become queries, each with the frames its location words name in
+this image's anatomy (:mod:`regionmed.annotation.anatomy`: the image's given anatomy boxes, else the
+organs the annotator model places in it where it places them better than their mean on val images
+(:mod:`regionmed.annotation.learned_anatomy`), else the corpus's mean boxes). A localizer places each
+non-negated one; a finding box across both organs of the pair (both lungs) is cut down to one of
+them, unless the corpus's own boxes of that finding lie across both; boxes at or above
+``annotate.min_confidence`` become regions with ``origin="annotated"``, their ``confidence`` and
+``placed_by``, a phrase written like the given ones (:func:`regionmed.corpus.phrases.region_phrase`)
+and hard negatives derived the same way. Images with a given finding region are copied as they are,
+and given regions are never changed, so on a corpus whose reports' findings are all boxed (the
+synthetic default) nothing is added.
 
 ``annotate.hide_given_fraction`` (experiments): first hide the regions of that share of the train
 images that have any (seeded), keeping them in ``hidden_regions.jsonl`` beside the manifest so the
@@ -28,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from regionmed.annotation.anatomy import CorpusAnatomy, Frame, keep_in_one_of_the_pair
-from regionmed.annotation.localizers import Localizer, Placed, Query
+from regionmed.annotation.anatomy import CorpusAnatomy, keep_in_one_of_the_pair
+from regionmed.annotation.learned_anatomy import learned_organ_region, learned_organs, organ_check
+from regionmed.annotation.localizers import Localizer, Query
 from regionmed.annotation.phrasing import most_specific, region_for
 from regionmed.annotation.summary import AnnotationCounts
 from regionmed.atomic import atomic_dir
-from regionmed.corpus.location_prior import box_iou_one
 from regionmed.corpus.schema import (
     BUILD_SUMMARY_FILE,
     IMAGES_DIR,
@@ -117,7 +119,11 @@ def annotate_frame(
             ]
     counts.images_to_place = len(pending_by_image)
     corpus_anatomy = CorpusAnatomy(df[df["split"] == "train"])
-    learned = learned_organs(df, corpus_dir, pending_by_image, localizer, corpus_anatomy, a)
+    learned = {}
+    if getattr(localizer, "places_organs", False) and pending_by_image:
+        counts.organ_check = organ_check(df, corpus_dir, localizer, corpus_anatomy, a.annotator_anatomy_check)
+        used = {k for k, v in counts.organ_check.items() if v["used"]}
+        learned = learned_organs(df, corpus_dir, list(pending_by_image), localizer, corpus_anatomy, used)
     queries, owners = [], []
     for i, regions in pending_by_image.items():
         row = df.loc[i]
@@ -137,7 +143,7 @@ def annotate_frame(
     placed = localizer.locate([q for q, _, _ in queries]) if queries else []
     added: dict[int, list[dict]] = {}
     for i, (q, region, anatomy), p in zip(owners, queries, placed, strict=True):
-        p = _learned_organ(q, learned.get(i, {})) or p
+        p = learned_organ_region(q, learned.get(i, {})) or p
         if p is None:
             counts.unplaced += 1
             continue
@@ -156,48 +162,6 @@ def annotate_frame(
         df.at[i, "regions"] = [*df.at[i, "regions"], *regions]
     counts.images_annotated = len(added)
     return df
-
-
-def learned_organs(
-    df: pd.DataFrame,
-    corpus_dir: Path,
-    pending_by_image: dict[int, list],
-    localizer: Localizer,
-    corpus_anatomy: CorpusAnatomy,
-    a: AnnotateParams,
-) -> dict[int, dict[str, tuple[tuple[float, float, float, float], float]]]:
-    """The organs an image-reading localizer (``self``) places in each image that is to be annotated and
-    lacks them (image index → organ → (box, confidence)); a box is kept when it overlaps the corpus's
-    mean box of that organ by ``annotate.annotator_anatomy_min_iou`` (else the mean frames the words)."""
-    if not getattr(localizer, "places_organs", False):
-        return {}
-    queries, owners = [], []
-    for i in pending_by_image:
-        row = df.loc[i]
-        given = {r["label"] for r in row["regions"] if r["kind"] == "anatomy"}
-        for organ, mean in corpus_anatomy.organs(row["modality"]).items():
-            if organ not in given:
-                frame = Frame(mean, organ, mean, "corpus_anatomy")
-                queries.append(
-                    Query(corpus_dir / row["image_path"], f"the {organ}", organ, "anatomy", None, (frame,))
-                )
-                owners.append((i, organ, mean))
-    out: dict[int, dict] = {}
-    for (i, organ, mean), p in zip(owners, localizer.locate(queries) if queries else [], strict=True):
-        if p is not None and box_iou_one(p.bbox, mean) >= a.annotator_anatomy_min_iou:
-            out.setdefault(i, {})[organ] = (p.bbox, p.confidence)
-    return out
-
-
-def _learned_organ(q: Query, learned: dict) -> Placed | None:
-    """An anatomy phrase whose one frame is the organ the annotator placed in this image: that box (cut
-    by the phrase's zone words), at the annotator's confidence."""
-    if q.kind != "anatomy" or len(q.frames) != 1:
-        return None
-    (frame,) = q.frames
-    if frame.source != "annotator_anatomy" or frame.organ != q.label or frame.organ not in learned:
-        return None
-    return Placed(frame.zone, learned[frame.organ][1], "annotator_anatomy")
 
 
 def _clean_report(text, max_chars: int, counts: AnnotationCounts) -> str:

@@ -46,6 +46,7 @@ class AnnotationCounts:
     kept_by_label: Counter = field(default_factory=Counter)
     kept_by_kind: Counter = field(default_factory=Counter)
     kept_by_placement: Counter = field(default_factory=Counter)
+    organ_check: dict = field(default_factory=dict)  # the annotator's organs against the mean, on val images
     confidences: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -96,6 +97,7 @@ class AnnotationCounts:
                     "by_placement": dict(sorted(self.kept_by_placement.items())),
                 }
             },
+            "organ_check": self.organ_check,
             "confidence_histogram": {
                 "edges": [round(float(e), 2) for e in CONFIDENCE_BINS],
                 "counts": [int(c) for c in hist],

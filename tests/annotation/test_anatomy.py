@@ -199,17 +199,31 @@ class _Across:
         ]
 
 
-def test_an_image_reading_localizer_frames_with_the_organs_it_places_and_is_kept_in_one_lung(extractor):
+def test_an_image_reading_localizer_frames_with_the_organs_it_places_where_they_beat_the_mean(extractor):
     report = "Left basal consolidation. Right upper zone nodule."
-    df = _manifest([report, report], [_given_lungs(MEAN_RIGHT, MEAN_LEFT), []])
-    shifted = (0.55, 0.25, 0.90, 0.75)  # close to the mean left lung (IoU > 0.5): it frames the words
-    far = (0.0, 0.0, 0.2, 0.2)  # nowhere near the mean right lung: the mean frames them instead
-    a = default_section(
-        "annotate", localizer="self", prior_confidence=CONFIDENCE, annotator_anatomy_min_iou=0.5
+    shifted = (0.55, 0.25, 0.90, 0.75)  # the annotator's left lung
+    far = (0.0, 0.0, 0.2, 0.2)  # its right lung: nowhere near
+    # a val image with lung boxes (the annotator never trained on it) is the check: there its left lung is
+    # right, its right lung wrong, so its left lung frames the words and the mean right lung does
+    df = _manifest(
+        [report, report, ""], [_given_lungs(MEAN_RIGHT, MEAN_LEFT), [], _given_lungs(RIGHT, shifted)]
     )
+    df.loc[2, "split"] = "val"
+    a = default_section("annotate", localizer="self", prior_confidence=CONFIDENCE, annotator_anatomy_check=8)
     counts = AnnotationCounts("self")
     out = annotate_frame(
         df, Path("."), a, _Across({"left lung": shifted, "right lung": far}), extractor, counts
+    )
+    check = counts.organ_check
+    assert check["chest_xray/left lung"] == {
+        "n": 1,
+        "annotator_iou": 1.0,
+        "mean_iou": check["chest_xray/left lung"]["mean_iou"],
+        "used": True,
+    }
+    assert (
+        check["chest_xray/right lung"]["used"] is False
+        and check["chest_xray/right lung"]["annotator_iou"] == 0.0
     )
     boxes = {r["label"]: r for r in out.at[1, "regions"]}
     assert {r["placed_by"] for r in boxes.values()} == {"heatmap"} and boxes["nodule"]["confidence"] == 0.7
@@ -219,4 +233,13 @@ def test_an_image_reading_localizer_frames_with_the_organs_it_places_and_is_kept
     # the image with given lungs: its own left lung (the annotator is not asked for organs it has)
     own = {r["label"]: r for r in out.at[0, "regions"] if r["origin"] == "annotated"}
     assert own["consolidation"]["bbox"] == pytest.approx([0.60, 0.40, 0.70, 0.60])
-    assert counts.cut_to_one_organ == 4
+    assert counts.cut_to_one_organ == 4 and out.at[2, "regions"] == df.at[2, "regions"]  # val: not annotated
+    # no check asked for: the mean frames everything
+    counts = AnnotationCounts("self")
+    a = default_section("annotate", localizer="self", prior_confidence=CONFIDENCE, annotator_anatomy_check=0)
+    out = annotate_frame(
+        df, Path("."), a, _Across({"left lung": shifted, "right lung": far}), extractor, counts
+    )
+    assert {r["label"]: r["bbox"] for r in out.at[1, "regions"]}["consolidation"] == pytest.approx(
+        [0.60, 0.40, 0.70, 0.60]
+    )
