@@ -88,7 +88,9 @@ docker-host:  ## (root) install Debian's docker.io + debootstrap and start docke
 	scripts/docker_host.sh
 
 # The image of the packaged Bento, run on 127.0.0.1 and stopped (docs/serving.md#container). Offline
-# (serving.container.offline: true) it first makes the local base image when missing.
+# (serving.container.offline: true) it first makes the local base image when missing. The container
+# runs with --restart unless-stopped (it says so): Docker brings it back after a crash or a restart of
+# the daemon (docs/reliability.md).
 container: install  ## build the packaged Bento's Docker image, run it, wait /readyz, check the API key, stop it
 	$(BIN)/python -m regionmed container --base
 
