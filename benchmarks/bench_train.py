@@ -112,6 +112,11 @@ def _step_flops(model, batch, weights, levels, bf16, device: torch.device) -> in
     return counter.get_total_flops()
 
 
+def _trainable(cfg: ModelConfig, weights: dict[str, float]) -> dict[str, float]:
+    """The phase's loss weights a model of ``cfg`` can train: no box loss without a box head."""
+    return {k: v for k, v in weights.items() if k != "box" or cfg.roi.box_head is not None}
+
+
 def _time(fn, steps: int) -> float:
     """Median ms of ``fn`` (a forward + backward) over ``steps`` calls after two warm-up calls."""
     times = []
@@ -270,10 +275,10 @@ def main() -> None:
                 f"RegionMed region phase, {label}",
                 cfg,
                 False,
-                dict(params.phases["region"].loss_weights),
+                _trainable(cfg, params.phases["region"].loss_weights),
                 ("report",),
             ),
-            (f"RegionMed joint, {label}", cfg, False, joint, levels4),
+            (f"RegionMed joint, {label}", cfg, False, _trainable(cfg, joint), levels4),
         ]
     if args.no_crop:
         variants = [v for v in variants if "crop" not in v[0]]
