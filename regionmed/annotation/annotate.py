@@ -67,6 +67,15 @@ def hide_regions(df: pd.DataFrame, fraction: float, seed: int) -> dict[str, list
     return hidden
 
 
+# a finding box cut down to one organ of the pair keeps at least this share of its area, or is dropped:
+# a sliver at the organ's edge says the box lay mostly elsewhere (the mediastinum, the other lung)
+MIN_KEPT_SHARE = 0.25
+
+
+def _area(box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
 def to_annotate(regions: list[dict]) -> bool:
     """An image gets its report's findings placed when it has no given finding region: no region at all
     (then its anatomy too), or only anatomy, whose boxes then frame the findings."""
@@ -150,7 +159,11 @@ def annotate_frame(
         bbox = p.bbox
         if region.kind == "finding" and not corpus_anatomy.spans(region.label):
             bbox = keep_in_one_of_the_pair(bbox, anatomy, q.frames)
-            counts.cut_to_one_organ += bbox != p.bbox
+            if bbox != p.bbox:
+                counts.cut_to_one_organ += 1
+                if _area(bbox) < MIN_KEPT_SHARE * _area(p.bbox):  # it lay mostly outside that organ
+                    counts.cut_away += 1
+                    continue
         counts.confidences.append(p.confidence)
         if p.confidence < a.min_confidence:
             counts.below_threshold += 1

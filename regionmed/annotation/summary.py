@@ -41,6 +41,7 @@ class AnnotationCounts:
     unplaced: int = 0  # the localizer had no box
     below_threshold: int = 0  # a box under annotate.min_confidence
     cut_to_one_organ: int = 0  # finding boxes across both organs of the pair, cut down to one
+    cut_away: int = 0  # of those, boxes with less than a quarter of their area left: dropped
     resolved: str = ""  # what annotate.localizer auto resolved to for this corpus ("" when not auto)
     note: str = ""  # why auto resolved as it did
     kept_by_label: Counter = field(default_factory=Counter)
@@ -88,6 +89,7 @@ class AnnotationCounts:
                 "unplaced": self.unplaced,
                 "below_threshold": self.below_threshold,
                 "cut_to_one_organ": self.cut_to_one_organ,
+                "cut_away": self.cut_away,
             },
             "regions_kept": {
                 self.resolved or self.localizer: {

@@ -185,14 +185,14 @@ class _Across:
     name = "across"
     places_organs = True
 
-    def __init__(self, organs: dict[str, tuple]):
-        self.organs = organs
+    def __init__(self, organs: dict[str, tuple], finding=(0.25, 0.40, 0.75, 0.60)):
+        self.organs, self.finding = organs, finding
 
     def locate(self, queries):
         return [
             Placed(self.organs[q.label], 0.9, "heatmap")
             if q.kind == "anatomy" and q.label in self.organs
-            else Placed((0.30, 0.40, 0.70, 0.60), 0.7, "heatmap")
+            else Placed(self.finding, 0.7, "heatmap")
             if q.kind == "finding"
             else None
             for q in queries
@@ -228,18 +228,30 @@ def test_an_image_reading_localizer_frames_with_the_organs_it_places_where_they_
     boxes = {r["label"]: r for r in out.at[1, "regions"]}
     assert {r["placed_by"] for r in boxes.values()} == {"heatmap"} and boxes["nodule"]["confidence"] == 0.7
     # each box across both lungs is cut to the lung its words name: the annotator's left lung, the mean right
-    assert boxes["consolidation"]["bbox"] == pytest.approx([0.55, 0.40, 0.70, 0.60])
-    assert boxes["nodule"]["bbox"] == pytest.approx([0.30, 0.40, 0.40, 0.60])
+    assert boxes["consolidation"]["bbox"] == pytest.approx([0.55, 0.40, 0.75, 0.60])
+    assert boxes["nodule"]["bbox"] == pytest.approx([0.25, 0.40, 0.40, 0.60])
     # the image with given lungs: its own left lung (the annotator is not asked for organs it has)
     own = {r["label"]: r for r in out.at[0, "regions"] if r["origin"] == "annotated"}
-    assert own["consolidation"]["bbox"] == pytest.approx([0.60, 0.40, 0.70, 0.60])
-    assert counts.cut_to_one_organ == 4 and out.at[2, "regions"] == df.at[2, "regions"]  # val: not annotated
+    assert own["consolidation"]["bbox"] == pytest.approx([0.60, 0.40, 0.75, 0.60])
+    assert (
+        counts.cut_to_one_organ == 4 and counts.cut_away == 0 and out.at[2, "regions"] == df.at[2, "regions"]
+    )  # val: not annotated
     # no check asked for: the mean frames everything
     counts = AnnotationCounts("self")
     a = default_section("annotate", localizer="self", prior_confidence=CONFIDENCE, annotator_anatomy_check=0)
     out = annotate_frame(
         df, Path("."), a, _Across({"left lung": shifted, "right lung": far}), extractor, counts
     )
-    assert {r["label"]: r["bbox"] for r in out.at[1, "regions"]}["consolidation"] == pytest.approx(
-        [0.60, 0.40, 0.70, 0.60]
-    )
+    assert counts.organ_check == {}
+    by_label = {r["label"]: r["bbox"] for r in out.at[1, "regions"]}
+    assert by_label["consolidation"] == pytest.approx([0.60, 0.40, 0.75, 0.60])
+
+
+def test_a_box_cut_to_a_sliver_of_its_lung_is_dropped(extractor):
+    df = _manifest(["Right upper zone nodule."], [_given_lungs(MEAN_RIGHT, MEAN_LEFT)])
+    a = default_section("annotate", localizer="self", prior_confidence=CONFIDENCE)
+    counts = AnnotationCounts("self")
+    # centred in the mediastinum: 0.02 of its 0.24 width lies in the right lung (x1 0.40)
+    out = annotate_frame(df, Path("."), a, _Across({}, finding=(0.38, 0.40, 0.62, 0.60)), extractor, counts)
+    assert out.at[0, "regions"] == df.at[0, "regions"]
+    assert (counts.cut_to_one_organ, counts.cut_away) == (1, 1)
