@@ -3,9 +3,11 @@
 After the pipeline has trained a model (any ``annotate.localizer``; the default ``auto`` has already
 run one round inside ``dvc repro``, the train_annotator stage, where the corpus needed one), the round
 copies that model (``evaluate.candidate``) to ``annotate.self_model_dir``, sets
-``annotate.localizer: self`` in the params file, forces ``annotate_regions`` (its model is outside
-DVC's outs, so DVC cannot see it change) and reruns every later stage: train on the boxed part,
-annotate the rest, retrain. The retrain flow runs it with ``self_training_round=True``; by hand:
+``annotate.localizer: self`` in the params file and reruns ``train_annotator`` (the localizer is
+one of its params: it now records that ``self`` trains no annotator), then forces ``annotate_regions``
+(its model is outside DVC's outs, so DVC cannot see it change) and reruns every later stage: train on
+the boxed part, annotate the rest, retrain. After the round ``dvc repro`` finds nothing to do.
+The retrain flow runs it with ``self_training_round=True``; by hand:
 
     python -m flows.self_training --root . --params-file params.yaml
 """
@@ -67,7 +69,9 @@ def self_training_round(root: str = ".", params_file: str = "params.yaml") -> li
     hand_over_annotator(str(root_path), params_file)
     exclude = load_params(root_path / params_file).flows.retrain.exclude_stages
     stages = pipeline_stages(root_path, exclude)
-    later = stages[stages.index("annotate_regions") :]
+    # from the first stage that reads annotate.localizer: one left behind would rerun at the next repro
+    first = "train_annotator" if "train_annotator" in stages else "annotate_regions"
+    later = stages[stages.index(first) :]
     return [
         rerun_stage.with_options(name=s)(str(root_path), s, params_file, s == "annotate_regions")
         for s in later

@@ -162,13 +162,18 @@ def test_each_stage_killed_mid_way_leaves_no_half_written_output_and_the_rerun_c
 
 
 def test_every_killed_phase_resumed_and_matches_an_uninterrupted_run(
-    killed_everywhere, tmp_path, monkeypatch
+    killed_everywhere, tmp_path, monkeypatch, request
 ):
     from regionmed.params_pipeline import load_pipeline_params
     from regionmed.training import stage
 
     repo, _kills, _reruns = killed_everywhere
     monkeypatch.chdir(repo)  # the params' paths are relative to the repository
+    # the killed runs trained with one thread; a reduction split over more threads sums in another order,
+    # so the reference trains with one thread too (bitwise equality is asked, not closeness)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     params = load_pipeline_params(repo / "params.yaml")
     for phase, folder in PHASES.items():
         resumed = json.loads((repo / f"metrics/train_{phase}.json").read_text())

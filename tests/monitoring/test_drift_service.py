@@ -34,7 +34,7 @@ START_TIMEOUT_S = 240  # a cold `bentoml serve` imports torch + transformers on 
 def served(tmp_path_factory):
     """Tiny model + corpus + index + drift reference; a real server logging into ``log/``."""
     from helpers.params import default_params, write_params
-    from serving.tiny import build_tiny
+    from helpers.tiny_service import build_tiny
 
     from regionmed.env import QUIET_ENV
     from regionmed.monitoring import reference_stage
