@@ -19,8 +19,14 @@ RELATIVE_KINDS = ("above_chance", "above_prior", "not_below_baseline")
 
 
 # metric families the evaluation writes only when the test split has what they need: finding boxes
-# (grounding, hard negatives), question-answer pairs (VQA)
-CORPUS_DEPENDENT = ("grounding", "hardneg", "vqa")
+# (grounding, hard negatives), given anatomy boxes (grounding/anatomy), question-answer pairs (VQA)
+CORPUS_DEPENDENT = ("grounding", "grounding/anatomy", "hardneg", "vqa")
+
+
+def metric_family(name: str) -> str:
+    """``grounding/anatomy`` for anatomy grounding (its own boxes: a corpus may have them and no finding
+    boxes, or the reverse), else the part before the first ``/``."""
+    return "grounding/anatomy" if name.startswith("grounding/anatomy/") else name.split("/", 1)[0]
 
 
 def unmeasured_metrics(
@@ -28,16 +34,17 @@ def unmeasured_metrics(
 ) -> set[str]:
     """Those of ``names`` the test split could not measure for ``model``: listed by the evaluation with no
     value (n = 0), or of a :data:`CORPUS_DEPENDENT` family the evaluation wrote nothing of (no
-    ``grounding/...`` at all: a test split without finding boxes). A name missing from a family that is
-    there, or of another family (a typo), is not among them.
+    ``grounding/...`` at all: a test split without finding boxes; ``grounding/anatomy/...`` is a family of
+    its own, :func:`metric_family`). A name missing from a family that is there, or of another family (a
+    typo), is not among them.
     ``vs_prior/<metric>_low`` stands for ``<metric>``."""
     mine = summary.get(model, {})
-    families = {m.split("/", 1)[0] for m in mine}
+    families = {metric_family(m) for m in mine}
     out = set()
     for name in names:
         m = name.removeprefix("vs_prior/").removesuffix("_low") if name.startswith("vs_prior/") else name
         v = mine.get(m)
-        family = m.split("/", 1)[0]
+        family = metric_family(m)
         empty = isinstance(v, Mapping) and v.get("value") is None
         if empty or (v is None and family in CORPUS_DEPENDENT and family not in families):
             out.add(name)

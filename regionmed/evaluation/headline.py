@@ -21,6 +21,11 @@ HEADLINE = (
     "grounding/full/iou>0.3",
     "grounding/full/iou>0.5",
     "grounding/laterality",
+    # anatomy phrases with given boxes ("the right lung"), apart from findings (blank where none)
+    "grounding/anatomy/lenient",
+    "grounding/anatomy/strict",
+    "grounding/anatomy/iou>0.5",
+    "grounding/anatomy/laterality",
     "hardneg/accuracy",
     "hardneg/accuracy_subtle",
     "vqa/accuracy",

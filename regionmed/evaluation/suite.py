@@ -16,6 +16,7 @@ import pandas as pd
 
 from regionmed.corpus.phrases import has_laterality, strip_location, swap_laterality
 from regionmed.corpus.schema import NO_FINDING, SIZE_BUCKETS
+from regionmed.evaluation.anatomy_grounding import anatomy_grounding, given_anatomy_regions
 from regionmed.evaluation.grounding import (
     box_iou,
     laterality_accuracy,
@@ -107,6 +108,8 @@ def evaluate_model(
     if len(regions):
         _grounding(ev, enc, regions, pixels, train)
         _hard_negatives(ev, enc, regions, pixels)
+    for name, (values, groups) in anatomy_grounding(enc, given_anatomy_regions(test), pixels, train).items():
+        ev.add(name, values, groups)
     _vqa(ev, enc, test, image_emb, train, enc.images(train_pixels), vqa_method, seed)
     return ev
 

@@ -12,8 +12,11 @@ import numpy as np
 from regionmed.evaluation.bootstrap import bootstrap_ci, paired_difference_ci
 
 # Grounding counts only where it beats the no-image text prior on the same phrases.
+# Anatomy phrases ("the right lung") are compared with the mean train box of the same organ.
 VERSUS_PRIOR = {
-    f"grounding/{v}/{r}": f"prior/{v}/{r}" for v in ("full", "locfree") for r in ("lenient", "strict")
+    f"grounding/{v}/{r}": f"prior/{v}/{r}"
+    for v in ("full", "locfree", "anatomy")
+    for r in ("lenient", "strict")
 }
 
 
