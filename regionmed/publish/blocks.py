@@ -9,9 +9,17 @@ from __future__ import annotations
 from regionmed.publish.annotation_blocks import ANNOTATION_BLOCKS
 from regionmed.publish.bench_blocks import BENCH_BLOCKS
 from regionmed.publish.experiment_blocks import EXPERIMENT_BLOCKS
+from regionmed.publish.real_cxr_blocks import REAL_CXR_BLOCKS
 from regionmed.publish.reliability_blocks import RELIABILITY_BLOCKS
 from regionmed.publish.service_blocks import SERVICE_BLOCKS
 
-TABLES = (EXPERIMENT_BLOCKS, ANNOTATION_BLOCKS, BENCH_BLOCKS, SERVICE_BLOCKS, RELIABILITY_BLOCKS)
+TABLES = (
+    EXPERIMENT_BLOCKS,
+    ANNOTATION_BLOCKS,
+    BENCH_BLOCKS,
+    SERVICE_BLOCKS,
+    RELIABILITY_BLOCKS,
+    REAL_CXR_BLOCKS,
+)
 BLOCKS = {name: block for table in TABLES for name, block in table.items()}
 assert len(BLOCKS) == sum(map(len, TABLES)), "a block name in two tables"
