@@ -14,7 +14,8 @@ and strict, location-free), hard negatives, retrieval, zero-shot AUROC, VQA, eac
 bootstrap interval over test images, paired differences against the first arm, and the seconds each
 phase took. A rerun keeps every model and evaluation already made (the folder is the cache; delete an
 arm's folder to retrain it); <out>/trained.json records the commit each model was trained at.
-Figures go to benchmarks/results/grounding_boxes.json (--results), which docs/experiments.md renders.
+Figures go to the results file (--results; by default named after the benchmark in the results
+folder), from which a docs block can render them.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -257,7 +258,8 @@ def main() -> None:
     summary["seconds"] = round(time.perf_counter() - started)
     (out / "seed_variance.md").write_text(table(summary, list(arms)) + "\n")
     print(table(summary, list(arms)))
-    record.write(summary, args.results)
+    threads = f"torch threads {args.threads}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}"
+    record.write(summary, args.results, conditions=threads)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,49 @@
+"""Blocks of docs/experiments.md on seed variance: RegionMed vs the global-only baseline over training seeds.
+
+Source: ``benchmarks/results/seed_variance.json`` (benchmarks/seed_variance.py): per model and metric the
+mean and sd over seeds, and the paired difference with its two-level bootstrap interval over seeds and
+test images (regionmed/evaluation/seed_bootstrap.py).
+"""
+
+from __future__ import annotations
+
+from regionmed.publish.render import Block
+
+SEEDS = "benchmarks/results/seed_variance.json"
+ARM = "regionmed"  # the default settings; other arms get their own rows when measured
+
+
+def _mean_sd(stats: dict) -> str:
+    return f"{stats['estimate']:.3f} ± {stats['sd']:.3f}"
+
+
+def _derive(data: dict) -> dict:
+    f = data["figures"]
+    models, diffs = f["models"], f["vs_baseline"][ARM]
+    rows = []
+    for metric, diff in diffs.items():
+        rows.append(
+            {
+                "metric": metric,
+                "baseline": _mean_sd(models["baseline"][metric]),
+                "regionmed": _mean_sd(models[ARM][metric]),
+                "per_seed": " / ".join(f"{x:+.3f}".replace("-", "−") for x in diff["per_seed"]),
+                "difference": {"value": diff["estimate"], "low": diff["low"], "high": diff["high"]},
+            }
+        )
+    trained = ", ".join(sorted(set(f["trained_at"].values()))) or "–"
+    return {"rows": rows, "seed_list": ", ".join(map(str, f["seeds"])), "trained": trained}
+
+
+SEED_BLOCKS = {
+    "seed-variance-run": Block((SEEDS,), "{run} The models were trained at {trained}.", derive=_derive),
+    "seed-variance": Block(
+        (SEEDS,),
+        "| metric ({figures/n_test_images} test images, seeds {seed_list}) | baseline, mean ± sd "
+        "| RegionMed, mean ± sd | difference per seed | RegionMed − baseline, over seeds and images |\n"
+        "|---|---|---|---|---|\n{ROWS}",
+        rows="rows",
+        row="| {metric} | {baseline} | {regionmed} | {per_seed} | {difference:+ci} |",
+        derive=_derive,
+    ),
+}
