@@ -218,6 +218,9 @@ def main() -> None:
         return (folder / "config.json").is_file()
 
     def note_trained(key: str) -> None:
+        # re-read first: another run on the same cache (other seeds or arms) may have noted its models
+        if trained_file.is_file():
+            trained.update(json.loads(trained_file.read_text()))
         trained[key] = git_commit()
         trained_file.write_text(json.dumps(trained, indent=1))
 
