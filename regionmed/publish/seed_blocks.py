@@ -32,7 +32,39 @@ def _derive(data: dict) -> dict:
             }
         )
     trained = ", ".join(sorted(set(f["trained_at"].values()))) or "–"
-    return {"rows": rows, "seed_list": ", ".join(map(str, f["seeds"])), "trained": trained}
+    return {
+        "rows": rows,
+        "arm_rows": _arm_rows(f),
+        "seed_list": ", ".join(map(str, f["seeds"])),
+        "trained": trained,
+    }
+
+
+def _arm_rows(f: dict) -> list[dict]:
+    """One row per arm and metric: the arm's mean ± sd and its difference with the default, paired."""
+    rows = []
+    for arm, diffs in f["vs_default"].items():
+        override = ", ".join(f"{k}: {v}" for k, v in _flat(f["arms"][arm]).items())
+        for metric, diff in diffs.items():
+            rows.append(
+                {
+                    "arm": f"{arm} ({override})",
+                    "metric": metric,
+                    "value": _mean_sd(f["models"][arm][metric]),
+                    "difference": {"value": diff["estimate"], "low": diff["low"], "high": diff["high"]},
+                }
+            )
+    return rows
+
+
+def _flat(override: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in override.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 SEED_BLOCKS = {
@@ -44,6 +76,15 @@ SEED_BLOCKS = {
         "|---|---|---|---|---|\n{ROWS}",
         rows="rows",
         row="| {metric} | {baseline} | {regionmed} | {per_seed} | {difference:+ci} |",
+        derive=_derive,
+    ),
+    "seed-variance-arms": Block(
+        (SEEDS,),
+        "| arm (settings beside the default) | metric | arm, mean ± sd "
+        "| arm − default, over seeds and images |\n"
+        "|---|---|---|---|\n{ROWS}",
+        rows="arm_rows",
+        row="| {arm} | {metric} | {value} | {difference:+ci} |",
         derive=_derive,
     ),
 }
