@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
+from arm_cache import evaluate_cached, parse_overrides, prepare_corpus
 
 from regionmed.env import configure_environment
 from regionmed.publish.record import Record, git_commit, results_option
@@ -52,59 +52,24 @@ SIZES = ("subtle", "small", "large")
 
 def parse_arm(words: list[str]) -> tuple[str, dict]:
     """``NAME key.path=value ...`` (YAML values) → ``(NAME, nested override dict)``."""
-    import yaml
-
-    name, override = words[0], {}
-    for setting in words[1:]:
-        key, _, value = setting.partition("=")
-        node = override
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return name, override
+    return words[0], parse_overrides(words[1:])
 
 
-def evaluate_arm(path: Path, model_dir: Path, corpus: Path, params) -> dict[str, tuple]:
+def evaluate_arm(path: Path, model_dir: Path, corpus: Path, params) -> dict:
     """Per-item values and image ids of every metric, the box IoU and finding size of each phrase;
-    cached as ``.npz`` (arrays only, no pickle)."""
-    if not path.is_file():
-        from regionmed.corpus.schema import read_manifest
-        from regionmed.evaluation.grounding import box_iou
-        from regionmed.evaluation.inference import Encoder, load_pixels
-        from regionmed.evaluation.suite import evaluate_model, finding_regions
-        from regionmed.model.io import load_model
+    cached as ``.npz``."""
 
-        e = params.evaluate
-        test, train = read_manifest(corpus, e.split), read_manifest(corpus, "train")
-        train = train.sample(n=min(len(train), e.train_sample), random_state=params.seed).reset_index(
-            drop=True
-        )
-        channels = params.model.vision.channels
-        model, tokenizer = load_model(model_dir)
-        ev = evaluate_model(
-            Encoder(model, tokenizer, e.batch_size),
-            test,
-            load_pixels(corpus, test, channels),
-            train,
-            load_pixels(corpus, train, channels),
-            tuple(e.retrieval_ks),
-            e.vqa_method,
-            params.seed,
-        )
-        arrays = {}
-        for metric in METRICS:
-            if metric in ev.items:
-                arrays[f"{metric}|values"] = ev.items[metric].values
-                arrays[f"{metric}|groups"] = ev.items[metric].groups.astype(str)
+    def boxes(ev, test) -> dict:
+        from regionmed.evaluation.grounding import box_iou
+        from regionmed.evaluation.suite import finding_regions
+
         examples = ev.grounding_examples
-        arrays["iou"] = box_iou(examples["pred_boxes"], examples["true_boxes"])
-        arrays["size"] = finding_regions(test)["size"].to_numpy().astype(str)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **arrays)
-    with np.load(path) as z:
-        items = {m: (z[f"{m}|values"], z[f"{m}|groups"]) for m in METRICS if f"{m}|values" in z.files}
-        return {"items": items, "iou": z["iou"], "size": z["size"]}
+        return {
+            "iou": box_iou(examples["pred_boxes"], examples["true_boxes"]),
+            "size": finding_regions(test)["size"].to_numpy().astype(str),
+        }
+
+    return evaluate_cached(path, model_dir, corpus, params, METRICS, extra=boxes)
 
 
 def _statistic(metric: str):
@@ -185,11 +150,7 @@ def main() -> None:
     import torch
     import yaml
 
-    from regionmed.annotation import stage as annotate_stage
-    from regionmed.corpus.build import build_corpus
-    from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import Params, deep_merge
-    from regionmed.training.data import corpus_texts
     from regionmed.training.train import train
 
     torch.set_num_threads(args.threads)
@@ -197,17 +158,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     raw = yaml.safe_load(args.params.read_text())
     arms = dict(parse_arm(words) for words in args.arm)
-    files = {"out_dir": str(out / "corpus"), "summary_file": str(out / "annotation.json")}
-    base = Params.model_validate(
-        deep_merge(raw, {"annotate": {**files, "preview_file": str(out / "annotation.png")}})
-    )
-    source, corpus, tokenizer = out / "source", out / "corpus", out / "tokenizer"
-    if not (source / "manifest.parquet").is_file():
-        build_corpus(base, source, progress=False)
-    if not (corpus / "manifest.parquet").is_file():
-        annotate_stage.run(base, corpus_dir=source)
-    if not tokenizer.is_dir():
-        train_wordpiece_tokenizer(corpus_texts(corpus), base.model.text.vocab_size, tokenizer)
+    base, corpus, tokenizer = prepare_corpus(raw, out)
     state = out / "checkpoints"
     trained_file = out / "trained.json"
     trained = json.loads(trained_file.read_text()) if trained_file.is_file() else {}

@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
+from arm_cache import evaluate_cached, parse_overrides, prepare_corpus
 
 from regionmed.env import configure_environment
 from regionmed.publish.record import Record, git_commit, results_option
@@ -47,58 +47,13 @@ METRICS = (
 GLOBAL_ONLY = ("zeroshot/", "retrieval/", "vqa/")  # what the baseline is scored on too
 
 
-def parse_arm(name: str, settings: list[str]) -> tuple[str, dict]:
-    """``key.path=value`` strings (YAML values) into a nested override dict."""
-    import yaml
-
-    override: dict = {}
-    for setting in settings:
-        key, _, value = setting.partition("=")
-        node = override
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
-    return name, override
-
-
 def evaluation_file(out: Path, model: str, seed: int) -> Path:
     return out / "evaluations" / f"{model}-seed{seed}.npz"
 
 
 def evaluate(out: Path, model_dir: Path, name: str, seed: int, corpus: Path, params) -> dict:
-    """Per-item values of every metric, cached as ``.npz`` (arrays only, no pickle)."""
-    from regionmed.corpus.schema import read_manifest
-    from regionmed.evaluation.inference import Encoder, load_pixels
-    from regionmed.evaluation.suite import evaluate_model
-    from regionmed.model.io import load_model
-
-    path = evaluation_file(out, name, seed)
-    if not path.is_file():
-        e = params.evaluate
-        test, train = read_manifest(corpus, e.split), read_manifest(corpus, "train")
-        train = train.sample(n=min(len(train), e.train_sample), random_state=seed).reset_index(drop=True)
-        channels = params.model.vision.channels
-        model, tokenizer = load_model(model_dir)
-        ev = evaluate_model(
-            Encoder(model, tokenizer, e.batch_size),
-            test,
-            load_pixels(corpus, test, channels),
-            train,
-            load_pixels(corpus, train, channels),
-            tuple(e.retrieval_ks),
-            e.vqa_method,
-            seed,
-        )
-        arrays = {}
-        for metric in METRICS:
-            if metric in ev.items:
-                arrays[f"{metric}|values"] = ev.items[metric].values
-                arrays[f"{metric}|groups"] = ev.items[metric].groups.astype(str)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, **arrays)
-    with np.load(path) as z:
-        return {m: (z[f"{m}|values"], z[f"{m}|groups"]) for m in METRICS if f"{m}|values" in z.files}
+    """Per-item values of every metric, cached as ``.npz`` (``params.seed`` is ``seed``)."""
+    return evaluate_cached(evaluation_file(out, name, seed), model_dir, corpus, params, METRICS)["items"]
 
 
 def summarise(evals: dict[str, dict[int, dict]], arms: list[str], seeds: list[int], n_boot: int) -> dict:
@@ -176,39 +131,16 @@ def main() -> None:
     import torch
     import yaml
 
-    from regionmed.annotation import stage as annotate_stage
-    from regionmed.corpus.build import build_corpus
-    from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import Params, deep_merge
-    from regionmed.training.data import corpus_texts
     from regionmed.training.train import train
 
     torch.set_num_threads(args.threads)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     raw = yaml.safe_load(args.params.read_text())
-    arms = dict([("regionmed", {}), *(parse_arm(a[0], a[1:]) for a in args.arm)])
-    corpus_params = Params.model_validate(
-        deep_merge(
-            raw,
-            {
-                "annotate": {
-                    "out_dir": str(out / "corpus"),
-                    "summary_file": str(out / "annotation.json"),
-                    "preview_file": str(out / "annotation.png"),
-                }
-            },
-        )
-    )
-    source, corpus = out / "source", out / "corpus"
+    arms = {"regionmed": {}, **{a[0]: parse_overrides(a[1:]) for a in args.arm}}
     started = time.perf_counter()
-    if not (source / "manifest.parquet").is_file():
-        build_corpus(corpus_params, source, progress=False)
-    if not (corpus / "manifest.parquet").is_file():
-        annotate_stage.run(corpus_params, corpus_dir=source)
-    tokenizer = out / "tokenizer"
-    if not tokenizer.is_dir():
-        train_wordpiece_tokenizer(corpus_texts(corpus), corpus_params.model.text.vocab_size, tokenizer)
+    _, corpus, tokenizer = prepare_corpus(raw, out)
     state = out / "checkpoints"
 
     trained_file = out / "trained.json"
