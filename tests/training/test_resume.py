@@ -105,14 +105,18 @@ def _same_run(folder, reference_folder) -> None:
     load_model(folder / "model")  # the export is complete and loads
 
 
+def _killed_in_tmp(params_file, tokenizer, tmp_path):
+    """The phase run into ``tmp_path`` and killed after its first checkpoint: ``(state folder, command)``."""
+    state = tmp_path / "state"
+    cmd = _command(params_file, tokenizer, tmp_path / "model", tmp_path / "metrics.json", state)
+    _kill_after_first_checkpoint(cmd, state, _env())
+    return state, cmd
+
+
 @pytest.mark.slow
 def test_a_killed_phase_resumes_from_its_checkpoint_and_matches_an_uninterrupted_run(reference, tmp_path):
     params_file, tokenizer, ref = reference
-    state, cmd = (
-        tmp_path / "state",
-        _command(params_file, tokenizer, tmp_path / "model", tmp_path / "metrics.json", tmp_path / "state"),
-    )
-    _kill_after_first_checkpoint(cmd, state, _env())
+    state, cmd = _killed_in_tmp(params_file, tokenizer, tmp_path)
     assert not (tmp_path / "metrics.json").exists() and not (tmp_path / "model").exists()
 
     resumed = _run(cmd, _env())
@@ -126,11 +130,7 @@ def test_a_killed_phase_resumes_from_its_checkpoint_and_matches_an_uninterrupted
 @pytest.mark.slow
 def test_a_truncated_checkpoint_is_set_aside_and_the_phase_starts_over(reference, tmp_path):
     params_file, tokenizer, ref = reference
-    state, cmd = (
-        tmp_path / "state",
-        _command(params_file, tokenizer, tmp_path / "model", tmp_path / "metrics.json", tmp_path / "state"),
-    )
-    _kill_after_first_checkpoint(cmd, state, _env())
+    state, cmd = _killed_in_tmp(params_file, tokenizer, tmp_path)
     (checkpoint,) = state.glob("global/*/last.ckpt")
     data = checkpoint.read_bytes()
     checkpoint.write_bytes(data[: len(data) // 2])  # a disk that lost the end of the file
