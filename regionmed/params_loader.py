@@ -27,7 +27,10 @@ from regionmed.strict import TRACE_ENV, record_reads
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 # The top-level sections of params.yaml, by root.
 SECTIONS = {
-    "pipeline": ("seed", "corpus", "annotate", "validation", "model", "train", "phases", "evaluate", "gate"),
+    "pipeline": (
+        *("seed", "cluster", "corpus", "annotate", "validation"),
+        *("model", "train", "phases", "evaluate", "gate"),
+    ),
     "operations": ("serving", "monitor", "flows"),
 }
 ALL_SECTIONS = frozenset(name for names in SECTIONS.values() for name in names)

@@ -64,13 +64,29 @@ IMPORTERS = ("jsonl", "coco", "medpix")
 CorpusSource = Literal[("synthetic", *IMPORTERS)]
 
 
+class ClusterParams(StrictModel):
+    """Where the per-image work of the stages runs: a Dask cluster (regionmed/cluster.py, docs/scaling.md)."""
+
+    address: str | None  # None: a LocalCluster of ``workers`` on this machine; else a scheduler's address
+    workers: int = Field(ge=1)  # LocalCluster worker processes (1: one in-process worker, no pickling)
+    threads_per_worker: int = Field(ge=1)  # task threads per worker (also torch's threads in a worker)
+    memory_limit: str  # per LocalCluster worker ("4GiB"); Dask pauses a worker above 80% of it
+    connect_timeout_s: float = Field(gt=0)  # an address that does not answer stops the stage after this
+    allowed_failures: int = Field(ge=0)  # a task whose workers died this many times fails the stage
+
+
+# How a corpus stores its images: WebDataset-style tar shards (a few hundred files for DVC to track at any
+# size) or one PNG per image (what older corpora hold; every reader takes both: regionmed/corpus/shards.py)
+CorpusLayout = Literal["shards", "files"]
+
+
 class CorpusParams(StrictModel):
     source: CorpusSource
     out_dir: str
     image_size: int = Field(ge=16)
     channels: Literal[1, 3]
-    workers: int = Field(ge=1)
-    chunk_size: int = Field(ge=1)
+    layout: CorpusLayout
+    shard_size: int = Field(ge=1)  # images per shard, and per task of the build
     split: SplitFractions
     max_reject_fraction: float = Field(ge=0, le=1)
     min_box_area: float = Field(ge=0)
@@ -279,6 +295,7 @@ class PipelineParams(StrictModel):
     """The pipeline's root: the sections of ``SECTIONS["pipeline"]`` (regionmed/params_loader.py)."""
 
     seed: int
+    cluster: ClusterParams
     corpus: CorpusParams
     annotate: AnnotateParams
     validation: ValidationParams

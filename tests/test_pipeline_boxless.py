@@ -5,7 +5,6 @@ it does not (grounding, hard negatives, VQA)."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import yaml
@@ -14,6 +13,7 @@ from helpers.pipeline_copy import clean_copy, run
 from helpers.reduced_pipeline import REDUCED
 
 from regionmed.corpus.schema import read_manifest
+from regionmed.corpus.shards import image_bytes
 
 # metrics that need regions or QA: absent on such data, so not in the floors or the baseline checks
 NEEDS_BOXES_OR_QA = ("grounding/", "hardneg/", "vqa/", "vs_prior/")
@@ -34,7 +34,9 @@ def _boxless_records(tmp_path, data_dir) -> int:
     (data_dir / "images").mkdir(parents=True)
     with open(data_dir / "records.jsonl", "w") as out:
         for row in manifest.itertuples():
-            shutil.copy(tmp_path / "synthetic" / row.image_path, data_dir / "images" / f"{row.image_id}.png")
+            (data_dir / "images" / f"{row.image_id}.png").write_bytes(
+                image_bytes(tmp_path / "synthetic" / row.image_path)
+            )
             out.write(
                 json.dumps(
                     {

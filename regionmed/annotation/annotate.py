@@ -38,7 +38,6 @@ from regionmed.annotation.summary import AnnotationCounts
 from regionmed.atomic import atomic_dir
 from regionmed.corpus.schema import (
     BUILD_SUMMARY_FILE,
-    IMAGES_DIR,
     MANIFEST_FILE,
     QA,
     REJECTED_FILE,
@@ -47,6 +46,7 @@ from regionmed.corpus.schema import (
     regions_of,
     write_manifest,
 )
+from regionmed.corpus.shards import copy_image_store
 from regionmed.params_pipeline import AnnotateParams
 
 HIDDEN_FILE = "hidden_regions.jsonl"
@@ -210,7 +210,7 @@ def write_corpus(
 def _write_corpus_into(
     df: pd.DataFrame, corpus_dir: Path, out_dir: Path, hidden: dict[str, list[dict]], record: dict
 ) -> None:
-    shutil.copytree(corpus_dir / IMAGES_DIR, out_dir / IMAGES_DIR)
+    copy_image_store(corpus_dir, out_dir)
     for name in (REJECTED_FILE, BUILD_SUMMARY_FILE):
         if (corpus_dir / name).is_file():
             shutil.copy2(corpus_dir / name, out_dir / name)

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from regionmed.annotation.localizers import Placed, Query, clip_box
+from regionmed.corpus.images import open_stored
 
 
 def _looks_like_path(name: str) -> bool:
@@ -88,7 +89,7 @@ class DetectorLocalizer:
         out: list[Placed | None] = []
         for start in range(0, len(queries), self.settings.batch_size):
             chunk = queries[start : start + self.settings.batch_size]
-            images = [Image.open(q.image_path).convert("RGB") for q in chunk]
+            images = [open_stored(q.image_path).convert("RGB") for q in chunk]
             out.extend(self._detect(images, [q.phrase for q in chunk]))
         return out
 

@@ -15,6 +15,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from regionmed.atomic import atomic_file
+from regionmed.corpus.images import open_stored
 
 CONFIDENCE_BINS = np.linspace(0.0, 1.0, 11)
 GIVEN_COLOUR = (64, 200, 64)
@@ -128,7 +129,7 @@ def preview_annotations(
     draw = ImageDraw.Draw(canvas)
     for k, (_, row) in enumerate(sample.iterrows()):
         x, y = (k % cols) * tile, (k // cols) * (tile + caption_h)
-        canvas.paste(Image.open(corpus_dir / row["image_path"]).convert("RGB").resize((tile, tile)), (x, y))
+        canvas.paste(open_stored(corpus_dir / row["image_path"]).convert("RGB").resize((tile, tile)), (x, y))
         words = []
         for r in row["regions"]:
             mine = r.get("origin") == "annotated"

@@ -7,13 +7,13 @@ good ones go on. The build fails only when the rejected fraction passes ``max_re
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from regionmed.atomic import atomic_dir
+from regionmed.cluster import dask_client, run_tasks
 from regionmed.corpus.process import ProcessContext, image_id_for, process_record
 from regionmed.corpus.records import BuildError, RecordError, Rejected, SourceRecord
 from regionmed.corpus.schema import (
@@ -21,12 +21,13 @@ from regionmed.corpus.schema import (
     IMAGES_DIR,
     MANIFEST_FILE,
     REJECTED_FILE,
+    SHARDS_DIR,
     ManifestRow,
     write_manifest,
 )
+from regionmed.corpus.shards import member_path, remove_partial_shards, shard_file, split_member, write_shard
 from regionmed.corpus.splits import assign_splits, split_conflicts
 from regionmed.params_pipeline import CorpusParams, PipelineParams
-from regionmed.progress import progress as show_progress
 
 MAX_LISTED_CONFLICTS = 100
 
@@ -65,9 +66,8 @@ def make_source(params: PipelineParams):
     return make_importer(c.source, c.importer)
 
 
-def _context(c: CorpusParams, out_dir: Path, data_root: Path | None) -> ProcessContext:
+def _context(c: CorpusParams, data_root: Path | None) -> ProcessContext:
     return ProcessContext(
-        out_dir=out_dir,
         data_root=data_root,
         image_size=c.image_size,
         channels=c.channels,
@@ -79,18 +79,30 @@ def _context(c: CorpusParams, out_dir: Path, data_root: Path | None) -> ProcessC
     )
 
 
-# Worker state, set once per process by the pool initialiser (sources can be large to pickle per task).
-_WORKER: dict[str, Any] = {}
+def build_chunk(source, ctx: ProcessContext, out_dir: str, layout: str, index: int, tasks: list) -> list:
+    """One build task (on a cluster worker): ``tasks`` processed in order into rows and rejected records,
+    their images written as shard ``index`` (whole, or not at all) or as files."""
+    out, shard = Path(out_dir), shard_file(index)
+    results: list[ManifestRow | Rejected] = []
+    members: list[tuple[str, bytes]] = []
+    for task in tasks:
+        result = _run_task(source, ctx, task)
+        if isinstance(result, Rejected):
+            results.append(result)
+            continue
+        row, png = result
+        if layout == "shards":
+            members.append((f"{row.image_id}.png", png))
+            row.image_path = member_path(shard, members[-1][0])
+        else:
+            (out / row.image_path).write_bytes(png)
+        results.append(row)
+    if members:
+        write_shard(out, shard, members)
+    return results
 
 
-def _init_worker(source, ctx: ProcessContext) -> None:
-    _WORKER["source"], _WORKER["ctx"] = source, ctx
-
-
-def _run_task(task) -> ManifestRow | Rejected:
-    source, ctx = _WORKER["source"], _WORKER["ctx"]
-    if isinstance(task, Rejected):
-        return task
+def _run_task(source, ctx: ProcessContext, task) -> tuple[ManifestRow, bytes] | Rejected:
     record = None
     try:
         record = source.materialise(task)
@@ -132,8 +144,8 @@ def build_corpus(
 
 def _build_into(params: PipelineParams, out: Path, progress: bool | None, source) -> BuildSummary:
     c = params.corpus
-    (out / IMAGES_DIR).mkdir(parents=True)
-    ctx = _context(c, out, getattr(source, "root", None))
+    (out / (IMAGES_DIR if c.layout == "files" else SHARDS_DIR)).mkdir(parents=True)
+    ctx = _context(c, getattr(source, "root", None))
 
     rows: list[ManifestRow] = []
     rejected: list[Rejected] = []
@@ -153,25 +165,28 @@ def _build_into(params: PipelineParams, out: Path, progress: bool | None, source
         tasks.append(task)
 
     n_input = len(tasks) + len(rejected)
-    bar = {
-        "total": len(tasks),
-        "desc": f"build {source.name}",
-        "unit": "img",
-        "enabled": progress is not False,
-    }
-    if c.workers > 1:
-        with mp.get_context("spawn").Pool(c.workers, _init_worker, (source, ctx)) as pool:
-            results = list(show_progress(pool.imap(_run_task, tasks, chunksize=c.chunk_size), **bar))
-    else:
-        _init_worker(source, ctx)
-        results = [_run_task(t) for t in show_progress(tasks, **bar)]
+    chunks = [(k, tasks[i : i + c.shard_size]) for k, i in enumerate(range(0, len(tasks), c.shard_size))]
+    with dask_client(params.cluster) as client:
+        per_chunk = run_tasks(
+            client,
+            build_chunk,
+            chunks,
+            name=f"build {source.name}",
+            shared=(source, ctx, str(out), c.layout),
+            progress=progress,
+            unit="shard" if c.layout == "shards" else "chunk",
+        )
+    remove_partial_shards(out)  # a killed worker's unfinished write; its task was re-run
+    results = [r for chunk in per_chunk for r in chunk]
 
     by_sha: dict[str, str] = {}
     for result in results:
         if isinstance(result, Rejected):
             rejected.append(result)
         elif result.sha256 in by_sha:
-            (out / result.image_path).unlink()
+            # a file goes; a shard member stays in its tar, named by no row (tars are not edited in place)
+            if split_member(result.image_path)[1] is None:
+                (out / result.image_path).unlink()
             rejected.append(
                 Rejected(
                     result.image_id,

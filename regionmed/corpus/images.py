@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from regionmed.corpus.shards import image_bytes
+
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
 # The formats Pillow may decode here (DICOM is sniffed and read by pydicom before Pillow is asked):
@@ -257,8 +259,14 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def open_stored(path: str | Path) -> Image.Image:
+    """A stored image (a file, or a shard member: regionmed/corpus/shards.py) as a PIL image."""
+    return Image.open(io.BytesIO(image_bytes(path)))
+
+
 def read_png(path: str | Path) -> np.ndarray:
-    with Image.open(path) as img:
+    """The pixels of a stored image: a file, or a shard member (regionmed/corpus/shards.py)."""
+    with Image.open(io.BytesIO(image_bytes(path))) as img:
         return np.asarray(img, dtype=np.uint8).copy()
 
 

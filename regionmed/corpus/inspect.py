@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from regionmed.corpus.images import open_stored
 from regionmed.corpus.schema import read_manifest
 
 FINDING_COLOUR = (255, 64, 64)
@@ -37,7 +38,7 @@ def preview_grid(
     draw = ImageDraw.Draw(canvas)
     for k, (_, row) in enumerate(sample.iterrows()):
         x, y = (k % cols) * tile, (k // cols) * (tile + caption_h)
-        img = Image.open(Path(corpus_dir) / row["image_path"]).convert("RGB").resize((tile, tile))
+        img = open_stored(Path(corpus_dir) / row["image_path"]).convert("RGB").resize((tile, tile))
         canvas.paste(img, (x, y))
         phrases = []
         for r in row["regions"]:

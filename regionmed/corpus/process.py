@@ -1,6 +1,7 @@
-"""One source record → one normalised corpus row and its PNG, or a :class:`RecordError`.
+"""One source record → one normalised corpus row and its PNG bytes, or a :class:`RecordError`.
 
-Runs in worker processes, so it takes everything it needs in a small picklable context.
+Runs in the cluster's workers, so it takes everything it needs in a small picklable context; where
+the bytes are stored (a shard or a file) is the build's business (regionmed/corpus/build.py).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 @dataclass(frozen=True)
 class ProcessContext:
-    out_dir: Path
     data_root: Path | None
     image_size: int
     channels: int
@@ -44,8 +44,9 @@ def image_id_for(record_id: str) -> str:
     return SAFE_ID.sub("_", record_id).strip("._") or "record"
 
 
-def process_record(record: SourceRecord, ctx: ProcessContext) -> ManifestRow:
-    """Normalise a record; the split is assigned later (it needs every record of the patient)."""
+def process_record(record: SourceRecord, ctx: ProcessContext) -> tuple[ManifestRow, bytes]:
+    """A record's row and PNG bytes; the split is assigned later (it needs every record of the patient)
+    and ``image_path`` by the caller (it knows where the bytes go: :func:`file_image_path`)."""
     report = _required_text(record.report, "report", ctx)
     pixels = record.pixels if record.pixels is not None else _load(record, ctx)
     h, w = pixels.shape[:2]
@@ -58,12 +59,10 @@ def process_record(record: SourceRecord, ctx: ProcessContext) -> ManifestRow:
     findings = [r for r in regions if r.kind == "finding"]
     png = encode_png(pixels)
     image_id = image_id_for(record.record_id)
-    rel_path = f"{IMAGES_DIR}/{image_id}.png"
-    (ctx.out_dir / rel_path).write_bytes(png)
     labels = list(dict.fromkeys(record.labels or [r.label for r in findings]))
-    return ManifestRow(
+    row = ManifestRow(
         image_id=image_id,
-        image_path=rel_path,
+        image_path=file_image_path(image_id),
         sha256=sha256_bytes(png),
         width=ctx.image_size,
         height=ctx.image_size,
@@ -82,6 +81,12 @@ def process_record(record: SourceRecord, ctx: ProcessContext) -> ManifestRow:
         qa=[_qa(i, q) for i, q in enumerate(record.qa)],
         source=record.source,
     )
+    return row, png
+
+
+def file_image_path(image_id: str) -> str:
+    """The corpus-relative path of an image stored as its own file (``corpus.layout: files``)."""
+    return f"{IMAGES_DIR}/{image_id}.png"
 
 
 def _load(record: SourceRecord, ctx: ProcessContext):

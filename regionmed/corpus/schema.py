@@ -1,7 +1,8 @@
 """The corpus contract: every later stage reads a corpus through this module.
 
-A corpus is a folder holding ``manifest.parquet`` (one row per image), the images as PNG files
-under ``images/``, ``rejected.jsonl`` (records set aside, with the reason) and ``build.json``
+A corpus is a folder holding ``manifest.parquet`` (one row per image), the images as PNG members of
+tar shards under ``shards/`` or as PNG files under ``images/`` (regionmed/corpus/shards.py),
+``rejected.jsonl`` (records set aside, with the reason) and ``build.json``
 (a summary of the build). Nothing else in the package defines column names.
 """
 
@@ -19,6 +20,7 @@ MANIFEST_FILE = "manifest.parquet"
 REJECTED_FILE = "rejected.jsonl"
 BUILD_SUMMARY_FILE = "build.json"
 IMAGES_DIR = "images"
+SHARDS_DIR = "shards"
 
 SPLITS = ("train", "val", "test")
 REGION_KINDS = ("finding", "anatomy")

@@ -27,6 +27,7 @@ def build_reference(
     """The reference of the packaged model (module docstring) from its ``engine``
     (:class:`~regionmed.inference.engine.Engine`), its retrieval ``index`` and the manifest rows of the
     index's split (indexed by ``image_id``); the caller saves it."""
+    from regionmed.corpus.shards import image_bytes
     from regionmed.inference.uploads import decode_upload
     from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
 
@@ -49,7 +50,7 @@ def build_reference(
     corpus_dir = Path(corpus_dir)
     image_desc = []
     for image_id in ids:
-        data = (corpus_dir / manifest.at[image_id, "image_path"]).read_bytes()
+        data = image_bytes(corpus_dir / manifest.at[image_id, "image_path"])
         image_desc.append(engine.prepare(decode_upload(data, max_image_pixels)).descriptors)
     reports = [str(manifest.at[i, "report"]) for i in [index.items[r]["id"] for r in rows["report"]]]
     text_desc = engine.text_descriptors(reports)

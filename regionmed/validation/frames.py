@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from regionmed.cluster import dask_client, run_tasks
 from regionmed.corpus.schema import (
     BUILD_SUMMARY_FILE,
     MANIFEST_FILE,
@@ -28,6 +30,8 @@ from regionmed.corpus.schema import (
     SPLITS,
     TEXT_COLUMNS,
 )
+from regionmed.corpus.shards import image_bytes, split_member
+from regionmed.params_pipeline import ClusterParams
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCALAR_COLUMNS = tuple(f.name for f in MANIFEST_SCHEMA if not pa.types.is_list(f.type))
@@ -220,11 +224,13 @@ def coverage_frame(labels: pd.DataFrame, known: list[str] | None, splits: list[s
 
 def _check_file(corpus_dir: Path, image_id: str, rel_path: str | None, sha: str | None) -> dict:
     row = {"image_id": image_id, "image_path": rel_path, "status": "ok", "png_width": -1, "png_height": -1}
-    path = corpus_dir / (rel_path or "")
-    if not rel_path or not path.is_file():
+    try:
+        data = image_bytes(corpus_dir / rel_path) if rel_path else None
+    except (FileNotFoundError, IsADirectoryError, tarfile.TarError):
+        data = None
+    if data is None:
         row["status"] = "missing"
         return row
-    data = path.read_bytes()
     if hashlib.sha256(data).hexdigest() != sha:
         row["status"] = "sha256_mismatch"
     if data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR":
@@ -233,19 +239,31 @@ def _check_file(corpus_dir: Path, image_id: str, rel_path: str | None, sha: str 
     return row
 
 
-def file_frame(corpus_dir: Path, images: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    """Re-hash the stored files of all rows (fraction 1) or of a seeded sample."""
+# Rows re-hashed per cluster task (the images of a shard are read together).
+FILES_PER_TASK = 1000
+
+
+def file_frame(
+    corpus_dir: Path, images: pd.DataFrame, fraction: float, seed: int, cluster: ClusterParams
+) -> pd.DataFrame:
+    """Re-hash the stored images of all rows (fraction 1) or of a seeded sample, on the cluster."""
     n = len(images) if fraction >= 1 else round(fraction * len(images))
     if n == 0:
         return pd.DataFrame(columns=["image_id", "image_path", "status", "png_width", "png_height"])
     sample = images if n == len(images) else images.sample(n=n, random_state=seed)
-    # One thread: the files are small and a thread pool was slower here (measured 0.19 s vs 0.29 s for
-    # 4000 files); sha256 of a buffer releases the GIL, so this overlaps the GX import thread anyway.
-    rows = [
-        _check_file(corpus_dir, *a)
-        for a in zip(sample["image_id"], sample["image_path"], sample["sha256"], strict=True)
-    ]
-    return pd.DataFrame(rows)
+    rows = list(zip(sample["image_id"], sample["image_path"], sample["sha256"], strict=True))
+    # A shard's rows go to one task, so each worker reads its shards' headers once.
+    rows.sort(key=lambda r: (split_member(str(r[1]))[0], str(r[1])))
+    tasks = [(rows[i : i + FILES_PER_TASK],) for i in range(0, len(rows), FILES_PER_TASK)]
+    with dask_client(cluster) as client:
+        checked = run_tasks(client, check_files, tasks, name="re-hash images", shared=(str(corpus_dir),))
+    order = {image_id: k for k, image_id in enumerate(sample["image_id"])}
+    return pd.DataFrame(sorted((r for chunk in checked for r in chunk), key=lambda r: order[r["image_id"]]))
+
+
+def check_files(corpus_dir: str, rows: list[tuple]) -> list[dict]:
+    """One re-hash task (on a cluster worker): the file check of each ``(image_id, path, sha256)``."""
+    return [_check_file(Path(corpus_dir), *row) for row in rows]
 
 
 def corpus_summary(corpus_dir: Path, images: pd.DataFrame) -> dict:
@@ -269,7 +287,11 @@ def corpus_summary(corpus_dir: Path, images: pd.DataFrame) -> dict:
 
 
 def read_frames(
-    corpus_dir: str | Path, expected_splits: dict[str, float], file_check_fraction: float, seed: int
+    corpus_dir: str | Path,
+    expected_splits: dict[str, float],
+    file_check_fraction: float,
+    seed: int,
+    cluster: ClusterParams,
 ) -> CorpusFrames:
     """Every frame but ``label_coverage`` (it needs the source's vocabulary; see :func:`coverage_frame`)."""
     corpus_dir = Path(corpus_dir)
@@ -288,7 +310,7 @@ def read_frames(
         "summary": pd.DataFrame([summary]),
         "splits": split_frame(images, expected_splits),
         "patients": patient_frame(images),
-        "files": file_frame(corpus_dir, images, file_check_fraction, seed),
+        "files": file_frame(corpus_dir, images, file_check_fraction, seed, cluster),
     }
     sources = images["source"].dropna()
     source = str(sources.mode().iloc[0]) if len(sources) else "unknown"

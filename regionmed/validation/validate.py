@@ -37,7 +37,9 @@ def validate_corpus(
     gx_import = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True)
     gx_import.start()
     t = time.perf_counter()
-    data = read_frames(corpus_dir, params.corpus.split.model_dump(), v.file_check_fraction, params.seed)
+    data = read_frames(
+        corpus_dir, params.corpus.split.model_dump(), v.file_check_fraction, params.seed, params.cluster
+    )
     profile = resolve_profile(params, data.source)
     known = profile.vocabulary["labels"]
     data.frames["label_coverage"] = coverage_frame(data.frames["labels"], known, list(v.coverage_splits))

@@ -3,6 +3,7 @@ added where regions exist, hidden boxes scored, bad reports counted and never tu
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from helpers.params import default_params
 from regionmed.annotation import stage
 from regionmed.annotation.annotate import HIDDEN_FILE
 from regionmed.corpus.schema import MANIFEST_FILE, MANIFEST_SCHEMA, REGION_ORIGINS, read_manifest
+from regionmed.corpus.shards import image_bytes
 from regionmed.params import Params
 
 
@@ -46,7 +48,8 @@ def test_annotated_corpus_keeps_the_contract_and_adds_only_to_hidden_train_image
     assert list(after["image_id"]) == list(before["image_id"])
     for col in ("report", "split", "labels", "qa", "sha256", "image_path"):
         assert after[col].tolist() == before[col].tolist(), col
-    assert all((out / p).is_file() for p in after["image_path"])
+    stored = [hashlib.sha256(image_bytes(out / p)).hexdigest() for p in after["image_path"]]
+    assert stored == after["sha256"].tolist()  # the images came along, in the annotated corpus's folder
     hidden = {json.loads(line)["image_id"] for line in (out / HIDDEN_FILE).read_text().splitlines()}
     train_boxed = before[(before["split"] == "train") & (before["regions"].map(len) > 0)]
     assert len(hidden) == round(0.9 * len(train_boxed))

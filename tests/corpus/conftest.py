@@ -148,7 +148,8 @@ class ImportKit:
         }
         # the model's input size must match the corpus's
         model = {"vision": {"image_size": corpus["image_size"], "channels": corpus.get("channels", 1)}}
-        params = default_params({"corpus": corpus, "model": model})
+        cluster = {"workers": corpus.pop("workers")} if "workers" in corpus else {}
+        params = default_params({"corpus": corpus, "model": model, "cluster": cluster})
         summary = build_corpus(params, out, progress=False)
         return summary, read_manifest(out), read_rejected(out)
 

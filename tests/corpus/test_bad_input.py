@@ -12,6 +12,7 @@ from PIL import Image
 
 from regionmed.corpus.build import BuildError
 from regionmed.corpus.schema import BUILD_SUMMARY_FILE, REJECTED_FILE
+from regionmed.corpus.shards import iter_shard
 
 GOOD = ("good-1", "good-2", "good-3")
 
@@ -146,7 +147,11 @@ def test_a_rejected_record_is_written_as_the_user_wrote_it(built):
 
 
 def test_symlinked_secret_is_not_read(built, kit):
-    assert not any("secret" in p for p in os.listdir(kit.root.parent / "corpus" / "images"))
+    _, df, _ = built
+    corpus = kit.root.parent / "corpus"
+    stored = [name for path in (corpus / "shards").glob("*.tar") for name, _ in iter_shard(path)]
+    assert {f"{i}.png" for i in df["image_id"]} <= set(stored)  # (a duplicate image's member stays too)
+    assert not any("secret" in name for name in stored + os.listdir(corpus))
 
 
 def test_decompression_bomb_is_refused_from_the_header_with_the_pixel_limit(kit):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers.params import default_section
-from PIL import Image
 
 from regionmed.corpus.build import BuildError
+from regionmed.corpus.images import read_png
 from regionmed.corpus.importers import ImporterConfigError, make_importer
 from regionmed.corpus.importers.jsonl import write_jsonl
 from regionmed.corpus.phrases import side_of
@@ -57,7 +57,7 @@ def test_every_field_reaches_the_manifest(kit):
     summary, df, rejected = kit.build("jsonl", kit.jsonl([record]))
     assert summary.n_kept == 1 and rejected == []
     row = df.iloc[0]
-    assert row["image_id"] == "case-1_a" and row["image_path"] == "images/case-1_a.png"
+    assert row["image_id"] == "case-1_a" and row["image_path"] == "shards/000000.tar#case-1_a.png"
     assert (row["patient_id"], row["split"], row["modality"], row["body_part"]) == (
         "1234",
         "val",
@@ -106,7 +106,7 @@ def test_boxes_follow_the_letterbox_and_phrases_follow_the_geometry(kit):
     # with no labels given, the labels are the findings' labels
     assert df.iloc[0]["labels"] == ["nodule", "effusion"]
     # the stored image: 64 x 64, the 64 x 32 picture centred between black bars
-    img = np.asarray(Image.open(kit.root.parent / "corpus" / df.iloc[0]["image_path"]))
+    img = np.asarray(read_png(kit.root.parent / "corpus" / df.iloc[0]["image_path"]))
     assert img.shape == (64, 64)
     assert img[:16].max() == 0 and img[48:].max() == 0
     assert img[17:47].min() > 150
@@ -134,7 +134,7 @@ def test_jpeg_and_numeric_ids_and_blank_lines(kit):
     summary, df, rejected = kit.build("jsonl", path, channels=3)
     assert summary.n_input == 1 and rejected == []
     assert df.iloc[0]["image_id"] == "7"
-    img = np.asarray(Image.open(kit.root.parent / "corpus" / df.iloc[0]["image_path"]))
+    img = np.asarray(read_png(kit.root.parent / "corpus" / df.iloc[0]["image_path"]))
     assert img.shape == (64, 64, 3)
 
 
@@ -176,8 +176,8 @@ def test_dicom_monochrome1_with_rescale_and_window(kit):
     )
     summary, df, rejected = kit.build("jsonl", path)
     assert summary.n_kept == 2
-    mono1 = np.asarray(Image.open(kit.root.parent / "corpus" / df.iloc[0]["image_path"])).astype(int)
-    mono2 = np.asarray(Image.open(kit.root.parent / "corpus" / df.iloc[1]["image_path"])).astype(int)
+    mono1 = np.asarray(read_png(kit.root.parent / "corpus" / df.iloc[0]["image_path"])).astype(int)
+    mono2 = np.asarray(read_png(kit.root.parent / "corpus" / df.iloc[1]["image_path"])).astype(int)
     air, centre, tissue, bone = (mono1[32, k * 16 + 8] for k in range(4))
     assert air == 255 and bone == 0  # inverted: air white, bone black
     assert 115 <= centre <= 140  # the window centre is mid-grey
@@ -192,7 +192,7 @@ def test_dicom_minmax_window_ignores_the_header(kit):
     stored = np.tile(np.linspace(0, 2000, 64, dtype=np.uint16), (64, 1))
     kit.dicom("scan.dcm", stored, photometric="MONOCHROME2")
     _, df, _ = kit.build("jsonl", kit.jsonl([_record(0, "scan.dcm")]), importer={"dicom_window": "minmax"})
-    img = np.asarray(Image.open(kit.root.parent / "corpus" / df.iloc[0]["image_path"])).astype(int)
+    img = np.asarray(read_png(kit.root.parent / "corpus" / df.iloc[0]["image_path"])).astype(int)
     assert img[10, 0] == 0 and img[10, 63] == 255
     assert np.all(np.diff(img[10]) >= 0) and 100 <= img[10, 32] <= 155  # a full ramp, no window clipping
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers.hostile_images import bright_box, decoded_as_stored, displayed, oriented_jpeg, stored_pixels
-from PIL import Image
 
-from regionmed.corpus.images import decode_image
+from regionmed.corpus.images import decode_image, read_png
 
 
 @pytest.mark.parametrize("orientation", [6, 8])
@@ -38,7 +37,7 @@ def test_a_box_drawn_on_the_displayed_image_is_imported_around_its_finding(kit, 
     _, manifest, rejected = kit.build("jsonl", path)
     assert rejected == [] and len(manifest) == 1, rejected
     row = manifest.iloc[0]
-    image = np.asarray(Image.open(kit.root.parent / "corpus" / row["image_path"]), dtype=np.float64)
+    image = np.asarray(read_png(kit.root.parent / "corpus" / row["image_path"]), dtype=np.float64)
     x0, y0, x1, y1 = (round(v * 64) for v in row["regions"][0]["bbox"])
     inside = np.zeros(image.shape, dtype=bool)
     inside[y0:y1, x0:x1] = True
@@ -70,6 +69,6 @@ def test_coco_sizes_and_boxes_are_those_of_the_displayed_image(kit, orientation)
     assert rejected == [], rejected  # before: size_mismatch (the stored size is w and h swapped)
     bx0, by0, bx1, by1 = (round(v * 64) for v in manifest.iloc[0]["regions"][0]["bbox"])
     image = np.asarray(
-        Image.open(kit.root.parent / "corpus" / manifest.iloc[0]["image_path"]), dtype=np.float64
+        read_png(kit.root.parent / "corpus" / manifest.iloc[0]["image_path"]), dtype=np.float64
     )
     assert image[by0:by1, bx0:bx1].mean() > 180

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 from regionmed.corpus.atlas import ALL_FINDINGS, MODALITIES
 from regionmed.corpus.build import build_corpus
+from regionmed.corpus.images import read_png
 from regionmed.corpus.phrases import has_laterality, strip_location, swap_laterality
 from regionmed.corpus.schema import (
     COLUMNS,
@@ -20,6 +22,7 @@ from regionmed.corpus.schema import (
     QA_TYPES,
     read_manifest,
 )
+from regionmed.corpus.shards import image_bytes
 
 
 def test_manifest_has_the_contract_schema(tiny_corpus):
@@ -36,9 +39,9 @@ def test_manifest_has_the_contract_schema(tiny_corpus):
 def test_images_match_manifest(tiny_corpus):
     df = read_manifest(tiny_corpus)
     for row in df.head(40).itertuples():
-        data = (tiny_corpus / row.image_path).read_bytes()
+        data = image_bytes(tiny_corpus / row.image_path)
         assert hashlib.sha256(data).hexdigest() == row.sha256
-        img = Image.open(tiny_corpus / row.image_path)
+        img = Image.open(io.BytesIO(data))
         assert img.size == (row.width, row.height) == (64, 64)
         assert img.mode == "L"
 
@@ -98,24 +101,27 @@ def test_report_mentions_findings_and_pertinent_negatives(tiny_corpus):
 
 
 def test_same_params_give_a_byte_identical_corpus_whatever_the_workers(tmp_path, tiny_params):
-    small = tiny_params.model_copy(
-        update={
-            "corpus": tiny_params.corpus.model_copy(
-                update={"synthetic": tiny_params.corpus.synthetic.model_copy(update={"n_images": 60})}
-            )
-        }
-    )
-    two_workers = small.model_copy(
-        update={"corpus": small.corpus.model_copy(update={"workers": 2, "chunk_size": 8})}
-    )
+    """One in-process worker, two worker processes of a LocalCluster, other shard boundaries: the same
+    images byte for byte (the manifest names the shard holding each, so it differs only there)."""
+    from helpers.params import with_updates
+
+    small = with_updates(tiny_params, {"corpus": {"synthetic": {"n_images": 60}, "shard_size": 25}})
+    two_workers = with_updates(small, {"cluster": {"workers": 2}})
+    as_files = with_updates(small, {"corpus": {"layout": "files", "shard_size": 8}})
     build_corpus(small, tmp_path / "a", progress=False)
     build_corpus(small, tmp_path / "b", progress=False)
     build_corpus(two_workers, tmp_path / "c", progress=False)
+    build_corpus(as_files, tmp_path / "d", progress=False)
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
-    assert len(files_a) == 60 + 3
+    assert len(files_a) == 3 + 3  # 60 images in shards of 25, manifest, rejected.jsonl, build.json
     for other in ("b", "c"):
         for rel in files_a:
             assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / other / rel).read_bytes(), rel
+    shards, files = read_manifest(tmp_path / "a"), read_manifest(tmp_path / "d")
+    assert list(shards["sha256"]) == list(files["sha256"])
+    assert shards["image_path"].str.match(r"^shards/00000[0-2]\.tar#.+\.png$").all()
+    for a, d in zip(shards["image_path"], files["image_path"], strict=True):
+        assert read_png(tmp_path / "a" / a).tobytes() == read_png(tmp_path / "d" / d).tobytes()
 
 
 def test_a_different_seed_gives_different_images(tmp_path, tiny_params):
@@ -123,8 +129,8 @@ def test_a_different_seed_gives_different_images(tmp_path, tiny_params):
     b_params = tiny_params.model_copy(update={"seed": 1})
     build_corpus(b_params, tmp_path / "b", progress=False)
     assert a.n_kept == 240
-    pixels_a = np.asarray(Image.open(tmp_path / "a/images/syn-000000.png"), dtype=float)
-    pixels_b = np.asarray(Image.open(tmp_path / "b/images/syn-000000.png"), dtype=float)
+    pixels_a = read_png(tmp_path / "a/shards/000000.tar#syn-000000.png").astype(float)
+    pixels_b = read_png(tmp_path / "b/shards/000000.tar#syn-000000.png").astype(float)
     assert np.abs(pixels_a - pixels_b).mean() > 1
 
 

@@ -61,3 +61,8 @@ def default_section(dotted: str, **overrides):
     for key in keys:
         section = section[key] if isinstance(section, dict) else getattr(section, key)
     return section
+
+
+def with_updates(params: Params, overrides: dict) -> Params:
+    """``params`` with ``overrides`` merged over them (as over the file), validated again."""
+    return Params.model_validate(merge_overrides(Params, params.model_dump(), overrides))

@@ -25,3 +25,19 @@ def edit_build_summary(corpus: Path, **changes) -> None:
     summary = json.loads(path.read_text())
     summary.update(changes)
     path.write_text(json.dumps(summary))
+
+
+def store_image(corpus: Path, image_path: str, data: bytes | None) -> None:
+    """Replace the stored bytes of ``image_path`` (``None``: delete it), in its shard or as its file:
+    what a disk error or a hand edit after the build does."""
+    from regionmed.corpus.shards import iter_shard, split_member, write_shard
+
+    shard, member = split_member(image_path)
+    if member is None:
+        if data is None:
+            (corpus / image_path).unlink()
+        else:
+            (corpus / image_path).write_bytes(data)
+        return
+    members = [(name, data if name == member else old) for name, old in iter_shard(corpus / shard)]
+    write_shard(corpus, shard, [(name, b) for name, b in members if b is not None])

@@ -64,7 +64,8 @@ def test_other_phases_and_stages_params_leave_it_alone(run):
     fingerprint, _ = run
     assert fingerprint(phases__joint__lr=0.01) == fingerprint()
     assert fingerprint(evaluate__n_boot=50, gate__floors={"x": 1.0}) == fingerprint()
-    assert fingerprint(corpus__workers=4) == fingerprint()  # the corpus counts as built (its manifest)
+    # the corpus counts as built (its manifest), however it was built
+    assert fingerprint(cluster__workers=4, corpus__shard_size=7) == fingerprint()
 
 
 def test_the_baselines_budget_follows_the_progressive_phases(run):

@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from helpers.validation_corpus import edit_build_summary
+from helpers.validation_corpus import edit_build_summary, store_image
 from PIL import Image
 
 from regionmed.corpus.images import sha256_bytes
+from regionmed.corpus.shards import image_bytes
 from regionmed.validation import validate_corpus
 
 
@@ -64,7 +65,7 @@ def test_inverted_and_tiny_boxes(broken_copy, val_params):
 
 def test_duplicated_image(broken_copy, val_params):
     def edit(df, corpus):
-        (corpus / df.at[7, "image_path"]).write_bytes((corpus / df.at[2, "image_path"]).read_bytes())
+        store_image(corpus, df.at[7, "image_path"], image_bytes(corpus / df.at[2, "image_path"]))
         df.at[7, "sha256"] = df.at[2, "sha256"]
         return df
 
@@ -112,7 +113,7 @@ def test_stored_image_of_the_wrong_size(broken_copy, val_params):
     def edit(df, corpus):
         buf = io.BytesIO()
         Image.fromarray(np.zeros((48, 48), np.uint8)).save(buf, format="PNG")
-        (corpus / df.at[4, "image_path"]).write_bytes(buf.getvalue())
+        store_image(corpus, df.at[4, "image_path"], buf.getvalue())
         df.at[4, "sha256"] = sha256_bytes(buf.getvalue())
         return df
 
@@ -139,8 +140,8 @@ def test_corpus_built_at_another_size_than_params_say(good_corpus, val_params):
 
 def test_file_changed_or_missing_after_the_build(broken_copy, val_params):
     def edit(df, corpus):
-        (corpus / df.at[1, "image_path"]).write_bytes(b"not the image")
-        (corpus / df.at[2, "image_path"]).unlink()
+        store_image(corpus, df.at[1, "image_path"], b"not the image")
+        store_image(corpus, df.at[2, "image_path"], None)
 
     result = validate_corpus(broken_copy(edit), val_params)
     assert failed(result) == {"sha256_matches_file", "image_size"}

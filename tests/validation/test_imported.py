@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from helpers.validation_corpus import small_params
 
 from regionmed.corpus.build import build_corpus
 from regionmed.corpus.schema import read_manifest
+from regionmed.corpus.shards import image_bytes
 from regionmed.params import Params, deep_merge
 from regionmed.validation import validate_corpus
 
@@ -36,8 +36,12 @@ def _import(source: str, importer: dict, out: Path, **validation) -> tuple[Param
 def exported(tmp_path, good_corpus):
     """The small synthetic corpus's images and manifest, as an importer's input folder."""
     data = tmp_path / "data"
-    shutil.copytree(good_corpus / "images", data / "images")
-    return data, read_manifest(good_corpus)
+    (data / "images").mkdir(parents=True)
+    df = read_manifest(good_corpus)
+    for i, row in df.iterrows():
+        df.at[i, "image_path"] = f"images/{row['image_id']}.png"
+        (data / df.at[i, "image_path"]).write_bytes(image_bytes(good_corpus / row["image_path"]))
+    return data, df
 
 
 def _jsonl(data: Path, df, with_regions: bool = True, with_qa: bool = True) -> Path:
