@@ -8,10 +8,15 @@ pickling, today's single-process behaviour), an address joins a running schedule
 on a head node, workers from dask-jobqueue on SLURM or from the Dask Helm chart on Kubernetes).
 
 Results never depend on the cluster: each task is a pure function of its arguments (an image's bytes
-depend on the seed and its index only), results are gathered in submission order, and torch runs
-with ``threads_per_worker`` threads wherever the task lands. A worker that dies mid-task has its task
-re-run elsewhere by the scheduler (a task writes its one output file whole, under a temporary name,
-so a re-run replaces nothing half-written); after ``allowed_failures`` deaths the stage stops.
+depend on the seed and its index only) and results are gathered in submission order. A worker process
+runs BLAS/OpenMP (torch) with ``threads_per_worker`` threads; the one in-process worker keeps the
+stage's own, so the default run computes exactly what it computed before the cluster existed. (Torch
+on CPU sums in an order that depends on its thread count: embeddings are bitwise equal across clusters
+when ``threads_per_worker`` equals the stage's thread count, equal to rounding otherwise.)
+
+A worker that dies mid-task has its task re-run elsewhere by the scheduler (a task writes its one
+output file whole, under a temporary name, so a re-run replaces nothing half-written); after
+``allowed_failures`` deaths the stage stops.
 """
 
 from __future__ import annotations
@@ -115,11 +120,3 @@ def run_tasks(
         ) from None
     finally:
         client.cancel(futures)
-
-
-def torch_threads(threads: int) -> None:
-    """Run torch in this task with ``threads`` threads (the cluster's ``threads_per_worker``)."""
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
