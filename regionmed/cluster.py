@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -104,14 +105,18 @@ def run_tasks(
     if not args:
         return []
     scattered = [client.scatter(obj, broadcast=True, hash=False) for obj in shared]
-    futures = [
-        client.submit(fn, *scattered, *a, key=f"{name}-{i:06d}", pure=False) for i, a in enumerate(args)
-    ]
+    run = uuid.uuid4().hex[:12]  # keys of their own: a shared scheduler may hold another run's of this name
+    futures = [client.submit(fn, *scattered, *a, key=f"{name}-{i:06d}-{run}") for i, a in enumerate(args)]
+    position = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
     bar = {"total": len(futures), "desc": name, "unit": unit, "enabled": progress is not False}
     try:
-        for _ in show_progress(as_completed(futures), **bar):
-            pass
-        return client.gather(futures)
+        # Each result is fetched as it completes and released on the cluster: a worker that dies later
+        # takes no finished result with it, so only the tasks it was running are run again.
+        for future, result in show_progress(as_completed(futures, with_results=True), **bar):
+            results[position[future.key]] = result
+            future.release()
+        return results
     except KilledWorker as exc:
         raise ClusterError(
             f"{name}: the workers running task {exc.task!r} died each time it was tried "

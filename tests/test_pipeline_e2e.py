@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
-from helpers.pipeline_copy import clean_copy, run
+from helpers.dask_cluster import dask_cluster
+from helpers.pipeline_copy import clean_copy, run, set_params
 from helpers.reduced_pipeline import REDUCED, TINY_STEPS
 from helpers.stage_closure import resolved_stages, traced_reads, undeclared_reads
 
@@ -16,6 +18,10 @@ from regionmed.strict import TRACE_ENV
 
 TRAINING_STAGES = ("pretrain_global", "pretrain_region", "pretrain_joint", "pretrain_baseline")
 LATER_STAGES = ("evaluate", "gate")
+
+
+def rerun_stages(stdout: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", stdout))
 
 
 @pytest.mark.slow
@@ -56,6 +62,24 @@ def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp
     assert json.loads((repo / "metrics/gate.json").read_text())["passed"] is True
     second = run(["dvc", "repro"], repo)
     assert "Data and pipelines are up to date" in second.stdout
+
+    # the same pipeline on a real Dask cluster (a scheduler and two worker processes on loopback):
+    # exactly the stages that read `cluster` rerun, and their outputs are the local run's, byte for byte
+    local_lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    with dask_cluster(tmp_path / "dask", n_workers=2) as cluster:
+        set_params(repo, {"cluster": {"address": cluster.address}})
+        on_cluster = run(["dvc", "repro"], repo)
+        with cluster.client() as client:
+            ran = client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_groups))
+    stages = resolved_stages(repo)
+    reading_cluster = {name for name, stage in stages.items() if "cluster" in str(stage.get("params"))}
+    assert {"build_corpus", "annotate_regions", "validate_corpus"} <= reading_cluster
+    assert rerun_stages(on_cluster.stdout) == reading_cluster & set(local_lock)
+    assert any(group.startswith("build synthetic") for group in ran), ran  # the tasks ran there
+    cluster_lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    for name in ("build_corpus", "annotate_regions", "validate_corpus"):
+        assert cluster_lock[name]["outs"] == local_lock[name]["outs"], name
+    set_params(repo, {"cluster": {"address": None}})
 
     # an impossible floor: the gate fails, names the metric, and dvc repro stops there
     params = yaml.safe_load((repo / "params.yaml").read_text())

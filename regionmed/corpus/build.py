@@ -145,7 +145,9 @@ def build_corpus(
 def _build_into(params: PipelineParams, out: Path, progress: bool | None, source) -> BuildSummary:
     c = params.corpus
     (out / (IMAGES_DIR if c.layout == "files" else SHARDS_DIR)).mkdir(parents=True)
-    ctx = _context(c, getattr(source, "root", None))
+    root = getattr(source, "root", None)
+    # absolute paths: a worker of a remote cluster runs in its own working directory
+    ctx = _context(c, Path(root).resolve() if root is not None else None)
 
     rows: list[ManifestRow] = []
     rejected: list[Rejected] = []
@@ -172,7 +174,7 @@ def _build_into(params: PipelineParams, out: Path, progress: bool | None, source
             build_chunk,
             chunks,
             name=f"build {source.name}",
-            shared=(source, ctx, str(out), c.layout),
+            shared=(source, ctx, str(out.resolve()), c.layout),
             progress=progress,
             unit="shard" if c.layout == "shards" else "chunk",
         )

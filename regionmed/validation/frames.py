@@ -256,7 +256,9 @@ def file_frame(
     rows.sort(key=lambda r: (split_member(str(r[1]))[0], str(r[1])))
     tasks = [(rows[i : i + FILES_PER_TASK],) for i in range(0, len(rows), FILES_PER_TASK)]
     with dask_client(cluster) as client:
-        checked = run_tasks(client, check_files, tasks, name="re-hash images", shared=(str(corpus_dir),))
+        checked = run_tasks(
+            client, check_files, tasks, name="re-hash images", shared=(str(corpus_dir.resolve()),)
+        )
     order = {image_id: k for k, image_id in enumerate(sample["image_id"])}
     return pd.DataFrame(sorted((r for chunk in checked for r in chunk), key=lambda r: order[r["image_id"]]))
 

@@ -38,16 +38,19 @@ def clean_copy(dest: Path, params_overrides: dict | None = None) -> Path:
     # the committed champion (the default model's metrics) would refuse the tests' tiny models
     (dest / "deploy/champion.json").unlink(missing_ok=True)
     if params_overrides:
-        from regionmed.params import deep_merge
-
-        params = yaml.safe_load((dest / "params.yaml").read_text())
-        (dest / "params.yaml").write_text(
-            yaml.safe_dump(deep_merge(params, params_overrides), sort_keys=False)
-        )
+        set_params(dest, params_overrides)
     run(["git", "init", "-q"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "copy"], dest)
     return dest
+
+
+def set_params(repo: Path, overrides: dict) -> None:
+    """Merge ``overrides`` into ``repo``'s params.yaml (a section key by key)."""
+    from regionmed.params import deep_merge
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    (repo / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, overrides), sort_keys=False))
 
 
 def env() -> dict[str, str]:
