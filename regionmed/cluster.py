@@ -69,7 +69,10 @@ def dask_client(cluster: ClusterParams) -> Iterator[Any]:
             threads_per_worker=cluster.threads_per_worker,
             processes=cluster.workers > 1,
             memory_limit=cluster.memory_limit if cluster.workers > 1 else None,
-            dashboard_address=None,
+            # loopback only: Dask's HTTP endpoints (health, metrics) would otherwise bind the host's address
+            **({"host": "127.0.0.1"} if cluster.workers > 1 else {}),
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
             silence_logs=logging.WARNING,
             **({"env": _thread_env(cluster.threads_per_worker)} if cluster.workers > 1 else {}),
         )

@@ -112,6 +112,13 @@ def _run_task(source, ctx: ProcessContext, task) -> tuple[ManifestRow, bytes] | 
         return Rejected(
             str(task[0]), exc.category, str(exc), record.summary() if record else task_record(task)
         )
+    except Exception as exc:  # a decoder's own bug on one file: that record set aside, the rest go on
+        return Rejected(
+            str(task[0]),
+            "unexpected_error",
+            f"{type(exc).__name__} while processing the record: {exc}"[:500],
+            record.summary() if record else task_record(task),
+        )
 
 
 def task_record(task) -> dict[str, Any]:

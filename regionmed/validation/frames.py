@@ -226,8 +226,11 @@ def _check_file(corpus_dir: Path, image_id: str, rel_path: str | None, sha: str 
     row = {"image_id": image_id, "image_path": rel_path, "status": "ok", "png_width": -1, "png_height": -1}
     try:
         data = image_bytes(corpus_dir / rel_path) if rel_path else None
-    except (FileNotFoundError, IsADirectoryError, tarfile.TarError):
+    except (FileNotFoundError, IsADirectoryError):
         data = None
+    except (tarfile.TarError, OSError):  # a shard whose headers no longer read as a tar
+        row["status"] = "unreadable"
+        return row
     if data is None:
         row["status"] = "missing"
         return row

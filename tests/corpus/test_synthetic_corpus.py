@@ -175,3 +175,27 @@ def test_stats_and_preview(tiny_corpus, tmp_path):
     img = Image.open(out)
     assert img.size[0] == 4 * 128 and np.asarray(img).std() > 10
     assert Path(out).stat().st_size > 10_000
+
+
+def test_a_record_that_breaks_the_decoder_is_set_aside_and_the_rest_built(tmp_path, tiny_params):
+    """Not a RecordError but a bug-like failure on one record: rejected with its reason, 239 kept."""
+    from regionmed.corpus.build import make_source
+
+    class Flaky:
+        def __init__(self, inner):
+            self.inner, self.name, self.root = inner, inner.name, None
+
+        def tasks(self):
+            return self.inner.tasks()
+
+        def materialise(self, task):
+            if task[0] == "syn-000005":
+                raise ZeroDivisionError("a decoder bug")
+            return self.inner.materialise(task)
+
+    summary = build_corpus(
+        tiny_params, tmp_path / "c", progress=False, source=Flaky(make_source(tiny_params))
+    )
+    assert summary.n_kept == 239 and summary.rejected_by_category == {"unexpected_error": 1}
+    rejected = (tmp_path / "c" / "rejected.jsonl").read_text()
+    assert "syn-000005" in rejected and "ZeroDivisionError" in rejected

@@ -11,7 +11,7 @@ from helpers.validation_corpus import edit_build_summary, store_image
 from PIL import Image
 
 from regionmed.corpus.images import sha256_bytes
-from regionmed.corpus.shards import image_bytes
+from regionmed.corpus.shards import image_bytes, split_member
 from regionmed.validation import validate_corpus
 
 
@@ -204,3 +204,16 @@ def test_a_failed_summary_bound_shows_the_observed_value_against_the_bound(good_
         "corpus_summary.min_images[n_images] (critical): "
     )  # the id docs/monitoring.md shows
     assert f"observed {n} vs need >= 100000" in line, line
+
+
+def test_a_shard_that_no_longer_reads_names_its_images_and_only_them(broken_copy, val_params):
+    def edit(df, corpus):
+        shard = split_member(df.at[0, "image_path"])[0]
+        with open(corpus / shard, "r+b") as f:  # the first member's header: garbage
+            f.write(b"\xff" * 512)
+        return None
+
+    result = validate_corpus(broken_copy(edit), val_params)
+    assert "sha256_matches_file" in failed(result)
+    text = examples_of(result, "sha256_matches_file")
+    assert "unreadable" in text and "syn-000000" in text
