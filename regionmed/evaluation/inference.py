@@ -1,11 +1,15 @@
 """Batched calls into an exported model for evaluation: images, texts, grounding, regions.
 
 Everything runs under ``torch.inference_mode()`` in fixed-size batches, so memory stays flat
-whatever the size of the test split.
+whatever the size of the test split. The image embeddings of a split, and the test pixels, are
+computed on the cluster in chunks of whole batches (:func:`cluster_pixels`,
+:func:`cluster_image_embeddings`; regionmed/inference/image_tasks.py): each task reads its images and
+embeds them with :meth:`Encoder.images`, on the worker's copy of the model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +17,64 @@ import pandas as pd
 import torch
 
 from regionmed.corpus.images import read_png, to_model_input
+from regionmed.inference.image_tasks import run_chunked, worker_model
 from regionmed.model.regionclip import RegionCLIP
 from regionmed.model.text import encode_text_list
 
 
 def load_pixels(corpus_dir: str | Path, df: pd.DataFrame, channels: int) -> torch.Tensor:
     """``[N, C, H, W]`` float pixels in 0..1 of the manifest rows, in row order."""
-    arrays = [to_model_input(read_png(Path(corpus_dir) / p), channels) for p in df["image_path"]]
-    return torch.from_numpy(np.stack(arrays)) if arrays else torch.zeros(0)
+    return torch.from_numpy(read_pixels(str(corpus_dir), channels, list(df["image_path"])))
+
+
+def read_pixels(corpus_dir: str, channels: int, paths: list[str]) -> np.ndarray:
+    """One pixel task (on a cluster worker, or in process): ``[N, C, H, W]`` float 0..1 of ``paths``."""
+    arrays = [to_model_input(read_png(Path(corpus_dir) / p), channels) for p in paths]
+    return np.stack(arrays) if arrays else np.zeros(0, dtype=np.float32)
+
+
+def embed_images(model_dir: str, corpus_dir: str, channels: int, batch_size: int, paths: list[str]):
+    """One embedding task (on a cluster worker): :meth:`Encoder.images` of ``paths``' pixels, with the
+    worker's copy of the model in ``model_dir``."""
+    model, tokenizer = worker_model(model_dir)
+    pixels = torch.from_numpy(read_pixels(corpus_dir, channels, paths))
+    return Encoder(model, tokenizer, batch_size).images(pixels)
+
+
+def cluster_pixels(client, corpus_dir: str | Path, df: pd.DataFrame, channels: int, batch_size: int):
+    """:func:`load_pixels` with the images read on the cluster (``client``), in row order."""
+    (chunks,) = run_chunked(
+        client,
+        read_pixels,
+        [list(df["image_path"])],
+        batch_size,
+        name="read test pixels",
+        shared=(str(Path(corpus_dir).resolve()), channels),
+    )
+    return torch.from_numpy(np.concatenate(chunks)) if chunks else torch.zeros(0)
+
+
+def cluster_image_embeddings(
+    client,
+    model_dir: str | Path,
+    corpus_dir: str | Path,
+    frames: Sequence[pd.DataFrame],
+    channels: int,
+    batch_size: int,
+    label: str = "model",
+) -> list[np.ndarray]:
+    """Per frame, the image embeddings of its rows in order (as ``Encoder.images`` of their
+    :func:`load_pixels` in batches of ``batch_size``), embedded on the cluster (``client``). ``label``
+    names the tasks: one per model on one client (a task's name is its key on the scheduler)."""
+    per_frame = run_chunked(
+        client,
+        embed_images,
+        [list(df["image_path"]) for df in frames],
+        batch_size,
+        name=f"embed images ({label})",
+        shared=(str(Path(model_dir).resolve()), str(Path(corpus_dir).resolve()), channels, batch_size),
+    )
+    return [np.concatenate(chunks) for chunks in per_frame]
 
 
 class Encoder:

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from regionmed.atomic import atomic_dir, atomic_write_text
+from regionmed.cluster import dask_client
 from regionmed.corpus.images import read_png
 from regionmed.corpus.schema import MANIFEST_FILE, read_manifest
 from regionmed.errors import require
 from regionmed.evaluation.headline import HEADLINE, KEY_METRICS
-from regionmed.evaluation.inference import Encoder, load_pixels
+from regionmed.evaluation.inference import Encoder, cluster_image_embeddings, cluster_pixels
 from regionmed.evaluation.report import (
     draw_heatmap_overlay,
     plot_recall_at_k,
@@ -29,7 +30,8 @@ from regionmed.evaluation.report import (
 )
 from regionmed.evaluation.suite import ModelEvaluation, evaluate_model
 from regionmed.evaluation.summary import summarise
-from regionmed.model.io import CONFIG_FILE, load_model
+from regionmed.inference.image_tasks import worker_model
+from regionmed.model.io import CONFIG_FILE
 from regionmed.params_pipeline import PipelineParams
 
 MODELS = ("regionmed", "baseline")
@@ -46,7 +48,8 @@ class EvaluationResult:
 def run(params: PipelineParams, corpus_dir: str | Path | None = None, log=print) -> EvaluationResult:
     """The stage: read the split and both models, score them (``evaluate_model``), summarise with
     intervals (:func:`~regionmed.evaluation.summary.summarise`, pure), write the outputs; log the key
-    metrics of both models."""
+    metrics of both models. The images are read and embedded on the cluster (``cluster``), the texts,
+    grounding and metrics computed here."""
     e = params.evaluate
     corpus_dir = Path(corpus_dir or params.stage_corpus)
     require(corpus_dir / MANIFEST_FILE, "the annotated corpus manifest", "annotate_regions")
@@ -57,23 +60,28 @@ def run(params: PipelineParams, corpus_dir: str | Path | None = None, log=print)
     if len(train) > e.train_sample:
         train = train.sample(n=e.train_sample, random_state=params.seed).reset_index(drop=True)
     channels = params.model.vision.channels
-    pixels, train_pixels = load_pixels(corpus_dir, test, channels), load_pixels(corpus_dir, train, channels)
     results: dict[str, ModelEvaluation] = {}
     seconds = {}
-    for name, path in (("regionmed", e.candidate), ("baseline", e.baseline)):
-        started = time.perf_counter()
-        model, tokenizer = load_model(path)
-        results[name] = evaluate_model(
-            Encoder(model, tokenizer, e.batch_size),
-            test,
-            pixels,
-            train,
-            train_pixels,
-            tuple(e.retrieval_ks),
-            e.vqa_method,
-            params.seed,
-        )
-        seconds[name] = round(time.perf_counter() - started, 1)
+    with dask_client(params.cluster) as client:
+        pixels = cluster_pixels(client, corpus_dir, test, channels, e.batch_size)  # grounding, regions
+        for name, path in (("regionmed", e.candidate), ("baseline", e.baseline)):
+            started = time.perf_counter()
+            test_emb, train_emb = cluster_image_embeddings(
+                client, path, corpus_dir, (test, train), channels, e.batch_size, label=name
+            )
+            model, tokenizer = worker_model(path)  # an in-process worker's own: loaded once
+            results[name] = evaluate_model(
+                Encoder(model, tokenizer, e.batch_size),
+                test,
+                pixels,
+                train,
+                ks=tuple(e.retrieval_ks),
+                vqa_method=e.vqa_method,
+                seed=params.seed,
+                image_emb=test_emb,
+                train_emb=train_emb,
+            )
+            seconds[name] = round(time.perf_counter() - started, 1)
     summary = summarise(results, e.n_boot, e.alpha, params.seed)
     summary["n_images"] = len(test)
     summary["seconds"] = seconds

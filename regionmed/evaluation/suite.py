@@ -94,13 +94,18 @@ def evaluate_model(
     test: pd.DataFrame,
     pixels,
     train: pd.DataFrame,
-    train_pixels,
+    train_pixels=None,
     ks=(1, 5, 10),
     vqa_method: str = "head",
     seed: int = 0,
+    *,
+    image_emb: np.ndarray | None = None,
+    train_emb: np.ndarray | None = None,
 ) -> ModelEvaluation:
+    """``image_emb``/``train_emb``: the split's image embeddings when computed already (the stage's, on
+    the cluster), else ``enc.images`` of ``pixels``/``train_pixels``."""
     ev = ModelEvaluation()
-    image_emb = enc.images(pixels)
+    image_emb = enc.images(pixels) if image_emb is None else image_emb
     ids = test["image_id"].to_numpy()
     _retrieval(ev, enc, test, image_emb, ids, ks)
     score_zero_shot(ev, enc, test, image_emb, ids)
@@ -110,7 +115,8 @@ def evaluate_model(
         _hard_negatives(ev, enc, regions, pixels)
     for name, (values, groups) in anatomy_grounding(enc, given_anatomy_regions(test), pixels, train).items():
         ev.add(name, values, groups)
-    _vqa(ev, enc, test, image_emb, train, enc.images(train_pixels), vqa_method, seed)
+    train_emb = enc.images(train_pixels) if train_emb is None else train_emb
+    _vqa(ev, enc, test, image_emb, train, train_emb, vqa_method, seed)
     return ev
 
 

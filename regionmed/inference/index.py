@@ -31,6 +31,8 @@ import numpy as np
 
 from regionmed.atomic import atomic_dir
 from regionmed.inference.ann import AnnIndexError, HnswSettings, KindGraph, describe
+from regionmed.inference.image_tasks import run_chunked, worker_model
+from regionmed.params_pipeline import ClusterParams
 
 logger = logging.getLogger(__name__)
 
@@ -186,12 +188,18 @@ def build_index(
     batch_size: int = 64,
     limit: int | None = None,
     ann: HnswSettings | None = None,
+    *,
+    cluster: ClusterParams | None = None,
+    model_dir: str | Path | None = None,
 ) -> RetrievalIndex:
     """Embed every image of ``split`` and its report with ``engine`` (a
-    :class:`~regionmed.inference.engine.Engine`); with ``ann``, build the HNSW graphs too."""
-    from regionmed.corpus.images import read_png
+    :class:`~regionmed.inference.engine.Engine`); with ``ann``, build the HNSW graphs too.
+
+    With ``cluster``, the images are embedded on that Dask cluster in chunks of whole batches, each
+    worker with its own copy of the model in ``model_dir`` (the folder ``engine`` was loaded from, on
+    the CPU); without, here with ``engine``. Reports are embedded here, a batch at a time, either way.
+    """
     from regionmed.corpus.schema import read_manifest
-    from regionmed.inference.uploads import DecodedImage
 
     df = read_manifest(corpus_dir, split)
     if limit is not None:
@@ -199,20 +207,65 @@ def build_index(
     if len(df) == 0:
         raise ValueError(f"corpus {corpus_dir} has no images in split {split!r}")
     corpus_dir = Path(corpus_dir)
-    image_emb, report_emb = [], []
-    for start in range(0, len(df), batch_size):
-        chunk = df.iloc[start : start + batch_size]
-        prepared = [engine.prepare(DecodedImage(read_png(corpus_dir / p), {})) for p in chunk["image_path"]]
-        image_emb.append(engine.encode_images(prepared))
-        report_emb.append(engine.encode_texts(list(chunk["report"])))
+    paths = list(df["image_path"])
+    if cluster is None:
+        image_emb = image_embeddings(engine, corpus_dir, paths, batch_size)
+    else:
+        if model_dir is None:
+            raise ValueError("build_index on a cluster needs the model's folder (model_dir)")
+        image_emb = _cluster_image_embeddings(cluster, Path(model_dir), corpus_dir, paths, batch_size)
+    report_emb = [
+        engine.encode_texts(list(df["report"].iloc[start : start + batch_size]))
+        for start in range(0, len(df), batch_size)
+    ]
     meta = [
         {"id": str(r.image_id), "modality": str(r.modality), "labels": [str(x) for x in _as_list(r.labels)]}
         for r in df.itertuples()
     ]
     items = [{**m, "kind": "image"} for m in meta] + [{**m, "kind": "report"} for m in meta]
-    emb = np.concatenate([np.concatenate(image_emb), np.concatenate(report_emb)])
+    emb = np.concatenate([image_emb, np.concatenate(report_emb)])
     index = RetrievalIndex(items, emb, split, engine.version)
     return index.build_ann(ann) if ann is not None else index
+
+
+def image_embeddings(engine, corpus_dir: Path, paths: Sequence[str], batch_size: int) -> np.ndarray:
+    """The index's embeddings of the images at ``paths`` (in ``corpus_dir``), ``batch_size`` at a time,
+    prepared as the service prepares an upload."""
+    from regionmed.corpus.images import read_png
+    from regionmed.inference.uploads import DecodedImage
+
+    out = []
+    for start in range(0, len(paths), batch_size):
+        batch = paths[start : start + batch_size]
+        out.append(
+            engine.encode_images([engine.prepare(DecodedImage(read_png(corpus_dir / p), {})) for p in batch])
+        )
+    return np.concatenate(out)
+
+
+def embed_index_images(model_dir: str, corpus_dir: str, batch_size: int, paths: list[str]) -> np.ndarray:
+    """One index task (on a cluster worker): :func:`image_embeddings` with the worker's copy of the model."""
+    from regionmed.inference.engine import Engine
+
+    model, tokenizer = worker_model(model_dir)
+    return image_embeddings(Engine(model, tokenizer, version=""), Path(corpus_dir), paths, batch_size)
+
+
+def _cluster_image_embeddings(
+    cluster: ClusterParams, model_dir: Path, corpus_dir: Path, paths: list[str], batch_size: int
+) -> np.ndarray:
+    from regionmed.cluster import dask_client
+
+    with dask_client(cluster) as client:
+        (chunks,) = run_chunked(
+            client,
+            embed_index_images,
+            [paths],
+            batch_size,
+            name="embed index images",
+            shared=(str(model_dir.resolve()), str(corpus_dir.resolve()), batch_size),
+        )
+    return np.concatenate(chunks)
 
 
 def _rows_of(embeddings: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ model, its index and the manifest; a function of those, no files) and the stage'
 Reads the packaged model (``serving.model_dir``), its retrieval index (``serving.index_dir``) and the
 index split's manifest rows (``annotate.out_dir``, the annotated corpus); writes ``monitor.reference_dir`` and
 creates the (empty) embedding log folder (``serving.embedding_log.dir``), which the ``monitor`` stage depends
-on.
+on. The per-image descriptors are computed on the cluster (``cluster``), in chunks of images.
 """
 
 from __future__ import annotations
@@ -19,16 +19,22 @@ from regionmed.errors import BadInput, require
 from regionmed.model.io import CONFIG_FILE
 from regionmed.monitoring.reference import Reference
 from regionmed.params import Params
+from regionmed.params_pipeline import ClusterParams
 
 
 def build_reference(
-    engine, index, manifest: pd.DataFrame, corpus_dir: str | Path, max_image_pixels: int, log=print
+    engine,
+    index,
+    manifest: pd.DataFrame,
+    corpus_dir: str | Path,
+    max_image_pixels: int,
+    log=print,
+    cluster: ClusterParams | None = None,
 ) -> Reference:
     """The reference of the packaged model (module docstring) from its ``engine``
     (:class:`~regionmed.inference.engine.Engine`), its retrieval ``index`` and the manifest rows of the
-    index's split (indexed by ``image_id``); the caller saves it."""
-    from regionmed.corpus.shards import image_bytes
-    from regionmed.inference.uploads import decode_upload
+    index's split (indexed by ``image_id``); the caller saves it. The image descriptors are computed on
+    ``cluster`` (None: here)."""
     from regionmed.prompts.templates import embed_prompt_sets, modality_prompts
 
     if index.dim != engine.embed_dim:
@@ -47,11 +53,12 @@ def build_reference(
             "(the corpus changed after packaging?)"
         )
 
-    corpus_dir = Path(corpus_dir)
-    image_desc = []
-    for image_id in ids:
-        data = image_bytes(corpus_dir / manifest.at[image_id, "image_path"])
-        image_desc.append(engine.prepare(decode_upload(data, max_image_pixels)).descriptors)
+    paths = [str(manifest.at[image_id, "image_path"]) for image_id in ids]
+    sizes = (max_image_pixels, engine.image_size, engine.channels)
+    if cluster is None:
+        image_desc = describe_images(str(corpus_dir), *sizes, paths)
+    else:
+        image_desc = _cluster_descriptors(cluster, Path(corpus_dir), sizes, paths)
     reports = [str(manifest.at[i, "report"]) for i in [index.items[r]["id"] for r in rows["report"]]]
     text_desc = engine.text_descriptors(reports)
     del reports
@@ -85,6 +92,40 @@ def build_reference(
     return ref
 
 
+def describe_images(
+    corpus_dir: str, max_image_pixels: int, image_size: int, channels: int, paths: list[str]
+) -> list[dict]:
+    """One descriptor task (on a cluster worker, or here): the descriptors the service logs for each
+    image of ``paths`` (:func:`~regionmed.inference.uploads.decode_upload` + ``Engine.prepare``)."""
+    from regionmed.corpus.shards import image_bytes
+    from regionmed.inference.uploads import decode_upload, prepare_image
+
+    return [
+        prepare_image(
+            decode_upload(image_bytes(Path(corpus_dir) / p), max_image_pixels), image_size, channels
+        ).descriptors
+        for p in paths
+    ]
+
+
+def _cluster_descriptors(
+    cluster: ClusterParams, corpus_dir: Path, sizes: tuple, paths: list[str]
+) -> list[dict]:
+    from regionmed.cluster import dask_client
+    from regionmed.inference.image_tasks import run_chunked
+
+    with dask_client(cluster) as client:
+        (chunks,) = run_chunked(
+            client,
+            describe_images,
+            [paths],
+            1,  # no batches: chunks of image_tasks.IMAGES_PER_TASK images
+            name="describe reference images",
+            shared=(str(corpus_dir.resolve()), *sizes),
+        )
+    return [desc for chunk in chunks for desc in chunk]
+
+
 @dataclass(frozen=True)
 class ReferenceResult:
     reference: Reference
@@ -113,7 +154,13 @@ def run(params: Params, log=print) -> ReferenceResult:
     index = RetrievalIndex.load(s.index_dir)
     manifest = read_manifest(params.stage_corpus, index.split).set_index("image_id", drop=False)
     reference = build_reference(
-        Engine.from_dir(s.model_dir), index, manifest, params.stage_corpus, s.max_image_pixels, log=log
+        Engine.from_dir(s.model_dir),
+        index,
+        manifest,
+        params.stage_corpus,
+        s.max_image_pixels,
+        log=log,
+        cluster=params.cluster,
     )
     reference.save(params.monitor.reference_dir)
     Path(s.embedding_log.dir).mkdir(parents=True, exist_ok=True)  # must exist before the service first writes

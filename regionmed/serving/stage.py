@@ -82,6 +82,8 @@ def run(
         s.index_split,
         batch_size=params.evaluate.batch_size,
         ann=HnswSettings.from_params(s.ann),  # HNSW graphs for kinds of serving.ann.min_items items or more
+        cluster=params.cluster,  # the images are embedded there, each worker loading model_dir once
+        model_dir=model_dir,
     )
     index_seconds = time.perf_counter() - t0
     log(
