@@ -28,6 +28,7 @@ from pathlib import Path
 from regionmed.annotation.annotate import annotate_corpus
 from regionmed.annotation.annotator import ANNOTATOR_RECORD, AnnotatorPlan, plan_annotator
 from regionmed.annotation.localizers import PriorLocalizer
+from regionmed.cluster import dask_client
 from regionmed.corpus.schema import MANIFEST_FILE
 from regionmed.errors import require
 from regionmed.params_pipeline import PipelineParams
@@ -51,18 +52,25 @@ class AnnotatorResult:
 
 def run(params: PipelineParams, scratch: Path = SCRATCH_DIR, log=print) -> AnnotatorResult:
     """Decide, train when warranted, and write ``annotate.annotator_dir`` (module docstring)."""
-    from regionmed.annotation.mentions import MentionExtractor
+    from regionmed.annotation.on_cluster import ClusterMentions
 
+    a = params.annotate
     corpus_dir = Path(params.corpus.out_dir)
     require(corpus_dir / MANIFEST_FILE, "the corpus manifest", "build_corpus")
     out = Path(params.annotate.annotator_dir)
     start = time.perf_counter()
-    extractor = MentionExtractor()
-    plan = plan_annotator(params, corpus_dir, extractor)
+    round_one = Path(scratch) / "corpus"
+    # the reports' mentions are read on the cluster (annotation/on_cluster.py), closed before training
+    with dask_client(params.cluster) as client:
+        extractor = ClusterMentions(client)
+        plan = plan_annotator(params, corpus_dir, extractor)
+        if plan.train:  # round one: the words inside each image's anatomy
+            prior = PriorLocalizer(a.prior_confidence.model_dump())
+            annotate_corpus(corpus_dir, round_one, a, params.seed, prior, extractor)
     log(f"train_annotator: {plan.reason}")
     record = plan.to_dict()
     if plan.train:
-        record["phases"] = _train(params, corpus_dir, out, Path(scratch), extractor, log)
+        record["phases"] = _train(params, round_one, out, Path(scratch), log)
     elif out.exists():  # an annotator of an earlier corpus must not stay in use
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,17 +78,12 @@ def run(params: PipelineParams, scratch: Path = SCRATCH_DIR, log=print) -> Annot
     return AnnotatorResult(plan, out, round(time.perf_counter() - start, 1))
 
 
-def _train(params: PipelineParams, corpus_dir: Path, out: Path, scratch: Path, extractor, log) -> dict:
-    """Round one: the corpus annotated by the words inside each image's anatomy, then the three phases."""
+def _train(params: PipelineParams, round_one: Path, out: Path, scratch: Path, log) -> dict:
+    """The three phases on round one (the corpus annotated by the words inside each image's anatomy)."""
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.training.data import corpus_texts
     from regionmed.training.train import train
 
-    a = params.annotate
-    round_one = scratch / "corpus"
-    annotate_corpus(
-        corpus_dir, round_one, a, params.seed, PriorLocalizer(a.prior_confidence.model_dump()), extractor
-    )
     tokenizer = scratch / "tokenizer"
     backbone = params.model.text.backbone
     if backbone is not None:

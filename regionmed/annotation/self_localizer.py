@@ -188,6 +188,19 @@ class SelfLocalizer:
         # name (the query's frames), bound where the heatmap is searched
         self.location_words = location_words
         self.shifts = shifts
+        # what builds this localizer again elsewhere (a cluster worker loads the model from the folder)
+        self.settings = {
+            "model_dir": str(model_dir),
+            "channels": channels,
+            "batch_size": batch_size,
+            "levels": self.levels,
+            "tilings": tuple(tilings),
+            "select": select,
+            "sizes": sizes,
+            "organs": self.organs,
+            "location_words": location_words,
+            "shifts": shifts,
+        }
 
     def allowed_cells(self, q: Query, shape: tuple[int, int]) -> np.ndarray | None:
         """The grid cells the phrase's frames touch (None: no frame or no bound, any cell)."""
@@ -198,19 +211,21 @@ class SelfLocalizer:
             cells |= cells_touching(frame.zone, shape)
         return cells if cells.any() else None
 
+    def placeable(self, q: Query) -> bool:
+        """A finding, or an organ the given train regions drew (others get no box)."""
+        return q.kind != "anatomy" or self.organs is None or q.label in self.organs
+
     def locate(self, queries: Sequence[Query]) -> list[Placed | None]:
-        keep = [
-            i
-            for i, q in enumerate(queries)
-            if q.kind != "anatomy" or self.organs is None or q.label in self.organs
-        ]
+        keep = [i for i, q in enumerate(queries) if self.placeable(q)]
         out: list[Placed | None] = [None] * len(queries)
-        for i, placed in zip(keep, self._locate([queries[i] for i in keep]), strict=True):
+        for i, placed in zip(keep, self.place([queries[i] for i in keep]), strict=True):
             out[i] = placed
         return out
 
     @torch.inference_mode()
-    def _locate(self, queries: Sequence[Query]) -> list[Placed | None]:
+    def place(self, queries: Sequence[Query]) -> list[Placed | None]:
+        """The box of each (placeable) query, in batches of ``batch_size`` from the first: a batch's sums
+        depend on what it holds, so the same queries in the same batches give the same boxes."""
         from regionmed.model.text import encode_text_list
 
         out: list[Placed | None] = []

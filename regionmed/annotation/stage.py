@@ -19,6 +19,7 @@ from regionmed.annotation.localizers import Localizer, NoLocalizer, PriorLocaliz
 from regionmed.annotation.quality import box_quality
 from regionmed.annotation.summary import preview_annotations
 from regionmed.atomic import atomic_write_text
+from regionmed.cluster import dask_client
 from regionmed.corpus.schema import MANIFEST_FILE, read_manifest
 from regionmed.errors import BadInput, require
 from regionmed.params_pipeline import PipelineParams
@@ -116,7 +117,7 @@ def run(
     params: PipelineParams, corpus_dir: Path | None = None, out_dir: Path | None = None, log=print
 ) -> AnnotationResult:
     """Annotate ``corpus.out_dir`` into ``annotate.out_dir``; write the summary and the preview."""
-    from regionmed.annotation.mentions import MentionExtractor
+    from regionmed.annotation.on_cluster import ClusterMentions, on_cluster
 
     a = params.annotate
     corpus_dir = Path(corpus_dir or params.corpus.out_dir)
@@ -124,15 +125,17 @@ def run(
     out_dir = Path(out_dir or a.out_dir)
     start = time.perf_counter()
     localizer = make_localizer(params, corpus_dir)
-    df, hidden, counts = annotate_corpus(
-        corpus_dir,
-        out_dir,
-        a,
-        params.seed,
-        localizer,
-        MentionExtractor(),
-        note=auto_note(params, localizer) if a.localizer == "auto" else "",
-    )
+    # the reports' mentions and the self localizer's heatmaps are read on the cluster (on_cluster.py)
+    with dask_client(params.cluster) as client:
+        df, hidden, counts = annotate_corpus(
+            corpus_dir,
+            out_dir,
+            a,
+            params.seed,
+            on_cluster(localizer, client),
+            ClusterMentions(client),
+            note=auto_note(params, localizer) if a.localizer == "auto" else "",
+        )
     summary = counts.to_dict()
     if hidden:
         by_image = dict(zip(df["image_id"], df["regions"], strict=True))
