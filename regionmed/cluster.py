@@ -22,7 +22,6 @@ output file whole, under a temporary name, so a re-run replaces nothing half-wri
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -83,7 +82,7 @@ def dask_client(cluster: ClusterParams) -> Iterator[Any]:
 def _thread_env(threads: int) -> dict[str, str]:
     """Worker processes' thread settings: as many BLAS/OpenMP threads as Dask gives them task threads."""
     names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-    return {name: str(threads) for name in names} | {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "")}
+    return {name: str(threads) for name in names}
 
 
 def run_tasks(

@@ -77,8 +77,13 @@ def test_dvc_repro_from_a_clean_copy_runs_every_stage_and_a_rerun_is_a_no_op(tmp
     assert rerun_stages(on_cluster.stdout) == reading_cluster & set(local_lock)
     assert any(group.startswith("build synthetic") for group in ran), ran  # the tasks ran there
     cluster_lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    for name in ("build_corpus", "annotate_regions", "validate_corpus"):
-        assert cluster_lock[name]["outs"] == local_lock[name]["outs"], name
+    for name in ("build_corpus", "annotate_regions"):  # their data (metrics and reports carry timings)
+        data_outs = [
+            [o for o in lock[name]["outs"] if o["path"].startswith("data/")]
+            for lock in (cluster_lock, local_lock)
+        ]
+        assert data_outs[0] == data_outs[1] != [], name
+    assert json.loads((repo / "metrics/validation.json").read_text())["success"] is True
     set_params(repo, {"cluster": {"address": None}})
 
     # an impossible floor: the gate fails, names the metric, and dvc repro stops there

@@ -11,6 +11,7 @@ from regionmed.publish.bench_blocks import BENCH_BLOCKS
 from regionmed.publish.experiment_blocks import EXPERIMENT_BLOCKS
 from regionmed.publish.real_cxr_blocks import REAL_CXR_BLOCKS
 from regionmed.publish.reliability_blocks import RELIABILITY_BLOCKS
+from regionmed.publish.scale_blocks import SCALE_BLOCKS
 from regionmed.publish.seed_blocks import SEED_BLOCKS
 from regionmed.publish.service_blocks import SERVICE_BLOCKS
 
@@ -22,6 +23,7 @@ TABLES = (
     RELIABILITY_BLOCKS,
     REAL_CXR_BLOCKS,
     SEED_BLOCKS,
+    SCALE_BLOCKS,
 )
 BLOCKS = {name: block for table in TABLES for name, block in table.items()}
 assert len(BLOCKS) == sum(map(len, TABLES)), "a block name in two tables"
