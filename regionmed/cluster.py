@@ -61,6 +61,14 @@ def dask_client(cluster: ClusterParams) -> Iterator[Any]:
                     "(`dask scheduler`) or set cluster.address: null for a local cluster."
                 ) from None
             with client:
+                try:  # a scheduler without workers would take the tasks and never run them
+                    client.wait_for_workers(1, timeout=cluster.connect_timeout_s)
+                except TimeoutError:
+                    raise BadInput(
+                        f"cluster.address {cluster.address!r}: the scheduler answered but has no workers "
+                        f"after {cluster.connect_timeout_s:g} s (cluster.connect_timeout_s): start some "
+                        f"(`dask worker {cluster.address}`)."
+                    ) from None
                 yield client
             return
         local = LocalCluster(

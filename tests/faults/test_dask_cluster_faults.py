@@ -73,3 +73,10 @@ def test_an_address_nobody_answers_stops_the_stage_naming_the_setting(tmp_path):
         build_corpus(_params(address=address, connect_timeout_s=2), tmp_path / "c", progress=False)
     assert "cluster.address" in str(info.value) and address in str(info.value)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_scheduler_without_workers_stops_the_stage_instead_of_waiting(tmp_path):
+    with dask_cluster(tmp_path / "dask", n_workers=0) as cluster, pytest.raises(BadInput) as info:
+        build_corpus(_params(address=cluster.address, connect_timeout_s=2), tmp_path / "c", progress=False)
+    assert "has no workers" in str(info.value) and "cluster.address" in str(info.value)
+    assert not (tmp_path / "c").exists()
