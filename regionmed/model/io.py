@@ -75,6 +75,20 @@ def export_model(
     return Path(out_dir)
 
 
+def canonical_header(path: Path) -> None:
+    """Rewrite a safetensors file's JSON header with sorted keys, in place. safetensors writes its
+    metadata from a hash map whose order changes from process to process, so the same weights gave
+    different bytes (and DVC hashes) on every run; sorted, the same weights give the same file."""
+    with open(path, "r+b") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > size:  # never for a header safetensors wrote compactly; keep the file as is then
+            return
+        f.seek(8)
+        f.write(text.ljust(size))  # the format pads its header with spaces
+
+
 def _export_into(
     model: RegionCLIP, tokenizer, config: ModelConfig, out: Path, extra_meta: dict | None
 ) -> None:
@@ -84,6 +98,7 @@ def _export_into(
         str(out / WEIGHTS_FILE),
         metadata={"format": "pt", ALIASES_KEY: json.dumps(aliases, sort_keys=True)},
     )
+    canonical_header(out / WEIGHTS_FILE)
     model.image_encoder.hf_config().save_pretrained(str(out / HF_DIR / "vision"))
     model.text_encoder.hf_config().save_pretrained(str(out / HF_DIR / "text"))
     tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
