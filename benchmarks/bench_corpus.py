@@ -49,8 +49,8 @@ def main() -> None:
     for n in sizes:
         single = None
         for workers in args.workers:
-            corpus = {"workers": workers, **source, **({"synthetic": {"n_images": n}} if n else {})}
-            params = load_params(REPO / "params.yaml", {"corpus": corpus})
+            corpus = {**source, **({"synthetic": {"n_images": n}} if n else {})}
+            params = load_params(REPO / "params.yaml", {"cluster": {"workers": workers}, "corpus": corpus})
             out = Path(tempfile.mkdtemp(prefix="bench_corpus_"))
             start = time.perf_counter()
             summary = build_corpus(params, out / "corpus", progress=False)

@@ -177,6 +177,8 @@ def preview(df, corpus_dir, owners, queries, now, before, corpus, out_png, licen
     boxed = [i for i in chest if df.at[i, "regions"] and sum(nw is not None for _, nw, _ in per[i]) >= 1]
     two_sided = [i for i in chest if i not in boxed and sum(nw is not None for _, nw, _ in per[i]) >= 2]
     picks = (boxed[:2] + two_sided)[:n]
+    from regionmed.corpus.images import open_stored
+
     caption_h = 4 * 13
     band = tile + caption_h + 14  # a title line, the films, their captions
     canvas = Image.new("RGB", (len(picks) * tile, 2 * band), (0, 0, 0))
@@ -188,7 +190,7 @@ def preview(df, corpus_dir, owners, queries, now, before, corpus, out_png, licen
         fill=(230, 230, 230),
     )
     for col, i in enumerate(picks):
-        image = Image.open(corpus_dir / df.at[i, "image_path"]).convert("RGB").resize((tile, tile))
+        image = open_stored(corpus_dir / df.at[i, "image_path"]).convert("RGB").resize((tile, tile))
         lungs = lungs_of(df.at[i, "regions"], "chest_xray", corpus)
         given = {r["label"] for r in df.at[i, "regions"]}
         for row, which in enumerate(("before", "now")):
