@@ -52,7 +52,7 @@ def make_model(work: Path, model_dir: str | None) -> tuple[Path, list[bytes]]:
     """The model folder to serve and the PNG bytes to send."""
     from regionmed.corpus.build import build_corpus
     from regionmed.corpus.schema import read_manifest
-from regionmed.corpus.shards import image_bytes
+    from regionmed.corpus.shards import image_bytes
     from regionmed.params import load_params
 
     params = load_params(REPO / "params.yaml", {"corpus": {"synthetic": {"n_images": 96}}})
