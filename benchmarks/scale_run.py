@@ -103,15 +103,20 @@ def timed(cmd: list[str], repo: Path, log: Path) -> dict:
     return {"seconds": round(seconds, 1), "peak_rss_mb": round(int(rss.read_text()) / 1024)}
 
 
-def run_stages(repo: Path, stages, workers: int, log: Path) -> list[dict]:
-    rows = []
+def run_stages(repo: Path, stages, workers: int, log: Path, done: Path) -> list[dict]:
+    """Each stage in turn; a row per stage appended to ``done`` as it ends (``--resume`` reads it)."""
+    rows = [json.loads(line) for line in done.read_text().splitlines()] if done.is_file() else []
     for stage in stages:
+        if any(r["stage"] == stage and r["workers"] == workers for r in rows):
+            continue
         row = {"stage": stage, "workers": workers, **timed(["dvc", "repro", "-s", stage], repo, log)}
+        with open(done, "a") as f:
+            f.write(json.dumps(row) + "\n")
         rows.append(row)
         print(
             f"{stage:<18} {workers} worker(s) {row['seconds']:8.1f} s {row['peak_rss_mb']:6d} MB", flush=True
         )
-    return rows
+    return [r for r in rows if r["workers"] == workers and r["stage"] in stages]
 
 
 def disk(repo: Path) -> dict:
@@ -152,18 +157,22 @@ def main() -> None:
     parser.add_argument("--compare-workers", type=int, nargs="*", default=[1])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--n-boot", type=int, default=200)
-    parser.add_argument("--dir", type=Path, default=REPO / ".state/scale_run")
+    # not under a hidden folder: `bentoml build` refuses a build context below one (`.state/...`)
+    parser.add_argument("--dir", type=Path, default=REPO.parent / "regionmed-scale-run")
+    parser.add_argument("--resume", action="store_true", help="keep --dir's run, run only the stages left")
     results_option(parser, "scale_run")
     args = parser.parse_args()
     record = Record("scale_run")
-    if args.dir.exists():
-        shutil.rmtree(args.dir)
-    repo, log = args.dir / "repo", args.dir / "run.log"
-    repo.mkdir(parents=True)
-    clean_copy(repo, overrides(args.images, args.workers, args.steps, args.n_boot))
+    repo, log, done = args.dir / "repo", args.dir / "run.log", args.dir / "stages.jsonl"
+    if not args.resume:
+        if args.dir.exists():
+            shutil.rmtree(args.dir)
+        repo.mkdir(parents=True)
+        clean_copy(repo, overrides(args.images, args.workers, args.steps, args.n_boot))
     print(f"{args.images:,} images, {args.workers} Dask worker(s); log: {log}", flush=True)
-    rows = run_stages(repo, STAGES, args.workers, log)
+    rows = run_stages(repo, STAGES, args.workers, log, done)
     figures = {
+        "resumed": args.resume,
         "images": args.images,
         "steps_per_phase": args.steps,
         "n_boot": args.n_boot,
@@ -174,7 +183,7 @@ def main() -> None:
     first = lock_outs(repo)
     for workers in args.compare_workers:
         set_params(repo, {"cluster": {"workers": workers}})
-        rows += run_stages(repo, PER_IMAGE, workers, log)
+        rows += run_stages(repo, PER_IMAGE, workers, log, done)
         figures[f"outputs_equal_with_{workers}_workers"] = lock_outs(repo) == first
     figures["stages"] = rows
     main_rows = [r for r in rows if r["workers"] == args.workers]
