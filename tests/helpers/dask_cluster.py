@@ -38,6 +38,8 @@ def _env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update({k: str(threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     env["DASK_DISTRIBUTED__WORKER__DAEMON"] = "False"
+    # as docs/scaling.md asks of a cluster's workers: glibc's own malloc thresholds (regionmed/cluster.py)
+    env["DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON__MALLOC_TRIM_THRESHOLD_"] = "None"
     return env
 
 
