@@ -109,7 +109,9 @@ def run_stages(repo: Path, stages, workers: int, log: Path, done: Path) -> list[
     for stage in stages:
         if any(r["stage"] == stage and r["workers"] == workers for r in rows):
             continue
-        row = {"stage": stage, "workers": workers, **timed(["dvc", "repro", "-s", stage], repo, log)}
+        # -f: DVC's run cache would restore outputs of a setting that ran before instead of running
+        cmd = ["dvc", "repro", "-s", "-f", stage]
+        row = {"stage": stage, "workers": workers, **timed(cmd, repo, log)}
         with open(done, "a") as f:
             f.write(json.dumps(row) + "\n")
         rows.append(row)
