@@ -10,6 +10,7 @@ from __future__ import annotations
 from regionmed.publish.render import Block
 
 SCALE = "benchmarks/results/scale_run.json"
+SIDE = "benchmarks/results/stages_side_by_side.json"
 
 
 def _derive(data: dict) -> dict:
@@ -60,6 +61,15 @@ def _derive(data: dict) -> dict:
 
 
 SCALE_BLOCKS = {
+    "stages-side-by-side": Block(
+        (SIDE,),
+        "{run}\n\nThe default settings, `{figures/revs/old}` (before the cluster and shards) against "
+        "`{figures/revs/new}`, best of {figures/repeats} alternating runs:\n\n"
+        "| stage | before s | after s | after / before |\n|---|---:|---:|---:|\n{ROWS}\n"
+        "| in all | {figures/total_old_s:.1f} | {figures/total_new_s:.1f} | {figures/total_ratio:.2f} |",
+        rows="figures/rows",
+        row="| {stage} | {old_s:.1f} | {new_s:.1f} | {ratio:.2f} |",
+    ),
     "scale-run": Block(
         (SCALE,),
         "{run}\n\n{figures/images:,} synthetic images ({figures/summary/per_split/train:,} train, "
