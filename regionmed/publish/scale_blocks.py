@@ -45,7 +45,7 @@ def _derive(data: dict) -> dict:
         for name, got, limit, unit in checks
     )
     equal = [
-        k.removeprefix("outputs_equal_with_").replace("_", " ")
+        k.removeprefix("outputs_equal_with_").replace("_workers", " worker(s)")
         for k, v in f.items()
         if k.startswith("outputs_equal_with_") and v
     ]
