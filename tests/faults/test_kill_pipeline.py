@@ -1,7 +1,7 @@
 """Kill anywhere, rerun, same result: ``dvc repro`` of the reduced pipeline in a clean copy, SIGKILLed (its
 whole process group: DVC and the stage) in the middle of each stage in turn, and rerun.
 
-Each kill comes at a point the test watches for: N images written, the first checkpoint of a phase, the
+Each kill comes at a point the test watches for: N shards written, the first checkpoint of a phase, the
 Bento being built, or a few seconds into a stage whose outputs only appear at its end. After each kill:
 the stage is not recorded as done, and no output of it is there half-written under its own name (the
 writers of regionmed/atomic.py leave only a temporary name, removed by the rerun). After the last rerun:
@@ -72,7 +72,7 @@ def fault_points(repo: Path, watched: Watched) -> dict:
         return lambda: _count(f".state/checkpoints/{phase}/*/last.ckpt", repo) > 0
 
     return {
-        "build_corpus": lambda: _count("data/corpus.tmp-*/images/**/*.png", repo) >= 100,
+        "build_corpus": lambda: _count("data/corpus.tmp-*/shards/*.tar", repo) >= 3,
         "annotate_regions": lambda: _count("data/corpus_annotated.tmp-*", repo) > 0,
         "validate_corpus": after(3.0, running("validate_corpus")),  # its outputs come at its end
         "tokenizer": lambda: _count("models/tokenizer.tmp-*", repo) > 0,
@@ -113,7 +113,11 @@ def killed_everywhere(tmp_path_factory):
     """The reduced pipeline killed once in each stage and rerun to the end: ``(repo, kills, reruns)``."""
     repo = clean_copy(
         tmp_path_factory.mktemp("faults") / "repo",
-        {**REDUCED, "phases": {p: {"steps": STEPS} for p in ("global", "region", "joint")}},
+        {
+            **REDUCED,
+            "corpus": {**REDUCED["corpus"], "shard_size": 20},  # 24 shards: a kill lands mid-build
+            "phases": {p: {"steps": STEPS} for p in ("global", "region", "joint")},
+        },
     )
     stages = resolved_stages(repo)
     variables = {**env(), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
