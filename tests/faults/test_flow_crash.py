@@ -52,6 +52,18 @@ def _worker(env: dict, repo, log_file) -> subprocess.Popen:
     )
 
 
+def _stop(worker: subprocess.Popen) -> None:
+    """Stop a worker as Ctrl-C would; a worker still shutting down after a minute (seen on a loaded
+    machine: Prefect's runner waits on its flow-run process) is killed with its group. Cleanup only:
+    what the test checks is the server's record of the runs, not how a worker exits."""
+    worker.send_signal(signal.SIGINT)
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+
+
 def _wait_state(env: dict, run_id: str, done, timeout: float):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,8 +110,7 @@ def test_a_worker_killed_mid_retrain_leaves_a_crashed_run_and_the_next_run_compl
         try:
             completed = _wait_state(env, second, lambda s: s.is_final(), timeout=400)
         finally:
-            worker.send_signal(signal.SIGINT)
-            worker.wait(timeout=60)
+            _stop(worker)
         recovered_after = time.monotonic() - killed_at
         assert completed.is_completed(), (completed, (tmp_path / "worker2.log").read_text()[-4000:])
 

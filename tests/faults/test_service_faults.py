@@ -30,6 +30,7 @@ from regionmed.monitoring.embedding_log import hash_request_id, read_log
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.timeout(600)]
 
 DROPPED_METRIC = "regionmed_embedding_log_dropped_rows_total"
+RESTART_BACKLOG_S = 5.0  # after /readyz answers, the requests queued meanwhile may still be shed
 CLIENTS = 4  # concurrent clients under load: at most this many requests are in flight at the kill
 IMAGE = png_bytes()
 
@@ -182,7 +183,13 @@ def test_a_killed_worker_is_restarted_and_only_requests_in_flight_fail(served):
     assert not_ready > 0, "/readyz did not answer ready while no worker held the model"
     failed = [r for r in results if r[3] != 200]
     in_flight = [r for r in results if r[1] < killed_at < r[2]]
-    assert len(failed) <= CLIENTS and {r[0] for r in failed} <= {r[0] for r in in_flight}, failed
+    # a request sent while no worker held the model may be answered 503 (unavailable, or shed as
+    # overloaded when the new worker meets the backlog): a client retries that; any other failure is
+    # a request that was in flight when the worker died
+    restarting = [r for r in failed if killed_at <= r[1] <= ready_at + RESTART_BACKLOG_S and r[3] == 503]
+    died_with_worker = [r for r in failed if r not in restarting]
+    assert len(died_with_worker) <= CLIENTS, failed
+    assert {r[0] for r in died_with_worker} <= {r[0] for r in in_flight}, failed
     assert any(r[1] > ready_at and r[3] == 200 for r in results), "answers again after the restart"
     logged = set(read_log(log_dir)["request"])
     answered = {hash_request_id(r[0]) for r in results if r[3] == 200}
@@ -195,5 +202,6 @@ def test_a_killed_worker_is_restarted_and_only_requests_in_flight_fail(served):
         requests=len(results),
         in_flight=len(in_flight),
         failed=len(failed),
+        answered_503_while_restarting=len(restarting),
         without_log_rows=len(lost),
     )
