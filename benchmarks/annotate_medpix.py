@@ -125,7 +125,7 @@ def before_after(base: dict, source: Path, out: Path, n_boot: int) -> dict:
     from regionmed.annotation import stage as annotate_stage
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import Params, deep_merge
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
     from regionmed.training.train import train
 
     torch.set_num_threads(1)

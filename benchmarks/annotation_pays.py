@@ -155,7 +155,7 @@ def main() -> None:
     from regionmed.corpus.schema import read_manifest
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import deep_merge
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
     from regionmed.training.train import train
 
     torch.set_num_threads(1)  # on the shared 2 cores, 2 threads oversubscribe (BENCHMARKS.md, serving)

@@ -32,7 +32,7 @@ def prepare_corpus(raw: dict, out: Path):
     from regionmed.corpus.build import build_corpus
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import Params, deep_merge
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     files = {
         "out_dir": str(out / "corpus"),

@@ -47,7 +47,7 @@ def tiny_model(work: Path, dim: int) -> Path:
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import load_params
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     out = work / f"model_{dim}"
     if (out / "config.json").is_file():

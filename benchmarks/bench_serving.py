@@ -65,7 +65,7 @@ def make_model(work: Path, model_dir: str | None) -> tuple[Path, list[bytes]]:
     from regionmed.model.io import export_model
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     tokenizer = train_wordpiece_tokenizer(corpus_texts(work / "corpus"), params.model.text.vocab_size)
     torch.manual_seed(0)

@@ -52,7 +52,7 @@ def _corpus_and_tokenizer(args, params):
         return Path(args.corpus), Path(args.tokenizer)
     from regionmed.corpus.build import build_corpus
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
     small = load_params(REPO / "params.yaml", {"corpus": {"synthetic": {"n_images": 600}}})

@@ -111,7 +111,7 @@ def build(params, out: Path, log) -> Path:
 def train_all(params, corpus: Path, out: Path, log) -> dict:
     """The four phases (cached: a model folder with config.json is kept); seconds per phase."""
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
     from regionmed.training.train import train
 
     tokenizer = out / "tokenizer"

@@ -81,7 +81,7 @@ def run(params: PipelineParams, scratch: Path = SCRATCH_DIR, log=print) -> Annot
 def _train(params: PipelineParams, round_one: Path, out: Path, scratch: Path, log) -> dict:
     """The three phases on round one (the corpus annotated by the words inside each image's anatomy)."""
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
     from regionmed.training.train import train
 
     tokenizer = scratch / "tokenizer"

@@ -173,17 +173,6 @@ def _augment(pixels: torch.Tensor, boxes: torch.Tensor, cfg: AugmentConfig, rng:
     return pixels, clipped, keep
 
 
-def corpus_texts(corpus_dir: str | Path, split: str = "train") -> list[str]:
-    """Every text of a split (four levels, region phrases, hard negatives), for the tokenizer."""
-    df = read_manifest(corpus_dir, split)
-    texts = [t for level in TEXT_LEVELS for t in df[level]]
-    for regions in df["regions"]:
-        for r in regions:
-            texts.append(r["phrase"])
-            texts.extend(r["hard_negatives"])
-    return texts
-
-
 class Collator:
     """Stacks images, tokenises texts (each distinct region text once) and flattens regions."""
 

@@ -11,7 +11,7 @@ from regionmed.corpus.schema import MANIFEST_FILE
 from regionmed.errors import require
 from regionmed.model.tokenizer import train_wordpiece_tokenizer
 from regionmed.params_pipeline import PipelineParams
-from regionmed.training.data import corpus_texts
+from regionmed.training.texts import corpus_texts
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def annotator_model(tiny_corpus, tmp_path_factory) -> Path:
     from regionmed.model.io import export_model
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     folder = tmp_path_factory.mktemp("annotator") / "model"
     tokenizer = train_wordpiece_tokenizer(corpus_texts(tiny_corpus), 300)

@@ -66,7 +66,7 @@ def test_a_training_phase_whose_model_folder_fills_names_it_and_exports_nothing(
     from regionmed.corpus.build import build_corpus
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
     from regionmed.params import load_params
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     overrides = {
         "corpus": {**CORPUS, "out_dir": str(tmp_path / "corpus")},

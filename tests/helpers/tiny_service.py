@@ -39,7 +39,7 @@ def build_tiny(root: Path, n_images: int = 120) -> dict[str, Path]:
     from regionmed.model.io import export_model
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     root = Path(root)
     params = default_params({"corpus": {"image_size": 64, "synthetic": {"n_images": n_images}}})

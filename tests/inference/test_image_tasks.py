@@ -32,7 +32,7 @@ def tiny_model(tmp_path_factory, tiny_corpus):
     from regionmed.model.io import export_model
     from regionmed.model.regionclip import RegionCLIP
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     tokenizer = train_wordpiece_tokenizer(corpus_texts(tiny_corpus), 300)
     config = tiny_model_config(**TINY_MODEL)

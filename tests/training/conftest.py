@@ -37,7 +37,7 @@ def tiny_training(tmp_path_factory):
     """``(params, corpus_dir, tokenizer_dir)`` for training tests."""
     from regionmed.corpus.build import build_corpus
     from regionmed.model.tokenizer import train_wordpiece_tokenizer
-    from regionmed.training.data import corpus_texts
+    from regionmed.training.texts import corpus_texts
 
     root = tmp_path_factory.mktemp("training")
     # the training stage reads the annotated corpus (annotate.out_dir); here the built one is used as it is
