@@ -358,8 +358,12 @@ def hierarchical_loss(
                     "(a model with roi.box_head, and box_anchor_offset in the batch)"
                 )
             gh, gw = outputs.patch_grid
+            fits = outputs.box_fits  # only boxes the head's window holds whole (BoxHead.fits)
             parts[name] = box_regression_loss(
-                outputs.box_pred, outputs.region_boxes, (1 / gw, 1 / gh), region_weight
+                outputs.box_pred[fits],
+                outputs.region_boxes[fits],
+                (1 / gw, 1 / gh),
+                None if region_weight is None else region_weight[fits],
             )
             continue
         if name not in HIERARCHY:

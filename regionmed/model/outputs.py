@@ -83,6 +83,8 @@ class RegionCLIPOutput(_NotADict):
         ground_group: ``[M, N]`` bool, the regions each query names.
         box_pred: ``[N, 4]`` the box head's box of each annotated region, drawn from its training
             anchor (not clipped to the image); the box loss compares it with ``region_boxes``.
+        box_fits: ``[N]`` bool, with ``box_pred``: the regions whose box the head's window holds whole
+            (the box loss's regions; :meth:`regionmed.model.box_head.BoxHead.fits`).
         patch_grid: ``[2]`` the patch grid ``(gh, gw)`` the regions were read from, a tuple of ints (its
             cell is the box loss's unit); set with the region fields.
     """
@@ -106,6 +108,7 @@ class RegionCLIPOutput(_NotADict):
     ground_region: torch.Tensor | None = None
     ground_group: torch.Tensor | None = None
     box_pred: torch.Tensor | None = None
+    box_fits: torch.Tensor | None = None
     patch_grid: tuple[int, int] | None = None
 
     @property

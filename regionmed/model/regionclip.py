@@ -142,10 +142,11 @@ class RegionCLIP(nn.Module):
         The heatmap: every patch cell scored as a region by the cell path the grounding loss trained
         (``roi.cell_path``: through the whole region head, or its token before the cross-attention),
         cosine with the phrase; raw patch tokens never met a phrase in training and point much worse.
-        The box: with ``roi.box_head``, the box head's box at the heatmap's peak cell (its centre is
-        the head's anchor; :mod:`regionmed.model.box_head`); without, the best-scoring candidate among
-        the cells, the multi-scale grid proposals and, with ``proposals: similarity``, boxes centred on
-        the heatmap's top cells, all scored by the whole region path of :meth:`encode_regions`.
+        The box: the best-scoring candidate among the cells, the multi-scale grid proposals and, with
+        ``proposals: similarity``, boxes centred on the heatmap's top cells, all scored by the whole
+        region path of :meth:`encode_regions`; with ``roi.box_head``, the box head's box at the
+        heatmap's peak cell instead (its anchor; :mod:`regionmed.model.box_head`) wherever the head's
+        window holds that box whole (a finding; not a lung, whose edges the window does not see).
         ``global_only`` (no region head): the cells' projected patch tokens, and the peak cell as the box.
         """
         normed, global_feat, grid = self._features(pixels)
@@ -156,12 +157,6 @@ class RegionCLIP(nn.Module):
             tokens = F.normalize(self.image_proj(grid.flatten(2).transpose(1, 2)), dim=-1)
             heat = torch.einsum("bgd,bd->bg", tokens, text_emb)
             return Grounding(heat.reshape(bsz, gh, gw), cells[heat.argmax(1)])
-        if self.box_head is not None:
-            heat = self._cell_heatmap(normed, global_feat, grid, cells, text_emb)
-            anchor = cells[heat.argmax(1)].reshape(bsz, 2, 2).mean(1)  # the peak cell's centre
-            index = torch.arange(bsz, device=pixels.device)
-            box = self.box_head(normed, grid, text_emb, index, anchor).clamp(0, 1)
-            return Grounding(heat.reshape(bsz, gh, gw), box.to(heat.dtype))
 
         def score(boxes: torch.Tensor) -> torch.Tensor:  # [B, P, 4] -> [B, P]
             return torch.einsum(
@@ -184,8 +179,14 @@ class RegionCLIP(nn.Module):
             candidates.append(peaks)
             scores.append(score(peaks))
         all_boxes, all_scores = torch.cat(candidates, dim=1), torch.cat(scores, dim=1)
-        best = all_scores.argmax(1)
-        return Grounding(heat.reshape(bsz, gh, gw), all_boxes[torch.arange(bsz), best])
+        box = all_boxes[torch.arange(bsz), all_scores.argmax(1)]
+        if self.box_head is not None:  # its box where its window holds it whole, else the candidate's
+            anchor = cells[heat.argmax(1)].reshape(bsz, 2, 2).mean(1)  # the peak cell's centre
+            index = torch.arange(bsz, device=pixels.device)
+            drawn = self.box_head(normed, grid, text_emb, index, anchor)
+            fits = self.box_head.fits(drawn, (gh, gw))
+            box = torch.where(fits[:, None], drawn.clamp(0, 1).to(box.dtype), box)
+        return Grounding(heat.reshape(bsz, gh, gw), box)
 
     def _train_boxes(self, normed, grid, batch: dict, phrase: torch.Tensor) -> torch.Tensor:
         """The box head's box of each given region, from its jittered anchor (see :meth:`forward`)."""
@@ -297,7 +298,10 @@ class RegionCLIP(nn.Module):
             "patch_grid": tuple(grid.shape[-2:]),
         }
         if self.box_head is not None and "box_anchor_offset" in batch:
-            regions |= {"box_pred": self._train_boxes(normed, grid, batch, regions["phrase"])}
+            regions |= {
+                "box_pred": self._train_boxes(normed, grid, batch, regions["phrase"]),
+                "box_fits": self.box_head.fits(batch["region_boxes"], tuple(grid.shape[-2:])),
+            }
         if "ground_index" in batch:  # grounding queries beyond the phrases (location-free ones)
             regions |= {
                 "ground_phrase": table[batch["ground_index"]],

@@ -112,6 +112,36 @@ def test_ground_draws_the_head_box_at_the_heatmap_peak_inside_the_image(batch):
     torch.testing.assert_close(plain.ground(batch["pixels"], phrase).heatmap, heat)
 
 
+def test_a_box_larger_than_the_head_window_is_the_region_path_candidate(batch):
+    model = _model()
+    phrase = model.encode_text(**batch["finding_text"])
+    plain = _model(box_head=None)
+    plain.load_state_dict(model.state_dict(), strict=False)
+    candidate = plain.ground(batch["pixels"], phrase).box
+    with torch.no_grad():  # the head now draws 4-cell boxes: more than its 3-cell window holds
+        model.box_head.regress[-1].bias.fill_(float(torch.log(torch.tensor(4.0))))
+    torch.testing.assert_close(model.ground(batch["pixels"], phrase).box, candidate)
+    with torch.no_grad():  # 2-cell boxes: the head's own
+        model.box_head.regress[-1].bias.fill_(float(torch.log(torch.tensor(2.0))))
+    box = model.ground(batch["pixels"], phrase).box
+    torch.testing.assert_close(
+        box[:, 2:] - box[:, :2], torch.full_like(box[:, 2:], 2 / GRID), atol=1e-3, rtol=0
+    )
+
+
+def test_the_box_loss_leaves_out_boxes_larger_than_the_window(batch):
+    model = _model().train()
+    out = model(batch, ground_cells=True)
+    sides = (out.region_boxes[:, 2:] - out.region_boxes[:, :2]) * GRID
+    expected = (sides <= model.config.roi.box_head.window + 1e-6).all(dim=1)
+    assert torch.equal(out.box_fits, expected) and 0 < int(expected.sum()) < len(expected)
+    loss, _ = hierarchical_loss(out, {"box": 1.0}, ClipLoss())
+    only_fitting = box_regression_loss(
+        out.box_pred[expected], out.region_boxes[expected], (1 / GRID, 1 / GRID)
+    )
+    torch.testing.assert_close(loss, only_fitting)
+
+
 def test_the_global_only_model_has_no_box_head_and_grounds_as_before(batch):
     with_config, without = _model(global_only=True), _model(global_only=True, box_head=None)
     assert with_config.box_head is None
@@ -127,7 +157,7 @@ def test_the_global_only_model_has_no_box_head_and_grounds_as_before(batch):
         RegionMedModule(_model(box_head=None), {"box": 1.0}, OptimConfig(1e-3, 0.0, 0, 10))
 
 
-def test_the_box_loss_trains_the_head_and_the_image_side_not_the_text_tower(batch):
+def test_the_box_loss_trains_the_head_alone_not_the_encoders(batch):
     model = _model().train()
     out = model(batch, ground_cells=True)
     assert out.box_pred.shape == (len(batch["region_boxes"]), 4)
@@ -135,8 +165,9 @@ def test_the_box_loss_trains_the_head_and_the_image_side_not_the_text_tower(batc
     loss.backward()
     assert set(parts) == {"box"}
     assert model.box_head.regress[-1].weight.grad.abs().sum() > 0
-    assert model.image_encoder.parameters().__next__().grad is not None  # through the patch features
-    assert all(p.grad is None for p in model.text_encoder.parameters())  # the phrase is detached
+    # the patch features and the phrase are detached: the encoders are left to the contrastive losses
+    assert all(p.grad is None for p in model.image_encoder.parameters())
+    assert all(p.grad is None for p in model.text_encoder.parameters())
 
 
 def test_training_anchors_sit_at_the_box_centre_plus_the_jittered_offset(batch):
