@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from regionmed.publish.annotation_blocks import ANNOTATION_BLOCKS
 from regionmed.publish.bench_blocks import BENCH_BLOCKS
+from regionmed.publish.box_blocks import BOX_BLOCKS
 from regionmed.publish.experiment_blocks import EXPERIMENT_BLOCKS
 from regionmed.publish.real_cxr_blocks import REAL_CXR_BLOCKS
 from regionmed.publish.reliability_blocks import RELIABILITY_BLOCKS
@@ -24,6 +25,7 @@ TABLES = (
     REAL_CXR_BLOCKS,
     SEED_BLOCKS,
     SCALE_BLOCKS,
+    BOX_BLOCKS,
 )
 BLOCKS = {name: block for table in TABLES for name, block in table.items()}
 assert len(BLOCKS) == sum(map(len, TABLES)), "a block name in two tables"
