@@ -183,11 +183,12 @@ def test_a_killed_worker_is_restarted_and_only_requests_in_flight_fail(served):
     assert not_ready > 0, "/readyz did not answer ready while no worker held the model"
     failed = [r for r in results if r[3] != 200]
     in_flight = [r for r in results if r[1] < killed_at < r[2]]
-    # a request sent while no worker held the model may be answered 503 (unavailable, or shed as
-    # overloaded when the new worker meets the backlog): a client retries that; any other failure is
-    # a request that was in flight when the worker died
-    restarting = [r for r in failed if killed_at <= r[1] <= ready_at + RESTART_BACKLOG_S and r[3] == 503]
-    died_with_worker = [r for r in failed if r not in restarting]
+    # a 503 is the service's answer to a request it cannot take now (no worker holds the model, or
+    # shed as overloaded: the cold first batch, the backlog the new worker meets): a client retries
+    # it; any other failure is a request that was in flight when the worker died
+    shed = [r for r in failed if r[3] == 503]
+    restarting = [r for r in shed if killed_at <= r[1] <= ready_at + RESTART_BACKLOG_S]
+    died_with_worker = [r for r in failed if r not in shed]
     assert len(died_with_worker) <= CLIENTS, failed
     assert {r[0] for r in died_with_worker} <= {r[0] for r in in_flight}, failed
     assert any(r[1] > ready_at and r[3] == 200 for r in results), "answers again after the restart"
@@ -202,6 +203,7 @@ def test_a_killed_worker_is_restarted_and_only_requests_in_flight_fail(served):
         requests=len(results),
         in_flight=len(in_flight),
         failed=len(failed),
+        answered_503=len(shed),
         answered_503_while_restarting=len(restarting),
         without_log_rows=len(lost),
     )

@@ -27,7 +27,7 @@ REGION = {
     "hard_negative_mask",
     "patch_grid",
 }
-BOX = {"box_pred"}  # a model with a box head, given the collator's box_anchor_offset
+BOX = {"box_pred", "box_fits"}  # a model with a box head, given the collator's box_anchor_offset
 CELLS = {"cell_region", "cell_boxes"}
 QUERIES = {"ground_phrase", "ground_region", "ground_group"}
 # both ways the cells are embedded: apart from the proposals (fusion path) and as the proposals
