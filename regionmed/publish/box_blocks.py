@@ -7,19 +7,10 @@ the first arm, box IoU by finding size, and the seconds each trained phase took.
 
 from __future__ import annotations
 
+from regionmed.publish.derive import flat_settings, fmt
 from regionmed.publish.render import Block
 
 BOXES = "benchmarks/results/grounding_boxes.json"
-
-
-def _flat(override: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in override.items():
-        if isinstance(value, dict) and not key.endswith("box_head"):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _settings(override: dict) -> str:
@@ -29,11 +20,7 @@ def _settings(override: dict) -> str:
     def value(v) -> str:
         return "{" + ", ".join(f"{k}: {x}" for k, x in v.items()) + "}" if isinstance(v, dict) else str(v)
 
-    return "; ".join(f"`{k}: {value(v)}`" for k, v in _flat(override).items())
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.3f}".replace("-", "−")
+    return "; ".join(f"`{k}: {value(v)}`" for k, v in flat_settings(override, whole=("box_head",)).items())
 
 
 def _derive(data: dict) -> dict:
@@ -47,7 +34,7 @@ def _derive(data: dict) -> dict:
             cell = "–" if v is None else f"{v['value']:.3f}"
             d = f["vs_reference"].get(arm, {}).get(metric)
             if d is not None:
-                cell += f" ({_signed(d['value'])} [{_signed(d['low'])}, {_signed(d['high'])}])"
+                cell += f" ({fmt(d, '+ci')})"
             cells.append(cell)
         rows.append({"metric": metric, "cells": " | ".join(cells)})
     for bucket in ("subtle", "small", "large"):

@@ -69,3 +69,14 @@ def within(value: float, budget: float) -> str:
 def reaches(value: float, floor: float) -> str:
     """Against a floor: "within" or "short of"."""
     return "within" if value >= floor else "short of"
+
+
+def flat_settings(override: Mapping, whole: tuple[str, ...] = ()) -> dict:
+    """A nested params override as ``{"a.b.c": value}``; a key named in ``whole`` keeps its dict."""
+    out = {}
+    for key, value in override.items():
+        if isinstance(value, Mapping) and key not in whole:
+            out.update({f"{key}.{k}": v for k, v in flat_settings(value, whole).items()})
+        else:
+            out[key] = value
+    return out

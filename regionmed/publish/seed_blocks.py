@@ -7,6 +7,7 @@ test images (regionmed/evaluation/seed_bootstrap.py).
 
 from __future__ import annotations
 
+from regionmed.publish.derive import flat_settings
 from regionmed.publish.render import Block
 
 SEEDS = "benchmarks/results/seed_variance.json"
@@ -44,7 +45,7 @@ def _arm_rows(f: dict) -> list[dict]:
     """One row per arm and metric: the arm's mean ± sd and its difference with the default, paired."""
     rows = []
     for arm, diffs in f["vs_default"].items():
-        override = ", ".join(f"{k}: {v}" for k, v in _flat(f["arms"][arm]).items())
+        override = ", ".join(f"{k}: {v}" for k, v in flat_settings(f["arms"][arm]).items())
         for metric, diff in diffs.items():
             rows.append(
                 {
@@ -55,16 +56,6 @@ def _arm_rows(f: dict) -> list[dict]:
                 }
             )
     return rows
-
-
-def _flat(override: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in override.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 SEED_BLOCKS = {
