@@ -43,12 +43,16 @@ class BoxHead(nn.Module):
         super().__init__()
         self.config = config
         ch, side = config.channels, config.crop_size // 4
+        # Kernel 4 for the stride-2 steps: output cell k then reads input cells 2k-1..2k+2, centred
+        # where soft_argmax and the context's RoIAlign put cell k ((k + 0.5) / n). A kernel of 3 centres
+        # it on input 2k, half an input cell early per step: 1.5 crop samples (2.25 px at the default
+        # size) between the pixel map, the context map and the positions the centre is decoded at.
         self.pixels = nn.Sequential(
             nn.Conv2d(image_channels, ch // 2, 3, padding=1),
             nn.GELU(),
-            nn.Conv2d(ch // 2, ch, 3, stride=2, padding=1),
+            nn.Conv2d(ch // 2, ch, 4, stride=2, padding=1),
             nn.GELU(),
-            nn.Conv2d(ch, ch, 3, stride=2, padding=1),
+            nn.Conv2d(ch, ch, 4, stride=2, padding=1),
         )
         self.context = nn.Conv2d(hidden, ch, 1)
         self.film = nn.Linear(embed_dim, 2 * ch)

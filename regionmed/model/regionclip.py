@@ -197,11 +197,6 @@ class RegionCLIP(nn.Module):
         anchor = (boxes[:, :2] + boxes[:, 2:]) / 2 + offset * cell * self.box_head.config.anchor_jitter
         return self.box_head(normed, grid, phrase, batch["region_batch"], anchor)
 
-    def _cell_heatmap(self, normed, global_feat, grid, cells, text_emb) -> torch.Tensor:
-        """``[B, G]``: each patch cell, as a region through ``roi.cell_path``, cosine with the phrase."""
-        (feats,) = self._score_boxes(normed, global_feat, grid, [cells], [self._cells_attend()])
-        return torch.einsum("bpd,bd->bp", feats, text_emb)
-
     def _score_boxes(
         self, normed, global_feat, grid, box_sets: list[torch.Tensor], attend: list[bool] | None = None
     ) -> list[torch.Tensor]:

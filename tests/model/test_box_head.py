@@ -193,6 +193,31 @@ def test_the_centre_weight_puts_the_grounding_target_peak_on_the_centre_cell():
     assert torch.allclose(centred[0, [2, 4]], torch.full((2,), 1 / 6))
 
 
+def test_each_cell_of_the_pixel_map_is_centred_where_the_centre_is_decoded():
+    """The pixel path's map cell k must read the crop around (k + 0.5) / n of the window: where
+    soft_argmax decodes it and where the context's RoIAlign samples it. Found by the gradient's
+    centroid: constant positive weights on a constant input weigh the receptive field symmetrically."""
+    config = tiny_config(box_head={**TINY_BOX_HEAD, "crop_size": 32}).roi.box_head
+    head = BoxHead(config, image_channels=1, hidden=HIDDEN, embed_dim=EMBED)
+    with torch.no_grad():
+        for layer in head.pixels:
+            if isinstance(layer, torch.nn.Conv2d):
+                layer.weight.fill_(0.05)
+                layer.bias.zero_()
+    crop = torch.ones(1, 1, 32, 32, requires_grad=True)
+    out = head.pixels(crop)
+    side = out.shape[-1]
+    assert side == 32 // 4
+    for k in (2, 3, 4, 5):  # cells whose receptive field does not reach the zero padding
+        (grad,) = torch.autograd.grad(out[0, :, k, k].sum(), crop, retain_graph=True)
+        weight = grad[0, 0].sum(0)  # along x
+        centroid = float((weight * torch.arange(32.0)).sum() / weight.sum())
+        # in input pixel indices: cell k's centre (k + 0.5) / side of the window is pixel index
+        # (k + 0.5) * 32 / side - 0.5
+        assert centroid == pytest.approx((k + 0.5) * 32 / side - 0.5, abs=1e-4)
+        assert float((grad[0, 0].sum(1) * torch.arange(32.0)).sum() / grad.sum()) == pytest.approx(centroid)
+
+
 def test_generalized_iou_and_the_box_loss_on_known_boxes():
     a = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.0, 0.0, 0.2, 0.2], [0.0, 0.0, 0.1, 0.1]])
     b = torch.tensor([[0.0, 0.0, 0.2, 0.2], [0.1, 0.0, 0.3, 0.2], [0.2, 0.0, 0.3, 0.1]])
