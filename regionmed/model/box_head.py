@@ -11,8 +11,9 @@ inference; the true box centre moved by up to ``anchor_jitter`` cells in trainin
 - modulated by the phrase (FiLM: a per-channel scale and shift from the phrase embedding, so "a small
   nodule" and "a large mass" are drawn at their own sizes);
 - one more convolution, then two outputs: the box's centre as the soft-argmax of a one-channel map over
-  the window (the expected position under a softmax over the map's cells, so finer than a cell), and
-  its width and height from a small MLP, as log-ratios to a patch cell.
+  the window (the expected position under a softmax over the map's cells, so finer than a cell; with
+  ``centre_stride: 2`` that map is upsampled and joined with the half-resolution pixel features first),
+  and its width and height from a small MLP, as log-ratios to a patch cell.
 
 Why the centre is a map and not a regressed offset: a convolution finds the finding where it is in the
 window, whatever its place in the image. The regressed offset (the first form of this head) drew sizes
@@ -57,6 +58,9 @@ class BoxHead(nn.Module):
         self.context = nn.Conv2d(hidden, ch, 1)
         self.film = nn.Linear(embed_dim, 2 * ch)
         self.mix = nn.Conv2d(ch, ch, 3, padding=1)
+        if config.centre_stride == 2:  # the centre map at half the crop's resolution (a U-Net's step up)
+            self.skip = nn.Conv2d(ch, ch, 1)
+            self.fine = nn.Conv2d(ch, ch, 3, padding=1)
         self.centre = nn.Conv2d(ch, 1, 1)
         self.regress = nn.Sequential(nn.Linear(ch * side * side, 128), nn.GELU(), nn.Linear(128, 2))
         # a fresh head draws one cell centred on the anchor (a flat centre map: the window's middle);
@@ -103,11 +107,17 @@ class BoxHead(nn.Module):
         context = roi_align_batched(grid.detach(), packed, side, 2)[
             image_index, slot
         ]  # [M, hidden, side, side]
-        feats = self.pixels(crops) + self.context(context)
+        half = self.pixels[:4](crops)  # [M, ch, size / 2, size / 2]
+        feats = self.pixels[4](half) + self.context(context)
         scale, shift = self.film(phrase.detach().to(feats.dtype)).chunk(2, dim=-1)
         feats = F.gelu(feats * (1 + scale[..., None, None]) + shift[..., None, None])
         mixed = F.gelu(self.mix(feats))
-        offset = soft_argmax(self.centre(mixed)[:, 0].float())  # [M, 2] in -1..1 of the window
+        centre_map = mixed
+        if self.config.centre_stride == 2:
+            # bilinear with align_corners=False keeps every cell centre at (k + 0.5) / n
+            up = F.interpolate(mixed, scale_factor=2, mode="bilinear", align_corners=False)
+            centre_map = F.gelu(self.fine(up + self.skip(half)))
+        offset = soft_argmax(self.centre(centre_map)[:, 0].float())  # [M, 2] in -1..1 of the window
         log_size = self.regress(mixed.flatten(1)).float()
         return decode_boxes(offset, log_size, anchor, grid_hw, self.config.window)
 

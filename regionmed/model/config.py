@@ -88,6 +88,9 @@ class BoxHeadConfig(StrictModel):
     - ``crop_size``: the window's pixels are resampled to ``crop_size x crop_size`` (default 32 over a
       48 px window: 1.5 px a sample) for the head's convolutions.
     - ``channels``: width of the head's convolutions.
+    - ``centre_stride``: crop samples per cell of the map whose soft-argmax is the box's centre: 4 (the
+      head's deepest map) or 2 (that map upsampled and joined with the half-resolution pixel features:
+      finer cells for findings of a few pixels).
     - ``anchor_jitter``: in training the anchor is the true box centre moved by up to this many cells
       along each axis (uniform), the spread of the heatmap peak's distance to the centre that the head
       learns to correct; at inference the anchor is the peak cell's centre. At most half the window.
@@ -97,6 +100,7 @@ class BoxHeadConfig(StrictModel):
     crop_size: int = Field(ge=8)
     channels: int = Field(ge=4)
     anchor_jitter: float = Field(ge=0)
+    centre_stride: Literal[2, 4] = 4
 
     @model_validator(mode="after")
     def _anchor_inside_window(self) -> BoxHeadConfig:

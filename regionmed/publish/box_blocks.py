@@ -1,8 +1,10 @@
 """Blocks of docs/experiments.md on ground()'s boxes: arms of benchmarks/grounding_boxes.py side by side.
 
-Source: ``benchmarks/results/grounding_boxes.json``: per arm (params overrides of the default, one shared
-global phase) each metric with its bootstrap interval over test images, the paired difference against
-the first arm, box IoU by finding size, and the seconds each trained phase took.
+Sources: ``benchmarks/results/grounding_boxes.json`` (the head's first forms) and
+``grounding_boxes_aligned.json`` (the head with its map cells aligned): per arm (params overrides of
+the default, one shared global phase) each metric with its bootstrap interval over test images, the
+paired difference against the first arm, box IoU by finding size, and the seconds each trained phase
+took.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from regionmed.publish.derive import flat_settings, fmt
 from regionmed.publish.render import Block
 
 BOXES = "benchmarks/results/grounding_boxes.json"
+BOXES_ALIGNED = "benchmarks/results/grounding_boxes_aligned.json"
 
 
 def _settings(override: dict) -> str:
@@ -53,14 +56,16 @@ def _derive(data: dict) -> dict:
     }
 
 
-BOX_BLOCKS = {
-    "grounding-boxes": Block(
-        (BOXES,),
+def _block(source: str) -> Block:
+    return Block(
+        (source,),
         "{run} Models trained at {trained}.\n\nArms: {arm_list}.\n\n"
         "| metric ({figures/n_findings} test finding phrases) | {header} |\n|---|{align}|\n{ROWS}\n\n"
         "95% bootstrap intervals over test images; in brackets each arm − `{figures/reference}`, paired.",
         rows="rows",
         row="| {metric} | {cells} |",
         derive=_derive,
-    ),
-}
+    )
+
+
+BOX_BLOCKS = {"grounding-boxes": _block(BOXES), "grounding-boxes-aligned": _block(BOXES_ALIGNED)}

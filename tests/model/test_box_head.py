@@ -58,10 +58,11 @@ def _head_inputs(images, boxes, named, phrases, generator):
     return (images - 0.5) / 0.25, grid, phrases[named], torch.arange(len(named)), anchor, target
 
 
-def test_the_box_head_learns_to_draw_the_named_square_finer_than_a_cell():
+@pytest.mark.parametrize("centre_stride", [4, 2])
+def test_the_box_head_learns_to_draw_the_named_square_finer_than_a_cell(centre_stride):
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
-    config = tiny_config(box_head=TINY_BOX_HEAD).roi.box_head
+    config = tiny_config(box_head={**TINY_BOX_HEAD, "centre_stride": centre_stride}).roi.box_head
     head = BoxHead(config, image_channels=1, hidden=HIDDEN, embed_dim=EMBED)
     phrases = F.normalize(torch.randn(2, EMBED, generator=generator), dim=-1)  # "bright", "dark"
     optimizer = torch.optim.Adam(head.parameters(), lr=2e-3)
@@ -205,17 +206,18 @@ def test_each_cell_of_the_pixel_map_is_centred_where_the_centre_is_decoded():
                 layer.weight.fill_(0.05)
                 layer.bias.zero_()
     crop = torch.ones(1, 1, 32, 32, requires_grad=True)
-    out = head.pixels(crop)
-    side = out.shape[-1]
-    assert side == 32 // 4
-    for k in (2, 3, 4, 5):  # cells whose receptive field does not reach the zero padding
-        (grad,) = torch.autograd.grad(out[0, :, k, k].sum(), crop, retain_graph=True)
-        weight = grad[0, 0].sum(0)  # along x
-        centroid = float((weight * torch.arange(32.0)).sum() / weight.sum())
-        # in input pixel indices: cell k's centre (k + 0.5) / side of the window is pixel index
-        # (k + 0.5) * 32 / side - 0.5
-        assert centroid == pytest.approx((k + 0.5) * 32 / side - 0.5, abs=1e-4)
-        assert float((grad[0, 0].sum(1) * torch.arange(32.0)).sum() / grad.sum()) == pytest.approx(centroid)
+    half = head.pixels[:4](crop)  # the map centre_stride 2 decodes from (with the deeper one upsampled)
+    for out, cells in ((head.pixels[4](half), (2, 3, 4, 5)), (half, (4, 6, 8, 10))):
+        side = out.shape[-1]
+        for k in cells:  # cells whose receptive field does not reach the zero padding
+            (grad,) = torch.autograd.grad(out[0, :, k, k].sum(), crop, retain_graph=True)
+            weight = grad[0, 0].sum(0)  # along x
+            centroid = float((weight * torch.arange(32.0)).sum() / weight.sum())
+            # in input pixel indices: cell k's centre (k + 0.5) / side of the window is pixel index
+            # (k + 0.5) * 32 / side - 0.5
+            assert centroid == pytest.approx((k + 0.5) * 32 / side - 0.5, abs=1e-4), (side, k)
+            along_y = float((grad[0, 0].sum(1) * torch.arange(32.0)).sum() / grad.sum())
+            assert along_y == pytest.approx(centroid)
 
 
 def test_generalized_iou_and_the_box_loss_on_known_boxes():
