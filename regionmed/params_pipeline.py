@@ -197,6 +197,9 @@ class TrainParams(StrictModel):
     # the grounding loss's target: this share on the cell holding the box's centre, the rest spread over
     # the cells by area (regionmed/model/losses.py cell_overlap_targets); 0 = by area alone
     grounding_centre_weight: float = Field(ge=0, le=1)
+    # the box head's own learning rate (None: the phase's). Its inputs are detached, so it learns apart
+    # from the encoders; at the phase's rate it was far from converged (docs/experiments.md)
+    box_head_lr: float | None = Field(gt=0)
     deterministic: bool
     augment: AugmentParams
 

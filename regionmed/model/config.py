@@ -100,7 +100,7 @@ class BoxHeadConfig(StrictModel):
     crop_size: int = Field(ge=8)
     channels: int = Field(ge=4)
     anchor_jitter: float = Field(ge=0)
-    centre_stride: Literal[2, 4] = 4
+    centre_stride: Literal[2, 4]
 
     @model_validator(mode="after")
     def _anchor_inside_window(self) -> BoxHeadConfig:

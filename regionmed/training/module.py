@@ -41,6 +41,8 @@ class OptimConfig:
     # One fused kernel for the whole update: the per-tensor path was ~40% of a CPU step. Not with
     # fp16 loss scaling, where the fused optimiser unscales internally and clipping would see scaled grads.
     fused: bool = True
+    # the box head's parameters in groups of their own at this rate (None: ``lr``), same schedule
+    box_head_lr: float | None = None
 
 
 class RegionMedModule(L.LightningModule):
@@ -172,16 +174,22 @@ class RegionMedModule(L.LightningModule):
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.gradient_clip_val)
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
+        own_rate = self.optim.box_head_lr is not None
+        groups: dict[tuple[bool, bool], list] = {(h, d): [] for h in (False, True) for d in (True, False)}
         for name, param in self.model.named_parameters():
             if param.requires_grad:
-                (no_decay if param.ndim < 2 or any(n in name for n in NO_DECAY_NAMES) else decay).append(
-                    param
-                )
+                head = own_rate and name.startswith("box_head.")
+                decays = not (param.ndim < 2 or any(n in name for n in NO_DECAY_NAMES))
+                groups[head, decays].append(param)
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.optim.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
+                {
+                    "params": params,
+                    "weight_decay": self.optim.weight_decay if decays else 0.0,
+                    "lr": self.optim.box_head_lr if head else self.optim.lr,
+                }
+                for (head, decays), params in groups.items()
+                if params or not head  # the two groups of the rest always (a checkpoint's shape)
             ],
             lr=self.optim.lr,
             fused=self.optim.fused,

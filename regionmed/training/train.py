@@ -123,6 +123,7 @@ def train(
                 steps,
                 t.gradient_clip_val,
                 fused=t.precision != "16-mixed",
+                box_head_lr=t.box_head_lr,
             ),
             grounding_centre=t.grounding_centre_weight,
         )

@@ -54,7 +54,7 @@ def collate(samples: list[dict], tokenizer, max_length: int = 64) -> dict:
 
 
 # a box head for tiny_config's models (params.yaml's default may have none): a 3-cell window at 16 x 16
-TINY_BOX_HEAD = {"window": 3.0, "crop_size": 16, "channels": 16, "anchor_jitter": 1.0}
+TINY_BOX_HEAD = {"window": 3.0, "crop_size": 16, "channels": 16, "anchor_jitter": 1.0, "centre_stride": 4}
 
 
 def tiny_config(**roi) -> ModelConfig:

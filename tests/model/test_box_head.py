@@ -171,6 +171,25 @@ def test_the_box_loss_trains_the_head_alone_not_the_encoders(batch):
     assert all(p.grad is None for p in model.text_encoder.parameters())
 
 
+def test_box_head_lr_gives_the_head_its_own_rate_and_leaves_the_rest_as_before():
+    model = _model()
+    head_params = {id(p) for p in model.box_head.parameters()}
+
+    def groups(box_head_lr):
+        module = RegionMedModule(
+            model, {"global": 1.0, "box": 1.0}, OptimConfig(1e-3, 0.05, 0, 10, box_head_lr=box_head_lr)
+        )
+        optimizer = module.configure_optimizers()["optimizer"]
+        return [({id(p) for p in g["params"]}, g["lr"], g["weight_decay"]) for g in optimizer.param_groups]
+
+    same = groups(None)
+    assert [(lr, wd) for _, lr, wd in same] == [(1e-3, 0.05), (1e-3, 0.0)]  # decay, no decay: as before
+    own = groups(2e-2)
+    assert [(lr, wd) for _, lr, wd in own] == [(1e-3, 0.05), (1e-3, 0.0), (2e-2, 0.05), (2e-2, 0.0)]
+    assert own[2][0] | own[3][0] == head_params  # the head's parameters, all and only them
+    assert own[0][0] | own[1][0] == (same[0][0] | same[1][0]) - head_params
+
+
 def test_training_anchors_sit_at_the_box_centre_plus_the_jittered_offset(batch):
     model = _model()
     zero = dict(batch, box_anchor_offset=torch.zeros_like(batch["box_anchor_offset"]))
