@@ -48,13 +48,13 @@ class BoxHead(nn.Module):
         # where soft_argmax and the context's RoIAlign put cell k ((k + 0.5) / n). A kernel of 3 centres
         # it on input 2k, half an input cell early per step: 1.5 crop samples (2.25 px at the default
         # size) between the pixel map, the context map and the positions the centre is decoded at.
-        self.pixels = nn.Sequential(
+        self.pixels_half = nn.Sequential(  # the crop -> a map at half its resolution
             nn.Conv2d(image_channels, ch // 2, 3, padding=1),
             nn.GELU(),
             nn.Conv2d(ch // 2, ch, 4, stride=2, padding=1),
             nn.GELU(),
-            nn.Conv2d(ch, ch, 4, stride=2, padding=1),
         )
+        self.pixels_quarter = nn.Conv2d(ch, ch, 4, stride=2, padding=1)  # -> a quarter, beside the context
         self.context = nn.Conv2d(hidden, ch, 1)
         self.film = nn.Linear(embed_dim, 2 * ch)
         self.mix = nn.Conv2d(ch, ch, 3, padding=1)
@@ -107,8 +107,8 @@ class BoxHead(nn.Module):
         context = roi_align_batched(grid.detach(), packed, side, 2)[
             image_index, slot
         ]  # [M, hidden, side, side]
-        half = self.pixels[:4](crops)  # [M, ch, size / 2, size / 2]
-        feats = self.pixels[4](half) + self.context(context)
+        half = self.pixels_half(crops)  # [M, ch, size / 2, size / 2]
+        feats = self.pixels_quarter(half) + self.context(context)
         scale, shift = self.film(phrase.detach().to(feats.dtype)).chunk(2, dim=-1)
         feats = F.gelu(feats * (1 + scale[..., None, None]) + shift[..., None, None])
         mixed = F.gelu(self.mix(feats))

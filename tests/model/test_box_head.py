@@ -220,13 +220,13 @@ def test_each_cell_of_the_pixel_map_is_centred_where_the_centre_is_decoded():
     config = tiny_config(box_head={**TINY_BOX_HEAD, "crop_size": 32}).roi.box_head
     head = BoxHead(config, image_channels=1, hidden=HIDDEN, embed_dim=EMBED)
     with torch.no_grad():
-        for layer in head.pixels:
+        for layer in [*head.pixels_half, head.pixels_quarter]:
             if isinstance(layer, torch.nn.Conv2d):
                 layer.weight.fill_(0.05)
                 layer.bias.zero_()
     crop = torch.ones(1, 1, 32, 32, requires_grad=True)
-    half = head.pixels[:4](crop)  # the map centre_stride 2 decodes from (with the deeper one upsampled)
-    for out, cells in ((head.pixels[4](half), (2, 3, 4, 5)), (half, (4, 6, 8, 10))):
+    half = head.pixels_half(crop)  # the map centre_stride 2 decodes from (with the deeper one upsampled)
+    for out, cells in ((head.pixels_quarter(half), (2, 3, 4, 5)), (half, (4, 6, 8, 10))):
         side = out.shape[-1]
         for k in cells:  # cells whose receptive field does not reach the zero padding
             (grad,) = torch.autograd.grad(out[0, :, k, k].sum(), crop, retain_graph=True)
